@@ -1,0 +1,162 @@
+package ir
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// AttrKind says which field of an AttrValue is set.
+type AttrKind uint8
+
+const (
+	AttrInt    AttrKind = 1
+	AttrFloat  AttrKind = 2
+	AttrString AttrKind = 3
+	AttrInts   AttrKind = 4
+)
+
+// Attr is one named attribute of a Value.
+type Attr struct {
+	Key  string
+	Kind AttrKind
+	I    int64
+	F    float64
+	S    string
+	Is   []int64
+}
+
+// Int, Float, Str and Ints build attributes.
+func Int(key string, v int64) Attr     { return Attr{Key: key, Kind: AttrInt, I: v} }
+func Float(key string, v float64) Attr { return Attr{Key: key, Kind: AttrFloat, F: v} }
+func Str(key string, v string) Attr    { return Attr{Key: key, Kind: AttrString, S: v} }
+func Ints(key string, v ...int64) Attr {
+	return Attr{Key: key, Kind: AttrInts, Is: append([]int64(nil), v...)}
+}
+
+// Attrs is a Value's attribute list, kept sorted by key so that printing,
+// hashing and comparison are deterministic.
+type Attrs []Attr
+
+// MakeAttrs sorts the attributes by key and rejects duplicates.
+func MakeAttrs(list ...Attr) (Attrs, error) {
+	a := append(Attrs(nil), list...)
+	sort.Slice(a, func(i, j int) bool { return a[i].Key < a[j].Key })
+	for i := 1; i < len(a); i++ {
+		if a[i].Key == a[i-1].Key {
+			return nil, fmt.Errorf("duplicate attribute %q", a[i].Key)
+		}
+	}
+	return a, nil
+}
+
+func (a Attrs) find(key string) (Attr, bool) {
+	i := sort.Search(len(a), func(i int) bool { return a[i].Key >= key })
+	if i < len(a) && a[i].Key == key {
+		return a[i], true
+	}
+	return Attr{}, false
+}
+
+// Has reports whether key is set.
+func (a Attrs) Has(key string) bool { _, ok := a.find(key); return ok }
+
+// Int returns an integer attribute, or def when it is absent.
+func (a Attrs) Int(key string, def int64) int64 {
+	if v, ok := a.find(key); ok && v.Kind == AttrInt {
+		return v.I
+	}
+	return def
+}
+
+// Float returns a float attribute (an integer one converts), or def.
+func (a Attrs) Float(key string, def float64) float64 {
+	if v, ok := a.find(key); ok {
+		switch v.Kind {
+		case AttrFloat:
+			return v.F
+		case AttrInt:
+			return float64(v.I)
+		}
+	}
+	return def
+}
+
+// String returns a string attribute, or def.
+func (a Attrs) String(key string, def string) string {
+	if v, ok := a.find(key); ok && v.Kind == AttrString {
+		return v.S
+	}
+	return def
+}
+
+// Ints returns an integer-list attribute, or nil.
+func (a Attrs) Ints(key string) []int64 {
+	if v, ok := a.find(key); ok && v.Kind == AttrInts {
+		return v.Is
+	}
+	return nil
+}
+
+// Equal reports whether two attribute lists are identical.
+func (a Attrs) Equal(b Attrs) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].Key != b[i].Key || a[i].valueString() != b[i].valueString() {
+			return false
+		}
+	}
+	return true
+}
+
+// String prints "{a=1, b="x"}" (empty for no attributes).
+func (a Attrs) Format() string {
+	if len(a) == 0 {
+		return ""
+	}
+	parts := make([]string, len(a))
+	for i, at := range a {
+		parts[i] = at.Key + "=" + at.valueString()
+	}
+	return "{" + strings.Join(parts, ", ") + "}"
+}
+
+func (at Attr) valueString() string {
+	switch at.Kind {
+	case AttrInt:
+		return strconv.FormatInt(at.I, 10)
+	case AttrFloat:
+		return formatFloat(at.F)
+	case AttrString:
+		return strconv.Quote(at.S)
+	case AttrInts:
+		parts := make([]string, len(at.Is))
+		for i, v := range at.Is {
+			parts[i] = strconv.FormatInt(v, 10)
+		}
+		return "[" + strings.Join(parts, ", ") + "]"
+	}
+	return "?"
+}
+
+// formatFloat prints a float so that it round-trips exactly and always reads
+// as a float (never as an integer).
+func formatFloat(f float64) string {
+	switch {
+	case math.IsInf(f, 1):
+		return "inf"
+	case math.IsInf(f, -1):
+		return "-inf"
+	case math.IsNaN(f):
+		return "nan"
+	}
+	s := strconv.FormatFloat(f, 'g', -1, 64)
+	if !strings.ContainsAny(s, ".e") {
+		s += ".0"
+	}
+	return s
+}

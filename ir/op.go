@@ -1,0 +1,238 @@
+package ir
+
+import "fmt"
+
+// Op is an operation. Numbers are stored in engine files: append only;
+// retire an op by leaving a tombstone entry (name "retired-<name>").
+type Op uint16
+
+const (
+	OpInvalid    Op = 0
+	OpInput      Op = 1  // runtime input, named by attr name; type declared
+	OpWeight     Op = 2  // checkpoint tensor, named by attr name; type declared
+	OpEmbedding  Op = 3  // y[t] = table[ids[t]]
+	OpRMSNorm    Op = 4  // y = x / sqrt(mean(x²) + eps) · (w or 1+w) over the last dim
+	OpMatMul     Op = 5  // y = x·Wᵀ, W is [N, K]
+	OpReshape    Op = 6  // same elements, new shape (a view; no data movement)
+	OpRoPE       Op = 7  // rotary embedding of the first rotary_dims channels of each head at pos[t]
+	OpAttention  Op = 8  // causal paged attention; writes k, v for this step into cache slot `cache`
+	OpSiLU       Op = 9  // y = x·sigmoid(x)
+	OpMul        Op = 10 // y = a ⊙ b
+	OpAdd        Op = 11 // y = a + b
+	OpGatherRows Op = 12 // y[s] = x[rows[s]]
+	OpSigmoid    Op = 13 // y = 1/(1+e^-x)
+)
+
+// OpInfo describes an op: its text name, arity, required attributes, its
+// type-inference rule and a one-line statement of the math.
+type OpInfo struct {
+	Name    string
+	Args    int      // number of args; -1 for variadic
+	Attrs   []string // attributes that must be present
+	Infer   func(args []*Value, attrs Attrs) (DType, Shape, error)
+	Pure    bool // no side effects: removable when unused, mergeable by CSE
+	Comment string
+}
+
+var opTable = [...]OpInfo{
+	OpInvalid:    {Name: "invalid"},
+	OpInput:      {Name: "input", Args: 0, Attrs: []string{"name"}, Pure: true, Comment: "runtime input"},
+	OpWeight:     {Name: "weight", Args: 0, Attrs: []string{"name"}, Pure: true, Comment: "checkpoint tensor"},
+	OpEmbedding:  {Name: "embedding", Args: 2, Infer: inferEmbedding, Pure: true, Comment: "y[t] = table[ids[t]]"},
+	OpRMSNorm:    {Name: "rms_norm", Args: 2, Attrs: []string{"eps"}, Infer: inferRMSNorm, Pure: true, Comment: "x/sqrt(mean(x²)+eps)·w (·(1+w) if unit_offset=1)"},
+	OpMatMul:     {Name: "matmul", Args: 2, Infer: inferMatMul, Pure: true, Comment: "y = x·Wᵀ"},
+	OpReshape:    {Name: "reshape", Args: 1, Attrs: []string{"shape"}, Infer: inferReshape, Pure: true, Comment: "view with a new shape"},
+	OpRoPE:       {Name: "rope", Args: 2, Attrs: []string{"theta", "rotary_dims", "style"}, Infer: inferRoPE, Pure: true, Comment: "rotary embedding at positions pos"},
+	OpAttention:  {Name: "attention", Args: 3, Attrs: []string{"cache", "scale"}, Infer: inferAttention, Pure: false, Comment: "causal paged GQA attention; appends k, v to the cache"},
+	OpSiLU:       {Name: "silu", Args: 1, Infer: inferUnary, Pure: true, Comment: "x·sigmoid(x)"},
+	OpMul:        {Name: "mul", Args: 2, Infer: inferBinary, Pure: true, Comment: "a ⊙ b"},
+	OpAdd:        {Name: "add", Args: 2, Infer: inferBinary, Pure: true, Comment: "a + b"},
+	OpGatherRows: {Name: "gather_rows", Args: 2, Infer: inferGatherRows, Pure: true, Comment: "y[s] = x[rows[s]]"},
+	OpSigmoid:    {Name: "sigmoid", Args: 1, Infer: inferUnary, Pure: true, Comment: "1/(1+e^-x)"},
+}
+
+// Info returns the table entry of op; ok is false for an unknown op.
+func (op Op) Info() (OpInfo, bool) {
+	if op == OpInvalid || int(op) >= len(opTable) || opTable[op].Name == "" {
+		return OpInfo{}, false
+	}
+	return opTable[op], true
+}
+
+// String returns the op's text name.
+func (op Op) String() string {
+	if info, ok := op.Info(); ok {
+		return info.Name
+	}
+	return fmt.Sprintf("op(%d)", uint16(op))
+}
+
+// Ops lists every known op in number order.
+func Ops() []Op {
+	var ops []Op
+	for i := 1; i < len(opTable); i++ {
+		if opTable[i].Name != "" {
+			ops = append(ops, Op(i))
+		}
+	}
+	return ops
+}
+
+// ParseOp finds an op by its text name.
+func ParseOp(name string) (Op, error) {
+	for i := 1; i < len(opTable); i++ {
+		if opTable[i].Name == name {
+			return Op(i), nil
+		}
+	}
+	return OpInvalid, fmt.Errorf("unknown op %q", name)
+}
+
+func isFloat(v *Value) bool { return v.DType.IsFloat() }
+
+func inferEmbedding(a []*Value, _ Attrs) (DType, Shape, error) {
+	table, ids := a[0], a[1]
+	if len(table.Shape) != 2 || table.Shape[0].Symbolic() || table.Shape[1].Symbolic() {
+		return 0, nil, fmt.Errorf("table must be a static [vocab, hidden], got %v", table.Shape)
+	}
+	if !isFloat(table) {
+		return 0, nil, fmt.Errorf("table must be float, got %v", table.DType)
+	}
+	if ids.DType != I32 {
+		return 0, nil, fmt.Errorf("ids must be i32, got %v", ids.DType)
+	}
+	return F32, append(ids.Shape.Clone(), table.Shape[1]), nil
+}
+
+func inferRMSNorm(a []*Value, at Attrs) (DType, Shape, error) {
+	x, w := a[0], a[1]
+	if !isFloat(x) || !isFloat(w) {
+		return 0, nil, fmt.Errorf("operands must be float")
+	}
+	if len(w.Shape) != 1 || w.Shape[0] != x.Shape.Last() || len(x.Shape) == 0 {
+		return 0, nil, fmt.Errorf("weight %v does not match the last dim of %v", w.Shape, x.Shape)
+	}
+	if eps := at.Float("eps", -1); !(eps > 0) {
+		return 0, nil, fmt.Errorf("eps must be > 0")
+	}
+	if u := at.Int("unit_offset", 0); u != 0 && u != 1 {
+		return 0, nil, fmt.Errorf("unit_offset must be 0 or 1")
+	}
+	return F32, x.Shape.Clone(), nil
+}
+
+func inferMatMul(a []*Value, _ Attrs) (DType, Shape, error) {
+	x, w := a[0], a[1]
+	if !isFloat(x) || !isFloat(w) {
+		return 0, nil, fmt.Errorf("operands must be float")
+	}
+	if len(w.Shape) != 2 || w.Shape[0].Symbolic() || w.Shape[1].Symbolic() {
+		return 0, nil, fmt.Errorf("weight must be a static [N, K], got %v", w.Shape)
+	}
+	if len(x.Shape) == 0 || x.Shape.Last() != w.Shape[1] {
+		return 0, nil, fmt.Errorf("x %v and weight %v disagree on K", x.Shape, w.Shape)
+	}
+	out := x.Shape.Clone()
+	out[len(out)-1] = w.Shape[0]
+	return F32, out, nil
+}
+
+func inferReshape(a []*Value, at Attrs) (DType, Shape, error) {
+	raw := at.Ints("shape")
+	out := make(Shape, len(raw))
+	for i, d := range raw {
+		out[i] = Dim(d)
+	}
+	if err := out.validate(); err != nil {
+		return 0, nil, err
+	}
+	p1, f1, _ := a[0].Shape.Split()
+	p2, f2, ok := out.Split()
+	symIn, symOut := symOf(a[0].Shape), symOf(out)
+	if !ok || p1 != p2 || f1 != f2 || symIn != symOut {
+		return 0, nil, fmt.Errorf("cannot reshape %v to %v", a[0].Shape, out)
+	}
+	return a[0].DType, out, nil
+}
+
+func symOf(s Shape) Dim {
+	for _, d := range s {
+		if d.Symbolic() {
+			return d
+		}
+	}
+	return 0
+}
+
+func inferRoPE(a []*Value, at Attrs) (DType, Shape, error) {
+	x, pos := a[0], a[1]
+	if len(x.Shape) != 3 || x.Shape[0] != T {
+		return 0, nil, fmt.Errorf("x must be [T, heads, headDim], got %v", x.Shape)
+	}
+	if pos.DType != I32 || !pos.Shape.Equal(Sh(T)) {
+		return 0, nil, fmt.Errorf("positions must be i32[T], got %v%v", pos.DType, pos.Shape)
+	}
+	rd := at.Int("rotary_dims", 0)
+	if rd <= 0 || rd%2 != 0 || Dim(rd) > x.Shape[2] {
+		return 0, nil, fmt.Errorf("rotary_dims %d must be even and in (0, %v]", rd, x.Shape[2])
+	}
+	if th := at.Float("theta", 0); !(th > 0) {
+		return 0, nil, fmt.Errorf("theta must be > 0")
+	}
+	if s := at.String("style", ""); s != "neox" && s != "interleaved" {
+		return 0, nil, fmt.Errorf("style must be \"neox\" or \"interleaved\", got %q", s)
+	}
+	return F32, x.Shape.Clone(), nil
+}
+
+func inferAttention(a []*Value, at Attrs) (DType, Shape, error) {
+	q, k, v := a[0], a[1], a[2]
+	for _, x := range a {
+		if len(x.Shape) != 3 || x.Shape[0] != T {
+			return 0, nil, fmt.Errorf("q, k, v must be [T, heads, dim], got %v", x.Shape)
+		}
+	}
+	if q.Shape[2] != k.Shape[2] {
+		return 0, nil, fmt.Errorf("q %v and k %v disagree on head dim", q.Shape, k.Shape)
+	}
+	if k.Shape[1] != v.Shape[1] || k.Shape[1] == 0 || q.Shape[1]%k.Shape[1] != 0 {
+		return 0, nil, fmt.Errorf("query heads %v must be a multiple of kv heads %v (= v heads %v)", q.Shape[1], k.Shape[1], v.Shape[1])
+	}
+	if sc := at.Float("scale", 0); !(sc > 0) {
+		return 0, nil, fmt.Errorf("scale must be > 0")
+	}
+	if at.Int("cache", -1) < 0 {
+		return 0, nil, fmt.Errorf("cache index must be >= 0")
+	}
+	return F32, Sh(T, q.Shape[1], v.Shape[2]), nil
+}
+
+func inferUnary(a []*Value, _ Attrs) (DType, Shape, error) {
+	if !isFloat(a[0]) {
+		return 0, nil, fmt.Errorf("operand must be float")
+	}
+	return F32, a[0].Shape.Clone(), nil
+}
+
+func inferBinary(a []*Value, _ Attrs) (DType, Shape, error) {
+	if !isFloat(a[0]) || !isFloat(a[1]) {
+		return 0, nil, fmt.Errorf("operands must be float")
+	}
+	if !a[0].Shape.Equal(a[1].Shape) {
+		return 0, nil, fmt.Errorf("shapes differ: %v and %v", a[0].Shape, a[1].Shape)
+	}
+	return F32, a[0].Shape.Clone(), nil
+}
+
+func inferGatherRows(a []*Value, _ Attrs) (DType, Shape, error) {
+	x, rows := a[0], a[1]
+	if len(x.Shape) < 1 || x.Shape[0] != T {
+		return 0, nil, fmt.Errorf("x must be [T, ...], got %v", x.Shape)
+	}
+	if rows.DType != I32 || len(rows.Shape) != 1 || !rows.Shape[0].Symbolic() {
+		return 0, nil, fmt.Errorf("rows must be i32[S] or i32[T], got %v%v", rows.DType, rows.Shape)
+	}
+	out := x.Shape.Clone()
+	out[0] = rows.Shape[0]
+	return x.DType, out, nil
+}

@@ -1,0 +1,365 @@
+#!/usr/bin/env python3
+"""Generate tiny random Qwen3 checkpoints and their reference activations.
+
+The ONLY source of truth for testdata/tiny/*/golden.* is Hugging Face
+transformers (pinned in requirements.txt). Nothing here calls our Go code.
+
+Run from the repository root (the Makefile's `golden` target does this):
+
+    <venv>/bin/python3 testdata/golden/make_golden.py
+
+For each tiny model it:
+  1. builds a random Qwen3ForCausalLM from a Qwen3Config (seeded init, larger
+     than the default 0.02 so activations are non-trivial),
+  2. rounds every parameter to the storage dtype (bf16 for qwen3-a) and back to
+     float32, so the float32 goldens are computed from exactly the stored
+     weights,
+  3. runs float32 eager-attention forwards on three fixed prompts, capturing
+     with forward hooks the output of every decoder layer, of the final norm,
+     and the logits,
+  4. computes a 16-token greedy continuation with an explicit loop of FULL
+     forwards (no KV cache; argmax of the last position's logits; EOS is not a
+     stop condition), and cross-checks it against model.generate(do_sample=False)
+     with EOS stopping disabled (that path uses the KV cache),
+  5. requires a top1-top2 logit margin >= MIN_MARGIN at every greedy step; if
+     not, bumps the weight seed deterministically and starts over,
+  6. saves the checkpoint with save_pretrained (hub layout), reloads it with
+     from_pretrained in float32 and checks the reloaded model reproduces the
+     goldens bit-exactly, then writes golden.safetensors and golden.json.
+
+CPU only, single thread, deterministic algorithms: running it twice produces
+byte-identical files.
+"""
+
+import os
+
+# Must be set before torch is imported.
+os.environ["CUDA_VISIBLE_DEVICES"] = ""
+os.environ["OMP_NUM_THREADS"] = "1"
+os.environ["MKL_NUM_THREADS"] = "1"
+os.environ["OPENBLAS_NUM_THREADS"] = "1"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_VERBOSITY"] = "error"
+
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import shutil  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy  # noqa: E402
+import safetensors  # noqa: E402
+import torch  # noqa: E402
+import transformers  # noqa: E402
+from safetensors.torch import save_file  # noqa: E402
+from transformers import GenerationConfig, Qwen3Config, Qwen3ForCausalLM  # noqa: E402
+
+torch.set_num_threads(1)
+torch.set_num_interop_threads(1)
+torch.use_deterministic_algorithms(True)
+
+ROOT = Path(__file__).resolve().parent.parent  # testdata/
+TINY = ROOT / "tiny"
+
+PROMPT_LENGTHS = (1, 7, 19)
+PROMPT_SEED = 1234  # independent of the weight seed: prompts never change on retry
+NEW_TOKENS = 16
+MIN_MARGIN = 1e-3
+MAX_TRIES = 100
+MATRIX_STD = 0.2  # embeddings, lm_head and all projection matrices
+NORM_LO, NORM_HI = 0.5, 1.5  # every RMSNorm weight ~ U[0.5, 1.5]
+
+NOTE = "reference activations from transformers; do not edit"
+
+MODELS = [
+    {
+        "name": "qwen3-a",
+        "storage_dtype": torch.bfloat16,
+        "max_shard_size": None,  # one model.safetensors
+        "weight_seed": 1000,
+        "config": dict(
+            vocab_size=512,
+            hidden_size=64,
+            intermediate_size=160,
+            num_hidden_layers=3,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=32,  # 4*32 = 128 != hidden 64, GQA 2:1
+            rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
+            rms_norm_eps=1e-6,
+            tie_word_embeddings=True,
+            max_position_embeddings=512,
+        ),
+    },
+    {
+        "name": "qwen3-b",
+        "storage_dtype": torch.float32,
+        "max_shard_size": "100KB",  # -> several shards + model.safetensors.index.json
+        "weight_seed": 2000,
+        "config": dict(
+            vocab_size=300,
+            hidden_size=48,
+            intermediate_size=96,
+            num_hidden_layers=2,
+            num_attention_heads=6,
+            num_key_value_heads=6,  # MHA
+            head_dim=8,  # = hidden / heads
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+            rms_norm_eps=1e-5,
+            tie_word_embeddings=False,
+            max_position_embeddings=512,
+        ),
+    },
+]
+
+
+def special_ids(vocab):
+    # Qwen-like: bos == pad (<|endoftext|>-ish), eos separate; all at the top of the vocab.
+    return {"bos": vocab - 2, "eos": vocab - 1, "pad": vocab - 2}
+
+
+def make_prompts(vocab):
+    g = torch.Generator().manual_seed(PROMPT_SEED + vocab)
+    # Draw from the ordinary (non-special) ids [0, vocab-2).
+    return [torch.randint(0, vocab - 2, (n,), generator=g, dtype=torch.int64) for n in PROMPT_LENGTHS]
+
+
+def build_model(spec, seed):
+    ids = special_ids(spec["config"]["vocab_size"])
+    cfg = Qwen3Config(
+        **spec["config"],
+        hidden_act="silu",
+        attention_bias=False,
+        use_sliding_window=False,
+        bos_token_id=ids["bos"],
+        eos_token_id=ids["eos"],
+    )
+    torch.manual_seed(seed)
+    model = Qwen3ForCausalLM(cfg)
+    model.config._attn_implementation = "eager"
+
+    g = torch.Generator().manual_seed(seed)
+    seen = set()
+    with torch.no_grad():
+        for name, p in model.named_parameters():  # deterministic (registration) order
+            if name.endswith("norm.weight"):
+                assert p.dim() == 1, name
+                p.copy_(torch.rand(p.shape, generator=g, dtype=torch.float32) * (NORM_HI - NORM_LO) + NORM_LO)
+            else:
+                assert p.dim() == 2, name
+                p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float32) * MATRIX_STD)
+            # Round to the storage dtype and back: the f32 model now holds exactly the stored values.
+            p.copy_(p.to(spec["storage_dtype"]).to(torch.float32))
+            seen.add(name)
+    assert len(seen) == len(list(model.parameters()))
+    if cfg.tie_word_embeddings:
+        assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr(), "lm_head not tied"
+    else:
+        assert "lm_head.weight" in seen
+    model.generation_config = GenerationConfig(
+        bos_token_id=ids["bos"], eos_token_id=ids["eos"], pad_token_id=ids["pad"]
+    )
+    model.eval()
+    return model
+
+
+def capture(model, ids):
+    """Full float32 forward on one prompt; returns hidden per layer, final norm, logits."""
+    got = {}
+    hooks = []
+
+    def hook(key):
+        def fn(_mod, _inp, out):
+            t = out[0] if isinstance(out, (tuple, list)) else out
+            got[key] = t[0].detach().to(torch.float32).clone().contiguous()
+
+        return fn
+
+    for i, layer in enumerate(model.model.layers):
+        hooks.append(layer.register_forward_hook(hook(f"hidden.{i}")))
+    hooks.append(model.model.norm.register_forward_hook(hook("norm")))
+    try:
+        with torch.inference_mode():
+            out = model(input_ids=ids[None, :], use_cache=False)
+    finally:
+        for h in hooks:
+            h.remove()
+    got["logits"] = out.logits[0].detach().to(torch.float32).clone().contiguous()
+    T = ids.shape[0]
+    H = model.config.hidden_size
+    for i in range(model.config.num_hidden_layers):
+        assert got[f"hidden.{i}"].shape == (T, H)
+    assert got["norm"].shape == (T, H)
+    assert got["logits"].shape == (T, model.config.vocab_size)
+    return got
+
+
+def greedy(model, ids):
+    """Explicit greedy loop, full forward each step (no cache), EOS ignored."""
+    seq = ids.clone()
+    toks, margins = [], []
+    with torch.inference_mode():
+        for _ in range(NEW_TOKENS):
+            logits = model(input_ids=seq[None, :], use_cache=False).logits[0, -1].to(torch.float32)
+            top = torch.topk(logits, 2)
+            margins.append(float(top.values[0] - top.values[1]))
+            nxt = int(torch.argmax(logits))
+            assert nxt == int(top.indices[0])
+            toks.append(nxt)
+            seq = torch.cat([seq, torch.tensor([nxt], dtype=seq.dtype)])
+    return torch.tensor(toks, dtype=torch.int64), margins
+
+
+def greedy_generate(model, ids):
+    """model.generate cross-check (KV cache path), EOS stopping disabled."""
+    gc = GenerationConfig(
+        do_sample=False,
+        max_new_tokens=NEW_TOKENS,
+        min_new_tokens=0,
+        eos_token_id=None,
+        pad_token_id=model.generation_config.pad_token_id,
+        bos_token_id=model.generation_config.bos_token_id,
+    )
+    with torch.inference_mode():
+        out = model.generate(
+            input_ids=ids[None, :], attention_mask=torch.ones_like(ids)[None, :], generation_config=gc
+        )
+    return out[0, ids.shape[0]:]
+
+
+def compute(model, prompts):
+    res = []
+    for ids in prompts:
+        acts = capture(model, ids)
+        toks, margins = greedy(model, ids)
+        res.append({"ids": ids, "acts": acts, "greedy": toks, "margins": margins})
+    return res
+
+
+def sha256(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def make_one(spec, versions):
+    name = spec["name"]
+    vocab = spec["config"]["vocab_size"]
+    prompts = make_prompts(vocab)
+
+    seed = spec["weight_seed"]
+    for attempt in range(MAX_TRIES):
+        model = build_model(spec, seed)
+        res = compute(model, prompts)
+        min_margin = min(min(r["margins"]) for r in res)
+        if min_margin >= MIN_MARGIN:
+            break
+        print(f"{name}: seed {seed}: min greedy margin {min_margin:.3g} < {MIN_MARGIN}; retrying", file=sys.stderr)
+        seed += 1
+    else:
+        raise SystemExit(f"{name}: no seed with greedy margin >= {MIN_MARGIN} in {MAX_TRIES} tries")
+
+    # Cross-check the explicit loop with transformers' own generate (KV cache path).
+    for i, r in enumerate(res):
+        gen = greedy_generate(model, r["ids"])
+        if not torch.equal(gen, r["greedy"]):
+            raise SystemExit(f"{name} p{i}: generate {gen.tolist()} != explicit loop {r['greedy'].tolist()}")
+
+    out_dir = TINY / name
+    if out_dir.exists():
+        shutil.rmtree(out_dir)  # no stale shards from an earlier run
+    out_dir.mkdir(parents=True)
+
+    save_model = model.to(spec["storage_dtype"])  # exact: params already hold storage-dtype values
+    kw = {"safe_serialization": True} if "safe_serialization" in Qwen3ForCausalLM.save_pretrained.__code__.co_varnames else {}
+    if spec["max_shard_size"] is not None:
+        kw["max_shard_size"] = spec["max_shard_size"]
+    save_model.save_pretrained(out_dir, **kw)
+    del model, save_model
+
+    # Reload what was written, in float32, and check it reproduces the goldens bit-exactly.
+    re = Qwen3ForCausalLM.from_pretrained(out_dir, dtype=torch.float32, attn_implementation="eager")
+    re.eval()
+    # from_pretrained may leave parameters in mmap'd storage at unaligned offsets, and CPU GEMM
+    # results depend (in the last bits) on alignment; copy into fresh (64-byte aligned) storage so
+    # the comparison below can be bit-exact. Tied parameters are one object, so ties survive.
+    with torch.no_grad():
+        for p in re.parameters():
+            p.data = p.data.clone().contiguous()
+    if not spec["config"]["tie_word_embeddings"]:
+        assert not torch.equal(re.lm_head.weight, re.model.embed_tokens.weight)
+    res2 = compute(re, prompts)
+    for i, (a, b) in enumerate(zip(res, res2)):
+        for k in a["acts"]:
+            if not torch.equal(a["acts"][k], b["acts"][k]):
+                raise SystemExit(f"{name} p{i}.{k}: reloaded checkpoint does not reproduce the golden")
+        assert torch.equal(a["greedy"], b["greedy"])
+
+    tensors = {}
+    for i, r in enumerate(res):
+        tensors[f"p{i}.ids"] = r["ids"].to(torch.int32).contiguous()
+        for l in range(spec["config"]["num_hidden_layers"]):
+            tensors[f"p{i}.hidden.{l}"] = r["acts"][f"hidden.{l}"]
+        tensors[f"p{i}.norm"] = r["acts"]["norm"]
+        tensors[f"p{i}.logits"] = r["acts"]["logits"]
+        tensors[f"p{i}.greedy"] = r["greedy"].to(torch.int32).contiguous()
+    meta = {"transformers": versions["transformers"], "torch": versions["torch"], "note": NOTE}
+    save_file(tensors, str(out_dir / "golden.safetensors"), metadata=meta)
+
+    doc = {
+        **meta,
+        "model": name,
+        "storage_dtype": str(spec["storage_dtype"]).replace("torch.", ""),
+        "compute_dtype": "float32",
+        "attn_implementation": "eager",
+        "weight_seed": seed,
+        "prompt_seed": PROMPT_SEED + vocab,
+        "init": {"matrix_std": MATRIX_STD, "norm_uniform": [NORM_LO, NORM_HI]},
+        "special_ids": special_ids(vocab),
+        "greedy_method": (
+            "explicit loop: 16 full forwards without KV cache, argmax of last-position logits, "
+            "EOS not a stop condition; cross-checked equal to model.generate(do_sample=False, "
+            "max_new_tokens=16, eos_token_id=None) (KV-cache path)"
+        ),
+        "min_greedy_margin_required": MIN_MARGIN,
+        "min_greedy_margin": round(min_margin, 6),
+        "prompts": [
+            {
+                "name": f"p{i}",
+                "ids": r["ids"].tolist(),
+                "greedy": r["greedy"].tolist(),
+                "min_greedy_margin": round(min(r["margins"]), 6),
+            }
+            for i, r in enumerate(res)
+        ],
+        "tensors": {
+            "p{i}.ids": "I32 [T]",
+            "p{i}.hidden.{layer}": "F32 [T, hidden] output of decoder layer {layer}",
+            "p{i}.norm": "F32 [T, hidden] output of the final model.norm",
+            "p{i}.logits": "F32 [T, vocab]",
+            "p{i}.greedy": "I32 [16] greedy continuation",
+        },
+    }
+    (out_dir / "golden.json").write_text(json.dumps(doc, indent=2) + "\n")
+    return out_dir
+
+
+def main():
+    versions = {
+        "transformers": transformers.__version__,
+        "torch": torch.__version__,
+        "safetensors": safetensors.__version__,
+        "numpy": numpy.__version__,
+    }
+    print("versions:", json.dumps(versions))
+    total = 0
+    for spec in MODELS:
+        d = make_one(spec, versions)
+        for f in sorted(d.iterdir()):
+            size = f.stat().st_size
+            total += size
+            print(f"wrote {f.relative_to(ROOT.parent)}  {size:>9} bytes  sha256 {sha256(f)[:16]}")
+    print(f"total {total} bytes")
+
+
+if __name__ == "__main__":
+    main()
