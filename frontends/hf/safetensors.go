@@ -5,14 +5,12 @@ import (
 	"cmp"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"maps"
 	"math"
 	"os"
 	"slices"
-	"sort"
 )
 
 // MaxSafetensorsHeader is the largest header accepted, in bytes (100 MiB).
@@ -197,13 +195,14 @@ func ParseSafetensorsHeader(buf []byte, fileSize int64) ([]TensorInfo, map[strin
 
 	dec := json.NewDecoder(bytes.NewReader(header))
 	jsonErr := func(err error) error {
-		if se, ok := errors.AsType[*json.SyntaxError](err); ok {
-			return fmt.Errorf("header JSON: at byte %d of the header: %w", se.Offset, err)
-		}
-		if err == io.EOF {
+		// The decoder's offsets are relative to the value it was reading;
+		// re-check the whole header for a position that means something.
+		if verr := json.Unmarshal(header, new(json.RawMessage)); verr != nil {
+			err = verr
+		} else if err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
-		return fmt.Errorf("header JSON: %w", err)
+		return fmt.Errorf("header JSON: %w", jsonError(header, err))
 	}
 	if tok, err := dec.Token(); err != nil {
 		return nil, nil, jsonErr(err)
@@ -245,7 +244,7 @@ func ParseSafetensorsHeader(buf []byte, fileSize int64) ([]TensorInfo, map[strin
 		return nil, nil, jsonErr(err)
 	}
 	if rest := bytes.TrimLeft(header[dec.InputOffset():], " \t\r\n"); len(rest) > 0 {
-		return nil, nil, fmt.Errorf("header JSON: unexpected data after the object at byte %d of the header", len(header)-len(rest))
+		return nil, nil, fmt.Errorf("header JSON: unexpected data after the object at byte offset %d", len(header)-len(rest))
 	}
 
 	// Overlap check in file order; empty tensors occupy no bytes.
@@ -265,7 +264,7 @@ func ParseSafetensorsHeader(buf []byte, fileSize int64) ([]TensorInfo, map[strin
 		}
 		prev = t
 	}
-	sort.Slice(infos, func(i, j int) bool { return infos[i].Name < infos[j].Name })
+	slices.SortFunc(infos, func(a, b TensorInfo) int { return cmp.Compare(a.Name, b.Name) })
 	return infos, meta, nil
 }
 
@@ -425,9 +424,9 @@ func (f *SafetensorsFile) Close() error {
 }
 
 // WriteSafetensors writes tensors and metadata to w in the safetensors
-// format, as the reference implementation does: header keys sorted, tensor
-// data in name order without gaps, the header padded with spaces so that the
-// data starts at an 8-byte boundary. metadata may be nil.
+// format: header keys sorted by name, tensor data in name order without gaps,
+// and, as the reference implementation does, the header padded with spaces so
+// that the data starts at an 8-byte boundary. metadata may be nil.
 //
 // It checks only that names are unique and non-empty: Data is written as
 // given and data_offsets follow len(Data), so tests can write files whose

@@ -28,7 +28,9 @@ For each tiny model it:
      goldens bit-exactly, then writes golden.safetensors and golden.json.
 
 CPU only, single thread, deterministic algorithms: running it twice produces
-byte-identical files.
+byte-identical files. (golden.safetensors is written with safetensors.torch.save_file;
+its JSON header is then rewritten in a fixed key order, because safetensors orders the
+__metadata__ keys differently from run to run.)
 """
 
 import os
@@ -44,6 +46,7 @@ os.environ["TRANSFORMERS_VERBOSITY"] = "error"
 
 import hashlib  # noqa: E402
 import json  # noqa: E402
+import re  # noqa: E402
 import shutil  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -52,9 +55,11 @@ import numpy  # noqa: E402
 import safetensors  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
+from safetensors import safe_open  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 from transformers import GenerationConfig, Qwen3Config, Qwen3ForCausalLM  # noqa: E402
 
+transformers.utils.logging.disable_progress_bar()
 torch.set_num_threads(1)
 torch.set_num_interop_threads(1)
 torch.use_deterministic_algorithms(True)
@@ -237,6 +242,27 @@ def compute(model, prompts):
     return res
 
 
+def canonicalize_safetensors_header(path):
+    """Rewrite a safetensors header with a fixed key order.
+
+    safetensors serializes `__metadata__` from a hash map, so the order of its keys (and thus the
+    file bytes) changes from run to run. Reordering JSON keys does not change the header length,
+    so the tensor data and offsets are untouched; only the header bytes become canonical.
+    """
+    raw = bytearray(path.read_bytes())
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + n].decode("utf-8"))
+    canon = {}
+    if "__metadata__" in header:
+        canon["__metadata__"] = dict(sorted(header.pop("__metadata__").items()))
+    for k in sorted(header, key=lambda k: (header[k]["data_offsets"][0], k)):
+        canon[k] = header[k]
+    enc = json.dumps(canon, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    assert len(enc) <= n, (len(enc), n)
+    raw[8 : 8 + n] = enc + b" " * (n - len(enc))  # safetensors allows trailing-space padding
+    path.write_bytes(bytes(raw))
+
+
 def sha256(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -270,24 +296,26 @@ def make_one(spec, versions):
     out_dir.mkdir(parents=True)
 
     save_model = model.to(spec["storage_dtype"])  # exact: params already hold storage-dtype values
-    kw = {"safe_serialization": True} if "safe_serialization" in Qwen3ForCausalLM.save_pretrained.__code__.co_varnames else {}
+    kw = {}  # transformers v5 always writes safetensors
     if spec["max_shard_size"] is not None:
         kw["max_shard_size"] = spec["max_shard_size"]
     save_model.save_pretrained(out_dir, **kw)
     del model, save_model
 
     # Reload what was written, in float32, and check it reproduces the goldens bit-exactly.
-    re = Qwen3ForCausalLM.from_pretrained(out_dir, dtype=torch.float32, attn_implementation="eager")
-    re.eval()
+    reloaded = Qwen3ForCausalLM.from_pretrained(out_dir, dtype=torch.float32, attn_implementation="eager")
+    reloaded.eval()
     # from_pretrained may leave parameters in mmap'd storage at unaligned offsets, and CPU GEMM
     # results depend (in the last bits) on alignment; copy into fresh (64-byte aligned) storage so
     # the comparison below can be bit-exact. Tied parameters are one object, so ties survive.
     with torch.no_grad():
-        for p in re.parameters():
+        for p in reloaded.parameters():
             p.data = p.data.clone().contiguous()
-    if not spec["config"]["tie_word_embeddings"]:
-        assert not torch.equal(re.lm_head.weight, re.model.embed_tokens.weight)
-    res2 = compute(re, prompts)
+    if spec["config"]["tie_word_embeddings"]:
+        assert reloaded.lm_head.weight.data_ptr() == reloaded.model.embed_tokens.weight.data_ptr()
+    else:
+        assert not torch.equal(reloaded.lm_head.weight, reloaded.model.embed_tokens.weight)
+    res2 = compute(reloaded, prompts)
     for i, (a, b) in enumerate(zip(res, res2)):
         for k in a["acts"]:
             if not torch.equal(a["acts"][k], b["acts"][k]):
@@ -303,7 +331,15 @@ def make_one(spec, versions):
         tensors[f"p{i}.logits"] = r["acts"]["logits"]
         tensors[f"p{i}.greedy"] = r["greedy"].to(torch.int32).contiguous()
     meta = {"transformers": versions["transformers"], "torch": versions["torch"], "note": NOTE}
-    save_file(tensors, str(out_dir / "golden.safetensors"), metadata=meta)
+    golden = out_dir / "golden.safetensors"
+    save_file(tensors, str(golden), metadata=meta)
+    canonicalize_safetensors_header(golden)
+    with safe_open(str(golden), framework="pt") as f:  # read back and check
+        assert f.metadata() == meta
+        assert sorted(f.keys()) == sorted(tensors)
+        for k in f.keys():
+            t = f.get_tensor(k)
+            assert t.dtype == tensors[k].dtype and torch.equal(t, tensors[k]), k
 
     doc = {
         **meta,
@@ -339,14 +375,19 @@ def make_one(spec, versions):
             "p{i}.greedy": "I32 [16] greedy continuation",
         },
     }
-    (out_dir / "golden.json").write_text(json.dumps(doc, indent=2) + "\n")
+    text = json.dumps(doc, indent=2)
+    # Keep lists of numbers on one line so the file stays short and readable.
+    text = re.sub(r"\[\s+([-0-9.e,\s]+?)\s+\]", lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]", text)
+    (out_dir / "golden.json").write_text(text + "\n")
     return out_dir
 
 
 def main():
     versions = {
         "transformers": transformers.__version__,
-        "torch": torch.__version__,
+        # Public version without the local build tag (+cpu / +cu130): the CPU numerics are the same and
+        # the files stay byte-identical whichever wheel variant requirements.txt resolved to.
+        "torch": torch.__version__.split("+")[0],
         "safetensors": safetensors.__version__,
         "numpy": numpy.__version__,
     }
