@@ -40,16 +40,52 @@ func Ints(key string, v ...int64) Attr {
 // hashing and comparison are deterministic.
 type Attrs []Attr
 
-// MakeAttrs sorts the attributes by key and rejects duplicates.
+// MakeAttrs sorts the attributes by key and rejects duplicates, unknown
+// kinds and keys that are not identifiers (the text form prints keys bare).
 func MakeAttrs(list ...Attr) (Attrs, error) {
 	a := append(Attrs(nil), list...)
-	sort.Slice(a, func(i, j int) bool { return a[i].Key < a[j].Key })
-	for i := 1; i < len(a); i++ {
-		if a[i].Key == a[i-1].Key {
-			return nil, fmt.Errorf("duplicate attribute %q", a[i].Key)
-		}
+	sort.SliceStable(a, func(i, j int) bool { return a[i].Key < a[j].Key })
+	if err := a.check(); err != nil {
+		return nil, err
 	}
 	return a, nil
+}
+
+// check reports whether a is well formed: identifier keys, strictly sorted
+// (so unique), every kind known. Lookups binary-search, so an unsorted list
+// would silently lose attributes.
+func (a Attrs) check() error {
+	for i, at := range a {
+		if !isIdent(at.Key) {
+			return fmt.Errorf("attribute key %q is not an identifier", at.Key)
+		}
+		if at.Kind < AttrInt || at.Kind > AttrInts {
+			return fmt.Errorf("attribute %q: unknown kind %d", at.Key, at.Kind)
+		}
+		if i > 0 && at.Key == a[i-1].Key {
+			return fmt.Errorf("duplicate attribute %q", at.Key)
+		}
+		if i > 0 && at.Key < a[i-1].Key {
+			return fmt.Errorf("attributes not sorted: %q after %q", at.Key, a[i-1].Key)
+		}
+	}
+	return nil
+}
+
+// isIdent reports whether s is [A-Za-z_][A-Za-z0-9_]*.
+func isIdent(s string) bool {
+	if s == "" {
+		return false
+	}
+	if !isIdentStart(s[0]) {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if !isIdentChar(s[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 func (a Attrs) find(key string) (Attr, bool) {
@@ -113,7 +149,7 @@ func (a Attrs) Equal(b Attrs) bool {
 	return true
 }
 
-// String prints "{a=1, b="x"}" (empty for no attributes).
+// Format prints "{a=1, b="x"}" (empty for no attributes).
 func (a Attrs) Format() string {
 	if len(a) == 0 {
 		return ""

@@ -6,7 +6,7 @@
 // dense ID, an Op, a result DType and Shape, its Args (earlier Values) and
 // Attrs. There is no separate node/edge type and no mutation of shapes after
 // construction: every Value's type is inferred from its op, args and attrs
-// (infer.go) and re-checked by the verifier (verify.go).
+// (op.go) and re-checked by the verifier (verify.go).
 //
 // # Dimension order
 //

@@ -76,7 +76,9 @@ type Graph struct {
 }
 
 // NewValue appends a value after inferring its type. Inputs and weights
-// take the declared dt and shape; other ops ignore them.
+// take the declared dt and shape. Other ops take the inferred type when dt
+// is DInvalid and shape is nil; otherwise the declared type must equal the
+// inferred one (the parser relies on this).
 func (g *Graph) NewValue(op Op, dt DType, shape Shape, args []*Value, attrs ...Attr) (*Value, error) {
 	info, ok := op.Info()
 	if !ok {
@@ -87,16 +89,19 @@ func (g *Graph) NewValue(op Op, dt DType, shape Shape, args []*Value, attrs ...A
 		return nil, fmt.Errorf("%v: %w", op, err)
 	}
 	v := &Value{ID: len(g.Values), Op: op, Args: args, Attrs: at, DType: dt, Shape: shape.Clone()}
-	if err := checkValue(v, info); err != nil {
+	if err := checkValue(v, info, true); err != nil {
 		return nil, err
 	}
 	g.Values = append(g.Values, v)
 	return v, nil
 }
 
-// checkValue checks arity and attributes and infers v's type (or checks the
-// declared type of inputs and weights).
-func checkValue(v *Value, info OpInfo) error {
+// checkValue checks arity and attributes and checks v's recorded type
+// against inference (or the declared type of inputs and weights). With fill,
+// a value with no recorded type (DInvalid, nil shape) takes the inferred
+// one; without it (the verifier) a missing type is an error, so that
+// checking never mutates the graph.
+func checkValue(v *Value, info OpInfo, fill bool) error {
 	if info.Args >= 0 && len(v.Args) != info.Args {
 		return fmt.Errorf("%v %v: want %d args, got %d", v, info.Name, info.Args, len(v.Args))
 	}
@@ -104,6 +109,9 @@ func checkValue(v *Value, info OpInfo) error {
 		if a == nil {
 			return fmt.Errorf("%v %v: nil arg", v, info.Name)
 		}
+	}
+	if err := v.Attrs.check(); err != nil {
+		return fmt.Errorf("%v %v: %w", v, info.Name, err)
 	}
 	for _, k := range info.Attrs {
 		if !v.Attrs.Has(k) {
@@ -126,7 +134,7 @@ func checkValue(v *Value, info OpInfo) error {
 	if err != nil {
 		return fmt.Errorf("%v %v: %w", v, info.Name, err)
 	}
-	if v.DType == DInvalid && v.Shape == nil {
+	if fill && v.DType == DInvalid && v.Shape == nil {
 		v.DType, v.Shape = dt, sh
 		return nil
 	}
@@ -148,13 +156,15 @@ func (g *Graph) Uses() []int {
 	uses := make([]int, len(g.Values))
 	for _, v := range g.Values {
 		for _, a := range v.Args {
-			if a.ID >= 0 && a.ID < len(uses) {
+			if a != nil && a.ID >= 0 && a.ID < len(uses) {
 				uses[a.ID]++
 			}
 		}
 	}
 	for _, o := range g.Outputs {
-		uses[o.Value.ID]++
+		if o.Value != nil && o.Value.ID >= 0 && o.Value.ID < len(uses) {
+			uses[o.Value.ID]++
+		}
 	}
 	return uses
 }

@@ -109,7 +109,7 @@ func inferRMSNorm(a []*Value, at Attrs) (DType, Shape, error) {
 	if !isFloat(x) || !isFloat(w) {
 		return 0, nil, fmt.Errorf("operands must be float")
 	}
-	if len(w.Shape) != 1 || w.Shape[0] != x.Shape.Last() || len(x.Shape) == 0 {
+	if len(w.Shape) != 1 || w.Shape[0] != x.Shape.Last() || len(x.Shape) == 0 || w.Shape[0].Symbolic() {
 		return 0, nil, fmt.Errorf("weight %v does not match the last dim of %v", w.Shape, x.Shape)
 	}
 	if eps := at.Float("eps", -1); !(eps > 0) {
@@ -138,6 +138,9 @@ func inferMatMul(a []*Value, _ Attrs) (DType, Shape, error) {
 }
 
 func inferReshape(a []*Value, at Attrs) (DType, Shape, error) {
+	if v, _ := at.find("shape"); v.Kind != AttrInts {
+		return 0, nil, fmt.Errorf("shape must be an integer list")
+	}
 	raw := at.Ints("shape")
 	out := make(Shape, len(raw))
 	for i, d := range raw {
@@ -166,8 +169,8 @@ func symOf(s Shape) Dim {
 
 func inferRoPE(a []*Value, at Attrs) (DType, Shape, error) {
 	x, pos := a[0], a[1]
-	if len(x.Shape) != 3 || x.Shape[0] != T {
-		return 0, nil, fmt.Errorf("x must be [T, heads, headDim], got %v", x.Shape)
+	if len(x.Shape) != 3 || x.Shape[0] != T || !isFloat(x) {
+		return 0, nil, fmt.Errorf("x must be float [T, heads, headDim], got %v%v", x.DType, x.Shape)
 	}
 	if pos.DType != I32 || !pos.Shape.Equal(Sh(T)) {
 		return 0, nil, fmt.Errorf("positions must be i32[T], got %v%v", pos.DType, pos.Shape)
@@ -188,8 +191,8 @@ func inferRoPE(a []*Value, at Attrs) (DType, Shape, error) {
 func inferAttention(a []*Value, at Attrs) (DType, Shape, error) {
 	q, k, v := a[0], a[1], a[2]
 	for _, x := range a {
-		if len(x.Shape) != 3 || x.Shape[0] != T {
-			return 0, nil, fmt.Errorf("q, k, v must be [T, heads, dim], got %v", x.Shape)
+		if len(x.Shape) != 3 || x.Shape[0] != T || !isFloat(x) {
+			return 0, nil, fmt.Errorf("q, k, v must be float [T, heads, dim], got %v%v", x.DType, x.Shape)
 		}
 	}
 	if q.Shape[2] != k.Shape[2] {

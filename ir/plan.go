@@ -80,7 +80,7 @@ type PlanOutput struct {
 	Buffer int
 }
 
-// BufferBytes returns the byte size of a buffer's storage for a given max T
+// Bytes returns the byte size of a buffer's storage for a given max T
 // (S is sized as T).
 func (b Buffer) Bytes(maxT int64) int64 {
 	n, _ := b.Shape.Elems(maxT, maxT)
@@ -146,7 +146,8 @@ func (p *Plan) Validate() (err error) {
 			r := p.Buffers[p.Root(b.View)]
 			pt, ft, _ := b.Shape.Split()
 			rp, rf, _ := r.Shape.Split()
-			if b.DType != r.DType || pt != rp || ft != rf || b.OffsetPerT != r.OffsetPerT || b.OffsetFixed != r.OffsetFixed {
+			if b.DType != r.DType || pt != rp || ft != rf || symOf(b.Shape) != symOf(r.Shape) ||
+				b.OffsetPerT != r.OffsetPerT || b.OffsetFixed != r.OffsetFixed {
 				return fmt.Errorf("plan: buffer %d: view does not match buffer %d", i, b.View)
 			}
 			continue
@@ -155,8 +156,8 @@ func (p *Plan) Validate() (err error) {
 		}
 		pt, ft, _ := b.Shape.Split()
 		sz := int64(b.DType.Size())
-		if b.OffsetPerT < 0 || b.OffsetFixed < 0 || b.OffsetPerT%align != 0 || b.OffsetFixed%align != 0 ||
-			b.OffsetPerT+pt*sz > p.ArenaPerT || b.OffsetFixed+ft*sz > p.ArenaFixed {
+		if b.OffsetPerT%align != 0 || b.OffsetFixed%align != 0 ||
+			!fits(b.OffsetPerT, pt, sz, p.ArenaPerT) || !fits(b.OffsetFixed, ft, sz, p.ArenaFixed) {
 			return fmt.Errorf("plan: buffer %d: outside the arena or misaligned", i)
 		}
 	}
@@ -181,7 +182,7 @@ func (p *Plan) Validate() (err error) {
 			return fmt.Errorf("plan: step %d (%v): bad output buffer %d", si, s.Op, s.Out)
 		}
 		out := &Value{ID: len(args), Op: s.Op, Args: args, Attrs: s.Attrs, DType: p.Buffers[s.Out].DType, Shape: p.Buffers[s.Out].Shape}
-		if err := checkValue(out, info); err != nil {
+		if err := checkValue(out, info, false); err != nil {
 			return fmt.Errorf("plan: step %d: %w", si, err)
 		}
 		if c := s.Attrs.Int("cache", -1); s.Op == OpAttention && int(c) >= len(p.Caches) {
@@ -189,10 +190,24 @@ func (p *Plan) Validate() (err error) {
 		}
 		written[s.Out] = true
 	}
+	outs := map[string]bool{}
 	for _, o := range p.Outputs {
 		if o.Buffer < 0 || o.Buffer >= len(p.Buffers) || !written[p.Root(o.Buffer)] {
 			return fmt.Errorf("plan: output %q: bad or unwritten buffer %d", o.Name, o.Buffer)
 		}
+		if o.Name == "" || outs[o.Name] {
+			return fmt.Errorf("plan: output %q: empty or duplicate name", o.Name)
+		}
+		outs[o.Name] = true
 	}
 	return nil
+}
+
+// fits reports whether n elements of sz bytes at byte offset off end within
+// limit, without overflowing int64 (engine files are untrusted).
+func fits(off, n, sz, limit int64) bool {
+	if off < 0 || n < 0 || sz <= 0 || off > limit {
+		return false
+	}
+	return n <= (limit-off)/sz
 }

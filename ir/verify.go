@@ -32,7 +32,7 @@ func Verify(g *Graph) error {
 				return fail("%v %v: arg is not an earlier value of this graph", v, info.Name)
 			}
 		}
-		if err := checkValue(v, info); err != nil {
+		if err := checkValue(v, info, false); err != nil {
 			return fail("%v", err)
 		}
 		if v.Op == OpInput || v.Op == OpWeight {
