@@ -1,0 +1,88 @@
+package passes
+
+import (
+	"fmt"
+
+	"github.com/inference-pio/pio/ir"
+)
+
+// Lower turns a verified graph into the plan the runtime executes: inputs
+// and weights become operand tables, reshapes become views that share their
+// source's bytes, every other value becomes one step writing one arena
+// buffer, and only caches that a step names are kept (renumbered).
+//
+// Memory planning here is the simplest correct one: every buffer owns its
+// region (no reuse), so the arena is the sum of all intermediates. Buffers
+// are 64-byte aligned; offsets are linear in the runtime's max T.
+func Lower(g *ir.Graph) (*ir.Plan, error) {
+	if err := ir.Verify(g); err != nil {
+		return nil, err
+	}
+	p := &ir.Plan{}
+	refs := make([]ir.Ref, len(g.Values))
+	cacheMap := map[int64]int64{}
+	const align = 64
+	up := func(n int64) int64 { return (n + align - 1) / align * align }
+	for _, v := range g.Values {
+		switch v.Op {
+		case ir.OpInput:
+			refs[v.ID] = ir.Ref{Kind: ir.RefInput, Index: len(p.Inputs)}
+			p.Inputs = append(p.Inputs, ir.PlanTensor{Name: v.Name(), DType: v.DType, Shape: v.Shape.Clone()})
+			continue
+		case ir.OpWeight:
+			refs[v.ID] = ir.Ref{Kind: ir.RefWeight, Index: len(p.Weights)}
+			p.Weights = append(p.Weights, ir.PlanTensor{Name: v.Name(), DType: v.DType, Shape: v.Shape.Clone()})
+			continue
+		case ir.OpReshape:
+			src := refs[v.Args[0].ID]
+			if src.Kind != ir.RefBuffer {
+				return nil, fmt.Errorf("lower: %v: reshape of an input or weight is not supported", v)
+			}
+			root := p.Buffers[p.Root(src.Index)]
+			refs[v.ID] = ir.Ref{Kind: ir.RefBuffer, Index: len(p.Buffers)}
+			p.Buffers = append(p.Buffers, ir.Buffer{DType: v.DType, Shape: v.Shape.Clone(),
+				OffsetPerT: root.OffsetPerT, OffsetFixed: root.OffsetFixed, View: src.Index})
+			continue
+		}
+		perT, fixed, ok := v.Shape.Split()
+		if !ok {
+			return nil, fmt.Errorf("lower: %v: unsupported shape %v", v, v.Shape)
+		}
+		sz := int64(v.DType.Size())
+		buf := ir.Buffer{DType: v.DType, Shape: v.Shape.Clone(), OffsetPerT: p.ArenaPerT, OffsetFixed: p.ArenaFixed, View: -1}
+		p.ArenaPerT += up(perT * sz)
+		p.ArenaFixed += up(fixed * sz)
+		out := len(p.Buffers)
+		p.Buffers = append(p.Buffers, buf)
+		refs[v.ID] = ir.Ref{Kind: ir.RefBuffer, Index: out}
+		step := ir.Step{Op: v.Op, Out: out, Attrs: append(ir.Attrs(nil), v.Attrs...)}
+		for _, a := range v.Args {
+			step.Args = append(step.Args, refs[a.ID])
+		}
+		if c := v.Attrs.Int("cache", -1); c >= 0 {
+			nc, seen := cacheMap[c]
+			if !seen {
+				nc = int64(len(p.Caches))
+				cacheMap[c] = nc
+				p.Caches = append(p.Caches, g.Caches[c])
+			}
+			for i := range step.Attrs {
+				if step.Attrs[i].Key == "cache" {
+					step.Attrs[i] = ir.Int("cache", nc)
+				}
+			}
+		}
+		p.Steps = append(p.Steps, step)
+	}
+	for _, o := range g.Outputs {
+		r := refs[o.Value.ID]
+		if r.Kind != ir.RefBuffer {
+			return nil, fmt.Errorf("lower: output %q is an input or weight, not a computed value", o.Name)
+		}
+		p.Outputs = append(p.Outputs, ir.PlanOutput{Name: o.Name, Buffer: r.Index})
+	}
+	if err := p.Validate(); err != nil {
+		return nil, fmt.Errorf("lower: produced an invalid plan: %w", err)
+	}
+	return p, nil
+}
