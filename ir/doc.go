@@ -15,9 +15,10 @@
 // step (all sequences of a batch concatenated); per-head activations are
 // [T, heads, headDim]. Weights keep the checkpoint's own layout,
 // [out_features, in_features], so MatMul computes y = x·Wᵀ. A second
-// symbolic dimension S is the number of sequences in the step; it appears
-// only where one row per sequence is kept (the logits of each sequence's
-// last token).
+// symbolic dimension S is the number of rows the step keeps for its
+// outputs (S <= T): usually one per sequence, its last token, but several
+// per sequence when a caller needs them (speculative-decoding checks,
+// golden tests that compare every position's logits).
 //
 // # Stability
 //

@@ -4,6 +4,17 @@ import "fmt"
 
 // Op is an operation. Numbers are stored in engine files: append only;
 // retire an op by leaving a tombstone entry (name "retired-<name>").
+//
+// Families of ops own number ranges, so work on different architectures can
+// add ops side by side, each family in its own file registering its entries
+// with defineOp from an init function:
+//
+//	1–31     core ops (this file)
+//	32–63    fused ops made by passes (QKV, gate/up+SwiGLU, norm prologues, ...)
+//	64–95    MoE routing and experts, MLA
+//	96–127   Gated DeltaNet and gated attention
+//	128–159  vision tower
+//	160–191  quantized weights
 type Op uint16
 
 const (
@@ -34,7 +45,7 @@ type OpInfo struct {
 	Comment string
 }
 
-var opTable = [...]OpInfo{
+var opTable = []OpInfo{
 	OpInvalid:    {Name: "invalid"},
 	OpInput:      {Name: "input", Args: 0, Attrs: []string{"name"}, Pure: true, Comment: "runtime input"},
 	OpWeight:     {Name: "weight", Args: 0, Attrs: []string{"name"}, Pure: true, Comment: "checkpoint tensor"},
@@ -49,6 +60,18 @@ var opTable = [...]OpInfo{
 	OpAdd:        {Name: "add", Args: 2, Infer: inferBinary, Pure: true, Comment: "a + b"},
 	OpGatherRows: {Name: "gather_rows", Args: 2, Infer: inferGatherRows, Pure: true, Comment: "y[s] = x[rows[s]]"},
 	OpSigmoid:    {Name: "sigmoid", Args: 1, Infer: inferUnary, Pure: true, Comment: "1/(1+e^-x)"},
+}
+
+// defineOp adds an op of another family to the table; it is called from
+// init functions and panics on a number that is taken.
+func defineOp(op Op, info OpInfo) {
+	for len(opTable) <= int(op) {
+		opTable = append(opTable, OpInfo{})
+	}
+	if opTable[op].Name != "" {
+		panic(fmt.Sprintf("ir: op %d defined twice (%s, %s)", op, opTable[op].Name, info.Name))
+	}
+	opTable[op] = info
 }
 
 // Info returns the table entry of op; ok is false for an unknown op.

@@ -13,7 +13,7 @@ type Dim int64
 const (
 	// T is the number of tokens in the step, over all sequences.
 	T Dim = -1
-	// S is the number of sequences in the step (S <= T).
+	// S is the number of rows kept for outputs (S <= T), usually one per sequence.
 	S Dim = -2
 )
 

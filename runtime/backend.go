@@ -1,0 +1,42 @@
+package runtime
+
+// Batch is one step's work: the tokens of all sequences, concatenated.
+//
+// A backend binds the plan's runtime inputs by name: "tokens" ← Tokens,
+// "positions" ← Positions and "logit_rows" ← LogitRows (all i32). Paged
+// attention reads Positions, SeqOfToken and Seqs directly. Within a step a
+// sequence's tokens are contiguous and at consecutive positions; the cache
+// already holds every earlier position of the sequence.
+//
+// The plan's symbolic S is the number of logit rows: S-shaped outputs hold
+// one row per LogitRows entry. That is usually one per sequence (its last
+// token), but a caller may keep any rows of the step, up to all T of them
+// for a full-sequence forward.
+type Batch struct {
+	Tokens     []int32   // [T] token ids
+	Positions  []int32   // [T] position of each token in its sequence
+	SeqOfToken []int32   // [T] index into Seqs; a sequence's tokens are contiguous and in position order
+	Seqs       []SeqView // [S]
+	LogitRows  []int32   // [S] rows of the step kept for S-shaped outputs (usually each sequence's last token)
+}
+
+// SeqView is what a backend needs of a sequence: its block table in the
+// paged caches (position p lives in block Blocks[p/blockSize] at offset
+// p%blockSize) and its slot in the per-sequence state caches.
+type SeqView struct {
+	Blocks []int32
+	Slot   int32
+}
+
+// Backend executes one compiled plan. It is not safe for concurrent use.
+type Backend interface {
+	// Step runs the plan once over b. A malformed batch is an error, never a
+	// panic, and leaves the caches untouched.
+	Step(b *Batch) error
+	// Output returns an output of the last successful Step with its symbolic
+	// dimensions resolved. The data belongs to the backend and is valid until
+	// the next Step.
+	Output(name string) (data []float32, shape []int, err error)
+	// Close releases the backend's memory and workers.
+	Close() error
+}
