@@ -1,0 +1,205 @@
+// Command pioc compiles a Hugging Face checkpoint into an Inference-PIO
+// engine file and inspects engines.
+//
+//	pioc build qwen3-0.6b -o engine.pio [--dtype f32|bf16]
+//	pioc inspect engine.pio
+//	pioc list
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/inference-pio/pio/cmd/internal/cliargs"
+	"github.com/inference-pio/pio/compiler"
+	"github.com/inference-pio/pio/frontends/hf"
+	"github.com/inference-pio/pio/ir"
+	"github.com/inference-pio/pio/models"
+	"github.com/inference-pio/pio/passes"
+	"github.com/inference-pio/pio/runtime/engine"
+)
+
+func main() { cliargs.Main(newApp()) }
+
+func newApp() *cli.App {
+	return &cli.App{
+		Name:  "pioc",
+		Usage: "compile Hugging Face checkpoints into Inference-PIO engines",
+		Commands: []*cli.Command{
+			buildCmd(), inspectCmd(), listCmd(),
+			{Name: "passes", Usage: "print the optimisation pipeline", Action: func(c *cli.Context) error {
+				for i, p := range passes.Pipeline {
+					fmt.Fprintf(c.App.Writer, "%2d  %-12s %s\n", i+1, p.Name, p.Doc)
+				}
+				return nil
+			}},
+		},
+	}
+}
+
+func buildCmd() *cli.Command {
+	return &cli.Command{
+		Name:      "build",
+		Usage:     "compile a model (registry name or checkpoint directory) into an engine",
+		ArgsUsage: "MODEL|DIR",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "engine.pio", Usage: "engine file to write"},
+			&cli.StringFlag{Name: "dtype", Value: "bf16", Usage: "weight storage dtype: f32 or bf16 (compute is f32 either way)"},
+			&cli.BoolFlag{Name: "check", Usage: "verify the graph before and after every pass"},
+			&cli.StringFlag{Name: "dump-ir", Usage: "write the graph text after each pass into `DIR`"},
+			&cli.StringFlag{Name: "dump-only", Usage: "with --dump-ir, dump after this pass only"},
+			&cli.BoolFlag{Name: "taps", Usage: "keep per-layer hidden states as engine outputs (debugging)"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress output"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return fmt.Errorf("build: want one MODEL or DIR argument, got %d (try `pioc list`)", c.NArg())
+			}
+			var dt ir.DType
+			switch c.String("dtype") {
+			case "f32":
+				dt = ir.F32
+			case "bf16":
+				dt = ir.BF16
+			default:
+				return fmt.Errorf("build: --dtype must be f32 or bf16, got %q", c.String("dtype"))
+			}
+			start := time.Now()
+			errw := c.App.ErrWriter
+			if errw == nil {
+				errw = os.Stderr
+			}
+			opt := compiler.Options{
+				Source: c.Args().First(), Output: c.String("output"), DType: dt,
+				Check: c.Bool("check"), DumpIR: c.String("dump-ir"), DumpOnly: c.String("dump-only"), Taps: c.Bool("taps"),
+			}
+			if !c.Bool("quiet") {
+				opt.Log = func(format string, args ...any) {
+					fmt.Fprintf(errw, "[%6.2fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
+				}
+				last := -1
+				opt.Progress = func(done, total int64) {
+					if total <= 0 {
+						return
+					}
+					if total < 16<<20 {
+						return // small engines are written in a blink
+					}
+					if pct := int(done * 100 / total); pct/10 != last/10 || done == total {
+						last = pct
+						fmt.Fprintf(errw, "[%6.2fs] weights %3d%% (%s / %s)\n", time.Since(start).Seconds(), pct, human(done), human(total))
+					}
+				}
+			}
+			res, err := compiler.Build(opt)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.App.Writer, "wrote %s (%s, %d steps) in %.2fs\n", opt.Output, human(res.Bytes), len(res.Plan.Steps), time.Since(start).Seconds())
+			return nil
+		},
+	}
+}
+
+func inspectCmd() *cli.Command {
+	return &cli.Command{
+		Name:      "inspect",
+		Usage:     "describe an engine file",
+		ArgsUsage: "ENGINE",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "plan", Usage: "print every step of the plan"},
+			&cli.BoolFlag{Name: "verify", Usage: "check every weight's checksum"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return fmt.Errorf("inspect: want one ENGINE argument")
+			}
+			e, err := engine.Open(c.Args().First(), engine.OpenOptions{VerifyWeights: c.Bool("verify")})
+			if err != nil {
+				return err
+			}
+			defer e.Close()
+			w := c.App.Writer
+			m := e.Meta
+			fmt.Fprintf(w, "engine     %s\nformat     %d.%d\nproducer   %s\n", c.Args().First(), e.Header.Major, e.Header.Minor, m.Producer)
+			fmt.Fprintf(w, "model      %s (%s) %s\n", orDash(m.Model.Name), m.Model.Architecture, m.Model.HFRepo)
+			var wbytes int64
+			for _, we := range e.Weights {
+				wbytes += int64(we.Length)
+			}
+			p := m.Plan
+			fmt.Fprintf(w, "weights    %d tensors, %s\n", len(e.Weights), human(wbytes))
+			fmt.Fprintf(w, "plan       %d steps, %d buffers, %d caches, arena %d B/token + %d B\n", len(p.Steps), len(p.Buffers), len(p.Caches), p.ArenaPerT, p.ArenaFixed)
+			var outs []string
+			for _, o := range p.Outputs {
+				outs = append(outs, o.Name)
+			}
+			fmt.Fprintf(w, "outputs    %s\n", strings.Join(outs, ", "))
+			fmt.Fprintf(w, "tokenizer  %s\nchat tmpl  %s\n", present(len(m.TokenizerJSON)), present(len(m.ChatTemplate)))
+			if c.Bool("verify") {
+				fmt.Fprintln(w, "checksums  ok")
+			}
+			if c.Bool("plan") {
+				fmt.Fprint(w, ir.PrintPlan(p))
+			}
+			return nil
+		},
+	}
+}
+
+func listCmd() *cli.Command {
+	return &cli.Command{
+		Name:  "list",
+		Usage: "list the models pioc knows by name and whether a checkpoint is in the Hugging Face cache",
+		Action: func(c *cli.Context) error {
+			supported := map[string]bool{}
+			for _, a := range models.Architectures() {
+				supported[a] = true
+			}
+			fmt.Fprintf(c.App.Writer, "%-24s %-36s %-34s %-9s %s\n", "NAME", "HF REPO", "ARCHITECTURE", "BUILDS", "CACHED")
+			for _, e := range models.List() {
+				cached := "no"
+				if dir, err := hf.FindSnapshot(e.HFRepo); err == nil {
+					cached = dir
+				}
+				builds := "not yet"
+				if supported[e.Architecture] {
+					builds = "yes"
+				}
+				fmt.Fprintf(c.App.Writer, "%-24s %-36s %-34s %-9s %s\n", e.Name, e.HFRepo, e.Architecture, builds, cached)
+			}
+			fmt.Fprintf(c.App.Writer, "cache: %s (set HF_HOME or HF_HUB_CACHE to change)\n", hf.CacheDir())
+			return nil
+		},
+	}
+}
+
+func human(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.2f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func present(n int) string {
+	if n == 0 {
+		return "absent"
+	}
+	return fmt.Sprintf("%d bytes", n)
+}

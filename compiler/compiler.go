@@ -1,0 +1,186 @@
+// Package compiler is the driver behind `pioc build`: it finds a checkpoint,
+// builds the model's graph, binds its weights, runs the pass pipeline, lowers
+// the graph to a plan and writes the engine file. Each stage lives in its own
+// package (frontends/hf, models, passes, runtime/engine); this one only
+// sequences them and reports progress.
+package compiler
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/inference-pio/pio/frontends/hf"
+	"github.com/inference-pio/pio/ir"
+	"github.com/inference-pio/pio/models"
+	_ "github.com/inference-pio/pio/models/all" // every architecture
+	"github.com/inference-pio/pio/passes"
+	"github.com/inference-pio/pio/runtime/engine"
+)
+
+// Version is written into every engine as its producer.
+const Version = "pioc 0.1.0"
+
+// Options configure one build.
+type Options struct {
+	Source   string   // a model name from the registry, or a checkpoint directory
+	Output   string   // engine path
+	DType    ir.DType // weight storage: ir.F32 or ir.BF16 (default BF16)
+	Check    bool     // verify the graph before and after every pass
+	DumpIR   string   // directory for per-pass graph dumps
+	DumpOnly string   // dump after this pass only
+	Taps     bool     // keep per-layer hidden states as engine outputs (tests, debugging)
+	// Log receives one line per stage; Progress the weight-writing progress.
+	Log      func(format string, args ...any)
+	Progress func(done, total int64)
+}
+
+// Result describes a finished build.
+type Result struct {
+	Checkpoint string
+	Model      string
+	Plan       *ir.Plan
+	Bytes      int64
+}
+
+// ResolveSource turns a model name or directory into a checkpoint directory.
+// A name is looked up in the registry and then in the Hugging Face cache;
+// nothing is downloaded.
+func ResolveSource(src string) (dir, name string, err error) {
+	if st, err := os.Stat(src); err == nil && st.IsDir() {
+		return src, "", nil
+	}
+	e, ok := models.Find(src)
+	if !ok {
+		var names []string
+		for _, e := range models.List() {
+			names = append(names, e.Name)
+		}
+		return "", "", fmt.Errorf("%q is neither a checkpoint directory nor a known model (known: %s)", src, strings.Join(names, ", "))
+	}
+	dir, err = hf.FindSnapshot(e.HFRepo)
+	if err != nil {
+		return "", "", fmt.Errorf("model %s: %w", e.Name, err)
+	}
+	return dir, e.Name, nil
+}
+
+// Build runs the whole compilation.
+func Build(opt Options) (*Result, error) {
+	logf := opt.Log
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	if opt.DType == ir.DInvalid {
+		opt.DType = ir.BF16
+	}
+	if opt.DType != ir.F32 && opt.DType != ir.BF16 {
+		return nil, fmt.Errorf("weight dtype %v is not supported (use f32 or bf16)", opt.DType)
+	}
+	dir, name, err := ResolveSource(opt.Source)
+	if err != nil {
+		return nil, err
+	}
+	logf("checkpoint %s", dir)
+	ck, err := hf.OpenCheckpoint(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer ck.Close()
+	m, err := models.New(ck.Config)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", dir, err)
+	}
+	has := func(n string) bool { _, ok := ck.Tensor(n); return ok }
+	g, err := m.Build(models.BuildOptions{WeightDType: opt.DType, Has: has, Taps: opt.Taps})
+	if err != nil {
+		return nil, err
+	}
+	if err := models.Bind(g, checkpointSource{ck}, m.Ignored); err != nil {
+		return nil, fmt.Errorf("%s: %w", dir, err)
+	}
+	logf("graph %s: %d values, %d weights", g.Name, len(g.Values), countOp(g, ir.OpWeight))
+	if err := passes.Run(g, passes.Options{Check: opt.Check, DumpDir: opt.DumpIR, DumpOnly: opt.DumpOnly}); err != nil {
+		return nil, err
+	}
+	plan, err := passes.Lower(g)
+	if err != nil {
+		return nil, err
+	}
+	logf("plan: %d steps, %d buffers, arena %d B/token + %d B", len(plan.Steps), len(plan.Buffers), plan.ArenaPerT, plan.ArenaFixed)
+
+	meta := &engine.Metadata{
+		Producer: Version,
+		Model:    engine.ModelInfo{Name: name, Architecture: ck.Config.Architectures[0], ConfigJSON: ck.Config.Raw},
+		Plan:     plan,
+	}
+	if e, ok := models.Find(name); ok {
+		meta.Model.HFRepo = e.HFRepo
+	} else {
+		meta.Model.Name = filepath.Base(filepath.Clean(dir))
+	}
+	for _, aux := range []struct {
+		file string
+		dst  *[]byte
+	}{{"tokenizer.json", &meta.TokenizerJSON}, {"tokenizer_config.json", &meta.TokenizerConfigJSON}, {"generation_config.json", &meta.GenerationConfigJSON}} {
+		b, err := ck.ReadFile(aux.file)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		*aux.dst = b
+	}
+	if b, err := ck.ReadFile("chat_template.jinja"); err == nil {
+		meta.ChatTemplate = string(b)
+	}
+
+	specs := make([]engine.WeightSpec, len(plan.Weights))
+	for i, w := range plan.Weights {
+		shape := make([]int64, len(w.Shape))
+		for j, d := range w.Shape {
+			shape[j] = int64(d)
+		}
+		specs[i] = engine.WeightSpec{Name: w.Name, DType: w.DType, Shape: shape}
+	}
+	fill := func(i int, dst []byte) error {
+		t, ok := ck.Tensor(plan.Weights[i].Name)
+		if !ok {
+			return fmt.Errorf("tensor %q vanished from the checkpoint", plan.Weights[i].Name)
+		}
+		return convert(t, plan.Weights[i].DType, dst)
+	}
+	logf("writing %s", opt.Output)
+	if err := engine.Create(opt.Output, meta, specs, fill, engine.WriteOptions{Progress: opt.Progress}); err != nil {
+		return nil, err
+	}
+	st, err := os.Stat(opt.Output)
+	if err != nil {
+		return nil, err
+	}
+	return &Result{Checkpoint: dir, Model: g.Name, Plan: plan, Bytes: st.Size()}, nil
+}
+
+func countOp(g *ir.Graph, op ir.Op) int {
+	n := 0
+	for _, v := range g.Values {
+		if v.Op == op {
+			n++
+		}
+	}
+	return n
+}
+
+type checkpointSource struct{ ck *hf.Checkpoint }
+
+func (s checkpointSource) Names() []string { return s.ck.Names() }
+
+func (s checkpointSource) Info(name string) (models.TensorInfo, bool) {
+	t, ok := s.ck.Tensor(name)
+	if !ok {
+		return models.TensorInfo{}, false
+	}
+	float := t.DType == hf.F32 || t.DType == hf.BF16 || t.DType == hf.F16
+	return models.TensorInfo{Float: float, DType: t.DType.String(), Shape: t.Shape}, true
+}

@@ -1,0 +1,286 @@
+package qwen3_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/inference-pio/pio/compiler"
+	"github.com/inference-pio/pio/frontends/hf"
+	"github.com/inference-pio/pio/internal/golden"
+	"github.com/inference-pio/pio/ir"
+	"github.com/inference-pio/pio/models"
+	"github.com/inference-pio/pio/passes"
+	"github.com/inference-pio/pio/runtime"
+	"github.com/inference-pio/pio/runtime/cpu"
+	"github.com/inference-pio/pio/runtime/engine"
+	"github.com/inference-pio/pio/runtime/kvcache"
+	"github.com/inference-pio/pio/runtime/sample"
+)
+
+// The real configs, in both transformers spellings, build and lower with
+// no weights at all (level one of the model tests).
+var realConfigs = map[string]string{
+	"qwen3-0.6b (v4 spelling)": `{"architectures":["Qwen3ForCausalLM"],"model_type":"qwen3","hidden_size":1024,
+		"intermediate_size":3072,"num_hidden_layers":28,"num_attention_heads":16,"num_key_value_heads":8,"head_dim":128,
+		"vocab_size":151936,"max_position_embeddings":40960,"rope_theta":1000000,"rope_scaling":null,"rms_norm_eps":1e-6,
+		"tie_word_embeddings":true,"torch_dtype":"bfloat16","bos_token_id":151643,"eos_token_id":151645}`,
+	"qwen3-4b-instruct-2507 (v5 spelling)": `{"architectures":["Qwen3ForCausalLM"],"model_type":"qwen3","hidden_size":2560,
+		"intermediate_size":9728,"num_hidden_layers":36,"num_attention_heads":32,"num_key_value_heads":8,"head_dim":128,
+		"vocab_size":151936,"max_position_embeddings":262144,"rope_parameters":{"rope_type":"default","rope_theta":5000000},
+		"rms_norm_eps":1e-6,"tie_word_embeddings":true,"dtype":"bfloat16","eos_token_id":[151645,151643]}`,
+}
+
+func TestRealConfigsBuildAndLower(t *testing.T) {
+	for name, js := range realConfigs {
+		t.Run(name, func(t *testing.T) {
+			cfg, err := hf.ParseConfig([]byte(js))
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := models.New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			g, err := m.Build(models.BuildOptions{WeightDType: ir.BF16})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := passes.Run(g, passes.Options{Check: true}); err != nil {
+				t.Fatal(err)
+			}
+			p, err := passes.Lower(g)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// 11 tensors per layer + embedding + final norm; lm_head tied.
+			if want := 11*cfg.NumHiddenLayers + 2; len(p.Weights) != want {
+				t.Errorf("weights: got %d, want %d", len(p.Weights), want)
+			}
+			if len(p.Caches) != cfg.NumHiddenLayers {
+				t.Errorf("caches: got %d, want one per layer (%d)", len(p.Caches), cfg.NumHiddenLayers)
+			}
+		})
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	for _, tc := range []struct{ patch, want string }{
+		{`"num_key_value_heads":3`, "not a multiple"},
+		{`"hidden_size":0`, "hidden_size must be > 0"},
+		{`"rope_scaling":{"rope_type":"yarn","factor":4}`, "not supported"},
+	} {
+		js := `{"architectures":["Qwen3ForCausalLM"],"hidden_size":64,"intermediate_size":128,"num_hidden_layers":1,
+			"num_attention_heads":4,"num_key_value_heads":2,"vocab_size":32,"rope_theta":10000,"rms_norm_eps":1e-6,` + tc.patch + `}`
+		cfg, err := hf.ParseConfig([]byte(js))
+		if err == nil {
+			_, err = models.New(cfg)
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want an error containing %q", tc.patch, err, tc.want)
+		}
+	}
+}
+
+// build compiles a tiny checkpoint (with per-layer taps) into an engine
+// and loads it on the CPU backend.
+func build(t *testing.T, dir string, dt ir.DType) (*engine.Engine, *cpu.Backend) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "e.pio")
+	if _, err := compiler.Build(compiler.Options{Source: dir, Output: path, DType: dt, Check: true, Taps: true}); err != nil {
+		t.Fatal(err)
+	}
+	e, err := engine.Open(path, engine.OpenOptions{VerifyWeights: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	be, err := cpu.FromEngine(e, cpu.Options{MaxTokens: 64, BlockSize: 4, NumBlocks: 64, MaxSeqs: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { be.Close() })
+	return e, be
+}
+
+// fullForward runs a prompt in one step, keeping every row's logits.
+func fullForward(t *testing.T, be *cpu.Backend, ids []int32) {
+	t.Helper()
+	alloc := kvcache.NewAllocator(64, 4)
+	var seq kvcache.Sequence
+	if err := alloc.Grow(&seq, len(ids)); err != nil {
+		t.Fatal(err)
+	}
+	b := &runtime.Batch{Tokens: ids, Seqs: []runtime.SeqView{{Blocks: seq.Blocks}}}
+	for i := range ids {
+		b.Positions = append(b.Positions, int32(i))
+		b.SeqOfToken = append(b.SeqOfToken, 0)
+		b.LogitRows = append(b.LogitRows, int32(i))
+	}
+	if err := be.Step(b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func output(t *testing.T, be *cpu.Backend, name string) []float32 {
+	t.Helper()
+	out, _, err := be.Output(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// Tolerances, as tensor-relative errors (golden.RelErr). f32 compute
+// against transformers' f32 differs only by summation order: 1e-4. The
+// qwen3-a checkpoint is bf16, so its bf16 engine holds exactly the
+// reference weights and gets the same bound. qwen3-b is an f32 checkpoint:
+// its bf16 engine rounds every weight by up to 2^-9 relative, which
+// accumulates over two layers and a 48-wide reduction to about 1% of the
+// tensor scale; 3e-2 bounds that with margin while still catching any
+// real error (a wrong norm or rotation is off by O(1)).
+var cases = []struct {
+	model  string
+	dtype  ir.DType
+	tol    float64
+	greedy bool // the greedy continuation must match exactly
+}{
+	{"qwen3-a", ir.F32, 1e-4, true},
+	{"qwen3-a", ir.BF16, 1e-4, true},
+	{"qwen3-b", ir.F32, 1e-4, true},
+	{"qwen3-b", ir.BF16, 3e-2, false},
+}
+
+func TestGolden(t *testing.T) {
+	for _, tc := range cases {
+		t.Run(fmt.Sprintf("%s/%v", tc.model, tc.dtype), func(t *testing.T) {
+			g, err := golden.Load(tc.model)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, be := build(t, g.Dir, tc.dtype)
+			for pi, p := range g.Prompts {
+				fullForward(t, be, p.IDs)
+				check := func(name string, got, want []float32) {
+					if e := golden.RelErr(got, want); e > tc.tol {
+						t.Errorf("prompt %d %s: relative error %.3g > %.3g", pi, name, e, tc.tol)
+					}
+				}
+				for l, want := range p.Hidden {
+					check(fmt.Sprintf("hidden.%d", l), output(t, be, fmt.Sprintf("hidden.%d", l)), want)
+				}
+				check("norm", output(t, be, "norm"), p.Norm)
+				check("logits", output(t, be, "logits"), p.Logits)
+			}
+			if !tc.greedy {
+				return
+			}
+			gen := runtime.NewGenerator(be, kvcache.NewAllocator(64, 4), 64)
+			for pi, p := range g.Prompts {
+				got, err := gen.Generate(context.Background(), p.IDs, runtime.GenerateOptions{MaxTokens: len(p.Greedy)}, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !slices.Equal(got, p.Greedy) {
+					t.Errorf("prompt %d greedy:\n got %v\nwant %v", pi, got, p.Greedy)
+				}
+			}
+		})
+	}
+}
+
+// A 1% change to one golden value must fail the comparison: the bound is
+// tight enough to notice.
+func TestGoldenSensitivity(t *testing.T) {
+	g, err := golden.Load("qwen3-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, be := build(t, g.Dir, ir.F32)
+	p := g.Prompts[len(g.Prompts)-1]
+	fullForward(t, be, p.IDs)
+	got := output(t, be, "logits")
+	want := slices.Clone(p.Logits)
+	if e := golden.RelErr(got, want); e > 1e-4 {
+		t.Fatalf("baseline relative error %.3g", e)
+	}
+	i := 0
+	for j, v := range want {
+		if abs(v) > abs(want[i]) {
+			i = j
+		}
+	}
+	want[i] *= 1.01
+	if e := golden.RelErr(got, want); e <= 1e-4 {
+		t.Errorf("a 1%% change to logit %d went unnoticed (relative error %.3g)", i, e)
+	}
+}
+
+func abs(v float32) float32 {
+	if v < 0 {
+		return -v
+	}
+	return v
+}
+
+// Decoding token by token through the paged cache (block size 4, so blocks
+// are crossed) gives the logits of one full forward, row by row.
+func TestIncrementalDecodeEqualsFullForward(t *testing.T) {
+	g, err := golden.Load("qwen3-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, be := build(t, g.Dir, ir.F32)
+	p := g.Prompts[len(g.Prompts)-1]
+	fullForward(t, be, p.IDs)
+	full := slices.Clone(output(t, be, "logits"))
+	vocab := len(full) / len(p.IDs)
+
+	gen := runtime.NewGenerator(be, kvcache.NewAllocator(64, 4), 64)
+	var s runtime.Sequence
+	defer gen.Release(&s)
+	// A prefill chunk of 5 tokens, then one token per step.
+	logits, err := gen.Feed(&s, p.IDs[:5])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := golden.RelErr(logits, full[4*vocab:5*vocab]); e > 1e-5 {
+		t.Errorf("after the 5-token chunk: relative error %.3g", e)
+	}
+	for i := 5; i < len(p.IDs); i++ {
+		logits, err := gen.Feed(&s, p.IDs[i:i+1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e := golden.RelErr(logits, full[i*vocab:(i+1)*vocab]); e > 1e-5 {
+			t.Errorf("decode step at position %d: relative error %.3g", i, e)
+		}
+	}
+}
+
+// Sampling with a seed is reproducible, and different seeds diverge.
+func TestSeededSampling(t *testing.T) {
+	g, err := golden.Load("qwen3-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, be := build(t, g.Dir, ir.BF16)
+	gen := runtime.NewGenerator(be, kvcache.NewAllocator(64, 4), 64)
+	run := func(seed uint64) []int32 {
+		out, err := gen.Generate(context.Background(), g.Prompts[1].IDs, runtime.GenerateOptions{MaxTokens: 16, Sample: sample.Options{Temperature: 1.5, Seed: seed}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	a, b, c := run(1), run(1), run(2)
+	if !slices.Equal(a, b) {
+		t.Errorf("same seed, different outputs: %v vs %v", a, b)
+	}
+	if slices.Equal(a, c) {
+		t.Errorf("seeds 1 and 2 gave the same 16 tokens %v", a)
+	}
+}
