@@ -144,13 +144,7 @@ func Build(opt Options) (*Result, error) {
 		}
 		specs[i] = engine.WeightSpec{Name: w.Name, DType: w.DType, Shape: shape}
 	}
-	fill := func(i int, dst []byte) error {
-		t, ok := ck.Tensor(plan.Weights[i].Name)
-		if !ok {
-			return fmt.Errorf("tensor %q vanished from the checkpoint", plan.Weights[i].Name)
-		}
-		return convert(t, plan.Weights[i].DType, dst)
-	}
+	fill := func(i int, dst []byte) error { return materialize(plan.Weights[i], ck.Tensor, dst) }
 	logf("writing %s", opt.Output)
 	if err := engine.Create(opt.Output, meta, specs, fill, engine.WriteOptions{Progress: opt.Progress}); err != nil {
 		return nil, err

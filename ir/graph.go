@@ -272,6 +272,17 @@ func (b *Builder) Mul(x, y *Value) *Value           { return b.Op(OpMul, []*Valu
 func (b *Builder) Add(x, y *Value) *Value           { return b.Op(OpAdd, []*Value{x, y}) }
 func (b *Builder) GatherRows(x, rows *Value) *Value { return b.Op(OpGatherRows, []*Value{x, rows}) }
 
+// Concat joins parts along axis. Over weights only it is folded at build
+// time into one engine tensor called name (for example a fused QKV weight),
+// so the runtime never concatenates.
+func (b *Builder) Concat(axis int, name string, parts ...*Value) *Value {
+	attrs := []Attr{Int("axis", int64(axis))}
+	if name != "" {
+		attrs = append(attrs, Str("name", name))
+	}
+	return b.Op(OpConcat, parts, attrs...)
+}
+
 // Output names a result.
 func (b *Builder) Output(name string, v *Value) {
 	if b.err == nil && (v == nil || v.ID < 0) {

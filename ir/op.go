@@ -32,6 +32,7 @@ const (
 	OpAdd        Op = 11 // y = a + b
 	OpGatherRows Op = 12 // y[s] = x[rows[s]]
 	OpSigmoid    Op = 13 // y = 1/(1+e^-x)
+	OpConcat     Op = 14 // y = args joined along attr axis; over weights only, it is folded at build time
 )
 
 // OpInfo describes an op: its text name, arity, required attributes, its
@@ -60,6 +61,7 @@ var opTable = []OpInfo{
 	OpAdd:        {Name: "add", Args: 2, Infer: inferBinary, Pure: true, Comment: "a + b"},
 	OpGatherRows: {Name: "gather_rows", Args: 2, Infer: inferGatherRows, Pure: true, Comment: "y[s] = x[rows[s]]"},
 	OpSigmoid:    {Name: "sigmoid", Args: 1, Infer: inferUnary, Pure: true, Comment: "1/(1+e^-x)"},
+	OpConcat:     {Name: "concat", Args: -1, Attrs: []string{"axis"}, Infer: inferConcat, Pure: true, Comment: "join args along axis"},
 }
 
 // defineOp adds an op of another family to the table; it is called from
@@ -261,4 +263,29 @@ func inferGatherRows(a []*Value, _ Attrs) (DType, Shape, error) {
 	out := x.Shape.Clone()
 	out[0] = rows.Shape[0]
 	return x.DType, out, nil
+}
+
+func inferConcat(a []*Value, at Attrs) (DType, Shape, error) {
+	if len(a) < 1 {
+		return 0, nil, fmt.Errorf("needs at least one arg")
+	}
+	axis := at.Int("axis", -1)
+	first := a[0]
+	if axis < 0 || int(axis) >= len(first.Shape) || first.Shape[axis].Symbolic() {
+		return 0, nil, fmt.Errorf("axis %d is not a static axis of %v", axis, first.Shape)
+	}
+	out := first.Shape.Clone()
+	out[axis] = 0
+	for _, x := range a {
+		if x.DType != first.DType || !x.DType.IsFloat() || len(x.Shape) != len(first.Shape) {
+			return 0, nil, fmt.Errorf("args must share a float dtype and rank: %v%v vs %v%v", x.DType, x.Shape, first.DType, first.Shape)
+		}
+		for i, d := range x.Shape {
+			if i != int(axis) && d != first.Shape[i] {
+				return 0, nil, fmt.Errorf("shapes %v and %v differ outside axis %d", x.Shape, first.Shape, axis)
+			}
+		}
+		out[axis] += x.Shape[axis]
+	}
+	return first.DType, out, nil
 }

@@ -196,6 +196,11 @@ func TestInference(t *testing.T) {
 		{"silu/arity", func(e *opEnv) *Value { return e.b.Op(OpSiLU, vals(e.x, e.x)) }, "", "want 1 args, got 2"},
 		{"sigmoid", func(e *opEnv) *Value { return e.b.Sigmoid(e.q) }, "f32[T, 4, 16]", ""},
 		{"sigmoid/int", func(e *opEnv) *Value { return e.b.Sigmoid(e.tokens) }, "", "operand must be float"},
+		{"concat/weights", func(e *opEnv) *Value { return e.b.Concat(0, "wcat", e.w, e.embed) }, "bf16[640, 64]", ""},
+		{"concat/activations", func(e *opEnv) *Value { return e.b.Concat(1, "", e.q, e.q) }, "f32[T, 8, 16]", ""},
+		{"concat/symbolic axis", func(e *opEnv) *Value { return e.b.Concat(0, "", e.x, e.x) }, "", "not a static axis"},
+		{"concat/mismatch", func(e *opEnv) *Value { return e.b.Concat(1, "", e.k, e.v) }, "", "differ outside axis"},
+		{"concat/dtype", func(e *opEnv) *Value { return e.b.Concat(0, "", e.w, e.x) }, "", "share a float dtype"},
 		{"mul", func(e *opEnv) *Value { return e.b.Mul(e.x, e.x) }, "f32[T, 64]", ""},
 		{"mul/bf16", func(e *opEnv) *Value { return e.b.Mul(e.norm, e.norm) }, "f32[64]", ""},
 		{"mul/shapes", func(e *opEnv) *Value { return e.b.Mul(e.x, e.xs) }, "", "shapes differ"},
@@ -321,7 +326,7 @@ func TestOpTable(t *testing.T) {
 	}
 	// Engine files store these numbers: they must never change.
 	fixed := map[Op]string{1: "input", 2: "weight", 3: "embedding", 4: "rms_norm", 5: "matmul", 6: "reshape",
-		7: "rope", 8: "attention", 9: "silu", 10: "mul", 11: "add", 12: "gather_rows", 13: "sigmoid"}
+		7: "rope", 8: "attention", 9: "silu", 10: "mul", 11: "add", 12: "gather_rows", 13: "sigmoid", 14: "concat"}
 	for op, name := range fixed {
 		if op.String() != name {
 			t.Errorf("op %d is %q, want %q: op numbers are append-only", op, op, name)

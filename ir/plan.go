@@ -25,6 +25,18 @@ type PlanTensor struct {
 	Name  string
 	DType DType
 	Shape Shape
+	// Recipe, for a weight, says how the compiler derives it from
+	// checkpoint tensors (nil: the checkpoint tensor Name itself). It is a
+	// build-time record only and is not stored in engines.
+	Recipe *Recipe
+}
+
+// Recipe derives a weight at build time: Op (with Attrs) applied to the
+// checkpoint tensors Parts, in order.
+type Recipe struct {
+	Op    Op
+	Attrs Attrs
+	Parts []PlanTensor
 }
 
 // Buffer is a region of the arena. Its byte offset is

@@ -30,9 +30,9 @@ func validPlan() *Plan {
 		return at
 	}
 	p := &Plan{
-		Inputs: []PlanTensor{{"tokens", I32, Sh(T)}, {"positions", I32, Sh(T)}, {"logit_rows", I32, Sh(S)}},
+		Inputs: []PlanTensor{{Name: "tokens", DType: I32, Shape: Sh(T)}, {Name: "positions", DType: I32, Shape: Sh(T)}, {Name: "logit_rows", DType: I32, Shape: Sh(S)}},
 		Weights: []PlanTensor{
-			{"embed", BF16, Sh(512, 64)}, {"norm", BF16, Sh(64)}, {"q", BF16, Sh(64, 64)}, {"k", BF16, Sh(32, 64)},
+			{Name: "embed", DType: BF16, Shape: Sh(512, 64)}, {Name: "norm", DType: BF16, Shape: Sh(64)}, {Name: "q", DType: BF16, Shape: Sh(64, 64)}, {Name: "k", DType: BF16, Shape: Sh(32, 64)},
 		},
 		Caches: []CacheSpec{{Kind: CacheKV, DType: F32, Entries: []Shape{Sh(2, 16), Sh(2, 16)}}},
 		Buffers: []Buffer{

@@ -11,6 +11,11 @@ import (
 // source's bytes, every other value becomes one step writing one arena
 // buffer, and only caches that a step names are kept (renumbered).
 //
+// Weights enter the plan when a step first reads them. A concat whose args
+// are all weights is evaluated at build time: it becomes one plan weight
+// with a Recipe naming its parts (the compiler materialises it), and parts
+// that no step reads directly do not enter the plan at all.
+//
 // Memory planning here is the simplest correct one: every buffer owns its
 // region (no reuse), so the arena is the sum of all intermediates. Buffers
 // are 64-byte aligned; offsets are linear in the runtime's max T.
@@ -20,6 +25,16 @@ func Lower(g *ir.Graph) (*ir.Plan, error) {
 	}
 	p := &ir.Plan{}
 	refs := make([]ir.Ref, len(g.Values))
+	weights := map[*ir.Value]int{} // weight and folded values -> plan weight index
+	weightRef := func(v *ir.Value) ir.Ref {
+		i, ok := weights[v]
+		if !ok {
+			i = len(p.Weights)
+			weights[v] = i
+			p.Weights = append(p.Weights, weightTensor(v))
+		}
+		return ir.Ref{Kind: ir.RefWeight, Index: i}
+	}
 	cacheMap := map[int64]int64{}
 	const align = 64
 	up := func(n int64) int64 { return (n + align - 1) / align * align }
@@ -30,12 +45,20 @@ func Lower(g *ir.Graph) (*ir.Plan, error) {
 			p.Inputs = append(p.Inputs, ir.PlanTensor{Name: v.Name(), DType: v.DType, Shape: v.Shape.Clone()})
 			continue
 		case ir.OpWeight:
-			refs[v.ID] = ir.Ref{Kind: ir.RefWeight, Index: len(p.Weights)}
-			p.Weights = append(p.Weights, ir.PlanTensor{Name: v.Name(), DType: v.DType, Shape: v.Shape.Clone()})
+			refs[v.ID] = ir.Ref{Kind: ir.RefWeight, Index: -1} // added on first use
 			continue
+		case ir.OpConcat:
+			if allWeights(v.Args) {
+				if v.Name() == "" {
+					return nil, fmt.Errorf("lower: %v: a concat of weights needs a name for the engine tensor", v)
+				}
+				refs[v.ID] = ir.Ref{Kind: ir.RefWeight, Index: -1}
+				continue
+			}
 		case ir.OpReshape:
 			src := refs[v.Args[0].ID]
 			if src.Kind != ir.RefBuffer {
+				// Reshaping a weight is a build-time view of it: not yet needed.
 				return nil, fmt.Errorf("lower: %v: reshape of an input or weight is not supported", v)
 			}
 			root := p.Buffers[p.Root(src.Index)]
@@ -57,7 +80,11 @@ func Lower(g *ir.Graph) (*ir.Plan, error) {
 		refs[v.ID] = ir.Ref{Kind: ir.RefBuffer, Index: out}
 		step := ir.Step{Op: v.Op, Out: out, Attrs: append(ir.Attrs(nil), v.Attrs...)}
 		for _, a := range v.Args {
-			step.Args = append(step.Args, refs[a.ID])
+			r := refs[a.ID]
+			if r.Kind == ir.RefWeight {
+				r = weightRef(a)
+			}
+			step.Args = append(step.Args, r)
 		}
 		if c := v.Attrs.Int("cache", -1); c >= 0 {
 			nc, seen := cacheMap[c]
@@ -85,4 +112,27 @@ func Lower(g *ir.Graph) (*ir.Plan, error) {
 		return nil, fmt.Errorf("lower: produced an invalid plan: %w", err)
 	}
 	return p, nil
+}
+
+// allWeights reports whether every value is a weight or a folded weight
+// expression, so that an op over them can run at build time.
+func allWeights(vs []*ir.Value) bool {
+	for _, a := range vs {
+		if a.Op != ir.OpWeight && !(a.Op == ir.OpConcat && allWeights(a.Args)) {
+			return false
+		}
+	}
+	return true
+}
+
+// weightTensor describes a weight or folded weight expression for the plan.
+func weightTensor(v *ir.Value) ir.PlanTensor {
+	t := ir.PlanTensor{Name: v.Name(), DType: v.DType, Shape: v.Shape.Clone()}
+	if v.Op != ir.OpWeight {
+		t.Recipe = &ir.Recipe{Op: v.Op, Attrs: v.Attrs}
+		for _, a := range v.Args {
+			t.Recipe.Parts = append(t.Recipe.Parts, weightTensor(a))
+		}
+	}
+	return t
 }
