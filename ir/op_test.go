@@ -44,6 +44,15 @@ func vals(v ...*Value) []*Value                               { return v }
 
 var neox = RoPEOpts{Theta: 1e6, RotaryDims: 16, Style: "neox"}
 
+// familyInferenceCases holds the inference cases of op families defined in
+// other files (op_<family>.go); their tests append to it from init.
+var familyInferenceCases []struct {
+	name    string
+	build   func(e *opEnv) *Value
+	want    string
+	wantErr string
+}
+
 // TestInference builds one value per case and checks its inferred type, or
 // that the builder rejects it with an error containing wantErr.
 func TestInference(t *testing.T) {
@@ -233,6 +242,7 @@ func TestInference(t *testing.T) {
 		{"failed arg", func(e *opEnv) *Value { return e.b.SiLU(&Value{ID: -1}) }, "", "failed step"},
 		{"nil arg", func(e *opEnv) *Value { return e.b.SiLU(nil) }, "", "failed step"},
 	}
+	tests = append(tests, familyInferenceCases...)
 	covered := map[Op]bool{}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,0 +1,38 @@
+package kern
+
+import "golang.org/x/sys/cpu"
+
+// useAVX2 selects the assembly kernels; tests switch it off to run the
+// portable ones on the same inputs.
+var useAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+
+// Features names the instruction sets the kernels use on this CPU.
+func Features() string {
+	if useAVX2 {
+		return "avx2+fma"
+	}
+	return "generic"
+}
+
+// The assembly kernels. n, K are multiples of 8; groups·group of 32.
+
+//go:noescape
+func dotF32AVX2(a, b *float32, n int) float32
+
+//go:noescape
+func dotBF16AVX2(a *float32, b *uint16, n int) float32
+
+//go:noescape
+func dotQ8AVX2(x *float32, q *int8, scale *float32, groups, group int) float32
+
+//go:noescape
+func dotQ4AVX2(x *float32, q *byte, scale *float32, groups, group int) float32
+
+//go:noescape
+func dotF8AVX2(x *float32, q *byte, scale *float32, groups, group int) float32
+
+//go:noescape
+func gemm2x4AVX2(x *float32, ldx int, w *float32, ldw int, K int, out *[8]float32)
+
+//go:noescape
+func decodeBF16AVX2(dst *float32, src *uint16, n int)

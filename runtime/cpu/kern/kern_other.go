@@ -1,0 +1,18 @@
+//go:build !amd64
+
+package kern
+
+var useAVX2 = false
+
+// Features names the instruction sets the kernels use on this CPU.
+func Features() string { return "generic" }
+
+func dotF32AVX2(a, b *float32, n int) float32                                  { panic("unreachable") }
+func dotBF16AVX2(a *float32, b *uint16, n int) float32                         { panic("unreachable") }
+func dotQ8AVX2(x *float32, q *int8, scale *float32, groups, group int) float32 { panic("unreachable") }
+func dotQ4AVX2(x *float32, q *byte, scale *float32, groups, group int) float32 { panic("unreachable") }
+func dotF8AVX2(x *float32, q *byte, scale *float32, groups, group int) float32 { panic("unreachable") }
+func gemm2x4AVX2(x *float32, ldx int, w *float32, ldw int, K int, out *[8]float32) {
+	panic("unreachable")
+}
+func decodeBF16AVX2(dst *float32, src *uint16, n int) { panic("unreachable") }
