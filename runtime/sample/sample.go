@@ -1,35 +1,133 @@
 // Package sample turns a step's logits into the next token: greedy, or
-// temperature sampling from a seeded generator so runs are reproducible.
-// (Top-k/top-p, penalties and logprobs arrive with the serving work.)
+// sampling from a seeded generator so runs are reproducible, with the
+// processing an OpenAI-style request asks for — repetition, presence and
+// frequency penalties, temperature, top-k, top-p and min-p — and the
+// log-probabilities of the chosen and the most likely tokens.
+//
+// What it is not: it knows nothing of stop conditions or text; the
+// scheduler ends sequences, the serving layer handles strings.
 package sample
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 )
 
-// Options configure a Sampler.
+// MaxTopLogprobs is the most alternatives Options.TopLogprobs may ask for.
+const MaxTopLogprobs = 20
+
+// Options configure a Sampler. The zero value is greedy decoding with no
+// penalties.
 type Options struct {
 	// Temperature 0 selects greedy decoding (the argmax, lowest id on ties).
 	Temperature float64
+	// TopK keeps the K most likely tokens; 0 keeps all.
+	TopK int
+	// TopP keeps the smallest set of most likely tokens whose probability
+	// reaches TopP; 0 and 1 keep all.
+	TopP float64
+	// MinP drops tokens less likely than MinP times the most likely; 0 keeps all.
+	MinP float64
+	// RepetitionPenalty (transformers' definition: positive logits divided
+	// by it, negative ones multiplied) applies to every token of the prompt
+	// and of the output; 0 and 1 disable it.
+	RepetitionPenalty float64
+	// PresencePenalty and FrequencyPenalty (OpenAI's definitions, in
+	// [-2, 2]) subtract from the logit of each token already generated: the
+	// presence penalty once, the frequency penalty once per occurrence.
+	PresencePenalty  float64
+	FrequencyPenalty float64
 	// Seed makes sampling reproducible.
 	Seed uint64
+	// Logprobs asks for the log-probability of each chosen token, and
+	// TopLogprobs (0..MaxTopLogprobs) for that many most likely
+	// alternatives. Log-probabilities are those of the model's
+	// distribution, before penalties, temperature and truncation.
+	Logprobs    bool
+	TopLogprobs int
 }
 
-// Sampler draws tokens; it keeps scratch space, so one per sequence.
+// Validate reports the first option out of range.
+func (o Options) Validate() error {
+	bad := func(v float64) bool { return math.IsNaN(v) || math.IsInf(v, 0) }
+	switch {
+	case o.Temperature < 0 || bad(o.Temperature):
+		return fmt.Errorf("temperature must be >= 0, got %v", o.Temperature)
+	case o.TopK < 0:
+		return fmt.Errorf("top_k must be >= 0, got %d", o.TopK)
+	case o.TopP < 0 || o.TopP > 1 || bad(o.TopP):
+		return fmt.Errorf("top_p must be in [0, 1], got %v", o.TopP)
+	case o.MinP < 0 || o.MinP > 1 || bad(o.MinP):
+		return fmt.Errorf("min_p must be in [0, 1], got %v", o.MinP)
+	case o.RepetitionPenalty < 0 || bad(o.RepetitionPenalty):
+		return fmt.Errorf("repetition_penalty must be > 0, got %v", o.RepetitionPenalty)
+	case o.PresencePenalty < -2 || o.PresencePenalty > 2 || bad(o.PresencePenalty):
+		return fmt.Errorf("presence_penalty must be in [-2, 2], got %v", o.PresencePenalty)
+	case o.FrequencyPenalty < -2 || o.FrequencyPenalty > 2 || bad(o.FrequencyPenalty):
+		return fmt.Errorf("frequency_penalty must be in [-2, 2], got %v", o.FrequencyPenalty)
+	case o.TopLogprobs < 0 || o.TopLogprobs > MaxTopLogprobs:
+		return fmt.Errorf("top_logprobs must be in [0, %d], got %d", MaxTopLogprobs, o.TopLogprobs)
+	}
+	return nil
+}
+
+// TokenLogprob is one token with its log-probability.
+type TokenLogprob struct {
+	Token   int32
+	Logprob float32
+}
+
+// Result is one sampled token; Logprob and Top are set when the options
+// ask for them (Top most likely first).
+type Result struct {
+	Token   int32
+	Logprob float32
+	Top     []TokenLogprob
+}
+
+// Sampler draws tokens for one sequence: it keeps the sequence's token
+// counts for the penalties, its random generator and scratch space.
 type Sampler struct {
-	opt   Options
-	rng   *rand.Rand
-	probs []float64
+	opt     Options
+	rng     *rand.Rand
+	prompt  map[int32]bool  // tokens of the prompt (repetition penalty)
+	counts  map[int32]int32 // tokens generated so far
+	scratch []float32
+	cand    []cand
+}
+
+type cand struct {
+	id int32
+	p  float64
 }
 
 // New validates opt and returns a sampler.
 func New(opt Options) (*Sampler, error) {
-	if opt.Temperature < 0 || math.IsNaN(opt.Temperature) || math.IsInf(opt.Temperature, 0) {
-		return nil, fmt.Errorf("temperature must be >= 0, got %v", opt.Temperature)
+	if err := opt.Validate(); err != nil {
+		return nil, err
 	}
-	return &Sampler{opt: opt, rng: rand.New(rand.NewPCG(opt.Seed, 0x9e3779b97f4a7c15))}, nil
+	return &Sampler{
+		opt:    opt,
+		rng:    rand.New(rand.NewPCG(opt.Seed, 0x9e3779b97f4a7c15)),
+		counts: map[int32]int32{},
+	}, nil
+}
+
+// Options returns the sampler's options.
+func (s *Sampler) Options() Options { return s.opt }
+
+// SetPrompt records the prompt's tokens for the repetition penalty.
+func (s *Sampler) SetPrompt(ids []int32) {
+	if s.opt.RepetitionPenalty == 0 || s.opt.RepetitionPenalty == 1 {
+		return
+	}
+	s.prompt = make(map[int32]bool, len(ids))
+	for _, id := range ids {
+		s.prompt[id] = true
+	}
 }
 
 // Argmax returns the index of the largest logit (the first on ties).
@@ -43,33 +141,177 @@ func Argmax(logits []float32) int32 {
 	return int32(best)
 }
 
-// Sample picks the next token from logits.
+// Sample picks the next token from logits and records it as generated.
 func (s *Sampler) Sample(logits []float32) (int32, error) {
+	r, err := s.Next(logits)
+	return r.Token, err
+}
+
+// Next picks the next token from logits, records it as generated, and
+// returns it with the log-probabilities the options ask for.
+func (s *Sampler) Next(logits []float32) (Result, error) {
 	if len(logits) == 0 {
-		return 0, fmt.Errorf("sample: empty logits")
+		return Result{}, fmt.Errorf("sample: empty logits")
 	}
+	maxv := logits[Argmax(logits)]
+	if m := float64(maxv); math.IsNaN(m) || math.IsInf(m, 0) {
+		return Result{}, fmt.Errorf("sample: logits are not finite")
+	}
+	l := s.penalized(logits)
+	var tok int32
 	if s.opt.Temperature == 0 {
-		return Argmax(logits), nil
+		tok = Argmax(l)
+	} else {
+		tok = s.draw(l)
 	}
-	maxv := float64(logits[Argmax(logits)])
-	if math.IsNaN(maxv) || math.IsInf(maxv, 0) {
-		return 0, fmt.Errorf("sample: logits are not finite")
+	res := Result{Token: tok}
+	if s.opt.Logprobs || s.opt.TopLogprobs > 0 {
+		res.Logprob, res.Top = logprobs(logits, tok, s.opt.TopLogprobs)
 	}
-	if cap(s.probs) < len(logits) {
-		s.probs = make([]float64, len(logits))
+	s.counts[tok]++
+	return res, nil
+}
+
+// penalized returns logits with the penalties applied (logits itself when
+// none applies).
+func (s *Sampler) penalized(logits []float32) []float32 {
+	rep := s.opt.RepetitionPenalty
+	useRep := rep != 0 && rep != 1
+	if !useRep && s.opt.PresencePenalty == 0 && s.opt.FrequencyPenalty == 0 {
+		return logits
 	}
-	p := s.probs[:len(logits)]
-	sum := 0.0
-	for i, v := range logits {
-		p[i] = math.Exp((float64(v) - maxv) / s.opt.Temperature)
-		sum += p[i]
+	if len(s.counts) == 0 && len(s.prompt) == 0 {
+		return logits
 	}
-	r := s.rng.Float64() * sum
-	for i, v := range p {
-		r -= v
-		if r < 0 {
-			return int32(i), nil
+	s.scratch = append(s.scratch[:0], logits...)
+	l := s.scratch
+	n := int32(len(l))
+	if useRep {
+		apply := func(id int32) {
+			if id >= 0 && id < n {
+				if l[id] > 0 {
+					l[id] = float32(float64(l[id]) / rep)
+				} else {
+					l[id] = float32(float64(l[id]) * rep)
+				}
+			}
+		}
+		for id := range s.prompt {
+			apply(id)
+		}
+		for id := range s.counts {
+			if !s.prompt[id] {
+				apply(id)
+			}
 		}
 	}
-	return Argmax(logits), nil
+	for id, c := range s.counts {
+		if id >= 0 && id < n {
+			l[id] -= float32(s.opt.PresencePenalty + s.opt.FrequencyPenalty*float64(c))
+		}
+	}
+	return l
+}
+
+// draw samples from softmax(l/T) truncated by top-k, top-p and min-p, in
+// that order (transformers' order of warpers).
+func (s *Sampler) draw(l []float32) int32 {
+	t := s.opt.Temperature
+	maxv := float64(l[Argmax(l)])
+	// Tokens more than 30 nats below the best carry under e^-30 of the
+	// mass each; dropping them first keeps sorting cheap on large
+	// vocabularies without a visible change in any distribution.
+	floor := maxv - 30*t
+	c := s.cand[:0]
+	for i, v := range l {
+		if float64(v) >= floor {
+			c = append(c, cand{int32(i), math.Exp((float64(v) - maxv) / t)})
+		}
+	}
+	s.cand = c
+	truncate := s.opt.TopK > 0 && s.opt.TopK < len(c) || s.opt.TopP > 0 && s.opt.TopP < 1 || s.opt.MinP > 0
+	if truncate {
+		slices.SortFunc(c, func(a, b cand) int {
+			if a.p != b.p {
+				return cmp.Compare(b.p, a.p)
+			}
+			return cmp.Compare(a.id, b.id)
+		})
+		if k := s.opt.TopK; k > 0 && k < len(c) {
+			c = c[:k]
+		}
+		if p := s.opt.TopP; p > 0 && p < 1 {
+			sum := 0.0
+			for _, x := range c {
+				sum += x.p
+			}
+			acc, keep := 0.0, len(c)
+			for i, x := range c {
+				acc += x.p
+				if acc >= p*sum {
+					keep = i + 1
+					break
+				}
+			}
+			c = c[:keep]
+		}
+		if mp := s.opt.MinP; mp > 0 {
+			keep := len(c)
+			for i, x := range c {
+				if x.p < mp*c[0].p { // c[0].p == 1: the best token
+					keep = i
+					break
+				}
+			}
+			c = c[:max(keep, 1)]
+		}
+	}
+	sum := 0.0
+	for _, x := range c {
+		sum += x.p
+	}
+	r := s.rng.Float64() * sum
+	for _, x := range c {
+		r -= x.p
+		if r < 0 {
+			return x.id
+		}
+	}
+	return c[0].id
+}
+
+// logprobs returns log softmax(logits)[tok] and the top n entries.
+func logprobs(logits []float32, tok int32, n int) (float32, []TokenLogprob) {
+	maxv := float64(logits[Argmax(logits)])
+	sum := 0.0
+	for _, v := range logits {
+		sum += math.Exp(float64(v) - maxv)
+	}
+	lse := maxv + math.Log(sum)
+	lp := func(id int32) float32 { return float32(float64(logits[id]) - lse) }
+	var top []TokenLogprob
+	if n > 0 {
+		n = min(n, len(logits))
+		top = make([]TokenLogprob, 0, n+1)
+		for i, v := range logits {
+			if len(top) == n && v <= logits[top[n-1].Token] {
+				continue
+			}
+			e := TokenLogprob{Token: int32(i)}
+			j, _ := slices.BinarySearchFunc(top, e, func(a, b TokenLogprob) int {
+				if logits[a.Token] != logits[b.Token] {
+					return cmp.Compare(logits[b.Token], logits[a.Token])
+				}
+				return cmp.Compare(a.Token, b.Token)
+			})
+			top = slices.Insert(top, j, e)
+			if len(top) > n {
+				top = top[:n]
+			}
+		}
+		for i := range top {
+			top[i].Logprob = lp(top[i].Token)
+		}
+	}
+	return lp(tok), top
 }

@@ -1,0 +1,155 @@
+package sample
+
+import (
+	"math"
+	"testing"
+)
+
+// drawn returns the set of tokens drawn over many samples.
+func drawn(t *testing.T, opt Options, logits []float32, n int) map[int32]int {
+	t.Helper()
+	s, err := New(opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[int32]int{}
+	for i := 0; i < n; i++ {
+		tok, err := s.Sample(logits)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[tok]++
+		s.counts = map[int32]int32{} // no penalties: keep draws independent
+	}
+	return got
+}
+
+func TestTruncation(t *testing.T) {
+	// p ∝ 8, 4, 2, 1, 1 at temperature 1.
+	logits := []float32{0, float32(math.Log(2)), float32(math.Log(4)), float32(math.Log(8)), 0}
+	for _, tc := range []struct {
+		name string
+		opt  Options
+		want []int32 // exactly these tokens appear
+	}{
+		{"all", Options{Temperature: 1}, []int32{0, 1, 2, 3, 4}},
+		{"top_k=2", Options{Temperature: 1, TopK: 2}, []int32{3, 2}},
+		{"top_p=0.5", Options{Temperature: 1, TopP: 0.5}, []int32{3}},
+		{"top_p=0.7", Options{Temperature: 1, TopP: 0.7}, []int32{3, 2}},
+		{"min_p=0.2", Options{Temperature: 1, MinP: 0.2}, []int32{3, 2, 1}},
+		{"top_k=3,min_p=0.4", Options{Temperature: 1, TopK: 3, MinP: 0.4}, []int32{3, 2}},
+	} {
+		got := drawn(t, tc.opt, logits, 3000)
+		if len(got) != len(tc.want) {
+			t.Errorf("%s: drew %v, want exactly %v", tc.name, got, tc.want)
+			continue
+		}
+		for _, w := range tc.want {
+			if got[w] == 0 {
+				t.Errorf("%s: drew %v, want exactly %v", tc.name, got, tc.want)
+			}
+		}
+	}
+}
+
+func TestSeedReproducible(t *testing.T) {
+	logits := make([]float32, 100)
+	for i := range logits {
+		logits[i] = float32(i%7) * 0.3
+	}
+	run := func(seed uint64) []int32 {
+		s, _ := New(Options{Temperature: 0.9, TopP: 0.95, Seed: seed})
+		var out []int32
+		for i := 0; i < 50; i++ {
+			tok, _ := s.Sample(logits)
+			out = append(out, tok)
+		}
+		return out
+	}
+	a, b, c := run(3), run(3), run(4)
+	if !equal(a, b) {
+		t.Errorf("same seed, different draws:\n%v\n%v", a, b)
+	}
+	if equal(a, c) {
+		t.Errorf("seeds 3 and 4 drew the same 50 tokens")
+	}
+}
+
+func equal(a, b []int32) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestPenaltiesGreedy(t *testing.T) {
+	logits := []float32{2, 1.5, 1, -1}
+	// Presence 1.2: each token drawn drops below the next.
+	s, _ := New(Options{PresencePenalty: 1.2})
+	seq := []int32{}
+	for i := 0; i < 3; i++ {
+		tok, _ := s.Sample(logits)
+		seq = append(seq, tok)
+	}
+	if want := []int32{0, 1, 2}; !equal(seq, want) {
+		t.Errorf("presence 1.2: %v, want %v", seq, want)
+	}
+	// Frequency 0.3: token 0 repeats until 2-0.3k < 1.5.
+	s, _ = New(Options{FrequencyPenalty: 0.3})
+	seq = seq[:0]
+	for i := 0; i < 4; i++ {
+		tok, _ := s.Sample(logits)
+		seq = append(seq, tok)
+	}
+	if want := []int32{0, 0, 1, 0}; !equal(seq, want) {
+		t.Errorf("frequency 0.3: %v, want %v", seq, want)
+	}
+	// Repetition 2 on the prompt's token 0: 2/2 = 1 < 1.5.
+	s, _ = New(Options{RepetitionPenalty: 2})
+	s.SetPrompt([]int32{0, 3})
+	if tok, _ := s.Sample(logits); tok != 1 {
+		t.Errorf("repetition 2: got %d, want 1", tok)
+	}
+	// The penalties never change the caller's logits.
+	if logits[0] != 2 {
+		t.Errorf("logits modified: %v", logits)
+	}
+}
+
+func TestLogprobs(t *testing.T) {
+	logits := []float32{1, 3, 2, 3}
+	s, _ := New(Options{Logprobs: true, TopLogprobs: 3})
+	r, err := s.Next(logits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lse := math.Log(math.Exp(1) + 2*math.Exp(3) + math.Exp(2))
+	if r.Token != 1 || math.Abs(float64(r.Logprob)-(3-lse)) > 1e-6 {
+		t.Errorf("token %d logprob %v, want 1, %v", r.Token, r.Logprob, 3-lse)
+	}
+	wantIDs := []int32{1, 3, 2}
+	if len(r.Top) != 3 {
+		t.Fatalf("top = %v", r.Top)
+	}
+	for i, e := range r.Top {
+		if e.Token != wantIDs[i] || math.Abs(float64(e.Logprob)-(float64(logits[e.Token])-lse)) > 1e-6 {
+			t.Errorf("top[%d] = %+v, want token %d", i, e, wantIDs[i])
+		}
+	}
+}
+
+func TestValidate(t *testing.T) {
+	for _, o := range []Options{
+		{TopK: -1}, {TopP: 1.5}, {TopP: -0.1}, {MinP: 2}, {RepetitionPenalty: -1},
+		{PresencePenalty: 3}, {FrequencyPenalty: -2.5}, {TopLogprobs: 21}, {Temperature: math.NaN()},
+	} {
+		if _, err := New(o); err == nil {
+			t.Errorf("%+v: want an error", o)
+		}
+	}
+}

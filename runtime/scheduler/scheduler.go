@@ -1,0 +1,549 @@
+// Package scheduler runs many generation requests through one backend
+// with continuous batching over the paged KV cache.
+//
+// Each step packs, under a token budget: one token for every running
+// sequence that is decoding, then chunks of prompts still being prefilled,
+// then new requests admitted in arrival order while blocks, budget and
+// sequence slots last. A new request first takes the cached blocks of its
+// longest cached prefix (kvcache prefix caching), so only the rest is
+// computed. When a running sequence cannot grow, the most recently
+// admitted sequence is preempted: its blocks are released and it goes back
+// to the head of the queue with its prompt and the tokens generated so far,
+// to be recomputed when blocks free up (its sampler state is kept, so the
+// output is as if it had never stopped).
+//
+// What it is not: it knows no text (stop strings, detokenisation and chat
+// templates are the caller's) and no HTTP. One goroutine owns the backend
+// and the allocator; the rest of the API is safe for concurrent use.
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/inference-pio/pio/runtime"
+	"github.com/inference-pio/pio/runtime/kvcache"
+	"github.com/inference-pio/pio/runtime/sample"
+)
+
+// Errors returned by Submit.
+var (
+	ErrQueueFull = errors.New("scheduler: queue full")
+	ErrClosed    = errors.New("scheduler: closed")
+	ErrTooLong   = errors.New("scheduler: request does not fit the KV cache")
+)
+
+// Config sizes a scheduler. A zero field takes its default.
+type Config struct {
+	// MaxStepTokens is the per-step token budget; at most the backend's
+	// largest step. Default 256.
+	MaxStepTokens int
+	// MaxSeqs is the most sequences in one step; at most the backend's.
+	// Default 8.
+	MaxSeqs int
+	// MaxQueue is the most requests waiting for admission; Submit returns
+	// ErrQueueFull beyond it. Default 256.
+	MaxQueue int
+	// MaxModelLen caps prompt plus output positions of a sequence.
+	// Default: the whole KV pool.
+	MaxModelLen int
+	// VocabSize, when set, makes Submit reject token ids outside [0, VocabSize).
+	VocabSize int
+}
+
+// Request is one generation.
+type Request struct {
+	Prompt    []int32
+	MaxTokens int // tokens to generate at most; >= 1
+	Sample    sample.Options
+	StopIDs   []int32 // generation ends after one of these is emitted
+}
+
+// Finish says why a stream ended.
+type Finish string
+
+// Finish reasons.
+const (
+	FinishStop      Finish = "stop"      // a stop token was emitted (or the caller stopped)
+	FinishLength    Finish = "length"    // MaxTokens or MaxModelLen reached
+	FinishCancelled Finish = "cancelled" // the request's context ended
+	FinishError     Finish = "error"     // the backend failed
+)
+
+// Stats are the scheduler's counters and gauges.
+type Stats struct {
+	Running, Waiting                 int
+	FreeBlocks, NumBlocks            int
+	CachedBlocks                     int
+	Steps, Preemptions               int64
+	PromptTokens                     int64 // prompt positions submitted
+	PrefillTokens                    int64 // prompt positions computed (recomputation included)
+	CachedTokens                     int64 // prompt positions taken from the prefix cache
+	GeneratedTokens                  int64
+	PrefixQueried, PrefixHit         int64 // positions looked up in / found in the prefix cache
+	RequestsFinished, RequestsFailed int64
+}
+
+// Scheduler drives a backend. Create with New, stop with Close.
+type Scheduler struct {
+	be    runtime.Backend
+	alloc *kvcache.Allocator
+	cfg   Config
+
+	mu       sync.Mutex
+	incoming []*seq
+	queued   int // incoming + waiting, for MaxQueue
+	closed   bool
+	wake     chan struct{}
+	done     chan struct{}
+	statsMu  sync.Mutex
+	stats    Stats
+
+	// Owned by the loop.
+	waiting []*seq
+	running []*seq
+	slots   []int32
+	batch   runtime.Batch
+	nextID  uint64
+	plan    []planned
+	counter Stats
+}
+
+type planned struct {
+	s *seq
+	n int
+}
+
+type seq struct {
+	id       uint64
+	ctx      context.Context
+	stopCtx  func() bool
+	req      Request
+	stream   *Stream
+	smp      *sample.Sampler
+	tokens   []int32 // prompt, then generated
+	computed int     // positions in the cache
+	kv       kvcache.Sequence
+	slot     int32
+	admitted bool
+}
+
+// New returns a running scheduler over be, whose caches have alloc's
+// geometry. The scheduler owns be and alloc until Close.
+func New(be runtime.Backend, alloc *kvcache.Allocator, cfg Config) (*Scheduler, error) {
+	if cfg.MaxStepTokens < 0 || cfg.MaxSeqs < 0 || cfg.MaxQueue < 0 || cfg.MaxModelLen < 0 || cfg.VocabSize < 0 {
+		return nil, fmt.Errorf("scheduler: negative field in %+v", cfg)
+	}
+	if cfg.MaxStepTokens == 0 {
+		cfg.MaxStepTokens = 256
+	}
+	if cfg.MaxSeqs == 0 {
+		cfg.MaxSeqs = 8
+	}
+	if cfg.MaxQueue == 0 {
+		cfg.MaxQueue = 256
+	}
+	if pool := alloc.NumBlocks() * alloc.BlockSize(); cfg.MaxModelLen == 0 || cfg.MaxModelLen > pool {
+		cfg.MaxModelLen = pool
+	}
+	s := &Scheduler{be: be, alloc: alloc, cfg: cfg, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	for i := cfg.MaxSeqs - 1; i >= 0; i-- {
+		s.slots = append(s.slots, int32(i))
+	}
+	s.publish()
+	go s.loop()
+	return s, nil
+}
+
+// Config returns the scheduler's configuration with defaults filled in.
+func (s *Scheduler) Config() Config { return s.cfg }
+
+// Stats returns a snapshot of the counters.
+func (s *Scheduler) Stats() Stats {
+	s.statsMu.Lock()
+	defer s.statsMu.Unlock()
+	return s.stats
+}
+
+// Submit queues req. The stream ends when generation stops, when ctx ends
+// (the sequence is dropped and its blocks freed) or when the scheduler
+// closes.
+func (s *Scheduler) Submit(ctx context.Context, req Request) (*Stream, error) {
+	if len(req.Prompt) == 0 {
+		return nil, fmt.Errorf("scheduler: empty prompt")
+	}
+	if req.MaxTokens < 1 {
+		return nil, fmt.Errorf("scheduler: max tokens must be >= 1, got %d", req.MaxTokens)
+	}
+	if s.cfg.VocabSize > 0 {
+		for _, t := range req.Prompt {
+			if t < 0 || int(t) >= s.cfg.VocabSize {
+				return nil, fmt.Errorf("scheduler: prompt token %d outside the vocabulary [0, %d)", t, s.cfg.VocabSize)
+			}
+		}
+	}
+	if n := len(req.Prompt) + 1; n > s.cfg.MaxModelLen {
+		return nil, fmt.Errorf("%w: prompt of %d tokens, room for %d positions", ErrTooLong, len(req.Prompt), s.cfg.MaxModelLen)
+	}
+	smp, err := sample.New(req.Sample)
+	if err != nil {
+		return nil, fmt.Errorf("scheduler: %w", err)
+	}
+	smp.SetPrompt(req.Prompt)
+	q := &seq{ctx: ctx, req: req, smp: smp, tokens: slices.Clip(slices.Clone(req.Prompt)), slot: -1}
+	q.stream = &Stream{notify: make(chan struct{}, 1), PromptTokens: len(req.Prompt)}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if s.queued >= s.cfg.MaxQueue {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("%w: %d requests waiting", ErrQueueFull, s.cfg.MaxQueue)
+	}
+	s.queued++
+	s.incoming = append(s.incoming, q)
+	s.mu.Unlock()
+	q.stopCtx = context.AfterFunc(ctx, s.kick)
+	s.kick()
+	return q.stream, nil
+}
+
+func (s *Scheduler) kick() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Close ends every stream still open (FinishCancelled), stops the loop and
+// waits for it. The backend is not closed.
+func (s *Scheduler) Close() {
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
+	}
+	s.mu.Unlock()
+	s.kick()
+	<-s.done
+}
+
+func (s *Scheduler) loop() {
+	defer close(s.done)
+	for {
+		s.mu.Lock()
+		closed := s.closed
+		s.waiting = append(s.waiting, s.incoming...)
+		s.incoming = s.incoming[:0]
+		s.mu.Unlock()
+		if closed {
+			for _, q := range slices.Concat(s.running, s.waiting) {
+				s.finish(q, FinishCancelled, ErrClosed)
+			}
+			s.running, s.waiting = nil, nil
+			s.publish()
+			return
+		}
+		s.dropCancelled()
+		if len(s.running) == 0 && len(s.waiting) == 0 {
+			s.publish()
+			<-s.wake
+			continue
+		}
+		s.step()
+		s.publish()
+	}
+}
+
+func (s *Scheduler) dropCancelled() {
+	keep := func(list []*seq) []*seq {
+		out := list[:0]
+		for _, q := range list {
+			if q.ctx.Err() != nil {
+				s.finish(q, FinishCancelled, q.ctx.Err())
+				continue
+			}
+			out = append(out, q)
+		}
+		clear(list[len(out):])
+		return out
+	}
+	s.running = keep(s.running)
+	s.waiting = keep(s.waiting)
+}
+
+// finish ends q's stream and releases its blocks and slot.
+func (s *Scheduler) finish(q *seq, why Finish, err error) {
+	s.alloc.Free(&q.kv)
+	if q.slot >= 0 {
+		s.slots = append(s.slots, q.slot)
+		q.slot = -1
+	}
+	if !q.admitted {
+		s.mu.Lock()
+		s.queued--
+		s.mu.Unlock()
+		q.admitted = true // counted once
+	}
+	if q.stopCtx != nil {
+		q.stopCtx()
+	}
+	if why == FinishError {
+		s.counter.RequestsFailed++
+	} else {
+		s.counter.RequestsFinished++
+	}
+	q.stream.end(why, err)
+}
+
+// preempt releases q's blocks and puts it back at the head of the queue.
+func (s *Scheduler) preempt(q *seq) {
+	s.alloc.Free(&q.kv)
+	q.computed = 0
+	s.slots = append(s.slots, q.slot)
+	q.slot = -1
+	s.waiting = slices.Insert(s.waiting, 0, q)
+	s.counter.Preemptions++
+}
+
+func (s *Scheduler) step() {
+	budget := s.cfg.MaxStepTokens
+	s.plan = s.plan[:0]
+	preempted := false
+	// Running sequences: decodes (one token) first, then prefill chunks.
+	for pass := 0; pass < 2; pass++ {
+		for i := 0; i < len(s.running) && budget > 0; i++ {
+			q := s.running[i]
+			need := len(q.tokens) - q.computed
+			if (pass == 0) != (need == 1) || s.inPlan(q) {
+				continue
+			}
+			n := min(need, budget)
+			for s.alloc.Grow(&q.kv, q.computed+n) != nil {
+				victim := s.running[len(s.running)-1]
+				s.running = s.running[:len(s.running)-1]
+				if j := s.planIndex(victim); j >= 0 {
+					budget += s.plan[j].n
+					s.plan = slices.Delete(s.plan, j, j+1)
+				}
+				s.preempt(victim)
+				preempted = true
+				if victim == q {
+					n = 0
+					break
+				}
+			}
+			if n == 0 {
+				break
+			}
+			s.plan = append(s.plan, planned{q, n})
+			budget -= n
+		}
+	}
+	// Admission, in arrival order, while everything fits.
+	for !preempted && budget > 0 && len(s.waiting) > 0 && len(s.running) < s.cfg.MaxSeqs {
+		q := s.waiting[0]
+		shared := 0
+		if len(q.kv.Blocks) == 0 {
+			shared = s.alloc.Share(&q.kv, q.tokens, len(q.tokens)-1)
+			q.computed = shared
+		}
+		n := min(len(q.tokens)-q.computed, budget)
+		if s.alloc.Grow(&q.kv, q.computed+n) != nil {
+			// Hand shared blocks back so that they stay evictable.
+			s.alloc.Free(&q.kv)
+			q.computed = 0
+			break
+		}
+		s.waiting = s.waiting[1:]
+		if !q.admitted {
+			s.counter.PromptTokens += int64(len(q.req.Prompt))
+			s.counter.CachedTokens += int64(shared)
+			q.admitted = true
+			s.mu.Lock()
+			s.queued--
+			s.mu.Unlock()
+		}
+		q.slot = s.slots[len(s.slots)-1]
+		s.slots = s.slots[:len(s.slots)-1]
+		s.running = append(s.running, q)
+		s.plan = append(s.plan, planned{q, n})
+		budget -= n
+	}
+	if len(s.plan) == 0 {
+		if len(s.running) == 0 && len(s.waiting) > 0 {
+			// Nothing runs and the head cannot be admitted alone: it can
+			// never run.
+			q := s.waiting[0]
+			s.waiting = s.waiting[1:]
+			s.finish(q, FinishError, fmt.Errorf("%w: %d positions needed, %d blocks of %d free",
+				ErrTooLong, len(q.tokens), s.alloc.FreeBlocks(), s.alloc.BlockSize()))
+		}
+		return
+	}
+	s.run()
+}
+
+func (s *Scheduler) inPlan(q *seq) bool { return s.planIndex(q) >= 0 }
+
+func (s *Scheduler) planIndex(q *seq) int {
+	for j, p := range s.plan {
+		if p.s == q {
+			return j
+		}
+	}
+	return -1
+}
+
+// run executes the planned step and hands out its tokens.
+func (s *Scheduler) run() {
+	b := &s.batch
+	b.Tokens, b.Positions, b.SeqOfToken = b.Tokens[:0], b.Positions[:0], b.SeqOfToken[:0]
+	b.Seqs, b.LogitRows = b.Seqs[:0], b.LogitRows[:0]
+	for j, p := range s.plan {
+		q := p.s
+		b.Tokens = append(b.Tokens, q.tokens[q.computed:q.computed+p.n]...)
+		for i := 0; i < p.n; i++ {
+			b.Positions = append(b.Positions, int32(q.computed+i))
+			b.SeqOfToken = append(b.SeqOfToken, int32(j))
+		}
+		b.Seqs = append(b.Seqs, runtime.SeqView{Blocks: q.kv.Blocks, Slot: q.slot})
+		b.LogitRows = append(b.LogitRows, int32(len(b.Tokens)-1))
+	}
+	s.counter.Steps++
+	err := s.be.Step(b)
+	var logits []float32
+	var vocab int
+	if err == nil {
+		var shape []int
+		logits, shape, err = s.be.Output("logits")
+		if err == nil && (len(shape) != 2 || shape[0] != len(s.plan)) {
+			err = fmt.Errorf("scheduler: logits shape %v for %d sequences", shape, len(s.plan))
+		}
+		if err == nil {
+			vocab = shape[1]
+		}
+	}
+	if err != nil {
+		for _, p := range s.plan {
+			s.remove(p.s)
+			s.finish(p.s, FinishError, err)
+		}
+		return
+	}
+	for j, p := range s.plan {
+		q := p.s
+		if q.computed < len(q.req.Prompt) {
+			s.counter.PrefillTokens += int64(min(p.n, len(q.req.Prompt)-q.computed))
+		}
+		q.computed += p.n
+		s.alloc.Commit(&q.kv, q.tokens)
+		if q.computed < len(q.tokens) {
+			continue // a prefill chunk
+		}
+		if q.ctx.Err() != nil {
+			s.remove(q)
+			s.finish(q, FinishCancelled, q.ctx.Err())
+			continue
+		}
+		res, err := q.smp.Next(logits[j*vocab : (j+1)*vocab])
+		if err != nil {
+			s.remove(q)
+			s.finish(q, FinishError, err)
+			continue
+		}
+		q.tokens = append(q.tokens, res.Token)
+		s.counter.GeneratedTokens++
+		q.stream.push(res)
+		gen := len(q.tokens) - len(q.req.Prompt)
+		switch {
+		case slices.Contains(q.req.StopIDs, res.Token):
+			s.remove(q)
+			s.finish(q, FinishStop, nil)
+		case gen >= q.req.MaxTokens || len(q.tokens) >= s.cfg.MaxModelLen:
+			s.remove(q)
+			s.finish(q, FinishLength, nil)
+		}
+	}
+}
+
+func (s *Scheduler) remove(q *seq) {
+	if i := slices.Index(s.running, q); i >= 0 {
+		s.running = slices.Delete(s.running, i, i+1)
+	}
+}
+
+func (s *Scheduler) publish() {
+	st := s.counter
+	st.Running, st.Waiting = len(s.running), len(s.waiting)
+	st.FreeBlocks, st.NumBlocks, st.CachedBlocks = s.alloc.FreeBlocks(), s.alloc.NumBlocks(), s.alloc.CachedBlocks()
+	ps := s.alloc.Stats()
+	st.PrefixQueried, st.PrefixHit = ps.Queried, ps.Hit
+	s.statsMu.Lock()
+	s.stats = st
+	s.statsMu.Unlock()
+}
+
+// Stream delivers one request's tokens. Its methods are safe for
+// concurrent use with the scheduler.
+type Stream struct {
+	// PromptTokens is the prompt's length.
+	PromptTokens int
+
+	mu     sync.Mutex
+	toks   []sample.Result
+	ended  bool
+	finish Finish
+	err    error
+	notify chan struct{}
+}
+
+func (st *Stream) push(r sample.Result) {
+	st.mu.Lock()
+	st.toks = append(st.toks, r)
+	st.mu.Unlock()
+	select {
+	case st.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (st *Stream) end(why Finish, err error) {
+	st.mu.Lock()
+	st.ended, st.finish, st.err = true, why, err
+	st.mu.Unlock()
+	select {
+	case st.notify <- struct{}{}:
+	default:
+	}
+}
+
+// Next returns the tokens generated since the last call, waiting for at
+// least one. When the stream has ended and every token was returned, it
+// returns done = true with the reason and the error (nil unless
+// FinishError or FinishCancelled). If ctx ends first it returns ctx's
+// error.
+func (st *Stream) Next(ctx context.Context, buf []sample.Result) (toks []sample.Result, done bool, why Finish, err error) {
+	for {
+		st.mu.Lock()
+		if len(st.toks) > 0 {
+			toks = append(buf[:0], st.toks...)
+			st.toks = st.toks[:0]
+			st.mu.Unlock()
+			return toks, false, "", nil
+		}
+		if st.ended {
+			st.mu.Unlock()
+			return nil, true, st.finish, st.err
+		}
+		st.mu.Unlock()
+		select {
+		case <-st.notify:
+		case <-ctx.Done():
+			return nil, true, FinishCancelled, ctx.Err()
+		}
+	}
+}
