@@ -195,19 +195,21 @@ func (s *Scheduler) Submit(ctx context.Context, req Request) (*Stream, error) {
 	smp.SetPrompt(req.Prompt)
 	q := &seq{ctx: ctx, req: req, smp: smp, tokens: slices.Clip(slices.Clone(req.Prompt)), slot: -1}
 	q.stream = &Stream{notify: make(chan struct{}, 1), PromptTokens: len(req.Prompt)}
+	q.stopCtx = context.AfterFunc(ctx, s.kick)
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
+		q.stopCtx()
 		return nil, ErrClosed
 	}
 	if s.queued >= s.cfg.MaxQueue {
 		s.mu.Unlock()
+		q.stopCtx()
 		return nil, fmt.Errorf("%w: %d requests waiting", ErrQueueFull, s.cfg.MaxQueue)
 	}
 	s.queued++
 	s.incoming = append(s.incoming, q)
 	s.mu.Unlock()
-	q.stopCtx = context.AfterFunc(ctx, s.kick)
 	s.kick()
 	return q.stream, nil
 }

@@ -28,7 +28,7 @@ type fakeBackend struct {
 	logits  []float32
 	s       int
 	steps   int
-	maxSeen int // most sequences in one step
+	maxSeen int           // most sequences in one step
 	gate    chan struct{} // when set, each step waits for a value or close
 }
 
