@@ -14,6 +14,9 @@ const (
 	I64      DType = 5
 	I8       DType = 6
 	U8       DType = 7
+	// F8E4M3 is OCP FP8 E4M3 (sign, 4 exponent bits with bias 7, 3 mantissa
+	// bits; max 448, no infinities): the codes of fp8-quantized weights.
+	F8E4M3 DType = 8
 )
 
 var dtypeInfo = [...]struct {
@@ -28,6 +31,7 @@ var dtypeInfo = [...]struct {
 	I64:      {"i64", 8},
 	I8:       {"i8", 1},
 	U8:       {"u8", 1},
+	F8E4M3:   {"f8e4m3", 1},
 }
 
 // String returns the text-form name of d ("f32", "bf16", ...).
