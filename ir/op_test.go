@@ -244,7 +244,7 @@ func TestInference(t *testing.T) {
 	}
 	tests = append(tests, familyInferenceCases...)
 	covered := map[Op]bool{}
-	for _, tt := range tests {
+	for _, tt := range append(tests, extraInferenceCases...) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newOpEnv()
 			v := tt.build(e)

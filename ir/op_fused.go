@@ -1,0 +1,221 @@
+package ir
+
+import "fmt"
+
+// Fused ops (32–63): made by the fusion passes (package passes), never by
+// model code. Each one is the composition of core ops it replaces, computed
+// the same way, so a fused engine matches an unfused one to rounding; the
+// backend picks its kernel by the op's attributes, never by model.
+const (
+	// OpFusedMatMul is a GEMM with an optional prologue and epilogues:
+	//
+	//	fused_matmul(x [..., K], W [N, K] [, norm_w [K]] [, residual [..., N']])
+	//	  {norm=0|1, eps, unit_offset, act="none"|"swiglu", residual=0|1, sections=[n0, n1, ...]}
+	//
+	//	  x' = norm ? rms_norm(x, norm_w; eps, unit_offset) : x   (prologue: x read once)
+	//	  z  = x'·Wᵀ                                              [..., N]
+	//	  a  = act == "swiglu" ? silu(z[:, :N/2]) ⊙ z[:, N/2:] : z  [..., N']
+	//	  y  = residual ? a + residual : a                        (epilogue)
+	//
+	// The optional args come in that order, present when their flag is 1.
+	// sections lists the widths of the row blocks of W (so of z's columns)
+	// when W is a build-time concat of several projections; they must sum to
+	// N. Consumers take a block with `section`, or read the blocks in place
+	// when fused further (qkv_attention reads q, k, v out of one row).
+	//
+	// How the architectures map onto it:
+	//   - Qwen3 q/k/v (GQA): W = concat(Wq, Wk, Wv), sections=[Hq·D, Hkv·D, Hkv·D].
+	//   - gate/up + SwiGLU: W = concat(Wgate, Wup), sections=[I, I], act="swiglu".
+	//   - Qwen3-Next gated attention: q_proj's rows are per head [query D | gate D]
+	//     interleaved; they stay interleaved: sections=[Hq·2D, Hkv·D, Hkv·D]
+	//     and qkv_attention{gate=1} reads query and gate of head h at h·2D and
+	//     h·2D+D.
+	//   - GLM-4.7 MLA: q_a_proj and kv_a_proj_with_mqa share x and the input
+	//     norm: W = concat(Wq_a, Wkv_a), norm=1, sections=[q_lora_rank,
+	//     kv_lora_rank+rope_dim]; each block then takes its own RMSNorm.
+	OpFusedMatMul Op = 32
+	// OpSection copies a range of the last dim: section(x [..., D]) {start, size}
+	// -> [..., size] = x[..., start:start+size]. It is how consumers that are
+	// not fused read one block of a fused_matmul.
+	OpSection Op = 33
+	// OpAddRMSNorm is the residual add and the following RMSNorm in one pass:
+	// add_rms_norm(a, b, w) {eps, unit_offset} = rms_norm(a + b, w). Used
+	// where the sum has no other reader (the final norm); where it has (the
+	// residual stream), the add goes into the producing GEMM's epilogue
+	// (fused_matmul residual=1) and the norm into the consuming GEMM's
+	// prologue (norm=1) instead, so each op keeps one result.
+	OpAddRMSNorm Op = 34
+	// OpQKVAttention is the whole attention input path and attention in one
+	// step, reading q, k and v in place from one fused projection row:
+	//
+	//	qkv_attention(qkv [T, Hq·Dq + Hkv·D + Hkv·Dv], pos i32[T] [, q_norm [D], k_norm [D]])
+	//	  {heads=[Hq, Hkv], head_dim=D, v_head_dim=Dv, gate=0|1, eps, unit_offset,
+	//	   theta, rotary_dims, style, cache, scale} -> [T, Hq, Dv]
+	//
+	//	  q, k = per-head rms_norm (when the norm args are present), then rope at pos
+	//	  k, v -> written into paged KV cache `cache` at each token's slot
+	//	  y = causal GQA attention of q over the cache (as `attention`)
+	//	  gate=1: Dq = 2D, q's rows are per head [query | gate] (Qwen3-Next),
+	//	          and y ⊙= sigmoid(gate)
+	//
+	// v_head_dim defaults to head_dim. It has the side effect of the cache
+	// write, so it is not pure.
+	OpQKVAttention Op = 35
+)
+
+func init() {
+	defineOp(OpFusedMatMul, OpInfo{Name: "fused_matmul", Args: -1, Infer: inferFusedMatMul, Pure: true,
+		Comment: "y = act(rms_norm?(x)·Wᵀ) + residual?; W may hold concatenated sections"})
+	defineOp(OpSection, OpInfo{Name: "section", Args: 1, Attrs: []string{"start", "size"}, Infer: inferSection, Pure: true,
+		Comment: "y = x[..., start:start+size]"})
+	defineOp(OpAddRMSNorm, OpInfo{Name: "add_rms_norm", Args: 3, Attrs: []string{"eps"}, Infer: inferAddRMSNorm, Pure: true,
+		Comment: "y = rms_norm(a + b, w)"})
+	defineOp(OpQKVAttention, OpInfo{Name: "qkv_attention", Args: -1,
+		Attrs: []string{"heads", "head_dim", "theta", "rotary_dims", "style", "cache", "scale"},
+		Infer: inferQKVAttention, Pure: false,
+		Comment: "q/k norm + rope + kv-cache write + causal attention over one fused qkv row"})
+}
+
+// FusedMatMulLayout returns the arg positions of a fused_matmul's optional
+// operands from its attributes (-1 when absent) and the number of args.
+func FusedMatMulLayout(at Attrs) (normArg, residualArg, nargs int) {
+	normArg, residualArg, nargs = -1, -1, 2
+	if at.Int("norm", 0) == 1 {
+		normArg = nargs
+		nargs++
+	}
+	if at.Int("residual", 0) == 1 {
+		residualArg = nargs
+		nargs++
+	}
+	return
+}
+
+func inferFusedMatMul(a []*Value, at Attrs) (DType, Shape, error) {
+	if n := at.Int("norm", 0); n != 0 && n != 1 {
+		return 0, nil, fmt.Errorf("norm must be 0 or 1")
+	}
+	if r := at.Int("residual", 0); r != 0 && r != 1 {
+		return 0, nil, fmt.Errorf("residual must be 0 or 1")
+	}
+	normArg, resArg, nargs := FusedMatMulLayout(at)
+	if len(a) != nargs {
+		return 0, nil, fmt.Errorf("want %d args for norm=%d residual=%d, got %d", nargs, at.Int("norm", 0), at.Int("residual", 0), len(a))
+	}
+	_, out, err := inferMatMul(a[:2], nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	n := a[1].Shape[0]
+	if normArg >= 0 {
+		if _, _, err := inferRMSNorm([]*Value{a[0], a[normArg]}, at); err != nil {
+			return 0, nil, fmt.Errorf("norm: %w", err)
+		}
+	}
+	if s := at.Ints("sections"); s != nil {
+		var sum Dim
+		for _, d := range s {
+			if d <= 0 {
+				return 0, nil, fmt.Errorf("sections %v must be positive", s)
+			}
+			sum += Dim(d)
+		}
+		if sum != n {
+			return 0, nil, fmt.Errorf("sections %v do not sum to W's %v rows", s, n)
+		}
+	} else if at.Has("sections") {
+		return 0, nil, fmt.Errorf("sections must be an integer list")
+	}
+	switch act := at.String("act", "none"); act {
+	case "none":
+	case "swiglu":
+		if n%2 != 0 {
+			return 0, nil, fmt.Errorf("swiglu needs an even number of rows, W has %v", n)
+		}
+		if s := at.Ints("sections"); s != nil && (len(s) != 2 || s[0] != s[1]) {
+			return 0, nil, fmt.Errorf("swiglu sections must be [I, I], got %v", s)
+		}
+		out[len(out)-1] = n / 2
+	default:
+		return 0, nil, fmt.Errorf("act must be \"none\" or \"swiglu\", got %q", act)
+	}
+	if resArg >= 0 {
+		r := a[resArg]
+		if !isFloat(r) || !r.Shape.Equal(out) {
+			return 0, nil, fmt.Errorf("residual %v%v does not match the result %v", r.DType, r.Shape, out)
+		}
+	}
+	return F32, out, nil
+}
+
+func inferSection(a []*Value, at Attrs) (DType, Shape, error) {
+	x := a[0]
+	if !isFloat(x) || len(x.Shape) == 0 || x.Shape.Last().Symbolic() {
+		return 0, nil, fmt.Errorf("x must be float with a static last dim, got %v%v", x.DType, x.Shape)
+	}
+	start, size := at.Int("start", -1), at.Int("size", -1)
+	if start < 0 || size <= 0 || start+size > int64(x.Shape.Last()) {
+		return 0, nil, fmt.Errorf("range [%d, %d+%d) is outside the last dim %v", start, start, size, x.Shape.Last())
+	}
+	out := x.Shape.Clone()
+	out[len(out)-1] = Dim(size)
+	return x.DType, out, nil
+}
+
+func inferAddRMSNorm(a []*Value, at Attrs) (DType, Shape, error) {
+	if _, _, err := inferBinary(a[:2], nil); err != nil {
+		return 0, nil, err
+	}
+	return inferRMSNorm([]*Value{a[0], a[2]}, at)
+}
+
+func inferQKVAttention(a []*Value, at Attrs) (DType, Shape, error) {
+	if len(a) != 2 && len(a) != 4 {
+		return 0, nil, fmt.Errorf("want 2 args (qkv, pos) or 4 (with q_norm, k_norm), got %d", len(a))
+	}
+	qkv, pos := a[0], a[1]
+	heads := at.Ints("heads")
+	d := at.Int("head_dim", 0)
+	dv := at.Int("v_head_dim", d)
+	if len(heads) != 2 || heads[0] <= 0 || heads[1] <= 0 || heads[0]%heads[1] != 0 {
+		return 0, nil, fmt.Errorf("heads must be [Hq, Hkv] with Hq a multiple of Hkv, got %v", heads)
+	}
+	if d <= 0 || dv <= 0 {
+		return 0, nil, fmt.Errorf("head_dim %d and v_head_dim %d must be > 0", d, dv)
+	}
+	gate := at.Int("gate", 0)
+	if gate != 0 && gate != 1 {
+		return 0, nil, fmt.Errorf("gate must be 0 or 1")
+	}
+	dq := d * (1 + gate)
+	want := Dim(heads[0]*dq + heads[1]*d + heads[1]*dv)
+	if !isFloat(qkv) || len(qkv.Shape) != 2 || qkv.Shape[0] != T || qkv.Shape[1] != want {
+		return 0, nil, fmt.Errorf("qkv must be float [T, %v], got %v%v", want, qkv.DType, qkv.Shape)
+	}
+	if pos.DType != I32 || !pos.Shape.Equal(Sh(T)) {
+		return 0, nil, fmt.Errorf("positions must be i32[T], got %v%v", pos.DType, pos.Shape)
+	}
+	if len(a) == 4 {
+		for _, w := range a[2:] {
+			if !isFloat(w) || !w.Shape.Equal(Sh(Dim(d))) {
+				return 0, nil, fmt.Errorf("q/k norm weights must be float [%d], got %v%v", d, w.DType, w.Shape)
+			}
+		}
+		if eps := at.Float("eps", -1); !(eps > 0) {
+			return 0, nil, fmt.Errorf("eps must be > 0")
+		}
+		if u := at.Int("unit_offset", 0); u != 0 && u != 1 {
+			return 0, nil, fmt.Errorf("unit_offset must be 0 or 1")
+		}
+	}
+	if _, _, err := inferRoPE([]*Value{{DType: F32, Shape: Sh(T, Dim(heads[0]), Dim(d))}, pos}, at); err != nil {
+		return 0, nil, err
+	}
+	if sc := at.Float("scale", 0); !(sc > 0) {
+		return 0, nil, fmt.Errorf("scale must be > 0")
+	}
+	if at.Int("cache", -1) < 0 {
+		return 0, nil, fmt.Errorf("cache index must be >= 0")
+	}
+	return F32, Sh(T, Dim(heads[0]), Dim(dv)), nil
+}
