@@ -188,8 +188,8 @@ func New(p *ir.Plan, weights []Weight, opt Options) (*Backend, error) {
 		if _, dup := b.outputs[o.Name]; dup {
 			return nil, fmt.Errorf("cpu: output %q declared twice", o.Name)
 		}
-		if p.Buffers[o.Buffer].DType != ir.F32 {
-			return nil, fmt.Errorf("cpu: output %q: dtype %v, want f32", o.Name, p.Buffers[o.Buffer].DType)
+		if dt := p.Buffers[o.Buffer].DType; dt != ir.F32 && dt != ir.I32 {
+			return nil, fmt.Errorf("cpu: output %q: dtype %v, want f32 or i32", o.Name, dt)
 		}
 		b.outputs[o.Name] = o.Buffer
 	}
@@ -232,6 +232,8 @@ func (b *Backend) bindWeights(ws []Weight) error {
 			m.f32 = viewF32(w.Data)
 		case ir.BF16, ir.F16:
 			m.u16 = viewU16(w.Data)
+		case ir.I8, ir.U8, ir.F8E4M3: // read only by matmul_q (quant.go)
+			m.u8 = w.Data
 		default:
 			return fmt.Errorf("cpu: weight %q: dtype %v not supported", pw.Name, w.DType)
 		}
@@ -521,6 +523,13 @@ func (b *Backend) Output(name string) ([]float32, []int, error) {
 		}
 	}
 	n := b.elems(buf.shape)
+	if buf.dt == ir.I32 { // i32 outputs (expert ids) are returned converted to f32
+		f := make([]float32, n)
+		for j, v := range buf.i32[:n] {
+			f[j] = float32(v)
+		}
+		return f, shape, nil
+	}
 	return buf.f32[:n:n], shape, nil
 }
 
