@@ -35,6 +35,7 @@ fuzz:
 	$(GO) test ./frontends/hf -run '^$$' -fuzz FuzzParseSafetensorsHeader -fuzztime $(FUZZTIME)
 	$(GO) test ./runtime/engine -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
 	$(GO) test ./ir -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
+	$(GO) test ./frontends/image -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
 
 # Reference checkpoints and activations from transformers (CPU, pinned).
 golden:

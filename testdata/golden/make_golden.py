@@ -387,6 +387,99 @@ def make_one(spec, versions):
     return out_dir
 
 
+IMAGES_DIR = ROOT / "images"
+# min/max pixels for the test images: small, so the goldens stay small; the Qwen3-VL defaults
+# (256², 4096²) are checked by smart_resize cases in Go against values printed here.
+IMAGE_MIN_PIXELS = 32 * 32
+IMAGE_MAX_PIXELS = 96 * 96
+SMART_RESIZE_CASES = [  # (h, w, min_pixels, max_pixels)
+    (1, 1, 65536, 16777216), (100, 61, 65536, 16777216), (480, 640, 65536, 16777216),
+    (1080, 1920, 65536, 16777216), (5000, 7000, 65536, 16777216), (16, 3000, 65536, 16777216),
+    (45, 70, 1024, 9216), (200, 130, 1024, 9216), (48, 48, 1024, 9216), (3000, 4000, 1024, 9216),
+    (80, 80, 1024, 9216), (112, 48, 1024, 9216), (999, 1001, 1024, 9216), (16, 16, 1024, 9216),
+    (10, 2500, 65536, 16777216),  # aspect ratio 250: HF raises
+]
+
+
+def make_test_images():
+    """Deterministic small test images (smooth gradients plus seeded noise) as PNG, JPEG and WebP."""
+    from PIL import Image
+
+    IMAGES_DIR.mkdir(parents=True, exist_ok=True)
+    rng = numpy.random.default_rng(20260)
+
+    def pattern(h, w, channels=3):
+        y = numpy.linspace(0, 1, h)[:, None]
+        x = numpy.linspace(0, 1, w)[None, :]
+        planes = [
+            128 + 100 * numpy.sin(6.0 * x + 3.0 * y),
+            128 + 100 * numpy.cos(5.0 * y - 2.0 * x * y),
+            255 * x * (1 - y) + 40 * numpy.sin(20 * x * y),
+            255 * (0.3 + 0.7 * y * x),
+        ][:channels]
+        img = numpy.stack(planes, axis=-1) + rng.normal(0, 12, (h, w, channels))
+        return numpy.clip(numpy.rint(img), 0, 255).astype(numpy.uint8)
+
+    files = {
+        # upscaled to 48×80 (smart_resize rounding), both passes of the resampler
+        "a.png": (Image.fromarray(pattern(45, 70)), dict()),
+        # downscaled past max_pixels: 200×130 -> 96×64
+        "b.png": (Image.fromarray(pattern(200, 130, 4), "RGBA"), dict()),
+        # baseline JPEG without chroma subsampling (4:4:4), 61×100 -> 64×96
+        "c.jpg": (Image.fromarray(pattern(61, 100)), dict(quality=92, subsampling=0)),
+        # lossless WebP, 40×52 -> 32×64... (smart_resize decides)
+        "d.webp": (Image.fromarray(pattern(40, 52)), dict(lossless=True)),
+        # grey PNG, 33×90 -> 32×96
+        "e.png": (Image.fromarray(pattern(33, 90, 1)[:, :, 0], "L"), dict()),
+        # JPEG with the default 4:2:0 chroma subsampling: decoders differ here (reported, looser bound)
+        "f.jpg": (Image.fromarray(pattern(64, 64)), dict(quality=90)),
+    }
+    for name, (img, kw) in files.items():
+        img.save(IMAGES_DIR / name, **kw)
+    return sorted(files)
+
+
+def make_image_goldens(versions):
+    """HF's Qwen2-VL image processor (the class Qwen3-VL's preprocessor_config names) on the test images.
+
+    Writes testdata/images/golden.safetensors: pixel_values.<file> f32 [N, 1536] and grid_thw.<file>
+    i64 [3], plus golden.json with the smart_resize cases.
+    """
+    from PIL import Image
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor, smart_resize
+
+    names = make_test_images()
+    proc = Qwen2VLImageProcessor(
+        size={"shortest_edge": IMAGE_MIN_PIXELS, "longest_edge": IMAGE_MAX_PIXELS},
+        patch_size=16, temporal_patch_size=2, merge_size=2,
+        image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5],
+    )
+    tensors = {}
+    for name in names:
+        img = Image.open(IMAGES_DIR / name)
+        out = proc(images=[img], return_tensors="pt")
+        tensors[f"pixel_values.{name}"] = out["pixel_values"].to(torch.float32).contiguous()
+        tensors[f"grid_thw.{name}"] = out["image_grid_thw"][0].to(torch.int64).contiguous()
+    cases = []
+    for h, w, lo, hi in SMART_RESIZE_CASES:
+        try:
+            rh, rw = smart_resize(h, w, factor=32, min_pixels=lo, max_pixels=hi)
+            cases.append({"h": h, "w": w, "min_pixels": lo, "max_pixels": hi, "out": [rh, rw]})
+        except ValueError as e:
+            cases.append({"h": h, "w": w, "min_pixels": lo, "max_pixels": hi, "error": str(e)})
+    golden = IMAGES_DIR / "golden.safetensors"
+    import PIL
+    meta = {"note": NOTE, "transformers": versions["transformers"], "torch": versions["torch"],
+            "torchvision": __import__("torchvision").__version__.split("+")[0], "pillow": PIL.__version__,
+            "min_pixels": str(IMAGE_MIN_PIXELS), "max_pixels": str(IMAGE_MAX_PIXELS)}
+    save_file(tensors, str(golden), metadata=meta)
+    canonicalize_safetensors_header(golden)
+    doc = {"note": NOTE, "images": names, "min_pixels": IMAGE_MIN_PIXELS, "max_pixels": IMAGE_MAX_PIXELS,
+           "smart_resize": cases}
+    (IMAGES_DIR / "golden.json").write_text(json.dumps(doc, indent=1) + "\n")
+    return IMAGES_DIR
+
+
 def main():
     versions = {
         "transformers": transformers.__version__,
@@ -404,6 +497,9 @@ def main():
             size = f.stat().st_size
             total += size
             print(f"wrote {f.relative_to(ROOT.parent)}  {size:>9} bytes  sha256 {sha256(f)[:16]}")
+    d = make_image_goldens(versions)  # Qwen3-VL image preprocessing (testdata/images)
+    for f in sorted(d.iterdir()):
+        print(f"wrote {f.relative_to(ROOT.parent)}  {f.stat().st_size:>9} bytes  sha256 {sha256(f)[:16]}")
     print(f"total {total} bytes")
 
 
