@@ -33,6 +33,10 @@ type Options struct {
 	DumpIR   string   // directory for per-pass graph dumps
 	DumpOnly string   // dump after this pass only
 	Taps     bool     // keep per-layer hidden states as engine outputs (tests, debugging)
+	// Quant, if set (int8, int4 or fp8), stores matmul weights group-wise
+	// quantized, QuantGroup (default DefaultQuantGroup) weights per scale.
+	Quant      string
+	QuantGroup int
 	// Log receives one line per stage; Progress the weight-writing progress.
 	Log      func(format string, args ...any)
 	Progress func(done, total int64)
@@ -111,6 +115,16 @@ func Build(opt Options) (*Result, error) {
 		return nil, err
 	}
 	logf("plan: %d steps, %d buffers, arena %d B/token + %d B", len(plan.Steps), len(plan.Buffers), plan.ArenaPerT, plan.ArenaFixed)
+	if opt.Quant != "" {
+		if opt.QuantGroup == 0 {
+			opt.QuantGroup = DefaultQuantGroup
+		}
+		nq, kept, err := quantizePlan(plan, opt.Quant, opt.QuantGroup)
+		if err != nil {
+			return nil, err
+		}
+		logf("quant %s, group %d: %d matmul weights quantized, %d kept (K not a multiple of the group)", opt.Quant, opt.QuantGroup, nq, kept)
+	}
 
 	meta := &engine.Metadata{
 		Producer: Version,
@@ -144,7 +158,7 @@ func Build(opt Options) (*Result, error) {
 		}
 		specs[i] = engine.WeightSpec{Name: w.Name, DType: w.DType, Shape: shape}
 	}
-	fill := func(i int, dst []byte) error { return materialize(plan.Weights[i], ck.Tensor, dst) }
+	fill := func(i int, dst []byte) error { return materializeQuant(plan.Weights[i], ck.Tensor, dst) }
 	logf("writing %s", opt.Output)
 	if err := engine.Create(opt.Output, meta, specs, fill, engine.WriteOptions{Progress: opt.Progress}); err != nil {
 		return nil, err

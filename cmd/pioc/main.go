@@ -1,7 +1,7 @@
 // Command pioc compiles a Hugging Face checkpoint into an Inference-PIO
 // engine file and inspects engines.
 //
-//	pioc build qwen3-0.6b -o engine.pio [--dtype f32|bf16]
+//	pioc build qwen3-0.6b -o engine.pio [--dtype f32|bf16] [--quant int8|int4|fp8]
 //	pioc inspect engine.pio
 //	pioc list
 package main
@@ -49,6 +49,8 @@ func buildCmd() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "engine.pio", Usage: "engine file to write"},
 			&cli.StringFlag{Name: "dtype", Value: "bf16", Usage: "weight storage dtype: f32 or bf16 (compute is f32 either way)"},
+			&cli.StringFlag{Name: "quant", Usage: "weight-only quantization of matmul weights: int8, int4 or fp8 (group-wise f32 scales)"},
+			&cli.IntFlag{Name: "quant-group", Value: 32, Usage: "weights per quantization scale (a multiple of 32: 32, 64, 128, ...)"},
 			&cli.BoolFlag{Name: "check", Usage: "verify the graph before and after every pass"},
 			&cli.StringFlag{Name: "dump-ir", Usage: "write the graph text after each pass into `DIR`"},
 			&cli.StringFlag{Name: "dump-only", Usage: "with --dump-ir, dump after this pass only"},
@@ -76,6 +78,7 @@ func buildCmd() *cli.Command {
 			opt := compiler.Options{
 				Source: c.Args().First(), Output: c.String("output"), DType: dt,
 				Check: c.Bool("check"), DumpIR: c.String("dump-ir"), DumpOnly: c.String("dump-only"), Taps: c.Bool("taps"),
+				Quant: c.String("quant"), QuantGroup: c.Int("quant-group"),
 			}
 			if !c.Bool("quiet") {
 				opt.Log = func(format string, args ...any) {

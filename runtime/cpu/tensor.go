@@ -32,6 +32,7 @@ type matrix struct {
 	dt         ir.DType
 	f32        []float32 // dt == F32
 	u16        []uint16  // dt == BF16 or F16: the raw bits
+	u8         []byte    // dt == I8, U8 or F8E4M3: codes of a quantized weight (quant.go)
 }
 
 // rowInto decodes row i into dst[:cols].

@@ -1,0 +1,273 @@
+package compiler
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"slices"
+
+	"github.com/inference-pio/pio/frontends/hf"
+	"github.com/inference-pio/pio/ir"
+)
+
+// DefaultQuantGroup is the number of consecutive weights of a row that share
+// one scale when Options.QuantGroup is 0. 32 costs one f32 per 32 weights
+// (+1 bit per weight: int8 is 9 bits/weight, int4 5, fp8 9) and keeps int4
+// close to bf16 (see docs and the accuracy test); 64 or 128 trade accuracy
+// for bandwidth.
+const DefaultQuantGroup = 32
+
+// quantizePlan rewrites every matmul whose weight is a float [N, K] engine
+// weight with K a multiple of group into matmul_q over two derived weights,
+// <name>@<format> (codes) and <name>@scales, built at write time from the
+// original by a quantize recipe (see ir/op_quant.go for the formats).
+// Weights no step reads any more (the originals of quantized matmuls, unless
+// something else reads them, such as a tied embedding table) leave the plan.
+// It returns how many matmul weights it quantized and how many it kept
+// because K is not a multiple of group.
+func quantizePlan(p *ir.Plan, format string, group int) (quantized, kept int, err error) {
+	if !slices.Contains(ir.QuantFormats, format) {
+		return 0, 0, fmt.Errorf("--quant must be one of %v, got %q", ir.QuantFormats, format)
+	}
+	if group <= 0 || group%32 != 0 {
+		return 0, 0, fmt.Errorf("quant group %d must be a positive multiple of 32", group)
+	}
+	derived := map[int][2]int{} // original weight -> codes, scales
+	for si := range p.Steps {
+		s := &p.Steps[si]
+		if s.Op != ir.OpMatMul || s.Args[1].Kind != ir.RefWeight {
+			continue
+		}
+		wi := s.Args[1].Index
+		w := p.Weights[wi]
+		if len(w.Shape) != 2 || !w.DType.IsFloat() {
+			continue
+		}
+		if w.Shape[1]%ir.Dim(group) != 0 {
+			kept++
+			continue
+		}
+		d, ok := derived[wi]
+		if !ok {
+			cdt, csh, err := ir.QuantCodes(format, w.Shape[0], w.Shape[1])
+			if err != nil {
+				return 0, 0, fmt.Errorf("weight %q: %w", w.Name, err)
+			}
+			recipe := func(part string) *ir.Recipe {
+				at, _ := ir.MakeAttrs(ir.Str("format", format), ir.Int("group", int64(group)), ir.Str("part", part))
+				return &ir.Recipe{Op: ir.OpQuantize, Attrs: at, Parts: []ir.PlanTensor{w}}
+			}
+			d = [2]int{len(p.Weights), len(p.Weights) + 1}
+			p.Weights = append(p.Weights,
+				ir.PlanTensor{Name: w.Name + "@" + format, DType: cdt, Shape: csh, Recipe: recipe("codes")},
+				ir.PlanTensor{Name: w.Name + "@scales", DType: ir.F32, Shape: ir.Sh(w.Shape[0], w.Shape[1]/ir.Dim(group)), Recipe: recipe("scales")})
+			derived[wi] = d
+			quantized++
+		}
+		at, err := ir.MakeAttrs(append(slices.Clone(s.Attrs), ir.Str("format", format), ir.Int("group", int64(group)))...)
+		if err != nil {
+			return 0, 0, err
+		}
+		s.Op, s.Attrs = ir.OpMatMulQ, at
+		s.Args = []ir.Ref{s.Args[0], {Kind: ir.RefWeight, Index: d[0]}, {Kind: ir.RefWeight, Index: d[1]}}
+	}
+	// Drop weights no step reads, renumbering the rest.
+	used := make([]bool, len(p.Weights))
+	for _, s := range p.Steps {
+		for _, r := range s.Args {
+			if r.Kind == ir.RefWeight {
+				used[r.Index] = true
+			}
+		}
+	}
+	remap := make([]int, len(p.Weights))
+	var ws []ir.PlanTensor
+	for i, w := range p.Weights {
+		remap[i] = len(ws)
+		if used[i] {
+			ws = append(ws, w)
+		}
+	}
+	p.Weights = ws
+	for si := range p.Steps {
+		for ai, r := range p.Steps[si].Args {
+			if r.Kind == ir.RefWeight {
+				p.Steps[si].Args[ai].Index = remap[r.Index]
+			}
+		}
+	}
+	if err := p.Validate(); err != nil {
+		return 0, 0, fmt.Errorf("quantize: %w", err)
+	}
+	return quantized, kept, nil
+}
+
+// materializeQuant is materialize that also builds quantize recipes: it
+// materialises the original weight, widens it to f32 and quantizes it.
+func materializeQuant(t ir.PlanTensor, lookup func(string) (*hf.Tensor, bool), dst []byte) error {
+	if t.Recipe == nil || t.Recipe.Op != ir.OpQuantize {
+		return materialize(t, lookup, dst)
+	}
+	if len(t.Recipe.Parts) != 1 || len(t.Recipe.Parts[0].Shape) != 2 {
+		return fmt.Errorf("weight %q: quantize needs one 2-D part", t.Name)
+	}
+	src := t.Recipe.Parts[0]
+	n, k := int(src.Shape[0]), int(src.Shape[1])
+	raw := make([]byte, n*k*src.DType.Size())
+	if err := materialize(src, lookup, raw); err != nil {
+		return fmt.Errorf("weight %q: %w", t.Name, err)
+	}
+	w := make([]float32, n*k)
+	for i := range w {
+		switch src.DType {
+		case ir.F32:
+			w[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
+		case ir.BF16:
+			w[i] = math.Float32frombits(uint32(binary.LittleEndian.Uint16(raw[2*i:])) << 16)
+		default:
+			return fmt.Errorf("weight %q: cannot quantize %v", t.Name, src.DType)
+		}
+	}
+	at := t.Recipe.Attrs
+	group := int(at.Int("group", 0))
+	if group <= 0 || k%group != 0 {
+		return fmt.Errorf("weight %q: group %d does not divide K = %d", t.Name, group, k)
+	}
+	codes, scales, err := quantize(w, n, k, at.String("format", ""), group)
+	if err != nil {
+		return fmt.Errorf("weight %q: %w", t.Name, err)
+	}
+	switch at.String("part", "") {
+	case "codes":
+		if len(dst) != len(codes) {
+			return fmt.Errorf("weight %q: %d bytes, codes are %d", t.Name, len(dst), len(codes))
+		}
+		copy(dst, codes)
+	case "scales":
+		if len(dst) != 4*len(scales) {
+			return fmt.Errorf("weight %q: %d bytes, scales are %d", t.Name, len(dst), 4*len(scales))
+		}
+		for i, s := range scales {
+			binary.LittleEndian.PutUint32(dst[4*i:], math.Float32bits(s))
+		}
+	default:
+		return fmt.Errorf("weight %q: unknown quantize part", t.Name)
+	}
+	return nil
+}
+
+// quantize returns the codes and scales of w [n, k] (row-major) in format,
+// group-wise along rows; layouts as in ir/op_quant.go and runtime/cpu/kern.
+func quantize(w []float32, n, k int, format string, group int) (codes []byte, scales []float32, err error) {
+	gs := k / group
+	scales = make([]float32, n*gs)
+	switch format {
+	case "int8", "fp8":
+		codes = make([]byte, n*k)
+	case "int4":
+		codes = make([]byte, n*k/2)
+	default:
+		return nil, nil, fmt.Errorf("unknown format %q", format)
+	}
+	for g := range scales {
+		row, col := g/gs, (g%gs)*group
+		v := w[row*k+col : row*k+col+group]
+		amax := float32(0)
+		for _, x := range v {
+			amax = max(amax, float32(math.Abs(float64(x))))
+		}
+		switch format {
+		case "int8":
+			s := amax / 127
+			scales[g] = s
+			c := codes[row*k+col:]
+			for i, x := range v {
+				c[i] = byte(int8(quantInt(x, s, 127)))
+			}
+		case "int4":
+			s := bestInt4Scale(v, amax)
+			scales[g] = s
+			c := codes[(row*k+col)/2:]
+			for b := 0; b < group; b += 32 {
+				for j := 0; j < 16; j++ {
+					lo := quantInt(v[b+j], s, 7) + 8
+					hi := quantInt(v[b+j+16], s, 7) + 8
+					c[b/2+j] = byte(lo) | byte(hi)<<4
+				}
+			}
+		case "fp8":
+			s := amax / 448
+			scales[g] = s
+			c := codes[row*k+col:]
+			for i, x := range v {
+				if s == 0 {
+					c[i] = 0
+					continue
+				}
+				c[i] = encodeE4M3(x / s)
+			}
+		}
+	}
+	return codes, scales, nil
+}
+
+// quantInt rounds x/s to the nearest integer in [-lim, lim] (0 when s is 0).
+func quantInt(x, s float32, lim int) int {
+	if s == 0 {
+		return 0
+	}
+	q := int(math.RoundToEven(float64(x / s)))
+	return max(-lim, min(lim, q))
+}
+
+// bestInt4Scale picks the scale of one int4 group from amax/7 … amax/8.5
+// that minimises the group's squared error (clipping the few largest
+// weights can pay for a finer grid everywhere else).
+func bestInt4Scale(v []float32, amax float32) float32 {
+	best, bestErr := amax/7, math.Inf(1)
+	if amax == 0 {
+		return 0
+	}
+	for i := 0; i <= 15; i++ {
+		s := amax / (7 + float32(i)*0.1)
+		e := 0.0
+		for _, x := range v {
+			d := float64(x - s*float32(quantInt(x, s, 7)))
+			e += d * d
+		}
+		if e < bestErr {
+			best, bestErr = s, e
+		}
+	}
+	return best
+}
+
+// encodeE4M3 rounds v to the nearest FP8 E4M3 value (ties to even),
+// saturating at ±448. Magnitudes below the smallest normal 2⁻⁶ go to 0 or
+// 2⁻⁶, whichever is nearer: no subnormal codes (runtime/cpu/kern relies on
+// it).
+func encodeE4M3(v float32) byte {
+	var sign byte
+	if v < 0 || (v == 0 && math.Signbit(float64(v))) {
+		sign, v = 0x80, -v
+	}
+	a := float64(v)
+	switch {
+	case !(a < 448): // also NaN
+		return sign | 0x7e
+	case a < 0x1p-7:
+		return sign
+	case a < 0x1p-6:
+		return sign | 1<<3
+	}
+	frac, exp := math.Frexp(a) // a = frac·2^exp, frac in [0.5, 1)
+	e := exp - 1               // a = (2·frac)·2^e, 2·frac in [1, 2)
+	m := math.RoundToEven((2*frac - 1) * 8)
+	if m == 8 {
+		m, e = 0, e+1
+	}
+	if e > 8 || (e == 8 && m > 6) {
+		return sign | 0x7e
+	}
+	return sign | byte(e+7)<<3 | byte(m)
+}
