@@ -8,15 +8,26 @@ import (
 	"github.com/inference-pio/pio/ir"
 )
 
-// Pass is one named graph rewrite.
+// Pass is one named graph rewrite. Fusion passes only change how the
+// graph is computed, never what: Options.NoFuse skips them, to build the
+// unfused engines fused ones are compared with.
 type Pass struct {
-	Name string
-	Run  func(*ir.Graph) error
-	Doc  string
+	Name   string
+	Run    func(*ir.Graph) error
+	Doc    string
+	Fusion bool
 }
 
 // Pipeline is the ordered list of passes every build runs.
 var Pipeline = []Pass{
+	{Name: "cse", Run: CSE, Doc: "merge pure values that compute the same thing"},
+	{Name: "fold", Run: Fold, Doc: "fold reshapes, whole sections and nested weight concats"},
+	{Name: "fuse-qkv", Run: FuseQKV, Doc: "one GEMM over concatenated weights for matmuls sharing x (q/k/v, gate/up, q_a/kv_a)", Fusion: true},
+	{Name: "fuse-swiglu", Run: FuseSwiGLU, Doc: "SwiGLU in the epilogue of the fused gate/up GEMM", Fusion: true},
+	{Name: "fuse-norm-matmul", Run: FuseNormMatMul, Doc: "RMSNorm in the prologue of the GEMMs that read it", Fusion: true},
+	{Name: "fuse-attn-input", Run: FuseAttnInput, Doc: "q/k norm + RoPE + KV-cache write + attention over the fused qkv row", Fusion: true},
+	{Name: "fuse-add-norm", Run: FuseAddNorm, Doc: "residual add + RMSNorm where the sum has no other reader", Fusion: true},
+	{Name: "fuse-residual", Run: FuseResidual, Doc: "residual add in the epilogue of the GEMM producing it", Fusion: true},
 	{Name: "dce", Run: DeadCode, Doc: "remove values no output or side effect needs"},
 }
 
@@ -26,10 +37,17 @@ type Constraint struct {
 	Why           string
 }
 
-// Order lists the ordering constraints on Pipeline. It is empty while the
-// pipeline has one pass; fusion passes add theirs (for example, DCE runs
-// last so that values a fusion leaves dead are removed).
-var Order = []Constraint{}
+// Order lists the ordering constraints on Pipeline, each with its reason.
+var Order = []Constraint{
+	{"cse", "fuse-qkv", "sibling matmuls are found by their shared activation value; duplicates must be one value first"},
+	{"fold", "fuse-qkv", "reshape chains and nested concats are canonical before patterns match them"},
+	{"fuse-qkv", "fuse-swiglu", "the SwiGLU epilogue pattern reads the two sections of the fused gate/up GEMM"},
+	{"fuse-qkv", "fuse-norm-matmul", "after horizontal fusion a norm has one GEMM reader, so the prologue computes it once"},
+	{"fuse-qkv", "fuse-attn-input", "qkv_attention reads q, k and v as sections of one fused projection"},
+	{"fuse-norm-matmul", "fuse-add-norm", "a norm feeding a GEMM is better in the GEMM's prologue; add_rms_norm takes only the rest"},
+	{"fuse-add-norm", "fuse-residual", "add_rms_norm needs the add that fuse-residual would otherwise move into a GEMM epilogue"},
+	{"fuse-residual", "dce", "fusions leave unread values behind for dce to remove"},
+}
 
 // Options control Run.
 type Options struct {
@@ -40,11 +58,28 @@ type Options struct {
 	DumpDir string
 	// DumpOnly limits dumps to one named pass.
 	DumpOnly string
+	// NoFuse skips the fusion passes (unfused engines, for comparison).
+	NoFuse bool
 }
 
 // Run applies Pipeline to g in order.
 func Run(g *ir.Graph, opt Options) error {
-	return RunPasses(g, Pipeline, opt)
+	list := Pipeline
+	if opt.NoFuse {
+		list = Unfused()
+	}
+	return RunPasses(g, list, opt)
+}
+
+// Unfused returns Pipeline without its fusion passes.
+func Unfused() []Pass {
+	var list []Pass
+	for _, p := range Pipeline {
+		if !p.Fusion {
+			list = append(list, p)
+		}
+	}
+	return list
 }
 
 // RunPasses applies a list of passes.

@@ -56,9 +56,28 @@ func TestRealConfigsBuildAndLower(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			// 11 tensors per layer + embedding + final norm; lm_head tied.
-			if want := 11*cfg.NumHiddenLayers + 2; len(p.Weights) != want {
-				t.Errorf("weights: got %d, want %d", len(p.Weights), want)
+			// 11 checkpoint tensors per layer + embedding + final norm; lm_head
+			// tied. Fusion concatenates q/k/v and gate/up at build time, so
+			// the engine holds 8 tensors per layer.
+			leaves := 0
+			var count func(t ir.PlanTensor)
+			count = func(t ir.PlanTensor) {
+				if t.Recipe == nil {
+					leaves++
+					return
+				}
+				for _, part := range t.Recipe.Parts {
+					count(part)
+				}
+			}
+			for _, w := range p.Weights {
+				count(w)
+			}
+			if want := 11*cfg.NumHiddenLayers + 2; leaves != want {
+				t.Errorf("checkpoint tensors: got %d, want %d", leaves, want)
+			}
+			if want := 8*cfg.NumHiddenLayers + 2; len(p.Weights) != want {
+				t.Errorf("engine weights: got %d, want %d", len(p.Weights), want)
 			}
 			if len(p.Caches) != cfg.NumHiddenLayers {
 				t.Errorf("caches: got %d, want one per layer (%d)", len(p.Caches), cfg.NumHiddenLayers)

@@ -1,0 +1,96 @@
+package passes
+
+import "github.com/inference-pio/pio/ir"
+
+// FuseAttnInput folds the attention input path into one qkv_attention step
+// that reads q, k and v in place from one fused projection row: per-head
+// q/k RMSNorm (when present), RoPE, the KV-cache write and the attention
+// itself. It matches
+//
+//	attention(rope(norm?(reshape(section(F, 0, nq))), pos),
+//	          rope(norm?(reshape(section(F, nq, nk))), pos),
+//	          reshape(section(F, nq+nk, nv)))
+//
+// where F is [T, nq+nk+nv] (made by fuse-qkv), q and k share the rope
+// attributes and positions and either both have norms with the same eps or
+// neither has, and every intermediate has no other reader and is not an
+// output. Anything else is left as it is.
+func FuseAttnInput(g *ir.Graph) error {
+	r := newRewriter(g)
+	u := uses(g)
+	for _, at := range g.Values {
+		if at.Op != ir.OpAttention {
+			continue
+		}
+		q, k, v := at.Args[0], at.Args[1], at.Args[2]
+		if q.Op != ir.OpRoPE || k.Op != ir.OpRoPE || q.Args[1] != k.Args[1] || !q.Attrs.Equal(k.Attrs) ||
+			!u.only(q, at) || !u.only(k, at) || !u.only(v, at) {
+			continue
+		}
+		var chain []*ir.Value // consumed intermediates
+		var norms []*ir.Value
+		// block follows rope -> norm? -> reshape -> section and returns the
+		// section, or nil.
+		block := func(x, reader *ir.Value, roped bool) *ir.Value {
+			if roped {
+				chain = append(chain, x)
+				reader, x = x, x.Args[0]
+				if !u.only(x, reader) {
+					return nil
+				}
+				if x.Op == ir.OpRMSNorm {
+					norms = append(norms, x)
+					chain = append(chain, x)
+					reader, x = x, x.Args[0]
+					if !u.only(x, reader) {
+						return nil
+					}
+				}
+			}
+			if x.Op != ir.OpReshape || !u.only(x, reader) {
+				return nil
+			}
+			chain = append(chain, x)
+			reader, x = x, x.Args[0]
+			if x.Op != ir.OpSection || !u.only(x, reader) {
+				return nil
+			}
+			chain = append(chain, x)
+			return x
+		}
+		sq, sk, sv := block(q, at, true), block(k, at, true), block(v, at, false)
+		if sq == nil || sk == nil || sv == nil {
+			continue
+		}
+		f := sq.Args[0]
+		nq, nk, nv := sq.Attrs.Int("size", 0), sk.Attrs.Int("size", 0), sv.Attrs.Int("size", 0)
+		if sk.Args[0] != f || sv.Args[0] != f || len(f.Shape) != 2 || f.Shape[0] != ir.T ||
+			sq.Attrs.Int("start", -1) != 0 || sk.Attrs.Int("start", -1) != nq || sv.Attrs.Int("start", -1) != nq+nk ||
+			int64(f.Shape[1]) != nq+nk+nv {
+			continue
+		}
+		if len(norms) != 0 && (len(norms) != 2 || !norms[0].Attrs.Equal(norms[1].Attrs)) {
+			continue
+		}
+		d, dv := int64(q.Shape[2]), int64(v.Shape[2])
+		attrs := []ir.Attr{
+			ir.Ints("heads", int64(q.Shape[1]), int64(k.Shape[1])), ir.Int("head_dim", d),
+			ir.Float("theta", q.Attrs.Float("theta", 0)), ir.Int("rotary_dims", q.Attrs.Int("rotary_dims", 0)),
+			ir.Str("style", q.Attrs.String("style", "")),
+			ir.Int("cache", at.Attrs.Int("cache", -1)), ir.Float("scale", at.Attrs.Float("scale", 0)),
+		}
+		if dv != d {
+			attrs = append(attrs, ir.Int("v_head_dim", dv))
+		}
+		args := []*ir.Value{f, q.Args[1]}
+		if len(norms) == 2 {
+			args = append(args, norms[0].Args[1], norms[1].Args[1])
+			attrs = append(attrs, ir.Float("eps", norms[0].Attrs.Float("eps", 0)))
+			if uo := norms[0].Attrs.Int("unit_offset", 0); uo != 0 {
+				attrs = append(attrs, ir.Int("unit_offset", uo))
+			}
+		}
+		r.replace(at, r.add(ir.OpQKVAttention, args, attrs...), chain...)
+	}
+	return r.finish()
+}

@@ -1,0 +1,404 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/inference-pio/pio/ir"
+)
+
+// Kernels of the fused ops (ir/op_fused.go). Each computes exactly what the
+// core ops it replaces compute, with the same formulas and rounding, so a
+// fused engine matches an unfused one to the last bits wherever the
+// summation order is the same. Intermediates a fused step needs (the
+// normalised rows of a GEMM prologue, the gate/up product of a SwiGLU
+// epilogue, q when it cannot live in the output) go to one scratch region
+// shared by all fused steps of a backend, never to the arena.
+func init() {
+	builders[ir.OpFusedMatMul] = buildFusedMatMul
+	builders[ir.OpSection] = buildSection
+	builders[ir.OpAddRMSNorm] = buildAddRMSNorm
+	builders[ir.OpQKVAttention] = buildQKVAttention
+}
+
+// fusedScratch is the backend-wide scratch of the fused kernels: steps run
+// one at a time, so they can all use the same memory. It grows while the
+// kernels are built; kernels slice it when they run.
+type fusedScratch struct{ f32 []float32 }
+
+type sharesScratch interface{ scratchOf() *fusedScratch }
+
+// sharedScratch returns the backend's fused scratch, at least n floats long.
+func sharedScratch(b *Backend, n int) *fusedScratch {
+	var s *fusedScratch
+	for _, k := range b.kernels {
+		if sk, ok := k.(sharesScratch); ok {
+			s = sk.scratchOf()
+			break
+		}
+	}
+	if s == nil {
+		s = &fusedScratch{}
+	}
+	if len(s.f32) < n {
+		s.f32 = make([]float32, n)
+	}
+	return s
+}
+
+// rmsRow is rmsNormK's row: y = x·(1/sqrt(mean(x²)+eps))·w, the sum of
+// squares in f64, the rest in f32. x and y may be the same slice.
+func rmsRow(x, w, y []float32, eps float32) {
+	var ss float64
+	for _, v := range x {
+		ss += float64(v) * float64(v)
+	}
+	mean := float32(ss / float64(len(x)))
+	inv := float32(1 / math.Sqrt(float64(mean+eps)))
+	w, y = w[:len(x)], y[:len(x)]
+	for i, v := range x {
+		y[i] = float32(v*inv) * w[i]
+	}
+}
+
+// normWeight returns a norm weight operand as f32, as 1+w for unit_offset.
+func normWeight(b *Backend, r ir.Ref, unitOffset bool) []float32 {
+	w := b.operand(r).f32
+	if unitOffset {
+		w1 := make([]float32, len(w))
+		for i, v := range w {
+			w1[i] = 1 + v
+		}
+		w = w1
+	}
+	return w
+}
+
+// silu and sigmoid are the elementwise kernels' formulas.
+func silu(v float32) float32    { x := float64(v); return float32(x / (1 + math.Exp(-x))) }
+func sigmoid(v float32) float32 { return float32(1 / (1 + math.Exp(-float64(v)))) }
+
+// fusedMatMulK runs fused_matmul: the RMSNorm prologue into scratch, the
+// GEMM of matmul.go, then the SwiGLU and residual epilogue over the rows.
+type fusedMatMulK struct {
+	b        *Backend
+	x        tensor
+	normW    []float32 // nil: no prologue
+	eps      float32
+	swiglu   bool
+	res      tensor // f32 == nil: no residual
+	y        []float32
+	k, n     int // W is [n, k]
+	zOff     int // where z lives in scratch when it is not y
+	mm       matmulK
+	scratch  *fusedScratch
+	phase, m int
+}
+
+func (k *fusedMatMulK) scratchOf() *fusedScratch { return k.scratch }
+
+func buildFusedMatMul(b *Backend, s ir.Step, y tensor) (kernel, error) {
+	normArg, resArg, nargs := ir.FusedMatMulLayout(s.Attrs)
+	if len(s.Args) != nargs {
+		return nil, fmt.Errorf("want %d args, got %d", nargs, len(s.Args))
+	}
+	w, err := b.matrixOf(s.Args[1])
+	if err != nil {
+		return nil, err
+	}
+	k := &fusedMatMulK{b: b, x: b.operand(s.Args[0]), y: y.f32, k: w.cols, n: w.rows,
+		swiglu: s.Attrs.String("act", "none") == "swiglu"}
+	maxT := b.opt.MaxTokens
+	need := 0
+	if normArg >= 0 {
+		k.normW = normWeight(b, s.Args[normArg], s.Attrs.Int("unit_offset", 0) == 1)
+		k.eps = float32(s.Attrs.Float("eps", 0))
+		need = maxT * k.k
+	}
+	if k.swiglu {
+		k.zOff = need
+		need += maxT * k.n
+	}
+	if resArg >= 0 {
+		k.res = b.operand(s.Args[resArg])
+	}
+	k.scratch = sharedScratch(b, need)
+	k.mm = matmulK{b: b, x: tensor{dt: ir.F32, shape: k.x.shape}, w: w, k: k.k, n: k.n}
+	if w.dt != ir.F32 {
+		for i := range b.scratch {
+			if len(b.scratch[i].w) < nTile*w.cols {
+				b.scratch[i].w = make([]float32, nTile*w.cols)
+			}
+		}
+	}
+	return k, nil
+}
+
+func (k *fusedMatMulK) exec(b *Backend) error {
+	k.m = b.elems(k.x.shape) / k.k
+	maxT := b.opt.MaxTokens
+	k.mm.x.f32 = k.x.f32
+	if k.normW != nil {
+		k.mm.x.f32 = k.scratch.f32[:maxT*k.k]
+		k.phase = 0
+		b.pool.do(k, k.m, b.pool.grainFor(k.m, max(1, 4096/k.k)))
+	}
+	k.mm.y = k.y
+	if k.swiglu {
+		k.mm.y = k.scratch.f32[k.zOff : k.zOff+maxT*k.n]
+	}
+	if err := k.mm.exec(b); err != nil {
+		return err
+	}
+	if k.swiglu || k.res.f32 != nil {
+		k.phase = 1
+		b.pool.do(k, k.m, b.pool.grainFor(k.m, max(1, 4096/k.n)))
+	}
+	return nil
+}
+
+func (k *fusedMatMulK) run(lo, hi, _ int) {
+	K := k.k
+	if k.phase == 0 { // prologue: normalise rows of x
+		for r := lo; r < hi; r++ {
+			rmsRow(k.x.f32[r*K:(r+1)*K], k.normW, k.mm.x.f32[r*K:(r+1)*K], k.eps)
+		}
+		return
+	}
+	out := k.n
+	if k.swiglu {
+		out = k.n / 2
+	}
+	for r := lo; r < hi; r++ {
+		y := k.y[r*out : (r+1)*out]
+		if k.swiglu {
+			z := k.mm.y[r*k.n : (r+1)*k.n]
+			gate, up := z[:out], z[out:]
+			for j := range y {
+				y[j] = silu(gate[j]) * up[j]
+			}
+		}
+		if k.res.f32 != nil {
+			res := k.res.f32[r*out : (r+1)*out]
+			for j, v := range res {
+				y[j] = v + y[j]
+			}
+		}
+	}
+}
+
+// sectionK copies a range of the last dim.
+type sectionK struct {
+	x           tensor
+	y           []float32
+	d           int // x's last dim
+	start, size int
+}
+
+func buildSection(b *Backend, s ir.Step, y tensor) (kernel, error) {
+	x := b.operand(s.Args[0])
+	if x.dt != ir.F32 {
+		return nil, fmt.Errorf("x has dtype %v", x.dt)
+	}
+	return &sectionK{x: x, y: y.f32, d: int(x.shape.Last()), start: int(s.Attrs.Int("start", 0)), size: int(s.Attrs.Int("size", 0))}, nil
+}
+
+func (k *sectionK) exec(b *Backend) error {
+	rows := b.elems(k.x.shape) / k.d
+	for r := 0; r < rows; r++ {
+		copy(k.y[r*k.size:(r+1)*k.size], k.x.f32[r*k.d+k.start:r*k.d+k.start+k.size])
+	}
+	return nil
+}
+
+// addRMSNormK is add then rmsNormK, the sum kept in y between the two.
+type addRMSNormK struct {
+	a, c tensor
+	w    []float32
+	y    []float32
+	eps  float32
+	d    int
+}
+
+func buildAddRMSNorm(b *Backend, s ir.Step, y tensor) (kernel, error) {
+	a := b.operand(s.Args[0])
+	return &addRMSNormK{a: a, c: b.operand(s.Args[1]), y: y.f32, d: int(a.shape.Last()),
+		w:   normWeight(b, s.Args[2], s.Attrs.Int("unit_offset", 0) == 1),
+		eps: float32(s.Attrs.Float("eps", 0))}, nil
+}
+
+func (k *addRMSNormK) exec(b *Backend) error {
+	rows := b.elems(k.a.shape) / k.d
+	b.pool.do(k, rows, b.pool.grainFor(rows, max(1, 4096/k.d)))
+	return nil
+}
+
+func (k *addRMSNormK) run(lo, hi, _ int) {
+	d := k.d
+	for r := lo; r < hi; r++ {
+		a, c, y := k.a.f32[r*d:(r+1)*d], k.c.f32[r*d:(r+1)*d], k.y[r*d:(r+1)*d]
+		for i, v := range a {
+			y[i] = v + c[i]
+		}
+		rmsRow(y, k.w, y, k.eps)
+	}
+}
+
+// qkvAttentionK runs qkv_attention: for each token, q/k per-head norm and
+// RoPE straight out of the fused qkv row, k and v into the cache slot, q
+// into the output buffer (or scratch when its rows are not the output's
+// shape); then attentionK's attention phase over the cache, and the
+// sigmoid gate when there is one.
+type qkvAttentionK struct {
+	b            *Backend
+	qkv, pos     tensor
+	qn, kn       []float32 // nil: no q/k norm
+	eps          float32
+	hq, hkv      int
+	d, dv, dq    int // dq = d, or 2d with a gate
+	gate         bool
+	inv          []float32 // rope inverse frequencies [rd/2]
+	neox         bool
+	q            []float32 // roped q [maxT, hq, d]: y itself or scratch
+	att          attentionK
+	scratch      *fusedScratch
+	phase, width int
+}
+
+func (k *qkvAttentionK) scratchOf() *fusedScratch { return k.scratch }
+
+func buildQKVAttention(b *Backend, s ir.Step, y tensor) (kernel, error) {
+	heads := s.Attrs.Ints("heads")
+	d := int(s.Attrs.Int("head_dim", 0))
+	k := &qkvAttentionK{b: b, qkv: b.operand(s.Args[0]), pos: b.operand(s.Args[1]),
+		hq: int(heads[0]), hkv: int(heads[1]), d: d, dv: int(s.Attrs.Int("v_head_dim", int64(d))),
+		gate: s.Attrs.Int("gate", 0) == 1, neox: s.Attrs.String("style", "") == "neox"}
+	k.dq = d
+	if k.gate {
+		k.dq = 2 * d
+		if k.dv != d {
+			return nil, fmt.Errorf("a gate needs v_head_dim = head_dim, got %d and %d", k.dv, d)
+		}
+	}
+	k.width = int(k.qkv.shape.Last())
+	if len(s.Args) == 4 {
+		uo := s.Attrs.Int("unit_offset", 0) == 1
+		k.qn, k.kn = normWeight(b, s.Args[2], uo), normWeight(b, s.Args[3], uo)
+		k.eps = float32(s.Attrs.Float("eps", 0))
+	}
+	k.inv = ropeInvFreq(s.Attrs.Float("theta", 0), int(s.Attrs.Int("rotary_dims", 0)))
+	ci := int(s.Attrs.Int("cache", -1))
+	if ci < 0 || ci >= len(b.caches) {
+		return nil, fmt.Errorf("cache %d not declared", ci)
+	}
+	c := b.caches[ci]
+	if c.spec.Kind != ir.CacheKV || len(c.spec.Entries) != 2 ||
+		!c.spec.Entries[0].Equal(ir.Sh(ir.Dim(k.hkv), ir.Dim(d))) || !c.spec.Entries[1].Equal(ir.Sh(ir.Dim(k.hkv), ir.Dim(k.dv))) {
+		return nil, fmt.Errorf("cache %d (%v %v) does not hold k [%d, %d] and v [%d, %d]", ci, c.spec.Kind, c.spec.Entries, k.hkv, d, k.hkv, k.dv)
+	}
+	maxT := b.opt.MaxTokens
+	need := 0
+	if k.dv != d || k.gate {
+		need = maxT * k.hq * d
+	}
+	k.scratch = sharedScratch(b, need)
+	ctx := b.opt.NumBlocks * b.opt.BlockSize
+	for i := range b.scratch {
+		sc := &b.scratch[i]
+		if len(sc.scores) < ctx {
+			sc.scores = make([]float32, ctx)
+		}
+		if len(sc.acc) < k.dv {
+			sc.acc = make([]float32, k.dv)
+		}
+		if len(sc.cos) < len(k.inv) {
+			sc.cos, sc.sin = make([]float32, len(k.inv)), make([]float32, len(k.inv))
+		}
+	}
+	k.att = attentionK{b: b, y: y.f32, hq: k.hq, hkv: k.hkv, d: d, dv: k.dv,
+		scale: float32(s.Attrs.Float("scale", 0)), kc: c.entries[0], vc: c.entries[1]}
+	return k, nil
+}
+
+func (k *qkvAttentionK) exec(b *Backend) error {
+	k.q = k.att.y
+	if k.dv != k.d || k.gate {
+		k.q = k.scratch.f32[:b.opt.MaxTokens*k.hq*k.d]
+	}
+	k.att.q = tensor{dt: ir.F32, f32: k.q}
+	k.phase = 0
+	b.pool.do(k, b.t, b.pool.grainFor(b.t, 1))
+	n := b.t * k.hq
+	b.pool.do(&k.att, n, b.pool.grainFor(n, 1))
+	if k.gate {
+		k.phase = 1
+		b.pool.do(k, b.t, b.pool.grainFor(b.t, 1))
+	}
+	return nil
+}
+
+func (k *qkvAttentionK) run(lo, hi, w int) {
+	bt, bs := k.b.batch, k.b.opt.BlockSize
+	d, hq, hkv := k.d, k.hq, k.hkv
+	if k.phase == 1 { // gate epilogue: y ⊙= sigmoid(gate)
+		for t := lo; t < hi; t++ {
+			row := k.qkv.f32[t*k.width:]
+			for h := 0; h < hq; h++ {
+				g := row[h*k.dq+d : h*k.dq+2*d]
+				y := k.att.y[(t*hq+h)*d : (t*hq+h+1)*d]
+				for c := range y {
+					y[c] *= sigmoid(g[c])
+				}
+			}
+		}
+		return
+	}
+	half := len(k.inv)
+	sc := &k.b.scratch[w]
+	cos, sin := sc.cos[:half], sc.sin[:half]
+	kOff, vOff := hq*k.dq, hq*k.dq+hkv*d
+	for t := lo; t < hi; t++ {
+		pos := int(bt.Positions[t])
+		p := float32(k.pos.i32[t])
+		for j, f := range k.inv {
+			a := float64(p * f)
+			cos[j], sin[j] = float32(math.Cos(a)), float32(math.Sin(a))
+		}
+		row := k.qkv.f32[t*k.width : (t+1)*k.width]
+		for h := 0; h < hq; h++ {
+			k.head(row[h*k.dq:h*k.dq+d], k.q[(t*hq+h)*d:(t*hq+h+1)*d], k.qn, cos, sin)
+		}
+		slot := int(bt.Seqs[bt.SeqOfToken[t]].Blocks[pos/bs])*bs + pos%bs
+		for h := 0; h < hkv; h++ {
+			dst := k.att.kc[(slot*hkv+h)*d : (slot*hkv+h+1)*d]
+			k.head(row[kOff+h*d:kOff+(h+1)*d], dst, k.kn, cos, sin)
+		}
+		copy(k.att.vc[slot*hkv*k.dv:(slot+1)*hkv*k.dv], row[vOff:vOff+hkv*k.dv])
+	}
+}
+
+// head writes one head of q or k: norm (when w != nil), then RoPE, as
+// rmsNormK and ropeK compute them.
+func (k *qkvAttentionK) head(src, dst, w, cos, sin []float32) {
+	if w != nil {
+		rmsRow(src, w, dst, k.eps)
+	} else {
+		copy(dst, src)
+	}
+	half := len(cos)
+	if k.neox {
+		for j := 0; j < half; j++ {
+			x1, x2 := dst[j], dst[j+half]
+			c, s := cos[j], sin[j]
+			dst[j] = float32(x1*c) - float32(x2*s)
+			dst[j+half] = float32(x2*c) + float32(x1*s)
+		}
+		return
+	}
+	for j := 0; j < half; j++ {
+		x1, x2 := dst[2*j], dst[2*j+1]
+		c, s := cos[j], sin[j]
+		dst[2*j] = float32(x1*c) - float32(x2*s)
+		dst[2*j+1] = float32(x2*c) + float32(x1*s)
+	}
+}
