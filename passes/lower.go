@@ -16,9 +16,8 @@ import (
 // with a Recipe naming its parts (the compiler materialises it), and parts
 // that no step reads directly do not enter the plan at all.
 //
-// Memory planning here is the simplest correct one: every buffer owns its
-// region (no reuse), so the arena is the sum of all intermediates. Buffers
-// are 64-byte aligned; offsets are linear in the runtime's max T.
+// Buffer offsets come from memory planning (memplan.go): liveness, then
+// first-fit reuse in a per-T and a fixed region, 64-byte aligned.
 func Lower(g *ir.Graph) (*ir.Plan, error) {
 	if err := ir.Verify(g); err != nil {
 		return nil, err
@@ -36,8 +35,6 @@ func Lower(g *ir.Graph) (*ir.Plan, error) {
 		return ir.Ref{Kind: ir.RefWeight, Index: i}
 	}
 	cacheMap := map[int64]int64{}
-	const align = 64
-	up := func(n int64) int64 { return (n + align - 1) / align * align }
 	for _, v := range g.Values {
 		switch v.Op {
 		case ir.OpInput:
@@ -61,20 +58,14 @@ func Lower(g *ir.Graph) (*ir.Plan, error) {
 				// Reshaping a weight is a build-time view of it: not yet needed.
 				return nil, fmt.Errorf("lower: %v: reshape of an input or weight is not supported", v)
 			}
-			root := p.Buffers[p.Root(src.Index)]
 			refs[v.ID] = ir.Ref{Kind: ir.RefBuffer, Index: len(p.Buffers)}
-			p.Buffers = append(p.Buffers, ir.Buffer{DType: v.DType, Shape: v.Shape.Clone(),
-				OffsetPerT: root.OffsetPerT, OffsetFixed: root.OffsetFixed, View: src.Index})
+			p.Buffers = append(p.Buffers, ir.Buffer{DType: v.DType, Shape: v.Shape.Clone(), View: src.Index})
 			continue
 		}
-		perT, fixed, ok := v.Shape.Split()
-		if !ok {
-			return nil, fmt.Errorf("lower: %v: unsupported shape %v", v, v.Shape)
+		buf := ir.Buffer{DType: v.DType, Shape: v.Shape.Clone(), View: -1}
+		if _, _, err := bufferBytes(buf); err != nil {
+			return nil, fmt.Errorf("lower: %v: %w", v, err)
 		}
-		sz := int64(v.DType.Size())
-		buf := ir.Buffer{DType: v.DType, Shape: v.Shape.Clone(), OffsetPerT: p.ArenaPerT, OffsetFixed: p.ArenaFixed, View: -1}
-		p.ArenaPerT += up(perT * sz)
-		p.ArenaFixed += up(fixed * sz)
 		out := len(p.Buffers)
 		p.Buffers = append(p.Buffers, buf)
 		refs[v.ID] = ir.Ref{Kind: ir.RefBuffer, Index: out}
@@ -87,6 +78,9 @@ func Lower(g *ir.Graph) (*ir.Plan, error) {
 			step.Args = append(step.Args, r)
 		}
 		if c := v.Attrs.Int("cache", -1); c >= 0 {
+			if c >= int64(len(g.Caches)) {
+				return nil, fmt.Errorf("lower: %v: cache %d not declared", v, c)
+			}
 			nc, seen := cacheMap[c]
 			if !seen {
 				nc = int64(len(p.Caches))
@@ -107,6 +101,9 @@ func Lower(g *ir.Graph) (*ir.Plan, error) {
 			return nil, fmt.Errorf("lower: output %q is an input or weight, not a computed value", o.Name)
 		}
 		p.Outputs = append(p.Outputs, ir.PlanOutput{Name: o.Name, Buffer: r.Index})
+	}
+	if err := planArena(p); err != nil {
+		return nil, fmt.Errorf("lower: %w", err)
 	}
 	if err := p.Validate(); err != nil {
 		return nil, fmt.Errorf("lower: produced an invalid plan: %w", err)
