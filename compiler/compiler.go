@@ -33,6 +33,7 @@ type Options struct {
 	DumpIR   string   // directory for per-pass graph dumps
 	DumpOnly string   // dump after this pass only
 	Taps     bool     // keep per-layer hidden states as engine outputs (tests, debugging)
+	NoFuse   bool     // skip the fusion passes (an unfused engine, for comparison)
 	// Quant, if set (int8, int4 or fp8), stores matmul weights group-wise
 	// quantized, QuantGroup (default DefaultQuantGroup) weights per scale.
 	Quant      string
@@ -107,14 +108,16 @@ func Build(opt Options) (*Result, error) {
 		return nil, fmt.Errorf("%s: %w", dir, err)
 	}
 	logf("graph %s: %d values, %d weights", g.Name, len(g.Values), countOp(g, ir.OpWeight))
-	if err := passes.Run(g, passes.Options{Check: opt.Check, DumpDir: opt.DumpIR, DumpOnly: opt.DumpOnly}); err != nil {
+	if err := passes.Run(g, passes.Options{Check: opt.Check, DumpDir: opt.DumpIR, DumpOnly: opt.DumpOnly, NoFuse: opt.NoFuse}); err != nil {
 		return nil, err
 	}
 	plan, err := passes.Lower(g)
 	if err != nil {
 		return nil, err
 	}
-	logf("plan: %d steps, %d buffers, arena %d B/token + %d B", len(plan.Steps), len(plan.Buffers), plan.ArenaPerT, plan.ArenaFixed)
+	sumT, sumF := passes.Intermediates(plan)
+	logf("plan: %d steps, %d buffers, arena %d B/token + %d B (all intermediates: %d B/token + %d B)",
+		len(plan.Steps), len(plan.Buffers), plan.ArenaPerT, plan.ArenaFixed, sumT, sumF)
 	if opt.Quant != "" {
 		if opt.QuantGroup == 0 {
 			opt.QuantGroup = DefaultQuantGroup

@@ -33,7 +33,11 @@ func newApp() *cli.App {
 			buildCmd(), inspectCmd(), listCmd(),
 			{Name: "passes", Usage: "print the optimisation pipeline", Action: func(c *cli.Context) error {
 				for i, p := range passes.Pipeline {
-					fmt.Fprintf(c.App.Writer, "%2d  %-12s %s\n", i+1, p.Name, p.Doc)
+					kind := ""
+					if p.Fusion {
+						kind = "fusion"
+					}
+					fmt.Fprintf(c.App.Writer, "%2d  %-17s %-7s%s\n", i+1, p.Name, kind, p.Doc)
 				}
 				return nil
 			}},
@@ -55,6 +59,7 @@ func buildCmd() *cli.Command {
 			&cli.StringFlag{Name: "dump-ir", Usage: "write the graph text after each pass into `DIR`"},
 			&cli.StringFlag{Name: "dump-only", Usage: "with --dump-ir, dump after this pass only"},
 			&cli.BoolFlag{Name: "taps", Usage: "keep per-layer hidden states as engine outputs (debugging)"},
+			&cli.BoolFlag{Name: "no-fuse", Usage: "skip the fusion passes (an unfused engine, to compare with)"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress output"},
 		},
 		Action: func(c *cli.Context) error {
@@ -77,7 +82,7 @@ func buildCmd() *cli.Command {
 			}
 			opt := compiler.Options{
 				Source: c.Args().First(), Output: c.String("output"), DType: dt,
-				Check: c.Bool("check"), DumpIR: c.String("dump-ir"), DumpOnly: c.String("dump-only"), Taps: c.Bool("taps"),
+				Check: c.Bool("check"), DumpIR: c.String("dump-ir"), DumpOnly: c.String("dump-only"), Taps: c.Bool("taps"), NoFuse: c.Bool("no-fuse"),
 				Quant: c.String("quant"), QuantGroup: c.Int("quant-group"),
 			}
 			if !c.Bool("quiet") {
