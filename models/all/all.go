@@ -3,5 +3,7 @@
 package all
 
 import (
-	_ "github.com/inference-pio/pio/models/qwen3" // Qwen3ForCausalLM
+	_ "github.com/inference-pio/pio/models/glm4moelite" // Glm4MoeLiteForCausalLM
+	_ "github.com/inference-pio/pio/models/qwen3"       // Qwen3ForCausalLM
+	_ "github.com/inference-pio/pio/models/qwen3moe"    // Qwen3MoeForCausalLM
 )

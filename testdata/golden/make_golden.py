@@ -480,6 +480,158 @@ def make_image_goldens(versions):
     return IMAGES_DIR
 
 
+# --- Qwen3-Next (Gated DeltaNet hybrid), testdata/tiny/qwen3next/{dense,moe} --------------------------------------
+
+QWEN3NEXT_PROMPT_LENGTHS = (5, 70, 131)  # > 64: chunked prefill (chunk 64) crosses one and two chunk boundaries
+QWEN3NEXT_BASE = dict(
+    vocab_size=128,
+    hidden_size=32,
+    num_hidden_layers=4,
+    layer_types=["linear_attention", "full_attention", "linear_attention", "linear_attention"],
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=16,
+    rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5},  # 8 of 16 rotated
+    linear_num_key_heads=2,
+    linear_num_value_heads=4,  # two value heads per key head
+    linear_key_head_dim=8,
+    linear_value_head_dim=12,  # d_k != d_v, so a transposed state shows
+    linear_conv_kernel_dim=4,
+    rms_norm_eps=1e-6,
+    tie_word_embeddings=False,
+    max_position_embeddings=512,
+)
+QWEN3NEXT_MODELS = [
+    {  # every MLP dense (mlp_only_layers): the DeltaNet and gated-attention layers without MoE
+        "name": "qwen3next/dense",
+        "weight_seed": 3000,
+        "config": dict(QWEN3NEXT_BASE, intermediate_size=48, mlp_only_layers=[0, 1, 2, 3], num_experts=8,
+                       num_experts_per_tok=2, moe_intermediate_size=16, shared_expert_intermediate_size=24),
+    },
+    {  # the real structure: every layer MoE (8 experts, top-2, normalised) plus the sigmoid-gated shared expert
+        "name": "qwen3next/moe",
+        "weight_seed": 4000,
+        "config": dict(QWEN3NEXT_BASE, intermediate_size=48, mlp_only_layers=[], num_experts=8, num_experts_per_tok=2,
+                       moe_intermediate_size=16, shared_expert_intermediate_size=24, norm_topk_prob=True,
+                       decoder_sparse_step=1),
+    },
+]
+
+
+def build_qwen3next(spec, seed):
+    from transformers import Qwen3NextConfig, Qwen3NextForCausalLM
+
+    ids = special_ids(spec["config"]["vocab_size"])
+    cfg = Qwen3NextConfig(**spec["config"], hidden_act="silu", attention_bias=False,
+                          bos_token_id=ids["bos"], eos_token_id=ids["eos"])
+    torch.manual_seed(seed)
+    model = Qwen3NextForCausalLM(cfg)
+    model.config._attn_implementation = "eager"
+    g = torch.Generator().manual_seed(seed)
+
+    def uniform(shape, lo, hi):
+        return torch.rand(shape, generator=g, dtype=torch.float32) * (hi - lo) + lo
+
+    with torch.no_grad():
+        for name, p in model.named_parameters():  # deterministic (registration) order
+            if name.endswith("A_log"):  # decay rates A in [1e-3, 1]: the state remembers across a 64-token chunk
+                p.copy_(uniform(p.shape, float(numpy.log(1e-3)), 0.0))
+            elif name.endswith("dt_bias"):
+                p.copy_(uniform(p.shape, -1.0, 1.0))
+            elif name.endswith("linear_attn.norm.weight"):  # gated RMSNorm: plain weight
+                p.copy_(uniform(p.shape, NORM_LO, NORM_HI))
+            elif name.endswith("norm.weight"):  # Qwen3NextRMSNorm: zero-centred, used as (1 + w)
+                p.copy_(uniform(p.shape, -0.5, 0.5))
+            elif name.endswith("conv1d.weight"):
+                p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float32) * 0.5)
+            else:
+                assert p.dim() in (2, 3), name
+                p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float32) * MATRIX_STD)
+            p.copy_(p.to(torch.bfloat16).to(torch.float32))  # exactly the stored (bf16) values
+    model.generation_config = GenerationConfig(bos_token_id=ids["bos"], eos_token_id=ids["eos"], pad_token_id=ids["pad"])
+    model.eval()
+    return model
+
+
+def make_qwen3next_goldens(versions):
+    """Tiny random Qwen3-Next checkpoints (bf16) and their f32 reference activations.
+
+    Same recipe and file format as make_one: full forwards (transformers' chunked gated delta rule, chunk 64) for the
+    per-layer hidden states, final norm and logits; the greedy continuation from full forwards, cross-checked against
+    model.generate (chunked prefill, then the recurrent one-token form with the conv and recurrent states).
+    """
+    from transformers import Qwen3NextForCausalLM
+
+    dirs = []
+    for spec in QWEN3NEXT_MODELS:
+        name, vocab = spec["name"], spec["config"]["vocab_size"]
+        g = torch.Generator().manual_seed(PROMPT_SEED + vocab)
+        prompts = [torch.randint(0, vocab - 2, (n,), generator=g, dtype=torch.int64) for n in QWEN3NEXT_PROMPT_LENGTHS]
+        seed = spec["weight_seed"]
+        for _ in range(MAX_TRIES):
+            model = build_qwen3next(spec, seed)
+            res = compute(model, prompts)
+            min_margin = min(min(r["margins"]) for r in res)
+            if min_margin >= MIN_MARGIN:
+                break
+            print(f"{name}: seed {seed}: min greedy margin {min_margin:.3g} < {MIN_MARGIN}; retrying", file=sys.stderr)
+            seed += 1
+        else:
+            raise SystemExit(f"{name}: no seed with greedy margin >= {MIN_MARGIN} in {MAX_TRIES} tries")
+        for i, r in enumerate(res):
+            gen = greedy_generate(model, r["ids"])
+            if not torch.equal(gen, r["greedy"]):
+                raise SystemExit(f"{name} p{i}: generate {gen.tolist()} != explicit loop {r['greedy'].tolist()}")
+
+        out_dir = TINY / name
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        out_dir.mkdir(parents=True)
+        model.to(torch.bfloat16).save_pretrained(out_dir)
+        del model
+        reloaded = Qwen3NextForCausalLM.from_pretrained(out_dir, dtype=torch.float32, attn_implementation="eager")
+        reloaded.eval()
+        with torch.no_grad():
+            for p in reloaded.parameters():
+                p.data = p.data.clone().contiguous()
+        res2 = compute(reloaded, prompts)
+        for i, (a, b) in enumerate(zip(res, res2)):
+            for k in a["acts"]:
+                if not torch.equal(a["acts"][k], b["acts"][k]):
+                    raise SystemExit(f"{name} p{i}.{k}: reloaded checkpoint does not reproduce the golden")
+            assert torch.equal(a["greedy"], b["greedy"])
+
+        tensors = {}
+        for i, r in enumerate(res):
+            tensors[f"p{i}.ids"] = r["ids"].to(torch.int32).contiguous()
+            for l in range(spec["config"]["num_hidden_layers"]):
+                tensors[f"p{i}.hidden.{l}"] = r["acts"][f"hidden.{l}"]
+            tensors[f"p{i}.norm"] = r["acts"]["norm"]
+            tensors[f"p{i}.logits"] = r["acts"]["logits"]
+            tensors[f"p{i}.greedy"] = r["greedy"].to(torch.int32).contiguous()
+        meta = {"transformers": versions["transformers"], "torch": versions["torch"], "note": NOTE}
+        golden = out_dir / "golden.safetensors"
+        save_file(tensors, str(golden), metadata=meta)
+        canonicalize_safetensors_header(golden)
+        doc = {
+            **meta, "model": name, "storage_dtype": "bfloat16", "compute_dtype": "float32",
+            "attn_implementation": "eager", "weight_seed": seed, "prompt_seed": PROMPT_SEED + vocab,
+            "init": {"matrix_std": MATRIX_STD, "conv_std": 0.5, "zero_centred_norms": [-0.5, 0.5],
+                     "gated_norm": [NORM_LO, NORM_HI], "A": "exp(U[log 1e-3, 0])", "dt_bias": [-1.0, 1.0]},
+            "special_ids": special_ids(vocab),
+            "greedy_method": "explicit loop of 16 full forwards (chunked delta rule), argmax, EOS ignored; "
+                             "cross-checked equal to model.generate (chunked prefill + recurrent decode)",
+            "min_greedy_margin": round(min_margin, 6),
+            "prompts": [{"name": f"p{i}", "ids": r["ids"].tolist(), "greedy": r["greedy"].tolist(),
+                         "min_greedy_margin": round(min(r["margins"]), 6)} for i, r in enumerate(res)],
+        }
+        text = json.dumps(doc, indent=2)
+        text = re.sub(r"\[\s+([-0-9.e,\s]+?)\s+\]", lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]", text)
+        (out_dir / "golden.json").write_text(text + "\n")
+        dirs.append(out_dir)
+    return dirs
+
+
 def main():
     versions = {
         "transformers": transformers.__version__,
@@ -500,6 +652,11 @@ def main():
     d = make_image_goldens(versions)  # Qwen3-VL image preprocessing (testdata/images)
     for f in sorted(d.iterdir()):
         print(f"wrote {f.relative_to(ROOT.parent)}  {f.stat().st_size:>9} bytes  sha256 {sha256(f)[:16]}")
+    for d in make_qwen3next_goldens(versions):  # Qwen3-Next hybrid (testdata/tiny/qwen3next/{dense,moe})
+        for f in sorted(d.iterdir()):
+            size = f.stat().st_size
+            total += size
+            print(f"wrote {f.relative_to(ROOT.parent)}  {size:>9} bytes  sha256 {sha256(f)[:16]}")
     print(f"total {total} bytes")
 
 

@@ -1,0 +1,336 @@
+package qwen3next_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/inference-pio/pio/compiler"
+	"github.com/inference-pio/pio/frontends/hf"
+	"github.com/inference-pio/pio/internal/golden"
+	"github.com/inference-pio/pio/ir"
+	"github.com/inference-pio/pio/models"
+	_ "github.com/inference-pio/pio/models/all"
+	"github.com/inference-pio/pio/models/qwen3next"
+	"github.com/inference-pio/pio/passes"
+	"github.com/inference-pio/pio/runtime"
+	"github.com/inference-pio/pio/runtime/cpu"
+	"github.com/inference-pio/pio/runtime/engine"
+	"github.com/inference-pio/pio/runtime/kvcache"
+)
+
+// coderNext is the Qwen3-Coder-Next release config.json (v4 spelling:
+// full_attention_interval, rope_theta, partial_rotary_factor).
+const coderNext = `{"architectures":["Qwen3NextForCausalLM"],"model_type":"qwen3_next","hidden_size":2048,
+	"num_hidden_layers":48,"full_attention_interval":4,"num_attention_heads":16,"num_key_value_heads":2,"head_dim":256,
+	"partial_rotary_factor":0.25,"rope_theta":5000000,"rope_scaling":null,"linear_num_key_heads":16,
+	"linear_num_value_heads":32,"linear_key_head_dim":128,"linear_value_head_dim":128,"linear_conv_kernel_dim":4,
+	"num_experts":512,"num_experts_per_tok":10,"moe_intermediate_size":512,"shared_expert_intermediate_size":512,
+	"norm_topk_prob":true,"decoder_sparse_step":1,"mlp_only_layers":[],"intermediate_size":5120,"vocab_size":151936,
+	"max_position_embeddings":262144,"rms_norm_eps":1e-6,"tie_word_embeddings":false,"bos_token_id":151643,
+	"eos_token_id":151645,"torch_dtype":"bfloat16","hidden_act":"silu"}`
+
+func parse(t testing.TB, js string) *hf.Config {
+	t.Helper()
+	cfg, err := hf.ParseConfig([]byte(js))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// stateBytes sums the per-sequence state caches of a plan (the CPU backend
+// keeps them in f32).
+func stateBytes(p *ir.Plan) int64 {
+	var n int64
+	for _, c := range p.Caches {
+		if c.Kind != ir.CacheState {
+			continue
+		}
+		for _, e := range c.Entries {
+			k, _ := e.Elems(0, 0)
+			n += 4 * k
+		}
+	}
+	return n
+}
+
+// The release config builds and lowers with no weights: 36 DeltaNet layers
+// (two state caches each) and 12 gated-attention layers (a KV cache each);
+// the state per sequence is 36 × (32·128·128 + 8192·3) f32 = 79 036 416 bytes.
+func TestCoderNextBuildsAndLowers(t *testing.T) {
+	cfg := parse(t, coderNext)
+	qc, err := qwen3next.ParseConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if qc.RotaryDims != 64 || qc.LayerTypes[3] != qwen3next.FullAttention || qc.LayerTypes[4] != qwen3next.LinearAttention {
+		t.Fatalf("parsed %d rotary dims, layer types %v", qc.RotaryDims, qc.LayerTypes[:5])
+	}
+	m, err := models.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := m.Build(models.BuildOptions{WeightDType: ir.BF16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := passes.Run(g, passes.Options{Check: true}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := passes.Lower(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kv, state int
+	for _, c := range p.Caches {
+		switch c.Kind {
+		case ir.CacheKV:
+			kv++
+		case ir.CacheState:
+			state++
+		}
+	}
+	if kv != 12 || state != 72 {
+		t.Errorf("caches: %d kv, %d state; want 12 and 72", kv, state)
+	}
+	const want = 36 * (32*128*128 + 8192*3) * 4
+	if got := stateBytes(p); got != want || qc.StateBytesPerSequence() != want {
+		t.Errorf("state bytes per sequence: plan %d, config %d; want %d", got, qc.StateBytesPerSequence(), want)
+	}
+	// Stacked experts are derived weights: 512 experts × 2 × 512 rows.
+	for _, w := range p.Weights {
+		if w.Name == "model.layers.0.mlp.experts.gate_up_proj" {
+			if !w.Shape.Equal(ir.Sh(512*1024, 2048)) || w.Recipe == nil || len(w.Recipe.Parts) != 1024 {
+				t.Errorf("gate_up: %v with %v", w.Shape, w.Recipe)
+			}
+		}
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	base := `"architectures":["Qwen3NextForCausalLM"],"hidden_size":32,"num_hidden_layers":2,"num_attention_heads":4,
+		"num_key_value_heads":2,"head_dim":16,"partial_rotary_factor":0.5,"rope_theta":10000,"linear_num_key_heads":2,
+		"linear_num_value_heads":4,"linear_key_head_dim":8,"linear_value_head_dim":8,"linear_conv_kernel_dim":4,
+		"num_experts":4,"num_experts_per_tok":2,"moe_intermediate_size":8,"shared_expert_intermediate_size":8,
+		"intermediate_size":16,"vocab_size":64,"rms_norm_eps":1e-6`
+	for _, tc := range []struct{ patch, want string }{
+		{`"linear_num_value_heads":3`, "not a multiple of linear_num_key_heads"},
+		{`"layer_types":["linear_attention"]`, "layer_types has 1 entries for 2 layers"},
+		{`"layer_types":["linear_attention","sliding"]`, `layer_types[1] is "sliding"`},
+		{`"num_experts_per_tok":5`, "num_experts_per_tok 5 must be in [1, 4]"},
+		{`"linear_conv_kernel_dim":1`, "linear_conv_kernel_dim 1"},
+		{`"full_attention_interval":0`, "full_attention_interval must be > 0"},
+		{`"linear_key_head_dim":0`, "linear_key_head_dim must be > 0"},
+	} {
+		// A later duplicate key wins in encoding/json and in our parser.
+		cfg, err := hf.ParseConfig([]byte("{" + base + "," + tc.patch + "}"))
+		if err == nil {
+			_, err = models.New(cfg)
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want an error containing %q", tc.patch, err, tc.want)
+		}
+	}
+}
+
+// build compiles a tiny checkpoint (with taps) and loads it on the CPU
+// backend; it skips when the backend lacks an op the model uses (the MoE
+// kernels land separately).
+func build(t *testing.T, dir string, dt ir.DType) *cpu.Backend {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "e.pio")
+	if _, err := compiler.Build(compiler.Options{Source: dir, Output: path, DType: dt, Check: true, Taps: true}); err != nil {
+		t.Fatal(err)
+	}
+	e, err := engine.Open(path, engine.OpenOptions{VerifyWeights: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	be, err := cpu.FromEngine(e, cpu.Options{MaxTokens: 256, BlockSize: 16, NumBlocks: 64, MaxSeqs: 4})
+	if err != nil {
+		if strings.Contains(err.Error(), "not supported") {
+			t.Skipf("CPU backend: %v", err)
+		}
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { be.Close() })
+	return be
+}
+
+// forward runs sequences in one step (sequence i in slot i), keeping every
+// row's logits.
+func forward(t *testing.T, be *cpu.Backend, seqs ...[]int32) {
+	t.Helper()
+	alloc := kvcache.NewAllocator(64, 16)
+	b := &runtime.Batch{}
+	for s, ids := range seqs {
+		var kv kvcache.Sequence
+		if err := alloc.Grow(&kv, len(ids)); err != nil {
+			t.Fatal(err)
+		}
+		b.Seqs = append(b.Seqs, runtime.SeqView{Blocks: kv.Blocks, Slot: int32(s)})
+		for i, id := range ids {
+			b.LogitRows = append(b.LogitRows, int32(len(b.Tokens)))
+			b.Tokens = append(b.Tokens, id)
+			b.Positions = append(b.Positions, int32(i))
+			b.SeqOfToken = append(b.SeqOfToken, int32(s))
+		}
+	}
+	if err := be.Step(b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func output(t *testing.T, be *cpu.Backend, name string) []float32 {
+	t.Helper()
+	out, _, err := be.Output(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return slices.Clone(out)
+}
+
+// Tolerance: f32 compute against transformers' f32 from the same (bf16)
+// weights differs only in summation order and in the chunked delta rule's
+// association (the UT transform): 1e-4 of the tensor scale.
+const tol = 1e-4
+
+var variants = []string{"qwen3next/dense", "qwen3next/moe"}
+
+// Per-layer hidden states, the final norm and the logits of full forwards
+// (prompts of 5, 70 and 131 tokens: the chunked form crosses one and two
+// chunk boundaries) match transformers, and so does the greedy
+// continuation through runtime.Generator (chunked prefill, then recurrent
+// one-token decode).
+func TestGolden(t *testing.T) {
+	for _, name := range variants {
+		for _, dt := range []ir.DType{ir.F32, ir.BF16} {
+			t.Run(fmt.Sprintf("%s/%v", name, dt), func(t *testing.T) {
+				g, err := golden.Load(name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				be := build(t, g.Dir, dt)
+				for pi, p := range g.Prompts {
+					forward(t, be, p.IDs)
+					check := func(what string, got, want []float32) {
+						if e := golden.RelErr(got, want); e > tol {
+							t.Errorf("prompt %d (%d tokens) %s: relative error %.3g > %.3g", pi, len(p.IDs), what, e, tol)
+						}
+					}
+					for l, want := range p.Hidden {
+						check(fmt.Sprintf("hidden.%d", l), output(t, be, fmt.Sprintf("hidden.%d", l)), want)
+					}
+					check("norm", output(t, be, "norm"), p.Norm)
+					check("logits", output(t, be, "logits"), p.Logits)
+				}
+				gen := runtime.NewGenerator(be, kvcache.NewAllocator(64, 16), 64)
+				for pi, p := range g.Prompts {
+					got, err := gen.Generate(context.Background(), p.IDs, runtime.GenerateOptions{MaxTokens: len(p.Greedy)}, nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if !slices.Equal(got, p.Greedy) {
+						t.Errorf("prompt %d greedy:\n got %v\nwant %v", pi, got, p.Greedy)
+					}
+				}
+			})
+		}
+	}
+}
+
+// Prefill in steps of several sizes (a 70-token chunked run, short runs,
+// one-token recurrent steps) gives the logits of one full forward, row by
+// row: the conv and recurrent states carry across steps exactly.
+func TestDecodeAfterPrefillEqualsFullForward(t *testing.T) {
+	for _, name := range variants {
+		t.Run(name, func(t *testing.T) {
+			g, err := golden.Load(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			be := build(t, g.Dir, ir.F32)
+			p := g.Prompts[2]
+			forward(t, be, p.IDs)
+			full := output(t, be, "logits")
+			vocab := len(full) / len(p.IDs)
+
+			gen := runtime.NewGenerator(be, kvcache.NewAllocator(64, 16), 256)
+			var s runtime.Sequence
+			defer gen.Release(&s)
+			at := 0
+			runs := []int{70, 1, 1, 1, 3, 1, 40}
+			for n := 117; n < len(p.IDs); n++ {
+				runs = append(runs, 1)
+			}
+			for _, n := range runs {
+				logits, err := gen.Feed(&s, p.IDs[at:at+n])
+				if err != nil {
+					t.Fatal(err)
+				}
+				at += n
+				if e := golden.RelErr(logits, full[(at-1)*vocab:at*vocab]); e > 1e-5 {
+					t.Errorf("after a run of %d ending at position %d: relative error %.3g", n, at-1, e)
+				}
+			}
+			if at != len(p.IDs) {
+				t.Fatalf("fed %d of %d tokens", at, len(p.IDs))
+			}
+		})
+	}
+}
+
+// A batch of the three prompts (5, 70, 131 tokens, slots 0–2) in one step
+// equals each prompt alone.
+func TestBatchEqualsAlone(t *testing.T) {
+	for _, name := range variants {
+		t.Run(name, func(t *testing.T) {
+			g, err := golden.Load(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			be := build(t, g.Dir, ir.F32)
+			var alone [][]float32
+			var all [][]int32
+			for _, p := range g.Prompts {
+				forward(t, be, p.IDs)
+				alone = append(alone, output(t, be, "logits"))
+				all = append(all, p.IDs)
+			}
+			forward(t, be, all...)
+			got := output(t, be, "logits")
+			off := 0
+			for i, want := range alone {
+				if e := golden.RelErr(got[off:off+len(want)], want); e > 1e-5 {
+					t.Errorf("prompt %d in the batch: relative error %.3g", i, e)
+				}
+				off += len(want)
+			}
+		})
+	}
+}
+
+// The tiny model's state per sequence: 3 DeltaNet layers × (conv 80×3 +
+// recurrent 4×8×12) f32.
+func TestTinyStateBytes(t *testing.T) {
+	g, err := golden.Load("qwen3next/dense")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := hf.LoadConfig(filepath.Join(g.Dir, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	qc, err := qwen3next.ParseConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := qc.StateBytesPerSequence(), int64(3*(80*3+4*8*12)*4); got != want {
+		t.Errorf("state bytes: got %d, want %d", got, want)
+	}
+}
