@@ -108,6 +108,17 @@ func Build(opt Options) (*Result, error) {
 		return nil, fmt.Errorf("%s: %w", dir, err)
 	}
 	logf("graph %s: %d values, %d weights", g.Name, len(g.Values), countOp(g, ir.OpWeight))
+	var recipes map[string]*ir.Recipe
+	if opt.Quant != "" {
+		if opt.QuantGroup == 0 {
+			opt.QuantGroup = DefaultQuantGroup
+		}
+		var nq, kept int
+		if recipes, nq, kept, err = quantizeGraph(g, opt.Quant, opt.QuantGroup); err != nil {
+			return nil, err
+		}
+		logf("quant %s, group %d: %d matmul weights quantized, %d kept (K not a multiple of the group)", opt.Quant, opt.QuantGroup, nq, kept)
+	}
 	if err := passes.Run(g, passes.Options{Check: opt.Check, DumpDir: opt.DumpIR, DumpOnly: opt.DumpOnly, NoFuse: opt.NoFuse}); err != nil {
 		return nil, err
 	}
@@ -115,19 +126,10 @@ func Build(opt Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	attachRecipes(plan, recipes)
 	sumT, sumF := passes.Intermediates(plan)
 	logf("plan: %d steps, %d buffers, arena %d B/token + %d B (all intermediates: %d B/token + %d B)",
 		len(plan.Steps), len(plan.Buffers), plan.ArenaPerT, plan.ArenaFixed, sumT, sumF)
-	if opt.Quant != "" {
-		if opt.QuantGroup == 0 {
-			opt.QuantGroup = DefaultQuantGroup
-		}
-		nq, kept, err := quantizePlan(plan, opt.Quant, opt.QuantGroup)
-		if err != nil {
-			return nil, err
-		}
-		logf("quant %s, group %d: %d matmul weights quantized, %d kept (K not a multiple of the group)", opt.Quant, opt.QuantGroup, nq, kept)
-	}
 
 	meta := &engine.Metadata{
 		Producer: Version,

@@ -17,29 +17,32 @@ import (
 // for bandwidth.
 const DefaultQuantGroup = 32
 
-// quantizePlan rewrites every matmul whose weight is a float [N, K] engine
-// weight with K a multiple of group into matmul_q over two derived weights,
-// <name>@<format> (codes) and <name>@scales, built at write time from the
-// original by a quantize recipe (see ir/op_quant.go for the formats).
-// Weights no step reads any more (the originals of quantized matmuls, unless
-// something else reads them, such as a tied embedding table) leave the plan.
-// It returns how many matmul weights it quantized and how many it kept
-// because K is not a multiple of group.
-func quantizePlan(p *ir.Plan, format string, group int) (quantized, kept int, err error) {
+// quantizeGraph rewrites every matmul whose weight is a float [N, K]
+// weight value with K a multiple of group into matmul_q over two new weight
+// values, <name>@<format> (codes) and <name>@scales (see ir/op_quant.go for
+// the formats). It runs before the pass pipeline, so the fusions, which
+// match plain matmuls, leave quantized projections unfused. The returned
+// recipes, keyed by the new names, tell the writer how to build those
+// tensors from the original weight (attachRecipes puts them on the plan).
+// Originals no longer read (all but tied embedding tables) never enter the
+// plan. It also returns how many matmul weights it quantized and how many it
+// kept because K is not a multiple of group.
+func quantizeGraph(g *ir.Graph, format string, group int) (recipes map[string]*ir.Recipe, quantized, kept int, err error) {
 	if !slices.Contains(ir.QuantFormats, format) {
-		return 0, 0, fmt.Errorf("--quant must be one of %v, got %q", ir.QuantFormats, format)
+		return nil, 0, 0, fmt.Errorf("--quant must be one of %v, got %q", ir.QuantFormats, format)
 	}
 	if group <= 0 || group%32 != 0 {
-		return 0, 0, fmt.Errorf("quant group %d must be a positive multiple of 32", group)
+		return nil, 0, 0, fmt.Errorf("quant group %d must be a positive multiple of 32", group)
 	}
-	derived := map[int][2]int{} // original weight -> codes, scales
-	for si := range p.Steps {
-		s := &p.Steps[si]
-		if s.Op != ir.OpMatMul || s.Args[1].Kind != ir.RefWeight {
+	recipes = map[string]*ir.Recipe{}
+	derived := map[*ir.Value][2]*ir.Value{}
+	var added []*ir.Value
+	scratch := &ir.Graph{Name: g.Name} // new weights are made here, then put first
+	for _, v := range g.Values {
+		if v.Op != ir.OpMatMul || v.Args[1].Op != ir.OpWeight {
 			continue
 		}
-		wi := s.Args[1].Index
-		w := p.Weights[wi]
+		w := v.Args[1]
 		if len(w.Shape) != 2 || !w.DType.IsFloat() {
 			continue
 		}
@@ -47,59 +50,58 @@ func quantizePlan(p *ir.Plan, format string, group int) (quantized, kept int, er
 			kept++
 			continue
 		}
-		d, ok := derived[wi]
+		d, ok := derived[w]
 		if !ok {
 			cdt, csh, err := ir.QuantCodes(format, w.Shape[0], w.Shape[1])
 			if err != nil {
-				return 0, 0, fmt.Errorf("weight %q: %w", w.Name, err)
+				return nil, 0, 0, fmt.Errorf("weight %q: %w", w.Name(), err)
 			}
-			recipe := func(part string) *ir.Recipe {
-				at, _ := ir.MakeAttrs(ir.Str("format", format), ir.Int("group", int64(group)), ir.Str("part", part))
-				return &ir.Recipe{Op: ir.OpQuantize, Attrs: at, Parts: []ir.PlanTensor{w}}
+			src := ir.PlanTensor{Name: w.Name(), DType: w.DType, Shape: w.Shape.Clone()}
+			for i, part := range []struct {
+				name string
+				dt   ir.DType
+				sh   ir.Shape
+			}{{"codes", cdt, csh}, {"scales", ir.F32, ir.Sh(w.Shape[0], w.Shape[1]/ir.Dim(group))}} {
+				name := w.Name() + "@" + format
+				if part.name == "scales" {
+					name = w.Name() + "@scales"
+				}
+				nv, err := scratch.NewValue(ir.OpWeight, part.dt, part.sh, nil, ir.Str("name", name))
+				if err != nil {
+					return nil, 0, 0, err
+				}
+				at, err := ir.MakeAttrs(ir.Str("format", format), ir.Int("group", int64(group)), ir.Str("part", part.name))
+				if err != nil {
+					return nil, 0, 0, err
+				}
+				recipes[name] = &ir.Recipe{Op: ir.OpQuantize, Attrs: at, Parts: []ir.PlanTensor{src}}
+				d[i] = nv
+				added = append(added, nv)
 			}
-			d = [2]int{len(p.Weights), len(p.Weights) + 1}
-			p.Weights = append(p.Weights,
-				ir.PlanTensor{Name: w.Name + "@" + format, DType: cdt, Shape: csh, Recipe: recipe("codes")},
-				ir.PlanTensor{Name: w.Name + "@scales", DType: ir.F32, Shape: ir.Sh(w.Shape[0], w.Shape[1]/ir.Dim(group)), Recipe: recipe("scales")})
-			derived[wi] = d
+			derived[w] = d
 			quantized++
 		}
-		at, err := ir.MakeAttrs(append(slices.Clone(s.Attrs), ir.Str("format", format), ir.Int("group", int64(group)))...)
+		at, err := ir.MakeAttrs(append(slices.Clone(v.Attrs), ir.Str("format", format), ir.Int("group", int64(group)))...)
 		if err != nil {
-			return 0, 0, err
+			return nil, 0, 0, err
 		}
-		s.Op, s.Attrs = ir.OpMatMulQ, at
-		s.Args = []ir.Ref{s.Args[0], {Kind: ir.RefWeight, Index: d[0]}, {Kind: ir.RefWeight, Index: d[1]}}
+		v.Op, v.Attrs, v.Args = ir.OpMatMulQ, at, []*ir.Value{v.Args[0], d[0], d[1]}
 	}
-	// Drop weights no step reads, renumbering the rest.
-	used := make([]bool, len(p.Weights))
-	for _, s := range p.Steps {
-		for _, r := range s.Args {
-			if r.Kind == ir.RefWeight {
-				used[r.Index] = true
-			}
-		}
+	g.Values = append(added, g.Values...) // weights have no args: first is always in order
+	g.Renumber()
+	if err := ir.Verify(g); err != nil {
+		return nil, 0, 0, fmt.Errorf("quantize: %w", err)
 	}
-	remap := make([]int, len(p.Weights))
-	var ws []ir.PlanTensor
-	for i, w := range p.Weights {
-		remap[i] = len(ws)
-		if used[i] {
-			ws = append(ws, w)
+	return recipes, quantized, kept, nil
+}
+
+// attachRecipes gives the plan's quantized weights their recipes.
+func attachRecipes(p *ir.Plan, recipes map[string]*ir.Recipe) {
+	for i := range p.Weights {
+		if r, ok := recipes[p.Weights[i].Name]; ok {
+			p.Weights[i].Recipe = r
 		}
 	}
-	p.Weights = ws
-	for si := range p.Steps {
-		for ai, r := range p.Steps[si].Args {
-			if r.Kind == ir.RefWeight {
-				p.Steps[si].Args[ai].Index = remap[r.Index]
-			}
-		}
-	}
-	if err := p.Validate(); err != nil {
-		return 0, 0, fmt.Errorf("quantize: %w", err)
-	}
-	return quantized, kept, nil
 }
 
 // materializeQuant is materialize that also builds quantize recipes: it

@@ -28,7 +28,7 @@ func newApp() *cli.App {
 	return &cli.App{
 		Name:     "piort",
 		Usage:    "run Inference-PIO engines",
-		Commands: []*cli.Command{runCmd()},
+		Commands: []*cli.Command{runCmd(), benchCmd()},
 	}
 }
 
