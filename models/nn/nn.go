@@ -14,6 +14,10 @@ import (
 type Ctx struct {
 	B      *ir.Builder
 	WDType ir.DType
+	// Has reports whether the checkpoint holds a tensor (nil: no
+	// checkpoint); blocks use it to pick between alternative layouts, such
+	// as per-expert and fused expert tensors.
+	Has func(name string) bool
 }
 
 // W declares a weight under its checkpoint name.

@@ -632,6 +632,208 @@ def make_qwen3next_goldens(versions):
     return dirs
 
 
+# --- MoE and MLA: Qwen3-MoE and GLM-4.7-Flash, testdata/tiny/{qwen3moe,glm4moelite} ------------------------------
+
+MOE_MODELS = [
+    {  # 8 experts, top-3 renormalised softmax routing; layer 1 dense through mlp_only_layers
+        "name": "qwen3moe",
+        "arch": "Qwen3MoeForCausalLM",
+        "weight_seed": 5000,
+        "config": dict(
+            vocab_size=256, hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
+            num_key_value_heads=2, head_dim=16, num_experts=8, num_experts_per_tok=3, moe_intermediate_size=32,
+            norm_topk_prob=True, decoder_sparse_step=1, mlp_only_layers=[1],
+            rope_parameters={"rope_type": "default", "rope_theta": 10000000.0}, rms_norm_eps=1e-6,
+            tie_word_embeddings=False, max_position_embeddings=512, use_sliding_window=False, attention_bias=False,
+        ),
+    },
+    {  # MLA (q/kv LoRA, interleaved RoPE on 8 dims), dense layer 0, 8 experts top-3 sigmoid + bias, shared expert
+        "name": "glm4moelite",
+        "arch": "Glm4MoeLiteForCausalLM",
+        "weight_seed": 6000,
+        "mtp_layers": 1,  # a tiny MTP layer stored as model.layers.<num_hidden_layers>.*, ignored by transformers
+        "config": dict(
+            vocab_size=256, hidden_size=64, intermediate_size=96, moe_intermediate_size=32, num_hidden_layers=3,
+            num_attention_heads=4, num_key_value_heads=4, n_shared_experts=1, n_routed_experts=8,
+            routed_scaling_factor=1.8, kv_lora_rank=32, q_lora_rank=24, qk_rope_head_dim=8, v_head_dim=12,
+            qk_nope_head_dim=16, n_group=1, topk_group=1, num_experts_per_tok=3, norm_topk_prob=True,
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0}, rope_interleave=True,
+            rms_norm_eps=1e-5, tie_word_embeddings=False, max_position_embeddings=512, attention_bias=False,
+            num_nextn_predict_layers=1,
+        ),
+    },
+]
+MOE_BIAS_STD = 0.1  # GLM's e_score_correction_bias: large enough to change some choices
+
+
+def build_moe_model(spec, seed):
+    ids = special_ids(spec["config"]["vocab_size"])
+    cls = getattr(transformers, spec["arch"])
+    cfg = cls.config_class(**spec["config"], hidden_act="silu", bos_token_id=ids["bos"], eos_token_id=ids["eos"])
+    torch.manual_seed(seed)
+    model = cls(cfg)
+    model.config._attn_implementation = "eager"
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        params = list(model.named_parameters()) + [
+            (n, b) for n, b in model.named_buffers() if n.endswith("e_score_correction_bias")
+        ]
+        for name, p in params:  # deterministic (registration) order
+            if name.endswith("norm.weight"):
+                p.copy_(torch.rand(p.shape, generator=g, dtype=torch.float32) * (NORM_HI - NORM_LO) + NORM_LO)
+            elif name.endswith("e_score_correction_bias"):
+                p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float32) * MOE_BIAS_STD)
+            else:
+                assert p.dim() in (2, 3), name
+                p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float32) * MATRIX_STD)
+            p.copy_(p.to(torch.bfloat16).to(torch.float32))  # exactly the stored (bf16) values
+    model.generation_config = GenerationConfig(bos_token_id=ids["bos"], eos_token_id=ids["eos"], pad_token_id=ids["pad"])
+    model.eval()
+    return model
+
+
+def capture_routes(model, ids):
+    """Chosen experts per MoE layer (sorted ids, I32 [T, k]) and the selection margin between the k-th and
+    (k+1)-th selection score of each token (F32 [T]): choices are compared only where that margin is clear."""
+    got, hooks = {}, []
+    for i, layer in enumerate(model.model.layers):
+        gate = getattr(layer.mlp, "gate", None)
+        if gate is None or not hasattr(gate, "top_k"):
+            continue  # dense layer
+
+        def fn(mod, _inp, out, i=i):
+            logits, _, idx = out
+            logits = logits.to(torch.float32)
+            if hasattr(mod, "e_score_correction_bias"):
+                sel = logits.sigmoid() + mod.e_score_correction_bias
+            else:
+                sel = torch.softmax(logits, dim=-1)
+            top = torch.topk(sel, mod.top_k + 1, dim=-1).values
+            got[f"router.{i}"] = torch.sort(idx, dim=-1).values.to(torch.int32).contiguous()
+            got[f"router_margin.{i}"] = (top[:, -2] - top[:, -1]).contiguous()
+
+        hooks.append(gate.register_forward_hook(fn))
+    try:
+        with torch.inference_mode():
+            model(input_ids=ids[None, :], use_cache=False)
+    finally:
+        for h in hooks:
+            h.remove()
+    return got
+
+
+def add_mtp_layer(spec, out_dir, seed):
+    """Append a tiny DeepSeek-style MTP layer as model.layers.<L>.* to model.safetensors (transformers never
+    writes it: the hub checkpoints carry it, and loaders must skip it)."""
+    c = spec["config"]
+    L, H, V = c["num_hidden_layers"], c["hidden_size"], c["vocab_size"]
+    path = out_dir / "model.safetensors"
+    tensors = {}
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+        for k in f.keys():
+            tensors[k] = f.get_tensor(k)
+    g = torch.Generator().manual_seed(seed + 7)
+    src = f"model.layers.{L - 1}."
+    for k in sorted(tensors):
+        if k.startswith(src):
+            t = tensors[k]
+            tensors[f"model.layers.{L}." + k[len(src):]] = (torch.randn(t.shape, generator=g) * 0.1).to(t.dtype)
+    for name, shape in [("eh_proj.weight", (H, 2 * H)), ("enorm.weight", (H,)), ("hnorm.weight", (H,)),
+                        ("embed_tokens.weight", (V, H)), ("shared_head.head.weight", (V, H)),
+                        ("shared_head.norm.weight", (H,))]:
+        tensors[f"model.layers.{L}.{name}"] = (torch.randn(shape, generator=g) * 0.1).to(torch.bfloat16)
+    save_file(tensors, str(path), metadata=meta)
+    canonicalize_safetensors_header(path)
+
+
+def make_moe_goldens(versions):
+    """Tiny random Qwen3-MoE and GLM-4.7-Flash checkpoints (bf16, hub per-expert tensor names) and their f32
+    reference activations, in make_one's format plus the chosen experts of every MoE layer
+    (p{i}.router.{layer}, sorted, with p{i}.router_margin.{layer})."""
+    dirs = []
+    for spec in MOE_MODELS:
+        name, vocab = spec["name"], spec["config"]["vocab_size"]
+        prompts = make_prompts(vocab)
+        cls = getattr(transformers, spec["arch"])
+        seed = spec["weight_seed"]
+        for _ in range(MAX_TRIES):
+            model = build_moe_model(spec, seed)
+            res = compute(model, prompts)
+            min_margin = min(min(r["margins"]) for r in res)
+            if min_margin >= MIN_MARGIN:
+                break
+            print(f"{name}: seed {seed}: min greedy margin {min_margin:.3g} < {MIN_MARGIN}; retrying", file=sys.stderr)
+            seed += 1
+        else:
+            raise SystemExit(f"{name}: no seed with greedy margin >= {MIN_MARGIN} in {MAX_TRIES} tries")
+        for i, r in enumerate(res):
+            gen = greedy_generate(model, r["ids"])
+            if not torch.equal(gen, r["greedy"]):
+                raise SystemExit(f"{name} p{i}: generate {gen.tolist()} != explicit loop {r['greedy'].tolist()}")
+            r["routes"] = capture_routes(model, r["ids"])
+
+        out_dir = TINY / name
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        out_dir.mkdir(parents=True)
+        model.to(torch.bfloat16).save_pretrained(out_dir)
+        del model
+        if spec.get("mtp_layers"):
+            add_mtp_layer(spec, out_dir, seed)
+        reloaded = cls.from_pretrained(out_dir, dtype=torch.float32, attn_implementation="eager")
+        reloaded.eval()
+        with torch.no_grad():
+            for p in reloaded.parameters():
+                p.data = p.data.clone().contiguous()
+        res2 = compute(reloaded, prompts)
+        for i, (a, b) in enumerate(zip(res, res2)):
+            for k in a["acts"]:
+                if not torch.equal(a["acts"][k], b["acts"][k]):
+                    raise SystemExit(f"{name} p{i}.{k}: reloaded checkpoint does not reproduce the golden")
+            assert torch.equal(a["greedy"], b["greedy"])
+        with safe_open(str(out_dir / "model.safetensors"), framework="pt") as f:
+            keys = list(f.keys())
+        assert any(".mlp.experts.0.gate_proj.weight" in k for k in keys), "expected hub per-expert names"
+
+        tensors = {}
+        for i, r in enumerate(res):
+            tensors[f"p{i}.ids"] = r["ids"].to(torch.int32).contiguous()
+            for l in range(spec["config"]["num_hidden_layers"]):
+                tensors[f"p{i}.hidden.{l}"] = r["acts"][f"hidden.{l}"]
+            tensors[f"p{i}.norm"] = r["acts"]["norm"]
+            tensors[f"p{i}.logits"] = r["acts"]["logits"]
+            tensors[f"p{i}.greedy"] = r["greedy"].to(torch.int32).contiguous()
+            for k, v in r["routes"].items():
+                tensors[f"p{i}.{k}"] = v
+        meta = {"transformers": versions["transformers"], "torch": versions["torch"], "note": NOTE}
+        golden = out_dir / "golden.safetensors"
+        save_file(tensors, str(golden), metadata=meta)
+        canonicalize_safetensors_header(golden)
+        doc = {
+            **meta, "model": name, "architecture": spec["arch"], "storage_dtype": "bfloat16",
+            "compute_dtype": "float32", "attn_implementation": "eager", "weight_seed": seed,
+            "prompt_seed": PROMPT_SEED + vocab,
+            "init": {"matrix_std": MATRIX_STD, "norm_uniform": [NORM_LO, NORM_HI], "bias_std": MOE_BIAS_STD},
+            "special_ids": special_ids(vocab),
+            "mtp_layers": spec.get("mtp_layers", 0),
+            "greedy_method": "explicit loop of 16 full forwards, argmax, EOS ignored; cross-checked equal to "
+                             "model.generate(do_sample=False) (KV-cache path)",
+            "min_greedy_margin": round(min_margin, 6),
+            "prompts": [{"name": f"p{i}", "ids": r["ids"].tolist(), "greedy": r["greedy"].tolist(),
+                         "min_greedy_margin": round(min(r["margins"]), 6)} for i, r in enumerate(res)],
+            "tensors": {
+                "p{i}.router.{layer}": "I32 [T, k] experts chosen by the router of MoE layer {layer}, sorted",
+                "p{i}.router_margin.{layer}": "F32 [T] k-th minus (k+1)-th selection score (ties: compare only > 0)",
+            },
+        }
+        text = json.dumps(doc, indent=2)
+        text = re.sub(r"\[\s+([-0-9.e,\s]+?)\s+\]", lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]", text)
+        (out_dir / "golden.json").write_text(text + "\n")
+        dirs.append(out_dir)
+    return dirs
+
+
 def main():
     versions = {
         "transformers": transformers.__version__,
@@ -653,6 +855,11 @@ def main():
     for f in sorted(d.iterdir()):
         print(f"wrote {f.relative_to(ROOT.parent)}  {f.stat().st_size:>9} bytes  sha256 {sha256(f)[:16]}")
     for d in make_qwen3next_goldens(versions):  # Qwen3-Next hybrid (testdata/tiny/qwen3next/{dense,moe})
+        for f in sorted(d.iterdir()):
+            size = f.stat().st_size
+            total += size
+            print(f"wrote {f.relative_to(ROOT.parent)}  {size:>9} bytes  sha256 {sha256(f)[:16]}")
+    for d in make_moe_goldens(versions):  # Qwen3-MoE and GLM-4.7-Flash (testdata/tiny/{qwen3moe,glm4moelite})
         for f in sorted(d.iterdir()):
             size = f.stat().st_size
             total += size

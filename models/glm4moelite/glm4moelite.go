@@ -1,0 +1,316 @@
+// Package glm4moelite builds the IR of GLM-4.7-Flash
+// (Glm4MoeLiteForCausalLM), following transformers'
+// modeling_glm4_moe_lite.py: DeepSeek-style multi-head latent attention
+// (MLA) and a DeepSeek-V3-style MoE (sigmoid router with a selection-only
+// e_score_correction_bias, renormalised, × routed_scaling_factor, plus an
+// ungated shared expert); layers listed "dense" (the first
+// first_k_dense_replace) keep a SwiGLU.
+//
+// Attention runs in absorbed form over a latent paged cache: per token and
+// layer the cache holds the normalised c_kv [kv_lora_rank] and the rotated
+// k_rope [qk_rope_head_dim] (576 values at real size), never the expanded
+// K/V. W_UK (the k_nope rows of kv_b_proj) is folded into the query,
+// q_lat[h] = W_UK[h]ᵀ·q_nope[h]; attention scores q_lat·c_kv + q_rope·k_rope
+// scaled by 1/√(qk_nope+qk_rope); W_UV is applied after attention,
+// o[h] = W_UV[h]·Σ p·c_kv. Both W_UK and W_UV are addressed as row blocks of
+// the stored kv_b_proj by head_matmul, so nothing is duplicated.
+//
+// The multi-token-prediction layer the hub stores as model.layers.<L>.*
+// (L = num_hidden_layers) is skipped by Ignored; it stays in the checkpoint
+// for speculative decoding.
+package glm4moelite
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+
+	"github.com/inference-pio/pio/frontends/hf"
+	"github.com/inference-pio/pio/ir"
+	"github.com/inference-pio/pio/models"
+	"github.com/inference-pio/pio/models/nn"
+)
+
+func init() { models.Register("Glm4MoeLiteForCausalLM", New) }
+
+// Latent-branch RMSNorm epsilon: q_a_layernorm and kv_a_layernorm use the
+// module default, not rms_norm_eps.
+const latentEps = 1e-6
+
+// Config is the part of config.json the model uses, validated.
+type Config struct {
+	Hidden, Intermediate, Layers, Heads, Vocab int
+	QRank, KVRank, NopeDim, RopeDim, VDim      int // QRank 0: no q LoRA (q_proj)
+	Experts, TopK, MoEIntermediate, Shared     int
+	RoutedScale                                float64
+	NormTopK                                   bool
+	Dense                                      []bool // per layer
+	Eps, RopeTheta                             float64
+	Tied                                       bool
+}
+
+// Model builds GLM-4.7-Flash graphs.
+type Model struct{ cfg Config }
+
+// New validates cfg and returns the model.
+func New(c *hf.Config) (models.Model, error) {
+	var x struct {
+		QRank        *int     `json:"q_lora_rank"`
+		KVRank       int      `json:"kv_lora_rank"`
+		Nope         int      `json:"qk_nope_head_dim"`
+		Rope         int      `json:"qk_rope_head_dim"`
+		V            int      `json:"v_head_dim"`
+		Experts      int      `json:"n_routed_experts"`
+		TopK         int      `json:"num_experts_per_tok"`
+		MoEInter     int      `json:"moe_intermediate_size"`
+		Shared       *int     `json:"n_shared_experts"`
+		Scale        *float64 `json:"routed_scaling_factor"`
+		NormTopK     *bool    `json:"norm_topk_prob"`
+		NGroup       *int     `json:"n_group"`
+		TopKGroup    *int     `json:"topk_group"`
+		FirstDense   *int     `json:"first_k_dense_replace"`
+		LayerTypes   []string `json:"mlp_layer_types"`
+		Interleave   *bool    `json:"rope_interleave"`
+		TopKMethod   string   `json:"topk_method"`
+		AttnBias     bool     `json:"attention_bias"`
+		ScoringFunc  string   `json:"scoring_func"`
+		NumNextN     int      `json:"num_nextn_predict_layers"`
+		HiddenAct    string   `json:"hidden_act"`
+		TieEmbedding bool     `json:"tie_word_embeddings"`
+	}
+	if err := c.Decode(&x); err != nil {
+		return nil, err
+	}
+	cfg := Config{
+		Hidden: c.HiddenSize, Intermediate: c.IntermediateSize, Layers: c.NumHiddenLayers, Heads: c.NumAttentionHeads,
+		Vocab: c.VocabSize, KVRank: x.KVRank, NopeDim: x.Nope, RopeDim: x.Rope, VDim: x.V,
+		Experts: x.Experts, TopK: x.TopK, MoEIntermediate: x.MoEInter, Shared: 1, RoutedScale: 1, NormTopK: true,
+		Eps: c.RMSNormEps, RopeTheta: c.Rope.Theta, Tied: c.TieWordEmbeddings,
+	}
+	if x.QRank != nil {
+		cfg.QRank = *x.QRank
+	}
+	if x.Shared != nil {
+		cfg.Shared = *x.Shared
+	}
+	if x.Scale != nil {
+		cfg.RoutedScale = *x.Scale
+	}
+	if x.NormTopK != nil {
+		cfg.NormTopK = *x.NormTopK
+	}
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"hidden_size", cfg.Hidden}, {"num_hidden_layers", cfg.Layers}, {"num_attention_heads", cfg.Heads},
+		{"vocab_size", cfg.Vocab}, {"kv_lora_rank", cfg.KVRank}, {"qk_nope_head_dim", cfg.NopeDim},
+		{"qk_rope_head_dim", cfg.RopeDim}, {"v_head_dim", cfg.VDim}} {
+		if f.v <= 0 {
+			return nil, fmt.Errorf("config.json: %s must be > 0, got %d", f.name, f.v)
+		}
+	}
+	// Which layers are dense: mlp_layer_types (v5), else first_k_dense_replace (v4), else layer 0.
+	cfg.Dense = make([]bool, cfg.Layers)
+	switch {
+	case x.LayerTypes != nil:
+		if len(x.LayerTypes) != cfg.Layers {
+			return nil, fmt.Errorf("config.json: mlp_layer_types has %d entries for %d layers", len(x.LayerTypes), cfg.Layers)
+		}
+		for i, t := range x.LayerTypes {
+			switch t {
+			case "dense":
+				cfg.Dense[i] = true
+			case "sparse":
+			default:
+				return nil, fmt.Errorf("config.json: mlp_layer_types[%d] is %q, want \"dense\" or \"sparse\"", i, t)
+			}
+		}
+	default:
+		first := 1
+		if x.FirstDense != nil {
+			first = *x.FirstDense
+		}
+		for i := 0; i < min(first, cfg.Layers); i++ {
+			cfg.Dense[i] = true
+		}
+	}
+	anySparse, anyDense := false, false
+	for _, d := range cfg.Dense {
+		anySparse, anyDense = anySparse || !d, anyDense || d
+	}
+	switch {
+	case anyDense && cfg.Intermediate <= 0:
+		return nil, fmt.Errorf("config.json: intermediate_size must be > 0 for the dense layers")
+	case anySparse && (cfg.Experts <= 0 || cfg.TopK <= 0 || cfg.MoEIntermediate <= 0 || cfg.TopK > cfg.Experts):
+		return nil, fmt.Errorf("config.json: n_routed_experts %d, num_experts_per_tok %d, moe_intermediate_size %d do not make a MoE", cfg.Experts, cfg.TopK, cfg.MoEIntermediate)
+	case cfg.Shared < 0:
+		return nil, fmt.Errorf("config.json: n_shared_experts must be >= 0")
+	case (x.NGroup != nil && *x.NGroup != 1) || (x.TopKGroup != nil && *x.TopKGroup != 1):
+		return nil, fmt.Errorf("config.json: grouped routing (n_group, topk_group ≠ 1) is not supported")
+	case x.TopKMethod != "" && x.TopKMethod != "noaux_tc":
+		return nil, fmt.Errorf("config.json: topk_method %q is not supported (only noaux_tc)", x.TopKMethod)
+	case x.ScoringFunc != "" && x.ScoringFunc != "sigmoid":
+		return nil, fmt.Errorf("config.json: scoring_func %q is not supported (only sigmoid)", x.ScoringFunc)
+	case x.Interleave != nil && !*x.Interleave:
+		return nil, fmt.Errorf("config.json: rope_interleave=false is not supported")
+	case x.AttnBias:
+		return nil, fmt.Errorf("config.json: attention_bias is not supported")
+	case cfg.RopeDim%2 != 0:
+		return nil, fmt.Errorf("config.json: qk_rope_head_dim %d must be even", cfg.RopeDim)
+	case !(cfg.Eps > 0):
+		return nil, fmt.Errorf("config.json: rms_norm_eps must be > 0")
+	case !(cfg.RopeTheta > 0):
+		return nil, fmt.Errorf("config.json: rope theta must be > 0")
+	case !(cfg.RoutedScale > 0):
+		return nil, fmt.Errorf("config.json: routed_scaling_factor must be > 0")
+	case c.Rope.Type != "" && c.Rope.Type != "default":
+		return nil, fmt.Errorf("config.json: rope type %q is not supported yet (only default)", c.Rope.Type)
+	}
+	return &Model{cfg: cfg}, nil
+}
+
+// Ignored skips the multi-token-prediction layer(s) stored after the
+// decoder layers: model.layers.<i>.* with i >= num_hidden_layers.
+func (m *Model) Ignored(name string) bool {
+	rest, ok := strings.CutPrefix(name, "model.layers.")
+	if !ok {
+		return false
+	}
+	idx, _, ok := strings.Cut(rest, ".")
+	i, err := strconv.Atoi(idx)
+	return ok && err == nil && i >= m.cfg.Layers
+}
+
+// MLA is multi-head latent attention with its latent cache.
+type MLA struct {
+	cfg            Config
+	QA, QANorm, QB *ir.Value // q LoRA (QA nil: Q is q_proj)
+	Q              *ir.Value
+	KVA, KVANorm   *ir.Value // kv_a_proj_with_mqa [r+dr, H], kv_a_layernorm [r]
+	KVB, O         *ir.Value // kv_b_proj [heads·(dn+dv), r], o_proj
+	Cache          int
+}
+
+func newMLA(c *nn.Ctx, p string, layer int, cfg Config) *MLA {
+	a := &MLA{cfg: cfg}
+	qd := cfg.NopeDim + cfg.RopeDim
+	if cfg.QRank > 0 {
+		a.QA = c.W(p+"q_a_proj.weight", cfg.QRank, cfg.Hidden)
+		a.QANorm = c.W(p+"q_a_layernorm.weight", cfg.QRank)
+		a.QB = c.W(p+"q_b_proj.weight", cfg.Heads*qd, cfg.QRank)
+	} else {
+		a.Q = c.W(p+"q_proj.weight", cfg.Heads*qd, cfg.Hidden)
+	}
+	a.KVA = c.W(p+"kv_a_proj_with_mqa.weight", cfg.KVRank+cfg.RopeDim, cfg.Hidden)
+	a.KVANorm = c.W(p+"kv_a_layernorm.weight", cfg.KVRank)
+	a.KVB = c.W(p+"kv_b_proj.weight", cfg.Heads*(cfg.NopeDim+cfg.VDim), cfg.KVRank)
+	a.O = c.W(p+"o_proj.weight", cfg.Hidden, cfg.Heads*cfg.VDim)
+	a.Cache = c.B.Cache(ir.CacheSpec{Kind: ir.CacheLatent, Layer: layer, DType: ir.F32,
+		Entries: []ir.Shape{ir.Sh(ir.Dim(cfg.KVRank)), ir.Sh(ir.Dim(cfg.RopeDim))}})
+	return a
+}
+
+// Forward: x [T, hidden], pos i32[T] -> [T, hidden].
+func (a *MLA) Forward(c *nn.Ctx, x, pos *ir.Value) *ir.Value {
+	b, cfg := c.B, a.cfg
+	h, dn, dr, r := ir.Dim(cfg.Heads), cfg.NopeDim, cfg.RopeDim, cfg.KVRank
+	rope := ir.RoPEOpts{Theta: cfg.RopeTheta, RotaryDims: dr, Style: "interleaved"}
+
+	var q *ir.Value
+	if a.QA != nil {
+		q = b.MatMul(b.RMSNorm(b.MatMul(x, a.QA), a.QANorm, latentEps, false), a.QB)
+	} else {
+		q = b.MatMul(x, a.Q)
+	}
+	q = b.Reshape(q, ir.T, h, ir.Dim(dn+dr))                    // [T, heads, dn+dr]
+	qRope := b.RoPE(b.Slice(q, dn, dr), pos, rope)              // [T, heads, dr]
+	qLat := b.HeadMatMul(b.Slice(q, 0, dn), a.KVB, 0, dn, true) // W_UKᵀ·q_nope: [T, heads, r]
+
+	kv := b.MatMul(x, a.KVA) // [T, r+dr]
+	ckv := b.RMSNorm(b.Slice(kv, 0, r), a.KVANorm, latentEps, false)
+	kRope := b.Reshape(b.RoPE(b.Reshape(b.Slice(kv, r, dr), ir.T, 1, ir.Dim(dr)), pos, rope), ir.T, ir.Dim(dr))
+
+	scale := 1 / math.Sqrt(float64(dn+dr))
+	oLat := b.MLAAttention(qLat, qRope, ckv, kRope, a.Cache, scale) // [T, heads, r]
+	o := b.HeadMatMul(oLat, a.KVB, dn, cfg.VDim, false)             // W_UV·o_lat: [T, heads, dv]
+	return b.MatMul(b.Reshape(o, ir.T, h*ir.Dim(cfg.VDim)), a.O)
+}
+
+type layer struct {
+	inNorm, postNorm *ir.Value
+	attn             *MLA
+	mlp              nn.FFN
+}
+
+// Build returns the graph: inputs tokens i32[T], positions i32[T],
+// logit_rows i32[S]; output logits [S, vocab]. With taps it adds
+// "hidden.<i>", "norm" and, per MoE layer, "router.<i>" (the chosen
+// experts, i32[T, k]).
+func (m *Model) Build(opt models.BuildOptions) (*ir.Graph, error) {
+	cfg := m.cfg
+	b := ir.NewBuilder("glm4moelite")
+	c := &nn.Ctx{B: b, WDType: opt.WeightDType, Has: opt.Has}
+	if c.WDType == ir.DInvalid {
+		c.WDType = ir.F32
+	}
+
+	tokens := b.Input("tokens", ir.I32, ir.T)
+	pos := b.Input("positions", ir.I32, ir.T)
+	rows := b.Input("logit_rows", ir.I32, ir.S)
+	embed := c.W("model.embed_tokens.weight", cfg.Vocab, cfg.Hidden)
+
+	layers := make([]layer, cfg.Layers)
+	for i := range layers {
+		p := "model.layers." + strconv.Itoa(i) + "."
+		l := layer{
+			inNorm:   c.W(p+"input_layernorm.weight", cfg.Hidden),
+			postNorm: c.W(p+"post_attention_layernorm.weight", cfg.Hidden),
+			attn:     newMLA(c, p+"self_attn.", i, cfg),
+		}
+		if cfg.Dense[i] {
+			l.mlp = nn.NewSwiGLU(c, p+"mlp.", cfg.Hidden, cfg.Intermediate)
+		} else {
+			l.mlp = nn.NewMoE(c, p+"mlp.", nn.MoEConfig{
+				Hidden: cfg.Hidden, Inter: cfg.MoEIntermediate, Experts: cfg.Experts,
+				Router:        ir.RouterOpts{K: cfg.TopK, Scoring: "sigmoid", Normalize: cfg.NormTopK, Scale: cfg.RoutedScale},
+				SelectionBias: true,
+				SharedInter:   cfg.MoEIntermediate * cfg.Shared, SharedName: "shared_experts.",
+			})
+		}
+		layers[i] = l
+	}
+	norm := c.W("model.norm.weight", cfg.Hidden)
+	head := embed
+	if !cfg.Tied || (opt.Has != nil && opt.Has("lm_head.weight")) {
+		head = c.W("lm_head.weight", cfg.Vocab, cfg.Hidden)
+	}
+
+	h := b.Embedding(embed, tokens) // [T, hidden]
+	for i, l := range layers {
+		h = b.Add(h, l.attn.Forward(c, b.RMSNorm(h, l.inNorm, cfg.Eps, false), pos))
+		y, ids := l.mlp.Route(c, b.RMSNorm(h, l.postNorm, cfg.Eps, false))
+		h = b.Add(h, y)
+		if opt.Taps {
+			b.Output("hidden."+strconv.Itoa(i), h)
+			if ids != nil {
+				b.Output("router."+strconv.Itoa(i), ids)
+			}
+		}
+	}
+	h = b.RMSNorm(h, norm, cfg.Eps, false)
+	if opt.Taps {
+		b.Output("norm", h)
+	}
+	b.Output("logits", b.MatMul(b.GatherRows(h, rows), head)) // [S, vocab]
+	return b.Finish()
+}
+
+// CacheBytesPerToken returns the bytes one token occupies in the caches of
+// all layers, for cache entries of elemBytes each: latent (what this model
+// keeps) and expanded (a K/V cache of heads·(dn+dr) keys and heads·dv values).
+func (m *Model) CacheBytesPerToken(elemBytes int) (latent, expanded int64) {
+	cfg := m.cfg
+	l := int64(cfg.Layers) * int64(elemBytes)
+	return l * int64(cfg.KVRank+cfg.RopeDim), l * int64(cfg.Heads*(cfg.NopeDim+cfg.RopeDim+cfg.VDim))
+}

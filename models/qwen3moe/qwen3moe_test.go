@@ -1,0 +1,351 @@
+package qwen3moe_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/inference-pio/pio/compiler"
+	"github.com/inference-pio/pio/frontends/hf"
+	"github.com/inference-pio/pio/internal/golden"
+	"github.com/inference-pio/pio/ir"
+	"github.com/inference-pio/pio/models"
+	"github.com/inference-pio/pio/passes"
+	"github.com/inference-pio/pio/runtime"
+	"github.com/inference-pio/pio/runtime/cpu"
+	"github.com/inference-pio/pio/runtime/engine"
+	"github.com/inference-pio/pio/runtime/kvcache"
+)
+
+// The real Qwen3-Coder-30B-A3B config (hub spelling) builds and lowers with
+// no weights: per-expert tensors fold into one stacked weight per layer.
+const realConfig = `{"architectures":["Qwen3MoeForCausalLM"],"model_type":"qwen3_moe","hidden_size":2048,
+	"intermediate_size":5472,"num_hidden_layers":48,"num_attention_heads":32,"num_key_value_heads":4,"head_dim":128,
+	"num_experts":128,"num_experts_per_tok":8,"moe_intermediate_size":768,"norm_topk_prob":true,
+	"decoder_sparse_step":1,"mlp_only_layers":[],"vocab_size":151936,"max_position_embeddings":262144,
+	"rope_theta":10000000,"rope_scaling":null,"rms_norm_eps":1e-6,"tie_word_embeddings":false,
+	"torch_dtype":"bfloat16","eos_token_id":151645,"use_sliding_window":false,"attention_bias":false}`
+
+func TestRealConfigBuildsAndLowers(t *testing.T) {
+	cfg, err := hf.ParseConfig([]byte(realConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := models.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := m.Build(models.BuildOptions{WeightDType: ir.BF16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := passes.Run(g, passes.Options{Check: true}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := passes.Lower(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Each layer's experts are one stacked gate_up and one stacked down
+	// weight; no per-expert tensor reaches the plan.
+	stacked := 0
+	for _, w := range p.Weights {
+		if strings.Contains(w.Name, ".experts.") && !strings.HasSuffix(w.Name, "_proj") {
+			t.Errorf("per-expert weight %q in the plan", w.Name)
+		}
+		if strings.HasSuffix(w.Name, ".mlp.experts.gate_up_proj") {
+			stacked++
+			if !w.Shape.Equal(ir.Sh(128*2*768, 2048)) || w.Recipe == nil || len(w.Recipe.Parts) != 256 {
+				t.Errorf("stacked %s: %v, recipe %v", w.Name, w.Shape, w.Recipe != nil)
+			}
+		}
+	}
+	if stacked != 48 {
+		t.Errorf("%d stacked gate_up weights, want 48", stacked)
+	}
+	if len(p.Caches) != 48 {
+		t.Errorf("caches: got %d, want 48", len(p.Caches))
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	for _, tc := range []struct{ patch, want string }{
+		{`"num_experts":0`, "num_experts must be > 0"},
+		{`"num_experts_per_tok":9`, "exceeds num_experts"},
+		{`"mlp_only_layers":[0],"intermediate_size":0`, "layer 0 is dense"},
+		{`"use_sliding_window":true`, "sliding"},
+	} {
+		js := `{"architectures":["Qwen3MoeForCausalLM"],"hidden_size":64,"intermediate_size":96,"num_hidden_layers":1,
+			"num_attention_heads":4,"num_key_value_heads":2,"vocab_size":32,"rope_theta":10000,"rms_norm_eps":1e-6,
+			"num_experts":8,"num_experts_per_tok":2,"moe_intermediate_size":16,` + tc.patch + `}`
+		cfg, err := hf.ParseConfig([]byte(js))
+		if err == nil {
+			_, err = models.New(cfg)
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want an error containing %q", tc.patch, err, tc.want)
+		}
+	}
+}
+
+func build(t *testing.T, dir string, dt ir.DType) *cpu.Backend {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "e.pio")
+	if _, err := compiler.Build(compiler.Options{Source: dir, Output: path, DType: dt, Check: true, Taps: true}); err != nil {
+		t.Fatal(err)
+	}
+	e, err := engine.Open(path, engine.OpenOptions{VerifyWeights: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	be, err := cpu.FromEngine(e, cpu.Options{MaxTokens: 64, BlockSize: 4, NumBlocks: 64, MaxSeqs: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { be.Close() })
+	return be
+}
+
+func fullForward(t *testing.T, be *cpu.Backend, ids []int32) {
+	t.Helper()
+	alloc := kvcache.NewAllocator(64, 4)
+	var seq kvcache.Sequence
+	if err := alloc.Grow(&seq, len(ids)); err != nil {
+		t.Fatal(err)
+	}
+	b := &runtime.Batch{Tokens: ids, Seqs: []runtime.SeqView{{Blocks: seq.Blocks}}}
+	for i := range ids {
+		b.Positions = append(b.Positions, int32(i))
+		b.SeqOfToken = append(b.SeqOfToken, 0)
+		b.LogitRows = append(b.LogitRows, int32(i))
+	}
+	if err := be.Step(b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func output(t *testing.T, be *cpu.Backend, name string) []float32 {
+	t.Helper()
+	out, _, err := be.Output(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// routes reads the reference's chosen experts (sorted per token) and the
+// selection margins of prompt p, MoE layer l.
+func routes(t *testing.T, dir string, p, l int) (ids, margin []float32, ok bool) {
+	f, err := hf.OpenSafetensors(filepath.Join(dir, "golden.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	key := fmt.Sprintf("p%d.router.%d", p, l)
+	it, ok := f.Tensor(key)
+	if !ok {
+		return nil, nil, false
+	}
+	for i := int64(0); i < it.NumElements(); i++ {
+		d := it.Data[4*i:]
+		ids = append(ids, float32(int32(uint32(d[0])|uint32(d[1])<<8|uint32(d[2])<<16|uint32(d[3])<<24)))
+	}
+	mt, _ := f.Tensor(fmt.Sprintf("p%d.router_margin.%d", p, l))
+	if margin, err = mt.Float32(); err != nil {
+		t.Fatal(err)
+	}
+	return ids, margin, true
+}
+
+// checkRoutes compares our chosen experts with the reference's, token by
+// token, as sets, wherever the reference's k-th and (k+1)-th selection
+// scores are clearly apart (f32 noise is ~1e-6). It returns the tokens compared.
+func checkRoutes(t *testing.T, be *cpu.Backend, dir string, p, layers int) int {
+	compared := 0
+	for l := 0; l < layers; l++ {
+		want, margin, ok := routes(t, dir, p, l)
+		if !ok {
+			continue
+		}
+		got := output(t, be, "router."+strconv.Itoa(l))
+		k := len(want) / len(margin)
+		for tok := range margin {
+			if margin[tok] < 1e-4 {
+				continue
+			}
+			g := slices.Clone(got[tok*k : (tok+1)*k])
+			slices.Sort(g)
+			if !slices.Equal(g, want[tok*k:(tok+1)*k]) {
+				t.Errorf("prompt %d layer %d token %d: experts %v, reference %v", p, l, tok, g, want[tok*k:(tok+1)*k])
+			}
+			compared++
+		}
+	}
+	return compared
+}
+
+// Tolerance: the checkpoint is bf16, so bf16 and f32 engines both hold the
+// reference weights exactly; f32 compute differs from transformers' only in
+// summation order: 1e-4 of the tensor scale.
+const tol = 1e-4
+
+func TestGolden(t *testing.T) { testGolden(t, "") }
+
+func testGolden(t *testing.T, dir string) {
+	g, err := golden.Load("qwen3moe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dir == "" {
+		dir = g.Dir
+	}
+	for _, dt := range []ir.DType{ir.F32, ir.BF16} {
+		t.Run(dt.String(), func(t *testing.T) {
+			be := build(t, dir, dt)
+			compared := 0
+			for pi, p := range g.Prompts {
+				fullForward(t, be, p.IDs)
+				check := func(name string, got, want []float32) {
+					if e := golden.RelErr(got, want); e > tol {
+						t.Errorf("prompt %d %s: relative error %.3g > %.3g", pi, name, e, tol)
+					}
+				}
+				for l, want := range p.Hidden {
+					check(fmt.Sprintf("hidden.%d", l), output(t, be, fmt.Sprintf("hidden.%d", l)), want)
+				}
+				check("norm", output(t, be, "norm"), p.Norm)
+				check("logits", output(t, be, "logits"), p.Logits)
+				compared += checkRoutes(t, be, g.Dir, pi, len(p.Hidden))
+			}
+			if compared < 40 {
+				t.Errorf("only %d router choices compared", compared)
+			}
+			gen := runtime.NewGenerator(be, kvcache.NewAllocator(64, 4), 64)
+			for pi, p := range g.Prompts {
+				got, err := gen.Generate(context.Background(), p.IDs, runtime.GenerateOptions{MaxTokens: len(p.Greedy)}, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !slices.Equal(got, p.Greedy) {
+					t.Errorf("prompt %d greedy:\n got %v\nwant %v", pi, got, p.Greedy)
+				}
+			}
+		})
+	}
+}
+
+// Decoding token by token through the paged cache gives the logits of one
+// full forward, row by row.
+func TestIncrementalDecodeEqualsFullForward(t *testing.T) {
+	g, err := golden.Load("qwen3moe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	be := build(t, g.Dir, ir.F32)
+	p := g.Prompts[len(g.Prompts)-1]
+	fullForward(t, be, p.IDs)
+	full := slices.Clone(output(t, be, "logits"))
+	vocab := len(full) / len(p.IDs)
+	gen := runtime.NewGenerator(be, kvcache.NewAllocator(64, 4), 64)
+	var s runtime.Sequence
+	defer gen.Release(&s)
+	logits, err := gen.Feed(&s, p.IDs[:5])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := golden.RelErr(logits, full[4*vocab:5*vocab]); e > 1e-5 {
+		t.Errorf("after the 5-token chunk: relative error %.3g", e)
+	}
+	for i := 5; i < len(p.IDs); i++ {
+		logits, err := gen.Feed(&s, p.IDs[i:i+1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e := golden.RelErr(logits, full[i*vocab:(i+1)*vocab]); e > 1e-5 {
+			t.Errorf("decode step at position %d: relative error %.3g", i, e)
+		}
+	}
+}
+
+// A checkpoint with transformers v5's fused 3-D expert tensors
+// (mlp.experts.gate_up_proj [E, 2I, H], mlp.experts.down_proj [E, H, I])
+// binds them directly and gives the same goldens. The fused file is the
+// hub checkpoint's per-expert tensors stacked as transformers' converter
+// does (gate rows then up rows per expert).
+func TestFusedExpertNames(t *testing.T) {
+	g, err := golden.Load("qwen3moe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := hf.OpenSafetensors(filepath.Join(g.Dir, "model.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	var out []hf.Tensor
+	stacks := map[string][]*hf.Tensor{} // fused name -> parts in order
+	for _, name := range src.Names() {
+		tt, _ := src.Tensor(name)
+		pre, rest, ok := strings.Cut(name, ".mlp.experts.")
+		if !ok {
+			out = append(out, *tt)
+			continue
+		}
+		e, kind, _ := strings.Cut(rest, ".")
+		idx, _ := strconv.Atoi(e)
+		fused := pre + ".mlp.experts.gate_up_proj"
+		if kind == "down_proj.weight" {
+			fused = pre + ".mlp.experts.down_proj"
+		}
+		parts := stacks[fused]
+		n := 1
+		if kind != "down_proj.weight" {
+			n = 2
+		}
+		for len(parts) < (idx+1)*n {
+			parts = append(parts, nil)
+		}
+		slot := idx * n
+		if kind == "up_proj.weight" {
+			slot++
+		}
+		parts[slot] = tt
+		stacks[fused] = parts
+	}
+	for name, parts := range stacks {
+		var data []byte
+		for _, p := range parts {
+			data = append(data, p.Data...)
+		}
+		e := int64(len(parts))
+		shape := []int64{e, parts[0].Shape[0], parts[0].Shape[1]}
+		if strings.HasSuffix(name, "gate_up_proj") {
+			shape = []int64{e / 2, 2 * parts[0].Shape[0], parts[0].Shape[1]}
+		}
+		out = append(out, hf.Tensor{Name: name, DType: parts[0].DType, Shape: shape, Data: data})
+	}
+	slices.SortFunc(out, func(a, b hf.Tensor) int { return strings.Compare(a.Name, b.Name) })
+	dir := t.TempDir()
+	var buf bytes.Buffer
+	if err := hf.WriteSafetensors(&buf, out, map[string]string{"format": "pt"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "model.safetensors"), buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := os.ReadFile(filepath.Join(g.Dir, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	testGolden(t, dir)
+}
