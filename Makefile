@@ -6,7 +6,7 @@ ENGINE    := build/demo.pio
 GOFLAGS_STATIC := CGO_ENABLED=0
 FUZZTIME  ?= 10s
 
-.PHONY: all build demo test vet fmt-check fuzz golden generate clean tokenizer-data tokenizer-golden
+.PHONY: all build demo test vet fmt-check fuzz golden generate clean tokenizer-data tokenizer-golden bench
 
 all: build
 
@@ -35,6 +35,8 @@ fuzz:
 	$(GO) test ./frontends/hf -run '^$$' -fuzz FuzzParseSafetensorsHeader -fuzztime $(FUZZTIME)
 	$(GO) test ./runtime/engine -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
 	$(GO) test ./ir -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
+	$(GO) test ./frontends/tokenizer -run '^$$' -fuzz FuzzEncodeDecode -fuzztime $(FUZZTIME)
+	$(GO) test ./frontends/chat -run '^$$' -fuzz FuzzRender -fuzztime $(FUZZTIME)
 	$(GO) test ./frontends/image -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
 
 # Reference checkpoints and activations from transformers (CPU, pinned).
@@ -59,6 +61,23 @@ tokenizer-golden: tokenizer-data
 # FlatBuffers bindings for schemas/engine.fbs (needs flatc 2.0.8).
 generate:
 	sh schemas/generate.sh
+
+# Speed table: a Qwen3-0.6B-shaped random checkpoint (written once to build/,
+# never committed) built as each of BENCH_DTYPES and measured by `piort bench`
+# in one run on BENCH_THREADS threads (accuracy against the bf16 engine).
+BENCH_CKPT    := build/qwen3-0.6b-random
+BENCH_DTYPES  ?= f32 bf16 int8 int4
+BENCH_THREADS ?= 2
+BENCH_FLAGS   ?=
+bench: build
+	@mkdir -p build
+	@test -f $(BENCH_CKPT)/config.json || $(GO) run ./cmd/internal/randckpt -o $(BENCH_CKPT)
+	@for d in $(BENCH_DTYPES); do \
+		case $$d in f32|bf16) f="--dtype $$d";; *) f="--quant $$d";; esac; \
+		$(BIN)/pioc build $(BENCH_CKPT) -o build/bench-$$d.pio $$f -q || exit 1; \
+	done
+	@test -f build/bench-bf16.pio || $(BIN)/pioc build $(BENCH_CKPT) -o build/bench-bf16.pio -q
+	$(BIN)/piort bench --threads $(BENCH_THREADS) --ref build/bench-bf16.pio $(BENCH_FLAGS) $(foreach d,$(BENCH_DTYPES),build/bench-$(d).pio)
 
 clean:
 	rm -rf $(BIN) build

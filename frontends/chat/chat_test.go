@@ -1,0 +1,218 @@
+package chat
+
+import (
+	"encoding/json"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// conversation is one case of testdata/tokenizer/conversations.json.
+type conversation struct {
+	Name                string            `json:"name"`
+	AddGenerationPrompt bool              `json:"add_generation_prompt"`
+	EnableThinking      *bool             `json:"enable_thinking"`
+	Tools               []json.RawMessage `json:"tools"`
+	Messages            []struct {
+		Role             string `json:"role"`
+		Content          string `json:"content"`
+		ReasoningContent string `json:"reasoning_content"`
+		ToolCallID       string `json:"tool_call_id"`
+		Name             string `json:"name"`
+		ToolCalls        []struct {
+			ID       string `json:"id"`
+			Type     string `json:"type"`
+			Function struct {
+				Name      string          `json:"name"`
+				Arguments json.RawMessage `json:"arguments"`
+			} `json:"function"`
+		} `json:"tool_calls"`
+	} `json:"messages"`
+}
+
+func (c conversation) messages() []Message {
+	var out []Message
+	for _, m := range c.Messages {
+		msg := Message{Role: m.Role, Content: m.Content, ReasoningContent: m.ReasoningContent, ToolCallID: m.ToolCallID, Name: m.Name}
+		for _, tc := range m.ToolCalls {
+			var call ToolCall
+			call.ID, call.Type = tc.ID, tc.Type
+			call.Function.Name = tc.Function.Name
+			call.Function.Arguments = string(tc.Function.Arguments) // JSON text, as OpenAI clients send it
+			msg.ToolCalls = append(msg.ToolCalls, call)
+		}
+		out = append(out, msg)
+	}
+	return out
+}
+
+func readJSON[T any](t *testing.T, path string) T {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v T
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return v
+}
+
+// qwen3Template is Qwen3's chat template. The tiny tokenizer carries it verbatim; when the real
+// tokenizer is fetched (make tokenizer-data) the test checks the two are the same text.
+func qwen3Template(t *testing.T) string {
+	cfg := readJSON[map[string]any](t, "../../testdata/tokenizer/tiny/tokenizer_config.json")
+	tmpl := cfg["chat_template"].(string)
+	if b, err := os.ReadFile("../../testdata/tokenizers/qwen3/tokenizer_config.json"); err == nil {
+		var real struct {
+			ChatTemplate string `json:"chat_template"`
+		}
+		if err := json.Unmarshal(b, &real); err != nil {
+			t.Fatal(err)
+		}
+		if real.ChatTemplate != tmpl {
+			t.Fatal("the tiny tokenizer's chat template differs from the real Qwen3 one: run `make tokenizer-golden`")
+		}
+	}
+	return tmpl
+}
+
+// TestQwen3Parity renders every conversation and compares with transformers' apply_chat_template.
+func TestQwen3Parity(t *testing.T) {
+	tmpl := qwen3Template(t)
+	cases := readJSON[[]conversation](t, "../../testdata/tokenizer/conversations.json")
+	want := readJSON[[]struct{ Name, Text string }](t, "../../testdata/tokenizer/chat_expected.json")
+	if len(want) != len(cases) {
+		t.Fatalf("chat_expected.json has %d cases, conversations.json %d: run `make tokenizer-golden`", len(want), len(cases))
+	}
+	same := 0
+	for i, c := range cases {
+		got, err := Render(tmpl, c.messages(), Options{AddGenerationPrompt: c.AddGenerationPrompt, EnableThinking: c.EnableThinking, Tools: c.Tools})
+		if err != nil {
+			t.Errorf("%s: %v", c.Name, err)
+			continue
+		}
+		if got != want[i].Text {
+			t.Errorf("%s: rendering differs from transformers\n got: %q\nwant: %q", c.Name, got, want[i].Text)
+			continue
+		}
+		same++
+	}
+	t.Logf("%d/%d conversations byte-identical to transformers' apply_chat_template", same, len(cases))
+}
+
+func TestToJSON(t *testing.T) {
+	// Expected strings are Python's json.dumps(x, ensure_ascii=False) / repr(float).
+	tenth := 0.1
+	floats := map[float64]string{tenth + 0.2: "0.30000000000000004", 1.5: "1.5", 2: "2.0", 1e-5: "1e-05", 1e20: "1e+20", 1e16: "1e+16", 1e15: "1000000000000000.0",
+		0.0001: "0.0001", 123.456: "123.456", -0.5: "-0.5", 1.7976931348623157e308: "1.7976931348623157e+308", 5e-324: "5e-324"}
+	for f, want := range floats {
+		if got := pyFloat(f); got != want {
+			t.Errorf("pyFloat(%v) = %q, want %q", f, got, want)
+		}
+	}
+	tmpl := `{{ x | tojson }}|{{ x | tojson(indent=2) }}|{{ x | tojson(sort_keys=true) }}`
+	r := newRegistry()
+	defer r.release()
+	x, err := r.decode([]byte(`{"b": [1, 2.50, {}], "a": "é\"\n\u0001", "c": null, "d": []}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Render(tmpl, nil, Options{Extra: map[string]any{"x": x}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"b": [1, 2.5, {}], "a": "é\"\n\u0001", "c": null, "d": []}|{
+  "b": [
+    1,
+    2.5,
+    {}
+  ],
+  "a": "é\"\n\u0001",
+  "c": null,
+  "d": []
+}|{"a": "é\"\n\u0001", "b": [1, 2.5, {}], "c": null, "d": []}`
+	if got != want {
+		t.Errorf("tojson:\n got %s\nwant %s", got, want)
+	}
+}
+
+func TestTemplateFeatures(t *testing.T) {
+	yes := true
+	cases := []struct {
+		name, tmpl string
+		opt        Options
+		msgs       []Message
+		want       string
+	}{
+		{"replace without count", `{{ "a-b-c".replace("-", "+") }}`, Options{}, nil, "a+b+c"},
+		{"replace with count", `{{ "a-b-c".replace("-", "+", 1) }}`, Options{}, nil, "a+b-c"},
+		{"items in order", `{% for k, v in d.items() %}{{ k }}={{ v }};{% endfor %}`, Options{Extra: map[string]any{}}, nil, "z=1;a=2;"},
+		{"enable_thinking undefined", `{{ enable_thinking is defined }}`, Options{}, nil, "False"},
+		{"enable_thinking set", `{{ enable_thinking }}`, Options{EnableThinking: &yes}, nil, "True"},
+		{"trim and lstrip blocks", "  {% if true %}\nx\n  {% endif %}\ny", Options{}, nil, "x\ny"},
+		{"extra variable", `{{ bos_token }}{{ messages[0].content }}`, Options{Extra: map[string]any{"bos_token": "<s>"}}, []Message{{Role: "user", Content: "hi"}}, "<s>hi"},
+		{"absent optional fields", `{{ messages[0].reasoning_content is defined }}{{ messages[0].tool_calls is defined }}`, Options{}, []Message{{Role: "assistant", Content: "x"}}, "FalseFalse"},
+		{"string arguments", `{{ messages[0].tool_calls[0].function.arguments }}`, Options{}, []Message{{Role: "assistant", ToolCalls: []ToolCall{toolCall("f", "not json")}}}, "not json"},
+		{"object arguments", `{{ messages[0].tool_calls[0].function.arguments | tojson }}`, Options{}, []Message{{Role: "assistant", ToolCalls: []ToolCall{toolCall("f", `{"b":1,"a":[true]}`)}}}, `{"b": 1, "a": [true]}`},
+	}
+	for _, c := range cases {
+		if c.name == "items in order" {
+			r := newRegistry()
+			d, _ := r.decode([]byte(`{"z": 1, "a": 2}`))
+			c.opt.Extra["d"] = d
+			defer r.release()
+		}
+		got, err := Render(c.tmpl, c.msgs, c.opt)
+		if err != nil {
+			t.Errorf("%s: %v", c.name, err)
+			continue
+		}
+		if got != c.want {
+			t.Errorf("%s: got %q, want %q", c.name, got, c.want)
+		}
+	}
+}
+
+func toolCall(name, args string) ToolCall {
+	var c ToolCall
+	c.Function.Name, c.Function.Arguments = name, args
+	return c
+}
+
+func TestErrors(t *testing.T) {
+	cases := map[string]struct {
+		tmpl string
+		opt  Options
+	}{
+		"raise_exception": {`{{ raise_exception("Conversation roles must alternate") }}`, Options{}},
+		"parse error":     {`{% if %}`, Options{}},
+		"unclosed block":  {`{% for m in messages %}`, Options{}},
+		"bad tool json":   {`{{ tools }}`, Options{Tools: []json.RawMessage{json.RawMessage(`{"a":`)}}},
+	}
+	for name, c := range cases {
+		if _, err := Render(c.tmpl, nil, c.opt); err == nil {
+			t.Errorf("%s: no error", name)
+		} else if name == "raise_exception" && !strings.Contains(err.Error(), "roles must alternate") {
+			t.Errorf("raise_exception: error %q lacks the message", err)
+		}
+	}
+}
+
+func TestStrftime(t *testing.T) {
+	tm := time.Date(2024, 7, 5, 15, 4, 9, 0, time.UTC)
+	if got, want := strftime(tm, "%d %b %Y %H:%M:%S %I%p %j %A %%"), "05 Jul 2024 15:04:09 03PM 187 Friday %"; got != want {
+		t.Errorf("strftime = %q, want %q", got, want)
+	}
+}
+
+func FuzzRender(f *testing.F) {
+	f.Add(`{% for m in messages %}{{ m.role }}: {{ m.content }}{% endfor %}`, "hi", `{"a": 1}`)
+	f.Add(`{{ tools | tojson }}{{ x.y[0] }}`, "", `[1, "x"]`)
+	f.Add(`{% if messages[0].content.startswith('<') %}{{ messages[::-1] | length }}{% endif %}`, "<x>", `{}`)
+	f.Fuzz(func(t *testing.T, tmpl, content, tool string) {
+		_, _ = Render(tmpl, []Message{{Role: "user", Content: content}}, Options{Tools: []json.RawMessage{json.RawMessage(tool)}})
+	})
+}
