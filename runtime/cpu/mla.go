@@ -11,24 +11,24 @@ import (
 // head_matmul and mla_attention over a latent cache.
 
 func init() {
-	builders[ir.OpSlice] = buildSlice
+	builders[ir.OpSlice] = buildSliceLast
 	builders[ir.OpHeadMatMul] = buildHeadMatMul
 	builders[ir.OpMLAAttention] = buildMLAAttention
 }
 
-// sliceK copies channels [start, start+n) of every row: x [..., D] -> y [..., n].
-type sliceK struct {
+// sliceLastK copies channels [start, start+n) of every row: x [..., D] -> y [..., n].
+type sliceLastK struct {
 	x           tensor
 	y           []float32
 	d, start, n int
 }
 
-func buildSlice(b *Backend, s ir.Step, y tensor) (kernel, error) {
+func buildSliceLast(b *Backend, s ir.Step, y tensor) (kernel, error) {
 	x := b.operand(s.Args[0])
-	return &sliceK{x: x, y: y.f32, d: int(x.shape.Last()), start: int(s.Attrs.Int("start", 0)), n: int(s.Attrs.Int("len", 0))}, nil
+	return &sliceLastK{x: x, y: y.f32, d: int(x.shape.Last()), start: int(s.Attrs.Int("start", 0)), n: int(s.Attrs.Int("len", 0))}, nil
 }
 
-func (k *sliceK) exec(b *Backend) error {
+func (k *sliceLastK) exec(b *Backend) error {
 	rows := b.elems(k.x.shape) / k.d
 	for r := 0; r < rows; r++ {
 		copy(k.y[r*k.n:(r+1)*k.n], k.x.f32[r*k.d+k.start:r*k.d+k.start+k.n])
