@@ -1,0 +1,407 @@
+package cuda
+
+import (
+	"fmt"
+
+	"github.com/inference-pio/pio/ir"
+)
+
+// attn is the geometry of one attention step.
+type attn struct {
+	hq, hkv, g, d, dv int
+	cache             int
+	ct                string // cache element type
+	scale             float64
+	bq, bk            int // prefill tile: query tokens, keys per smem chunk
+}
+
+const attnWarps = 8 // prefill block: 8 warps
+
+func (g *gen) attnShape(s ir.Step) (attn, error) {
+	if s.Op == ir.OpQKVAttention {
+		if dt, _ := g.operand(s.Args[0]); dt != ir.F32 {
+			return attn{}, fmt.Errorf("qkv has dtype %v: want f32", dt)
+		}
+		if s.Attrs.Int("gate", 0) != 0 {
+			return attn{}, fmt.Errorf("gated attention (gate=1) has no CUDA template yet")
+		}
+		h := s.Attrs.Ints("heads")
+		d := int(s.Attrs.Int("head_dim", 0))
+		dv := int(s.Attrs.Int("v_head_dim", int64(d)))
+		if dv != d {
+			return attn{}, fmt.Errorf("v_head_dim %d != head_dim %d has no CUDA template yet", dv, d)
+		}
+		return g.attnGeom(int(h[0]), int(h[1]), d, dv, s.Attrs)
+	}
+	_, q := g.operand(s.Args[0])
+	_, k := g.operand(s.Args[1])
+	_, v := g.operand(s.Args[2])
+	for i := range s.Args {
+		if dt, _ := g.operand(s.Args[i]); dt != ir.F32 {
+			return attn{}, fmt.Errorf("operand %d has dtype %v: want f32", i, dt)
+		}
+	}
+	return g.attnGeom(int(q[1]), int(k[1]), int(q[2]), int(v[2]), s.Attrs)
+}
+
+func (g *gen) attnGeom(hq, hkv, d, dv int, at ir.Attrs) (attn, error) {
+	a := attn{hq: hq, hkv: hkv, d: d, dv: dv, cache: int(at.Int("cache", -1)), scale: at.Float("scale", 0)}
+	a.g = a.hq / a.hkv
+	if a.cache < 0 || a.cache >= len(g.p.Caches) {
+		return a, fmt.Errorf("cache %d not declared", a.cache)
+	}
+	c := g.p.Caches[a.cache]
+	if c.Kind != ir.CacheKV || len(c.Entries) != 2 || !c.Entries[0].Equal(ir.Sh(ir.Dim(hkv), ir.Dim(d))) || !c.Entries[1].Equal(ir.Sh(ir.Dim(hkv), ir.Dim(dv))) {
+		return a, fmt.Errorf("cache %d (%v %v) does not hold k [%d, %d] and v [%d, %d]", a.cache, c.Kind, c.Entries, hkv, d, hkv, dv)
+	}
+	ct, err := ctype(c.DType)
+	if err != nil {
+		return a, fmt.Errorf("cache %d: %w", a.cache, err)
+	}
+	a.ct = ct
+	// Shared memory: q rows (bq·g·d) + a chunk of bk keys (padded rows) and values.
+	for _, bk := range []int{32, 16, 8} {
+		kv := bk * (a.d + 1 + a.dv) * 4
+		for bq := maxTileTokens; bq >= 1; bq /= 2 {
+			if kv+bq*a.g*a.d*4 <= staticSmem {
+				a.bq, a.bk = bq, bk
+				return a, nil
+			}
+		}
+	}
+	return a, fmt.Errorf("head dims %d/%d with %d query heads per kv head do not fit %d bytes of shared memory", a.d, a.dv, a.g, staticSmem)
+}
+
+func (g *gen) attention(step int, s ir.Step) error {
+	a, err := g.attnShape(s)
+	if err != nil {
+		return err
+	}
+	a.bq = g.m.TileTokens
+	// 1. Append this step's k and v to the paged cache.
+	appendK := g.kernel("kv_append", fmt.Sprintf(`// kv_append: cache[slot(t)] = k[t], v[t]; k [T, %[2]d, %[3]d], v [T, %[2]d, %[4]d], cache %[1]s.
+extern "C" __global__ void __launch_bounds__(128) KNAME(const float* __restrict__ k, const float* __restrict__ v, %[1]s* __restrict__ kc, %[1]s* __restrict__ vc,
+    const int* __restrict__ positions, const int* __restrict__ seq_of_token, const int* __restrict__ block_tables, int max_blocks, int block_size, int T) {
+  const long t = blockIdx.x;
+  if (t >= T) return;
+  const int p = positions[t];
+  const long slot = (long)block_tables[(long)seq_of_token[t] * max_blocks + p / block_size] * block_size + p %% block_size;
+  for (int i = threadIdx.x; i < %[2]d * %[3]d; i += blockDim.x) pio_st(kc + slot * %[2]d * %[3]dL + i, k[t * %[2]d * %[3]dL + i]);
+  for (int i = threadIdx.x; i < %[2]d * %[4]d; i += blockDim.x) pio_st(vc + slot * %[2]d * %[4]dL + i, v[t * %[2]d * %[4]dL + i]);
+}
+`, a.ct, a.hkv, a.d, a.dv))
+	g.launch(Launch{Step: step, Kernel: appendK, Block: 128, Grid: [3]Expr{{T: 1}, {Fixed: 1}, {Fixed: 1}},
+		Params: append([]Param{{Kind: PArg, Index: 1}, {Kind: PArg, Index: 2}, {Kind: PCacheK, Index: uint16(a.cache)}, {Kind: PCacheV, Index: uint16(a.cache)},
+			{Kind: PPositions}, {Kind: PSeqOfToken}}, append(pagedMeta(), Param{Kind: PT})...)})
+	g.attnKernels(step, a, Param{Kind: PArg, Index: 0})
+	return nil
+}
+
+func pagedMeta() []Param {
+	return []Param{{Kind: PBlockTables}, {Kind: PMaxBlocks}, {Kind: PBlockSize}}
+}
+
+// attnKernels emits the attention proper over the paged cache, whose k and
+// v for this step are already written; q comes from parameter q.
+func (g *gen) attnKernels(step int, a attn, q Param) {
+	meta := pagedMeta()
+
+	// 2. Prefill: FlashAttention-2-style. One block per (tile of ≤ bq
+	// consecutive tokens of one sequence, kv head); its rows are the tile's
+	// tokens × the g query heads sharing that kv head. Keys and values come
+	// through shared memory bk at a time; each warp keeps an online softmax
+	// (running max m, sum l, unnormalised output) per row it owns.
+	rowsN := a.bq * a.g
+	rpw := (rowsN + attnWarps - 1) / attnWarps
+	vc := (a.dv + 31) / 32
+	prefill := g.kernel("attn_prefill", fmt.Sprintf(`// attn_prefill: causal paged GQA attention (q may be y: a block reads its rows of q before it writes them), %[2]d query heads over %[3]d kv heads, head dims %[4]d/%[5]d, tiles of %[6]d tokens, %[7]d keys per chunk.
+extern "C" __global__ void __launch_bounds__(%[8]d) KNAME(const float* q, float* y, const %[1]s* __restrict__ kc, const %[1]s* __restrict__ vc,
+    const int* __restrict__ positions, const int* __restrict__ tiles, const int* __restrict__ block_tables, int max_blocks, int block_size) {
+  constexpr int G = %[9]d, ROWS = %[10]d, RPW = %[11]d, VC = %[12]d, BK = %[7]d, D = %[4]d, DV = %[5]d, HQ = %[2]d, HKV = %[3]d;
+  __shared__ float qs[ROWS][D];
+  __shared__ float ks[BK][D + 1];
+  __shared__ float vs[BK][DV];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int kvh = blockIdx.y;
+  const int seq = tiles[3 * blockIdx.x], t0 = tiles[3 * blockIdx.x + 1], nt = tiles[3 * blockIdx.x + 2];
+  for (int e = threadIdx.x; e < ROWS * D; e += blockDim.x) {
+    const int r = e / D, c = e %% D, i = r / G;
+    qs[r][c] = i < nt ? q[((long)(t0 + i) * HQ + kvh * G + r %% G) * D + c] : 0.f;
+  }
+  const int pos0 = positions[t0], last = pos0 + nt - 1;
+  const int* bt = block_tables + (long)seq * max_blocks;
+  float m[RPW], l[RPW], acc[RPW][VC];
+#pragma unroll
+  for (int rr = 0; rr < RPW; rr++) {
+    m[rr] = -INFINITY;
+    l[rr] = 0.f;
+#pragma unroll
+    for (int c = 0; c < VC; c++) acc[rr][c] = 0.f;
+  }
+  for (int kb = 0; kb <= last; kb += BK) {
+    __syncthreads();
+    for (int e = threadIdx.x; e < BK * D; e += blockDim.x) {
+      const int j = e / D, c = e %% D, p = kb + j;
+      float val = 0.f;
+      if (p <= last) {
+        const long slot = (long)bt[p / block_size] * block_size + p %% block_size;
+        val = pio_f32(kc[(slot * HKV + kvh) * D + c]);
+      }
+      ks[j][c] = val;
+    }
+    for (int e = threadIdx.x; e < BK * DV; e += blockDim.x) {
+      const int j = e / DV, c = e %% DV, p = kb + j;
+      float val = 0.f;
+      if (p <= last) {
+        const long slot = (long)bt[p / block_size] * block_size + p %% block_size;
+        val = pio_f32(vc[(slot * HKV + kvh) * DV + c]);
+      }
+      vs[j][c] = val;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int rr = 0; rr < RPW; rr++) {
+      const int r = warp + rr * %[13]d;
+      if (r >= ROWS || r / G >= nt) continue;
+      const int pos = pos0 + r / G;
+      if (kb > pos) continue;
+      float sc = -INFINITY;
+      if (lane < BK && kb + lane <= pos) {
+        float d = 0.f;
+#pragma unroll 8
+        for (int c = 0; c < D; c++) d = fmaf(qs[r][c], ks[lane][c], d);
+        sc = d * %[14]s;
+      }
+      const float mx = pio_warp_max(sc);
+      const float mn = fmaxf(m[rr], mx);
+      const float corr = expf(m[rr] - mn);
+      const float pj = sc == -INFINITY ? 0.f : expf(sc - mn);
+      l[rr] = l[rr] * corr + pio_warp_sum(pj);
+#pragma unroll
+      for (int c = 0; c < VC; c++) acc[rr][c] *= corr;
+      for (int j = 0; j < BK; j++) {
+        const float pb = __shfl_sync(0xffffffffu, pj, j);
+#pragma unroll
+        for (int c = 0; c < VC; c++)
+          if (lane + 32 * c < DV) acc[rr][c] = fmaf(pb, vs[j][lane + 32 * c], acc[rr][c]);
+      }
+      m[rr] = mn;
+    }
+  }
+#pragma unroll
+  for (int rr = 0; rr < RPW; rr++) {
+    const int r = warp + rr * %[13]d;
+    if (r >= ROWS || r / G >= nt) continue;
+    float* yr = y + ((long)(t0 + r / G) * HQ + kvh * G + r %% G) * DV;
+    const float inv = 1.0f / l[rr];
+#pragma unroll
+    for (int c = 0; c < VC; c++)
+      if (lane + 32 * c < DV) yr[lane + 32 * c] = acc[rr][c] * inv;
+  }
+}
+`, a.ct, a.hq, a.hkv, a.d, a.dv, a.bq, a.bk, attnWarps*32, a.g, rowsN, rpw, vc, attnWarps, cf(a.scale)))
+	g.launch(Launch{Step: step, Kernel: prefill, Block: attnWarps * 32, Mode: Prefill, Grid: [3]Expr{{Tiles: 1}, {Fixed: int64(a.hkv)}, {Fixed: 1}},
+		Params: append([]Param{q, {Kind: POut}, {Kind: PCacheK, Index: uint16(a.cache)}, {Kind: PCacheV, Index: uint16(a.cache)},
+			{Kind: PPositions}, {Kind: PTiles}}, meta...)})
+
+	// 3. Decode, flash-decoding style: one block per (token, kv head,
+	// split of SplitSize positions); 4 warps stride over the split's keys,
+	// each with an online softmax per query head of the group; the warps
+	// merge, and the block writes (m, l, unnormalised output) per head.
+	dc := (a.d + 31) / 32
+	split := g.kernel("attn_decode", fmt.Sprintf(`// attn_decode: one split of %[6]d positions of causal paged GQA attention for one token, %[2]d query heads over %[3]d kv heads, head dims %[4]d/%[5]d.
+extern "C" __global__ void __launch_bounds__(128) KNAME(const float* __restrict__ q, const %[1]s* __restrict__ kc, const %[1]s* __restrict__ vc,
+    const int* __restrict__ positions, const int* __restrict__ seq_of_token, const int* __restrict__ block_tables, int max_blocks, int block_size,
+    float* __restrict__ ws, int splits) {
+  constexpr int G = %[7]d, DC = %[8]d, VC = %[9]d, D = %[4]d, DV = %[5]d, HQ = %[2]d, HKV = %[3]d, SPLIT = %[6]d;
+  __shared__ float sm[4][G], sl[4][G], sacc[4][G][VC * 32];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const long t = blockIdx.x;
+  const int kvh = blockIdx.y, z = blockIdx.z;
+  const int pos = positions[t];
+  const int* bt = block_tables + (long)seq_of_token[t] * max_blocks;
+  const int lo = z * SPLIT, hi = min(pos + 1, lo + SPLIT);
+  float qr[G][DC], m[G], l[G], acc[G][VC];
+#pragma unroll
+  for (int g = 0; g < G; g++) {
+    m[g] = -INFINITY;
+    l[g] = 0.f;
+#pragma unroll
+    for (int c = 0; c < DC; c++) qr[g][c] = lane + 32 * c < D ? q[(t * HQ + kvh * G + g) * D + lane + 32 * c] : 0.f;
+#pragma unroll
+    for (int c = 0; c < VC; c++) acc[g][c] = 0.f;
+  }
+  for (int p = lo + warp; p < hi; p += 4) {
+    const long slot = (long)bt[p / block_size] * block_size + p %% block_size;
+    const %[1]s* kr = kc + (slot * HKV + kvh) * D;
+    const %[1]s* vr = vc + (slot * HKV + kvh) * DV;
+    float kv[DC], vv[VC];
+#pragma unroll
+    for (int c = 0; c < DC; c++) kv[c] = lane + 32 * c < D ? pio_f32(kr[lane + 32 * c]) : 0.f;
+#pragma unroll
+    for (int c = 0; c < VC; c++) vv[c] = lane + 32 * c < DV ? pio_f32(vr[lane + 32 * c]) : 0.f;
+#pragma unroll
+    for (int g = 0; g < G; g++) {
+      float d = 0.f;
+#pragma unroll
+      for (int c = 0; c < DC; c++) d = fmaf(qr[g][c], kv[c], d);
+      const float sc = pio_warp_sum(d) * %[10]s;
+      const float mn = fmaxf(m[g], sc);
+      const float corr = expf(m[g] - mn), e = expf(sc - mn);
+      l[g] = l[g] * corr + e;
+#pragma unroll
+      for (int c = 0; c < VC; c++) acc[g][c] = fmaf(e, vv[c], acc[g][c] * corr);
+      m[g] = mn;
+    }
+  }
+#pragma unroll
+  for (int g = 0; g < G; g++) {
+    if (lane == 0) { sm[warp][g] = m[g]; sl[warp][g] = l[g]; }
+#pragma unroll
+    for (int c = 0; c < VC; c++) sacc[warp][g][lane + 32 * c] = acc[g][c];
+  }
+  __syncthreads();
+  for (int e = threadIdx.x; e < G * (DV + 2); e += blockDim.x) {
+    const int g = e / (DV + 2), c = e %% (DV + 2);
+    float mx = -INFINITY;
+    for (int w = 0; w < 4; w++) mx = fmaxf(mx, sm[w][g]);
+    float v = mx;
+    if (c > 0) {
+      v = 0.f;
+      for (int w = 0; w < 4; w++) {
+        if (sm[w][g] == -INFINITY) continue;
+        const float f = expf(sm[w][g] - mx);
+        v += f * (c == 1 ? sl[w][g] : sacc[w][g][c - 2]);
+      }
+    }
+    ws[((t * HQ + kvh * G + g) * splits + z) * (DV + 2) + c] = v;
+  }
+}
+`, a.ct, a.hq, a.hkv, a.d, a.dv, SplitSize, a.g, dc, vc, cf(a.scale)))
+	g.launch(Launch{Step: step, Kernel: split, Block: 128, Mode: Decode, Workspace: int64(a.hq * (a.dv + 2)),
+		Grid: [3]Expr{{T: 1}, {Fixed: int64(a.hkv)}, {Splits: 1}},
+		Params: append([]Param{q, {Kind: PCacheK, Index: uint16(a.cache)}, {Kind: PCacheV, Index: uint16(a.cache)},
+			{Kind: PPositions}, {Kind: PSeqOfToken}}, append(meta, Param{Kind: PWorkspace}, Param{Kind: PSplits})...)})
+
+	combine := g.kernel("attn_combine", fmt.Sprintf(`// attn_combine: merges the decode splits of %[1]d query heads, head dim %[2]d.
+extern "C" __global__ void __launch_bounds__(128) KNAME(const float* __restrict__ ws, float* __restrict__ y, const int* __restrict__ positions, int splits) {
+  constexpr int HQ = %[1]d, DV = %[2]d;
+  const long t = blockIdx.x;
+  const int h = blockIdx.y;
+  const int n = min(splits, positions[t] / %[3]d + 1);
+  const float* base = ws + (t * HQ + h) * (long)splits * (DV + 2);
+  float mx = -INFINITY;
+  for (int z = 0; z < n; z++) mx = fmaxf(mx, base[z * (DV + 2)]);
+  float sum = 0.f;
+  for (int z = 0; z < n; z++) {
+    const float mz = base[z * (DV + 2)];
+    if (mz != -INFINITY) sum += base[z * (DV + 2) + 1] * expf(mz - mx);
+  }
+  const float inv = 1.0f / sum;
+  for (int c = threadIdx.x; c < DV; c += blockDim.x) {
+    float o = 0.f;
+    for (int z = 0; z < n; z++) {
+      const float mz = base[z * (DV + 2)];
+      if (mz != -INFINITY) o += base[z * (DV + 2) + 2 + c] * expf(mz - mx);
+    }
+    y[(t * HQ + h) * DV + c] = o * inv;
+  }
+}
+`, a.hq, a.dv, SplitSize))
+	g.launch(Launch{Step: step, Kernel: combine, Block: 128, Mode: Decode, Grid: [3]Expr{{T: 1}, {Fixed: int64(a.hq)}, {Fixed: 1}},
+		Params: []Param{{Kind: PWorkspace}, {Kind: POut}, {Kind: PPositions}, {Kind: PSplits}}})
+}
+
+// qkvAttention handles qkv_attention: a prep kernel takes each token's
+// fused q|k|v row, applies the per-head q/k RMSNorm and RoPE, writes k and v
+// into the paged cache and q into the output buffer (head_dim = v_head_dim,
+// so q has the output's shape); the attention kernels then read q there and
+// overwrite it with the result.
+func (g *gen) qkvAttention(step int, s ir.Step) error {
+	a, err := g.attnShape(s)
+	if err != nil {
+		return err
+	}
+	a.bq = g.m.TileTokens
+	at := s.Attrs
+	norm := len(s.Args) == 4
+	rd := at.Int("rotary_dims", 0)
+	neox := at.String("style", "") == "neox"
+	decl, normCode := "", ""
+	if norm {
+		qdt, _ := g.operand(s.Args[2])
+		kdt, _ := g.operand(s.Args[3])
+		qt, err := ctype(qdt)
+		if err != nil {
+			return err
+		}
+		kt, err := ctype(kdt)
+		if err != nil {
+			return err
+		}
+		off := "0.0f"
+		if at.Int("unit_offset", 0) == 1 {
+			off = "1.0f"
+		}
+		decl = fmt.Sprintf("const %s* __restrict__ qn, const %s* __restrict__ kn, ", qt, kt)
+		normCode = fmt.Sprintf(`    float ss = 0.f;
+    for (int c = lane; c < D; c += 32) ss = fmaf(src[c], src[c], ss);
+    const float inv = 1.0f / sqrtf(pio_warp_sum(ss) / %[1]d.0f + %[2]s);
+    for (int c = lane; c < D; c += 32) buf[c] = __fmul_rn(__fmul_rn(src[c], inv), %[3]s + (isq ? pio_f32(qn[c]) : pio_f32(kn[c])));
+`, a.d, cf(at.Float("eps", 0)), off)
+	} else {
+		normCode = "    for (int c = lane; c < D; c += 32) buf[c] = src[c];\n"
+	}
+	pair := "const int j = c >> 1; const float x1 = buf[2 * j], x2 = buf[2 * j + 1]; const bool first = (c & 1) == 0;"
+	style := "interleaved"
+	if neox {
+		pair = "const int j = c < HALF ? c : c - HALF; const float x1 = buf[j], x2 = buf[j + HALF]; const bool first = c < HALF;"
+		style = "neox"
+	}
+	prep := g.kernel("qkv_prep", fmt.Sprintf(`// qkv_prep: per token, %[2]d q and %[3]d k heads of dim %[4]d: rms_norm (if weights), rope (%[8]s, %[6]d channels); k, v (dim %[5]d) into the cache %[1]s, q into y.
+__constant__ float KNAME_inv[%[7]d] = {%[9]s};
+extern "C" __global__ void __launch_bounds__(128) KNAME(const float* __restrict__ qkv, const int* __restrict__ positions, %[10]sfloat* __restrict__ y,
+    %[1]s* __restrict__ kc, %[1]s* __restrict__ vc, const int* __restrict__ seq_of_token, const int* __restrict__ block_tables, int max_blocks, int block_size, int T) {
+  constexpr int HQ = %[2]d, HKV = %[3]d, D = %[4]d, DV = %[5]d, RD = %[6]d, HALF = %[7]d;
+  __shared__ float bufs[4][D];
+  const long t = blockIdx.x;
+  if (t >= T) return;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  float* buf = bufs[warp];
+  const float* row = qkv + t * (long)(HQ * D + HKV * D + HKV * DV);
+  const int p = positions[t];
+  const long slot = (long)block_tables[(long)seq_of_token[t] * max_blocks + p / block_size] * block_size + p %% block_size;
+  const float fp = (float)p;
+  for (int u = warp; u < HQ + HKV; u += 4) {
+    const bool isq = u < HQ;
+    const float* src = row + (long)u * D;
+%[11]s    __syncwarp();
+    for (int c = lane; c < D; c += 32) {
+      float o = buf[c];
+      if (c < RD) {
+        %[12]s
+        const float a = __fmul_rn(fp, KNAME_inv[j]);
+        double sd, cd;
+        sincos((double)a, &sd, &cd);
+        const float sn = (float)sd, cs = (float)cd;
+        o = first ? __fmul_rn(x1, cs) - __fmul_rn(x2, sn) : __fmul_rn(x2, cs) + __fmul_rn(x1, sn);
+      }
+      if (isq) y[(t * HQ + u) * D + c] = o;
+      else pio_st(kc + (slot * HKV + (u - HQ)) * D + c, o);
+    }
+    __syncwarp();
+  }
+  const float* vsrc = row + (long)(HQ + HKV) * D;
+  for (int i = threadIdx.x; i < HKV * DV; i += blockDim.x) pio_st(vc + slot * HKV * DV + i, vsrc[i]);
+}
+`, a.ct, a.hq, a.hkv, a.d, a.dv, rd, rd/2, style, invTable(at), decl, normCode, pair))
+	params := []Param{{Kind: PArg, Index: 0}, {Kind: PPositions}}
+	if norm {
+		params = append(params, Param{Kind: PArg, Index: 2}, Param{Kind: PArg, Index: 3})
+	}
+	params = append(params, Param{Kind: POut}, Param{Kind: PCacheK, Index: uint16(a.cache)}, Param{Kind: PCacheV, Index: uint16(a.cache)}, Param{Kind: PSeqOfToken})
+	params = append(params, append(pagedMeta(), Param{Kind: PT})...)
+	g.launch(Launch{Step: step, Kernel: prep, Block: 128, Grid: [3]Expr{{T: 1}, {Fixed: 1}, {Fixed: 1}}, Params: params})
+	g.attnKernels(step, a, Param{Kind: POut})
+	return nil
+}

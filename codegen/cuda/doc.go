@@ -1,0 +1,21 @@
+// Package cuda generates the CUDA C++ kernels of a plan and drives nvcc.
+//
+// Generate walks an ir.Plan and, for every step, instantiates a
+// parameterised template chosen by the step's op and attributes (dtype of
+// the weight, row length, heads, head dim, RoPE style, ...): every size the
+// step knows at build time becomes a compile-time constant, and only T, S
+// and the paged-attention metadata arrive at run time. Identical
+// instantiations are emitted once, so a 28-layer model has one RMSNorm
+// kernel per distinct row length, not 57. The result is one .cu module and
+// a launch table: for each step, which kernels to launch, with which
+// parameters (Param), grid (Expr) and block, and under which condition
+// (decode or prefill, a range of T). runtime/cuda executes that table;
+// nothing in it names a model.
+//
+// Compile (nvcc.go) turns a module into one image per target architecture
+// (sm_80, sm_89, sm_90a cubins and compute_90 PTX for newer GPUs), in
+// parallel, cached by content hash under the user cache directory.
+//
+// What this package is not: it never talks to a GPU; it needs nvcc only to
+// compile, and its tests skip that part when nvcc is absent.
+package cuda

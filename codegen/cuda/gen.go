@@ -1,0 +1,418 @@
+package cuda
+
+import (
+	"crypto/sha256"
+	_ "embed"
+	"encoding/hex"
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/inference-pio/pio/ir"
+)
+
+//go:embed prelude.cu
+var prelude string
+
+// Tuning constants of the templates.
+const (
+	// WarpMaxRows is the most rows (tokens) a matmul runs with the
+	// warp-per-output kernel; above it, the tiled kernel runs.
+	WarpMaxRows = 16
+	// SplitSize is the number of cached positions one decode split covers.
+	SplitSize = 256
+	// maxTileTokens bounds the prefill tile.
+	maxTileTokens = 16
+	// staticSmem is the static shared memory a kernel may use.
+	staticSmem = 48 << 10
+)
+
+// Generate emits the module of plan p: one specialised kernel per distinct
+// step instantiation, and the launch table. It rejects ops with no template
+// and operand dtypes a template does not handle, naming the step.
+func Generate(p *ir.Plan) (*Module, error) {
+	if p == nil {
+		return nil, fmt.Errorf("cuda: nil plan")
+	}
+	g := &gen{p: p, names: map[string]string{}, m: &Module{SplitSize: SplitSize, TileTokens: maxTileTokens}}
+	// Prefill tiles are cut once per step for all attention layers, so the
+	// tile size is the smallest any attention step affords.
+	for i, s := range p.Steps {
+		if s.Op == ir.OpAttention {
+			a, err := g.attnShape(s)
+			if err != nil {
+				return nil, fmt.Errorf("cuda: step %d (%v): %w", i, s.Op, err)
+			}
+			g.m.TileTokens = min(g.m.TileTokens, a.bq)
+		}
+	}
+	for i, s := range p.Steps {
+		t, ok := templates[s.Op]
+		if !ok {
+			return nil, fmt.Errorf("cuda: step %d: op %v has no CUDA template", i, s.Op)
+		}
+		if err := t(g, i, s); err != nil {
+			return nil, fmt.Errorf("cuda: step %d (%v): %w", i, s.Op, err)
+		}
+	}
+	if err := g.argmax(); err != nil {
+		return nil, err
+	}
+	var src strings.Builder
+	src.WriteString(prelude)
+	g.m.bodies = g.bodies
+	for _, body := range g.bodies {
+		src.WriteString("\n")
+		src.WriteString(body)
+	}
+	g.m.Source = src.String()
+	sort.Strings(g.m.Kernels)
+	return g.m, nil
+}
+
+var templates = map[ir.Op]func(g *gen, step int, s ir.Step) error{
+	ir.OpEmbedding:    (*gen).embedding,
+	ir.OpRMSNorm:      (*gen).rmsNorm,
+	ir.OpMatMul:       (*gen).matmul,
+	ir.OpRoPE:         (*gen).rope,
+	ir.OpAttention:    (*gen).attention,
+	ir.OpSiLU:         (*gen).elementwise,
+	ir.OpSigmoid:      (*gen).elementwise,
+	ir.OpMul:          (*gen).elementwise,
+	ir.OpAdd:          (*gen).elementwise,
+	ir.OpGatherRows:   (*gen).gatherRows,
+	ir.OpFusedMatMul:  (*gen).matmul,
+	ir.OpSection:      (*gen).section,
+	ir.OpAddRMSNorm:   (*gen).rmsNorm,
+	ir.OpQKVAttention: (*gen).qkvAttention,
+}
+
+// Supported reports whether op has a CUDA template.
+func Supported(op ir.Op) bool { _, ok := templates[op]; return ok }
+
+type gen struct {
+	p      *ir.Plan
+	names  map[string]string // kernel text (with KNAME) -> symbol
+	bodies []string
+	m      *Module
+}
+
+// kernel adds an instantiation, named base_<hash of its text>, and returns
+// its symbol; an identical instantiation is emitted once.
+func (g *gen) kernel(base, text string) string {
+	if name, ok := g.names[text]; ok {
+		return name
+	}
+	sum := sha256.Sum256([]byte(text))
+	name := base + "_" + hex.EncodeToString(sum[:5])
+	g.names[text] = name
+	g.bodies = append(g.bodies, strings.ReplaceAll(text, "KNAME", name))
+	g.m.Kernels = append(g.m.Kernels, name)
+	return name
+}
+
+func (g *gen) launch(l Launch) { g.m.Launches = append(g.m.Launches, l) }
+
+// operand returns the dtype and shape of a step operand.
+func (g *gen) operand(r ir.Ref) (ir.DType, ir.Shape) {
+	switch r.Kind {
+	case ir.RefBuffer:
+		b := g.p.Buffers[r.Index]
+		return b.DType, b.Shape
+	case ir.RefWeight:
+		w := g.p.Weights[r.Index]
+		return w.DType, w.Shape
+	case ir.RefInput:
+		in := g.p.Inputs[r.Index]
+		return in.DType, in.Shape
+	}
+	return ir.DInvalid, nil
+}
+
+func (g *gen) out(s ir.Step) (ir.DType, ir.Shape) {
+	b := g.p.Buffers[s.Out]
+	return b.DType, b.Shape
+}
+
+// ctype is the CUDA element type of a float dtype.
+func ctype(dt ir.DType) (string, error) {
+	switch dt {
+	case ir.F32:
+		return "float", nil
+	case ir.BF16:
+		return "pio_bf16", nil
+	case ir.F16:
+		return "pio_f16", nil
+	}
+	return "", fmt.Errorf("dtype %v has no CUDA float type", dt)
+}
+
+// count splits a shape's element count into perT·T + perS·S + fixed.
+func count(s ir.Shape) (perT, perS, fixed int64) {
+	n, sym := int64(1), ir.Dim(0)
+	for _, d := range s {
+		if d.Symbolic() {
+			sym = d
+			continue
+		}
+		n *= int64(d)
+	}
+	switch sym {
+	case ir.T:
+		return n, 0, 0
+	case ir.S:
+		return 0, n, 0
+	}
+	return 0, 0, n
+}
+
+// cExpr is the C expression of perT·T + perS·S + fixed (as long).
+func cExpr(perT, perS, fixed int64) string {
+	var parts []string
+	if perT != 0 {
+		parts = append(parts, fmt.Sprintf("%dL * T", perT))
+	}
+	if perS != 0 {
+		parts = append(parts, fmt.Sprintf("%dL * S", perS))
+	}
+	if fixed != 0 || len(parts) == 0 {
+		parts = append(parts, fmt.Sprintf("%dL", fixed))
+	}
+	return "(" + strings.Join(parts, " + ") + ")"
+}
+
+// rows is an element count divided by a row length, as a grid Expr and a C
+// expression.
+func rows(s ir.Shape, rowLen int64) (Expr, string, error) {
+	t, sq, f := count(s)
+	if rowLen <= 0 || t%rowLen != 0 || sq%rowLen != 0 || f%rowLen != 0 {
+		return Expr{}, "", fmt.Errorf("shape %v is not a whole number of rows of %d", s, rowLen)
+	}
+	t, sq, f = t/rowLen, sq/rowLen, f/rowLen
+	return Expr{T: t, S: sq, Fixed: f}, cExpr(t, sq, f), nil
+}
+
+func cf(v float64) string {
+	if math.IsInf(v, 0) || math.IsNaN(v) {
+		return "0.0f"
+	}
+	s := strconv.FormatFloat(float64(float32(v)), 'g', 9, 32)
+	if !strings.ContainsAny(s, ".eE") {
+		s += ".0"
+	}
+	return s + "f"
+}
+
+// ptrs are the usual params of a kernel over the step's args and output,
+// then T and S.
+func stdParams(nargs int) []Param {
+	var ps []Param
+	for i := 0; i < nargs; i++ {
+		ps = append(ps, Param{Kind: PArg, Index: uint16(i)})
+	}
+	return append(ps, Param{Kind: POut}, Param{Kind: PT}, Param{Kind: PS})
+}
+
+func (g *gen) embedding(step int, s ir.Step) error {
+	tdt, tsh := g.operand(s.Args[0])
+	_, ids := g.operand(s.Args[1])
+	wt, err := ctype(tdt)
+	if err != nil {
+		return err
+	}
+	vocab, h := int64(tsh[0]), int64(tsh[1])
+	grid, n, _ := rows(ids, 1)
+	name := g.kernel("embedding", fmt.Sprintf(`// embedding: y[i, :] = table[ids[i], :]; table %[1]s[%[2]d, %[3]d]; an id outside the table gives zeros.
+extern "C" __global__ void __launch_bounds__(256) KNAME(const %[1]s* __restrict__ table, const int* __restrict__ ids, float* __restrict__ y, int T, int S) {
+  const long i = blockIdx.x;
+  if (i >= %[4]s) return;
+  const int id = ids[i];
+  float* yr = y + i * %[3]dL;
+  if (id < 0 || id >= %[2]d) {
+    for (int c = threadIdx.x; c < %[3]d; c += blockDim.x) yr[c] = 0.f;
+    return;
+  }
+  const %[1]s* r = table + (long)id * %[3]dL;
+  for (int c = threadIdx.x; c < %[3]d; c += blockDim.x) yr[c] = pio_f32(r[c]);
+}
+`, wt, vocab, h, n))
+	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(2), Grid: [3]Expr{grid, {Fixed: 1}, {Fixed: 1}}, Block: min(256, roundUp(int(h), 32))})
+	return nil
+}
+
+func roundUp(n, m int) int { return (n + m - 1) / m * m }
+
+func (g *gen) rmsNorm(step int, s ir.Step) error {
+	// rms_norm(x, w) or add_rms_norm(a, b, w) = rms_norm(a + b, w).
+	wi := len(s.Args) - 1
+	xdt, xsh := g.operand(s.Args[0])
+	wdt, _ := g.operand(s.Args[wi])
+	wt, err := ctype(wdt)
+	if err != nil {
+		return err
+	}
+	xt, err := ctype(xdt)
+	if err != nil {
+		return err
+	}
+	d := int64(xsh.Last())
+	grid, _, err := rows(xsh, d)
+	if err != nil {
+		return err
+	}
+	off := "0.0f"
+	if s.Attrs.Int("unit_offset", 0) == 1 {
+		off = "1.0f"
+	}
+	block := 128
+	if d > 1024 {
+		block = 256
+	}
+	decl, load, what, brLine := "", "pio_f32(xr[c])", "x", ""
+	if wi == 2 {
+		bdt, _ := g.operand(s.Args[1])
+		bt, err := ctype(bdt)
+		if err != nil {
+			return err
+		}
+		decl = fmt.Sprintf("const %s* __restrict__ b, ", bt)
+		load = "__fadd_rn(pio_f32(xr[c]), pio_f32(br[c]))"
+		what = "a + b"
+		brLine = fmt.Sprintf("  const %s* br = b + row * %dL;\n", bt, d)
+	}
+	name := g.kernel("rms_norm", fmt.Sprintf(`// rms_norm over rows of %[2]d of v = %[8]s: y = v / sqrt(mean(v²) + eps) · (%[4]s + w).
+extern "C" __global__ void __launch_bounds__(%[5]d) KNAME(const %[6]s* __restrict__ x, %[7]sconst %[1]s* __restrict__ w, float* __restrict__ y, int T, int S) {
+  __shared__ float red[32];
+  const long row = blockIdx.x;  // the grid has exactly one block per row
+  const %[6]s* xr = x + row * %[2]dL;
+  float* yr = y + row * %[2]dL;
+%[9]s  float ss = 0.f;
+  for (int c = threadIdx.x; c < %[2]d; c += %[5]d) {
+    const float v = %[10]s;
+    ss = fmaf(v, v, ss);
+  }
+  ss = pio_block_sum(ss, red);
+  const float inv = 1.0f / sqrtf(ss / %[2]d.0f + %[3]s);
+  for (int c = threadIdx.x; c < %[2]d; c += %[5]d) yr[c] = __fmul_rn(__fmul_rn(%[10]s, inv), %[4]s + pio_f32(w[c]));
+}
+`, wt, d, cf(s.Attrs.Float("eps", 0)), off, block, xt, decl, what, brLine, load))
+	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(len(s.Args)), Grid: [3]Expr{grid, {Fixed: 1}, {Fixed: 1}}, Block: block})
+	return nil
+}
+
+func (g *gen) elementwise(step int, s ir.Step) error {
+	var expr string
+	switch s.Op {
+	case ir.OpSiLU:
+		expr = "va / (1.0f + expf(-va))"
+	case ir.OpSigmoid:
+		expr = "1.0f / (1.0f + expf(-va))"
+	case ir.OpMul:
+		expr = "__fmul_rn(va, vb)"
+	case ir.OpAdd:
+		expr = "__fadd_rn(va, vb)"
+	}
+	adt, ash := g.operand(s.Args[0])
+	at, err := ctype(adt)
+	if err != nil {
+		return err
+	}
+	decl, load := "", ""
+	if len(s.Args) == 2 {
+		bdt, _ := g.operand(s.Args[1])
+		bt, err := ctype(bdt)
+		if err != nil {
+			return err
+		}
+		decl = fmt.Sprintf("const %s* __restrict__ b, ", bt)
+		load = " const float vb = pio_f32(b[i]);"
+	}
+	t, sq, f := count(ash)
+	name := g.kernel(s.Op.String(), fmt.Sprintf(`// %[1]s over %[2]s elements.
+extern "C" __global__ void __launch_bounds__(256) KNAME(const %[3]s* __restrict__ a, %[4]sfloat* __restrict__ y, int T, int S) {
+  const long n = %[2]s;
+  for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
+    const float va = pio_f32(a[i]);%[5]s
+    y[i] = %[6]s;
+  }
+}
+`, s.Op, cExpr(t, sq, f), at, decl, load, expr))
+	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(len(s.Args)), Block: 256,
+		Grid: [3]Expr{{T: t, S: sq, Fixed: f, Div: 256}, {Fixed: 1}, {Fixed: 1}}})
+	return nil
+}
+
+func (g *gen) gatherRows(step int, s ir.Step) error {
+	xdt, xsh := g.operand(s.Args[0])
+	_, rsh := g.operand(s.Args[1])
+	var et string
+	switch xdt.Size() {
+	case 4:
+		et = "unsigned"
+	case 2:
+		et = "unsigned short"
+	default:
+		return fmt.Errorf("x dtype %v not supported", xdt)
+	}
+	row, _ := xsh[1:].Elems(0, 0)
+	grid, n, _ := rows(rsh, 1)
+	name := g.kernel("gather_rows", fmt.Sprintf(`// gather_rows: y[r, :] = x[rows[r], :], rows of %[2]d elements; a row outside the step gives zeros.
+extern "C" __global__ void __launch_bounds__(128) KNAME(const %[1]s* __restrict__ x, const int* __restrict__ rows, %[1]s* __restrict__ y, int T, int S) {
+  const long r = blockIdx.x;
+  if (r >= %[3]s) return;
+  const int src = rows[r];
+  %[1]s* yr = y + r * %[2]dL;
+  if (src < 0 || src >= T) {
+    for (int c = threadIdx.x; c < %[2]d; c += blockDim.x) yr[c] = 0;
+    return;
+  }
+  const %[1]s* xr = x + (long)src * %[2]dL;
+  for (int c = threadIdx.x; c < %[2]d; c += blockDim.x) yr[c] = xr[c];
+}
+`, et, row, n))
+	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(2), Block: 128, Grid: [3]Expr{grid, {Fixed: 1}, {Fixed: 1}}})
+	return nil
+}
+
+// argmax adds a greedy-sampling helper for a "logits" output of [S, V].
+func (g *gen) argmax() error {
+	for _, o := range g.p.Outputs {
+		b := g.p.Buffers[o.Buffer]
+		if o.Name != "logits" || len(b.Shape) != 2 || b.Shape[1].Symbolic() || b.DType != ir.F32 {
+			continue
+		}
+		v := int64(b.Shape[1])
+		g.m.Argmax = g.kernel("argmax", fmt.Sprintf(`// argmax of each row of %[1]d logits (the first index of the maximum; NaN never wins).
+extern "C" __global__ void __launch_bounds__(256) KNAME(const float* __restrict__ x, int* __restrict__ out, int rows) {
+  __shared__ float bv[8];
+  __shared__ int bi[8];
+  const long r = blockIdx.x;
+  if (r >= rows) return;
+  const float* xr = x + r * %[1]dL;
+  float best = -INFINITY;
+  int idx = 0x7fffffff;
+  for (int c = threadIdx.x; c < %[1]d; c += 256) {
+    const float v = xr[c];
+    if (v > best) { best = v; idx = c; }
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const float ov = __shfl_xor_sync(0xffffffffu, best, o);
+    const int oi = __shfl_xor_sync(0xffffffffu, idx, o);
+    if (ov > best || (ov == best && oi < idx)) { best = ov; idx = oi; }
+  }
+  if ((threadIdx.x & 31) == 0) { bv[threadIdx.x >> 5] = best; bi[threadIdx.x >> 5] = idx; }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    for (int w = 1; w < 8; w++)
+      if (bv[w] > best || (bv[w] == best && bi[w] < idx)) { best = bv[w]; idx = bi[w]; }
+    out[r] = idx == 0x7fffffff ? 0 : idx;
+  }
+}
+`, v))
+		g.m.ArgmaxVocab = int(v)
+	}
+	return nil
+}

@@ -1,0 +1,275 @@
+package cuda
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/inference-pio/pio/ir"
+)
+
+// mm is one matmul or fused_matmul instantiation.
+type mm struct {
+	wt        string // weight element type
+	n, k      int64  // W is [n, k]
+	nOut      int64  // output columns (n, or n/2 with swiglu)
+	norm      bool   // rms_norm prologue with weight nw
+	nwt, off  string // norm weight type, "0.0f" or "1.0f"
+	eps       string
+	swiglu    bool   // y = silu(z[:, :n/2]) ⊙ z[:, n/2:]
+	residual  bool   // y += r
+	rt        string // residual element type
+	mExpr     string // C expression of M (rows)
+	normArg   int
+	resArg    int
+	nargs     int
+	rowsGrid  Expr
+	baseLabel string
+}
+
+// matmul handles matmul and fused_matmul: a GEMM y = x·Wᵀ with an optional
+// RMSNorm prologue, SwiGLU epilogue and residual add. Two kernels per step:
+// a warp-per-output GEMV for up to WarpMaxRows rows (decode), and a tiled
+// SIMT GEMM above.
+func (g *gen) matmul(step int, s ir.Step) error {
+	xdt, xsh := g.operand(s.Args[0])
+	wdt, wsh := g.operand(s.Args[1])
+	if xdt != ir.F32 {
+		return fmt.Errorf("x dtype %v: want f32", xdt)
+	}
+	wt, err := ctype(wdt)
+	if err != nil {
+		return err
+	}
+	m := mm{wt: wt, n: int64(wsh[0]), k: int64(wsh[1]), normArg: -1, resArg: -1, nargs: 2, off: "0.0f"}
+	m.nOut = m.n
+	if s.Op == ir.OpFusedMatMul {
+		m.normArg, m.resArg, m.nargs = ir.FusedMatMulLayout(s.Attrs)
+		switch act := s.Attrs.String("act", "none"); act {
+		case "none":
+		case "swiglu":
+			m.swiglu, m.nOut = true, m.n/2
+		default:
+			return fmt.Errorf("act %q has no CUDA template", act)
+		}
+	}
+	if m.normArg >= 0 {
+		m.norm = true
+		ndt, _ := g.operand(s.Args[m.normArg])
+		if m.nwt, err = ctype(ndt); err != nil {
+			return err
+		}
+		m.eps = cf(s.Attrs.Float("eps", 0))
+		if s.Attrs.Int("unit_offset", 0) == 1 {
+			m.off = "1.0f"
+		}
+	}
+	if m.resArg >= 0 {
+		m.residual = true
+		rdt, _ := g.operand(s.Args[m.resArg])
+		if m.rt, err = ctype(rdt); err != nil {
+			return err
+		}
+	}
+	rowsE, mExpr, err := rows(xsh, m.k)
+	if err != nil {
+		return err
+	}
+	m.mExpr, m.rowsGrid = mExpr, rowsE
+	var label []string
+	if m.norm {
+		label = append(label, "rms_norm prologue")
+	}
+	if m.swiglu {
+		label = append(label, "swiglu")
+	}
+	if m.residual {
+		label = append(label, "+ residual")
+	}
+	if len(label) > 0 {
+		m.baseLabel = " (" + strings.Join(label, ", ") + ")"
+	}
+
+	const tr, warps = 4, 8
+	warp := g.kernel("matmul_warp", m.warpKernel(tr, warps))
+	g.launch(Launch{Step: step, Kernel: warp, Params: stdParams(m.nargs), Block: warps * 32, MaxRows: WarpMaxRows, Rows: rowsE,
+		Grid: [3]Expr{{Fixed: m.nOut, Div: warps}, {T: rowsE.T, S: rowsE.S, Fixed: rowsE.Fixed, Div: tr}, {Fixed: 1}}})
+	tile := g.kernel("matmul_tile", m.tileKernel())
+	g.launch(Launch{Step: step, Kernel: tile, Params: stdParams(m.nargs), Block: 256, MinRows: WarpMaxRows + 1, Rows: rowsE,
+		Grid: [3]Expr{{Fixed: m.nOut, Div: 64}, {T: rowsE.T, S: rowsE.S, Fixed: rowsE.Fixed, Div: 64}, {Fixed: 1}}})
+	return nil
+}
+
+// decl is the kernel's parameter list (x, w, [nw], [r], y, T, S).
+func (m *mm) decl() string {
+	d := fmt.Sprintf("const float* __restrict__ x, const %s* __restrict__ w, ", m.wt)
+	if m.norm {
+		d += fmt.Sprintf("const %s* __restrict__ nw, ", m.nwt)
+	}
+	if m.residual {
+		d += fmt.Sprintf("const %s* __restrict__ res, ", m.rt)
+	}
+	return d + "float* __restrict__ y, int T, int S"
+}
+
+// epilogue turns accumulators g (and u) of output (row, col) into y.
+func (m *mm) epilogue(g, u, row, col string) string {
+	v := g
+	if m.swiglu {
+		v = fmt.Sprintf("__fmul_rn(%[1]s / (1.0f + expf(-%[1]s)), %[2]s)", g, u)
+	}
+	if m.residual {
+		v = fmt.Sprintf("__fadd_rn(%s, pio_f32(res[(%s) * %dL + (%s)]))", v, row, m.nOut, col)
+	}
+	return fmt.Sprintf("y[(%s) * %dL + (%s)] = %s;", row, m.nOut, col, v)
+}
+
+func (m *mm) warpKernel(tr, warps int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "// matmul%s, few rows: w %s[%d, %d], %d output columns; one warp per column, %d rows per block row.\n", m.baseLabel, m.wt, m.n, m.k, m.nOut, tr)
+	fmt.Fprintf(&b, "extern \"C\" __global__ void __launch_bounds__(%d) KNAME(%s) {\n", warps*32, m.decl())
+	fmt.Fprintf(&b, "  constexpr int TR = %d;\n  constexpr long K = %d, NOUT = %d;\n", tr, m.k, m.nOut)
+	fmt.Fprintf(&b, "  const long M = %s;\n", m.mExpr)
+	fmt.Fprintf(&b, "  const int lane = threadIdx.x & 31;\n  const int n = blockIdx.x * %d + (threadIdx.x >> 5);\n", warps)
+	b.WriteString("  const long m0 = (long)blockIdx.y * TR;\n  if (n >= NOUT) return;\n")
+	b.WriteString("  const " + m.wt + "* wr = w + n * K;\n")
+	if m.swiglu {
+		b.WriteString("  const " + m.wt + "* ur = w + (n + NOUT) * K;\n")
+	}
+	b.WriteString("  float acc[TR];\n")
+	init := "acc[r] = 0.f;"
+	if m.swiglu {
+		b.WriteString("  float accu[TR];\n")
+		init += " accu[r] = 0.f;"
+	}
+	if m.norm {
+		b.WriteString("  float inv[TR];\n")
+		init += " inv[r] = 1.f;"
+	}
+	b.WriteString("#pragma unroll\n  for (int r = 0; r < TR; r++) { " + init + " }\n")
+	vec := m.k%8 == 0
+	if m.norm {
+		b.WriteString("#pragma unroll\n  for (int r = 0; r < TR; r++) {\n    if (m0 + r >= M) break;\n    float ss = 0.f;\n")
+		b.WriteString("    for (int c = lane; c < K; c += 32) { const float v = x[(m0 + r) * K + c]; ss = fmaf(v, v, ss); }\n")
+		fmt.Fprintf(&b, "    inv[r] = 1.0f / sqrtf(pio_warp_sum(ss) / %d.0f + %s);\n  }\n", m.k, m.eps)
+	}
+	norm := func(xv, c string) string {
+		if !m.norm {
+			return ""
+		}
+		return fmt.Sprintf("%s = __fmul_rn(__fmul_rn(%s, inv[r]), %s + %s);", xv, xv, m.off, c)
+	}
+	if vec {
+		b.WriteString("  for (long c = lane * 8; c < K; c += 256) {\n    float wv[8];\n    pio_ld8(wr + c, wv);\n")
+		if m.swiglu {
+			b.WriteString("    float uv[8];\n    pio_ld8(ur + c, uv);\n")
+		}
+		if m.norm {
+			b.WriteString("    float nv[8];\n    pio_ld8(nw + c, nv);\n")
+		}
+		b.WriteString("#pragma unroll\n    for (int r = 0; r < TR; r++) {\n      if (m0 + r < M) {\n        float xv[8];\n        pio_ld8(x + (m0 + r) * K + c, xv);\n#pragma unroll\n        for (int e = 0; e < 8; e++) {\n")
+		if m.norm {
+			b.WriteString("          " + norm("xv[e]", "nv[e]") + "\n")
+		}
+		b.WriteString("          acc[r] = fmaf(xv[e], wv[e], acc[r]);\n")
+		if m.swiglu {
+			b.WriteString("          accu[r] = fmaf(xv[e], uv[e], accu[r]);\n")
+		}
+		b.WriteString("        }\n      }\n    }\n  }\n")
+	} else {
+		b.WriteString("  for (long c = lane; c < K; c += 32) {\n    const float wv = pio_f32(wr[c]);\n")
+		if m.swiglu {
+			b.WriteString("    const float uv = pio_f32(ur[c]);\n")
+		}
+		if m.norm {
+			b.WriteString("    const float nv = pio_f32(nw[c]);\n")
+		}
+		b.WriteString("#pragma unroll\n    for (int r = 0; r < TR; r++) {\n      if (m0 + r < M) {\n        float xv = x[(m0 + r) * K + c];\n")
+		if m.norm {
+			b.WriteString("        " + norm("xv", "nv") + "\n")
+		}
+		b.WriteString("        acc[r] = fmaf(xv, wv, acc[r]);\n")
+		if m.swiglu {
+			b.WriteString("        accu[r] = fmaf(xv, uv, accu[r]);\n")
+		}
+		b.WriteString("      }\n    }\n  }\n")
+	}
+	b.WriteString("#pragma unroll\n  for (int r = 0; r < TR; r++) {\n    const float z = pio_warp_sum(acc[r]);\n")
+	if m.swiglu {
+		b.WriteString("    const float zu = pio_warp_sum(accu[r]);\n")
+	}
+	b.WriteString("    if (lane == 0 && m0 + r < M) " + m.epilogue("z", "zu", "m0 + r", "n") + "\n  }\n}\n")
+	return b.String()
+}
+
+func (m *mm) tileKernel() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "// matmul%s, many rows: w %s[%d, %d], %d output columns; 64×64 tiles, 16-deep k slices, 4×4 outputs per thread.\n", m.baseLabel, m.wt, m.n, m.k, m.nOut)
+	fmt.Fprintf(&b, "extern \"C\" __global__ void __launch_bounds__(256) KNAME(%s) {\n", m.decl())
+	fmt.Fprintf(&b, "  constexpr long K = %d, NOUT = %d;\n  const long M = %s;\n", m.k, m.nOut, m.mExpr)
+	b.WriteString("  __shared__ float xs[16][64 + 4];\n  __shared__ float ws[16][64 + 4];\n")
+	if m.swiglu {
+		b.WriteString("  __shared__ float us[16][64 + 4];\n")
+	}
+	if m.norm {
+		b.WriteString("  __shared__ float inv[64];\n")
+	}
+	b.WriteString("  const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;\n  const long m0 = (long)blockIdx.y * 64;\n  const long n0 = (long)blockIdx.x * 64;\n")
+	if m.norm {
+		b.WriteString("  for (int rr = tid >> 5; rr < 64; rr += 8) {\n    float ss = 0.f;\n    if (m0 + rr < M)\n      for (int c = tid & 31; c < K; c += 32) { const float v = x[(m0 + rr) * K + c]; ss = fmaf(v, v, ss); }\n")
+		fmt.Fprintf(&b, "    ss = pio_warp_sum(ss);\n    if ((tid & 31) == 0) inv[rr] = 1.0f / sqrtf(ss / %d.0f + %s);\n  }\n  __syncthreads();\n", m.k, m.eps)
+	}
+	zero := "acc[i][j] = 0.f;"
+	b.WriteString("  float acc[4][4];\n")
+	if m.swiglu {
+		b.WriteString("  float accu[4][4];\n")
+		zero += " accu[i][j] = 0.f;"
+	}
+	b.WriteString("#pragma unroll\n  for (int i = 0; i < 4; i++)\n#pragma unroll\n    for (int j = 0; j < 4; j++) { " + zero + " }\n")
+	b.WriteString("  for (long k0 = 0; k0 < K; k0 += 16) {\n#pragma unroll\n    for (int i = 0; i < 4; i++) {\n      const int e = tid + i * 256, r = e >> 4, c = e & 15;\n      const long kk = k0 + c, gm = m0 + r, gn = n0 + r;\n")
+	b.WriteString("      float xv = (gm < M && kk < K) ? x[gm * K + kk] : 0.f;\n")
+	if m.norm {
+		fmt.Fprintf(&b, "      if (gm < M && kk < K) xv = __fmul_rn(__fmul_rn(xv, inv[r]), %s + pio_f32(nw[kk]));\n", m.off)
+	}
+	b.WriteString("      xs[c][r] = xv;\n      ws[c][r] = (gn < NOUT && kk < K) ? pio_f32(w[gn * K + kk]) : 0.f;\n")
+	if m.swiglu {
+		b.WriteString("      us[c][r] = (gn < NOUT && kk < K) ? pio_f32(w[(gn + NOUT) * K + kk]) : 0.f;\n")
+	}
+	b.WriteString("    }\n    __syncthreads();\n#pragma unroll\n    for (int kk = 0; kk < 16; kk++) {\n      float a[4], bw[4];\n")
+	if m.swiglu {
+		b.WriteString("      float bu[4];\n")
+	}
+	b.WriteString("#pragma unroll\n      for (int i = 0; i < 4; i++) {\n        a[i] = xs[kk][ty * 4 + i];\n        bw[i] = ws[kk][tx * 4 + i];\n")
+	if m.swiglu {
+		b.WriteString("        bu[i] = us[kk][tx * 4 + i];\n")
+	}
+	b.WriteString("      }\n#pragma unroll\n      for (int i = 0; i < 4; i++)\n#pragma unroll\n        for (int j = 0; j < 4; j++) {\n          acc[i][j] = fmaf(a[i], bw[j], acc[i][j]);\n")
+	if m.swiglu {
+		b.WriteString("          accu[i][j] = fmaf(a[i], bu[j], accu[i][j]);\n")
+	}
+	b.WriteString("        }\n    }\n    __syncthreads();\n  }\n")
+	b.WriteString("#pragma unroll\n  for (int i = 0; i < 4; i++) {\n    const long gm = m0 + ty * 4 + i;\n    if (gm >= M) continue;\n#pragma unroll\n    for (int j = 0; j < 4; j++) {\n      const long gn = n0 + tx * 4 + j;\n")
+	b.WriteString("      if (gn < NOUT) " + m.epilogue("acc[i][j]", "accu[i][j]", "gm", "gn") + "\n    }\n  }\n}\n")
+	return b.String()
+}
+
+func (g *gen) section(step int, s ir.Step) error {
+	xdt, xsh := g.operand(s.Args[0])
+	if xdt.Size() != 4 && xdt.Size() != 2 {
+		return fmt.Errorf("x dtype %v not supported", xdt)
+	}
+	et := map[int]string{4: "unsigned", 2: "unsigned short"}[xdt.Size()]
+	d := int64(xsh.Last())
+	start, size := s.Attrs.Int("start", 0), s.Attrs.Int("size", 0)
+	grid, _, err := rows(xsh, d)
+	if err != nil {
+		return err
+	}
+	name := g.kernel("section", fmt.Sprintf(`// section: y[r, :] = x[r, %[2]d:%[2]d+%[3]d] of rows of %[4]d.
+extern "C" __global__ void __launch_bounds__(128) KNAME(const %[1]s* __restrict__ x, %[1]s* __restrict__ y, int T, int S) {
+  const long r = blockIdx.x;  // one block per row
+  for (int c = threadIdx.x; c < %[3]d; c += blockDim.x) y[r * %[3]dL + c] = x[r * %[4]dL + %[2]d + c];
+}
+`, et, start, size, d))
+	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(1), Block: 128, Grid: [3]Expr{grid, {Fixed: 1}, {Fixed: 1}}})
+	return nil
+}
