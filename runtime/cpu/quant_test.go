@@ -90,7 +90,7 @@ func BenchmarkMatMulQ(b *testing.B) {
 	r := rand.New(rand.NewPCG(3, 4))
 	for _, f := range []qformat{qInt8, qInt4, qFP8} {
 		q, _ := randQ(r, f, N, K, G)
-		for _, M := range []int{1, 64} {
+		for _, M := range []int{1, 4, 64} {
 			b.Run(fmt.Sprintf("%s/%dx%d·%dx%d", []string{"", "int8", "int4", "fp8"}[f], M, K, K, N), func(b *testing.B) {
 				threads := goruntime.GOMAXPROCS(0)
 				be := &Backend{pool: newPool(threads), scratch: make([]scratch, threads), t: M}

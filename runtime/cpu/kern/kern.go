@@ -114,7 +114,12 @@ func DecodeBF16(dst []float32, src []uint16) {
 }
 
 // DequantQ8 writes the f32 weights of an int8 row: dst[i] = scale[i/group]·q[i].
+// Like all Dequant functions it needs a row length that is a multiple of group.
 func DequantQ8(dst []float32, q []int8, scale []float32, group int) {
+	if n := len(q); useAVX2 && n >= group {
+		dequantQ8AVX2(&dst[:n][0], &q[0], &scale[:n/group][0], n/group, group)
+		return
+	}
 	dst = dst[:len(q)]
 	for g := 0; g*group < len(q); g++ {
 		s := scale[g]
@@ -127,6 +132,10 @@ func DequantQ8(dst []float32, q []int8, scale []float32, group int) {
 
 // DequantQ4 writes the f32 weights of an int4 row of len(dst) weights.
 func DequantQ4(dst []float32, q []byte, scale []float32, group int) {
+	if n := len(dst); useAVX2 && n >= group {
+		dequantQ4AVX2(&dst[:n][0], &q[:n/2][0], &scale[:n/group][0], n/group, group)
+		return
+	}
 	for b := 0; b*QBlock < len(dst); b++ {
 		s := scale[b*QBlock/group]
 		d, qq := dst[b*QBlock:(b+1)*QBlock], q[b*QBlock/2:(b+1)*QBlock/2]
@@ -139,6 +148,10 @@ func DequantQ4(dst []float32, q []byte, scale []float32, group int) {
 
 // DequantF8 writes the f32 weights of an fp8 row.
 func DequantF8(dst []float32, q []byte, scale []float32, group int) {
+	if n := len(q); useAVX2 && n >= group {
+		dequantF8AVX2(&dst[:n][0], &q[0], &scale[:n/group][0], n/group, group)
+		return
+	}
 	dst = dst[:len(q)]
 	for g := 0; g*group < len(q); g++ {
 		s := scale[g]

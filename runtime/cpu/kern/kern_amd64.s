@@ -353,3 +353,138 @@ decloop:
 	JNZ       decloop
 	VZEROUPPER
 	RET
+
+// func dequantQ8AVX2(dst *float32, q *int8, scale *float32, groups, group int)
+TEXT ·dequantQ8AVX2(SB), NOSPLIT, $0-40
+	MOVQ dst+0(FP), SI
+	MOVQ q+8(FP), DI
+	MOVQ scale+16(FP), R8
+	MOVQ groups+24(FP), CX
+	MOVQ group+32(FP), DX
+
+dq8group:
+	VBROADCASTSS (R8), Y8
+	MOVQ         DX, BX
+
+dq8inner:
+	VPMOVSXBD (DI), Y4
+	VPMOVSXBD 8(DI), Y5
+	VPMOVSXBD 16(DI), Y6
+	VPMOVSXBD 24(DI), Y7
+	VCVTDQ2PS Y4, Y4
+	VCVTDQ2PS Y5, Y5
+	VCVTDQ2PS Y6, Y6
+	VCVTDQ2PS Y7, Y7
+	VMULPS    Y8, Y4, Y4
+	VMULPS    Y8, Y5, Y5
+	VMULPS    Y8, Y6, Y6
+	VMULPS    Y8, Y7, Y7
+	VMOVUPS   Y4, (SI)
+	VMOVUPS   Y5, 32(SI)
+	VMOVUPS   Y6, 64(SI)
+	VMOVUPS   Y7, 96(SI)
+	ADDQ      $32, DI
+	ADDQ      $128, SI
+	SUBQ      $32, BX
+	JNZ       dq8inner
+	ADDQ      $4, R8
+	DECQ      CX
+	JNZ       dq8group
+	VZEROUPPER
+	RET
+
+// func dequantQ4AVX2(dst *float32, q *byte, scale *float32, groups, group int)
+TEXT ·dequantQ4AVX2(SB), NOSPLIT, $0-40
+	MOVQ         dst+0(FP), SI
+	MOVQ         q+8(FP), DI
+	MOVQ         scale+16(FP), R8
+	MOVQ         groups+24(FP), CX
+	MOVQ         group+32(FP), DX
+	MOVL         $15, AX
+	VMOVD        AX, X14
+	VPBROADCASTD X14, Y14
+	MOVL         $8, AX
+	VMOVD        AX, X13
+	VPBROADCASTD X13, Y13
+
+dq4group:
+	VBROADCASTSS (R8), Y8
+	MOVQ         DX, BX
+
+dq4inner:
+	VPMOVZXBD (DI), Y4
+	VPMOVZXBD 8(DI), Y5
+	VPSRLD    $4, Y4, Y6
+	VPSRLD    $4, Y5, Y7
+	VPAND     Y14, Y4, Y4
+	VPAND     Y14, Y5, Y5
+	VPSUBD    Y13, Y4, Y4
+	VPSUBD    Y13, Y5, Y5
+	VPSUBD    Y13, Y6, Y6
+	VPSUBD    Y13, Y7, Y7
+	VCVTDQ2PS Y4, Y4
+	VCVTDQ2PS Y5, Y5
+	VCVTDQ2PS Y6, Y6
+	VCVTDQ2PS Y7, Y7
+	VMULPS    Y8, Y4, Y4
+	VMULPS    Y8, Y5, Y5
+	VMULPS    Y8, Y6, Y6
+	VMULPS    Y8, Y7, Y7
+	VMOVUPS   Y4, (SI)
+	VMOVUPS   Y5, 32(SI)
+	VMOVUPS   Y6, 64(SI)
+	VMOVUPS   Y7, 96(SI)
+	ADDQ      $16, DI
+	ADDQ      $128, SI
+	SUBQ      $32, BX
+	JNZ       dq4inner
+	ADDQ      $4, R8
+	DECQ      CX
+	JNZ       dq4group
+	VZEROUPPER
+	RET
+
+// func dequantF8AVX2(dst *float32, q *byte, scale *float32, groups, group int)
+TEXT ·dequantF8AVX2(SB), NOSPLIT, $0-40
+	MOVQ         dst+0(FP), SI
+	MOVQ         q+8(FP), DI
+	MOVQ         scale+16(FP), R8
+	MOVQ         groups+24(FP), CX
+	MOVQ         group+32(FP), DX
+	MOVL         $0x80000000, AX
+	VMOVD        AX, X12
+	VPBROADCASTD X12, Y12
+	MOVL         $0x7b800000, AX // 2^120
+	VMOVD        AX, X11
+	VPBROADCASTD X11, Y11
+
+df8group:
+	VBROADCASTSS (R8), Y13
+	MOVQ         DX, BX
+
+df8inner:
+	VPMOVZXBD (DI), Y4
+	VPMOVZXBD 8(DI), Y5
+	VPMOVZXBD 16(DI), Y6
+	VPMOVZXBD 24(DI), Y7
+	F8DECODE(Y4, Y8)
+	F8DECODE(Y5, Y9)
+	F8DECODE(Y6, Y10)
+	F8DECODE(Y7, Y8)
+	VMULPS    Y13, Y4, Y4
+	VMULPS    Y13, Y5, Y5
+	VMULPS    Y13, Y6, Y6
+	VMULPS    Y13, Y7, Y7
+	VMOVUPS   Y4, (SI)
+	VMOVUPS   Y5, 32(SI)
+	VMOVUPS   Y6, 64(SI)
+	VMOVUPS   Y7, 96(SI)
+	ADDQ      $32, DI
+	ADDQ      $128, SI
+	SUBQ      $32, BX
+	JNZ       df8inner
+	ADDQ      $4, R8
+	DECQ      CX
+	JNZ       df8group
+	VZEROUPPER
+	RET

@@ -16,3 +16,7 @@ func gemm2x4AVX2(x *float32, ldx int, w *float32, ldw int, K int, out *[8]float3
 	panic("unreachable")
 }
 func decodeBF16AVX2(dst *float32, src *uint16, n int) { panic("unreachable") }
+
+func dequantQ8AVX2(dst *float32, q *int8, scale *float32, groups, group int) { panic("unreachable") }
+func dequantQ4AVX2(dst *float32, q *byte, scale *float32, groups, group int) { panic("unreachable") }
+func dequantF8AVX2(dst *float32, q *byte, scale *float32, groups, group int) { panic("unreachable") }

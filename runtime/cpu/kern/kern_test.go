@@ -130,6 +130,36 @@ func TestQuantDots(t *testing.T) {
 	}
 }
 
+// The dequantizers are exact (one rounding, s·q), so fast and portable
+// versions agree bit for bit.
+func TestDequant(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	for _, group := range []int{32, 64, 128} {
+		K := 3 * 128
+		q := randQuant(r, K, group)
+		for _, c := range []struct {
+			name string
+			f    func(dst []float32)
+		}{
+			{"DequantQ8", func(d []float32) { DequantQ8(d, q.q8, q.scale, group) }},
+			{"DequantQ4", func(d []float32) { DequantQ4(d, q.q4, q.scale, group) }},
+			{"DequantF8", func(d []float32) { DequantF8(d, q.f8, q.scale, group) }},
+		} {
+			fast, slow := make([]float32, K), make([]float32, K)
+			saved := useAVX2
+			c.f(fast)
+			useAVX2 = false
+			c.f(slow)
+			useAVX2 = saved
+			for i := range fast {
+				if math.Float32bits(fast[i]) != math.Float32bits(slow[i]) {
+					t.Fatalf("%s/g%d [%d]: fast %g, portable %g", c.name, group, i, fast[i], slow[i])
+				}
+			}
+		}
+	}
+}
+
 func TestF8Decode(t *testing.T) {
 	// Every normal E4M3 code against its definition 2^(e-7)·(1+m/8).
 	for b := 0; b < 256; b++ {
