@@ -325,8 +325,9 @@ func FuzzEncodeDecode(f *testing.F) {
 
 func isValid(s string) bool { return strings.ToValidUTF8(s, "") == s }
 
-// BenchmarkEncode reports MB/s over the corpus, line by line (as make_expected.py times HF
-// tokenizers) and as one joined text; the ratio to HF is the comparison.
+// BenchmarkEncode reports MB/s over the corpus, line by line and as one text joined with "\n",
+// as testdata/tokenizer/make_expected.py times HF tokenizers; lines-nocache clears the BPE cache
+// each pass.
 func BenchmarkEncode(b *testing.B) {
 	corpus := readJSONL[string](b, corpusPath)
 	n := 0
@@ -342,6 +343,14 @@ func BenchmarkEncode(b *testing.B) {
 				for _, s := range corpus {
 					tok.Encode(s)
 				}
+			}
+		})
+		b.Run(name+"/joined", func(b *testing.B) {
+			tok := loadDir(b, dir)
+			joined := strings.Join(corpus, "\n")
+			b.SetBytes(int64(len(joined)))
+			for b.Loop() {
+				tok.Encode(joined)
 			}
 		})
 		b.Run(name+"/lines-nocache", func(b *testing.B) {
