@@ -60,8 +60,8 @@ func benchCmd() *cli.Command {
 			if logw == nil {
 				logw = os.Stderr
 			}
-			bw := copyBandwidth(o.threads)
-			fmt.Fprintf(logw, "copy bandwidth %.1f GB/s (%d threads, kernels %s)\n", bw/1e9, o.threads, kern.Features())
+			bw := measureBandwidth(o.threads)
+			fmt.Fprintf(logw, "bandwidth: copy %.1f GB/s, read %.1f GB/s (%d threads, kernels %s)\n", bw.copy/1e9, bw.read/1e9, o.threads, kern.Features())
 			var refLogits []float32
 			if ref := c.String("ref"); ref != "" {
 				var err error
@@ -111,15 +111,17 @@ type benchResult struct {
 	BatchTokS     float64 `json:"batch_decode_tok_s"` // tokens/s over all sequences
 	BytesPerToken int64   `json:"bytes_per_token"`    // weights + KV cache read by one batch-1 decode step
 	CopyGBs       float64 `json:"copy_gb_s"`
-	RooflineTokS  float64 `json:"roofline_tok_s"` // copy bandwidth / bytes per token
+	ReadGBs       float64 `json:"read_gb_s"`
+	RooflineTokS  float64 `json:"roofline_tok_s"` // read bandwidth / bytes per token
 	RooflineFrac  float64 `json:"roofline_fraction"`
-	PeakRSSBytes  int64   `json:"peak_rss_bytes"` // of this process so far (includes mapped engine pages)
+	CopyRoofFrac  float64 `json:"copy_roofline_fraction"` // decode tok/s ÷ (copy bandwidth / bytes per token)
+	PeakRSSBytes  int64   `json:"peak_rss_bytes"`         // of this process so far (includes mapped engine pages)
 	Top1          float64 `json:"top1_agreement,omitempty"`
 	MeanKL        float64 `json:"mean_kl,omitempty"`
 }
 
-func benchEngine(path string, o benchOptions, bw float64, refLogits []float32) (*benchResult, error) {
-	r := &benchResult{Engine: path, Threads: o.threads, PromptTokens: o.prompt, Batch: o.batch, CopyGBs: bw / 1e9}
+func benchEngine(path string, o benchOptions, bw bandwidth, refLogits []float32) (*benchResult, error) {
+	r := &benchResult{Engine: path, Threads: o.threads, PromptTokens: o.prompt, Batch: o.batch, CopyGBs: bw.copy / 1e9, ReadGBs: bw.read / 1e9}
 	if st, err := os.Stat(path); err == nil {
 		r.FileBytes = st.Size()
 	}
@@ -216,8 +218,9 @@ func benchEngine(path string, o benchOptions, bw float64, refLogits []float32) (
 	r.PrefillTokS, r.TTFTMs, r.DecodeTokS, r.BatchTokS = median(prefills), median(ttfts), median(decodes), median(batches)
 	r.ITLP50Ms, r.ITLP90Ms, r.ITLP99Ms = percentile(itl, 50), percentile(itl, 90), percentile(itl, 99)
 	r.BytesPerToken = bytesPerToken(e.Meta.Plan, len(prompt)+o.decode/2)
-	r.RooflineTokS = bw / float64(r.BytesPerToken)
+	r.RooflineTokS = bw.read / float64(r.BytesPerToken)
 	r.RooflineFrac = r.DecodeTokS / r.RooflineTokS
+	r.CopyRoofFrac = r.DecodeTokS / (bw.copy / float64(r.BytesPerToken))
 	r.PeakRSSBytes = peakRSS()
 	if refLogits != nil {
 		be.Close()
@@ -436,32 +439,43 @@ func weightDTypes(p *ir.Plan) string {
 	return fmt.Sprint(names)
 }
 
-// copyBandwidth measures a STREAM-like copy, c[i] = a[i], over 2×256 MiB
-// with the given number of goroutines, best of 5; bytes moved count reads and
-// writes (STREAM's convention).
-func copyBandwidth(threads int) float64 {
+type bandwidth struct{ copy, read float64 } // bytes/s
+
+// measureBandwidth measures a STREAM-like copy, c[i] = a[i], and a read
+// (Σ a[i]·a[i] with the AVX2 dot kernel) over 256 MiB arrays split across
+// threads goroutines, best of 5 each. Copy counts reads and writes
+// (STREAM's convention); decode only reads weights, so the roofline uses
+// the read figure and the table shows both.
+func measureBandwidth(threads int) bandwidth {
 	const n = 64 << 20 // float32s: 256 MiB per array
 	a, c := make([]float32, n), make([]float32, n)
 	for i := range a {
-		a[i] = float32(i)
+		a[i] = float32(i & 1023)
 	}
-	best := 0.0
-	for rep := 0; rep < 5; rep++ {
-		var wg sync.WaitGroup
-		t0 := time.Now()
-		chunk := (n + threads - 1) / threads
-		for t := 0; t < threads; t++ {
-			lo, hi := t*chunk, min((t+1)*chunk, n)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				copy(c[lo:hi], a[lo:hi])
-			}()
+	run := func(f func(lo, hi int)) float64 {
+		best := math.Inf(1)
+		for rep := 0; rep < 5; rep++ {
+			var wg sync.WaitGroup
+			t0 := time.Now()
+			chunk := (n + threads - 1) / threads
+			for t := 0; t < threads; t++ {
+				lo, hi := t*chunk, min((t+1)*chunk, n)
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					f(lo, hi)
+				}()
+			}
+			wg.Wait()
+			best = math.Min(best, time.Since(t0).Seconds())
 		}
-		wg.Wait()
-		best = math.Max(best, 2*4*n/time.Since(t0).Seconds())
+		return best
 	}
-	return best
+	var bw bandwidth
+	bw.copy = 2 * 4 * n / run(func(lo, hi int) { copy(c[lo:hi], a[lo:hi]) })
+	sums := make([]float32, threads*16) // a cache line apart
+	bw.read = 4 * n / run(func(lo, hi int) { sums[lo/((n+threads-1)/threads)*16] += kern.Dot(a[lo:hi], a[lo:hi]) })
+	return bw
 }
 
 // warmPageCache reads the file once so that load times are page-cache loads.
@@ -501,20 +515,20 @@ func percentile(v []float64, p float64) float64 {
 
 func printTable(w io.Writer, rs []*benchResult, o benchOptions) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "engine\tweights\tfile MiB\tload ms\tprefill tok/s\tTTFT ms\tdecode tok/s\tITL p50/p90/p99 ms\tB=%d tok/s\tMB/token\troofline tok/s\tof roofline\tpeak RSS MiB\ttop-1\tKL\t\n", o.batch)
+	fmt.Fprintf(tw, "engine\tweights\tfile MiB\tload ms\tprefill tok/s\tTTFT ms\tdecode tok/s\tITL p50/p90/p99 ms\tB=%d tok/s\tMB/token\troofline tok/s\tof roofline (read/copy)\tpeak RSS MiB\ttop-1\tKL\t\n", o.batch)
 	for _, r := range rs {
 		acc := "-\t-"
 		if r.Top1 != 0 || r.MeanKL != 0 {
 			acc = fmt.Sprintf("%.3f\t%.5f", r.Top1, r.MeanKL)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.1f\t%.1f\t%.0f\t%.2f\t%.0f/%.0f/%.0f\t%.2f\t%.0f\t%.2f\t%.0f%%\t%.0f\t%s\t\n",
+		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.1f\t%.1f\t%.0f\t%.2f\t%.0f/%.0f/%.0f\t%.2f\t%.0f\t%.2f\t%.0f%% / %.0f%%\t%.0f\t%s\t\n",
 			r.Engine, r.WeightDTypes, float64(r.FileBytes)/(1<<20), r.LoadMs, r.PrefillTokS, r.TTFTMs, r.DecodeTokS,
-			r.ITLP50Ms, r.ITLP90Ms, r.ITLP99Ms, r.BatchTokS, float64(r.BytesPerToken)/1e6, r.RooflineTokS, 100*r.RooflineFrac,
+			r.ITLP50Ms, r.ITLP90Ms, r.ITLP99Ms, r.BatchTokS, float64(r.BytesPerToken)/1e6, r.RooflineTokS, 100*r.RooflineFrac, 100*r.CopyRoofFrac,
 			float64(r.PeakRSSBytes)/(1<<20), acc)
 	}
 	tw.Flush()
 	if len(rs) > 0 {
-		fmt.Fprintf(w, "%d threads, prompt %d tokens, %d decode steps, median of %d runs; copy bandwidth %.1f GB/s (STREAM copy, read+write bytes); kernels %s\n",
-			rs[0].Threads, o.prompt, o.decode, o.runs, rs[0].CopyGBs, kern.Features())
+		fmt.Fprintf(w, "%d threads, prompt %d tokens, %d decode steps, median of %d runs; bandwidth read %.1f GB/s, copy %.1f GB/s (STREAM copy, read+write bytes); roofline = read bandwidth / MB per token; kernels %s\n",
+			rs[0].Threads, o.prompt, o.decode, o.runs, rs[0].ReadGBs, rs[0].CopyGBs, kern.Features())
 	}
 }
