@@ -480,6 +480,164 @@ def make_image_goldens(versions):
     return IMAGES_DIR
 
 
+QWEN3VL_DIR = TINY / "qwen3vl"
+QWEN3VL_IMAGES = ("a.png", "b.png")  # 32×64 (8 patches, 2 tokens) and 96×64 (24 patches, 6 tokens)
+QWEN3VL_IMAGE_TOKEN, QWEN3VL_VIDEO_TOKEN, QWEN3VL_VISION_START, QWEN3VL_VISION_END = 250, 251, 248, 249
+QWEN3VL_NEW_TOKENS = 8
+
+
+def qwen3vl_config():
+    from transformers import Qwen3VLConfig
+
+    return Qwen3VLConfig(
+        text_config=dict(
+            vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
+            num_key_value_heads=2, head_dim=16, max_position_embeddings=1024, rms_norm_eps=1e-6,
+            rope_parameters={"rope_type": "default", "rope_theta": 5e6, "mrope_interleaved": True, "mrope_section": [4, 2, 2]},
+            tie_word_embeddings=True, bos_token_id=240, eos_token_id=241, pad_token_id=242,
+        ),
+        vision_config=dict(
+            depth=4, hidden_size=32, intermediate_size=64, num_heads=2, in_channels=3, patch_size=16,
+            temporal_patch_size=2, spatial_merge_size=2, out_hidden_size=64, num_position_embeddings=16,
+            deepstack_visual_indexes=[0, 2, 3], hidden_act="gelu_pytorch_tanh",
+        ),
+        image_token_id=QWEN3VL_IMAGE_TOKEN, video_token_id=QWEN3VL_VIDEO_TOKEN,
+        vision_start_token_id=QWEN3VL_VISION_START, vision_end_token_id=QWEN3VL_VISION_END,
+        tie_word_embeddings=True,
+    )
+
+
+def make_qwen3vl_goldens(versions):
+    """A tiny random Qwen3-VL (4-block vision tower with DeepStack taps after blocks 0, 2, 3; 4 text layers)
+    run by transformers on two test images of different sizes with text before, between and after them.
+
+    Records HF's pixel_values and grid_thw, the vision inputs HF derives from grid_thw (bilinear
+    position-embedding taps and weights, 2-D rope positions), the vision tower output (last hidden
+    state), the merged image features and the three DeepStack features, the 3-axis MRoPE position
+    ids and rope_delta, every decoder layer's output, the final norm, the logits and an 8-token
+    greedy continuation (full forwards with the images, cross-checked against generate()).
+    """
+    from PIL import Image
+    from transformers import Qwen3VLForConditionalGeneration
+    from transformers import vision_utils
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor
+
+    torch.manual_seed(31)
+    cfg = qwen3vl_config()
+    cfg.text_config._attn_implementation = "eager"
+    cfg.vision_config._attn_implementation = "eager"
+    model = Qwen3VLForConditionalGeneration(cfg).eval()
+    gen = torch.Generator().manual_seed(32)
+    with torch.no_grad():
+        for name, p in sorted(model.named_parameters()):
+            if name.endswith("norm.weight") or ".norm1." in name or ".norm2." in name:
+                if name.endswith(".weight"):
+                    v = torch.rand(p.shape, generator=gen) + 0.5
+                else:
+                    v = torch.randn(p.shape, generator=gen) * 0.1
+            elif name.endswith(".bias"):
+                v = torch.randn(p.shape, generator=gen) * 0.1
+            elif "pos_embed" in name:
+                v = torch.randn(p.shape, generator=gen) * 0.5
+            else:
+                fan_in = p[0].numel() if p.dim() > 1 else 1
+                std = MATRIX_STD if "language_model" in name else 1.0 / fan_in**0.5
+                v = torch.randn(p.shape, generator=gen) * std
+            p.copy_(v.to(torch.bfloat16).to(torch.float32))
+
+    proc = Qwen2VLImageProcessor(
+        size={"shortest_edge": IMAGE_MIN_PIXELS, "longest_edge": IMAGE_MAX_PIXELS},
+        patch_size=16, temporal_patch_size=2, merge_size=2, image_mean=[0.5] * 3, image_std=[0.5] * 3,
+    )
+    imgs = [Image.open(IMAGES_DIR / n) for n in QWEN3VL_IMAGES]
+    px = proc(images=imgs, return_tensors="pt")
+    pixel_values, grid_thw = px["pixel_values"].to(torch.float32), px["image_grid_thw"]
+    ntok = [int(g.prod()) // 4 for g in grid_thw]
+
+    rng = numpy.random.default_rng(33)
+    text = lambda n: [int(x) for x in rng.integers(0, 240, n)]  # noqa: E731
+    ids = text(5)
+    for i, n in enumerate(ntok):
+        ids += [QWEN3VL_VISION_START] + [QWEN3VL_IMAGE_TOKEN] * n + [QWEN3VL_VISION_END] + text(3 + i)
+    input_ids = torch.tensor([ids])
+
+    def forward(ids_t, capture=False):
+        tt = (ids_t == QWEN3VL_IMAGE_TOKEN).to(torch.int32)
+        caps = {}
+        hooks = []
+        if capture:
+            lm = model.model.language_model
+            for i, layer in enumerate(lm.layers):
+                hooks.append(layer.register_forward_hook(lambda m, a, o, i=i: caps.__setitem__(f"layer.{i}", (o[0] if isinstance(o, tuple) else o)[0].clone())))
+            hooks.append(lm.norm.register_forward_hook(lambda m, a, o: caps.__setitem__("norm", o[0].clone())))
+        out = model(input_ids=ids_t, pixel_values=pixel_values, image_grid_thw=grid_thw, mm_token_type_ids=tt,
+                    attention_mask=torch.ones_like(ids_t))
+        for h in hooks:
+            h.remove()
+        return out, caps
+
+    with torch.no_grad():
+        out, caps = forward(input_ids, capture=True)
+        vis = model.model.visual(pixel_values, grid_thw=grid_thw, return_dict=True)
+        pos, delta = model.model.get_rope_index(input_ids, (input_ids == QWEN3VL_IMAGE_TOKEN).to(torch.int32), grid_thw,
+                                                attention_mask=torch.ones_like(input_ids))
+        interp_idx, interp_w = vision_utils.get_vision_interpolation_indices_and_weights(
+            grid_thw, num_grid_per_side=4, mode="bilinear", align_corners=True, spatial_merge_size=2)
+        vpos = vision_utils.get_vision_position_ids(grid_thw, 2)
+        greedy_ids = list(ids)
+        for _ in range(QWEN3VL_NEW_TOKENS):
+            o, _ = forward(torch.tensor([greedy_ids]))
+            lg = o.logits[0, -1]
+            top = torch.topk(lg, 2).values
+            assert float(top[0] - top[1]) >= MIN_MARGIN, "greedy margin too small; change the seeds"
+            greedy_ids.append(int(lg.argmax()))
+        g = model.generate(input_ids=input_ids, pixel_values=pixel_values, image_grid_thw=grid_thw,
+                           mm_token_type_ids=(input_ids == QWEN3VL_IMAGE_TOKEN).to(torch.int32),
+                           attention_mask=torch.ones_like(input_ids), max_new_tokens=QWEN3VL_NEW_TOKENS,
+                           do_sample=False, eos_token_id=None,
+                           generation_config=GenerationConfig(do_sample=False, eos_token_id=None, pad_token_id=242))
+        assert g[0].tolist() == greedy_ids, (g[0].tolist(), greedy_ids)
+
+    tensors = {
+        "input_ids": input_ids[0].to(torch.int64),
+        "pixel_values": pixel_values,
+        "image_grid_thw": grid_thw.to(torch.int64),
+        "vision.interp_indices": interp_idx.to(torch.int64),
+        "vision.interp_weights": interp_w.to(torch.float32),
+        "vision.position_ids": vpos.to(torch.int64),
+        "vision.last_hidden_state": vis.last_hidden_state,
+        "vision.merged": vis.pooler_output,
+        "position_ids": pos[:, 0, :].to(torch.int64),
+        "rope_delta": delta.reshape(1).to(torch.int64),
+        "norm": caps["norm"],
+        "logits": out.logits[0],
+        "greedy": torch.tensor(greedy_ids[len(ids):], dtype=torch.int64),
+    }
+    for k, f in enumerate(vis.deepstack_features):
+        tensors[f"vision.deepstack.{k}"] = f
+    for i in range(cfg.text_config.num_hidden_layers):
+        tensors[f"hidden.{i}"] = caps[f"layer.{i}"]
+    tensors = {k: v.contiguous() for k, v in tensors.items()}
+
+    if QWEN3VL_DIR.exists():
+        shutil.rmtree(QWEN3VL_DIR)
+    QWEN3VL_DIR.mkdir(parents=True)
+    save = Qwen3VLForConditionalGeneration(cfg)
+    save.load_state_dict(model.state_dict())
+    save.to(torch.bfloat16).save_pretrained(QWEN3VL_DIR)
+    (QWEN3VL_DIR / "preprocessor_config.json").write_text(json.dumps({
+        "image_processor_type": "Qwen2VLImageProcessorFast", "do_convert_rgb": True, "do_normalize": True,
+        "do_rescale": True, "do_resize": True, "image_mean": [0.5] * 3, "image_std": [0.5] * 3,
+        "merge_size": 2, "patch_size": 16, "temporal_patch_size": 2, "resample": 3, "rescale_factor": 1 / 255,
+        "size": {"shortest_edge": IMAGE_MIN_PIXELS, "longest_edge": IMAGE_MAX_PIXELS}}, indent=2) + "\n")
+    golden = QWEN3VL_DIR / "golden.safetensors"
+    meta = {"note": NOTE, "transformers": versions["transformers"], "torch": versions["torch"],
+            "images": ",".join(QWEN3VL_IMAGES)}
+    save_file(tensors, str(golden), metadata=meta)
+    canonicalize_safetensors_header(golden)
+    return QWEN3VL_DIR
+
+
 # --- Qwen3-Next (Gated DeltaNet hybrid), testdata/tiny/qwen3next/{dense,moe} --------------------------------------
 
 QWEN3NEXT_PROMPT_LENGTHS = (5, 70, 131)  # > 64: chunked prefill (chunk 64) crosses one and two chunk boundaries
@@ -852,6 +1010,9 @@ def main():
             total += size
             print(f"wrote {f.relative_to(ROOT.parent)}  {size:>9} bytes  sha256 {sha256(f)[:16]}")
     d = make_image_goldens(versions)  # Qwen3-VL image preprocessing (testdata/images)
+    for f in sorted(d.iterdir()):
+        print(f"wrote {f.relative_to(ROOT.parent)}  {f.stat().st_size:>9} bytes  sha256 {sha256(f)[:16]}")
+    d = make_qwen3vl_goldens(versions)  # tiny Qwen3-VL (testdata/tiny/qwen3vl)
     for f in sorted(d.iterdir()):
         print(f"wrote {f.relative_to(ROOT.parent)}  {f.stat().st_size:>9} bytes  sha256 {sha256(f)[:16]}")
     for d in make_qwen3next_goldens(versions):  # Qwen3-Next hybrid (testdata/tiny/qwen3next/{dense,moe})
