@@ -2,79 +2,93 @@ package qwen3_test
 
 import (
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/inference-pio/pio/internal/golden"
 	"github.com/inference-pio/pio/ir"
 	"github.com/inference-pio/pio/runtime"
+	"github.com/inference-pio/pio/runtime/cpu"
 	"github.com/inference-pio/pio/runtime/kvcache"
 )
 
-// Fused against unfused engines on the CPU: prefill (one step over a
-// prompt) and decode (one token per step) throughput in tokens/s, on the
-// tiny golden model and, when PIO_BENCH_CKPT names a checkpoint directory
-// (for example Qwen3-0.6B's shape with random weights from
-// `go run ./cmd/internal/randckpt -o build/qwen3-0.6b-random`), on that:
+// BenchmarkFusion compares fused and unfused engines on the CPU: prefill
+// (one step over a prompt) and decode (one token per step) in tokens/s,
+// and their ratio fused/unfused. Both engines run in every iteration,
+// alternating which goes first, so machine noise hits both alike. It runs
+// the tiny golden model and, when PIO_BENCH_CKPT names checkpoint
+// directories (comma-separated; for example Qwen3-0.6B's shape with random
+// weights from `go run ./cmd/internal/randckpt -o build/qwen3-0.6b-random`),
+// those too, with bf16 weights:
 //
-//	go test ./models/qwen3 -run '^$' -bench Fusion -benchtime 3x
+//	PIO_BENCH_CKPT=build/qwen3-0.6b-random go test ./models/qwen3 -run '^$' -bench Fusion -benchtime 5x
 func BenchmarkFusion(b *testing.B) {
 	g, err := golden.Load("qwen3-a")
 	if err != nil {
 		b.Fatal(err)
 	}
-	models := []struct {
+	type model struct {
 		name, dir       string
-		prefill, decode int
 		dt              ir.DType
-	}{{"tiny", g.Dir, 48, 32, ir.F32}}
-	if dir := os.Getenv("PIO_BENCH_CKPT"); dir != "" {
-		models = append(models, struct {
-			name, dir       string
-			prefill, decode int
-			dt              ir.DType
-		}{"ckpt", dir, 32, 8, ir.BF16})
+		prefill, decode int
+	}
+	models := []model{{"tiny-golden", g.Dir, ir.F32, 48, 32}}
+	if dirs := os.Getenv("PIO_BENCH_CKPT"); dirs != "" {
+		for _, dir := range strings.Split(dirs, ",") {
+			models = append(models, model{filepath.Base(dir), dir, ir.BF16, 32, 8})
+		}
 	} else {
-		b.Log("PIO_BENCH_CKPT not set: benchmarking the tiny golden model only")
+		b.Log("PIO_BENCH_CKPT not set: the tiny golden model only")
 	}
 	for _, m := range models {
-		for _, fuse := range []bool{false, true} {
-			name := m.name + "/unfused"
-			if fuse {
-				name = m.name + "/fused"
+		b.Run(m.name, func(b *testing.B) {
+			up, plain := buildWith(b, m.dir, m.dt, true, false)
+			fp, fused := buildWith(b, m.dir, m.dt, false, false)
+			ids := make([]int32, m.prefill)
+			for i := range ids {
+				ids[i] = int32(i*7 + 3)
 			}
-			b.Run(name, func(b *testing.B) {
-				p, be := buildWith(b, m.dir, m.dt, !fuse, false)
-				b.ReportMetric(float64(len(p.Steps)), "steps")
-				ids := make([]int32, m.prefill)
-				for i := range ids {
-					ids[i] = int32(i*7 + 3)
+			// run times one prefill and m.decode decode steps.
+			run := func(be *cpu.Backend) (prefill, decode time.Duration) {
+				gen := runtime.NewGenerator(be, kvcache.NewAllocator(64, 4), 64)
+				var s runtime.Sequence
+				defer gen.Release(&s)
+				t0 := time.Now()
+				if _, err := gen.Feed(&s, ids); err != nil {
+					b.Fatal(err)
 				}
-				var prefillNs, decodeNs float64
-				for b.Loop() {
-					alloc := kvcache.NewAllocator(64, 4)
-					gen := runtime.NewGenerator(be, alloc, 64)
-					var s runtime.Sequence
-					t0 := nowNs()
-					if _, err := gen.Feed(&s, ids); err != nil {
+				t1 := time.Now()
+				for i := 0; i < m.decode; i++ {
+					if _, err := gen.Feed(&s, []int32{int32(i + 1)}); err != nil {
 						b.Fatal(err)
 					}
-					t1 := nowNs()
-					for i := 0; i < m.decode; i++ {
-						if _, err := gen.Feed(&s, []int32{int32(i + 1)}); err != nil {
-							b.Fatal(err)
-						}
-					}
-					t2 := nowNs()
-					gen.Release(&s)
-					prefillNs += float64(t1 - t0)
-					decodeNs += float64(t2 - t1)
 				}
-				b.ReportMetric(float64(b.N*m.prefill)/(prefillNs/1e9), "prefill-tok/s")
-				b.ReportMetric(float64(b.N*m.decode)/(decodeNs/1e9), "decode-tok/s")
-			})
-		}
+				return t1.Sub(t0), time.Since(t1)
+			}
+			run(plain) // touch every weight page once
+			run(fused)
+			var pre, dec [2]time.Duration // unfused, fused
+			i := 0
+			for b.Loop() {
+				for j := range 2 {
+					k := (i + j) % 2
+					p, d := run([]*cpu.Backend{plain, fused}[k])
+					pre[k] += p
+					dec[k] += d
+				}
+				i++
+			}
+			rate := func(n int, d time.Duration) float64 { return float64(i*n) / d.Seconds() }
+			b.ReportMetric(float64(len(up.Steps)), "steps-unfused")
+			b.ReportMetric(float64(len(fp.Steps)), "steps-fused")
+			b.ReportMetric(rate(m.prefill, pre[0]), "prefill-tok/s-unfused")
+			b.ReportMetric(rate(m.prefill, pre[1]), "prefill-tok/s-fused")
+			b.ReportMetric(rate(m.decode, dec[0]), "decode-tok/s-unfused")
+			b.ReportMetric(rate(m.decode, dec[1]), "decode-tok/s-fused")
+			b.ReportMetric(pre[0].Seconds()/pre[1].Seconds(), "prefill-speedup")
+			b.ReportMetric(dec[0].Seconds()/dec[1].Seconds(), "decode-speedup")
+		})
 	}
 }
-
-func nowNs() int64 { return time.Now().UnixNano() }
