@@ -12,7 +12,7 @@ import (
 const (
 	Magic        = "PIOENGN\x00"
 	FormatMajor  = 1
-	FormatMinor  = 0
+	FormatMinor  = 1 // 1.1: Engine.kernels
 	HeaderSize   = 64
 	RegionAlign  = 4096    // alignment of the weights region in the file
 	TensorAlign  = 64      // alignment of each tensor in the region

@@ -19,6 +19,7 @@ type Metadata struct {
 	GenerationConfigJSON []byte // generation_config.json, verbatim
 	ChatTemplate         string // Jinja chat template
 	Plan                 *ir.Plan
+	Kernels              *Kernels // CUDA code (pioc build --target cuda); nil in CPU-only engines
 }
 
 // ModelInfo names the checkpoint an engine was built from.
@@ -238,6 +239,7 @@ func encodeMetadata(m *Metadata, weights []WeightEntry) (buf []byte, err error) 
 	pio.ModelAddConfigJson(b, mConfig)
 	model := pio.ModelEnd(b)
 
+	kernels := encodeKernels(b, m.Kernels)
 	producer, chat := str(m.Producer), str(m.ChatTemplate)
 	tok, tokCfg, genCfg := bytes(m.TokenizerJSON), bytes(m.TokenizerConfigJSON), bytes(m.GenerationConfigJSON)
 	pio.EngineStart(b)
@@ -249,6 +251,9 @@ func encodeMetadata(m *Metadata, weights []WeightEntry) (buf []byte, err error) 
 	pio.EngineAddGenerationConfigJson(b, genCfg)
 	pio.EngineAddPlan(b, plan)
 	pio.EngineAddWeights(b, weightsVec)
+	if kernels != 0 {
+		pio.EngineAddKernels(b, kernels)
+	}
 	root := pio.EngineEnd(b)
 	b.FinishWithFileIdentifier(root, []byte(metaIdent))
 	return b.FinishedBytes(), nil
@@ -425,6 +430,9 @@ func decodeMetadata(buf []byte) (m *Metadata, weights []WeightEntry, err error) 
 		if c := we.Compression(); c != 0 {
 			return nil, nil, incompatible("weight %q: compression %d is unknown to this runtime", w.Name, c)
 		}
+	}
+	if k := root.Kernels(nil); k != nil {
+		m.Kernels = d.kernels(k)
 	}
 	return m, weights, nil
 }

@@ -197,8 +197,21 @@ func (rcv *Engine) WeightsLength() int {
 	return 0
 }
 
+func (rcv *Engine) Kernels(obj *Kernels) *Kernels {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(20))
+	if o != 0 {
+		x := rcv._tab.Indirect(o + rcv._tab.Pos)
+		if obj == nil {
+			obj = new(Kernels)
+		}
+		obj.Init(rcv._tab.Bytes, x)
+		return obj
+	}
+	return nil
+}
+
 func EngineStart(builder *flatbuffers.Builder) {
-	builder.StartObject(8)
+	builder.StartObject(9)
 }
 func EngineAddProducer(builder *flatbuffers.Builder, producer flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(0, flatbuffers.UOffsetT(producer), 0)
@@ -235,6 +248,9 @@ func EngineAddWeights(builder *flatbuffers.Builder, weights flatbuffers.UOffsetT
 }
 func EngineStartWeightsVector(builder *flatbuffers.Builder, numElems int) flatbuffers.UOffsetT {
 	return builder.StartVector(4, numElems, 4)
+}
+func EngineAddKernels(builder *flatbuffers.Builder, kernels flatbuffers.UOffsetT) {
+	builder.PrependUOffsetTSlot(8, flatbuffers.UOffsetT(kernels), 0)
 }
 func EngineEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()
