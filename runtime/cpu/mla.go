@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"github.com/inference-pio/pio/ir"
+	"github.com/inference-pio/pio/runtime/cpu/kern"
 )
 
 // Multi-head latent attention and its helpers (ir/op_moe.go): slice,
@@ -115,7 +116,7 @@ func (k *headMatMulK) run(lo, hi, w int) {
 			x := k.x.f32[(t*k.heads+h)*k.xDim : (t*k.heads+h+1)*k.xDim]
 			y := k.y[(t*k.heads+h)*k.yDim:]
 			for n := n0; n < n1; n++ {
-				y[n] = moeDot(x, wt[(n-n0)*R:(n-n0+1)*R])
+				y[n] = kern.Dot(x, wt[(n-n0)*R:(n-n0+1)*R])
 			}
 		}
 	}
@@ -195,7 +196,7 @@ func (k *mlaAttentionK) run(lo, hi, w int) {
 		m := float32(math.Inf(-1))
 		for j := range scores {
 			slot := int(blocks[j/bs])*bs + j%bs
-			s := (moeDot(ql, k.cc[slot*r:(slot+1)*r]) + moeDot(qr, k.kc[slot*dr:(slot+1)*dr])) * k.scale
+			s := (kern.Dot(ql, k.cc[slot*r:(slot+1)*r]) + kern.Dot(qr, k.kc[slot*dr:(slot+1)*dr])) * k.scale
 			scores[j] = s
 			m = max(m, s)
 		}

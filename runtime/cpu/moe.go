@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"github.com/inference-pio/pio/ir"
+	"github.com/inference-pio/pio/runtime/cpu/kern"
 )
 
 // MoE routing and experts (ir/op_moe.go).
@@ -174,6 +175,11 @@ type moeItem struct{ expert, row0, row1 int }
 
 const moeTile = 16
 
+// moeDirect: an expert with fewer (token, slot) pairs than this reads its
+// weight rows in their stored dtype (decode); otherwise a tile's rows are
+// decoded to f32 once and reused for every pair.
+const moeDirect = 4
+
 func buildMoE(b *Backend, s ir.Step, y tensor) (kernel, error) {
 	x, ids := b.operand(s.Args[0]), b.operand(s.Args[1])
 	e := int(s.Attrs.Int("experts", 0))
@@ -300,9 +306,13 @@ func (k *moeK) run(lo, hi, w int) {
 		if k.phase == moeDown {
 			m, rowBase, cols = k.down, it.expert*k.h, k.inter
 		}
-		wt := sc[:(it.row1-it.row0)*cols]
-		for r := it.row0; r < it.row1; r++ {
-			m.rowInto(rowBase+r, wt[(r-it.row0)*cols:])
+		direct := len(pairs) < moeDirect && m.dt != ir.F16
+		var wt []float32
+		if !direct { // decode the tile once for all its tokens
+			wt = sc[:(it.row1-it.row0)*cols]
+			for r := it.row0; r < it.row1; r++ {
+				m.rowInto(rowBase+r, wt[(r-it.row0)*cols:])
+			}
 		}
 		for _, p := range pairs {
 			var in, out []float32
@@ -313,25 +323,15 @@ func (k *moeK) run(lo, hi, w int) {
 				in, out = k.act[int(p)*2*k.inter:int(p)*2*k.inter+k.inter], k.out[int(p)*k.h:(int(p)+1)*k.h]
 			}
 			for r := it.row0; r < it.row1; r++ {
-				out[r] = moeDot(in, wt[(r-it.row0)*cols:(r-it.row0+1)*cols])
+				switch {
+				case !direct:
+					out[r] = kern.Dot(in, wt[(r-it.row0)*cols:(r-it.row0+1)*cols])
+				case m.dt == ir.BF16:
+					out[r] = kern.DotBF16(in, m.u16[(rowBase+r)*cols:(rowBase+r+1)*cols])
+				default:
+					out[r] = kern.Dot(in, m.f32[(rowBase+r)*cols:(rowBase+r+1)*cols])
+				}
 			}
 		}
 	}
-}
-
-// moeDot returns Σ a[i]·b[i] in f32 with eight accumulators summed pairwise.
-func moeDot(a, b []float32) float32 {
-	b = b[:len(a)]
-	var s [8]float32
-	i := 0
-	for ; i+8 <= len(a); i += 8 {
-		x, y := a[i:i+8:i+8], b[i:i+8:i+8]
-		for j := range 8 {
-			s[j] += x[j] * y[j]
-		}
-	}
-	for ; i < len(a); i++ {
-		s[0] += a[i] * b[i]
-	}
-	return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]))
 }
