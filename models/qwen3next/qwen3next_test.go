@@ -3,6 +3,7 @@ package qwen3next_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -332,5 +333,62 @@ func TestTinyStateBytes(t *testing.T) {
 	}
 	if got, want := qc.StateBytesPerSequence(), int64(3*(80*3+4*8*12)*4); got != want {
 		t.Errorf("state bytes: got %d, want %d", got, want)
+	}
+}
+
+// `pioc build qwen3-coder-next` finds the checkpoint in a Hugging Face cache
+// (snapshot files symlinked to blobs, as the hub client lays them out); the
+// tiny MoE checkpoint stands in for the real one.
+func TestBuildByNameFromHFCache(t *testing.T) {
+	g, err := golden.Load("qwen3next/moe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := t.TempDir()
+	repo := filepath.Join(cache, "models--Qwen--Qwen3-Coder-Next")
+	snap := filepath.Join(repo, "snapshots", "0123abcd")
+	for _, d := range []string{snap, filepath.Join(repo, "blobs"), filepath.Join(repo, "refs")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(repo, "refs", "main"), []byte("0123abcd"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"config.json", "generation_config.json", "model.safetensors"} {
+		data, err := os.ReadFile(filepath.Join(g.Dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		blob := filepath.Join(repo, "blobs", "blob-"+f)
+		if err := os.WriteFile(blob, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(filepath.Join("..", "..", "blobs", "blob-"+f), filepath.Join(snap, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("HF_HUB_CACHE", cache)
+	out := filepath.Join(t.TempDir(), "next.pio")
+	if _, err := compiler.Build(compiler.Options{Source: "qwen3-coder-next", Output: out, DType: ir.BF16}); err != nil {
+		t.Fatal(err)
+	}
+	e, err := engine.Open(out, engine.OpenOptions{VerifyWeights: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	be, err := cpu.FromEngine(e, cpu.Options{MaxTokens: 256, BlockSize: 16, NumBlocks: 64, MaxSeqs: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer be.Close()
+	p := g.Prompts[1]
+	got, err := runtime.NewGenerator(be, kvcache.NewAllocator(64, 16), 64).Generate(context.Background(), p.IDs, runtime.GenerateOptions{MaxTokens: len(p.Greedy)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, p.Greedy) {
+		t.Errorf("greedy:\n got %v\nwant %v", got, p.Greedy)
 	}
 }
