@@ -38,6 +38,9 @@ type Options struct {
 	// quantized, QuantGroup (default DefaultQuantGroup) weights per scale.
 	Quant      string
 	QuantGroup int
+	// Target is "cpu" (the default) or "cuda": cuda also generates the CUDA
+	// kernels and compiles them with nvcc (NVCC, or found on the system).
+	Target, NVCC string
 	// Log receives one line per stage; Progress the weight-writing progress.
 	Log      func(format string, args ...any)
 	Progress func(done, total int64)
@@ -85,6 +88,9 @@ func Build(opt Options) (*Result, error) {
 	if opt.DType != ir.F32 && opt.DType != ir.BF16 {
 		return nil, fmt.Errorf("weight dtype %v is not supported (use f32 or bf16)", opt.DType)
 	}
+	if err := checkTarget(&opt); err != nil {
+		return nil, err
+	}
 	dir, name, err := ResolveSource(opt.Source)
 	if err != nil {
 		return nil, err
@@ -131,7 +137,12 @@ func Build(opt Options) (*Result, error) {
 	logf("plan: %d steps, %d buffers, arena %d B/token + %d B (all intermediates: %d B/token + %d B)",
 		len(plan.Steps), len(plan.Buffers), plan.ArenaPerT, plan.ArenaFixed, sumT, sumF)
 
+	kernels, err := buildKernels(plan, opt, logf)
+	if err != nil {
+		return nil, err
+	}
 	meta := &engine.Metadata{
+		Kernels:  kernels,
 		Producer: Version,
 		Model:    engine.ModelInfo{Name: name, Architecture: ck.Config.Architectures[0], ConfigJSON: ck.Config.Raw},
 		Plan:     plan,

@@ -60,6 +60,7 @@ func buildCmd() *cli.Command {
 			&cli.StringFlag{Name: "dump-only", Usage: "with --dump-ir, dump after this pass only"},
 			&cli.BoolFlag{Name: "taps", Usage: "keep per-layer hidden states as engine outputs (debugging)"},
 			&cli.BoolFlag{Name: "no-fuse", Usage: "skip the fusion passes (an unfused engine, to compare with)"},
+			&cli.StringFlag{Name: "target", Value: "cpu", Usage: "cpu, or cuda: also generate CUDA kernels and compile them with nvcc (sm_80, sm_89, sm_90a + PTX)"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress output"},
 		},
 		Action: func(c *cli.Context) error {
@@ -84,6 +85,7 @@ func buildCmd() *cli.Command {
 				Source: c.Args().First(), Output: c.String("output"), DType: dt,
 				Check: c.Bool("check"), DumpIR: c.String("dump-ir"), DumpOnly: c.String("dump-only"), Taps: c.Bool("taps"), NoFuse: c.Bool("no-fuse"),
 				Quant: c.String("quant"), QuantGroup: c.Int("quant-group"),
+				Target: c.String("target"),
 			}
 			if !c.Bool("quiet") {
 				opt.Log = func(format string, args ...any) {

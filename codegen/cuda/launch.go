@@ -135,3 +135,17 @@ type Module struct {
 
 	bodies []string // each kernel's text, in emission order
 }
+
+// Code packs a parameter into the engine's uint32: kind<<16 | index.
+func (p Param) Code() uint32 { return uint32(p.Kind)<<16 | uint32(p.Index) }
+
+// ParamOf unpacks Code.
+func ParamOf(code uint32) Param { return Param{Kind: ParamKind(code >> 16), Index: uint16(code)} }
+
+// Array is the engine's form of an Expr: T, S, Tiles, Splits, Fixed, Div.
+func (e Expr) Array() [6]int64 { return [6]int64{e.T, e.S, e.Tiles, e.Splits, e.Fixed, e.Div} }
+
+// ExprOf unpacks Array.
+func ExprOf(a [6]int64) Expr {
+	return Expr{T: a[0], S: a[1], Tiles: a[2], Splits: a[3], Fixed: a[4], Div: a[5]}
+}

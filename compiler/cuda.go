@@ -1,0 +1,103 @@
+package compiler
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"strings"
+
+	"github.com/inference-pio/pio/codegen/cuda"
+	"github.com/inference-pio/pio/ir"
+	"github.com/inference-pio/pio/runtime/engine"
+)
+
+// Build targets. TargetCPU is the default until the CUDA backend has been
+// proven on a GPU: an engine built for CUDA also runs on the CPU backend
+// (the kernels section is extra metadata), so the default only decides
+// whether nvcc runs.
+const (
+	TargetCPU  = "cpu"
+	TargetCUDA = "cuda"
+)
+
+// checkTarget normalises opt.Target and, for CUDA, finds nvcc before any
+// work is done, so that a missing toolchain fails fast with a clear error.
+func checkTarget(opt *Options) error {
+	switch opt.Target {
+	case "", TargetCPU:
+		opt.Target = TargetCPU
+	case TargetCUDA:
+		if opt.NVCC == "" {
+			p, err := cuda.FindNVCC()
+			if err != nil {
+				return fmt.Errorf("--target cuda needs nvcc: %w", err)
+			}
+			opt.NVCC = p
+		}
+	default:
+		return fmt.Errorf("unknown target %q (want %s or %s)", opt.Target, TargetCPU, TargetCUDA)
+	}
+	return nil
+}
+
+// buildKernels generates and compiles the plan's CUDA module for every
+// target arch; it returns nil for the CPU target.
+func buildKernels(p *ir.Plan, opt Options, logf func(string, ...any)) (*engine.Kernels, error) {
+	if opt.Target != TargetCUDA {
+		return nil, nil
+	}
+	m, err := cuda.Generate(p)
+	if err != nil {
+		return nil, err
+	}
+	logf("cuda: %d kernels, %d launches; nvcc %s for %s", len(m.Kernels), len(m.Launches), opt.NVCC, strings.Join(cuda.DefaultArchs, ", "))
+	imgs, err := cuda.Compile(context.Background(), m.Source, cuda.CompileOptions{
+		NVCC: opt.NVCC,
+		Progress: func(done, total int, arch string, cached bool) {
+			how := "compiled"
+			if cached {
+				how = "cached"
+			}
+			logf("cuda: %s %s (%d/%d)", arch, how, done, total)
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	ver := ""
+	if out, err := exec.Command(opt.NVCC, "--version").Output(); err == nil {
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		ver = lines[len(lines)-1]
+	}
+	return KernelsOf(m, imgs, ver), nil
+}
+
+// KernelsOf is the engine's kernels section for a generated module and its
+// compiled images.
+func KernelsOf(m *cuda.Module, imgs []cuda.Image, compiler string) *engine.Kernels {
+	k := &engine.Kernels{
+		Source:      []byte(m.Source),
+		TileTokens:  int32(m.TileTokens),
+		SplitSize:   int32(m.SplitSize),
+		Argmax:      m.Argmax,
+		ArgmaxVocab: int32(m.ArgmaxVocab),
+		Compiler:    compiler,
+	}
+	for _, im := range imgs {
+		k.Images = append(k.Images, engine.KernelImage{Arch: im.Arch, Data: im.Data})
+	}
+	for _, l := range m.Launches {
+		el := engine.KernelLaunch{
+			Step: int32(l.Step), Kernel: l.Kernel, Block: int32(l.Block), Mode: uint8(l.Mode),
+			Rows: l.Rows.Array(), MinRows: int32(l.MinRows), MaxRows: int32(l.MaxRows), Workspace: l.Workspace,
+		}
+		for i, g := range l.Grid {
+			el.Grid[i] = g.Array()
+		}
+		for _, p := range l.Params {
+			el.Params = append(el.Params, p.Code())
+		}
+		k.Launches = append(k.Launches, el)
+	}
+	return k
+}
