@@ -338,9 +338,9 @@ func TestTinyStateBytes(t *testing.T) {
 
 // `pioc build qwen3-coder-next` finds the checkpoint in a Hugging Face cache
 // (snapshot files symlinked to blobs, as the hub client lays them out); the
-// tiny MoE checkpoint stands in for the real one.
+// tiny checkpoint (dense MLPs) stands in for the real one.
 func TestBuildByNameFromHFCache(t *testing.T) {
-	g, err := golden.Load("qwen3next/moe")
+	g, err := golden.Load("qwen3next/dense")
 	if err != nil {
 		t.Fatal(err)
 	}

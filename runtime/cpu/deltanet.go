@@ -14,7 +14,11 @@ import (
 // State caches hold one slot per sequence (Options.MaxSeqs slots); a
 // sequence's slot is Batch.Seqs[s].Slot. A sequence whose run in the step
 // starts at position 0 starts from zero state, so a reused slot needs no
-// reset.
+// reset. A run that starts at position p > 0 must find its slot holding the
+// state after exactly p positions (each state kernel records, per slot, the
+// position its state has reached); anything else — a prefix taken from the
+// prefix cache without its state, a slot mix-up — is an error, reported by
+// the first state step before it writes any state.
 func init() {
 	builders[ir.OpConv1DCausal] = buildConv1DCausal
 	builders[ir.OpGatedDeltaRule] = buildGatedDeltaRule
@@ -31,6 +35,7 @@ func init() {
 // seqRun is one sequence's contiguous tokens in the step.
 type seqRun struct {
 	t0, n int  // first token, token count
+	pos   int  // position of the first token
 	slot  int  // state slot
 	fresh bool // the run starts at position 0: start from zero state
 }
@@ -46,10 +51,45 @@ func runsOf(b *Backend, dst []seqRun) []seqRun {
 		for e < b.t && bt.SeqOfToken[e] == s {
 			e++
 		}
-		dst = append(dst, seqRun{t0: t, n: e - t, slot: int(bt.Seqs[s].Slot), fresh: bt.Positions[t] == 0})
+		dst = append(dst, seqRun{t0: t, n: e - t, pos: int(bt.Positions[t]), slot: int(bt.Seqs[s].Slot), fresh: bt.Positions[t] == 0})
 		t = e
 	}
 	return dst
+}
+
+// slotPositions records, per state slot, the position its state has
+// reached (-1: none yet).
+type slotPositions []int
+
+func newSlotPositions(n int) slotPositions {
+	p := make(slotPositions, n)
+	for i := range p {
+		p[i] = -1
+	}
+	return p
+}
+
+// check reports a run that would continue from a state the slot does not
+// hold.
+func (p slotPositions) check(runs []seqRun) error {
+	for _, r := range runs {
+		if !r.fresh && p[r.slot] != r.pos {
+			have := "no state"
+			if p[r.slot] >= 0 {
+				have = fmt.Sprintf("the state after %d positions", p[r.slot])
+			}
+			return fmt.Errorf("a sequence continues at position %d in state slot %d, which holds %s "+
+				"(models with state caches cannot reuse a cached prefix without its state)", r.pos, r.slot, have)
+		}
+	}
+	return nil
+}
+
+// advance records the positions the runs reached.
+func (p slotPositions) advance(runs []seqRun) {
+	for _, r := range runs {
+		p[r.slot] = r.pos + r.n
+	}
 }
 
 // stateCache returns cache ci after checking it is a state cache whose
@@ -82,6 +122,7 @@ type conv1dK struct {
 	c, k  int
 	silu  bool
 	runs  []seqRun
+	at    slotPositions
 }
 
 func buildConv1DCausal(b *Backend, s ir.Step, y tensor) (kernel, error) {
@@ -93,12 +134,16 @@ func buildConv1DCausal(b *Backend, s ir.Step, y tensor) (kernel, error) {
 		return nil, err
 	}
 	return &conv1dK{x: x, w: w.f32, y: y.f32, state: st.entries[0], c: c, k: k,
-		silu: s.Attrs.String("activation", "") == "silu", runs: make([]seqRun, 0, b.opt.MaxSeqs)}, nil
+		silu: s.Attrs.String("activation", "") == "silu", runs: make([]seqRun, 0, b.opt.MaxSeqs), at: newSlotPositions(b.opt.MaxSeqs)}, nil
 }
 
 func (k *conv1dK) exec(b *Backend) error {
 	k.runs = runsOf(b, k.runs)
+	if err := k.at.check(k.runs); err != nil {
+		return err
+	}
 	b.pool.do(k, k.c, b.pool.grainFor(k.c, 64))
+	k.at.advance(k.runs)
 	return nil
 }
 
@@ -159,6 +204,7 @@ type deltaRuleK struct {
 	l2               bool
 	chunk            int
 	runs             []seqRun
+	at               slotPositions
 	ws               []deltaScratch // per worker
 }
 
@@ -184,7 +230,7 @@ func buildGatedDeltaRule(b *Backend, s ir.Step, y tensor) (kernel, error) {
 		q: q, k: kk, v: v, g: b.operand(s.Args[3]), beta: b.operand(s.Args[4]), y: y.f32, state: st.entries[0],
 		hk: hk, hv: hv, dk: dk, dv: dv,
 		scale: float32(s.Attrs.Float("scale", 0)), l2: s.Attrs.Int("l2norm", 0) == 1,
-		chunk: int(s.Attrs.Int("chunk", 64)), runs: make([]seqRun, 0, b.opt.MaxSeqs),
+		chunk: int(s.Attrs.Int("chunk", 64)), runs: make([]seqRun, 0, b.opt.MaxSeqs), at: newSlotPositions(b.opt.MaxSeqs),
 	}
 	c := k.chunk
 	for range b.opt.Threads {
@@ -199,8 +245,12 @@ func buildGatedDeltaRule(b *Backend, s ir.Step, y tensor) (kernel, error) {
 
 func (k *deltaRuleK) exec(b *Backend) error {
 	k.runs = runsOf(b, k.runs)
+	if err := k.at.check(k.runs); err != nil {
+		return err
+	}
 	n := len(k.runs) * k.hv
 	b.pool.do(k, n, 1)
+	k.at.advance(k.runs)
 	return nil
 }
 

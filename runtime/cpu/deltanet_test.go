@@ -229,3 +229,31 @@ func TestDeltaNetBadCache(t *testing.T) {
 		t.Errorf("got %v, want a cache shape error", err)
 	}
 }
+
+// A sequence may continue at position p > 0 only from the slot holding its
+// state after p positions: a prefix reused without its state (the prefix
+// cache's blocks alone) or the wrong slot is an error, and the state is
+// left as it was.
+func TestDeltaNetStateContinuity(t *testing.T) {
+	p, w := deltaNetPlan(t, 64)
+	be := newBackend(t, p, w, Options{MaxTokens: 64, MaxSeqs: 2, Threads: 1})
+	toks := seqTokens(30)
+	if err := be.Step(oneSeq(10, toks[10:20], 0)); err == nil || !strings.Contains(err.Error(), "holds no state") {
+		t.Errorf("prefix without state: got %v", err)
+	}
+	step(t, be, oneSeq(0, toks[:10], 0))
+	if err := be.Step(oneSeq(12, toks[12:20], 0)); err == nil || !strings.Contains(err.Error(), "holds the state after 10 positions") {
+		t.Errorf("gap: got %v", err)
+	}
+	if err := be.Step(oneSeq(10, toks[10:20], 1)); err == nil || !strings.Contains(err.Error(), "slot 1") {
+		t.Errorf("wrong slot: got %v", err)
+	}
+	// The failed steps left slot 0 intact: continuing matches one run.
+	step(t, be, oneSeq(10, toks[10:20], 0))
+	got, _ := output(t, be, "o")
+	step(t, be, oneSeq(0, toks[:20], 1))
+	want, _ := output(t, be, "o")
+	if e := maxRel(got, f64s(want[10*dnHv*dnDv:])); e > 1e-5 {
+		t.Errorf("continuation after rejected steps: relative error %.3g", e)
+	}
+}
