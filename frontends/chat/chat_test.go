@@ -2,8 +2,10 @@ package chat
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -215,4 +217,33 @@ func FuzzRender(f *testing.F) {
 	f.Fuzz(func(t *testing.T, tmpl, content, tool string) {
 		_, _ = Render(tmpl, []Message{{Role: "user", Content: content}}, Options{Tools: []json.RawMessage{json.RawMessage(tool)}})
 	})
+}
+
+// TestConcurrentRender renders from several goroutines at once, as a server does.
+func TestConcurrentRender(t *testing.T) {
+	tmpl := qwen3Template(t)
+	cases := readJSON[[]conversation](t, "../../testdata/tokenizer/conversations.json")
+	want := readJSON[[]struct{ Name, Text string }](t, "../../testdata/tokenizer/chat_expected.json")
+	errs := make(chan error, 4*len(cases))
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i, c := range cases {
+				got, err := Render(tmpl, c.messages(), Options{AddGenerationPrompt: c.AddGenerationPrompt, EnableThinking: c.EnableThinking, Tools: c.Tools})
+				if err == nil && got != want[i].Text {
+					err = fmt.Errorf("%s: concurrent rendering differs", c.Name)
+				}
+				if err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -397,4 +398,42 @@ func BenchmarkEncode(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestConcurrentEncode encodes from several goroutines at once (shared BPE cache), as a server does.
+func TestConcurrentEncode(t *testing.T) {
+	tok, err := Load(mustRead(t, tinyDir+"/tokenizer.json"), nil) // a fresh, empty cache
+	if err != nil {
+		t.Fatal(err)
+	}
+	corpus := readJSONL[string](t, corpusPath)
+	want := readJSONL[expected](t, "../../testdata/tokenizer/expected_tiny.jsonl")
+	var wg sync.WaitGroup
+	errs := make(chan string, 4)
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i, s := range corpus {
+				if !cmp.Equal(tok.Encode(s), want[i].IDs, cmpopts.EquateEmpty()) {
+					errs <- fmt.Sprintf("line %d differs under concurrency", i+1)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+}
+
+func mustRead(t testing.TB, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
