@@ -61,6 +61,18 @@ const (
 	// v_head_dim defaults to head_dim. It has the side effect of the cache
 	// write, so it is not pure.
 	OpQKVAttention Op = 35
+	// OpMoERouted is the whole MoE dispatch in one step: router GEMM, top-k
+	// choice, expert weights, then the grouped expert GEMMs and the weighted
+	// combine of `moe` (ir/op_moe.go):
+	//
+	//	moe_routed(x [T, H], router [E, H], gate_up, down [, bias [E]])
+	//	  {k, scoring, normalize, scale, experts} -> [T, H]
+	//
+	//	  logits = x·routerᵀ; ids = router_topk(logits [, bias]); w = router_weights(logits, ids)
+	//	  y = moe(x, ids, w, gate_up, down)
+	//
+	// The logits, ids and weights never leave the step.
+	OpMoERouted Op = 36
 )
 
 func init() {
@@ -74,6 +86,34 @@ func init() {
 		Attrs: []string{"heads", "head_dim", "theta", "rotary_dims", "style", "cache", "scale"},
 		Infer: inferQKVAttention, Pure: false,
 		Comment: "q/k norm + rope + kv-cache write + causal attention over one fused qkv row"})
+	defineOp(OpMoERouted, OpInfo{Name: "moe_routed", Args: -1, Attrs: []string{"k", "scoring", "experts"},
+		Infer: inferMoERouted, Pure: true,
+		Comment: "moe(x, router_topk(x·Rᵀ), router_weights(x·Rᵀ, ·), gate_up, down) in one step"})
+}
+
+func inferMoERouted(a []*Value, at Attrs) (DType, Shape, error) {
+	if len(a) != 4 && len(a) != 5 {
+		return 0, nil, fmt.Errorf("want x, router, gate_up, down and an optional bias, got %d args", len(a))
+	}
+	dt, sh, err := inferMatMul(a[:2], nil)
+	if err != nil {
+		return 0, nil, fmt.Errorf("router: %w", err)
+	}
+	logits := &Value{DType: dt, Shape: sh}
+	topk := []*Value{logits}
+	if len(a) == 5 {
+		topk = append(topk, a[4])
+	}
+	dt, sh, err = inferRouterTopK(topk, at)
+	if err != nil {
+		return 0, nil, err
+	}
+	ids := &Value{DType: dt, Shape: sh}
+	dt, sh, err = inferRouterWeights([]*Value{logits, ids}, at)
+	if err != nil {
+		return 0, nil, err
+	}
+	return inferMoE([]*Value{a[0], ids, {DType: dt, Shape: sh}, a[2], a[3]}, at)
 }
 
 // FusedMatMulLayout returns the arg positions of a fused_matmul's optional

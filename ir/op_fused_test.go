@@ -53,6 +53,15 @@ var extraInferenceCases = []inferenceCase{
 		return e.b.Op(OpQKVAttention, vals(e.x, e.pos), Ints("heads", 4, 2), Int("head_dim", 16),
 			Float("theta", 1e6), Int("rotary_dims", 16), Str("style", "neox"), Int("cache", 0), Float("scale", 0.25))
 	}, "", "qkv must be float [T, 128]"},
+	{"moe_routed", func(e *opEnv) *Value {
+		gu, down := e.wt("gu", 8*2*16, 64), e.wt("down", 8*64, 16)
+		return e.b.Op(OpMoERouted, vals(e.x, e.wt("router", 8, 64), gu, down, e.wt("bias", 8)),
+			Int("k", 2), Str("scoring", "sigmoid"), Int("normalize", 1), Float("scale", 1.8), Int("experts", 8))
+	}, "f32[T, 64]", ""},
+	{"moe_routed/k", func(e *opEnv) *Value {
+		gu, down := e.wt("gu", 8*2*16, 64), e.wt("down", 8*64, 16)
+		return e.b.Op(OpMoERouted, vals(e.x, e.wt("router", 8, 64), gu, down), Int("k", 9), Str("scoring", "softmax"), Int("experts", 8))
+	}, "", "k 9 must be in [1, 8]"},
 	{"qkv_attention/gqa", func(e *opEnv) *Value {
 		qkv := e.in("qkv", F32, T, 3*16+2*2*16)
 		return e.b.Op(OpQKVAttention, vals(qkv, e.pos), Ints("heads", 3, 2), Int("head_dim", 16),

@@ -22,6 +22,7 @@ type Pass struct {
 var Pipeline = []Pass{
 	{Name: "cse", Run: CSE, Doc: "merge pure values that compute the same thing"},
 	{Name: "fold", Run: Fold, Doc: "fold reshapes, whole sections and nested weight concats"},
+	{Name: "fuse-moe", Run: FuseMoE, Doc: "router GEMM + top-k + expert weights into the grouped expert step (moe_routed)", Fusion: true},
 	{Name: "fuse-qkv", Run: FuseQKV, Doc: "one GEMM over concatenated weights for matmuls sharing x (q/k/v, gate/up, q_a/kv_a)", Fusion: true},
 	{Name: "fuse-swiglu", Run: FuseSwiGLU, Doc: "SwiGLU in the epilogue of the fused gate/up GEMM", Fusion: true},
 	{Name: "fuse-norm-matmul", Run: FuseNormMatMul, Doc: "RMSNorm in the prologue of the GEMMs that read it", Fusion: true},
@@ -41,6 +42,7 @@ type Constraint struct {
 var Order = []Constraint{
 	{"cse", "fuse-qkv", "sibling matmuls are found by their shared activation value; duplicates must be one value first"},
 	{"fold", "fuse-qkv", "reshape chains and nested concats are canonical before patterns match them"},
+	{"fuse-moe", "fuse-qkv", "the router must still be its own matmul: horizontal fusion would merge it with the shared expert's projections of the same x"},
 	{"fuse-qkv", "fuse-swiglu", "the SwiGLU epilogue pattern reads the two sections of the fused gate/up GEMM"},
 	{"fuse-qkv", "fuse-norm-matmul", "after horizontal fusion a norm has one GEMM reader, so the prologue computes it once"},
 	{"fuse-qkv", "fuse-attn-input", "qkv_attention reads q, k and v as sections of one fused projection"},

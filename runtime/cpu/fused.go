@@ -19,6 +19,7 @@ func init() {
 	builders[ir.OpSection] = buildSection
 	builders[ir.OpAddRMSNorm] = buildAddRMSNorm
 	builders[ir.OpQKVAttention] = buildQKVAttention
+	builders[ir.OpMoERouted] = buildMoERouted
 }
 
 // fusedScratch is the backend-wide scratch of the fused kernels: steps run
@@ -401,4 +402,92 @@ func (k *qkvAttentionK) head(src, dst, w, cos, sin []float32) {
 		dst[2*j] = float32(x1*c) - float32(x2*s)
 		dst[2*j+1] = float32(x2*c) + float32(x1*s)
 	}
+}
+
+// moeRoutedK runs moe_routed: the router GEMM into scratch, then the
+// routing and expert kernels of moe.go over the scratch logits, ids and
+// weights.
+type moeRoutedK struct {
+	mm      matmulK
+	topk    routerTopKK
+	weights routerWeightsK
+	moe     *moeK
+	scratch *fusedScratch
+	e, k    int
+}
+
+func (k *moeRoutedK) scratchOf() *fusedScratch { return k.scratch }
+
+func buildMoERouted(b *Backend, s ir.Step, y tensor) (kernel, error) {
+	if len(s.Args) != 4 && len(s.Args) != 5 {
+		return nil, fmt.Errorf("want 4 or 5 args, got %d", len(s.Args))
+	}
+	router, err := b.matrixOf(s.Args[1])
+	if err != nil {
+		return nil, err
+	}
+	x := b.operand(s.Args[0])
+	e, kk := router.rows, int(s.Attrs.Int("k", 0))
+	maxT := b.opt.MaxTokens
+	k := &moeRoutedK{e: e, k: kk, scratch: sharedScratch(b, maxT*(e+2*kk))}
+	k.mm = matmulK{b: b, x: x, w: router, k: router.cols, n: e}
+	if router.dt != ir.F32 {
+		for i := range b.scratch {
+			if len(b.scratch[i].w) < nTile*router.cols {
+				b.scratch[i].w = make([]float32, nTile*router.cols)
+			}
+		}
+	}
+	softmax := s.Attrs.String("scoring", "") == "softmax"
+	k.topk = routerTopKK{e: e, k: kk, softmax: softmax, score: make([]float32, e), taken: make([]bool, e)}
+	if len(s.Args) == 5 {
+		k.topk.bias = b.operand(s.Args[4]).f32
+	}
+	k.weights = routerWeightsK{e: e, k: kk, softmax: softmax, normalize: s.Attrs.Int("normalize", 0) == 1,
+		scale: float32(s.Attrs.Float("scale", 1)), score: make([]float32, e)}
+	// The expert step, as buildMoE makes it, with ids and weights that
+	// live in scratch (set before each run).
+	e2 := int(s.Attrs.Int("experts", 0))
+	gu, down := b.weightRows(s.Args[2]), b.weightRows(s.Args[3])
+	h := int(x.shape[1])
+	if gu.cols != h || gu.rows%(2*e2) != 0 || down.rows != e2*h || down.cols != gu.rows/(2*e2) {
+		return nil, fmt.Errorf("expert weights [%d, %d] and [%d, %d] do not fit %d experts of hidden %d", gu.rows, gu.cols, down.rows, down.cols, e2, h)
+	}
+	inter := gu.rows / (2 * e2)
+	pairs := maxT * kk
+	k.moe = &moeK{b: b, x: x, gu: gu, down: down, y: y.f32, e: e2, k: kk, h: h, inter: inter,
+		act: make([]float32, pairs*2*inter), out: make([]float32, pairs*h),
+		count: make([]int, e2), start: make([]int, e2+1), order: make([]int32, pairs), perm: make([]int, kk)}
+	tiles := (2*inter+moeTile-1)/moeTile + (h+moeTile-1)/moeTile
+	k.moe.items = make([]moeItem, 0, e2*tiles)
+	for i := range b.scratch {
+		if len(b.scratch[i].w) < moeTile*max(h, inter) {
+			b.scratch[i].w = make([]float32, moeTile*max(h, inter))
+		}
+	}
+	return k, nil
+}
+
+func (k *moeRoutedK) exec(b *Backend) error {
+	maxT := b.opt.MaxTokens
+	sc := k.scratch.f32
+	logits := sc[:maxT*k.e]
+	ids := i32View(sc[maxT*k.e : maxT*(k.e+k.k)])
+	w := sc[maxT*(k.e+k.k) : maxT*(k.e+2*k.k)]
+	lt := tensor{dt: ir.F32, shape: ir.Sh(ir.T, ir.Dim(k.e)), f32: logits}
+	it := tensor{dt: ir.I32, shape: ir.Sh(ir.T, ir.Dim(k.k)), i32: ids}
+	k.mm.y = logits
+	if err := k.mm.exec(b); err != nil {
+		return err
+	}
+	k.topk.logits, k.topk.ids = lt, ids
+	if err := k.topk.exec(b); err != nil {
+		return err
+	}
+	k.weights.logits, k.weights.ids, k.weights.w = lt, it, w
+	if err := k.weights.exec(b); err != nil {
+		return err
+	}
+	k.moe.ids, k.moe.w = it, w
+	return k.moe.exec(b)
 }

@@ -219,3 +219,64 @@ func TestSection(t *testing.T) {
 		t.Errorf("got %v %v, want [2 2 3] %v", shape, got, want)
 	}
 }
+
+// The routed MoE step gives what router matmul, router_topk,
+// router_weights and moe give as separate steps.
+func TestMoERoutedMatchesUnfused(t *testing.T) {
+	const V, H, E, I = 29, 16, 6, 8
+	for _, tc := range []struct {
+		dt    ir.DType
+		attrs []ir.Attr
+		bias  bool
+	}{
+		{ir.F32, []ir.Attr{ir.Int("k", 2), ir.Str("scoring", "softmax"), ir.Int("normalize", 1)}, false},
+		{ir.BF16, []ir.Attr{ir.Int("k", 3), ir.Str("scoring", "sigmoid"), ir.Int("normalize", 1), ir.Float("scale", 1.8)}, true},
+	} {
+		t.Run(fmt.Sprintf("%v/bias=%v", tc.dt, tc.bias), func(t *testing.T) {
+			ws := newWeightSet(5)
+			plan := func(fuse bool) *ir.Plan {
+				b := ir.NewBuilder("moe")
+				tok := b.Input("tokens", ir.I32, ir.T)
+				x := b.Embedding(ws.add(b, "emb", tc.dt, 1, V, H), tok)
+				n := b.RMSNorm(x, ws.add(b, "ln", tc.dt, 0.3, H), 1e-6, false)
+				l := b.MatMul(n, ws.add(b, "router", tc.dt, 0.5, E, H))
+				targs := []*ir.Value{l}
+				if tc.bias {
+					targs = append(targs, ws.add(b, "bias", tc.dt, 0.1, E))
+				}
+				ids := b.Op(ir.OpRouterTopK, targs, tc.attrs[:2]...)
+				w := b.Op(ir.OpRouterWeights, []*ir.Value{l, ids}, tc.attrs[1:]...)
+				y := b.Op(ir.OpMoE, []*ir.Value{n, ids, w, ws.add(b, "gu", tc.dt, 0.3, E*2*I, H), ws.add(b, "down", tc.dt, 0.3, E*H, I)}, ir.Int("experts", E))
+				b.Output("y", b.Add(x, y))
+				g, err := b.Finish()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := passes.Run(g, passes.Options{Check: true, NoFuse: !fuse}); err != nil {
+					t.Fatal(err)
+				}
+				p, err := passes.Lower(g)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return p
+			}
+			fp, up := plan(true), plan(false)
+			if !slices.ContainsFunc(fp.Steps, func(s ir.Step) bool { return s.Op == ir.OpMoERouted }) {
+				t.Fatalf("no moe_routed step:\n%s", ir.PrintPlan(fp))
+			}
+			opt := Options{Threads: 2, MaxTokens: 16}
+			fused, plain := newBackend(t, fp, planWeights(ws, fp), opt), newBackend(t, up, planWeights(ws, up), opt)
+			for _, n := range []int{9, 1} {
+				bt := makeBatch(chunk{nil, 0, randTokens(ws.rng, n, V)})
+				step(t, fused, bt)
+				step(t, plain, bt)
+				got, _ := output(t, fused, "y")
+				want, _ := output(t, plain, "y")
+				if e := maxRel(got, f64s(want)); e > 1e-5 {
+					t.Errorf("%d tokens: fused vs unfused max relative error %.3g", n, e)
+				}
+			}
+		})
+	}
+}
