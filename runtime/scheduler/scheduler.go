@@ -34,6 +34,7 @@ var (
 	ErrQueueFull = errors.New("scheduler: queue full")
 	ErrClosed    = errors.New("scheduler: closed")
 	ErrTooLong   = errors.New("scheduler: request does not fit the KV cache")
+	ErrInvalid   = errors.New("invalid request")
 )
 
 // Config sizes a scheduler. A zero field takes its default.
@@ -173,15 +174,15 @@ func (s *Scheduler) Stats() Stats {
 // closes.
 func (s *Scheduler) Submit(ctx context.Context, req Request) (*Stream, error) {
 	if len(req.Prompt) == 0 {
-		return nil, fmt.Errorf("scheduler: empty prompt")
+		return nil, fmt.Errorf("%w: empty prompt", ErrInvalid)
 	}
 	if req.MaxTokens < 1 {
-		return nil, fmt.Errorf("scheduler: max tokens must be >= 1, got %d", req.MaxTokens)
+		return nil, fmt.Errorf("%w: max tokens must be >= 1, got %d", ErrInvalid, req.MaxTokens)
 	}
 	if s.cfg.VocabSize > 0 {
 		for _, t := range req.Prompt {
 			if t < 0 || int(t) >= s.cfg.VocabSize {
-				return nil, fmt.Errorf("scheduler: prompt token %d outside the vocabulary [0, %d)", t, s.cfg.VocabSize)
+				return nil, fmt.Errorf("%w: prompt token %d outside the vocabulary [0, %d)", ErrInvalid, t, s.cfg.VocabSize)
 			}
 		}
 	}
@@ -190,7 +191,7 @@ func (s *Scheduler) Submit(ctx context.Context, req Request) (*Stream, error) {
 	}
 	smp, err := sample.New(req.Sample)
 	if err != nil {
-		return nil, fmt.Errorf("scheduler: %w", err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	smp.SetPrompt(req.Prompt)
 	q := &seq{ctx: ctx, req: req, smp: smp, tokens: slices.Clip(slices.Clone(req.Prompt)), slot: -1}
@@ -364,6 +365,9 @@ func (s *Scheduler) step() {
 		if !q.admitted {
 			s.counter.PromptTokens += int64(len(q.req.Prompt))
 			s.counter.CachedTokens += int64(shared)
+			q.stream.mu.Lock()
+			q.stream.cached = shared
+			q.stream.mu.Unlock()
 			q.admitted = true
 			s.mu.Lock()
 			s.queued--
@@ -498,6 +502,7 @@ type Stream struct {
 	mu     sync.Mutex
 	toks   []sample.Result
 	ended  bool
+	cached int
 	finish Finish
 	err    error
 	notify chan struct{}
@@ -548,4 +553,12 @@ func (st *Stream) Next(ctx context.Context, buf []sample.Result) (toks []sample.
 			return nil, true, FinishCancelled, ctx.Err()
 		}
 	}
+}
+
+// CachedTokens returns how many prompt positions the prefix cache served
+// when the request was admitted.
+func (st *Stream) CachedTokens() int {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.cached
 }

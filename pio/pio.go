@@ -1,0 +1,520 @@
+// Package pio is the Go API of Inference-PIO: load a compiled engine, then
+// generate text or chat with it, streaming. Many calls may run at once;
+// they are batched together by the engine's scheduler.
+//
+//	e, err := pio.Load("qwen3-0.6b.pio", pio.Options{})
+//	defer e.Close()
+//	res, err := e.Chat(ctx, []pio.Message{{Role: "user", Content: "Hi"}}, pio.ChatOptions{},
+//		func(c pio.ChatChunk) { fmt.Print(c.Content) })
+//
+// It is the Go form of generate_text and chat_completion; `piort run` and
+// `piort serve` are built on it.
+package pio
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/inference-pio/pio/frontends/hf"
+	"github.com/inference-pio/pio/runtime/cpu"
+	"github.com/inference-pio/pio/runtime/engine"
+	"github.com/inference-pio/pio/runtime/kvcache"
+	"github.com/inference-pio/pio/runtime/sample"
+	"github.com/inference-pio/pio/runtime/scheduler"
+	"github.com/inference-pio/pio/runtime/toolcall"
+)
+
+// Options configure Load. A zero field takes its default.
+type Options struct {
+	Threads       int  // CPU threads; default all
+	MaxStepTokens int  // tokens per step (the batching budget); default 256
+	MaxSeqs       int  // sequences per step; default 16
+	CacheTokens   int  // KV cache positions shared by all sequences; default 8192
+	BlockSize     int  // positions per KV block; default 16
+	MaxQueue      int  // requests waiting beyond the running ones; default 256
+	VerifyWeights bool // check weight checksums at load
+}
+
+// Engine is a loaded model with its scheduler. Its methods are safe for
+// concurrent use.
+type Engine struct {
+	file  *engine.Engine
+	be    *cpu.Backend
+	sched *scheduler.Scheduler
+	text  textCodec
+	noTok error // why text is unavailable
+
+	name        string
+	arch        string
+	vocab       int
+	maxModelLen int
+	eos         []int32
+	chatEOS     []int32 // end-of-turn ids beyond eos (<|im_end|>)
+	gen         *hf.GenerationConfig
+}
+
+// Load opens an engine file and starts its scheduler.
+func Load(path string, opt Options) (*Engine, error) {
+	f, err := engine.Open(path, engine.OpenOptions{VerifyWeights: opt.VerifyWeights})
+	if err != nil {
+		return nil, err
+	}
+	e, err := newEngine(f, opt)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return e, nil
+}
+
+func newEngine(f *engine.Engine, opt Options) (*Engine, error) {
+	if opt.MaxStepTokens == 0 {
+		opt.MaxStepTokens = 256
+	}
+	if opt.MaxSeqs == 0 {
+		opt.MaxSeqs = 16
+	}
+	if opt.CacheTokens == 0 {
+		opt.CacheTokens = 8192
+	}
+	if opt.BlockSize == 0 {
+		opt.BlockSize = 16
+	}
+	if opt.MaxStepTokens < 0 || opt.MaxSeqs < 0 || opt.CacheTokens < 0 || opt.BlockSize < 0 || opt.MaxQueue < 0 || opt.Threads < 0 {
+		return nil, fmt.Errorf("pio: negative option in %+v", opt)
+	}
+	e := &Engine{file: f, name: f.Meta.Model.Name, arch: f.Meta.Model.Architecture}
+	var cfg struct {
+		MaxPos int             `json:"max_position_embeddings"`
+		Vocab  int             `json:"vocab_size"`
+		EOS    json.RawMessage `json:"eos_token_id"`
+	}
+	if err := json.Unmarshal(f.Meta.Model.ConfigJSON, &cfg); err != nil {
+		return nil, fmt.Errorf("pio: config.json: %w", err)
+	}
+	e.vocab = cfg.Vocab
+	if len(f.Meta.GenerationConfigJSON) > 0 {
+		g, err := hf.ParseGenerationConfig(f.Meta.GenerationConfigJSON, "generation_config.json")
+		if err != nil {
+			return nil, err
+		}
+		e.gen = g
+		for _, id := range g.EOSTokenIDs {
+			e.eos = append(e.eos, int32(id))
+		}
+	}
+	if len(e.eos) == 0 && len(cfg.EOS) > 0 {
+		var one int32
+		var many []int32
+		if json.Unmarshal(cfg.EOS, &one) == nil && string(cfg.EOS) != "null" {
+			e.eos = []int32{one}
+		} else if json.Unmarshal(cfg.EOS, &many) == nil {
+			e.eos = many
+		}
+	}
+	numBlocks := (opt.CacheTokens + opt.BlockSize - 1) / opt.BlockSize
+	be, err := cpu.FromEngine(f, cpu.Options{MaxTokens: opt.MaxStepTokens, NumBlocks: numBlocks, BlockSize: opt.BlockSize, MaxSeqs: opt.MaxSeqs, Threads: opt.Threads})
+	if err != nil {
+		return nil, err
+	}
+	e.maxModelLen = numBlocks * opt.BlockSize
+	if cfg.MaxPos > 0 {
+		e.maxModelLen = min(e.maxModelLen, cfg.MaxPos)
+	}
+	e.sched, err = scheduler.New(be, kvcache.NewAllocator(numBlocks, opt.BlockSize), scheduler.Config{
+		MaxStepTokens: opt.MaxStepTokens, MaxSeqs: opt.MaxSeqs, MaxQueue: opt.MaxQueue,
+		MaxModelLen: e.maxModelLen, VocabSize: cfg.Vocab,
+	})
+	if err != nil {
+		be.Close()
+		return nil, err
+	}
+	e.be = be
+	if len(f.Meta.TokenizerJSON) == 0 {
+		e.noTok = errors.New("the engine carries no tokenizer.json")
+	} else if e.text, err = loadText(f.Meta.TokenizerJSON, f.Meta.TokenizerConfigJSON, f.Meta.ChatTemplate); err != nil {
+		e.noTok = err
+	}
+	if e.text != nil {
+		if id, ok := e.text.TokenID("<|im_end|>"); ok && !containsID(e.eos, id) {
+			e.chatEOS = append(e.chatEOS, id)
+		}
+	}
+	return e, nil
+}
+
+// Close stops the scheduler (ending open streams) and releases the engine.
+func (e *Engine) Close() error {
+	e.sched.Close()
+	e.be.Close()
+	return e.file.Close()
+}
+
+// Name returns the model name the engine was built with.
+func (e *Engine) Name() string { return e.name }
+
+// Architecture returns the Hugging Face architecture, e.g. "Qwen3ForCausalLM".
+func (e *Engine) Architecture() string { return e.arch }
+
+// MaxModelLen returns the most positions (prompt and output) of one sequence.
+func (e *Engine) MaxModelLen() int { return e.maxModelLen }
+
+// Stats returns the scheduler's counters.
+func (e *Engine) Stats() scheduler.Stats { return e.sched.Stats() }
+
+// Encode turns text into token ids.
+func (e *Engine) Encode(text string) ([]int32, error) {
+	if e.text == nil {
+		return nil, fmt.Errorf("pio: no tokenizer: %w", e.noTok)
+	}
+	return e.text.Encode(text), nil
+}
+
+// GenerateOptions configure one generation. Nil pointers take the model's
+// generation_config.json value, else the OpenAI default.
+type GenerateOptions struct {
+	MaxTokens         int // 0: until the model's length
+	Temperature       *float64
+	TopP              *float64
+	TopK              *int
+	MinP              *float64
+	RepetitionPenalty *float64
+	PresencePenalty   float64
+	FrequencyPenalty  float64
+	Seed              *uint64 // nil: a random seed
+	Stop              []string
+	StopTokenIDs      []int32
+	IgnoreEOS         bool
+	Logprobs          bool
+	TopLogprobs       int
+}
+
+// TokenLogprob is a token, its text and its log-probability.
+type TokenLogprob struct {
+	Token   int32
+	Text    string
+	Logprob float32
+}
+
+// Logprob is the log-probability of a generated token and its most
+// likely alternatives.
+type Logprob struct {
+	TokenLogprob
+	Top []TokenLogprob
+}
+
+// Chunk is what a streaming callback receives: new text and the tokens
+// that produced it (text may lag tokens when a stop string or an
+// incomplete character is held back).
+type Chunk struct {
+	Text     string
+	Tokens   []int32
+	Logprobs []Logprob // when asked for, one per token
+}
+
+// Result is a finished generation.
+type Result struct {
+	Text             string
+	Tokens           []int32
+	Logprobs         []Logprob
+	FinishReason     string // "stop" or "length"
+	PromptTokens     int
+	CompletionTokens int
+	CachedTokens     int // prompt tokens served by the prefix cache
+}
+
+// Errors a generation may return (wrapped).
+var (
+	ErrQueueFull = scheduler.ErrQueueFull // too many requests are waiting
+	ErrTooLong   = scheduler.ErrTooLong   // the prompt leaves no room to generate
+	ErrInvalid   = scheduler.ErrInvalid   // an option or the prompt is invalid
+)
+
+// sampleOptions resolves o against the generation config.
+func (e *Engine) sampleOptions(o *GenerateOptions) (sample.Options, error) {
+	s := sample.Options{Temperature: 1, TopP: 1, PresencePenalty: o.PresencePenalty, FrequencyPenalty: o.FrequencyPenalty,
+		Logprobs: o.Logprobs, TopLogprobs: o.TopLogprobs}
+	if g := e.gen; g != nil {
+		if g.Temperature != nil {
+			s.Temperature = *g.Temperature
+		}
+		if g.TopP != nil {
+			s.TopP = *g.TopP
+		}
+		if g.TopK != nil {
+			s.TopK = *g.TopK
+		}
+		if g.MinP != nil {
+			s.MinP = *g.MinP
+		}
+		if g.RepetitionPenalty != nil {
+			s.RepetitionPenalty = *g.RepetitionPenalty
+		}
+	}
+	set := func(dst *float64, v *float64) {
+		if v != nil {
+			*dst = *v
+		}
+	}
+	set(&s.Temperature, o.Temperature)
+	set(&s.TopP, o.TopP)
+	set(&s.MinP, o.MinP)
+	set(&s.RepetitionPenalty, o.RepetitionPenalty)
+	if o.TopK != nil {
+		s.TopK = *o.TopK
+	}
+	if o.Seed != nil {
+		s.Seed = *o.Seed
+	} else {
+		s.Seed = randSeed()
+	}
+	return s, s.Validate()
+}
+
+// Generate completes a text prompt (no chat template), calling fn, when
+// not nil, as text arrives.
+func (e *Engine) Generate(ctx context.Context, prompt string, opt GenerateOptions, fn func(Chunk)) (Result, error) {
+	ids, err := e.Encode(prompt)
+	if err != nil {
+		return Result{}, err
+	}
+	return e.GenerateIDs(ctx, ids, opt, fn)
+}
+
+// GenerateIDs completes a prompt of token ids.
+func (e *Engine) GenerateIDs(ctx context.Context, prompt []int32, opt GenerateOptions, fn func(Chunk)) (Result, error) {
+	return e.generate(ctx, prompt, opt, nil, fn)
+}
+
+func containsID(ids []int32, id int32) bool {
+	for _, x := range ids {
+		if x == id {
+			return true
+		}
+	}
+	return false
+}
+
+// generate runs one request; extraStop are more end-of-turn ids.
+func (e *Engine) generate(ctx context.Context, prompt []int32, opt GenerateOptions, extraStop []int32, fn func(Chunk)) (Result, error) {
+	if opt.MaxTokens < 0 {
+		return Result{}, fmt.Errorf("pio: %w: max tokens must be >= 0, got %d", ErrInvalid, opt.MaxTokens)
+	}
+	so, err := e.sampleOptions(&opt)
+	if err != nil {
+		return Result{}, fmt.Errorf("pio: %w: %w", ErrInvalid, err)
+	}
+	room := e.maxModelLen - len(prompt)
+	if room < 1 {
+		return Result{}, fmt.Errorf("%w: prompt of %d tokens, the model holds %d", scheduler.ErrTooLong, len(prompt), e.maxModelLen)
+	}
+	maxTokens := room
+	if opt.MaxTokens > 0 {
+		maxTokens = min(opt.MaxTokens, room)
+	}
+	stopIDs := append([]int32(nil), opt.StopTokenIDs...)
+	if !opt.IgnoreEOS {
+		stopIDs = append(stopIDs, e.eos...)
+		stopIDs = append(stopIDs, extraStop...)
+	}
+	for _, s := range opt.Stop {
+		if s == "" {
+			return Result{}, fmt.Errorf("pio: %w: empty stop string", ErrInvalid)
+		}
+	}
+	if len(opt.Stop) > 0 && e.text == nil {
+		return Result{}, fmt.Errorf("pio: stop strings need a tokenizer: %w", e.noTok)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	st, err := e.sched.Submit(ctx, scheduler.Request{Prompt: prompt, MaxTokens: maxTokens, Sample: so, StopIDs: stopIDs})
+	if err != nil {
+		return Result{}, err
+	}
+	res := Result{PromptTokens: len(prompt)}
+	var dec streamDecoder
+	if e.text != nil {
+		dec = e.text.NewStreamDecoder(true)
+	}
+	maxStop := 0
+	for _, s := range opt.Stop {
+		maxStop = max(maxStop, len(s))
+	}
+	var full strings.Builder // all text so far
+	emitted := 0
+	stopped := false
+	var buf []sample.Result
+	// flushText emits the text that can no longer be part of a stop string.
+	flushText := func(c *Chunk, final bool) {
+		s := full.String()
+		if !stopped && maxStop > 0 {
+			from, best := max(0, emitted-maxStop+1), -1
+			for _, stop := range opt.Stop {
+				if i := strings.Index(s[from:], stop); i >= 0 && (best < 0 || from+i < best) {
+					best = from + i
+				}
+			}
+			if best >= 0 {
+				s, stopped = s[:best], true
+			}
+		}
+		end := len(s)
+		if !final && !stopped && maxStop > 0 {
+			end = max(emitted, len(s)-maxStop+1)
+			for end > emitted && end < len(s) && !utf8.RuneStart(s[end]) {
+				end--
+			}
+		}
+		c.Text += s[emitted:end]
+		emitted = end
+		if stopped {
+			res.Text = s
+		}
+	}
+	for !stopped {
+		toks, done, why, err := st.Next(ctx, buf)
+		if done {
+			switch why {
+			case scheduler.FinishStop, scheduler.FinishLength:
+				res.FinishReason = string(why)
+			default:
+				if err == nil {
+					err = fmt.Errorf("pio: generation ended: %s", why)
+				}
+				return res, err
+			}
+			break
+		}
+		buf = toks
+		var c Chunk
+		for _, r := range toks {
+			res.Tokens = append(res.Tokens, r.Token)
+			c.Tokens = append(c.Tokens, r.Token)
+			if dec != nil && !(containsID(stopIDs, r.Token) && !containsID(opt.StopTokenIDs, r.Token)) {
+				full.WriteString(dec.Add(r.Token))
+			}
+			if so.Logprobs || so.TopLogprobs > 0 {
+				lp := Logprob{TokenLogprob: e.tokenLogprob(r.Token, r.Logprob)}
+				for _, t := range r.Top {
+					lp.Top = append(lp.Top, e.tokenLogprob(t.Token, t.Logprob))
+				}
+				c.Logprobs = append(c.Logprobs, lp)
+				res.Logprobs = append(res.Logprobs, lp)
+			}
+		}
+		flushText(&c, false)
+		if stopped {
+			res.FinishReason = "stop"
+			cancel() // frees the sequence
+		}
+		if fn != nil && (c.Text != "" || len(c.Tokens) > 0) {
+			fn(c)
+		}
+	}
+	if !stopped && dec != nil {
+		full.WriteString(dec.Flush())
+		var c Chunk
+		flushText(&c, true)
+		if fn != nil && c.Text != "" {
+			fn(c)
+		}
+		res.Text = full.String()
+		if stopped {
+			res.Text = res.Text[:emitted]
+			res.FinishReason = "stop"
+		}
+	}
+	res.CompletionTokens = len(res.Tokens)
+	res.CachedTokens = st.CachedTokens()
+	return res, nil
+}
+
+func (e *Engine) tokenLogprob(id int32, lp float32) TokenLogprob {
+	t := TokenLogprob{Token: id, Logprob: lp}
+	if e.text != nil {
+		t.Text = e.text.Decode([]int32{id}, false)
+	}
+	return t
+}
+
+// ChatOptions configure Chat.
+type ChatOptions struct {
+	GenerateOptions
+	Tools          []json.RawMessage // OpenAI tool definitions, passed to the template
+	ParseToolCalls bool              // split tool calls out of the answer (default when Tools are given)
+	EnableThinking *bool             // the template's enable_thinking; nil leaves its default
+	TemplateExtra  map[string]any    // more template variables
+}
+
+// ChatChunk is a streamed piece of the assistant's message.
+type ChatChunk struct {
+	Content   string
+	Reasoning string
+	ToolCalls []toolcall.Call
+	Tokens    []int32
+	Logprobs  []Logprob
+}
+
+// ChatResult is the assistant's complete message.
+type ChatResult struct {
+	Message
+	Result
+}
+
+// Chat renders msgs with the engine's chat template, generates the
+// assistant's turn and splits it into content, reasoning and tool calls.
+func (e *Engine) Chat(ctx context.Context, msgs []Message, opt ChatOptions, fn func(ChatChunk)) (ChatResult, error) {
+	prompt, err := e.RenderChat(msgs, opt)
+	if err != nil {
+		return ChatResult{}, err
+	}
+	ids := e.text.Encode(prompt)
+	parser, err := toolcall.New(e.toolFormat(), toolcall.Options{
+		ToolCalls:   opt.ParseToolCalls || len(opt.Tools) > 0,
+		Reasoning:   true,
+		InReasoning: strings.HasSuffix(strings.TrimRight(prompt, "\n"), "<think>"),
+	})
+	if err != nil {
+		return ChatResult{}, err
+	}
+	var out ChatResult
+	out.Role = "assistant"
+	add := func(d toolcall.Delta, c Chunk) {
+		out.Content += d.Content
+		out.ReasoningContent += d.Reasoning
+		for _, call := range d.Calls {
+			tc := ToolCall{ID: newCallID(), Type: "function"}
+			tc.Function.Name, tc.Function.Arguments = call.Name, call.Arguments
+			out.ToolCalls = append(out.ToolCalls, tc)
+		}
+		if fn != nil && (!d.Empty() || len(c.Tokens) > 0) {
+			fn(ChatChunk{Content: d.Content, Reasoning: d.Reasoning, ToolCalls: d.Calls, Tokens: c.Tokens, Logprobs: c.Logprobs})
+		}
+	}
+	res, err := e.generate(ctx, ids, opt.GenerateOptions, e.chatEOS, func(c Chunk) { add(parser.Add(c.Text), c) })
+	out.Result = res
+	if err != nil {
+		return out, err
+	}
+	add(parser.Flush(), Chunk{})
+	if len(out.ToolCalls) > 0 && res.FinishReason == "stop" {
+		out.FinishReason = "tool_calls"
+	}
+	return out, nil
+}
+
+// RenderChat returns the prompt Chat would generate from.
+func (e *Engine) RenderChat(msgs []Message, opt ChatOptions) (string, error) {
+	if e.text == nil {
+		return "", fmt.Errorf("pio: no tokenizer: %w", e.noTok)
+	}
+	return e.text.Render(msgs, templateOptions{EnableThinking: opt.EnableThinking, Tools: opt.Tools, Extra: opt.TemplateExtra})
+}
+
+func (e *Engine) toolFormat() string {
+	return "qwen3" // the only markup so far; GLM and Qwen3-Coder get theirs by architecture
+}

@@ -1,0 +1,166 @@
+package pio
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/inference-pio/pio/compiler"
+	"github.com/inference-pio/pio/internal/golden"
+	"github.com/inference-pio/pio/ir"
+)
+
+// tinyEngine builds testdata/tiny/qwen3-a into a temporary engine file.
+func tinyEngine(t testing.TB) (string, *golden.Model) {
+	t.Helper()
+	g, err := golden.Load("qwen3-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "tiny.pio")
+	if _, err := compiler.Build(compiler.Options{Source: g.Dir, Output: path, DType: ir.F32}); err != nil {
+		t.Fatal(err)
+	}
+	return path, g
+}
+
+func load(t testing.TB, opt Options) (*Engine, *golden.Model) {
+	path, g := tinyEngine(t)
+	e, err := Load(path, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e, g
+}
+
+var zero = 0.0
+
+func greedy(n int) GenerateOptions {
+	return GenerateOptions{MaxTokens: n, Temperature: &zero, IgnoreEOS: true}
+}
+
+// TestConcurrentGreedyMatchesGolden runs the golden prompts many times at
+// once, through small steps that mix chunked prefills with decodes: every
+// run gives transformers' greedy tokens.
+func TestConcurrentGreedyMatchesGolden(t *testing.T) {
+	e, g := load(t, Options{MaxStepTokens: 8, MaxSeqs: 6, CacheTokens: 1024})
+	var wg sync.WaitGroup
+	for rep := 0; rep < 4; rep++ {
+		for i, p := range g.Prompts {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				res, err := e.GenerateIDs(context.Background(), p.IDs, greedy(len(p.Greedy)), nil)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if !slices.Equal(res.Tokens, p.Greedy) {
+					t.Errorf("prompt %d rep %d:\n got %v\nwant %v", i, rep, res.Tokens, p.Greedy)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	if st := e.Stats(); st.Steps == 0 || st.GeneratedTokens != int64(4*16*len(g.Prompts)) {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestPreemptionKeepsOutputs runs distinct prompts at once with a KV pool
+// too small for all of them: sequences are preempted and recomputed, and
+// every output equals the one the request gives alone.
+func TestPreemptionKeepsOutputs(t *testing.T) {
+	path, g := tinyEngine(t)
+	ref, err := Load(path, Options{MaxStepTokens: 64, MaxSeqs: 1, CacheTokens: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Close()
+	small, err := Load(path, Options{MaxStepTokens: 16, MaxSeqs: 6, CacheTokens: 96, BlockSize: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer small.Close()
+	var prompts, want [][]int32
+	for i := 0; i < 6; i++ {
+		p := slices.Clone(g.Prompts[2].IDs) // 19 + 16 positions: 5 blocks of 8; the pool holds 12
+		p[0] = int32(10 + 7*i)
+		res, err := ref.GenerateIDs(context.Background(), p, greedy(16), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		prompts, want = append(prompts, p), append(want, res.Tokens)
+	}
+	var wg sync.WaitGroup
+	for i := range prompts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := small.GenerateIDs(context.Background(), prompts[i], greedy(16), nil)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if !slices.Equal(res.Tokens, want[i]) {
+				t.Errorf("prompt %d:\n got %v\nwant %v", i, res.Tokens, want[i])
+			}
+		}()
+	}
+	wg.Wait()
+	if st := small.Stats(); st.Preemptions == 0 {
+		t.Errorf("no preemptions: %+v", st)
+	} else {
+		t.Logf("%d preemptions", st.Preemptions)
+	}
+}
+
+func TestTextGenerateAndChat(t *testing.T) {
+	e, _ := load(t, Options{MaxStepTokens: 32, MaxSeqs: 4, CacheTokens: 1024})
+	var chunks []string
+	res, err := e.Generate(context.Background(), "Hello world", greedy(12), func(c Chunk) { chunks = append(chunks, c.Text) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.CompletionTokens != 12 || res.FinishReason != "length" || strings.Join(chunks, "") != res.Text {
+		t.Errorf("result %+v, chunks %q", res, chunks)
+	}
+	// A stop string taken from the greedy text cuts it there.
+	if len(res.Text) > 4 {
+		stop := res.Text[2:4]
+		opt := greedy(12)
+		opt.Stop = []string{stop}
+		var streamed strings.Builder
+		r2, err := e.Generate(context.Background(), "Hello world", opt, func(c Chunk) { streamed.WriteString(c.Text) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := res.Text[:strings.Index(res.Text, stop)]
+		if r2.Text != want || streamed.String() != want || r2.FinishReason != "stop" {
+			t.Errorf("stop %q: text %q streamed %q finish %q, want %q", stop, r2.Text, streamed.String(), r2.FinishReason, want)
+		}
+	}
+	cr, err := e.Chat(context.Background(), []Message{{Role: "user", Content: "Hi"}}, ChatOptions{GenerateOptions: greedy(8)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cr.CompletionTokens == 0 || cr.Role != "assistant" {
+		t.Errorf("chat result %+v", cr)
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	if _, err := Load(filepath.Join(t.TempDir(), "missing.pio"), Options{}); err == nil {
+		t.Error("missing file: want an error")
+	}
+	bad := filepath.Join(t.TempDir(), "bad.pio")
+	os.WriteFile(bad, []byte("not an engine"), 0o644)
+	if _, err := Load(bad, Options{}); err == nil {
+		t.Error("garbage file: want an error")
+	}
+}
