@@ -1,0 +1,390 @@
+// Package qwen3vl builds the IR of Qwen3-VL (Qwen3VLForConditionalGeneration:
+// Qwen3-VL-2B-Instruct), following transformers' modeling_qwen3_vl.py, as
+// two plan stages:
+//
+//   - vision (once per prefill that carries images): patch embedding, the
+//     bilinearly interpolated learned position embedding, pre-LN blocks with
+//     2-D RoPE and attention bidirectional within each image, the patch
+//     merger, and the DeepStack mergers tapped after the configured blocks;
+//   - text: Qwen3's decoder with interleaved MRoPE positions i32[T, 3], the
+//     merged image features placed at the <|image_pad|> rows and the
+//     DeepStack features added after decoder layers 0, 1, 2.
+//
+// The vision stage's T is the number of merged (LLM) tokens: its inputs are
+// laid out [T, merge², ...] by frontends/image.NewVisionInputs, so the
+// merger is a reshape. Stage outputs feed the text stage's inputs by name.
+package qwen3vl
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+
+	"github.com/inference-pio/pio/frontends/hf"
+	"github.com/inference-pio/pio/ir"
+	"github.com/inference-pio/pio/models"
+	"github.com/inference-pio/pio/models/nn"
+)
+
+func init() { models.Register("Qwen3VLForConditionalGeneration", New) }
+
+// TextConfig is text_config.
+type TextConfig struct {
+	Hidden, Intermediate, Layers, Heads, KVHeads, HeadDim, Vocab int
+	Eps, RopeTheta                                               float64
+	MRopeSection                                                 []int64 // [t, h, w] frequency slots, interleaved
+	Tied                                                         bool
+}
+
+// VisionConfig is vision_config.
+type VisionConfig struct {
+	Depth, Hidden, Intermediate, Heads, OutHidden       int
+	PatchSize, TemporalPatchSize, MergeSize, InChannels int
+	NumPositionEmbeddings                               int // a side×side learned grid
+	DeepStack                                           []int
+	RopeTheta                                           float64
+}
+
+// Config is the model's configuration with its special token ids.
+type Config struct {
+	Text                                           TextConfig
+	Vision                                         VisionConfig
+	ImageToken, VideoToken, VisionStart, VisionEnd int32
+}
+
+// Model builds Qwen3-VL graphs.
+type Model struct{ cfg Config }
+
+// Config returns the validated configuration.
+func (m *Model) Config() Config { return m.cfg }
+
+// New validates c (config.json with text_config and vision_config).
+func New(c *hf.Config) (models.Model, error) {
+	cfg, err := ParseConfig(c)
+	if err != nil {
+		return nil, err
+	}
+	return &Model{cfg: cfg}, nil
+}
+
+// ParseConfig reads and validates a Qwen3-VL config.json.
+func ParseConfig(c *hf.Config) (Config, error) {
+	var cfg Config
+	tc, err := c.Sub("text_config")
+	if err != nil || tc == nil {
+		return cfg, fmt.Errorf("config.json: text_config: missing or invalid (%v)", err)
+	}
+	var top struct {
+		Image       *int32 `json:"image_token_id"`
+		Video       *int32 `json:"video_token_id"`
+		VisionStart *int32 `json:"vision_start_token_id"`
+		VisionEnd   *int32 `json:"vision_end_token_id"`
+		Tied        *bool  `json:"tie_word_embeddings"`
+		Vision      *struct {
+			Depth        int     `json:"depth"`
+			Hidden       int     `json:"hidden_size"`
+			Intermediate int     `json:"intermediate_size"`
+			Heads        int     `json:"num_heads"`
+			OutHidden    int     `json:"out_hidden_size"`
+			Patch        int     `json:"patch_size"`
+			Temporal     int     `json:"temporal_patch_size"`
+			Merge        int     `json:"spatial_merge_size"`
+			InChannels   int     `json:"in_channels"`
+			NumPos       int     `json:"num_position_embeddings"`
+			DeepStack    []int   `json:"deepstack_visual_indexes"`
+			HiddenAct    string  `json:"hidden_act"`
+			RopeTheta    float64 `json:"rope_theta"`
+			Rope         *struct {
+				Theta float64 `json:"rope_theta"`
+				Type  string  `json:"rope_type"`
+			} `json:"rope_parameters"`
+		} `json:"vision_config"`
+	}
+	if err := c.Decode(&top); err != nil {
+		return cfg, err
+	}
+	if top.Image == nil || top.VisionStart == nil || top.VisionEnd == nil || top.Vision == nil {
+		return cfg, errors.New("config.json: image_token_id, vision_start_token_id, vision_end_token_id and vision_config are required")
+	}
+	cfg.ImageToken, cfg.VisionStart, cfg.VisionEnd = *top.Image, *top.VisionStart, *top.VisionEnd
+	if top.Video != nil {
+		cfg.VideoToken = *top.Video
+	}
+	t := TextConfig{Hidden: tc.HiddenSize, Intermediate: tc.IntermediateSize, Layers: tc.NumHiddenLayers,
+		Heads: tc.NumAttentionHeads, KVHeads: tc.NumKeyValueHeads, HeadDim: tc.HeadDim, Vocab: tc.VocabSize,
+		Eps: tc.RMSNormEps, RopeTheta: tc.Rope.Theta, Tied: tc.TieWordEmbeddings || (top.Tied != nil && *top.Tied)}
+	if t.KVHeads == 0 {
+		t.KVHeads = t.Heads
+	}
+	if t.HeadDim == 0 && t.Heads > 0 {
+		t.HeadDim = t.Hidden / t.Heads
+	}
+	for _, s := range tc.Rope.MRopeSection {
+		t.MRopeSection = append(t.MRopeSection, int64(s))
+	}
+	v := top.Vision
+	vc := VisionConfig{Depth: v.Depth, Hidden: v.Hidden, Intermediate: v.Intermediate, Heads: v.Heads, OutHidden: v.OutHidden,
+		PatchSize: v.Patch, TemporalPatchSize: v.Temporal, MergeSize: v.Merge, InChannels: v.InChannels,
+		NumPositionEmbeddings: v.NumPos, DeepStack: v.DeepStack, RopeTheta: 10000}
+	if v.Rope != nil && v.Rope.Theta > 0 {
+		vc.RopeTheta = v.Rope.Theta
+	} else if v.RopeTheta > 0 {
+		vc.RopeTheta = v.RopeTheta
+	}
+	if vc.InChannels == 0 {
+		vc.InChannels = 3
+	}
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"text_config.hidden_size", t.Hidden}, {"text_config.intermediate_size", t.Intermediate},
+		{"text_config.num_hidden_layers", t.Layers}, {"text_config.num_attention_heads", t.Heads},
+		{"text_config.head_dim", t.HeadDim}, {"text_config.vocab_size", t.Vocab},
+		{"vision_config.depth", vc.Depth}, {"vision_config.hidden_size", vc.Hidden},
+		{"vision_config.intermediate_size", vc.Intermediate}, {"vision_config.num_heads", vc.Heads},
+		{"vision_config.out_hidden_size", vc.OutHidden}, {"vision_config.patch_size", vc.PatchSize},
+		{"vision_config.temporal_patch_size", vc.TemporalPatchSize}, {"vision_config.spatial_merge_size", vc.MergeSize},
+		{"vision_config.num_position_embeddings", vc.NumPositionEmbeddings}} {
+		if f.v <= 0 {
+			return cfg, fmt.Errorf("config.json: %s must be > 0, got %d", f.name, f.v)
+		}
+	}
+	side := int(math.Sqrt(float64(vc.NumPositionEmbeddings)))
+	var secSum int64
+	for _, s := range t.MRopeSection {
+		secSum += s
+	}
+	switch {
+	case t.Heads%t.KVHeads != 0:
+		return cfg, fmt.Errorf("config.json: num_attention_heads %d is not a multiple of num_key_value_heads %d", t.Heads, t.KVHeads)
+	case len(t.MRopeSection) != 3 || 2*secSum != int64(t.HeadDim) || !tc.Rope.MRopeInterleaved:
+		return cfg, fmt.Errorf("config.json: text rope must be interleaved MRoPE with 3 sections summing to head_dim/2 (%d), got %v interleaved=%v", t.HeadDim/2, t.MRopeSection, tc.Rope.MRopeInterleaved)
+	case !(t.Eps > 0) || !(t.RopeTheta > 0):
+		return cfg, errors.New("config.json: text rms_norm_eps and rope_theta must be > 0")
+	case vc.Hidden%vc.Heads != 0 || (vc.Hidden/vc.Heads)%4 != 0:
+		return cfg, fmt.Errorf("config.json: vision head dim %d/%d must be a multiple of 4 (2-D rope)", vc.Hidden, vc.Heads)
+	case side*side != vc.NumPositionEmbeddings:
+		return cfg, fmt.Errorf("config.json: vision num_position_embeddings %d is not a square", vc.NumPositionEmbeddings)
+	case vc.OutHidden != t.Hidden:
+		return cfg, fmt.Errorf("config.json: vision out_hidden_size %d != text hidden_size %d", vc.OutHidden, t.Hidden)
+	case len(vc.DeepStack) > t.Layers:
+		return cfg, fmt.Errorf("config.json: %d DeepStack taps but %d text layers", len(vc.DeepStack), t.Layers)
+	case v.HiddenAct != "" && v.HiddenAct != "gelu_pytorch_tanh":
+		return cfg, fmt.Errorf("config.json: vision hidden_act %q is not supported (gelu_pytorch_tanh)", v.HiddenAct)
+	}
+	for _, d := range vc.DeepStack {
+		if d < 0 || d >= vc.Depth {
+			return cfg, fmt.Errorf("config.json: deepstack_visual_indexes %v outside depth %d", vc.DeepStack, vc.Depth)
+		}
+	}
+	cfg.Text, cfg.Vision = t, vc
+	return cfg, nil
+}
+
+// Ignored: nothing in a Qwen3-VL checkpoint is skipped.
+func (m *Model) Ignored(string) bool { return false }
+
+// ErrNeedsStages is returned by Build: a Qwen3-VL engine needs two plan
+// stages, which a single-graph build cannot express.
+var ErrNeedsStages = errors.New("qwen3vl: the model has two plan stages (vision, text); build them with BuildVision and BuildText (single-plan engines cannot hold it)")
+
+// Build reports ErrNeedsStages.
+func (m *Model) Build(models.BuildOptions) (*ir.Graph, error) { return nil, ErrNeedsStages }
+
+func ctx(b *ir.Builder, opt models.BuildOptions) *nn.Ctx {
+	c := &nn.Ctx{B: b, WDType: opt.WeightDType, Has: opt.Has}
+	if c.WDType == ir.DInvalid {
+		c.WDType = ir.F32
+	}
+	return c
+}
+
+// Vision stage inputs and outputs.
+const (
+	InPixels   = "pixel_values"    // f32[T, G, C·Tp·P·P]
+	InPosIdx   = "pos_idx"         // i32[T, G, 4]
+	InPosW     = "pos_w"           // f32[T, G, 4]
+	InRoPEPos  = "vision_pos"      // i32[T, G, 2]
+	InSegments = "segments"        // i32[T]
+	OutImage   = "image_embeds"    // f32[T, out_hidden]
+	OutDeep    = "deepstack."      // + k: f32[T, out_hidden]
+	InMRoPE    = "mrope_positions" // text: i32[T, 3]
+	InMask     = "image_mask"      // text: i32[T]
+)
+
+type linear struct{ w, b *ir.Value }
+
+func newLinear(c *nn.Ctx, name string, out, in int) linear {
+	return linear{c.W(name+".weight", out, in), c.W(name+".bias", out)}
+}
+
+func (l linear) forward(b *ir.Builder, x *ir.Value) *ir.Value {
+	return b.BiasAdd(b.MatMul(x, l.w), l.b)
+}
+
+type layerNorm struct{ w, b *ir.Value }
+
+func newLayerNorm(c *nn.Ctx, name string, d int) layerNorm {
+	return layerNorm{c.W(name+".weight", d), c.W(name+".bias", d)}
+}
+
+func (n layerNorm) forward(b *ir.Builder, x *ir.Value) *ir.Value {
+	return b.LayerNorm(x, n.w, n.b, 1e-6)
+}
+
+// merger is Qwen3VLVisionPatchMerger: LayerNorm (per patch, or after
+// grouping when post is set), group merge² patches, fc1, exact GELU, fc2.
+type merger struct {
+	norm     layerNorm
+	fc1, fc2 linear
+	post     bool
+}
+
+func newMerger(c *nn.Ctx, prefix string, v VisionConfig, post bool) merger {
+	g := v.MergeSize * v.MergeSize * v.Hidden
+	nd := v.Hidden
+	if post {
+		nd = g
+	}
+	return merger{norm: newLayerNorm(c, prefix+"norm", nd), fc1: newLinear(c, prefix+"linear_fc1", g, g),
+		fc2: newLinear(c, prefix+"linear_fc2", v.OutHidden, g), post: post}
+}
+
+// forward: x [T, G, hidden] -> [T, out_hidden].
+func (m merger) forward(b *ir.Builder, x *ir.Value, g int) *ir.Value {
+	if !m.post {
+		x = m.norm.forward(b, x)
+	}
+	x = b.Reshape(x, ir.T, x.Shape[1]*x.Shape[2]) // the 2×2 block's patches side by side
+	if m.post {
+		x = m.norm.forward(b, x)
+	}
+	return m.fc2.forward(b, b.GELU(m.fc1.forward(b, x), "erf"))
+}
+
+// BuildVision returns the vision stage: inputs pixel_values, pos_idx,
+// pos_w, vision_pos, segments; outputs image_embeds and deepstack.<k>
+// (plus "vision.hidden" when opt.Taps).
+func (m *Model) BuildVision(opt models.BuildOptions) (*ir.Graph, error) {
+	v := m.cfg.Vision
+	b := ir.NewBuilder("qwen3vl.vision")
+	c := ctx(b, opt)
+	g := ir.Dim(v.MergeSize * v.MergeSize)
+	row := v.InChannels * v.TemporalPatchSize * v.PatchSize * v.PatchSize
+	hd := v.Hidden / v.Heads
+	D, H, HD := ir.Dim(v.Hidden), ir.Dim(v.Heads), ir.Dim(hd)
+
+	px := b.Input(InPixels, ir.F32, ir.T, g, ir.Dim(row))
+	posIdx := b.Input(InPosIdx, ir.I32, ir.T, g, 4)
+	posW := b.Input(InPosW, ir.F32, ir.T, g, 4)
+	rpos := b.Input(InRoPEPos, ir.I32, ir.T, g, 2)
+	seg := b.Input(InSegments, ir.I32, ir.T)
+
+	// Conv3d with kernel = stride = (Tp, P, P) is a linear map over the (C, Tp, P, P) row.
+	// The checkpoint weight is [D, C, Tp, P, P]; it is declared as the [D, C·Tp·P·P] view.
+	patch := linear{c.W("model.visual.patch_embed.proj.weight", v.Hidden, row), c.W("model.visual.patch_embed.proj.bias", v.Hidden)}
+	pos := c.W("model.visual.pos_embed.weight", v.NumPositionEmbeddings, v.Hidden)
+	x := patch.forward(b, px)                       // [T, G, D]
+	x = b.Add(x, b.WeightedRows(pos, posIdx, posW)) // + bilinear position embedding
+
+	rope := ir.MRoPEOpts{Theta: v.RopeTheta, FreqDim: hd / 2, Sections: []int64{int64(hd / 4), int64(hd / 4)}, Layout: "chunked"}
+	deep := map[int]int{}
+	for k, d := range v.DeepStack {
+		deep[d] = k
+	}
+	outs := make([]*ir.Value, len(v.DeepStack))
+	for i := 0; i < v.Depth; i++ {
+		p := "model.visual.blocks." + strconv.Itoa(i) + "."
+		n1, n2 := newLayerNorm(c, p+"norm1", v.Hidden), newLayerNorm(c, p+"norm2", v.Hidden)
+		qkv := newLinear(c, p+"attn.qkv", 3*v.Hidden, v.Hidden)
+		proj := newLinear(c, p+"attn.proj", v.Hidden, v.Hidden)
+		fc1 := newLinear(c, p+"mlp.linear_fc1", v.Intermediate, v.Hidden)
+		fc2 := newLinear(c, p+"mlp.linear_fc2", v.Hidden, v.Intermediate)
+
+		t := qkv.forward(b, n1.forward(b, x)) // [T, G, 3·D]: per patch q ‖ k ‖ v, each head-major
+		q := b.Reshape(b.Slice(t, 0, v.Hidden), ir.T, g, H, HD)
+		k := b.Reshape(b.Slice(t, v.Hidden, v.Hidden), ir.T, g, H, HD)
+		vv := b.Reshape(b.Slice(t, 2*v.Hidden, v.Hidden), ir.T, g, H, HD)
+		q, k = b.MRoPE(q, rpos, rope), b.MRoPE(k, rpos, rope)
+		a := b.SegmentAttention(q, k, vv, seg, 1/math.Sqrt(float64(hd)))
+		x = b.Add(x, proj.forward(b, b.Reshape(a, ir.T, g, D)))
+		x = b.Add(x, fc2.forward(b, b.GELU(fc1.forward(b, n2.forward(b, x)), "tanh")))
+		if kk, ok := deep[i]; ok {
+			outs[kk] = newMerger(c, "model.visual.deepstack_merger_list."+strconv.Itoa(kk)+".", v, true).forward(b, x, int(g))
+		}
+	}
+	if opt.Taps {
+		b.Output("vision.hidden", x)
+	}
+	b.Output(OutImage, newMerger(c, "model.visual.merger.", v, false).forward(b, x, int(g)))
+	for k, o := range outs {
+		b.Output(OutDeep+strconv.Itoa(k), o)
+	}
+	return b.Finish()
+}
+
+// BuildText returns the text stage: inputs tokens i32[T], mrope_positions
+// i32[T, 3], logit_rows i32[S], image_mask i32[T], image_embeds and
+// deepstack.<k> f32[T, hidden] (rows where image_mask is 0 are ignored);
+// output logits [S, vocab] (plus hidden.<i> and norm when opt.Taps; hidden.<i>
+// is a layer's output before its DeepStack injection, as transformers' layer
+// hooks see it).
+func (m *Model) BuildText(opt models.BuildOptions) (*ir.Graph, error) {
+	t := m.cfg.Text
+	b := ir.NewBuilder("qwen3vl.text")
+	c := ctx(b, opt)
+	tokens := b.Input("tokens", ir.I32, ir.T)
+	pos := b.Input(InMRoPE, ir.I32, ir.T, 3)
+	rows := b.Input("logit_rows", ir.I32, ir.S)
+	mask := b.Input(InMask, ir.I32, ir.T)
+	img := b.Input(OutImage, ir.F32, ir.T, ir.Dim(t.Hidden))
+	deep := make([]*ir.Value, len(m.cfg.Vision.DeepStack))
+	for k := range deep {
+		deep[k] = b.Input(OutDeep+strconv.Itoa(k), ir.F32, ir.T, ir.Dim(t.Hidden))
+	}
+	embed := c.W("model.language_model.embed_tokens.weight", t.Vocab, t.Hidden)
+	rope := ir.MRoPEOpts{Theta: t.RopeTheta, FreqDim: t.HeadDim, Sections: t.MRopeSection, Layout: "interleaved"}
+
+	h := b.SetRows(b.Embedding(embed, tokens), img, mask) // [T, hidden]
+	for i := 0; i < t.Layers; i++ {
+		p := "model.language_model.layers." + strconv.Itoa(i) + "."
+		inNorm := c.W(p+"input_layernorm.weight", t.Hidden)
+		postNorm := c.W(p+"post_attention_layernorm.weight", t.Hidden)
+		attn := nn.NewAttention(c, p+"self_attn.", i, nn.AttentionConfig{
+			Hidden: t.Hidden, Heads: t.Heads, KVHeads: t.KVHeads, HeadDim: t.HeadDim, QKNorm: true, NormEps: t.Eps,
+		})
+		mlp := nn.NewSwiGLU(c, p+"mlp.", t.Hidden, t.Intermediate)
+		h = b.Add(h, attention(b, attn, b.RMSNorm(h, inNorm, t.Eps, false), pos, rope))
+		h = b.Add(h, mlp.Forward(c, b.RMSNorm(h, postNorm, t.Eps, false)))
+		if opt.Taps {
+			b.Output("hidden."+strconv.Itoa(i), h)
+		}
+		if i < len(deep) {
+			h = b.AddRows(h, deep[i], mask)
+		}
+	}
+	h = b.RMSNorm(h, c.W("model.language_model.norm.weight", t.Hidden), t.Eps, false)
+	if opt.Taps {
+		b.Output("norm", h)
+	}
+	head := embed
+	if !t.Tied || (opt.Has != nil && opt.Has("lm_head.weight")) {
+		head = c.W("lm_head.weight", t.Vocab, t.Hidden)
+	}
+	b.Output("logits", b.MatMul(b.GatherRows(h, rows), head))
+	return b.Finish()
+}
+
+// attention is nn.Attention's forward with MRoPE positions i32[T, 3] in
+// place of rope(pos i32[T]); the weights and cache are nn.Attention's.
+func attention(b *ir.Builder, a *nn.Attention, x, pos *ir.Value, rope ir.MRoPEOpts) *ir.Value {
+	cfg := a.Cfg
+	h, kvh, d := ir.Dim(cfg.Heads), ir.Dim(cfg.KVHeads), ir.Dim(cfg.HeadDim)
+	q := b.RMSNorm(b.Reshape(b.MatMul(x, a.Q), ir.T, h, d), a.QNorm, cfg.NormEps, false)
+	k := b.RMSNorm(b.Reshape(b.MatMul(x, a.K), ir.T, kvh, d), a.KNorm, cfg.NormEps, false)
+	v := b.Reshape(b.MatMul(x, a.V), ir.T, kvh, d)
+	q, k = b.MRoPE(q, pos, rope), b.MRoPE(k, pos, rope)
+	o := b.Attention(q, k, v, a.Cache, 1/math.Sqrt(float64(cfg.HeadDim)))
+	return b.MatMul(b.Reshape(o, ir.T, h*d), a.O)
+}

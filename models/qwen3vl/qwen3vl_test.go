@@ -1,0 +1,129 @@
+package qwen3vl
+
+import (
+	"encoding/json"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/inference-pio/pio/frontends/hf"
+	"github.com/inference-pio/pio/ir"
+	"github.com/inference-pio/pio/models"
+	"github.com/inference-pio/pio/passes"
+)
+
+const tinyDir = "../../testdata/tiny/qwen3vl"
+
+func tiny(t *testing.T) (*hf.Checkpoint, *Model) {
+	t.Helper()
+	ck, err := hf.OpenCheckpoint(tinyDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ck.Close() })
+	m, err := models.New(ck.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ck, m.(*Model)
+}
+
+func TestConfig(t *testing.T) {
+	_, m := tiny(t)
+	c := m.Config()
+	if c.ImageToken != 250 || c.VisionStart != 248 || c.VisionEnd != 249 || !c.Text.Tied ||
+		!slices.Equal(c.Text.MRopeSection, []int64{4, 2, 2}) || c.Text.RopeTheta != 5e6 ||
+		c.Vision.Depth != 4 || !slices.Equal(c.Vision.DeepStack, []int{0, 2, 3}) || c.Vision.RopeTheta != 10000 ||
+		c.Vision.NumPositionEmbeddings != 16 || c.Vision.OutHidden != 64 {
+		t.Errorf("config %+v", c)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	ck, _ := tiny(t)
+	for _, c := range []struct {
+		edit func(top, text, vision map[string]any)
+		want string
+	}{
+		{func(_, text, _ map[string]any) {
+			text["rope_parameters"].(map[string]any)["mrope_section"] = []int{4, 2, 1}
+		}, "summing to head_dim/2"},
+		{func(_, _, v map[string]any) { v["num_position_embeddings"] = 15 }, "not a square"},
+		{func(_, _, v map[string]any) { v["out_hidden_size"] = 32 }, "!= text hidden_size"},
+		{func(_, _, v map[string]any) { v["deepstack_visual_indexes"] = []int{0, 2, 9} }, "outside depth"},
+		{func(_, _, v map[string]any) { v["hidden_act"] = "relu" }, "hidden_act"},
+		{func(top, _, _ map[string]any) { delete(top, "image_token_id") }, "image_token_id"},
+		{func(top, _, _ map[string]any) { delete(top, "text_config") }, "text_config"},
+	} {
+		var top map[string]any
+		if err := json.Unmarshal(ck.Config.Raw, &top); err != nil {
+			t.Fatal(err)
+		}
+		c.edit(top, top["text_config"].(map[string]any), top["vision_config"].(map[string]any))
+		raw, _ := json.Marshal(top)
+		cfg, err := hf.ParseConfig(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := New(cfg); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v, want an error containing %q", err, c.want)
+		}
+	}
+}
+
+// TestStagesBuildAndBind builds both stages with and without a checkpoint,
+// lowers them, and checks that together they declare every checkpoint
+// tensor exactly once with its shape (the patch embedding as its 2-D view).
+func TestStagesBuildAndBind(t *testing.T) {
+	ck, m := tiny(t)
+	if _, err := m.Build(models.BuildOptions{}); !errors.Is(err, ErrNeedsStages) {
+		t.Errorf("Build: %v", err)
+	}
+	has := func(n string) bool { _, ok := ck.Tensor(n); return ok }
+	declared := map[string]ir.Shape{}
+	for _, build := range []func(models.BuildOptions) (*ir.Graph, error){m.BuildVision, m.BuildText} {
+		for _, opt := range []models.BuildOptions{{}, {WeightDType: ir.BF16, Has: has, Taps: true}} {
+			g, err := build(opt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := ir.Verify(g); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := passes.Lower(g); err != nil {
+				t.Fatal(err)
+			}
+			for _, v := range g.Values {
+				if v.Op == ir.OpWeight {
+					declared[v.Name()] = v.Shape
+				}
+			}
+		}
+	}
+	for _, name := range ck.Names() {
+		x, _ := ck.Tensor(name)
+		s, ok := declared[name]
+		if !ok {
+			t.Errorf("checkpoint tensor %s is not used", name)
+			continue
+		}
+		n, _ := s.Elems(0, 0)
+		if x.NumElements() != n || (len(x.Shape) == len(s) && !shapeIs(x.Shape, s)) {
+			t.Errorf("%s: checkpoint %v, declared %v", name, x.Shape, s)
+		}
+		delete(declared, name)
+	}
+	for name := range declared {
+		t.Errorf("declared weight %s is not in the checkpoint", name)
+	}
+}
+
+func shapeIs(a []int64, s ir.Shape) bool {
+	for i := range a {
+		if a[i] != int64(s[i]) {
+			return false
+		}
+	}
+	return true
+}
