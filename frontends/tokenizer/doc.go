@@ -10,7 +10,11 @@
 // StreamDecoder reproduce HF's ByteLevel decoding, including its replacement of invalid UTF-8
 // (one U+FFFD per maximal invalid subpart, as Rust's String::from_utf8_lossy does).
 //
+// Besides Qwen3 (checked in the tests), the same code gave HF's ids on the tokenizers of
+// DeepSeek-V3 (three chained Split regexes) and Llama 3 (ignore_merges) in a one-off check.
+//
 // It is not a general tokenizer.json implementation: WordPiece, Unigram, byte-fallback
-// (SentencePiece-style) BPE, post-processors that add tokens, and normalizers other than NFC are
-// rejected by Load with an error naming what is unsupported.
+// (SentencePiece-style) BPE, ByteLevel add_prefix_space, and normalizers other than NFC are
+// rejected by Load with an error naming what is unsupported. The post_processor is not read:
+// Encode never adds BOS/EOS; callers (or the chat template) add what the model expects.
 package tokenizer

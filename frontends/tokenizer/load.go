@@ -13,12 +13,11 @@ import (
 
 // The subset of tokenizer.json that Load reads.
 type fileJSON struct {
-	AddedTokens   []addedTokenJSON `json:"added_tokens"`
-	Normalizer    json.RawMessage  `json:"normalizer"`
-	PreTokenizer  json.RawMessage  `json:"pre_tokenizer"`
-	PostProcessor json.RawMessage  `json:"post_processor"`
-	Decoder       json.RawMessage  `json:"decoder"`
-	Model         modelJSON        `json:"model"`
+	AddedTokens  []addedTokenJSON `json:"added_tokens"`
+	Normalizer   json.RawMessage  `json:"normalizer"`
+	PreTokenizer json.RawMessage  `json:"pre_tokenizer"`
+	Decoder      json.RawMessage  `json:"decoder"`
+	Model        modelJSON        `json:"model"`
 }
 
 type addedTokenJSON struct {
@@ -48,7 +47,6 @@ type component struct {
 	// Sequence
 	Normalizers   []json.RawMessage `json:"normalizers"`
 	Pretokenizers []json.RawMessage `json:"pretokenizers"`
-	Processors    []json.RawMessage `json:"processors"`
 	Decoders      []json.RawMessage `json:"decoders"`
 	// Split
 	Pattern  *struct{ Regex, String *string } `json:"pattern"`
@@ -88,9 +86,8 @@ func Load(tokenizerJSON, tokenizerConfigJSON []byte) (*Tokenizer, error) {
 	if err := t.loadPreTokenizer(f.PreTokenizer, true); err != nil {
 		return nil, fmt.Errorf("tokenizer.json: pre_tokenizer: %w", err)
 	}
-	if err := checkPostProcessor(f.PostProcessor); err != nil {
-		return nil, fmt.Errorf("tokenizer.json: post_processor: %w", err)
-	}
+	// post_processor is not read: it only adds special tokens (BOS, EOS) and offsets, and Encode
+	// is HF's encode(add_special_tokens=False).
 	if err := checkDecoder(f.Decoder); err != nil {
 		return nil, fmt.Errorf("tokenizer.json: decoder: %w", err)
 	}
@@ -273,29 +270,6 @@ func (t *Tokenizer) loadPreTokenizer(raw json.RawMessage, top bool) error {
 		return errors.New("no ByteLevel pre-tokenizer: only byte-level BPE is supported")
 	}
 	return nil
-}
-
-func checkPostProcessor(raw json.RawMessage) error {
-	if isNull(raw) {
-		return nil
-	}
-	var c component
-	if err := json.Unmarshal(raw, &c); err != nil {
-		return err
-	}
-	switch c.Type {
-	case "ByteLevel": // only adjusts offsets
-		return nil
-	case "Sequence":
-		for _, r := range c.Processors {
-			if err := checkPostProcessor(r); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	// TemplateProcessing and friends add tokens; callers that want BOS add it themselves.
-	return fmt.Errorf("type %q is not supported (only ByteLevel)", c.Type)
 }
 
 func checkDecoder(raw json.RawMessage) error {
