@@ -3,6 +3,8 @@ package qwen3next_test
 import (
 	"context"
 	"fmt"
+	"go/parser"
+	"go/token"
 	"os"
 	"path/filepath"
 	"slices"
@@ -448,4 +450,23 @@ func TestContinuousBatching(t *testing.T) {
 			}
 		})
 	}
+}
+
+// models/all imports this package, so pioc and piort know the architecture
+// (this test binary registers it either way, hence the source check).
+func TestRegisteredInAll(t *testing.T) {
+	root, err := golden.Root() // <repo>/testdata/tiny
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := parser.ParseFile(token.NewFileSet(), filepath.Join(root, "..", "..", "models", "all", "all.go"), nil, parser.ImportsOnly)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, imp := range f.Imports {
+		if imp.Path.Value == `"github.com/inference-pio/pio/models/qwen3next"` {
+			return
+		}
+	}
+	t.Error("models/all/all.go does not import models/qwen3next")
 }
