@@ -3,6 +3,7 @@ package glm4moelite_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -124,10 +125,14 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
-func build(t *testing.T, dir string, dt ir.DType) *cpu.Backend {
+func build(t *testing.T, dir string, dt ir.DType) *cpu.Backend { return buildTaps(t, dir, dt, true) }
+
+// buildTaps compiles a checkpoint; without taps the router values have no
+// outside readers, so the fusion passes (fuse-moe) apply.
+func buildTaps(t *testing.T, dir string, dt ir.DType, taps bool) *cpu.Backend {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "e.pio")
-	if _, err := compiler.Build(compiler.Options{Source: dir, Output: path, DType: dt, Check: true, Taps: true}); err != nil {
+	if _, err := compiler.Build(compiler.Options{Source: dir, Output: path, DType: dt, Check: true, Taps: taps}); err != nil {
 		t.Fatal(err)
 	}
 	e, err := engine.Open(path, engine.OpenOptions{VerifyWeights: true})
@@ -270,6 +275,30 @@ func TestGolden(t *testing.T) {
 	}
 }
 
+// The engine as pioc builds it by default (no taps, fusions applied) gives
+// the reference logits and greedy continuation too.
+func TestGoldenFused(t *testing.T) {
+	g, err := golden.Load("glm4moelite")
+	if err != nil {
+		t.Fatal(err)
+	}
+	be := buildTaps(t, g.Dir, ir.BF16, false)
+	gen := runtime.NewGenerator(be, kvcache.NewAllocator(64, 4), 64)
+	for pi, p := range g.Prompts {
+		fullForward(t, be, p.IDs)
+		if e := golden.RelErr(output(t, be, "logits"), p.Logits); e > tol {
+			t.Errorf("prompt %d logits: relative error %.3g > %.3g", pi, e, tol)
+		}
+		got, err := gen.Generate(context.Background(), p.IDs, runtime.GenerateOptions{MaxTokens: len(p.Greedy)}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, p.Greedy) {
+			t.Errorf("prompt %d greedy:\n got %v\nwant %v", pi, got, p.Greedy)
+		}
+	}
+}
+
 // Decoding token by token through the paged cache gives the logits of one
 // full forward, row by row.
 func TestIncrementalDecodeEqualsFullForward(t *testing.T) {
@@ -300,5 +329,58 @@ func TestIncrementalDecodeEqualsFullForward(t *testing.T) {
 		if e := golden.RelErr(logits, full[i*vocab:(i+1)*vocab]); e > 1e-5 {
 			t.Errorf("decode step at position %d: relative error %.3g", i, e)
 		}
+	}
+}
+
+// `pioc build glm-4.7-flash` finds the model in a Hugging Face cache (the tiny
+// checkpoint stands in for the real one) and builds an engine from it.
+func TestBuildFromHFCache(t *testing.T) {
+	g, err := golden.Load("glm4moelite")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := t.TempDir()
+	repo := filepath.Join(cache, "models--zai-org--GLM-4.7-Flash")
+	snap := filepath.Join(repo, "snapshots", "0123abcd")
+	if err := os.MkdirAll(snap, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"config.json", "generation_config.json", "model.safetensors"} {
+		if err := os.Symlink(filepath.Join(g.Dir, f), filepath.Join(snap, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(repo, "refs"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(repo, "refs", "main"), []byte("0123abcd"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("HF_HUB_CACHE", cache)
+	out := filepath.Join(t.TempDir(), "e.pio")
+	res, err := compiler.Build(compiler.Options{Source: "glm-4.7-flash", Output: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Checkpoint != snap {
+		t.Errorf("built from %s, want %s", res.Checkpoint, snap)
+	}
+	e, err := engine.Open(out, engine.OpenOptions{VerifyWeights: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	be, err := cpu.FromEngine(e, cpu.Options{MaxTokens: 32, BlockSize: 4, NumBlocks: 16, MaxSeqs: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer be.Close()
+	p := g.Prompts[1]
+	got, err := runtime.NewGenerator(be, kvcache.NewAllocator(16, 4), 32).Generate(context.Background(), p.IDs, runtime.GenerateOptions{MaxTokens: len(p.Greedy)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, p.Greedy) {
+		t.Errorf("greedy:\n got %v\nwant %v", got, p.Greedy)
 	}
 }

@@ -108,6 +108,17 @@ func (k *headMatMulK) run(lo, hi, w int) {
 		}
 		h, tile := i/k.tiles, i%k.tiles
 		n0, n1 := tile*nTileHM, min((tile+1)*nTileHM, k.rows)
+		if T < moeDirect && k.w.dt == ir.BF16 { // decode: dots straight off the stored rows
+			for t := 0; t < T; t++ {
+				x := k.x.f32[(t*k.heads+h)*k.xDim : (t*k.heads+h+1)*k.xDim]
+				y := k.y[(t*k.heads+h)*k.yDim:]
+				for n := n0; n < n1; n++ {
+					r := h*k.per + k.start + n
+					y[n] = kern.DotBF16(x, k.w.u16[r*R:(r+1)*R])
+				}
+			}
+			continue
+		}
 		wt := row[:(n1-n0)*R]
 		for n := n0; n < n1; n++ {
 			k.w.rowInto(h*k.per+k.start+n, wt[(n-n0)*R:])
