@@ -20,6 +20,16 @@ type Metadata struct {
 	ChatTemplate         string // Jinja chat template
 	Plan                 *ir.Plan
 	Kernels              *Kernels // CUDA code (pioc build --target cuda); nil in CPU-only engines
+	// Stages are plans besides Plan, in run order (format 1.2): Qwen3-VL's
+	// "vision" stage runs once per prefill that carries images and feeds
+	// Plan's inputs by output name. All plans share the weights.
+	Stages []Stage
+}
+
+// Stage is a named plan of a multi-stage engine.
+type Stage struct {
+	Name string
+	Plan *ir.Plan
 }
 
 // ModelInfo names the checkpoint an engine was built from.
@@ -108,8 +118,10 @@ func encodeMetadata(m *Metadata, weights []WeightEntry) (buf []byte, err error) 
 	}
 	weightsVec := tables(wOffs)
 
-	var plan flatbuffers.UOffsetT
-	if p := m.Plan; p != nil {
+	encodePlan := func(p *ir.Plan) (plan flatbuffers.UOffsetT) {
+		if p == nil {
+			return 0
+		}
 		tensors := func(ts []ir.PlanTensor) flatbuffers.UOffsetT {
 			if ts == nil {
 				return 0
@@ -227,7 +239,20 @@ func encodeMetadata(m *Metadata, weights []WeightEntry) (buf []byte, err error) 
 		pio.PlanAddOutputs(b, outputs)
 		pio.PlanAddArenaPerT(b, p.ArenaPerT)
 		pio.PlanAddArenaFixed(b, p.ArenaFixed)
-		plan = pio.PlanEnd(b)
+		return pio.PlanEnd(b)
+	}
+	plan := encodePlan(m.Plan)
+	var stages flatbuffers.UOffsetT
+	if len(m.Stages) > 0 {
+		offs := make([]flatbuffers.UOffsetT, len(m.Stages))
+		for i, st := range m.Stages {
+			sp, name := encodePlan(st.Plan), str(st.Name)
+			pio.StageStart(b)
+			pio.StageAddName(b, name)
+			pio.StageAddPlan(b, sp)
+			offs[i] = pio.StageEnd(b)
+		}
+		stages = tables(offs)
 	}
 
 	mi := m.Model
@@ -253,6 +278,9 @@ func encodeMetadata(m *Metadata, weights []WeightEntry) (buf []byte, err error) 
 	pio.EngineAddWeights(b, weightsVec)
 	if kernels != 0 {
 		pio.EngineAddKernels(b, kernels)
+	}
+	if stages != 0 {
+		pio.EngineAddStages(b, stages)
 	}
 	root := pio.EngineEnd(b)
 	b.FinishWithFileIdentifier(root, []byte(metaIdent))
@@ -361,6 +389,7 @@ func present(t flatbuffers.Table, slot flatbuffers.VOffsetT) bool { return t.Off
 // vtable slots of the fields read as vectors: 4 + 2·(field index).
 const (
 	slotEngineWeights = 18
+	slotEngineStages  = 22
 	slotTensorShape   = 8
 	slotBufferShape   = 6
 	slotShapeDims     = 4
@@ -433,6 +462,18 @@ func decodeMetadata(buf []byte) (m *Metadata, weights []WeightEntry, err error) 
 	}
 	if k := root.Kernels(nil); k != nil {
 		m.Kernels = d.kernels(k)
+	}
+	if present(rt, slotEngineStages) {
+		m.Stages = make([]Stage, d.vec(rt, slotEngineStages, 4, root.StagesLength()))
+		var st pio.Stage
+		for i := range m.Stages {
+			root.Stages(&st, i)
+			sp := st.Plan(nil)
+			if sp == nil {
+				badf("stage %d has no plan", i)
+			}
+			m.Stages[i] = Stage{Name: d.str(st.Name()), Plan: d.plan(sp)}
+		}
 	}
 	return m, weights, nil
 }

@@ -22,6 +22,8 @@ type Engine struct {
 	Weights []WeightEntry
 	// PlanWeights[i] is the index in Weights of Meta.Plan.Weights[i].
 	PlanWeights []int
+	// StageWeights[k][i] is the index in Weights of Meta.Stages[k].Plan.Weights[i].
+	StageWeights [][]int
 
 	data   []byte
 	byName map[string]int
@@ -96,14 +98,25 @@ func Parse(data []byte) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkPlan(meta.Plan, h.MaxOp); err != nil {
+	mainMax := h.MaxOp
+	if len(meta.Stages) > 0 { // the header's MaxOp covers every plan
+		if m := maxOpAll(meta); m != h.MaxOp {
+			return nil, corrupt("header says the plans' highest op is %d, but they use %d", uint16(h.MaxOp), uint16(m))
+		}
+		mainMax = maxOp(meta.Plan)
+	}
+	if err := checkPlan(meta.Plan, mainMax); err != nil {
 		return nil, err
 	}
 	planWeights, err := checkWeights(meta.Plan, weights, h.WeightsLen)
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{Header: h, Meta: *meta, Weights: weights, PlanWeights: planWeights, data: data}
+	stageWeights, err := checkStages(meta.Stages, weights, h)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{Header: h, Meta: *meta, Weights: weights, PlanWeights: planWeights, StageWeights: stageWeights, data: data}
 	e.byName = make(map[string]int, len(weights))
 	for i, w := range weights {
 		e.byName[w.Name] = i
@@ -263,4 +276,26 @@ func (e *Engine) Close() error {
 		return e.unmap()
 	}
 	return nil
+}
+
+// checkStages checks each stage as Parse checks the main plan, and that
+// stage names are present and unique.
+func checkStages(stages []Stage, weights []WeightEntry, h Header) ([][]int, error) {
+	var out [][]int
+	seen := map[string]bool{}
+	for k, st := range stages {
+		if st.Name == "" || seen[st.Name] {
+			return nil, corrupt("stage %d: empty or repeated name %q", k, st.Name)
+		}
+		seen[st.Name] = true
+		if err := checkPlan(st.Plan, maxOp(st.Plan)); err != nil {
+			return nil, fmt.Errorf("stage %q: %w", st.Name, err)
+		}
+		w, err := checkWeights(st.Plan, weights, h.WeightsLen)
+		if err != nil {
+			return nil, fmt.Errorf("stage %q: %w", st.Name, err)
+		}
+		out = append(out, w)
+	}
+	return out, nil
 }

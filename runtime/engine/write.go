@@ -60,6 +60,22 @@ func Create(path string, meta *Metadata, weights []WeightSpec, fill func(i int, 
 	if _, err := matchPlanWeights(meta.Plan, entries); err != nil {
 		return fmt.Errorf("engine: create %s: %w", path, err)
 	}
+	seen := map[string]bool{}
+	for k, st := range meta.Stages {
+		if st.Name == "" || seen[st.Name] || st.Plan == nil {
+			return fmt.Errorf("engine: create %s: stage %d: needs a unique name and a plan", path, k)
+		}
+		seen[st.Name] = true
+		if err := st.Plan.Validate(); err != nil {
+			return fmt.Errorf("engine: create %s: stage %q: %w", path, st.Name, err)
+		}
+		if err := checkInt32s(st.Plan); err != nil {
+			return fmt.Errorf("engine: create %s: stage %q: %w", path, st.Name, err)
+		}
+		if _, err := matchPlanWeights(st.Plan, entries); err != nil {
+			return fmt.Errorf("engine: create %s: stage %q: %w", path, st.Name, err)
+		}
+	}
 	if err := write(path, meta, entries, regionLen, fill, opt); err != nil {
 		return fmt.Errorf("engine: create %s: %w", path, err)
 	}
@@ -150,6 +166,17 @@ func sameShape(s ir.Shape, dims []int64) bool {
 	return true
 }
 
+// maxOpAll is the highest op number of the plan and the stages.
+func maxOpAll(meta *Metadata) ir.Op {
+	m := maxOp(meta.Plan)
+	for _, st := range meta.Stages {
+		if st.Plan != nil {
+			m = max(m, maxOp(st.Plan))
+		}
+	}
+	return m
+}
+
 // maxOp is the highest op number a plan uses.
 func maxOp(p *ir.Plan) ir.Op {
 	var m ir.Op
@@ -228,7 +255,7 @@ func write(path string, meta *Metadata, entries []WeightEntry, regionLen uint64,
 	}
 
 	h := Header{
-		Major: FormatMajor, Minor: FormatMinor, MaxOp: maxOp(meta.Plan), HeaderSize: HeaderSize,
+		Major: FormatMajor, Minor: FormatMinor, MaxOp: maxOpAll(meta), HeaderSize: HeaderSize,
 		MetaCompression: comp, MetaCRC: crc32.Checksum(stored, castagnoli),
 		MetaOffset: metaOffset, MetaStoredLen: uint64(len(stored)), MetaRawLen: uint64(len(raw)),
 		WeightsOffset: weightsOffset, WeightsLen: regionLen,

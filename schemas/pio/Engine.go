@@ -210,8 +210,28 @@ func (rcv *Engine) Kernels(obj *Kernels) *Kernels {
 	return nil
 }
 
+func (rcv *Engine) Stages(obj *Stage, j int) bool {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(22))
+	if o != 0 {
+		x := rcv._tab.Vector(o)
+		x += flatbuffers.UOffsetT(j) * 4
+		x = rcv._tab.Indirect(x)
+		obj.Init(rcv._tab.Bytes, x)
+		return true
+	}
+	return false
+}
+
+func (rcv *Engine) StagesLength() int {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(22))
+	if o != 0 {
+		return rcv._tab.VectorLen(o)
+	}
+	return 0
+}
+
 func EngineStart(builder *flatbuffers.Builder) {
-	builder.StartObject(9)
+	builder.StartObject(10)
 }
 func EngineAddProducer(builder *flatbuffers.Builder, producer flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(0, flatbuffers.UOffsetT(producer), 0)
@@ -251,6 +271,12 @@ func EngineStartWeightsVector(builder *flatbuffers.Builder, numElems int) flatbu
 }
 func EngineAddKernels(builder *flatbuffers.Builder, kernels flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(8, flatbuffers.UOffsetT(kernels), 0)
+}
+func EngineAddStages(builder *flatbuffers.Builder, stages flatbuffers.UOffsetT) {
+	builder.PrependUOffsetTSlot(9, flatbuffers.UOffsetT(stages), 0)
+}
+func EngineStartStagesVector(builder *flatbuffers.Builder, numElems int) flatbuffers.UOffsetT {
+	return builder.StartVector(4, numElems, 4)
 }
 func EngineEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()
