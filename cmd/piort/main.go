@@ -1,6 +1,10 @@
 // Command piort runs Inference-PIO engines.
 //
-//	piort run engine.pio --prompt-ids 1,2,3 [--max-tokens N] [--temperature T] [--seed S]
+//	piort run engine.pio -p "text" [--raw] [--max-tokens N] [--temperature T] [--seed S]
+//	piort run engine.pio                 # interactive chat
+//	piort run engine.pio --prompt-ids 1,2,3
+//	piort serve engine.pio [--addr 127.0.0.1:8000] [--api-key KEY]
+//	piort load --url http://127.0.0.1:8000 --concurrency 64 --duration 30s
 package main
 
 import (
@@ -28,7 +32,7 @@ func newApp() *cli.App {
 	return &cli.App{
 		Name:     "piort",
 		Usage:    "run Inference-PIO engines",
-		Commands: []*cli.Command{runCmd(), benchCmd()},
+		Commands: []*cli.Command{runCmd(), benchCmd(), serveCmd(), loadCmd()},
 	}
 }
 
@@ -38,7 +42,13 @@ func runCmd() *cli.Command {
 		Usage:     "generate from one prompt, streaming tokens as they come",
 		ArgsUsage: "ENGINE",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "prompt-ids", Usage: "prompt as comma-separated token ids", Required: true},
+			&cli.StringFlag{Name: "prompt", Aliases: []string{"p"}, Usage: "prompt text, sent through the chat template (see --raw); none: interactive chat"},
+			&cli.BoolFlag{Name: "raw", Usage: "complete the prompt as plain text, without the chat template"},
+			&cli.StringFlag{Name: "system", Usage: "system message for chat"},
+			&cli.BoolFlag{Name: "no-think", Usage: "chat: ask the template to disable thinking (enable_thinking=false)"},
+			&cli.Float64Flag{Name: "top-p", Usage: "nucleus sampling (default: the model's generation_config)"},
+			&cli.IntFlag{Name: "top-k", Usage: "top-k sampling (default: the model's generation_config)"},
+			&cli.StringFlag{Name: "prompt-ids", Usage: "prompt as comma-separated token ids (prints token ids)"},
 			&cli.IntFlag{Name: "max-tokens", Value: 32, Usage: "tokens to generate"},
 			&cli.Float64Flag{Name: "temperature", Value: 0, Usage: "0 = greedy"},
 			&cli.Uint64Flag{Name: "seed", Value: 0, Usage: "sampling seed (same seed, same output)"},
@@ -49,6 +59,9 @@ func runCmd() *cli.Command {
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return fmt.Errorf("run: want one ENGINE argument")
+			}
+			if !c.IsSet("prompt-ids") {
+				return runText(c)
 			}
 			prompt, err := parseIDs(c.String("prompt-ids"))
 			if err != nil {

@@ -1,10 +1,14 @@
 package server
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"math"
+	"os"
+	goruntime "runtime"
 	"sort"
+	"strconv"
 	"sync"
 )
 
@@ -112,6 +116,10 @@ func (s *Server) writeMetrics(w io.Writer) {
 	writeMetric(w, "gauge", "pio_prefix_cache_hit_rate", "Prefix cache hits over queries, in positions, since start.", hit)
 	writeMetric(w, "counter", "pio_num_preemptions_total", "Sequences preempted for recomputation.", float64(st.Preemptions))
 	writeMetric(w, "counter", "pio_engine_steps_total", "Batched steps run.", float64(st.Steps))
+	writeMetric(w, "gauge", "go_goroutines", "Number of goroutines that currently exist.", float64(goruntime.NumGoroutine()))
+	if rss, ok := residentBytes(); ok {
+		writeMetric(w, "gauge", "process_resident_memory_bytes", "Resident memory size in bytes.", float64(rss))
+	}
 	s.metrics.ttft.write(w)
 	s.metrics.itl.write(w)
 	s.metrics.e2e.write(w)
@@ -126,4 +134,21 @@ func (s *Server) writeMetrics(w io.Writer) {
 	for _, k := range keys {
 		fmt.Fprintf(w, "pio_requests_total{outcome=%q} %d\n", k, s.metrics.requests[k])
 	}
+}
+
+// residentBytes reads the process's resident set from /proc (Linux only).
+func residentBytes() (int64, bool) {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0, false
+	}
+	f := bytes.Fields(b)
+	if len(f) < 2 {
+		return 0, false
+	}
+	pages, err := strconv.ParseInt(string(f[1]), 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	return pages * int64(os.Getpagesize()), true
 }

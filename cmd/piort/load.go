@@ -1,0 +1,279 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/inference-pio/pio/pio"
+	"github.com/inference-pio/pio/runtime/server"
+)
+
+func loadCmd() *cli.Command {
+	return &cli.Command{
+		Name:  "load",
+		Usage: "load-test a server: N concurrent streaming clients for a bounded time",
+		Description: "With --url, drives a running `piort serve`; with an ENGINE argument, serves it in-process on loopback first.\n" +
+			"Reports throughput, TTFT and inter-token latency percentiles, errors, and the server's goroutines and RSS before and after.",
+		ArgsUsage: "[ENGINE]",
+		Flags: append(engineFlags(),
+			&cli.StringFlag{Name: "url", Usage: "server base URL, e.g. http://127.0.0.1:8000"},
+			&cli.StringFlag{Name: "api-key", EnvVars: []string{"PIO_API_KEY"}, Usage: "Bearer key"},
+			&cli.IntFlag{Name: "concurrency", Aliases: []string{"c"}, Value: 64, Usage: "concurrent streaming clients"},
+			&cli.DurationFlag{Name: "duration", Value: 20 * time.Second, Usage: "how long clients start new requests"},
+			&cli.IntFlag{Name: "max-tokens", Value: 64, Usage: "tokens per request"},
+			&cli.StringFlag{Name: "endpoint", Value: "chat", Usage: "chat or completions"},
+		),
+		Action: func(c *cli.Context) error {
+			url := strings.TrimRight(c.String("url"), "/")
+			if (url == "") == (c.NArg() == 0) {
+				return fmt.Errorf("load: give either --url or an ENGINE argument")
+			}
+			if c.Int("concurrency") < 1 || c.Int("max-tokens") < 1 || c.Duration("duration") <= 0 {
+				return fmt.Errorf("load: --concurrency, --max-tokens and --duration must be positive")
+			}
+			ep := c.String("endpoint")
+			if ep != "chat" && ep != "completions" {
+				return fmt.Errorf("load: --endpoint must be chat or completions")
+			}
+			if url == "" {
+				e, err := pio.Load(c.Args().First(), engineOptions(c))
+				if err != nil {
+					return err
+				}
+				defer e.Close()
+				ln, err := net.Listen("tcp", "127.0.0.1:0")
+				if err != nil {
+					return err
+				}
+				ctx, cancel := context.WithCancel(context.Background())
+				done := make(chan error, 1)
+				go func() { done <- serve(ctx, ln, e, server.Config{APIKey: c.String("api-key")}, 10*time.Second) }()
+				defer func() { cancel(); <-done }()
+				url = "http://" + ln.Addr().String()
+			}
+			r, err := runLoad(url, c.String("api-key"), ep, c.Int("concurrency"), c.Int("max-tokens"), c.Duration("duration"))
+			if err != nil {
+				return err
+			}
+			r.print(c.App.Writer)
+			if r.Errors > 0 {
+				return fmt.Errorf("load: %d requests failed", r.Errors)
+			}
+			return nil
+		},
+	}
+}
+
+type loadReport struct {
+	Concurrency                       int
+	Wall                              time.Duration
+	Requests, Errors                  int
+	Tokens                            int
+	TTFT, ITL                         []time.Duration
+	GoroutinesBefore, GoroutinesAfter float64
+	RSSBefore, RSSAfter, RSSDuring    float64
+	FirstError                        string
+}
+
+func pct(d []time.Duration, p float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	return d[min(len(d)-1, int(p*float64(len(d))))]
+}
+
+func (r *loadReport) print(w io.Writer) {
+	slices.Sort(r.TTFT)
+	slices.Sort(r.ITL)
+	ms := func(d time.Duration) string { return fmt.Sprintf("%.1f ms", d.Seconds()*1000) }
+	fmt.Fprintf(w, "clients %d, %.1f s: %d requests, %d errors, %d tokens\n", r.Concurrency, r.Wall.Seconds(), r.Requests, r.Errors, r.Tokens)
+	fmt.Fprintf(w, "throughput %.1f tok/s, %.2f req/s\n", float64(r.Tokens)/r.Wall.Seconds(), float64(r.Requests)/r.Wall.Seconds())
+	fmt.Fprintf(w, "TTFT p50 %s p99 %s; ITL p50 %s p99 %s\n", ms(pct(r.TTFT, 0.5)), ms(pct(r.TTFT, 0.99)), ms(pct(r.ITL, 0.5)), ms(pct(r.ITL, 0.99)))
+	fmt.Fprintf(w, "server goroutines %.0f before, %.0f after; RSS %.1f MiB before, %.1f MiB at the end of the load, %.1f MiB after\n",
+		r.GoroutinesBefore, r.GoroutinesAfter, r.RSSBefore/(1<<20), r.RSSDuring/(1<<20), r.RSSAfter/(1<<20))
+	if r.FirstError != "" {
+		fmt.Fprintf(w, "first error: %s\n", r.FirstError)
+	}
+}
+
+var metricLine = regexp.MustCompile(`(?m)^(go_goroutines|process_resident_memory_bytes) (\S+)$`)
+
+func scrape(url string) (goroutines, rss float64, err error) {
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		return 0, 0, err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, m := range metricLine.FindAllStringSubmatch(string(b), -1) {
+		v, _ := strconv.ParseFloat(m[2], 64)
+		if m[1] == "go_goroutines" {
+			goroutines = v
+		} else {
+			rss = v
+		}
+	}
+	return goroutines, rss, nil
+}
+
+func runLoad(url, key, endpoint string, n, maxTokens int, dur time.Duration) (*loadReport, error) {
+	r := &loadReport{Concurrency: n}
+	var err error
+	if r.GoroutinesBefore, r.RSSBefore, err = scrape(url); err != nil {
+		return nil, err
+	}
+	tr := &http.Transport{MaxIdleConnsPerHost: n, MaxConnsPerHost: n}
+	client := &http.Client{Transport: tr}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	start := time.Now()
+	deadline := start.Add(dur)
+	for w := 0; w < n; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; time.Now().Before(deadline); i++ {
+				one := loadRequest(client, url, key, endpoint, w, i, maxTokens)
+				mu.Lock()
+				r.Requests++
+				if one.err != nil {
+					r.Errors++
+					if r.FirstError == "" {
+						r.FirstError = one.err.Error()
+					}
+				} else {
+					r.Tokens += one.tokens
+					r.TTFT = append(r.TTFT, one.ttft)
+					r.ITL = append(r.ITL, one.itl...)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	r.Wall = time.Since(start)
+	_, r.RSSDuring, _ = scrape(url)
+	tr.CloseIdleConnections()
+	// Let the server notice the closed connections.
+	for i := 0; i < 100; i++ {
+		time.Sleep(20 * time.Millisecond)
+		if r.GoroutinesAfter, r.RSSAfter, err = scrape(url); err != nil {
+			return nil, err
+		}
+		if r.GoroutinesAfter <= r.GoroutinesBefore {
+			break
+		}
+	}
+	return r, nil
+}
+
+type oneResult struct {
+	ttft   time.Duration
+	itl    []time.Duration
+	tokens int
+	err    error
+}
+
+// loadRequest sends one streaming request: a shared system prompt (the
+// prefix cache's case) and a question of its own.
+func loadRequest(client *http.Client, url, key, endpoint string, worker, i, maxTokens int) (res oneResult) {
+	question := fmt.Sprintf("Client %d, request %d: write a short story about the number %d.", worker, i, worker*1000+i)
+	body := map[string]any{"max_tokens": maxTokens, "stream": true, "stream_options": map[string]any{"include_usage": true},
+		"temperature": 0.8, "seed": worker*1000 + i, "ignore_eos": true}
+	path := "/v1/chat/completions"
+	if endpoint == "chat" {
+		body["messages"] = []map[string]string{{"role": "system", "content": "You are a helpful assistant who answers briefly and precisely."}, {"role": "user", "content": question}}
+	} else {
+		path = "/v1/completions"
+		body["prompt"] = "You are a helpful assistant who answers briefly and precisely.\n" + question
+	}
+	b, _ := json.Marshal(body)
+	req, _ := http.NewRequest("POST", url+path, strings.NewReader(string(b)))
+	req.Header.Set("Content-Type", "application/json")
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	t0 := time.Now()
+	resp, err := client.Do(req)
+	if err != nil {
+		res.err = err
+		return
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		msg, _ := io.ReadAll(resp.Body)
+		res.err = fmt.Errorf("status %d: %s", resp.StatusCode, strings.TrimSpace(string(msg)))
+		return
+	}
+	rd := bufio.NewReader(resp.Body)
+	last := time.Time{}
+	sawDone := false
+	for {
+		line, err := rd.ReadString('\n')
+		if err != nil {
+			break
+		}
+		data, ok := strings.CutPrefix(strings.TrimSpace(line), "data: ")
+		if !ok {
+			continue
+		}
+		if data == "[DONE]" {
+			sawDone = true
+			break
+		}
+		var ev struct {
+			Choices []struct {
+				Text  string `json:"text"`
+				Delta struct {
+					Content   string `json:"content"`
+					Reasoning string `json:"reasoning_content"`
+				} `json:"delta"`
+			} `json:"choices"`
+			Usage *struct {
+				CompletionTokens int `json:"completion_tokens"`
+			} `json:"usage"`
+			Error *struct {
+				Message string `json:"message"`
+			} `json:"error"`
+		}
+		if err := json.Unmarshal([]byte(data), &ev); err != nil {
+			res.err = fmt.Errorf("bad event %q: %v", data, err)
+			return
+		}
+		if ev.Error != nil {
+			res.err = fmt.Errorf("stream error: %s", ev.Error.Message)
+			return
+		}
+		if ev.Usage != nil {
+			res.tokens = ev.Usage.CompletionTokens
+		}
+		if len(ev.Choices) > 0 && ev.Choices[0].Text+ev.Choices[0].Delta.Content+ev.Choices[0].Delta.Reasoning != "" {
+			now := time.Now()
+			if last.IsZero() {
+				res.ttft = now.Sub(t0)
+			} else {
+				res.itl = append(res.itl, now.Sub(last))
+			}
+			last = now
+		}
+	}
+	if !sawDone {
+		res.err = fmt.Errorf("stream ended without [DONE]")
+	} else if res.tokens != maxTokens {
+		res.err = fmt.Errorf("got %d tokens, want %d", res.tokens, maxTokens)
+	}
+	return
+}

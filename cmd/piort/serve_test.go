@@ -1,0 +1,140 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/inference-pio/pio/cmd/internal/cliargs"
+	"github.com/inference-pio/pio/compiler"
+	"github.com/inference-pio/pio/internal/golden"
+	"github.com/inference-pio/pio/ir"
+	"github.com/inference-pio/pio/pio"
+	"github.com/inference-pio/pio/runtime/server"
+)
+
+func tinyEngine(t *testing.T) string {
+	t.Helper()
+	g, err := golden.Load("qwen3-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := filepath.Join(t.TempDir(), "e.pio")
+	if _, err := compiler.Build(compiler.Options{Source: g.Dir, Output: eng, DType: ir.F32}); err != nil {
+		t.Fatal(err)
+	}
+	return eng
+}
+
+// TestServeDrains stops the server (as SIGTERM does) while a streamed
+// request is in flight: the request still gets every token and [DONE],
+// the listener closes, and serve returns cleanly.
+func TestServeDrains(t *testing.T) {
+	e, err := pio.Load(tinyEngine(t), pio.Options{MaxStepTokens: 16, CacheTokens: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + ln.Addr().String()
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, ln, e, server.Config{}, 30*time.Second) }()
+
+	resp, err := http.Post(url+"/v1/completions", "application/json",
+		strings.NewReader(`{"prompt":[1,2,3],"max_tokens":400,"ignore_eos":true,"stream":true,"stream_options":{"include_usage":true}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	rd := bufio.NewReader(resp.Body)
+	first, err := rd.ReadString('\n')
+	if err != nil || !strings.HasPrefix(first, "data: ") {
+		t.Fatalf("first event %q, %v", first, err)
+	}
+	stop() // SIGTERM
+	var rest bytes.Buffer
+	rest.ReadFrom(rd)
+	if !strings.Contains(rest.String(), `"completion_tokens":400`) || !strings.HasSuffix(rest.String(), "data: [DONE]\n\n") {
+		t.Errorf("in-flight request cut short: ...%s", rest.String()[max(0, rest.Len()-300):])
+	}
+	if err := <-done; err != nil {
+		t.Errorf("serve: %v", err)
+	}
+	if _, err := http.Get(url + "/health"); err == nil {
+		t.Errorf("server still accepts connections after draining")
+	}
+}
+
+func TestRunText(t *testing.T) {
+	eng := tinyEngine(t)
+	run := func(stdin string, args ...string) string {
+		t.Helper()
+		app := newApp()
+		var out bytes.Buffer
+		app.Writer, app.Reader = &out, strings.NewReader(stdin)
+		a, err := cliargs.Reorder(app, append([]string{"piort", "run", eng}, args...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := app.Run(a); err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+		return out.String()
+	}
+	e, err := pio.Load(eng, pio.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	zero := 0.0
+	opt := pio.GenerateOptions{MaxTokens: 12, Temperature: &zero}
+	raw, err := e.Generate(context.Background(), "Hello", opt, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := run("", "-p", "Hello", "--raw", "--max-tokens", "12", "--temperature", "0"); got != raw.Text+"\n" {
+		t.Errorf("--raw: %q, want %q", got, raw.Text+"\n")
+	}
+	msgs := []pio.Message{{Role: "user", Content: "Hello"}}
+	chat, err := e.Chat(context.Background(), msgs, pio.ChatOptions{GenerateOptions: opt}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := run("", "-p", "Hello", "--max-tokens", "12", "--temperature", "0")
+	if !strings.Contains(got, chat.Content) || (chat.ReasoningContent != "" && !strings.Contains(got, chat.ReasoningContent)) {
+		t.Errorf("chat: %q, want the content %q", got, chat.Content)
+	}
+	// Interactive: two turns, then EOF.
+	got = run("Hello\nAgain\n", "--max-tokens", "12", "--temperature", "0")
+	if strings.Count(got, ">>> ") != 3 || !strings.Contains(got, chat.Content) {
+		t.Errorf("interactive: %q", got)
+	}
+}
+
+func TestLoadSmoke(t *testing.T) {
+	eng := tinyEngine(t)
+	app := newApp()
+	var out bytes.Buffer
+	app.Writer = &out
+	a, err := cliargs.Reorder(app, []string{"piort", "load", eng, "--concurrency", "4", "--duration", "200ms", "--max-tokens", "8"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := app.Run(a); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), " 0 errors") || !strings.Contains(out.String(), "TTFT p50") {
+		t.Errorf("report:\n%s", out.String())
+	}
+	t.Log(out.String())
+}
