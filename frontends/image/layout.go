@@ -1,6 +1,8 @@
 package image
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"math"
 )
@@ -26,6 +28,45 @@ type Layout struct {
 	// RopeDelta is max position + 1 − len(Tokens): a decode step at cache
 	// position q uses position q + RopeDelta on every axis.
 	RopeDelta int32
+	// CacheTokens is Tokens for prefix caching (kvcache.Allocator.Share and
+	// Commit): every image token is replaced by a negative id derived from
+	// the SHA-256 of its image's grid and pixel values and its index in the
+	// image, so cached blocks are shared only between identical images.
+	CacheTokens []int32
+}
+
+// ContentHash is the SHA-256 of an image's grid and pixel_values: equal for
+// identical preprocessed images, whatever file they came from.
+func (p *Pixels) ContentHash() [32]byte {
+	h := sha256.New()
+	var b [4]byte
+	for _, v := range []int{p.GridT, p.GridH, p.GridW} {
+		binary.LittleEndian.PutUint32(b[:], uint32(v))
+		h.Write(b[:])
+	}
+	buf := make([]byte, 0, 4096)
+	for _, v := range p.Values {
+		buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(v))
+		if len(buf) == cap(buf) {
+			h.Write(buf)
+			buf = buf[:0]
+		}
+	}
+	h.Write(buf)
+	var out [32]byte
+	copy(out[:], h.Sum(nil))
+	return out
+}
+
+// cacheID is the prefix-cache id of token j of an image with hash h: a
+// splitmix64 of the hash's first 8 bytes and j, with the sign bit set so
+// it never equals a vocabulary id.
+func cacheID(h [32]byte, j int) int32 {
+	z := binary.LittleEndian.Uint64(h[:8]) + uint64(j+1)*0x9E3779B97F4A7C15
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EB
+	z ^= z >> 31
+	return int32(uint32(z) | 0x80000000)
 }
 
 // ExpandPrompt lays out a tokenized prompt in which each image is one
@@ -42,6 +83,7 @@ func ExpandPrompt(ids []int32, images []*Pixels, tok TokenIDs, merge int) (*Layo
 	for _, id := range ids {
 		if id != tok.Image {
 			l.Tokens = append(l.Tokens, id)
+			l.CacheTokens = append(l.CacheTokens, id)
 			l.Positions = append(l.Positions, p, p, p)
 			l.ImageMask = append(l.ImageMask, 0)
 			p++
@@ -56,8 +98,10 @@ func ExpandPrompt(ids []int32, images []*Pixels, tok TokenIDs, merge int) (*Layo
 			return nil, fmt.Errorf("image %d: grid %d×%d×%d is not a still image in %d×%d blocks", k-1, px.GridT, px.GridH, px.GridW, merge, merge)
 		}
 		gh, gw := px.GridH/merge, px.GridW/merge
+		hash := px.ContentHash()
 		for r := 0; r < gh; r++ {
 			for c := 0; c < gw; c++ {
+				l.CacheTokens = append(l.CacheTokens, cacheID(hash, r*gw+c))
 				l.Tokens = append(l.Tokens, tok.Image)
 				l.Positions = append(l.Positions, p, p+int32(r), p+int32(c))
 				l.ImageMask = append(l.ImageMask, 1)
@@ -141,4 +185,35 @@ func axisTaps(n, side int) ([][2]int32, [][2]float32) {
 		}
 	}
 	return taps, ws
+}
+
+// Prepared is everything a runtime needs to prefill a prompt with images:
+// the vision stage's inputs and the text stage's layout.
+type Prepared struct {
+	Images []*Pixels
+	Vision *VisionInputs // nil when there are no images
+	Layout *Layout
+}
+
+// Prepare decodes and preprocesses the image files of one request (in
+// prompt order), lays out the tokenized prompt, whose k-th <|image_pad|>
+// stands for files[k], and computes the vision stage's inputs for a
+// positionSide×positionSide learned position grid (48 for Qwen3-VL-2B:
+// √num_position_embeddings).
+func Prepare(files [][]byte, promptIDs []int32, tok TokenIDs, o Options, positionSide int) (*Prepared, error) {
+	imgs, err := ProcessAll(files, o)
+	if err != nil {
+		return nil, err
+	}
+	l, err := ExpandPrompt(promptIDs, imgs, tok, o.MergeSize)
+	if err != nil {
+		return nil, err
+	}
+	pr := &Prepared{Images: imgs, Layout: l}
+	if len(imgs) > 0 {
+		if pr.Vision, err = NewVisionInputs(imgs, positionSide, o.MergeSize); err != nil {
+			return nil, err
+		}
+	}
+	return pr, nil
 }

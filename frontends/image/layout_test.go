@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/inference-pio/pio/frontends/hf"
@@ -156,5 +157,43 @@ func TestAxisTapsFractional(t *testing.T) {
 		if int(taps[i][0]) != int(fl) || math.Abs(float64(w[i][0])-(1-(src-fl))) > 1e-6 {
 			t.Errorf("row %d: taps %v weights %v", i, taps[i], w[i])
 		}
+	}
+}
+
+// TestPrepareAndCacheTokens checks the one-call entry point and that
+// prefix-cache ids of image tokens depend on the image content only.
+func TestPrepareAndCacheTokens(t *testing.T) {
+	a, err := os.ReadFile(filepath.Join(imagesDir, "a.png"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := os.ReadFile(filepath.Join(imagesDir, "d.webp")) // same resized size as a.png (64×32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := DefaultOptions()
+	o.MinPixels, o.MaxPixels = 32*32, 96*96
+	prompt := []int32{5, 248, 250, 249, 6}
+	p1, err := Prepare([][]byte{a}, prompt, tinyVL, o, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2, _ := Prepare([][]byte{a}, prompt, tinyVL, o, 4)
+	p3, _ := Prepare([][]byte{d}, prompt, tinyVL, o, 4)
+	if p1.Vision == nil || p1.Vision.Tokens != 2 || len(p1.Layout.Tokens) != 6 {
+		t.Fatalf("prepared %+v", p1.Layout)
+	}
+	c1, c2, c3 := p1.Layout.CacheTokens, p2.Layout.CacheTokens, p3.Layout.CacheTokens
+	if len(c1) != 6 || c1[0] != 5 || c1[1] != 248 || c1[5] != 6 {
+		t.Fatalf("cache tokens %v", c1)
+	}
+	if !slices.Equal(c1, c2) {
+		t.Errorf("same image, different cache ids: %v %v", c1, c2)
+	}
+	if c1[2] >= 0 || c1[3] >= 0 || c1[2] == c1[3] || c1[2] == c3[2] || c1[3] == c3[3] {
+		t.Errorf("image cache ids %v vs another image's %v", c1[2:4], c3[2:4])
+	}
+	if p, err := Prepare(nil, []int32{1, 2}, tinyVL, o, 4); err != nil || p.Vision != nil {
+		t.Errorf("text only: %+v, %v", p, err)
 	}
 }
