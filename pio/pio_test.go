@@ -2,6 +2,7 @@ package pio
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
@@ -162,5 +163,29 @@ func TestLoadErrors(t *testing.T) {
 	os.WriteFile(bad, []byte("not an engine"), 0o644)
 	if _, err := Load(bad, Options{}); err == nil {
 		t.Error("garbage file: want an error")
+	}
+}
+
+// TestRenderChat checks the engine renders its own (Qwen3) template with
+// tools and enable_thinking.
+func TestRenderChat(t *testing.T) {
+	e, _ := load(t, Options{CacheTokens: 512})
+	off := false
+	tool := []byte(`{"type":"function","function":{"name":"get_weather","parameters":{"type":"object"}}}`)
+	p, err := e.RenderChat([]Message{{Role: "system", Content: "S"}, {Role: "user", Content: "U"}},
+		ChatOptions{EnableThinking: &off, Tools: []json.RawMessage{tool}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(p, "<|im_start|>system\nS\n\n# Tools") || !strings.Contains(p, `"name": "get_weather"`) ||
+		!strings.HasSuffix(p, "<|im_start|>user\nU<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n") {
+		t.Errorf("rendered:\n%s", p)
+	}
+	ids, err := e.Encode(p)
+	if err != nil || len(ids) == 0 {
+		t.Fatalf("encode: %v", err)
+	}
+	if im, ok := e.text.TokenID("<|im_start|>"); !ok || ids[0] != im {
+		t.Errorf("special token not matched: ids[0] = %d", ids[0])
 	}
 }

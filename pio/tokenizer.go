@@ -1,9 +1,10 @@
 package pio
 
 import (
+	"encoding/json"
 	"fmt"
-	"strings"
 
+	"github.com/inference-pio/pio/frontends/chat"
 	"github.com/inference-pio/pio/frontends/tokenizer"
 )
 
@@ -11,6 +12,7 @@ import (
 type hfText struct {
 	*tokenizer.Tokenizer
 	template string
+	specials map[string]any
 }
 
 func (t hfText) NewStreamDecoder(skipSpecial bool) streamDecoder {
@@ -26,37 +28,49 @@ func init() {
 		if template == "" {
 			template = tok.ChatTemplate()
 		}
-		return hfText{Tokenizer: tok, template: template}, nil
+		return hfText{Tokenizer: tok, template: template, specials: specialTokens(cfgJSON)}, nil
 	}
 }
 
-// Render renders msgs for generation.
+// Render renders msgs for generation with the model's Jinja template.
 func (t hfText) Render(msgs []Message, opt templateOptions) (string, error) {
 	if t.template == "" {
 		return "", fmt.Errorf("pio: the engine has no chat template")
 	}
-	return renderChatML(msgs, opt), nil
+	extra := map[string]any{}
+	for k, v := range t.specials {
+		extra[k] = v
+	}
+	for k, v := range opt.Extra {
+		extra[k] = v
+	}
+	return chat.Render(t.template, msgs, chat.Options{AddGenerationPrompt: true, EnableThinking: opt.EnableThinking, Tools: opt.Tools, Extra: extra})
 }
 
-// renderChatML is an interim renderer of the ChatML layout Qwen's
-// templates produce, used until the Jinja renderer (frontends/chat) is
-// wired in.
-func renderChatML(msgs []Message, opt templateOptions) string {
-	var b strings.Builder
-	for _, m := range msgs {
-		role, content := m.Role, m.Content
-		if role == "tool" {
-			role, content = "user", "<tool_response>\n"+content+"\n</tool_response>"
-		}
-		b.WriteString("<|im_start|>" + role + "\n" + content)
-		for _, c := range m.ToolCalls {
-			b.WriteString("\n<tool_call>\n{\"name\": \"" + c.Function.Name + "\", \"arguments\": " + c.Function.Arguments + "}\n</tool_call>")
-		}
-		b.WriteString("<|im_end|>\n")
+// specialTokens reads bos_token and eos_token of tokenizer_config.json
+// (a string or {"content": ...}), which some templates use.
+func specialTokens(cfg []byte) map[string]any {
+	var raw map[string]json.RawMessage
+	if json.Unmarshal(cfg, &raw) != nil {
+		return nil
 	}
-	b.WriteString("<|im_start|>assistant\n")
-	if opt.EnableThinking != nil && !*opt.EnableThinking {
-		b.WriteString("<think>\n\n</think>\n\n")
+	out := map[string]any{}
+	for _, k := range []string{"bos_token", "eos_token"} {
+		var s string
+		var obj struct {
+			Content string `json:"content"`
+		}
+		if json.Unmarshal(raw[k], &s) == nil && s != "" {
+			out[k] = s
+		} else if json.Unmarshal(raw[k], &obj) == nil && obj.Content != "" {
+			out[k] = obj.Content
+		}
 	}
-	return b.String()
+	return out
 }
+
+// Message is one chat message, as chat templates and the OpenAI API see it.
+type Message = chat.Message
+
+// ToolCall is a call an assistant message made.
+type ToolCall = chat.ToolCall
