@@ -1,0 +1,631 @@
+package cuda
+
+import (
+	"errors"
+	"fmt"
+	goruntime "runtime"
+	"slices"
+	"unsafe"
+
+	cg "github.com/inference-pio/pio/codegen/cuda"
+	"github.com/inference-pio/pio/ir"
+	"github.com/inference-pio/pio/runtime"
+	"github.com/inference-pio/pio/runtime/engine"
+)
+
+// Options size a backend. A zero field takes its default.
+type Options struct {
+	Device    int // CUDA device ordinal
+	MaxTokens int // most tokens in one Step; default 512
+	NumBlocks int // blocks in each paged cache; default ⌈8192/BlockSize⌉
+	BlockSize int // positions per block; default 16
+	MaxSeqs   int // most sequences in one Step; default 8
+	// NoGraphs disables CUDA graphs (every launch goes through
+	// cuLaunchKernel); GraphSizes are the decode batch sizes captured as
+	// graphs on first use (default 1, 2, 4, 8, 16, 32, 64, 128, 256 up to MaxSeqs).
+	NoGraphs   bool
+	GraphSizes []int
+}
+
+func (o Options) withDefaults() (Options, error) {
+	if o.MaxTokens < 0 || o.NumBlocks < 0 || o.BlockSize < 0 || o.MaxSeqs < 0 || o.Device < 0 {
+		return o, fmt.Errorf("cuda: negative option in %+v", o)
+	}
+	if o.MaxTokens == 0 {
+		o.MaxTokens = 512
+	}
+	if o.BlockSize == 0 {
+		o.BlockSize = 16
+	}
+	if o.NumBlocks == 0 {
+		o.NumBlocks = (8192 + o.BlockSize - 1) / o.BlockSize
+	}
+	if o.MaxSeqs == 0 {
+		o.MaxSeqs = 8
+	}
+	if o.MaxSeqs > o.MaxTokens {
+		o.MaxSeqs = o.MaxTokens
+	}
+	if o.GraphSizes == nil {
+		for n := 1; n <= 256 && n <= o.MaxSeqs; n *= 2 {
+			o.GraphSizes = append(o.GraphSizes, n)
+		}
+	}
+	const maxI32 = 1<<31 - 1
+	if int64(o.NumBlocks)*int64(o.BlockSize) > maxI32 || o.MaxTokens > 1<<24 {
+		return o, fmt.Errorf("cuda: options %+v: cache positions or MaxTokens too large", o)
+	}
+	return o, nil
+}
+
+// Weight is one plan weight as stored (little-endian bytes).
+type Weight struct {
+	DType ir.DType
+	Shape []int64
+	Data  []byte
+}
+
+// launchRT is one launch ready to go: its function and its parameter
+// block (vals holds the values, ptrs points at them, both pinned).
+type launchRT struct {
+	l    cg.Launch
+	step ir.Step
+	fn   uintptr
+	vals []uint64
+	ptrs []unsafe.Pointer
+}
+
+// Backend runs one plan on one GPU. It implements runtime.Backend.
+type Backend struct {
+	d      *driver
+	dev    int32
+	ctx    uintptr
+	stream uintptr
+	mod    uintptr
+	plan   *ir.Plan
+	opt    Options
+	kern   *engine.Kernels
+
+	launches []launchRT
+	allocs   []uint64
+	a        addrs
+	lay      layout
+	meta     []int32
+	metaDev  uint64
+	argmax   uintptr // the argmax kernel, 0 if none
+	argOut   uint64  // argmax results: i32[MaxTokens]
+	outputs  map[string]int
+	host     map[int][]float32
+	graphs   map[int][2]uintptr // decode T -> graph, exec
+	pinner   goruntime.Pinner
+
+	vocab        int
+	rowsPerToken bool
+	splits       int
+	maxBlocks    int
+
+	// Image is the arch of the image loaded ("sm_90a", "compute_90", ...),
+	// Name the device's name and CC its compute capability (major·10+minor).
+	Image, Name string
+	CC          int
+
+	t, s        int
+	ran, closed bool
+	hostValid   map[int]bool
+}
+
+var _ runtime.Backend = (*Backend)(nil)
+
+// FromEngine makes a CUDA backend for an opened engine built with
+// `pioc build --target cuda`.
+func FromEngine(e *engine.Engine, opt Options) (*Backend, error) {
+	p := e.Meta.Plan
+	if p == nil {
+		return nil, fmt.Errorf("cuda: engine has no plan")
+	}
+	ws := make([]Weight, len(p.Weights))
+	for i := range p.Weights {
+		j := e.PlanWeights[i]
+		we := e.Weights[j]
+		ws[i] = Weight{DType: we.DType, Shape: we.Shape, Data: e.WeightData(j)}
+	}
+	return New(p, ws, e.Meta.Kernels, opt)
+}
+
+// ErrNoKernels is returned when an engine carries no CUDA kernels.
+var ErrNoKernels = errors.New("engine has no CUDA kernels: rebuild it with pioc build --target cuda")
+
+// prepare checks everything that needs no GPU: the plan, the launch table
+// (every step launched, every parameter in range) and the weights.
+func prepare(p *ir.Plan, weights []Weight, k *engine.Kernels) ([]launchRT, error) {
+	if p == nil {
+		return nil, errors.New("cuda: nil plan")
+	}
+	if k == nil {
+		return nil, fmt.Errorf("cuda: %w", ErrNoKernels)
+	}
+	if err := p.Validate(); err != nil {
+		return nil, fmt.Errorf("cuda: %w", err)
+	}
+	if len(k.Images) == 0 {
+		return nil, fmt.Errorf("cuda: the engine's kernels section has no images")
+	}
+	if k.TileTokens <= 0 || k.SplitSize <= 0 {
+		return nil, fmt.Errorf("cuda: bad tile %d or split size %d", k.TileTokens, k.SplitSize)
+	}
+	launched := make([]bool, len(p.Steps))
+	var ls []launchRT
+	for _, el := range k.Launches {
+		l := launchOf(el)
+		if err := checkLaunch(p, &l, len(p.Caches)); err != nil {
+			return nil, fmt.Errorf("cuda: %w", err)
+		}
+		launched[l.Step] = true
+		ls = append(ls, launchRT{l: l, step: p.Steps[l.Step], vals: make([]uint64, len(l.Params)), ptrs: make([]unsafe.Pointer, len(l.Params))})
+	}
+	if i := slices.Index(launched, false); i >= 0 {
+		return nil, fmt.Errorf("cuda: step %d (%v) has no kernel launch", i, p.Steps[i].Op)
+	}
+	if len(weights) != len(p.Weights) {
+		return nil, fmt.Errorf("cuda: plan has %d weights, got %d", len(p.Weights), len(weights))
+	}
+	for i, w := range weights {
+		pw := p.Weights[i]
+		n, _ := pw.Shape.Elems(0, 0)
+		if w.DType != pw.DType || int64(len(w.Data)) != n*int64(w.DType.Size()) {
+			return nil, fmt.Errorf("cuda: weight %q: %v with %d bytes, plan wants %v%v", pw.Name, w.DType, len(w.Data), pw.DType, pw.Shape)
+		}
+	}
+	for i, c := range p.Caches {
+		if c.Kind != ir.CacheKV || len(c.Entries) != 2 {
+			return nil, fmt.Errorf("cuda: cache %d: kind %v is not supported (paged KV only)", i, c.Kind)
+		}
+	}
+	return ls, nil
+}
+
+// New loads the driver, picks the engine's image for the device, puts the
+// weights on it and allocates the arena, caches and step metadata.
+func New(p *ir.Plan, weights []Weight, k *engine.Kernels, opt Options) (_ *Backend, err error) {
+	ls, err := prepare(p, weights, k)
+	if err != nil {
+		return nil, err
+	}
+	if opt, err = opt.withDefaults(); err != nil {
+		return nil, err
+	}
+	d, err := loadDriver()
+	if err != nil {
+		return nil, fmt.Errorf("cuda: %w", err)
+	}
+	goruntime.LockOSThread()
+	defer goruntime.UnlockOSThread()
+	b := &Backend{d: d, plan: p, opt: opt, kern: k, launches: ls, outputs: map[string]int{}, host: map[int][]float32{},
+		hostValid: map[int]bool{}, graphs: map[int][2]uintptr{}}
+	defer func() {
+		if err != nil {
+			b.Close()
+		}
+	}()
+	var n int32
+	if err := d.check(d.cuDeviceGetCount(&n), "cuDeviceGetCount"); err != nil {
+		return nil, err
+	}
+	if opt.Device >= int(n) {
+		return nil, fmt.Errorf("cuda: device %d requested, %d present", opt.Device, n)
+	}
+	if err := d.check(d.cuDeviceGet(&b.dev, int32(opt.Device)), "cuDeviceGet"); err != nil {
+		return nil, err
+	}
+	var major, minor int32
+	d.cuDeviceGetAttribute(&major, attrComputeCapabilityMajor, b.dev)
+	d.cuDeviceGetAttribute(&minor, attrComputeCapabilityMinor, b.dev)
+	b.CC = int(major*10 + minor)
+	name := make([]byte, 256)
+	if d.cuDeviceGetName(&name[0], int32(len(name)), b.dev) == 0 {
+		b.Name = cString(&name[0])
+	}
+	if err := d.check(d.cuDevicePrimaryCtxRetain(&b.ctx, b.dev), "cuDevicePrimaryCtxRetain"); err != nil {
+		return nil, err
+	}
+	if err := d.check(d.cuCtxSetCurrent(b.ctx), "cuCtxSetCurrent"); err != nil {
+		return nil, err
+	}
+	if err := d.check(d.cuStreamCreate(&b.stream, 0), "cuStreamCreate"); err != nil {
+		return nil, err
+	}
+	if err := b.loadModule(int(major), int(minor)); err != nil {
+		return nil, err
+	}
+	if err := b.allocate(weights); err != nil {
+		return nil, err
+	}
+	for _, o := range p.Outputs {
+		if p.Buffers[o.Buffer].DType != ir.F32 {
+			return nil, fmt.Errorf("cuda: output %q: dtype %v, want f32", o.Name, p.Buffers[o.Buffer].DType)
+		}
+		b.outputs[o.Name] = o.Buffer
+	}
+	return b, nil
+}
+
+// loadModule loads the image chosen for the device and resolves every
+// kernel of the launch table.
+func (b *Backend) loadModule(major, minor int) error {
+	imgs := make([]cg.Image, len(b.kern.Images))
+	for i, im := range b.kern.Images {
+		imgs[i] = cg.Image{Arch: im.Arch, Data: im.Data}
+	}
+	i, ok := cg.SelectImage(imgs, major, minor)
+	if !ok {
+		var archs []string
+		for _, im := range imgs {
+			archs = append(archs, im.Arch)
+		}
+		return fmt.Errorf("cuda: no image for compute capability %d.%d (%s) among %v", major, minor, b.Name, archs)
+	}
+	data := imgs[i].Data
+	if imgs[i].IsPTX() {
+		data = append(slices.Clip(data), 0) // the driver wants NUL-terminated PTX
+	}
+	b.Image = imgs[i].Arch
+	if err := b.d.check(b.d.cuModuleLoadData(&b.mod, unsafe.Pointer(&data[0])), "cuModuleLoadData "+b.Image); err != nil {
+		return err
+	}
+	fns := map[string]uintptr{}
+	fn := func(name string) (uintptr, error) {
+		if f, ok := fns[name]; ok {
+			return f, nil
+		}
+		var f uintptr
+		cname := append([]byte(name), 0)
+		if err := b.d.check(b.d.cuModuleGetFunction(&f, b.mod, &cname[0]), "cuModuleGetFunction "+name); err != nil {
+			return 0, err
+		}
+		fns[name] = f
+		return f, nil
+	}
+	for i := range b.launches {
+		f, err := fn(b.launches[i].l.Kernel)
+		if err != nil {
+			return err
+		}
+		b.launches[i].fn = f
+	}
+	if b.kern.Argmax != "" {
+		f, err := fn(b.kern.Argmax)
+		if err != nil {
+			return err
+		}
+		b.argmax = f
+	}
+	return nil
+}
+
+func (b *Backend) alloc(n uint64, what string) (uint64, error) {
+	var p uint64
+	if err := b.d.check(b.d.cuMemAlloc(&p, max(n, 256)), fmt.Sprintf("cuMemAlloc %d bytes for %s", n, what)); err != nil {
+		return 0, err
+	}
+	b.allocs = append(b.allocs, p)
+	return p, nil
+}
+
+// allocate puts the weights on the device and allocates the arena, the
+// caches, the step metadata and the decode workspace.
+func (b *Backend) allocate(weights []Weight) error {
+	p, o, d := b.plan, b.opt, b.d
+	b.a.weights = make([]uint64, len(weights))
+	for i, w := range weights {
+		ptr, err := b.alloc(uint64(len(w.Data)), p.Weights[i].Name)
+		if err != nil {
+			return err
+		}
+		if len(w.Data) > 0 {
+			if err := d.check(d.cuMemcpyHtoD(ptr, unsafe.Pointer(&w.Data[0]), uint64(len(w.Data))), "upload "+p.Weights[i].Name); err != nil {
+				return err
+			}
+		}
+		b.a.weights[i] = ptr
+	}
+	maxT := int64(o.MaxTokens)
+	if p.ArenaPerT < 0 || p.ArenaFixed < 0 || p.ArenaPerT > (1<<50)/maxT || p.ArenaFixed > 1<<50 {
+		return fmt.Errorf("cuda: arena %d·T + %d bytes is out of range", p.ArenaPerT, p.ArenaFixed)
+	}
+	arena, err := b.alloc(uint64(p.ArenaPerT*maxT+p.ArenaFixed), "the arena")
+	if err != nil {
+		return err
+	}
+	b.a.buffers = make([]uint64, len(p.Buffers))
+	for i := range p.Buffers {
+		r := p.Buffers[p.Root(i)]
+		b.a.buffers[i] = arena + uint64(r.OffsetPerT*maxT+r.OffsetFixed)
+	}
+	slots := uint64(o.NumBlocks) * uint64(o.BlockSize)
+	for i, c := range p.Caches {
+		var pools [2]uint64
+		for j, e := range c.Entries {
+			n, _ := e.Elems(0, 0)
+			ptr, err := b.alloc(slots*uint64(n)*uint64(c.DType.Size()), fmt.Sprintf("cache %d entry %d", i, j))
+			if err != nil {
+				return err
+			}
+			pools[j] = ptr
+		}
+		b.a.cacheK, b.a.cacheV = append(b.a.cacheK, pools[0]), append(b.a.cacheV, pools[1])
+	}
+	b.maxBlocks = o.NumBlocks
+	b.lay = layout{maxT: o.MaxTokens, maxSeqs: o.MaxSeqs, maxBlocks: b.maxBlocks}
+	b.meta = make([]int32, b.lay.size())
+	if b.metaDev, err = b.alloc(uint64(4*len(b.meta)), "step metadata"); err != nil {
+		return err
+	}
+	at := func(off int) uint64 { return b.metaDev + uint64(4*off) }
+	b.a.positions, b.a.seqOfToken, b.a.tiles, b.a.blockTables = at(b.lay.positions()), at(b.lay.seqOfToken()), at(b.lay.tiles()), at(b.lay.blockTables())
+	b.a.maxBlocks, b.a.blockSize = int32(b.maxBlocks), int32(o.BlockSize)
+	for _, in := range p.Inputs {
+		switch {
+		case in.Name == "tokens" && in.DType == ir.I32:
+			b.a.inputs = append(b.a.inputs, at(b.lay.tokens()))
+		case in.Name == "positions" && in.DType == ir.I32:
+			b.a.inputs = append(b.a.inputs, at(b.lay.positions()))
+		case in.Name == "logit_rows" && in.DType == ir.I32:
+			b.a.inputs = append(b.a.inputs, at(b.lay.logitRows()))
+			b.rowsPerToken = len(in.Shape) == 1 && in.Shape[0] == ir.T
+		default:
+			return fmt.Errorf("cuda: input %q (%v%v): unknown (the runtime provides i32 tokens, positions and logit_rows)", in.Name, in.DType, in.Shape)
+		}
+	}
+	// Decode splits cover a whole sequence's worth of cache, so a captured
+	// graph serves every context length.
+	b.splits = (b.maxBlocks*o.BlockSize + int(b.kern.SplitSize) - 1) / int(b.kern.SplitSize)
+	var ws int64
+	for _, l := range b.launches {
+		ws = max(ws, l.l.Workspace)
+	}
+	if ws > 0 {
+		if b.a.workspace, err = b.alloc(uint64(ws)*uint64(o.MaxSeqs)*uint64(b.splits)*4, "the decode workspace"); err != nil {
+			return err
+		}
+	}
+	if b.argOut, err = b.alloc(uint64(4*o.MaxTokens), "argmax results"); err != nil {
+		return err
+	}
+	for _, s := range p.Steps {
+		if s.Op == ir.OpEmbedding && len(s.Args) == 2 && s.Args[1].Kind == ir.RefInput && p.Inputs[s.Args[1].Index].Name == "tokens" {
+			if s.Args[0].Kind == ir.RefWeight {
+				v := int(p.Weights[s.Args[0].Index].Shape[0])
+				if b.vocab == 0 || v < b.vocab {
+					b.vocab = v
+				}
+			}
+		}
+	}
+	for i := range b.launches {
+		lr := &b.launches[i]
+		for j := range lr.vals {
+			lr.ptrs[j] = unsafe.Pointer(&lr.vals[j])
+		}
+		if len(lr.vals) > 0 {
+			b.pinner.Pin(&lr.vals[0])
+			b.pinner.Pin(&lr.ptrs[0])
+		}
+	}
+	return nil
+}
+
+// Step runs the plan once over bt. A malformed batch is reported before
+// anything runs.
+func (b *Backend) Step(bt *runtime.Batch) error {
+	if b.closed {
+		return errClosed
+	}
+	b.ran = false
+	clear(b.hostValid)
+	if err := checkBatch(bt, b.opt.MaxTokens, b.opt.MaxSeqs, b.opt.NumBlocks, b.opt.BlockSize, b.maxBlocks, b.vocab, b.rowsPerToken); err != nil {
+		return err
+	}
+	goruntime.LockOSThread()
+	defer goruntime.UnlockOSThread()
+	d := b.d
+	if err := d.check(d.cuCtxSetCurrent(b.ctx), "cuCtxSetCurrent"); err != nil {
+		return err
+	}
+	tiles := b.lay.fill(b.meta, bt, int(b.kern.TileTokens))
+	if err := d.check(d.cuMemcpyHtoD(b.metaDev, unsafe.Pointer(&b.meta[0]), uint64(4*len(b.meta))), "upload step metadata"); err != nil {
+		return err
+	}
+	b.t, b.s = len(bt.Tokens), len(bt.LogitRows)
+	decode := len(bt.Seqs) == b.t
+	dyn := dynamic{t: int32(b.t), s: int32(b.s), splits: int32(b.splits)}
+	if decode && !b.opt.NoGraphs && slices.Contains(b.opt.GraphSizes, b.t) && b.s == b.t {
+		if err := b.runGraph(dyn); err != nil {
+			return err
+		}
+	} else if err := b.runLaunches(dyn, tiles, decode); err != nil {
+		return err
+	}
+	if err := d.check(d.cuStreamSynchronize(b.stream), "step"); err != nil {
+		return err
+	}
+	b.ran = true
+	return nil
+}
+
+// runLaunches issues every launch of the step on the stream.
+func (b *Backend) runLaunches(dyn dynamic, tiles int, decode bool) error {
+	for i := range b.launches {
+		lr := &b.launches[i]
+		if !lr.l.Runs(int(dyn.t), int(dyn.s), decode) {
+			continue
+		}
+		g, ok := grid(&lr.l, int64(dyn.t), int64(dyn.s), int64(tiles), int64(dyn.splits))
+		if !ok {
+			continue
+		}
+		pack(&lr.l, lr.step, &b.a, dyn, lr.vals)
+		var params unsafe.Pointer
+		if len(lr.ptrs) > 0 {
+			params = unsafe.Pointer(&lr.ptrs[0])
+		}
+		r := b.d.cuLaunchKernel(lr.fn, g[0], g[1], g[2], uint32(lr.l.Block), 1, 1, 0, b.stream, params, nil)
+		if err := b.d.check(r, fmt.Sprintf("launch %s (step %d, %v)", lr.l.Kernel, lr.l.Step, lr.step.Op)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// runGraph replays the decode graph for this batch size, capturing it on
+// first use. Parameters (T, S and every address) are baked into the graph;
+// the step metadata it reads is uploaded before each replay.
+func (b *Backend) runGraph(dyn dynamic) error {
+	d := b.d
+	g, ok := b.graphs[int(dyn.t)]
+	if !ok {
+		const captureThreadLocal = 1
+		if err := d.check(d.cuStreamBeginCapture(b.stream, captureThreadLocal), "cuStreamBeginCapture"); err != nil {
+			return err
+		}
+		lerr := b.runLaunches(dyn, 0, true)
+		var graph uintptr
+		if err := d.check(d.cuStreamEndCapture(b.stream, &graph), "cuStreamEndCapture"); err != nil {
+			return err
+		}
+		if lerr != nil {
+			d.cuGraphDestroy(graph)
+			return lerr
+		}
+		var exec uintptr
+		if err := d.check(d.cuGraphInstantiate(&exec, graph, 0), "cuGraphInstantiate"); err != nil {
+			d.cuGraphDestroy(graph)
+			return err
+		}
+		g = [2]uintptr{graph, exec}
+		b.graphs[int(dyn.t)] = g
+	}
+	return d.check(d.cuGraphLaunch(g[1], b.stream), "cuGraphLaunch")
+}
+
+var errClosed = errors.New("cuda: backend is closed")
+
+// Output copies an output of the last successful Step to the host, with T
+// resolved to the step's tokens and S to its logit rows.
+func (b *Backend) Output(name string) ([]float32, []int, error) {
+	if b.closed {
+		return nil, nil, errClosed
+	}
+	i, ok := b.outputs[name]
+	if !ok {
+		return nil, nil, fmt.Errorf("cuda: no output %q", name)
+	}
+	if !b.ran {
+		return nil, nil, fmt.Errorf("cuda: output %q: no successful Step", name)
+	}
+	buf := b.plan.Buffers[i]
+	shape := make([]int, len(buf.Shape))
+	for j, dm := range buf.Shape {
+		switch dm {
+		case ir.T:
+			shape[j] = b.t
+		case ir.S:
+			shape[j] = b.s
+		default:
+			shape[j] = int(dm)
+		}
+	}
+	n, _ := buf.Shape.Elems(int64(b.t), int64(b.s))
+	h := b.host[i]
+	if int64(cap(h)) < n {
+		m, _ := buf.Shape.Elems(int64(b.opt.MaxTokens), int64(b.opt.MaxTokens))
+		h = make([]float32, m)
+		b.host[i] = h
+	}
+	h = h[:n]
+	if !b.hostValid[i] && n > 0 {
+		goruntime.LockOSThread()
+		defer goruntime.UnlockOSThread()
+		if err := b.d.check(b.d.cuCtxSetCurrent(b.ctx), "cuCtxSetCurrent"); err != nil {
+			return nil, nil, err
+		}
+		if err := b.d.check(b.d.cuMemcpyDtoH(unsafe.Pointer(&h[0]), b.a.buffers[i], uint64(4*n)), "download "+name); err != nil {
+			return nil, nil, err
+		}
+		b.hostValid[i] = true
+	}
+	return h, shape, nil
+}
+
+// Argmax returns the greedy token of each logits row of the last Step,
+// computed on the device (only S int32s cross the bus).
+func (b *Backend) Argmax() ([]int32, error) {
+	if b.closed {
+		return nil, errClosed
+	}
+	i, ok := b.outputs["logits"]
+	if !ok || b.argmax == 0 || !b.ran {
+		return nil, fmt.Errorf("cuda: argmax: no logits from a successful Step")
+	}
+	goruntime.LockOSThread()
+	defer goruntime.UnlockOSThread()
+	d := b.d
+	if err := d.check(d.cuCtxSetCurrent(b.ctx), "cuCtxSetCurrent"); err != nil {
+		return nil, err
+	}
+	rows := int32(b.s)
+	x, out := b.a.buffers[i], b.argOut
+	params := []unsafe.Pointer{unsafe.Pointer(&x), unsafe.Pointer(&out), unsafe.Pointer(&rows)}
+	var pin goruntime.Pinner
+	pin.Pin(&params[0])
+	pin.Pin(&x)
+	pin.Pin(&out)
+	pin.Pin(&rows)
+	defer pin.Unpin()
+	if err := d.check(d.cuLaunchKernel(b.argmax, uint32(rows), 1, 1, 256, 1, 1, 0, b.stream, unsafe.Pointer(&params[0]), nil), "argmax"); err != nil {
+		return nil, err
+	}
+	if err := d.check(d.cuStreamSynchronize(b.stream), "argmax"); err != nil {
+		return nil, err
+	}
+	ids := make([]int32, rows)
+	if err := d.check(d.cuMemcpyDtoH(unsafe.Pointer(&ids[0]), out, uint64(4*rows)), "download argmax"); err != nil {
+		return nil, err
+	}
+	return ids, nil
+}
+
+// Close releases every device resource. Closing twice is harmless.
+func (b *Backend) Close() error {
+	if b.closed {
+		return nil
+	}
+	b.closed = true
+	d := b.d
+	if d == nil {
+		return nil
+	}
+	goruntime.LockOSThread()
+	defer goruntime.UnlockOSThread()
+	if b.ctx != 0 {
+		d.cuCtxSetCurrent(b.ctx)
+	}
+	for _, g := range b.graphs {
+		d.cuGraphExecDestroy(g[1])
+		d.cuGraphDestroy(g[0])
+	}
+	for _, p := range b.allocs {
+		d.cuMemFree(p)
+	}
+	if b.mod != 0 {
+		d.cuModuleUnload(b.mod)
+	}
+	if b.stream != 0 {
+		d.cuStreamDestroy(b.stream)
+	}
+	if b.ctx != 0 {
+		d.cuDevicePrimaryCtxRelease(b.dev)
+	}
+	b.pinner.Unpin()
+	b.allocs, b.graphs, b.launches, b.host = nil, nil, nil, nil
+	return nil
+}
