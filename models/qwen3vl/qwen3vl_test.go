@@ -127,3 +127,52 @@ func shapeIs(a []int64, s ir.Shape) bool {
 	}
 	return true
 }
+
+type ckSource struct{ ck *hf.Checkpoint }
+
+func (s ckSource) Names() []string { return s.ck.Names() }
+
+func (s ckSource) Info(name string) (models.TensorInfo, bool) {
+	x, ok := s.ck.Tensor(name)
+	if !ok {
+		return models.TensorInfo{}, false
+	}
+	return models.TensorInfo{Float: true, DType: x.DType.String(), Shape: x.Shape}, true
+}
+
+func TestBindStages(t *testing.T) {
+	ck, m := tiny(t)
+	gs, err := m.Stages(models.BuildOptions{WeightDType: ir.BF16, Has: func(n string) bool { _, ok := ck.Tensor(n); return ok }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(gs) != len(StageNames) {
+		t.Fatalf("%d stages", len(gs))
+	}
+	if err := BindStages(gs, ckSource{ck}, nil); err != nil {
+		t.Fatal(err)
+	}
+	// Each stage alone leaves the other's tensors unused.
+	if err := models.Bind(gs[1], ckSource{ck}, nil); err == nil || !strings.Contains(err.Error(), "model.visual.") {
+		t.Errorf("text stage alone: %v", err)
+	}
+	// A missing tensor is still reported.
+	if err := BindStages(gs, hiding{ckSource{ck}, "model.visual.merger.norm.bias"}, nil); err == nil || !strings.Contains(err.Error(), "merger.norm.bias") {
+		t.Errorf("missing tensor: %v", err)
+	}
+	if err := BindStages(gs[:1], ckSource{ck}, nil); err == nil || !strings.Contains(err.Error(), "language_model") {
+		t.Errorf("vision stage alone: %v", err)
+	}
+}
+
+type hiding struct {
+	ckSource
+	name string
+}
+
+func (h hiding) Info(name string) (models.TensorInfo, bool) {
+	if name == h.name {
+		return models.TensorInfo{}, false
+	}
+	return h.ckSource.Info(name)
+}
