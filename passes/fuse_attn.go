@@ -14,7 +14,11 @@ import "github.com/inference-pio/pio/ir"
 // where F is [T, nq+nk+nv] (made by fuse-qkv), q and k share the rope
 // attributes and positions and either both have norms with the same eps or
 // neither has, and every intermediate has no other reader and is not an
-// output. Anything else is left as it is.
+// output. Qwen3-Next's gated attention also matches: q is the first half
+// of each head's [query | gate] rows, section(F, 0, Hq·2D) viewed as
+// [T, Hq, 2D] and cut by a section or slice, and the attention's only
+// reader is mul(attention, sigmoid(gate half)); then qkv_attention{gate=1}
+// replaces the mul. Anything else is left as it is.
 func FuseAttnInput(g *ir.Graph) error {
 	r := newRewriter(g)
 	u := uses(g)
@@ -29,6 +33,7 @@ func FuseAttnInput(g *ir.Graph) error {
 		}
 		var chain []*ir.Value // consumed intermediates
 		var norms []*ir.Value
+		var gated *ir.Value // Qwen3-Next: the mul by sigmoid(gate) that replaces at
 		// block follows rope -> norm? -> reshape -> section and returns the
 		// section, or nil.
 		block := func(x, reader *ir.Value, roped bool) *ir.Value {
@@ -47,7 +52,22 @@ func FuseAttnInput(g *ir.Graph) error {
 					}
 				}
 			}
-			if x.Op != ir.OpReshape || !u.only(x, reader) {
+			if roped && reader.Args[0] == x && x.Shape[2]*2 == lastDimOf(x.Args[0]) && isLastDimRange(x, 0, int64(x.Shape[2])) {
+				// Gated attention: q is the first half of each head's
+				// [query | gate] rows; the gate half must feed only
+				// mul(attention, sigmoid(gate)).
+				if gated = gateOf(u, at, x); gated == nil {
+					return nil
+				}
+				chain = append(chain, x)
+				reader, x = x, x.Args[0]
+				if len(u.users[x.ID]) != 2 || u.output[x.ID] {
+					return nil
+				}
+			} else if !u.only(x, reader) {
+				return nil
+			}
+			if x.Op != ir.OpReshape {
 				return nil
 			}
 			chain = append(chain, x)
@@ -73,6 +93,18 @@ func FuseAttnInput(g *ir.Graph) error {
 			continue
 		}
 		d, dv := int64(q.Shape[2]), int64(v.Shape[2])
+		dq := d
+		if gated != nil {
+			dq = 2 * d
+			sig := gated.Args[0]
+			if sig == at {
+				sig = gated.Args[1]
+			}
+			chain = append(chain, at, sig, sig.Args[0])
+		}
+		if nq != int64(q.Shape[1])*dq || nk != int64(k.Shape[1])*d || nv != int64(v.Shape[1])*dv {
+			continue
+		}
 		attrs := []ir.Attr{
 			ir.Ints("heads", int64(q.Shape[1]), int64(k.Shape[1])), ir.Int("head_dim", d),
 			ir.Float("theta", q.Attrs.Float("theta", 0)), ir.Int("rotary_dims", q.Attrs.Int("rotary_dims", 0)),
@@ -82,6 +114,11 @@ func FuseAttnInput(g *ir.Graph) error {
 		if dv != d {
 			attrs = append(attrs, ir.Int("v_head_dim", dv))
 		}
+		target := at
+		if gated != nil {
+			attrs = append(attrs, ir.Int("gate", 1))
+			target = gated
+		}
 		args := []*ir.Value{f, q.Args[1]}
 		if len(norms) == 2 {
 			args = append(args, norms[0].Args[1], norms[1].Args[1])
@@ -90,7 +127,47 @@ func FuseAttnInput(g *ir.Graph) error {
 				attrs = append(attrs, ir.Int("unit_offset", uo))
 			}
 		}
-		r.replace(at, r.add(ir.OpQKVAttention, args, attrs...), chain...)
+		r.replace(target, r.add(ir.OpQKVAttention, args, attrs...), chain...)
 	}
 	return r.finish()
+}
+
+// isLastDimRange reports whether v is a section or slice of its arg's last
+// dim starting at start with n elements.
+func isLastDimRange(v *ir.Value, start, n int64) bool {
+	switch v.Op {
+	case ir.OpSection:
+		return v.Attrs.Int("start", -1) == start && v.Attrs.Int("size", -1) == n
+	case ir.OpSlice:
+		return v.Attrs.Int("start", -1) == start && v.Attrs.Int("len", -1) == n
+	}
+	return false
+}
+
+func lastDimOf(v *ir.Value) ir.Dim { return v.Shape.Last() }
+
+// gateOf returns mul(at, sigmoid(gate)) when at's only reader is that mul
+// and gate is the second half of the rows q (a range of x's arg) is the
+// first half of, with no other readers; else nil.
+func gateOf(u useInfo, at, q *ir.Value) *ir.Value {
+	if len(u.users[at.ID]) != 1 || u.output[at.ID] {
+		return nil
+	}
+	m := u.users[at.ID][0]
+	if m.Op != ir.OpMul {
+		return nil
+	}
+	s := m.Args[1]
+	if m.Args[1] == at {
+		s = m.Args[0]
+	}
+	if s.Op != ir.OpSigmoid || !u.only(s, m) {
+		return nil
+	}
+	g := s.Args[0]
+	d := int64(q.Shape.Last())
+	if g.Args == nil || len(g.Args) != 1 || g.Args[0] != q.Args[0] || !isLastDimRange(g, d, d) || !u.only(g, s) {
+		return nil
+	}
+	return m
 }

@@ -76,8 +76,9 @@ func (r *rewriter) finish() error {
 	for i := range g.Outputs {
 		g.Outputs[i].Value = r.resolve(g.Outputs[i].Value)
 	}
-	// Everything that was not consumed is a root; consumed values live only
-	// while a root reads them.
+	// Everything that was neither replaced nor consumed is a root; consumed
+	// values live only while a root reads them (a consumed value with side
+	// effects, such as an attention a fused op now performs, goes too).
 	live := map[*ir.Value]bool{}
 	var mark func(v *ir.Value)
 	mark = func(v *ir.Value) {
@@ -90,11 +91,7 @@ func (r *rewriter) finish() error {
 		}
 	}
 	for _, v := range g.Values {
-		info, _ := v.Op.Info()
-		if _, replaced := r.repl[v]; replaced {
-			continue // its readers now read the replacement
-		}
-		if !r.consumed[v] || !info.Pure {
+		if _, replaced := r.repl[v]; !replaced && !r.consumed[v] {
 			mark(v)
 		}
 	}
