@@ -20,7 +20,6 @@ import (
 
 	"github.com/inference-pio/pio/cmd/internal/cliargs"
 	"github.com/inference-pio/pio/runtime"
-	"github.com/inference-pio/pio/runtime/cpu"
 	"github.com/inference-pio/pio/runtime/engine"
 	"github.com/inference-pio/pio/runtime/kvcache"
 	"github.com/inference-pio/pio/runtime/sample"
@@ -55,10 +54,14 @@ func runCmd() *cli.Command {
 			&cli.IntFlag{Name: "threads", Value: 0, Usage: "CPU threads (0 = all)"},
 			&cli.IntFlag{Name: "max-step-tokens", Value: 256, Usage: "largest prefill chunk per step"},
 			&cli.BoolFlag{Name: "verify", Usage: "check weight checksums when loading"},
+			deviceFlag(),
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return fmt.Errorf("run: want one ENGINE argument")
+			}
+			if !c.IsSet("prompt-ids") && c.String("device") != "cpu" {
+				return fmt.Errorf("run: --device %s needs --prompt-ids (text prompts run on the CPU for now)", c.String("device"))
 			}
 			if !c.IsSet("prompt-ids") {
 				return runText(c)
@@ -82,7 +85,7 @@ func runCmd() *cli.Command {
 			}
 			const blockSize = 16
 			numBlocks := (len(prompt)+c.Int("max-tokens"))/blockSize + 2
-			be, err := cpu.FromEngine(e, cpu.Options{MaxTokens: maxStep, BlockSize: blockSize, NumBlocks: numBlocks, MaxSeqs: 1, Threads: c.Int("threads")})
+			be, err := newBackend(c.String("device"), e, backendSize{maxTokens: maxStep, blockSize: blockSize, numBlocks: numBlocks, maxSeqs: 1, threads: c.Int("threads")})
 			if err != nil {
 				return err
 			}

@@ -3,6 +3,7 @@ package cuda
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"unsafe"
 
@@ -114,17 +115,17 @@ var (
 func loadDriver() (*driver, error) {
 	loadOnce.Do(func() {
 		var lib uintptr
-		var errs []error
+		var errs []string
 		for _, n := range libcudaNames {
 			h, err := purego.Dlopen(n, purego.RTLD_NOW|purego.RTLD_GLOBAL)
 			if err == nil {
 				lib = h
 				break
 			}
-			errs = append(errs, err)
+			errs = append(errs, err.Error())
 		}
 		if lib == 0 {
-			loadErr = fmt.Errorf("%w: cannot load %v (is the NVIDIA driver installed?): %v", ErrNoDriver, libcudaNames, errors.Join(errs...))
+			loadErr = fmt.Errorf("%w: is the NVIDIA driver installed? %s", ErrNoDriver, strings.Join(errs, "; "))
 			return
 		}
 		d := &driver{}

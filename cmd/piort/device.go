@@ -1,0 +1,54 @@
+package main
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/inference-pio/pio/runtime"
+	"github.com/inference-pio/pio/runtime/cpu"
+	"github.com/inference-pio/pio/runtime/cuda"
+	"github.com/inference-pio/pio/runtime/engine"
+)
+
+// deviceFlag is --device: cpu (the default) or cuda[:N].
+func deviceFlag() cli.Flag {
+	return &cli.StringFlag{Name: "device", Value: "cpu", Usage: "cpu, or cuda[:N] (an engine built with pioc build --target cuda)"}
+}
+
+// parseDevice splits "cpu", "cuda" or "cuda:N".
+func parseDevice(s string) (kind string, ordinal int, err error) {
+	kind, num, hasNum := strings.Cut(strings.ToLower(strings.TrimSpace(s)), ":")
+	switch {
+	case kind == "cpu" && !hasNum:
+		return "cpu", 0, nil
+	case kind == "cuda" && !hasNum:
+		return "cuda", 0, nil
+	case kind == "cuda":
+		n, err := strconv.Atoi(num)
+		if err != nil || n < 0 {
+			return "", 0, fmt.Errorf("--device %q: want cuda:N with N a device ordinal", s)
+		}
+		return "cuda", n, nil
+	}
+	return "", 0, fmt.Errorf("--device %q: want cpu, cuda or cuda:N", s)
+}
+
+// backendSize is what both backends are sized by.
+type backendSize struct {
+	maxTokens, numBlocks, blockSize, maxSeqs, threads int
+}
+
+// newBackend makes the backend --device asks for.
+func newBackend(device string, e *engine.Engine, sz backendSize) (runtime.Backend, error) {
+	kind, n, err := parseDevice(device)
+	if err != nil {
+		return nil, err
+	}
+	if kind == "cuda" {
+		return cuda.FromEngine(e, cuda.Options{Device: n, MaxTokens: sz.maxTokens, NumBlocks: sz.numBlocks, BlockSize: sz.blockSize, MaxSeqs: sz.maxSeqs})
+	}
+	return cpu.FromEngine(e, cpu.Options{MaxTokens: sz.maxTokens, NumBlocks: sz.numBlocks, BlockSize: sz.blockSize, MaxSeqs: sz.maxSeqs, Threads: sz.threads})
+}
