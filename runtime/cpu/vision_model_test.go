@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,87 +14,68 @@ import (
 	"github.com/inference-pio/pio/models/qwen3vl"
 	"github.com/inference-pio/pio/passes"
 	"github.com/inference-pio/pio/runtime"
+	"github.com/inference-pio/pio/runtime/engine"
 )
 
 const tinyVLDir = "../../testdata/tiny/qwen3vl"
 
-// stageBackend is New for a plan stage whose inputs go beyond tokens,
-// positions and logit_rows: those three bind to the batch as usual; every
-// other input is a backend-owned tensor the caller fills before Step
-// (runtime binding of stage inputs is not in the backend yet).
-func stageBackend(t *testing.T, p *ir.Plan, ws []Weight, opt Options) (*Backend, map[string]tensor) {
+// writeStagedEngine writes the tiny model's two stages as one engine (text
+// the main plan, vision a stage), with the checkpoint's bf16 bytes (the
+// patch kernel [D, C, Tp, P, P] stored as its [D, C·Tp·P·P] view: same
+// bytes), and opens it.
+func writeStagedEngine(t *testing.T, ck *hf.Checkpoint, vp, tp *ir.Plan) *engine.Engine {
 	t.Helper()
-	opt, err := opt.withDefaults()
+	var specs []engine.WeightSpec
+	seen := map[string]bool{}
+	for _, p := range []*ir.Plan{vp, tp} {
+		for _, pw := range p.Weights {
+			if seen[pw.Name] {
+				continue
+			}
+			seen[pw.Name] = true
+			shape := make([]int64, len(pw.Shape))
+			for i, d := range pw.Shape {
+				shape[i] = int64(d)
+			}
+			specs = append(specs, engine.WeightSpec{Name: pw.Name, DType: pw.DType, Shape: shape})
+		}
+	}
+	fill := func(i int, dst []byte) error {
+		x, ok := ck.Tensor(specs[i].Name)
+		if !ok || x.DType != hf.BF16 || len(x.Data) != len(dst) {
+			return fmt.Errorf("weight %s: missing or not %d bf16 bytes", specs[i].Name, len(dst))
+		}
+		copy(dst, x.Data)
+		return nil
+	}
+	path := filepath.Join(t.TempDir(), "qwen3vl.pio")
+	meta := &engine.Metadata{Producer: "vision_model_test", Plan: tp, Stages: []engine.Stage{{Name: "vision", Plan: vp}}}
+	if err := engine.Create(path, meta, specs, fill, engine.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e, err := engine.Open(path, engine.OpenOptions{VerifyWeights: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	b := &Backend{plan: p, opt: opt, outputs: map[string]int{}, seen: make([]bool, opt.MaxSeqs)}
-	if err := b.bindWeights(ws); err != nil {
-		t.Fatal(err)
-	}
-	extra := map[string]tensor{}
-	for _, in := range p.Inputs {
-		n, _ := in.Shape.Elems(int64(opt.MaxTokens), int64(opt.MaxTokens))
-		tn := tensor{dt: in.DType, shape: in.Shape}
-		if in.DType == ir.I32 {
-			tn.i32 = make([]int32, n)
-		} else {
-			tn.f32 = make([]float32, n)
-		}
-		bind, ok := inputBinds[in.Name]
-		if !ok {
-			bind = -1
-			extra[in.Name] = tn
-		}
-		b.inputs = append(b.inputs, tn)
-		b.binds = append(b.binds, bind)
-	}
-	if err := b.allocArena(); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.allocCaches(); err != nil {
-		t.Fatal(err)
-	}
-	b.scratch = make([]scratch, opt.Threads)
-	for i, s := range p.Steps {
-		if builders[s.Op] == nil {
-			t.Fatalf("step %d: no kernel for %v", i, s.Op)
-		}
-		k, err := builders[s.Op](b, s, b.bufs[s.Out])
-		if err != nil {
-			t.Fatalf("step %d (%v): %v", i, s.Op, err)
-		}
-		b.kernels = append(b.kernels, k)
-	}
-	for _, o := range p.Outputs {
-		b.outputs[o.Name] = o.Buffer
-	}
-	b.pool = newPool(opt.Threads)
-	t.Cleanup(func() { b.Close() })
-	return b, extra
+	t.Cleanup(func() { e.Close() })
+	return e
 }
 
-// checkpointWeights returns the plan's weights from the checkpoint, raw, in
-// the plan's shapes (the patch embedding's [D, C, Tp, P, P] is declared as
-// its [D, C·Tp·P·P] view: same bytes).
-func checkpointWeights(t *testing.T, ck *hf.Checkpoint, p *ir.Plan) []Weight {
+func stage(t *testing.T, e *engine.Engine, name string, opt Options) *Backend {
 	t.Helper()
-	var ws []Weight
-	for _, pw := range p.Weights {
-		x, ok := ck.Tensor(pw.Name)
-		if !ok || x.DType != hf.BF16 || pw.DType != ir.BF16 {
-			t.Fatalf("weight %s: missing or not bf16", pw.Name)
-		}
-		shape := make([]int64, len(pw.Shape))
-		for i, d := range pw.Shape {
-			shape[i] = int64(d)
-		}
-		ws = append(ws, Weight{DType: ir.BF16, Shape: shape, Data: x.Data})
+	b, err := StageFromEngine(e, name, opt)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return ws
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
+func setInput(t *testing.T, b *Backend, name string, f32 []float32, i32 []int32) {
+	t.Helper()
+	if err := b.SetInput(name, f32, i32); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func lowerGraph(t *testing.T, build func(models.BuildOptions) (*ir.Graph, error), opt models.BuildOptions) *ir.Plan {
@@ -137,7 +119,8 @@ func goldenI64(t *testing.T, f *hf.SafetensorsFile, name string) []int32 {
 }
 
 // TestQwen3VLMatchesTransformers runs the tiny Qwen3-VL end to end from the
-// image files: frontends/image preprocessing and layout, the vision stage,
+// image files through a two-stage engine file: frontends/image
+// preprocessing and layout, the vision stage,
 // the text stage at prefill (image features and DeepStack placed by the
 // image mask), then greedy decoding with positions cache+rope_delta; every
 // recorded tensor is compared with transformers' (f32 compute from
@@ -193,14 +176,14 @@ func TestQwen3VLMatchesTransformers(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Vision stage.
-	vp := lowerGraph(t, m.BuildVision, opt)
-	vb, vx := stageBackend(t, vp, checkpointWeights(t, ck, vp), Options{MaxTokens: 16, Threads: 2})
-	copy(vx[qwen3vl.InPixels].f32, vin.Pixels)
-	copy(vx[qwen3vl.InPosIdx].i32, vin.PosIdx)
-	copy(vx[qwen3vl.InPosW].f32, vin.PosW)
-	copy(vx[qwen3vl.InRoPEPos].i32, vin.RoPEPos)
-	copy(vx[qwen3vl.InSegments].i32, vin.Segments)
+	// Both stages in one engine file, then the vision stage.
+	e := writeStagedEngine(t, ck, lowerGraph(t, m.BuildVision, opt), lowerGraph(t, m.BuildText, opt))
+	vb := stage(t, e, "vision", Options{MaxTokens: 16, Threads: 2})
+	setInput(t, vb, qwen3vl.InPixels, vin.Pixels, nil)
+	setInput(t, vb, qwen3vl.InPosIdx, nil, vin.PosIdx)
+	setInput(t, vb, qwen3vl.InPosW, vin.PosW, nil)
+	setInput(t, vb, qwen3vl.InRoPEPos, nil, vin.RoPEPos)
+	setInput(t, vb, qwen3vl.InSegments, nil, vin.Segments)
 	vt := make([]int32, vin.Tokens)
 	step(t, vb, makeBatch(chunk{tokens: vt}))
 	const tol = 2e-5
@@ -217,27 +200,26 @@ func TestQwen3VLMatchesTransformers(t *testing.T) {
 	}
 
 	// Text stage, prefill.
-	tp := lowerGraph(t, m.BuildText, opt)
-	tb, tx := stageBackend(t, tp, checkpointWeights(t, ck, tp), Options{MaxTokens: 32, Threads: 2})
+	tb := stage(t, e, "", Options{MaxTokens: 32, Threads: 2})
 	H := cfg.Text.Hidden
-	place := func(name, from string) {
-		feats, _ := output(t, vb, from)
-		dst := tx[name].f32
-		clear(dst)
+	place := func(name string, rows int) {
+		feats, _ := output(t, vb, name)
+		dst := make([]float32, rows*H)
 		r := 0
-		for i, mk := range lay.ImageMask {
+		for i, mk := range lay.ImageMask[:rows] {
 			if mk != 0 {
 				copy(dst[i*H:(i+1)*H], feats[r*H:(r+1)*H])
 				r++
 			}
 		}
+		setInput(t, tb, name, dst, nil)
 	}
-	place(qwen3vl.OutImage, qwen3vl.OutImage)
+	place(qwen3vl.OutImage, len(lay.Tokens))
 	for k := range cfg.Vision.DeepStack {
-		place(qwen3vl.OutDeep+strconv.Itoa(k), qwen3vl.OutDeep+strconv.Itoa(k))
+		place(qwen3vl.OutDeep+strconv.Itoa(k), len(lay.Tokens))
 	}
-	copy(tx[qwen3vl.InMRoPE].i32, lay.Positions)
-	copy(tx[qwen3vl.InMask].i32, lay.ImageMask)
+	setInput(t, tb, qwen3vl.InMRoPE, nil, lay.Positions)
+	setInput(t, tb, qwen3vl.InMask, nil, lay.ImageMask)
 	bt := makeBatch(chunk{blocks: []int32{0, 1, 2, 3}, tokens: lay.Tokens})
 	bt.LogitRows = bt.LogitRows[:0]
 	for i := range lay.Tokens {
@@ -267,8 +249,13 @@ func TestQwen3VLMatchesTransformers(t *testing.T) {
 	got := []int32{next}
 	for n := len(lay.Tokens); len(got) < len(want); n++ {
 		p := int32(n) + lay.RopeDelta
-		copy(tx[qwen3vl.InMRoPE].i32, []int32{p, p, p})
-		tx[qwen3vl.InMask].i32[0] = 0
+		setInput(t, tb, qwen3vl.InMRoPE, nil, []int32{p, p, p})
+		setInput(t, tb, qwen3vl.InMask, nil, []int32{0})
+		zero := make([]float32, H)
+		setInput(t, tb, qwen3vl.OutImage, zero, nil)
+		for k := range cfg.Vision.DeepStack {
+			setInput(t, tb, qwen3vl.OutDeep+strconv.Itoa(k), zero, nil)
+		}
 		step(t, tb, &runtime.Batch{Tokens: []int32{next}, Positions: []int32{int32(n)}, SeqOfToken: []int32{0},
 			Seqs: []runtime.SeqView{{Blocks: []int32{0, 1, 2, 3}}}, LogitRows: []int32{0}})
 		lg, _ := output(t, tb, "logits")

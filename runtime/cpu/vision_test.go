@@ -319,3 +319,54 @@ func TestVisionOpsInPlan(t *testing.T) {
 		}
 	}
 }
+
+func TestNewStageInputs(t *testing.T) {
+	ws := newWeightSet(12)
+	b := ir.NewBuilder("stage")
+	tok := b.Input("tokens", ir.I32, ir.T)
+	f := b.Input("feats", ir.F32, ir.T, 8)
+	mask := b.Input("mask", ir.I32, ir.T)
+	b.Output("y", b.AddRows(b.Embedding(ws.add(b, "emb", ir.F32, 1, 4, 8), tok), f, mask))
+	p := finish(t, b)
+	if _, err := New(p, ws.weights(p), Options{MaxTokens: 4}); err == nil {
+		t.Error("New accepted a plan with host inputs")
+	}
+	be, err := NewStage(p, ws.weights(p), Options{MaxTokens: 4, Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer be.Close()
+	for _, c := range []struct {
+		name string
+		f32  []float32
+		i32  []int32
+		want string
+	}{
+		{"nope", nil, []int32{1}, "no input"},
+		{"tokens", nil, []int32{1}, "bound to the batch"},
+		{"feats", nil, []int32{1}, "is f32"},
+		{"feats", make([]float32, 7), nil, "rows of 8"},
+		{"feats", make([]float32, 40), nil, "rows of 8"},
+		{"mask", nil, nil, "rows of 1"},
+	} {
+		if err := be.SetInput(c.name, c.f32, c.i32); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("SetInput(%s, %d f32, %d i32): %v, want %q", c.name, len(c.f32), len(c.i32), err, c.want)
+		}
+	}
+	feats := make([]float32, 16)
+	for i := range feats {
+		feats[i] = float32(i)
+	}
+	if err := be.SetInput("feats", feats, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := be.SetInput("mask", nil, []int32{0, 1}); err != nil {
+		t.Fatal(err)
+	}
+	step(t, be, makeBatch(chunk{tokens: []int32{2, 3}}))
+	y, _ := output(t, be, "y")
+	emb := ws.vals["emb"]
+	if y[0] != emb[2*8] || y[8+5] != emb[3*8+5]+13 {
+		t.Errorf("y = %v", y)
+	}
+}
