@@ -1,0 +1,220 @@
+package cuda
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	cg "github.com/inference-pio/pio/codegen/cuda"
+	"github.com/inference-pio/pio/compiler"
+	"github.com/inference-pio/pio/internal/golden"
+	"github.com/inference-pio/pio/ir"
+	"github.com/inference-pio/pio/runtime"
+	"github.com/inference-pio/pio/runtime/cpu"
+	"github.com/inference-pio/pio/runtime/engine"
+	"github.com/inference-pio/pio/runtime/kvcache"
+)
+
+// The GPU tests need a CUDA driver and a GPU, and CUDA engines: built here
+// with nvcc, or prebuilt into $PIO_CUDA_ENGINES as <model>.<dtype>.pio
+// (make gpu-check carries them to a machine without Go or nvcc).
+
+func needGPU(t *testing.T) {
+	t.Helper()
+	if _, err := loadDriver(); err != nil {
+		t.Skipf("skipping: no GPU: %v", err)
+	}
+}
+
+// cudaEngine opens (building if need be) the CUDA engine of a golden model.
+func cudaEngine(t *testing.T, model string, dt ir.DType) *engine.Engine {
+	t.Helper()
+	path := ""
+	if dir := os.Getenv("PIO_CUDA_ENGINES"); dir != "" {
+		path = filepath.Join(dir, fmt.Sprintf("%s.%v.pio", model, dt))
+	}
+	if _, err := os.Stat(path); path == "" || err != nil {
+		if _, err := cg.FindNVCC(); err != nil {
+			t.Skipf("skipping: no prebuilt engine in $PIO_CUDA_ENGINES and %v", err)
+		}
+		g, err := golden.Load(model)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path = filepath.Join(t.TempDir(), "e.pio")
+		if _, err := compiler.Build(compiler.Options{Source: g.Dir, Output: path, DType: dt, Target: compiler.TargetCUDA}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e, err := engine.Open(path, engine.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e
+}
+
+// forward runs one prefill step of the whole prompt keeping every row.
+func forward(t *testing.T, be runtime.Backend, ids []int32) []float32 {
+	t.Helper()
+	n := len(ids)
+	b := &runtime.Batch{Tokens: ids, Seqs: []runtime.SeqView{{}}}
+	for i := 0; i < n; i++ {
+		b.Positions = append(b.Positions, int32(i))
+		b.SeqOfToken = append(b.SeqOfToken, 0)
+		b.LogitRows = append(b.LogitRows, int32(i))
+	}
+	for i := 0; i < (n+3)/4; i++ {
+		b.Seqs[0].Blocks = append(b.Seqs[0].Blocks, int32(i))
+	}
+	if err := be.Step(b); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := be.Output("logits")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return slices.Clone(out)
+}
+
+// TestGPUGolden: CUDA logits of every prompt of every golden model match
+// transformers within the CPU backend's tolerances (bf16 engines: 3e-2,
+// f32: 1e-3, since GPU sums in another order) and the CPU backend within
+// 1e-3; greedy decoding (prefill, then CUDA-graph decode steps) gives the
+// CPU backend's tokens, with graphs and without.
+func TestGPUGolden(t *testing.T) {
+	needGPU(t)
+	for _, model := range []string{"qwen3-a", "qwen3-b"} {
+		for _, dt := range []ir.DType{ir.F32, ir.BF16} {
+			t.Run(fmt.Sprintf("%s/%v", model, dt), func(t *testing.T) {
+				g, err := golden.Load(model)
+				if err != nil {
+					t.Fatal(err)
+				}
+				e := cudaEngine(t, model, dt)
+				opt := Options{MaxTokens: 64, NumBlocks: 64, BlockSize: 4, MaxSeqs: 4}
+				gpu, err := FromEngine(e, opt)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer gpu.Close()
+				t.Logf("device %s (cc %d), image %s", gpu.Name, gpu.CC, gpu.Image)
+				ref, err := cpu.FromEngine(e, cpu.Options{MaxTokens: 64, NumBlocks: 64, BlockSize: 4, MaxSeqs: 4})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer ref.Close()
+				tol := 1e-3
+				if dt == ir.BF16 {
+					tol = 3e-2
+				}
+				for pi, p := range g.Prompts {
+					got, want := forward(t, gpu, p.IDs), forward(t, ref, p.IDs)
+					if e := golden.RelErr(got, p.Logits); e > tol {
+						t.Errorf("prompt %d: logits vs transformers: relative error %.3g > %g", pi, e, tol)
+					}
+					if e := golden.RelErr(got, want); e > 1e-3 {
+						t.Errorf("prompt %d: logits vs CPU backend: relative error %.3g", pi, e)
+					}
+				}
+				for _, graphs := range []bool{true, false} {
+					gpu2, err := FromEngine(e, Options{MaxTokens: 64, NumBlocks: 64, BlockSize: 4, MaxSeqs: 4, NoGraphs: !graphs})
+					if err != nil {
+						t.Fatal(err)
+					}
+					for pi, p := range g.Prompts {
+						var toks [2][]int32
+						for i, be := range []runtime.Backend{gpu2, ref} {
+							gen := runtime.NewGenerator(be, kvcache.NewAllocator(64, 4), 64)
+							toks[i], err = gen.Generate(context.Background(), p.IDs, runtime.GenerateOptions{MaxTokens: 12}, nil)
+							if err != nil {
+								t.Fatal(err)
+							}
+						}
+						if !slices.Equal(toks[0], toks[1]) {
+							t.Errorf("prompt %d, graphs %v: greedy CUDA %v, CPU %v", pi, graphs, toks[0], toks[1])
+						}
+					}
+					gpu2.Close()
+				}
+			})
+		}
+	}
+}
+
+// TestGPUBatchedDecode: two sequences decoding in one step (the split
+// attention kernels, a batch-2 graph) agree with the CPU backend.
+func TestGPUBatchedDecode(t *testing.T) {
+	needGPU(t)
+	e := cudaEngine(t, "qwen3-a", ir.F32)
+	gpu, err := FromEngine(e, Options{MaxTokens: 64, NumBlocks: 64, BlockSize: 4, MaxSeqs: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gpu.Close()
+	ref, err := cpu.FromEngine(e, cpu.Options{MaxTokens: 64, NumBlocks: 64, BlockSize: 4, MaxSeqs: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Close()
+	// Prefill both sequences in one step (2 tiles or more), then 6 batched decode steps.
+	a, b := []int32{5, 9, 2, 7, 7, 1, 3}, []int32{11, 4, 8}
+	blocks := [][]int32{{0, 1, 2, 3}, {4, 5, 6, 7}}
+	step := func(be runtime.Backend, toks [][]int32, start []int) []float32 {
+		var bt runtime.Batch
+		for s, ts := range toks {
+			for i, tok := range ts {
+				bt.Tokens = append(bt.Tokens, tok)
+				bt.Positions = append(bt.Positions, int32(start[s]+i))
+				bt.SeqOfToken = append(bt.SeqOfToken, int32(s))
+			}
+			bt.LogitRows = append(bt.LogitRows, int32(len(bt.Tokens)-1))
+			bt.Seqs = append(bt.Seqs, runtime.SeqView{Blocks: blocks[s]})
+		}
+		if err := be.Step(&bt); err != nil {
+			t.Fatal(err)
+		}
+		out, _, err := be.Output("logits")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return slices.Clone(out)
+	}
+	for _, be := range []runtime.Backend{gpu, ref} {
+		_ = step(be, [][]int32{a, b}, []int{0, 0})
+	}
+	pos := []int{len(a), len(b)}
+	next := [][]int32{{3}, {6}}
+	for i := 0; i < 6; i++ {
+		got, want := step(gpu, next, pos), step(ref, next, pos)
+		if e := golden.RelErr(got, want); e > 1e-3 {
+			t.Fatalf("decode step %d: CUDA vs CPU relative error %.3g", i, e)
+		}
+		ids, err := gpu.Argmax()
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := len(want) / 2
+		for s := range ids {
+			if w := int32(argmax(want[s*v : (s+1)*v])); ids[s] != w {
+				t.Errorf("decode step %d seq %d: device argmax %d, CPU %d", i, s, ids[s], w)
+			}
+		}
+		next = [][]int32{{ids[0]}, {ids[1]}}
+		pos[0]++
+		pos[1]++
+	}
+}
+
+func argmax(x []float32) int {
+	best := 0
+	for i, v := range x {
+		if v > x[best] {
+			best = i
+		}
+	}
+	return best
+}
