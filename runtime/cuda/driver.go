@@ -39,6 +39,7 @@ type driver struct {
 	cuMemcpyHtoD              func(dst uint64, src unsafe.Pointer, n uint64) result
 	cuMemcpyDtoH              func(dst unsafe.Pointer, src uint64, n uint64) result
 	cuMemcpyHtoDAsync         func(dst uint64, src unsafe.Pointer, n uint64, stream uintptr) result
+	cuMemcpyDtoD              func(dst, src uint64, n uint64) result
 	cuMemsetD8                func(p uint64, v uint8, n uint64) result
 	cuModuleLoadData          func(mod *uintptr, image unsafe.Pointer) result
 	cuModuleUnload            func(mod uintptr) result
@@ -82,6 +83,7 @@ var driverSymbols = []symbol{
 	{"cuMemcpyHtoD_v2", func(d *driver) any { return &d.cuMemcpyHtoD }},
 	{"cuMemcpyDtoH_v2", func(d *driver) any { return &d.cuMemcpyDtoH }},
 	{"cuMemcpyHtoDAsync_v2", func(d *driver) any { return &d.cuMemcpyHtoDAsync }},
+	{"cuMemcpyDtoD_v2", func(d *driver) any { return &d.cuMemcpyDtoD }},
 	{"cuMemsetD8_v2", func(d *driver) any { return &d.cuMemsetD8 }},
 	{"cuModuleLoadData", func(d *driver) any { return &d.cuModuleLoadData }},
 	{"cuModuleUnload", func(d *driver) any { return &d.cuModuleUnload }},

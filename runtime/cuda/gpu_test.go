@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 
 	cg "github.com/inference-pio/pio/codegen/cuda"
@@ -217,4 +219,42 @@ func argmax(x []float32) int {
 		}
 	}
 	return best
+}
+
+// TestGPUBench measures the engines listed in $PIO_BENCH_ENGINES (comma
+// separated) at the batch sizes of $PIO_BENCH_BATCHES (default 1,64) and
+// prints one "BENCH" line each; make gpu-check tabulates them.
+func TestGPUBench(t *testing.T) {
+	list := os.Getenv("PIO_BENCH_ENGINES")
+	if list == "" {
+		t.Skip("skipping: set PIO_BENCH_ENGINES to benchmark engines")
+	}
+	needGPU(t)
+	batches := []int{1, 64}
+	if s := os.Getenv("PIO_BENCH_BATCHES"); s != "" {
+		batches = nil
+		for _, f := range strings.Split(s, ",") {
+			n, err := strconv.Atoi(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			batches = append(batches, n)
+		}
+	}
+	for _, path := range strings.Split(list, ",") {
+		e, err := engine.Open(path, engine.OpenOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range batches {
+			r, err := Bench(e, BenchOptions{Batch: b})
+			if err != nil {
+				t.Errorf("%s batch %d: %v", path, b, err)
+				continue
+			}
+			fmt.Printf("BENCH %s | %d | %.1f | %.2f | %.0f | %.1f | %.0f | %s %s\n",
+				filepath.Base(path), b, r.TTFTms, r.ITLms, r.TokPerS, r.RooflinePct, r.CopyGBs, r.Device, r.Image)
+		}
+		e.Close()
+	}
 }
