@@ -74,7 +74,15 @@ func Decode(data []byte, lim Limits) (img *RGB, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("image: corrupt %s data: %w", format, err)
 	}
-	out := toRGB(m)
+	var out *RGB
+	if yc, ok := m.(*image.YCbCr); ok && format == "jpeg" {
+		out, ok = ycbcrToRGB(yc)
+		if !ok {
+			out = toRGB(m)
+		}
+	} else {
+		out = toRGB(m)
+	}
 	if format == "jpeg" {
 		out = orient(out, jpegOrientation(data))
 	}

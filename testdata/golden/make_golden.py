@@ -433,6 +433,9 @@ def make_test_images():
         "e.png": (Image.fromarray(pattern(33, 90, 1)[:, :, 0], "L"), dict()),
         # JPEG with the default 4:2:0 chroma subsampling: decoders differ here (reported, looser bound)
         "f.jpg": (Image.fromarray(pattern(64, 64)), dict(quality=90)),
+        # 4:2:2 and 4:2:0 JPEGs of odd sizes: the chroma upsampler's edge cases
+        "g.jpg": (Image.fromarray(pattern(45, 71)), dict(quality=90, subsampling=1)),
+        "h.jpg": (Image.fromarray(pattern(37, 51)), dict(quality=90, subsampling=2)),
     }
     for name, (img, kw) in files.items():
         img.save(IMAGES_DIR / name, **kw)
