@@ -4,7 +4,8 @@ import "github.com/inference-pio/pio/ir"
 
 // Fold simplifies what can be decided at build time: a reshape of a reshape
 // becomes one reshape, a reshape to the same shape and a section covering
-// the whole last dim disappear, a concat of one arg is that arg, and a
+// the whole last dim disappear, a range of a range of the last dim
+// (section or slice) is one section, a concat of one arg is that arg, and a
 // concat of a concat along the same axis is flattened (so a fused weight
 // built from fused parts is still one build-time concat). Expressions over
 // weights only are not evaluated here: Lower turns them into recipes that
@@ -30,9 +31,15 @@ func Fold(g *ir.Graph) error {
 					r.replace(v, r.add(ir.OpReshape, []*ir.Value{root}, v.Attrs...), x)
 				}
 			}
-		case ir.OpSection:
-			if x := args[0]; v.Attrs.Int("start", -1) == 0 && x.Shape.Equal(v.Shape) {
+		case ir.OpSection, ir.OpSlice:
+			x := args[0]
+			start, size := lastDimRange(v)
+			if start == 0 && x.Shape.Equal(v.Shape) && x.DType == v.DType {
 				r.replace(v, x)
+				continue
+			}
+			if xs, xn := lastDimRange(x); xn > 0 && x.DType == v.DType {
+				r.replace(v, r.add(ir.OpSection, []*ir.Value{r.resolve(x.Args[0])}, ir.Int("start", xs+start), ir.Int("size", size)), x)
 			}
 		case ir.OpConcat:
 			if len(args) == 1 && args[0].Shape.Equal(v.Shape) {
@@ -57,4 +64,16 @@ func Fold(g *ir.Graph) error {
 		}
 	}
 	return r.finish()
+}
+
+// lastDimRange returns the start and size of a section or slice, or size 0
+// for any other value.
+func lastDimRange(v *ir.Value) (start, size int64) {
+	switch v.Op {
+	case ir.OpSection:
+		return v.Attrs.Int("start", 0), v.Attrs.Int("size", 0)
+	case ir.OpSlice:
+		return v.Attrs.Int("start", 0), v.Attrs.Int("len", 0)
+	}
+	return 0, 0
 }

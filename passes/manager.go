@@ -29,6 +29,7 @@ var Pipeline = []Pass{
 	{Name: "fuse-attn-input", Run: FuseAttnInput, Doc: "q/k norm + RoPE + KV-cache write + attention over the fused qkv row", Fusion: true},
 	{Name: "fuse-add-norm", Run: FuseAddNorm, Doc: "residual add + RMSNorm where the sum has no other reader", Fusion: true},
 	{Name: "fuse-residual", Run: FuseResidual, Doc: "residual add in the epilogue of the GEMM producing it", Fusion: true},
+	{Name: "refold", Run: Fold, Doc: "fold again what fusion exposed (ranges of fused GEMM results)"},
 	{Name: "dce", Run: DeadCode, Doc: "remove values no output or side effect needs"},
 }
 
@@ -48,7 +49,8 @@ var Order = []Constraint{
 	{"fuse-qkv", "fuse-attn-input", "qkv_attention reads q, k and v as sections of one fused projection"},
 	{"fuse-norm-matmul", "fuse-add-norm", "a norm feeding a GEMM is better in the GEMM's prologue; add_rms_norm takes only the rest"},
 	{"fuse-add-norm", "fuse-residual", "add_rms_norm needs the add that fuse-residual would otherwise move into a GEMM epilogue"},
-	{"fuse-residual", "dce", "fusions leave unread values behind for dce to remove"},
+	{"fuse-residual", "refold", "refold merges ranges of the sections that fusion made, once the fusions that read them whole are done"},
+	{"refold", "dce", "folding and fusions leave unread values behind for dce to remove"},
 }
 
 // Options control Run.
