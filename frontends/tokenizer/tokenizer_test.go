@@ -363,42 +363,40 @@ func isValid(s string) bool { return strings.ToValidUTF8(s, "") == s }
 
 // BenchmarkEncode reports MB/s over the corpus, line by line and as one text joined with "\n",
 // as testdata/tokenizer/make_expected.py times HF tokenizers; lines-nocache clears the BPE cache
-// each pass.
+// each pass. cpu-MB/s divides by the process's CPU time instead of wall time (steadier on a
+// shared machine; make_expected.py prints HF's both ways).
 func BenchmarkEncode(b *testing.B) {
 	corpus := readJSONL[string](b, corpusPath)
-	n := 0
-	for _, s := range corpus {
-		n += len(s)
-	}
+	joined := strings.Join(corpus, "\n")
 	for _, name := range []string{"qwen3", "tiny"} {
 		dir := map[string]string{"qwen3": qwen3Dir, "tiny": tinyDir}[name]
-		b.Run(name+"/lines", func(b *testing.B) {
-			tok := loadDir(b, dir)
-			b.SetBytes(int64(n))
-			for b.Loop() {
-				for _, s := range corpus {
-					tok.Encode(s)
+		for _, mode := range []string{"lines", "joined", "lines-nocache"} {
+			b.Run(name+"/"+mode, func(b *testing.B) {
+				tok := *loadDir(b, dir) // a copy: lines-nocache replaces its cache
+				texts := corpus
+				if mode == "joined" {
+					texts = []string{joined}
 				}
-			}
-		})
-		b.Run(name+"/joined", func(b *testing.B) {
-			tok := loadDir(b, dir)
-			joined := strings.Join(corpus, "\n")
-			b.SetBytes(int64(len(joined)))
-			for b.Loop() {
-				tok.Encode(joined)
-			}
-		})
-		b.Run(name+"/lines-nocache", func(b *testing.B) {
-			tok := *loadDir(b, dir) // a copy: the shared one keeps its cache
-			b.SetBytes(int64(n))
-			for b.Loop() {
-				tok.cache = newCache()
-				for _, s := range corpus {
-					tok.Encode(s)
+				n := 0
+				for _, s := range texts {
+					n += len(s)
 				}
-			}
-		})
+				b.SetBytes(int64(n))
+				b.ResetTimer()
+				cpu0 := cpuTime()
+				for b.Loop() {
+					if mode == "lines-nocache" {
+						tok.cache = newCache()
+					}
+					for _, s := range texts {
+						tok.Encode(s)
+					}
+				}
+				if cpu := cpuTime() - cpu0; cpu > 0 {
+					b.ReportMetric(float64(n)*float64(b.N)/cpu.Seconds()/1e6, "cpu-MB/s")
+				}
+			})
+		}
 	}
 }
 
