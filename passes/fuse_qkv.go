@@ -19,6 +19,7 @@ import (
 func FuseQKV(g *ir.Graph) error {
 	r := newRewriter(g)
 	u := uses(g)
+	concats := map[string]*ir.Value{} // one engine tensor per fused name
 	for _, x := range g.Values {
 		var group []*ir.Value
 		for _, m := range u.users[x.ID] {
@@ -38,7 +39,12 @@ func FuseQKV(g *ir.Graph) error {
 			names = append(names, m.Args[1].Name())
 			sections = append(sections, int64(m.Args[1].Shape[0]))
 		}
-		w := r.add(ir.OpConcat, ws, ir.Int("axis", 0), ir.Str("name", fusedName(names)))
+		name := fusedName(names)
+		w, ok := concats[name]
+		if !ok {
+			w = r.add(ir.OpConcat, ws, ir.Int("axis", 0), ir.Str("name", name))
+			concats[name] = w
+		}
 		f := r.add(ir.OpFusedMatMul, []*ir.Value{x, w}, ir.Ints("sections", sections...))
 		var start int64
 		for i, m := range group {
