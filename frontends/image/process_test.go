@@ -255,7 +255,7 @@ func TestEXIFOrientation(t *testing.T) {
 }
 
 func FuzzDecode(f *testing.F) {
-	for _, name := range []string{"a.png", "c.jpg", "d.webp", "f.jpg"} {
+	for _, name := range []string{"a.png", "c.jpg", "d.webp", "f.jpg", "g.jpg", "h.jpg"} {
 		if b, err := os.ReadFile(filepath.Join(imagesDir, name)); err == nil {
 			f.Add(b)
 		}
