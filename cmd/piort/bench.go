@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	goruntime "runtime"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"syscall"
@@ -41,6 +42,7 @@ func benchCmd() *cli.Command {
 			&cli.IntFlag{Name: "max-step-tokens", Value: 512, Usage: "largest prefill chunk per step"},
 			&cli.StringFlag{Name: "ref", Usage: "reference `ENGINE` (e.g. the bf16 build) for top-1 agreement and mean KL over the prompt"},
 			&cli.BoolFlag{Name: "json", Usage: "print JSON (one object per engine, in an array) instead of a table"},
+			&cli.StringFlag{Name: "cpuprofile", Usage: "write a CPU profile of the measurements to `FILE` (go tool pprof)"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() < 1 {
@@ -68,6 +70,17 @@ func benchCmd() *cli.Command {
 				if refLogits, _, err = promptLogits(ref, o); err != nil {
 					return fmt.Errorf("bench: --ref: %w", err)
 				}
+			}
+			if p := c.String("cpuprofile"); p != "" {
+				f, err := os.Create(p)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
 			}
 			var results []*benchResult
 			for _, path := range c.Args().Slice() {
