@@ -36,6 +36,7 @@ fuzz:
 	$(GO) test ./runtime/engine -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
 	$(GO) test ./ir -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
 	$(GO) test ./frontends/tokenizer -run '^$$' -fuzz FuzzEncodeDecode -fuzztime $(FUZZTIME)
+	$(GO) test ./frontends/tokenizer -run '^$$' -fuzz FuzzLoad -fuzztime $(FUZZTIME)
 	$(GO) test ./frontends/chat -run '^$$' -fuzz FuzzRender -fuzztime $(FUZZTIME)
 	$(GO) test ./frontends/image -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
 

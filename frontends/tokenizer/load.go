@@ -38,7 +38,7 @@ type modelJSON struct {
 	EndOfWordSuffix         *string           `json:"end_of_word_suffix"`
 	ByteFallback            bool              `json:"byte_fallback"`
 	IgnoreMerges            bool              `json:"ignore_merges"`
-	Vocab                   map[string]int64  `json:"vocab"`
+	Vocab                   map[string]int32  `json:"vocab"`
 	Merges                  []json.RawMessage `json:"merges"`
 }
 
@@ -62,6 +62,10 @@ const gpt2Pattern = `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]
 
 // maxID bounds token ids: they are int32 in this package.
 const maxID = math.MaxInt32 - 1
+
+// maxVocab bounds the id space (tables are indexed by id), so a hostile tokenizer.json cannot
+// make Load allocate gigabytes. The largest real vocabularies are about 260k.
+const maxVocab = 1 << 22
 
 func isNull(raw json.RawMessage) bool {
 	t := bytes.TrimSpace(raw)
@@ -122,14 +126,16 @@ func (t *Tokenizer) loadModel(m *modelJSON) error {
 		return errors.New("empty vocab")
 	}
 	t.ignoreMerges = m.IgnoreMerges
-	t.vocab = make(map[string]int32, len(m.Vocab))
+	t.vocab = m.Vocab
 	size := 0
 	for tok, id := range m.Vocab {
 		if id < 0 || id > maxID {
 			return fmt.Errorf("token %q has id %d out of range", tok, id)
 		}
-		t.vocab[tok] = int32(id)
 		size = max(size, int(id)+1)
+	}
+	if size > maxVocab {
+		return fmt.Errorf("ids up to %d: more than %d tokens", size-1, maxVocab)
 	}
 	t.tokens = make([]string, size)
 	t.known = make([]bool, size)
@@ -166,8 +172,12 @@ func (t *Tokenizer) loadModel(m *modelJSON) error {
 }
 
 func parseMerge(raw json.RawMessage) (string, string, error) {
-	var s string
-	if err := json.Unmarshal(raw, &s); err == nil {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) > 0 && raw[0] == '"' { // the older "a b" form
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return "", "", err
+		}
 		a, b, ok := strings.Cut(s, " ")
 		if !ok || a == "" || b == "" || strings.Contains(b, " ") {
 			return "", "", fmt.Errorf("%q is not two tokens separated by a space", s)
@@ -294,7 +304,7 @@ func (t *Tokenizer) loadAdded(list []addedTokenJSON) error {
 	t.addedByContent = map[string]int32{}
 	var raw, normed []*addedToken
 	for _, a := range list {
-		if a.ID < 0 || a.ID > maxID {
+		if a.ID < 0 || a.ID >= maxVocab {
 			return fmt.Errorf("%q has id %d out of range", a.Content, a.ID)
 		}
 		if a.Content == "" {

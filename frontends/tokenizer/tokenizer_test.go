@@ -320,6 +320,8 @@ func TestLoadErrors(t *testing.T) {
 		"bad merge":     `{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": ["a b"]}, "pre_tokenizer": {"type": "ByteLevel"}, "decoder": {"type": "ByteLevel"}}`,
 		"bad regex":     `{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex": "("}, "behavior": "Isolated"}, {"type": "ByteLevel"}]}, "decoder": {"type": "ByteLevel"}}`,
 		"no bytelevel":  `{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "decoder": {"type": "ByteLevel"}}`,
+		"huge id":       `{"model": {"type": "BPE", "vocab": {"a": 2000000000}, "merges": []}, "pre_tokenizer": {"type": "ByteLevel"}, "decoder": {"type": "ByteLevel"}}`,
+		"huge added":    `{"added_tokens": [{"id": 2000000000, "content": "x"}], "model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "pre_tokenizer": {"type": "ByteLevel"}, "decoder": {"type": "ByteLevel"}}`,
 		"negative id":   `{"model": {"type": "BPE", "vocab": {"a": -1}, "merges": []}, "pre_tokenizer": {"type": "ByteLevel"}, "decoder": {"type": "ByteLevel"}}`,
 		"add prefix":    `{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": true}, "decoder": {"type": "ByteLevel"}}`,
 		"nfkc":          `{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "normalizer": {"type": "NFKC"}, "pre_tokenizer": {"type": "ByteLevel"}, "decoder": {"type": "ByteLevel"}}`,
@@ -436,4 +438,27 @@ func mustRead(t testing.TB, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// FuzzLoad feeds Load arbitrary tokenizer.json / tokenizer_config.json bytes: an error or a
+// working tokenizer, never a panic.
+func FuzzLoad(f *testing.F) {
+	f.Add(mustRead(f, tinyDir+"/tokenizer.json"), []byte(`{"chat_template": "x"}`))
+	f.Add([]byte(`{"added_tokens": [{"id": 3, "content": "<s>", "special": true, "lstrip": true}], "normalizer": {"type": "NFC"},
+		"pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex": "\\s+(?!\\S)|\\s+|\\w+"}, "behavior": "Isolated"}, {"type": "ByteLevel", "use_regex": false}]},
+		"decoder": {"type": "ByteLevel"}, "model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": [["a", "b"]]}}`), []byte(`{"chat_template": [{"name": "default", "template": "t"}]}`))
+	f.Fuzz(func(t *testing.T, tj, cj []byte) {
+		tok, err := Load(tj, cj)
+		if err != nil {
+			return
+		}
+		ids := tok.Encode("ab <s> a\u00e9\n\n  b")
+		tok.Decode(ids, true)
+		tok.Decode([]int32{-5, 0, 1 << 30}, false)
+		d := tok.NewStreamDecoder(false)
+		for _, id := range ids {
+			d.Add(id)
+		}
+		d.Flush()
+	})
 }
