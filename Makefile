@@ -6,7 +6,7 @@ ENGINE    := build/demo.pio
 GOFLAGS_STATIC := CGO_ENABLED=0
 FUZZTIME  ?= 10s
 
-.PHONY: all build demo test vet fmt-check fuzz golden generate clean tokenizer-data tokenizer-golden bench
+.PHONY: all build demo test vet fmt-check fuzz golden generate clean tokenizer-data tokenizer-golden bench cuda-check gpu-check-prep gpu-check
 
 all: build
 
@@ -82,3 +82,27 @@ bench: build
 
 clean:
 	rm -rf $(BIN) build
+
+# CUDA, no GPU needed: every generated kernel of every golden model compiled
+# by nvcc for sm_80, sm_89, sm_90a and compute_90 PTX, and a --target cuda
+# build (skips when nvcc is absent; CI installs it).
+cuda-check:
+	$(GO) test ./codegen/cuda ./compiler ./runtime/cuda
+
+# GPU check, in two halves. gpu-check-prep (here: Go and nvcc) builds static
+# binaries and the golden models' CUDA engines into $(GPUCHECK); gpu-check
+# runs scripts/gpu-check.sh on a machine with a GPU (no Go, no network: carry
+# $(GPUCHECK) there). See scripts/gpu-check.sh.
+GPUCHECK ?= build/gpucheck
+gpu-check-prep:
+	rm -rf $(GPUCHECK) && mkdir -p $(GPUCHECK)/engines
+	$(GOFLAGS_STATIC) $(GO) build -trimpath -ldflags='-s -w' -o $(GPUCHECK)/pioc ./cmd/pioc
+	$(GOFLAGS_STATIC) $(GO) test -c -trimpath -ldflags='-s -w' -o $(GPUCHECK)/cuda.test ./runtime/cuda
+	$(GOFLAGS_STATIC) $(GO) build -trimpath -ldflags='-s -w' -o $(GPUCHECK)/randckpt ./cmd/internal/randckpt
+	for m in qwen3-a qwen3-b; do for dt in f32 bf16; do \
+		$(GPUCHECK)/pioc build testdata/tiny/$$m -o $(GPUCHECK)/engines/$$m.$$dt.pio --dtype $$dt --target cuda -q || exit 1; \
+	done; done
+	@du -sh $(GPUCHECK)
+
+gpu-check:
+	sh scripts/gpu-check.sh $(GPUCHECK)
