@@ -2,6 +2,7 @@ package tokenizer
 
 import (
 	"container/heap"
+	"strings"
 	"sync"
 )
 
@@ -45,7 +46,8 @@ func (t *Tokenizer) bpe(dst []int32, piece string) []int32 {
 	}
 	ids := t.bpeUncached(piece)
 	if len(piece) <= cacheMaxPiece {
-		t.cache.put(piece, ids)
+		// A clone: piece points into the caller's text, which the cache must not keep alive.
+		t.cache.put(strings.Clone(piece), ids)
 	}
 	return append(dst, ids...)
 }
