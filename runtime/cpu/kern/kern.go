@@ -15,7 +15,12 @@ func Dot(a, b []float32) float32 {
 	}
 	s := float32(0)
 	head := n &^ 7
-	if head > 0 {
+	if useAVX512 {
+		head = n &^ 15
+		if head > 0 {
+			s = dotF32AVX512(&a[0], &b[0], head)
+		}
+	} else if head > 0 {
 		s = dotF32AVX2(&a[0], &b[0], head)
 	}
 	for i := head; i < n; i++ {
@@ -33,7 +38,12 @@ func DotBF16(a []float32, b []uint16) float32 {
 	}
 	s := float32(0)
 	head := n &^ 7
-	if head > 0 {
+	if useAVX512 {
+		head = n &^ 15
+		if head > 0 {
+			s = dotBF16AVX512(&a[0], &b[0], head)
+		}
+	} else if head > 0 {
 		s = dotBF16AVX2(&a[0], &b[0], head)
 	}
 	for i := head; i < n; i++ {
@@ -47,6 +57,9 @@ func DotBF16(a []float32, b []uint16) float32 {
 func DotQ8(x []float32, q []int8, scale []float32, group int) float32 {
 	groups := len(x) / group
 	q, scale = q[:len(x)], scale[:groups]
+	if useAVX512 && groups > 0 {
+		return dotQ8AVX512(&x[0], &q[0], &scale[0], groups, group)
+	}
 	if useAVX2 && groups > 0 {
 		return dotQ8AVX2(&x[0], &q[0], &scale[0], groups, group)
 	}
@@ -58,6 +71,9 @@ func DotQ8(x []float32, q []int8, scale []float32, group int) float32 {
 func DotQ4(x []float32, q []byte, scale []float32, group int) float32 {
 	groups := len(x) / group
 	q, scale = q[:len(x)/2], scale[:groups]
+	if useAVX512 && groups > 0 {
+		return dotQ4AVX512(&x[0], &q[0], &scale[0], groups, group)
+	}
 	if useAVX2 && groups > 0 {
 		return dotQ4AVX2(&x[0], &q[0], &scale[0], groups, group)
 	}
@@ -68,6 +84,9 @@ func DotQ4(x []float32, q []byte, scale []float32, group int) float32 {
 func DotF8(x []float32, q []byte, scale []float32, group int) float32 {
 	groups := len(x) / group
 	q, scale = q[:len(x)], scale[:groups]
+	if useAVX512 && groups > 0 {
+		return dotF8AVX512(&x[0], &q[0], &scale[0], groups, group)
+	}
 	if useAVX2 && groups > 0 {
 		return dotF8AVX2(&x[0], &q[0], &scale[0], groups, group)
 	}

@@ -6,13 +6,35 @@ import "golang.org/x/sys/cpu"
 // portable ones on the same inputs.
 var useAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA
 
+// useAVX512 selects the AVX-512 dot products (f32, bf16, int8, int4, fp8);
+// the rest stays AVX2.
+var useAVX512 = useAVX2 && cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VL
+
 // Features names the instruction sets the kernels use on this CPU.
 func Features() string {
-	if useAVX2 {
+	switch {
+	case useAVX512:
+		return "avx512+avx2+fma"
+	case useAVX2:
 		return "avx2+fma"
 	}
 	return "generic"
 }
+
+//go:noescape
+func dotF32AVX512(a, b *float32, n int) float32
+
+//go:noescape
+func dotBF16AVX512(a *float32, b *uint16, n int) float32
+
+//go:noescape
+func dotQ8AVX512(x *float32, q *int8, scale *float32, groups, group int) float32
+
+//go:noescape
+func dotQ4AVX512(x *float32, q *byte, scale *float32, groups, group int) float32
+
+//go:noescape
+func dotF8AVX512(x *float32, q *byte, scale *float32, groups, group int) float32
 
 // The assembly kernels. n, K are multiples of 8; groups·group of 32.
 

@@ -2,7 +2,7 @@
 
 package kern
 
-var useAVX2 = false
+var useAVX2, useAVX512 = false, false
 
 // Features names the instruction sets the kernels use on this CPU.
 func Features() string { return "generic" }
@@ -20,3 +20,15 @@ func decodeBF16AVX2(dst *float32, src *uint16, n int) { panic("unreachable") }
 func dequantQ8AVX2(dst *float32, q *int8, scale *float32, groups, group int) { panic("unreachable") }
 func dequantQ4AVX2(dst *float32, q *byte, scale *float32, groups, group int) { panic("unreachable") }
 func dequantF8AVX2(dst *float32, q *byte, scale *float32, groups, group int) { panic("unreachable") }
+
+func dotF32AVX512(a, b *float32, n int) float32          { panic("unreachable") }
+func dotBF16AVX512(a *float32, b *uint16, n int) float32 { panic("unreachable") }
+func dotQ8AVX512(x *float32, q *int8, scale *float32, groups, group int) float32 {
+	panic("unreachable")
+}
+func dotQ4AVX512(x *float32, q *byte, scale *float32, groups, group int) float32 {
+	panic("unreachable")
+}
+func dotF8AVX512(x *float32, q *byte, scale *float32, groups, group int) float32 {
+	panic("unreachable")
+}

@@ -23,15 +23,43 @@ func randF32(r *rand.Rand, n int) []float32 {
 	return v
 }
 
-// both runs f with the assembly kernels and with the portable ones.
-func both(t *testing.T, f func() float32) (fast, slow float32) {
+// levels lists the instruction-set settings this CPU can run, fastest first;
+// the last is the portable Go.
+func levels() [][2]bool {
+	var l [][2]bool
+	if useAVX512 {
+		l = append(l, [2]bool{true, true})
+	}
+	if useAVX2 {
+		l = append(l, [2]bool{true, false})
+	}
+	return append(l, [2]bool{false, false})
+}
+
+// setLevel switches the kernels and returns a function restoring them.
+func setLevel(l [2]bool) func() {
+	a, b := useAVX2, useAVX512
+	useAVX2, useAVX512 = l[0], l[1]
+	return func() { useAVX2, useAVX512 = a, b }
+}
+
+// both runs f with each fast level and with the portable kernels, calling
+// check on each fast result.
+func both(t *testing.T, f func() float32, check func(fast, slow float32)) {
 	t.Helper()
-	saved := useAVX2
-	defer func() { useAVX2 = saved }()
-	fast = f()
-	useAVX2 = false
-	slow = f()
-	return fast, slow
+	ls := levels()
+	restore := setLevel(ls[len(ls)-1])
+	slow := f()
+	restore()
+	for _, l := range ls[:len(ls)-1] {
+		restore := setLevel(l)
+		fast := f()
+		restore()
+		check(fast, slow)
+	}
+	if len(ls) == 1 {
+		check(slow, slow)
+	}
 }
 
 func check(t *testing.T, name string, n int, fast, slow float32, ref, abs float64) {
@@ -63,10 +91,20 @@ func TestDot(t *testing.T) {
 			ph := float64(a[i]) * float64(BF16(h[i]))
 			refh, absh = refh+ph, absh+math.Abs(ph)
 		}
-		fast, slow := both(t, func() float32 { return Dot(a, b) })
-		check(t, "Dot", n, fast, slow, ref, abs)
-		fast, slow = both(t, func() float32 { return DotBF16(a, h) })
-		check(t, "DotBF16", n, fast, slow, refh, absh)
+		both(t, func() float32 { return Dot(a, b) }, func(fast, slow float32) { check(t, "Dot", n, fast, slow, ref, abs) })
+		both(t, func() float32 { return DotBF16(a, h) }, func(fast, slow float32) { check(t, "DotBF16", n, fast, slow, refh, absh) })
+		// bf16 weights must give exactly the result of their f32 upcast
+		// (the backend promises it), at every level.
+		wide := make([]float32, n)
+		DecodeBF16(wide, h)
+		for _, l := range levels() {
+			restore := setLevel(l)
+			d1, d2 := DotBF16(a, h), Dot(a, wide)
+			restore()
+			if d1 != d2 {
+				t.Errorf("n=%d level %v: DotBF16 %g != Dot of the upcast %g", n, l, d1, d2)
+			}
+		}
 	}
 }
 
@@ -123,8 +161,7 @@ func TestQuantDots(t *testing.T) {
 					p := float64(x[i]) * float64(c.w[i])
 					ref, abs = ref+p, abs+math.Abs(p)
 				}
-				fast, slow := both(t, c.dot)
-				check(t, fmt.Sprintf("%s/g%d", c.name, group), K, fast, slow, ref, abs)
+				both(t, c.dot, func(fast, slow float32) { check(t, fmt.Sprintf("%s/g%d", c.name, group), K, fast, slow, ref, abs) })
 			}
 		}
 	}
@@ -238,7 +275,7 @@ func benchDot(b *testing.B, K int, f func()) {
 }
 
 // BenchmarkDot reports weight bytes/s of one row (K = 1024) in each format;
-// compare the -generic variants in the same run for the speed-up.
+// compare the -avx2 and -generic variants in the same run for the speed-up.
 func BenchmarkDot(b *testing.B) {
 	const K, G = 1024, 32
 	r := rand.New(rand.NewPCG(9, 9))
@@ -246,19 +283,15 @@ func BenchmarkDot(b *testing.B) {
 	h := make([]uint16, K)
 	q := randQuant(r, K, G)
 	var sink float32
-	for _, fast := range []bool{true, false} {
-		suffix := ""
-		if !fast {
-			suffix = "-generic"
-		}
-		saved := useAVX2
-		useAVX2 = useAVX2 && fast
+	for _, l := range levels() {
+		suffix := map[[2]bool]string{{true, true}: "-avx512", {true, false}: "-avx2", {false, false}: "-generic"}[l]
+		restore := setLevel(l)
 		b.Run("f32"+suffix, func(b *testing.B) { benchDot(b, 4*K, func() { sink += Dot(x, w) }) })
 		b.Run("bf16"+suffix, func(b *testing.B) { benchDot(b, 2*K, func() { sink += DotBF16(x, h) }) })
 		b.Run("int8"+suffix, func(b *testing.B) { benchDot(b, K, func() { sink += DotQ8(x, q.q8, q.scale, G) }) })
 		b.Run("int4"+suffix, func(b *testing.B) { benchDot(b, K/2, func() { sink += DotQ4(x, q.q4, q.scale, G) }) })
 		b.Run("fp8"+suffix, func(b *testing.B) { benchDot(b, K, func() { sink += DotF8(x, q.f8, q.scale, G) }) })
-		useAVX2 = saved
+		restore()
 	}
 	_ = sink
 }
