@@ -462,3 +462,31 @@ func FuzzLoad(f *testing.F) {
 		d.Flush()
 	})
 }
+
+// TestTinyModelCarriesTokenizer checks that testdata/tiny/qwen3-a holds the current synthetic
+// tokenizer (make_golden.py copies it there) and that its special ids fit the model config.
+func TestTinyModelCarriesTokenizer(t *testing.T) {
+	for _, f := range []string{"tokenizer.json", "tokenizer_config.json"} {
+		if !bytes.Equal(mustRead(t, tinyDir+"/"+f), mustRead(t, "../../testdata/tiny/qwen3-a/"+f)) {
+			t.Errorf("testdata/tiny/qwen3-a/%s differs from testdata/tokenizer/tiny/%s: run `make golden`", f, f)
+		}
+	}
+	var cfg struct {
+		VocabSize int   `json:"vocab_size"`
+		BOS       int32 `json:"bos_token_id"`
+		EOS       int32 `json:"eos_token_id"`
+	}
+	if err := json.Unmarshal(mustRead(t, "../../testdata/tiny/qwen3-a/config.json"), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	tok := loadDir(t, tinyDir)
+	if tok.VocabSize() != cfg.VocabSize {
+		t.Errorf("VocabSize %d, model vocab_size %d", tok.VocabSize(), cfg.VocabSize)
+	}
+	if id, _ := tok.TokenID("<|endoftext|>"); id != cfg.BOS {
+		t.Errorf("<|endoftext|> = %d, model bos %d", id, cfg.BOS)
+	}
+	if id, _ := tok.TokenID("<|im_end|>"); id != cfg.EOS {
+		t.Errorf("<|im_end|> = %d, model eos %d", id, cfg.EOS)
+	}
+}
