@@ -125,7 +125,9 @@ func (k *biasAddK) exec(b *Backend) error {
 // segmentAttentionK: q, k, v [T, G, H, D] (G = 1 for [T, H, D]); each row
 // (t, g) attends, per head, to every row (t', g') with seg[t'] = seg[t]
 // (bidirectional, no cache). Equal segment ids must be contiguous in T.
-// Scores and the softmax in f64; outputs rounded once.
+// In f32 like transformers' eager attention (q·kᵀ, softmax, ·v), with the
+// softmax's exponentials and sum in f64; tasks are (head, block of segBlock
+// query rows).
 type segmentAttentionK struct {
 	q, k, v, seg tensor
 	y            []float32
@@ -133,7 +135,11 @@ type segmentAttentionK struct {
 	scale        float64
 	starts       []int // per token: first token of its segment
 	ends         []int
+	rows         int // query rows in the step: T·G
 }
+
+// segBlock is the number of query rows one task handles.
+const segBlock = 8
 
 func buildSegmentAttention(b *Backend, s ir.Step, y tensor) (kernel, error) {
 	q := b.operand(s.Args[0])
@@ -164,50 +170,63 @@ func (k *segmentAttentionK) exec(b *Backend) error {
 		}
 		t = e
 	}
-	rows := b.t * k.g * k.h
-	b.pool.do(k, rows, b.pool.grainFor(rows, 1))
+	k.rows = b.t * k.g
+	blocks := (k.rows + segBlock - 1) / segBlock
+	b.pool.do(k, blocks*k.h, 1)
 	return nil
+}
+
+func dot32(a, b []float32) float32 {
+	b = b[:len(a)]
+	var s0, s1, s2, s3 float32
+	i := 0
+	for ; i+4 <= len(a); i += 4 {
+		s0 += a[i] * b[i]
+		s1 += a[i+1] * b[i+1]
+		s2 += a[i+2] * b[i+2]
+		s3 += a[i+3] * b[i+3]
+	}
+	for ; i < len(a); i++ {
+		s0 += a[i] * b[i]
+	}
+	return (s0 + s1) + (s2 + s3)
 }
 
 func (k *segmentAttentionK) run(lo, hi, _ int) {
 	g, h, d := k.g, k.h, k.d
-	var scores []float64
-	acc := make([]float64, d)
-	for i := lo; i < hi; i++ {
-		t, rem := i/(g*h), i%(g*h)
-		head := rem % h
-		q := k.q.f32[i*d : (i+1)*d]
-		r0, r1 := k.starts[t]*g, k.ends[t]*g // key rows
-		scores = scores[:0]
-		mx := math.Inf(-1)
-		for r := r0; r < r1; r++ {
-			kv := k.k.f32[(r*h+head)*d : (r*h+head+1)*d]
-			var dot float64
-			for j, qv := range q {
-				dot += float64(qv) * float64(kv[j])
+	scale := float32(k.scale)
+	var scores []float32
+	acc := make([]float32, d)
+	for task := lo; task < hi; task++ {
+		head, blk := task%h, task/h
+		for i := blk * segBlock; i < min((blk+1)*segBlock, k.rows); i++ {
+			t := i / g
+			q := k.q.f32[(i*h+head)*d : (i*h+head+1)*d]
+			r0, r1 := k.starts[t]*g, k.ends[t]*g // key rows of the segment
+			scores = scores[:0]
+			mx := float32(math.Inf(-1))
+			for r := r0; r < r1; r++ {
+				sc := dot32(q, k.k.f32[(r*h+head)*d:]) * scale
+				scores = append(scores, sc)
+				mx = max(mx, sc)
 			}
-			sc := dot * k.scale
-			scores = append(scores, sc)
-			mx = max(mx, sc)
-		}
-		var sum float64
-		for j, sc := range scores {
-			e := math.Exp(sc - mx)
-			scores[j] = e
-			sum += e
-		}
-		clear(acc)
-		for j, p := range scores {
-			r := r0 + j
-			vv := k.v.f32[(r*h+head)*d : (r*h+head+1)*d]
-			p /= sum
-			for c, v := range vv {
-				acc[c] += p * float64(v)
+			var sum float64
+			for j, sc := range scores {
+				e := math.Exp(float64(sc - mx))
+				scores[j] = float32(e)
+				sum += e
 			}
-		}
-		y := k.y[i*d : (i+1)*d]
-		for c, v := range acc {
-			y[c] = float32(v)
+			inv := float32(1 / sum)
+			clear(acc)
+			for j, p := range scores {
+				r := r0 + j
+				p *= inv
+				vv := k.v.f32[(r*h+head)*d : (r*h+head+1)*d]
+				for c, v := range vv {
+					acc[c] += p * v
+				}
+			}
+			copy(k.y[(i*h+head)*d:(i*h+head+1)*d], acc)
 		}
 	}
 }

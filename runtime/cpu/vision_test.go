@@ -3,6 +3,7 @@ package cpu
 import (
 	"math"
 	"math/rand/v2"
+	goruntime "runtime"
 	"strings"
 	"testing"
 
@@ -369,4 +370,52 @@ func TestNewStageInputs(t *testing.T) {
 	if y[0] != emb[2*8] || y[8+5] != emb[3*8+5]+13 {
 		t.Errorf("y = %v", y)
 	}
+}
+
+// BenchmarkSegmentAttention: one 512×512 image at Qwen3-VL-2B's vision
+// geometry (1024 patches as 256 rows of 4, 16 heads × 64); "ref" is the
+// plain f64 loop of TestSegmentAttention's reference, for a ratio.
+func BenchmarkSegmentAttention(bm *testing.B) {
+	r := rand.New(rand.NewPCG(1, 1))
+	const n, g, h, d = 256, 4, 16, 64
+	q, k, v := randF32(r, n*g*h*d), randF32(r, n*g*h*d), randF32(r, n*g*h*d)
+	y := make([]float32, len(q))
+	seg := make([]int32, n)
+	sh := []ir.Dim{ir.T, g, h, d}
+	b := &Backend{t: n, opt: Options{MaxTokens: n}, pool: newPool(goruntime.GOMAXPROCS(0))}
+	defer b.pool.close()
+	kr := &segmentAttentionK{q: f32T(q, sh...), k: f32T(k, sh...), v: f32T(v, sh...), seg: i32T(seg, ir.T), y: y,
+		g: g, h: h, d: d, scale: 0.125, starts: make([]int, n), ends: make([]int, n)}
+	bm.Run("kernel", func(bm *testing.B) {
+		for range bm.N {
+			if err := kr.exec(b); err != nil {
+				bm.Fatal(err)
+			}
+		}
+	})
+	bm.Run("ref", func(bm *testing.B) {
+		w := make([]float64, n*g)
+		for range bm.N {
+			for i := 0; i < n*g; i++ {
+				for hh := 0; hh < h; hh++ {
+					var sum float64
+					for j := range w {
+						var dot float64
+						for c := 0; c < d; c++ {
+							dot += float64(q[(i*h+hh)*d+c]) * float64(k[(j*h+hh)*d+c])
+						}
+						w[j] = math.Exp(dot * 0.125)
+						sum += w[j]
+					}
+					for c := 0; c < d; c++ {
+						var a float64
+						for j, e := range w {
+							a += e / sum * float64(v[(j*h+hh)*d+c])
+						}
+						y[(i*h+hh)*d+c] = float32(a)
+					}
+				}
+			}
+		}
+	})
 }
