@@ -65,12 +65,14 @@ const (
 	// choice, expert weights, then the grouped expert GEMMs and the weighted
 	// combine of `moe` (ir/op_moe.go):
 	//
-	//	moe_routed(x [T, H], router [E, H], gate_up, down [, bias [E]])
-	//	  {k, scoring, normalize, scale, experts} -> [T, H]
+	//	moe_routed(x [T, H], router [E, H], gate_up, down [, bias [E]] [, norm_w [H]] [, residual [T, H]])
+	//	  {k, scoring, normalize, scale, experts, bias=0|1, norm=0|1, eps, unit_offset, residual=0|1} -> [T, H]
 	//
-	//	  logits = x·routerᵀ; ids = router_topk(logits [, bias]); w = router_weights(logits, ids)
-	//	  y = moe(x, ids, w, gate_up, down)
+	//	  x' = norm ? rms_norm(x, norm_w) : x                              (prologue)
+	//	  logits = x'·routerᵀ; ids = router_topk(logits [, bias]); w = router_weights(logits, ids)
+	//	  y = moe(x', ids, w, gate_up, down) (+ residual)                  (epilogue)
 	//
+	// The optional args come in that order, present when their flag is 1.
 	// The logits, ids and weights never leave the step.
 	OpMoERouted Op = 36
 )
@@ -91,9 +93,39 @@ func init() {
 		Comment: "moe(x, router_topk(x·Rᵀ), router_weights(x·Rᵀ, ·), gate_up, down) in one step"})
 }
 
+// MoERoutedLayout returns the arg positions of a moe_routed's optional
+// operands from its attributes (-1 when absent) and the number of args.
+func MoERoutedLayout(at Attrs) (biasArg, normArg, residualArg, nargs int) {
+	biasArg, normArg, residualArg, nargs = -1, -1, -1, 4
+	for _, f := range []struct {
+		key string
+		arg *int
+	}{{"bias", &biasArg}, {"norm", &normArg}, {"residual", &residualArg}} {
+		if at.Int(f.key, 0) == 1 {
+			*f.arg = nargs
+			nargs++
+		}
+	}
+	return
+}
+
 func inferMoERouted(a []*Value, at Attrs) (DType, Shape, error) {
-	if len(a) != 4 && len(a) != 5 {
-		return 0, nil, fmt.Errorf("want x, router, gate_up, down and an optional bias, got %d args", len(a))
+	for _, k := range []string{"bias", "norm", "residual"} {
+		if f := at.Int(k, 0); f != 0 && f != 1 {
+			return 0, nil, fmt.Errorf("%s must be 0 or 1", k)
+		}
+	}
+	biasArg, normArg, resArg, nargs := MoERoutedLayout(at)
+	if len(a) != nargs {
+		return 0, nil, fmt.Errorf("want %d args (x, router, gate_up, down, then bias, norm_w, residual as flagged), got %d", nargs, len(a))
+	}
+	if normArg >= 0 {
+		if _, _, err := inferRMSNorm([]*Value{a[0], a[normArg]}, at); err != nil {
+			return 0, nil, fmt.Errorf("norm: %w", err)
+		}
+	}
+	if resArg >= 0 && (!isFloat(a[resArg]) || !a[resArg].Shape.Equal(a[0].Shape)) {
+		return 0, nil, fmt.Errorf("residual %v%v does not match x %v", a[resArg].DType, a[resArg].Shape, a[0].Shape)
 	}
 	dt, sh, err := inferMatMul(a[:2], nil)
 	if err != nil {
@@ -101,8 +133,8 @@ func inferMoERouted(a []*Value, at Attrs) (DType, Shape, error) {
 	}
 	logits := &Value{DType: dt, Shape: sh}
 	topk := []*Value{logits}
-	if len(a) == 5 {
-		topk = append(topk, a[4])
+	if biasArg >= 0 {
+		topk = append(topk, a[biasArg])
 	}
 	dt, sh, err = inferRouterTopK(topk, at)
 	if err != nil {

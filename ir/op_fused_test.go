@@ -55,9 +55,14 @@ var extraInferenceCases = []inferenceCase{
 	}, "", "qkv must be float [T, 128]"},
 	{"moe_routed", func(e *opEnv) *Value {
 		gu, down := e.wt("gu", 8*2*16, 64), e.wt("down", 8*64, 16)
-		return e.b.Op(OpMoERouted, vals(e.x, e.wt("router", 8, 64), gu, down, e.wt("bias", 8)),
-			Int("k", 2), Str("scoring", "sigmoid"), Int("normalize", 1), Float("scale", 1.8), Int("experts", 8))
+		return e.b.Op(OpMoERouted, vals(e.x, e.wt("router", 8, 64), gu, down, e.wt("bias", 8), e.norm, e.x),
+			Int("k", 2), Str("scoring", "sigmoid"), Int("normalize", 1), Float("scale", 1.8), Int("experts", 8),
+			Int("bias", 1), Int("norm", 1), Float("eps", 1e-6), Int("residual", 1))
 	}, "f32[T, 64]", ""},
+	{"moe_routed/args", func(e *opEnv) *Value {
+		gu, down := e.wt("gu", 8*2*16, 64), e.wt("down", 8*64, 16)
+		return e.b.Op(OpMoERouted, vals(e.x, e.wt("router", 8, 64), gu, down, e.wt("bias", 8)), Int("k", 2), Str("scoring", "sigmoid"), Int("experts", 8))
+	}, "", "want 4 args"},
 	{"moe_routed/k", func(e *opEnv) *Value {
 		gu, down := e.wt("gu", 8*2*16, 64), e.wt("down", 8*64, 16)
 		return e.b.Op(OpMoERouted, vals(e.x, e.wt("router", 8, 64), gu, down), Int("k", 9), Str("scoring", "softmax"), Int("experts", 8))

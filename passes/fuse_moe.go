@@ -8,7 +8,9 @@ import "github.com/inference-pio/pio/ir"
 // moe_routed(x, R, gate_up, down [, bias]), when the logits, ids and
 // weights have no other readers and are not outputs and both router ops
 // agree on the scoring. Permutation, grouped expert GEMMs and the weighted
-// combine are already inside moe; this moves routing in with them.
+// combine are already inside moe; this moves routing in with them. The
+// norm before it and the residual add after it join later
+// (fuse-norm-matmul, fuse-residual).
 func FuseMoE(g *ir.Graph) error {
 	r := newRewriter(g)
 	u := uses(g)
@@ -27,10 +29,12 @@ func FuseMoE(g *ir.Graph) error {
 			continue
 		}
 		args := []*ir.Value{x, l.Args[1], m.Args[3], m.Args[4]}
+		attrs := mergeAttrs(ids.Attrs, w.Attrs, m.Attrs)
 		if len(ids.Args) == 2 {
 			args = append(args, ids.Args[1])
+			attrs = append(attrs, ir.Int("bias", 1))
 		}
-		r.replace(m, r.add(ir.OpMoERouted, args, mergeAttrs(ids.Attrs, w.Attrs, m.Attrs)...), ids, w, l)
+		r.replace(m, r.add(ir.OpMoERouted, args, attrs...), ids, w, l)
 	}
 	return r.finish()
 }

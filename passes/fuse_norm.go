@@ -4,9 +4,9 @@ import "github.com/inference-pio/pio/ir"
 
 // FuseNormMatMul computes an RMSNorm in the prologue of the GEMMs that read
 // it: when every reader of rms_norm(x, w) uses it as the activation of a
-// matmul or of a fused_matmul without a norm, and the norm is not a graph
-// output, each reader becomes fused_matmul(x, W, w, ...){norm=1, eps,
-// unit_offset} and the normalised tensor is never stored. Run after
+// matmul, or of a fused_matmul or moe_routed without a norm, and the norm
+// is not a graph output, each reader takes x and w with norm=1 (eps,
+// unit_offset), and the normalised tensor is never stored. Run after
 // fuse-qkv, the norm has one reader per block, so it is computed once.
 func FuseNormMatMul(g *ir.Graph) error {
 	r := newRewriter(g)
@@ -17,12 +17,7 @@ func FuseNormMatMul(g *ir.Graph) error {
 		}
 		ok := true
 		for _, m := range u.users[n.ID] {
-			switch {
-			case m.Op == ir.OpMatMul && m.Args[0] == n && m.Args[1] != n:
-			case m.Op == ir.OpFusedMatMul && m.Args[0] == n && m.Attrs.Int("norm", 0) == 0 && !argIn(n, m.Args[1:]):
-			default:
-				ok = false
-			}
+			ok = ok && normArgs(m, n) != nil
 		}
 		if !ok {
 			continue
@@ -32,12 +27,42 @@ func FuseNormMatMul(g *ir.Graph) error {
 			if uo := n.Attrs.Int("unit_offset", 0); uo != 0 {
 				attrs = append(attrs, ir.Int("unit_offset", uo))
 			}
-			args := []*ir.Value{n.Args[0], m.Args[1], n.Args[1]}
-			args = append(args, m.Args[2:]...) // a residual, if any
-			r.replace(m, r.add(ir.OpFusedMatMul, args, attrs...), n)
+			op := m.Op
+			if op == ir.OpMatMul {
+				op = ir.OpFusedMatMul
+			}
+			r.replace(m, r.add(op, normArgs(m, n), attrs...), n)
 		}
 	}
 	return r.finish()
+}
+
+// normArgs returns the args of reader m of norm n with the norm moved into
+// m's prologue, or nil when m cannot take it: m must read n as its
+// activation (arg 0) only and have no norm yet.
+func normArgs(m, n *ir.Value) []*ir.Value {
+	if m.Args[0] != n || argIn(n, m.Args[1:]) || m.Attrs.Int("norm", 0) != 0 {
+		return nil
+	}
+	x, w := n.Args[0], n.Args[1]
+	switch m.Op {
+	case ir.OpMatMul:
+		return []*ir.Value{x, m.Args[1], w}
+	case ir.OpFusedMatMul: // x, W [, residual]
+		return append([]*ir.Value{x, m.Args[1], w}, m.Args[2:]...)
+	case ir.OpMoERouted: // x, router, gate_up, down [, bias] [, residual]
+		bias, _, res, _ := ir.MoERoutedLayout(m.Attrs)
+		args := []*ir.Value{x, m.Args[1], m.Args[2], m.Args[3]}
+		if bias >= 0 {
+			args = append(args, m.Args[bias])
+		}
+		args = append(args, w)
+		if res >= 0 {
+			args = append(args, m.Args[res])
+		}
+		return args
+	}
+	return nil
 }
 
 func argIn(v *ir.Value, args []*ir.Value) bool {

@@ -3,8 +3,9 @@ package passes
 import "github.com/inference-pio/pio/ir"
 
 // FuseResidual moves a residual add into the epilogue of the GEMM that
-// produces one of its operands: add(h, m) with m a matmul or a fused_matmul
-// without a residual, read only by this add and not an output, becomes
+// produces one of its operands: add(h, m) with m a matmul, or a
+// fused_matmul or moe_routed (the residual is the last arg of both) without
+// a residual, read only by this add and not an output, becomes
 // fused_matmul(..., h){residual=1}. The second operand is tried first (model
 // code writes h + block(h)).
 func FuseResidual(g *ir.Graph) error {
@@ -24,7 +25,7 @@ func FuseResidual(g *ir.Graph) error {
 			switch {
 			case m.Op == ir.OpMatMul:
 				args = []*ir.Value{m.Args[0], m.Args[1]}
-			case m.Op == ir.OpFusedMatMul && m.Attrs.Int("residual", 0) == 0:
+			case (m.Op == ir.OpFusedMatMul || m.Op == ir.OpMoERouted) && m.Attrs.Int("residual", 0) == 0:
 				args = append([]*ir.Value(nil), m.Args...)
 				attrs = attrsWithout(m.Attrs, "residual")
 			default:
@@ -32,7 +33,11 @@ func FuseResidual(g *ir.Graph) error {
 			}
 			args = append(args, h)
 			attrs = append(attrs, ir.Int("residual", 1))
-			r.replace(a, r.add(ir.OpFusedMatMul, args, attrs...), m)
+			op := m.Op
+			if op == ir.OpMatMul {
+				op = ir.OpFusedMatMul
+			}
+			r.replace(a, r.add(op, args, attrs...), m)
 			break
 		}
 	}

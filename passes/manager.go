@@ -44,6 +44,8 @@ var Order = []Constraint{
 	{"cse", "fuse-qkv", "sibling matmuls are found by their shared activation value; duplicates must be one value first"},
 	{"fold", "fuse-qkv", "reshape chains and nested concats are canonical before patterns match them"},
 	{"fuse-moe", "fuse-qkv", "the router must still be its own matmul: horizontal fusion would merge it with the shared expert's projections of the same x"},
+	{"fuse-moe", "fuse-norm-matmul", "moe_routed must exist to take the norm into its prologue"},
+	{"fuse-moe", "fuse-residual", "moe_routed must exist to take the residual add into its epilogue"},
 	{"fuse-qkv", "fuse-swiglu", "the SwiGLU epilogue pattern reads the two sections of the fused gate/up GEMM"},
 	{"fuse-qkv", "fuse-norm-matmul", "after horizontal fusion a norm has one GEMM reader, so the prologue computes it once"},
 	{"fuse-qkv", "fuse-attn-input", "qkv_attention reads q, k and v as sections of one fused projection"},

@@ -408,19 +408,29 @@ func (k *qkvAttentionK) head(src, dst, w, cos, sin []float32) {
 // routing and expert kernels of moe.go over the scratch logits, ids and
 // weights.
 type moeRoutedK struct {
-	mm      matmulK
-	topk    routerTopKK
-	weights routerWeightsK
-	moe     *moeK
-	scratch *fusedScratch
-	e, k    int
+	mm       matmulK
+	topk     routerTopKK
+	weights  routerWeightsK
+	moe      *moeK
+	scratch  *fusedScratch
+	e, k     int
+	x        tensor
+	normW    []float32 // nil: no norm prologue
+	eps      float32
+	res      tensor // f32 == nil: no residual
+	y        []float32
+	h, m     int
+	phase    int
+	xnOff    int // normalised x in scratch
+	routeOff int // logits, ids, weights in scratch
 }
 
 func (k *moeRoutedK) scratchOf() *fusedScratch { return k.scratch }
 
 func buildMoERouted(b *Backend, s ir.Step, y tensor) (kernel, error) {
-	if len(s.Args) != 4 && len(s.Args) != 5 {
-		return nil, fmt.Errorf("want 4 or 5 args, got %d", len(s.Args))
+	biasArg, normArg, resArg, nargs := ir.MoERoutedLayout(s.Attrs)
+	if len(s.Args) != nargs {
+		return nil, fmt.Errorf("want %d args, got %d", nargs, len(s.Args))
 	}
 	router, err := b.matrixOf(s.Args[1])
 	if err != nil {
@@ -429,7 +439,19 @@ func buildMoERouted(b *Backend, s ir.Step, y tensor) (kernel, error) {
 	x := b.operand(s.Args[0])
 	e, kk := router.rows, int(s.Attrs.Int("k", 0))
 	maxT := b.opt.MaxTokens
-	k := &moeRoutedK{e: e, k: kk, scratch: sharedScratch(b, maxT*(e+2*kk))}
+	h0 := int(x.shape.Last())
+	k := &moeRoutedK{e: e, k: kk, x: x, y: y.f32, h: h0}
+	need := maxT * (e + 2*kk)
+	if normArg >= 0 {
+		k.normW = normWeight(b, s.Args[normArg], s.Attrs.Int("unit_offset", 0) == 1)
+		k.eps = float32(s.Attrs.Float("eps", 0))
+		k.routeOff = maxT * h0
+		need += maxT * h0
+	}
+	if resArg >= 0 {
+		k.res = b.operand(s.Args[resArg])
+	}
+	k.scratch = sharedScratch(b, need)
 	k.mm = matmulK{b: b, x: x, w: router, k: router.cols, n: e}
 	if router.dt != ir.F32 {
 		for i := range b.scratch {
@@ -440,8 +462,8 @@ func buildMoERouted(b *Backend, s ir.Step, y tensor) (kernel, error) {
 	}
 	softmax := s.Attrs.String("scoring", "") == "softmax"
 	k.topk = routerTopKK{e: e, k: kk, softmax: softmax, score: make([]float32, e), taken: make([]bool, e)}
-	if len(s.Args) == 5 {
-		k.topk.bias = b.operand(s.Args[4]).f32
+	if biasArg >= 0 {
+		k.topk.bias = b.operand(s.Args[biasArg]).f32
 	}
 	k.weights = routerWeightsK{e: e, k: kk, softmax: softmax, normalize: s.Attrs.Int("normalize", 0) == 1,
 		scale: float32(s.Attrs.Float("scale", 1)), score: make([]float32, e)}
@@ -470,7 +492,17 @@ func buildMoERouted(b *Backend, s ir.Step, y tensor) (kernel, error) {
 
 func (k *moeRoutedK) exec(b *Backend) error {
 	maxT := b.opt.MaxTokens
-	sc := k.scratch.f32
+	k.m = b.t
+	xs := k.x
+	if k.normW != nil {
+		xs.f32 = k.scratch.f32[k.xnOff : k.xnOff+maxT*k.h]
+	}
+	k.mm.x, k.moe.x = xs, xs
+	if k.normW != nil {
+		k.phase = 0
+		b.pool.do(k, k.m, b.pool.grainFor(k.m, max(1, 4096/k.h)))
+	}
+	sc := k.scratch.f32[k.routeOff:]
 	logits := sc[:maxT*k.e]
 	ids := i32View(sc[maxT*k.e : maxT*(k.e+k.k)])
 	w := sc[maxT*(k.e+k.k) : maxT*(k.e+2*k.k)]
@@ -489,5 +521,26 @@ func (k *moeRoutedK) exec(b *Backend) error {
 		return err
 	}
 	k.moe.ids, k.moe.w = it, w
-	return k.moe.exec(b)
+	if err := k.moe.exec(b); err != nil {
+		return err
+	}
+	if k.res.f32 != nil {
+		k.phase = 1
+		b.pool.do(k, k.m, b.pool.grainFor(k.m, max(1, 4096/k.h)))
+	}
+	return nil
+}
+
+func (k *moeRoutedK) run(lo, hi, _ int) {
+	h := k.h
+	for r := lo; r < hi; r++ {
+		if k.phase == 0 {
+			rmsRow(k.x.f32[r*h:(r+1)*h], k.normW, k.mm.x.f32[r*h:(r+1)*h], k.eps)
+			continue
+		}
+		y, res := k.y[r*h:(r+1)*h], k.res.f32[r*h:(r+1)*h]
+		for j, v := range res {
+			y[j] = v + y[j]
+		}
+	}
 }

@@ -262,8 +262,10 @@ func TestMoERoutedMatchesUnfused(t *testing.T) {
 				return p
 			}
 			fp, up := plan(true), plan(false)
-			if !slices.ContainsFunc(fp.Steps, func(s ir.Step) bool { return s.Op == ir.OpMoERouted }) {
-				t.Fatalf("no moe_routed step:\n%s", ir.PrintPlan(fp))
+			// embedding, then moe_routed with the norm in its prologue and the
+			// residual add in its epilogue.
+			if len(fp.Steps) != 2 || fp.Steps[1].Op != ir.OpMoERouted || fp.Steps[1].Attrs.Int("norm", 0) != 1 || fp.Steps[1].Attrs.Int("residual", 0) != 1 {
+				t.Fatalf("want embedding and moe_routed{norm=1, residual=1}:\n%s", ir.PrintPlan(fp))
 			}
 			opt := Options{Threads: 2, MaxTokens: 16}
 			fused, plain := newBackend(t, fp, planWeights(ws, fp), opt), newBackend(t, up, planWeights(ws, up), opt)
