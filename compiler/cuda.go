@@ -68,6 +68,11 @@ func buildKernels(p *ir.Plan, opt Options, logf func(string, ...any)) (*engine.K
 	if out, err := exec.Command(opt.NVCC, "--version").Output(); err == nil {
 		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 		ver = lines[len(lines)-1]
+		for _, l := range lines {
+			if strings.Contains(l, "release") {
+				ver = "nvcc " + strings.TrimSpace(l[strings.Index(l, "release"):])
+			}
+		}
 	}
 	return KernelsOf(m, imgs, ver), nil
 }

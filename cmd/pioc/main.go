@@ -150,6 +150,7 @@ func inspectCmd() *cli.Command {
 			}
 			fmt.Fprintf(w, "outputs    %s\n", strings.Join(outs, ", "))
 			fmt.Fprintf(w, "tokenizer  %s\nchat tmpl  %s\n", present(len(m.TokenizerJSON)), present(len(m.ChatTemplate)))
+			fmt.Fprintf(w, "kernels    %s\n", kernelsLine(m.Kernels))
 			if c.Bool("verify") {
 				fmt.Fprintln(w, "checksums  ok")
 			}
