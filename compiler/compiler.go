@@ -38,6 +38,7 @@ type Options struct {
 	// quantized, QuantGroup (default DefaultQuantGroup) weights per scale.
 	Quant      string
 	QuantGroup int
+	QuantHead  string // lm_head format: int8, int4, fp8 or none; "" = DefaultHeadFormat(Quant)
 	// Target is "cpu" (the default) or "cuda": cuda also generates the CUDA
 	// kernels and compiles them with nvcc (NVCC, or found on the system).
 	Target, NVCC string
@@ -120,10 +121,13 @@ func Build(opt Options) (*Result, error) {
 			opt.QuantGroup = DefaultQuantGroup
 		}
 		var nq, kept int
-		if recipes, nq, kept, err = quantizeGraph(g, opt.Quant, opt.QuantGroup); err != nil {
+		if opt.QuantHead == "" {
+			opt.QuantHead = DefaultHeadFormat(opt.Quant)
+		}
+		if recipes, nq, kept, err = quantizeGraph(g, opt.Quant, opt.QuantHead, opt.QuantGroup); err != nil {
 			return nil, err
 		}
-		logf("quant %s, group %d: %d matmul weights quantized, %d kept (K not a multiple of the group)", opt.Quant, opt.QuantGroup, nq, kept)
+		logf("quant %s (lm_head %s), group %d: %d matmul weights quantized, %d kept (K not a multiple of the group)", opt.Quant, opt.QuantHead, opt.QuantGroup, nq, kept)
 	}
 	if err := passes.Run(g, passes.Options{Check: opt.Check, DumpDir: opt.DumpIR, DumpOnly: opt.DumpOnly, NoFuse: opt.NoFuse}); err != nil {
 		return nil, err

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 
 	"github.com/inference-pio/pio/frontends/hf"
 	"github.com/inference-pio/pio/ir"
@@ -17,6 +18,14 @@ import (
 // for bandwidth.
 const DefaultQuantGroup = 32
 
+// DefaultHeadFormat is the lm_head format when Options.QuantHead is empty.
+func DefaultHeadFormat(quant string) string {
+	if quant == "int4" {
+		return "int8"
+	}
+	return quant
+}
+
 // quantizeGraph rewrites every matmul whose weight is a float [N, K]
 // weight value with K a multiple of group into matmul_q over two new weight
 // values, <name>@<format> (codes) and <name>@scales (see ir/op_quant.go for
@@ -27,9 +36,26 @@ const DefaultQuantGroup = 32
 // Originals no longer read (all but tied embedding tables) never enter the
 // plan. It also returns how many matmul weights it quantized and how many it
 // kept because K is not a multiple of group.
-func quantizeGraph(g *ir.Graph, format string, group int) (recipes map[string]*ir.Recipe, quantized, kept int, err error) {
+//
+// The output projection (lm_head: a weight named *lm_head.weight, or a
+// tied embedding table) takes headFormat instead: "none" keeps it float.
+// Its errors land directly on the logits, so int4 engines default to an
+// int8 head (see DefaultHeadFormat), as llama.cpp's Q4 mixes do.
+func quantizeGraph(g *ir.Graph, format, headFormat string, group int) (recipes map[string]*ir.Recipe, quantized, kept int, err error) {
 	if !slices.Contains(ir.QuantFormats, format) {
 		return nil, 0, 0, fmt.Errorf("--quant must be one of %v, got %q", ir.QuantFormats, format)
+	}
+	if headFormat == "" {
+		headFormat = format
+	}
+	if headFormat != "none" && !slices.Contains(ir.QuantFormats, headFormat) {
+		return nil, 0, 0, fmt.Errorf("lm_head quantization must be none or one of %v, got %q", ir.QuantFormats, headFormat)
+	}
+	tables := map[*ir.Value]bool{}
+	for _, v := range g.Values {
+		if v.Op == ir.OpEmbedding {
+			tables[v.Args[0]] = true
+		}
 	}
 	if group <= 0 || group%32 != 0 {
 		return nil, 0, 0, fmt.Errorf("quant group %d must be a positive multiple of 32", group)
@@ -45,6 +71,12 @@ func quantizeGraph(g *ir.Graph, format string, group int) (recipes map[string]*i
 		w := v.Args[1]
 		if len(w.Shape) != 2 || !w.DType.IsFloat() {
 			continue
+		}
+		format := format
+		if tables[w] || strings.HasSuffix(w.Name(), "lm_head.weight") {
+			if format = headFormat; format == "none" {
+				continue
+			}
 		}
 		if w.Shape[1]%ir.Dim(group) != 0 {
 			kept++

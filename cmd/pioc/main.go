@@ -55,6 +55,7 @@ func buildCmd() *cli.Command {
 			&cli.StringFlag{Name: "dtype", Value: "bf16", Usage: "weight storage dtype: f32 or bf16 (compute is f32 either way)"},
 			&cli.StringFlag{Name: "quant", Usage: "weight-only quantization of matmul weights: int8, int4 or fp8 (group-wise f32 scales)"},
 			&cli.IntFlag{Name: "quant-group", Value: 32, Usage: "weights per quantization scale (a multiple of 32: 32, 64, 128, ...)"},
+			&cli.StringFlag{Name: "quant-lm-head", Usage: "lm_head format with --quant: int8, int4, fp8 or none (default: int8 for int4, else as --quant)"},
 			&cli.BoolFlag{Name: "check", Usage: "verify the graph before and after every pass"},
 			&cli.StringFlag{Name: "dump-ir", Usage: "write the graph text after each pass into `DIR`"},
 			&cli.StringFlag{Name: "dump-only", Usage: "with --dump-ir, dump after this pass only"},
@@ -84,7 +85,7 @@ func buildCmd() *cli.Command {
 			opt := compiler.Options{
 				Source: c.Args().First(), Output: c.String("output"), DType: dt,
 				Check: c.Bool("check"), DumpIR: c.String("dump-ir"), DumpOnly: c.String("dump-only"), Taps: c.Bool("taps"), NoFuse: c.Bool("no-fuse"),
-				Quant: c.String("quant"), QuantGroup: c.Int("quant-group"),
+				Quant: c.String("quant"), QuantGroup: c.Int("quant-group"), QuantHead: c.String("quant-lm-head"),
 				Target: c.String("target"),
 			}
 			if !c.Bool("quiet") {
