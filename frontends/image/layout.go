@@ -217,3 +217,26 @@ func Prepare(files [][]byte, promptIDs []int32, tok TokenIDs, o Options, positio
 	}
 	return pr, nil
 }
+
+// Scatter places per-image-token features (the vision stage's
+// image_embeds or deepstack.<k>, [image tokens, hidden] in prompt order)
+// at the image rows of a token-aligned [len(Tokens), hidden] tensor, the
+// text stage's input; other rows are zero.
+func (l *Layout) Scatter(feats []float32, hidden int) ([]float32, error) {
+	n := 0
+	for _, m := range l.ImageMask {
+		n += int(m)
+	}
+	if hidden <= 0 || len(feats) != n*hidden {
+		return nil, fmt.Errorf("image: %d feature values for %d image tokens of width %d", len(feats), n, hidden)
+	}
+	out := make([]float32, len(l.Tokens)*hidden)
+	r := 0
+	for i, m := range l.ImageMask {
+		if m != 0 {
+			copy(out[i*hidden:(i+1)*hidden], feats[r*hidden:(r+1)*hidden])
+			r++
+		}
+	}
+	return out, nil
+}

@@ -196,4 +196,12 @@ func TestPrepareAndCacheTokens(t *testing.T) {
 	if p, err := Prepare(nil, []int32{1, 2}, tinyVL, o, 4); err != nil || p.Vision != nil {
 		t.Errorf("text only: %+v, %v", p, err)
 	}
+	// Scatter: two image tokens at rows 2, 3 of 6.
+	sc, err := p1.Layout.Scatter([]float32{1, 2, 3, 4}, 2)
+	if err != nil || !slices.Equal(sc, []float32{0, 0, 0, 0, 1, 2, 3, 4, 0, 0, 0, 0}) {
+		t.Errorf("scatter: %v, %v", sc, err)
+	}
+	if _, err := p1.Layout.Scatter([]float32{1, 2, 3}, 2); err == nil {
+		t.Error("scatter of 3 values for 2 tokens of width 2: no error")
+	}
 }

@@ -202,21 +202,17 @@ func TestQwen3VLMatchesTransformers(t *testing.T) {
 	// Text stage, prefill.
 	tb := stage(t, e, "", Options{MaxTokens: 32, Threads: 2})
 	H := cfg.Text.Hidden
-	place := func(name string, rows int) {
+	place := func(name string) {
 		feats, _ := output(t, vb, name)
-		dst := make([]float32, rows*H)
-		r := 0
-		for i, mk := range lay.ImageMask[:rows] {
-			if mk != 0 {
-				copy(dst[i*H:(i+1)*H], feats[r*H:(r+1)*H])
-				r++
-			}
+		dst, err := lay.Scatter(feats, H)
+		if err != nil {
+			t.Fatal(err)
 		}
 		setInput(t, tb, name, dst, nil)
 	}
-	place(qwen3vl.OutImage, len(lay.Tokens))
+	place(qwen3vl.OutImage)
 	for k := range cfg.Vision.DeepStack {
-		place(qwen3vl.OutDeep+strconv.Itoa(k), len(lay.Tokens))
+		place(qwen3vl.OutDeep + strconv.Itoa(k))
 	}
 	setInput(t, tb, qwen3vl.InMRoPE, nil, lay.Positions)
 	setInput(t, tb, qwen3vl.InMask, nil, lay.ImageMask)
