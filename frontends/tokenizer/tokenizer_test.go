@@ -167,10 +167,8 @@ func TestAccessors(t *testing.T) {
 	if got := tok.VocabSize(); got != 512 {
 		t.Errorf("VocabSize = %d, want 512", got)
 	}
-	for s, want := range map[string]int32{"<|im_end|>": 511, "<|endoftext|>": 510, "<|im_start|>": 508, "<think>": 506, "Ġ": 32 + 0, "a": 'a'} {
-		if s == "Ġ" {
-			want = tok.byteID[' ']
-		}
+	// The tiny tokenizer gives byte b the id b; model tokens are spelt in the ByteLevel alphabet.
+	for s, want := range map[string]int32{"<|im_end|>": 511, "<|endoftext|>": 510, "<|im_start|>": 508, "<think>": 506, "Ġ": ' ', "a": 'a'} {
 		if id, ok := tok.TokenID(s); !ok || id != want {
 			t.Errorf("TokenID(%q) = %d, %v; want %d", s, id, ok, want)
 		}
