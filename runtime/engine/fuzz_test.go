@@ -32,6 +32,11 @@ func FuzzParse(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(compact(f, assemble(f, testMeta(rich), entries, n, nil)))
+	staged := testMeta(rich) // a two-stage engine (format 1.2)
+	vision := tinyPlan()
+	vision.Weights[0].Name = "model.embed_tokens.weight"
+	staged.Stages = []Stage{{Name: "vision", Plan: vision}}
+	f.Add(compact(f, assemble(f, staged, entries, n, nil)))
 	f.Add([]byte(Magic))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, d := range [][]byte{data, expand(data)} {

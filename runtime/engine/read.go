@@ -6,6 +6,7 @@ import (
 	"os"
 	"runtime"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
@@ -289,13 +290,22 @@ func checkStages(stages []Stage, weights []WeightEntry, h Header) ([][]int, erro
 		}
 		seen[st.Name] = true
 		if err := checkPlan(st.Plan, maxOp(st.Plan)); err != nil {
-			return nil, fmt.Errorf("stage %q: %w", st.Name, err)
+			return nil, inStage(st.Name, err)
 		}
 		w, err := checkWeights(st.Plan, weights, h.WeightsLen)
 		if err != nil {
-			return nil, fmt.Errorf("stage %q: %w", st.Name, err)
+			return nil, inStage(st.Name, err)
 		}
 		out = append(out, w)
 	}
 	return out, nil
+}
+
+// inStage prefixes an error of a stage's checks with the stage's name,
+// keeping its "engine: " prefix and its ErrCorrupt / ErrIncompatible kind.
+func inStage(name string, err error) error {
+	if fe, ok := err.(*formatError); ok {
+		return &formatError{kind: fe.kind, msg: fmt.Sprintf("engine: stage %q: %s", name, strings.TrimPrefix(fe.msg, "engine: ")), cause: fe.cause}
+	}
+	return fmt.Errorf("engine: stage %q: %w", name, err)
 }

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -90,7 +91,7 @@ func TestStagesCreateRefuses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Parse(data); err == nil || !strings.Contains(err.Error(), `stage "v"`) {
+	if _, err := Parse(data); err == nil || !strings.HasPrefix(err.Error(), `engine: stage "v": `) || !errors.Is(err, ErrCorrupt) {
 		t.Errorf("Parse: %v", err)
 	}
 }
