@@ -1,7 +1,6 @@
 package tokenizer
 
 import (
-	"container/heap"
 	"strings"
 	"sync"
 )
@@ -85,9 +84,9 @@ func (t *Tokenizer) bpeUncached(piece string) []int32 {
 			q = append(q, candidate{pos: i, rank: m.rank, id: m.id})
 		}
 	}
-	heap.Init(&q)
-	for q.Len() > 0 {
-		top := heap.Pop(&q).(candidate)
+	q.init()
+	for len(q) > 0 {
+		top := q.pop()
 		cur := &sym[top.pos]
 		if cur.dead || cur.next < 0 {
 			continue
@@ -104,12 +103,12 @@ func (t *Tokenizer) bpeUncached(piece string) []int32 {
 		}
 		if cur.prev >= 0 {
 			if m, ok := t.merges[pairKey(sym[cur.prev].id, cur.id)]; ok {
-				heap.Push(&q, candidate{pos: cur.prev, rank: m.rank, id: m.id})
+				q.push(candidate{pos: cur.prev, rank: m.rank, id: m.id})
 			}
 		}
 		if cur.next >= 0 {
 			if m, ok := t.merges[pairKey(cur.id, sym[cur.next].id)]; ok {
-				heap.Push(&q, candidate{pos: top.pos, rank: m.rank, id: m.id})
+				q.push(candidate{pos: top.pos, rank: m.rank, id: m.id})
 			}
 		}
 	}
@@ -131,20 +130,57 @@ type candidate struct {
 	rank, id int32
 }
 
+// mergeQueue is a binary min-heap of candidates by (rank, pos), written out rather than through
+// container/heap to keep candidates off the garbage-collected heap.
 type mergeQueue []candidate
 
-func (q mergeQueue) Len() int { return len(q) }
-func (q mergeQueue) Less(i, j int) bool {
-	if q[i].rank != q[j].rank {
-		return q[i].rank < q[j].rank
-	}
-	return q[i].pos < q[j].pos
+func (c candidate) less(d candidate) bool {
+	return c.rank < d.rank || c.rank == d.rank && c.pos < d.pos
 }
-func (q mergeQueue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
-func (q *mergeQueue) Push(x any)   { *q = append(*q, x.(candidate)) }
-func (q *mergeQueue) Pop() any {
-	old := *q
-	x := old[len(old)-1]
-	*q = old[:len(old)-1]
-	return x
+
+func (q mergeQueue) init() {
+	for i := len(q)/2 - 1; i >= 0; i-- {
+		q.down(i)
+	}
+}
+
+func (q *mergeQueue) push(c candidate) {
+	*q = append(*q, c)
+	h := *q
+	for i := len(h) - 1; i > 0; {
+		p := (i - 1) / 2
+		if !h[i].less(h[p]) {
+			break
+		}
+		h[i], h[p] = h[p], h[i]
+		i = p
+	}
+}
+
+func (q *mergeQueue) pop() candidate {
+	h := *q
+	top := h[0]
+	last := len(h) - 1
+	h[0] = h[last]
+	*q = h[:last]
+	q.down(0)
+	return top
+}
+
+func (q mergeQueue) down(i int) {
+	for {
+		l := 2*i + 1
+		if l >= len(q) {
+			return
+		}
+		m := l
+		if r := l + 1; r < len(q) && q[r].less(q[l]) {
+			m = r
+		}
+		if !q[m].less(q[i]) {
+			return
+		}
+		q[i], q[m] = q[m], q[i]
+		i = m
+	}
 }
