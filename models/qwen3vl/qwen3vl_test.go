@@ -176,3 +176,66 @@ func (h hiding) Info(name string) (models.TensorInfo, bool) {
 	}
 	return h.ckSource.Info(name)
 }
+
+// qwen3VL2B is Qwen3-VL-2B-Instruct's config.json as transformers 4.57
+// writes it (v4 spellings: rope_scaling, rope_theta), per MODELS.md §6.1.
+const qwen3VL2B = `{
+  "architectures": ["Qwen3VLForConditionalGeneration"], "model_type": "qwen3_vl",
+  "image_token_id": 151655, "video_token_id": 151656, "vision_start_token_id": 151652, "vision_end_token_id": 151653,
+  "tie_word_embeddings": true,
+  "text_config": {
+    "model_type": "qwen3_vl_text", "hidden_size": 2048, "num_hidden_layers": 28, "num_attention_heads": 16,
+    "num_key_value_heads": 8, "head_dim": 128, "intermediate_size": 6144, "vocab_size": 151936,
+    "max_position_embeddings": 262144, "rope_theta": 5000000, "rms_norm_eps": 1e-6, "tie_word_embeddings": true,
+    "rope_scaling": {"rope_type": "default", "mrope_interleaved": true, "mrope_section": [24, 20, 20]},
+    "attention_bias": false, "hidden_act": "silu", "bos_token_id": 151643, "eos_token_id": 151645, "dtype": "bfloat16"
+  },
+  "vision_config": {
+    "model_type": "qwen3_vl", "depth": 24, "hidden_size": 1024, "intermediate_size": 4096, "num_heads": 16,
+    "hidden_act": "gelu_pytorch_tanh", "patch_size": 16, "temporal_patch_size": 2, "spatial_merge_size": 2,
+    "in_channels": 3, "num_position_embeddings": 2304, "out_hidden_size": 2048, "deepstack_visual_indexes": [5, 11, 17]
+  }
+}`
+
+// TestQwen3VL2BConfig builds and lowers both stages of the real model's
+// geometry with zero weights and checks the weight count and parameter
+// total against MODELS.md §6.2 (2 127 532 032, no lm_head).
+func TestQwen3VL2BConfig(t *testing.T) {
+	cfg, err := hf.ParseConfig([]byte(qwen3VL2B))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mm, err := models.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := mm.(*Model)
+	c := m.Config()
+	if !slices.Equal(c.Text.MRopeSection, []int64{24, 20, 20}) || c.Text.RopeTheta != 5e6 || c.Vision.RopeTheta != 10000 || !c.Text.Tied {
+		t.Errorf("config %+v", c)
+	}
+	gs, err := m.Stages(models.BuildOptions{WeightDType: ir.BF16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var params int64
+	names := map[string]bool{}
+	for _, g := range gs {
+		if _, err := passes.Lower(g); err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range g.Values {
+			if v.Op == ir.OpWeight && !names[v.Name()] {
+				names[v.Name()] = true
+				n, _ := v.Shape.Elems(0, 0)
+				params += n
+			}
+		}
+	}
+	if params != 2127532032 {
+		t.Errorf("%d parameters, MODELS.md says 2127532032", params)
+	}
+	if names["lm_head.weight"] {
+		t.Error("declares lm_head.weight; the 2B checkpoint ties it")
+	}
+}
