@@ -40,7 +40,7 @@ func Generate(p *ir.Plan) (*Module, error) {
 	// Prefill tiles are cut once per step for all attention layers, so the
 	// tile size is the smallest any attention step affords.
 	for i, s := range p.Steps {
-		if s.Op == ir.OpAttention {
+		if s.Op == ir.OpAttention || s.Op == ir.OpQKVAttention {
 			a, err := g.attnShape(s)
 			if err != nil {
 				return nil, fmt.Errorf("cuda: step %d (%v): %w", i, s.Op, err)

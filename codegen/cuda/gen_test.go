@@ -203,8 +203,10 @@ func firstDiff(a, b string) string {
 }
 
 // TestCompileAllGoldenModels compiles every generated kernel of every
-// golden model (f32 and bf16 weights) for every target arch with the real
-// nvcc. CI installs it; elsewhere the test skips.
+// golden model (f32 and bf16 weights, fused and unfused) and of the real
+// Qwen3-0.6B and 4B shapes for every target arch with the real nvcc (with
+// warnings as errors, so a kernel over the shared-memory limit fails). CI
+// installs nvcc; elsewhere the test skips.
 func TestCompileAllGoldenModels(t *testing.T) {
 	nvcc, err := FindNVCC()
 	if err != nil {
@@ -219,7 +221,11 @@ func TestCompileAllGoldenModels(t *testing.T) {
 	src.WriteString(prelude)
 	seen := map[string]bool{}
 	var names []string
-	for _, c := range allPlans(t) {
+	plans := allPlans(t)
+	for name := range realShapes {
+		plans = append(plans, namedPlan{name, configPlan(t, name)})
+	}
+	for _, c := range plans {
 		m, err := Generate(c.plan)
 		if err != nil {
 			t.Fatal(err)
