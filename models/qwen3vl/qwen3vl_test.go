@@ -221,9 +221,11 @@ func TestQwen3VL2BConfig(t *testing.T) {
 	var params int64
 	names := map[string]bool{}
 	for _, g := range gs {
-		if _, err := passes.Lower(g); err != nil {
+		p, err := passes.Lower(g)
+		if err != nil {
 			t.Fatal(err)
 		}
+		t.Logf("%s: %d steps, arena %d B/token + %d B", g.Name, len(p.Steps), p.ArenaPerT, p.ArenaFixed)
 		for _, v := range g.Values {
 			if v.Op == ir.OpWeight && !names[v.Name()] {
 				names[v.Name()] = true

@@ -26,6 +26,7 @@ const tinyVLDir = "../../testdata/tiny/qwen3vl"
 func writeStagedEngine(t *testing.T, ck *hf.Checkpoint, vp, tp *ir.Plan) *engine.Engine {
 	t.Helper()
 	var specs []engine.WeightSpec
+	var recipes []*ir.Recipe
 	seen := map[string]bool{}
 	for _, p := range []*ir.Plan{vp, tp} {
 		for _, pw := range p.Weights {
@@ -33,6 +34,7 @@ func writeStagedEngine(t *testing.T, ck *hf.Checkpoint, vp, tp *ir.Plan) *engine
 				continue
 			}
 			seen[pw.Name] = true
+			recipes = append(recipes, pw.Recipe)
 			shape := make([]int64, len(pw.Shape))
 			for i, d := range pw.Shape {
 				shape[i] = int64(d)
@@ -40,12 +42,46 @@ func writeStagedEngine(t *testing.T, ck *hf.Checkpoint, vp, tp *ir.Plan) *engine
 			specs = append(specs, engine.WeightSpec{Name: pw.Name, DType: pw.DType, Shape: shape})
 		}
 	}
-	fill := func(i int, dst []byte) error {
-		x, ok := ck.Tensor(specs[i].Name)
-		if !ok || x.DType != hf.BF16 || len(x.Data) != len(dst) {
-			return fmt.Errorf("weight %s: missing or not %d bf16 bytes", specs[i].Name, len(dst))
+	raw := func(name string) ([]byte, error) {
+		x, ok := ck.Tensor(name)
+		if !ok || x.DType != hf.BF16 {
+			return nil, fmt.Errorf("weight %s: missing or not bf16", name)
 		}
-		copy(dst, x.Data)
+		return x.Data, nil
+	}
+	fill := func(i int, dst []byte) error {
+		r := recipes[i]
+		if r == nil {
+			b, err := raw(specs[i].Name)
+			if err != nil || len(b) != len(dst) {
+				return fmt.Errorf("weight %s: %d bytes for %d (%v)", specs[i].Name, len(b), len(dst), err)
+			}
+			copy(dst, b)
+			return nil
+		}
+		// The fusion passes' build-time concats (fused q/k/v, gate/up): parts joined along axis.
+		axis := int(r.Attrs.Int("axis", -1))
+		if r.Op != ir.OpConcat || axis < 0 {
+			return fmt.Errorf("weight %s: recipe %v", specs[i].Name, r.Op)
+		}
+		outer := 1
+		for _, d := range specs[i].Shape[:axis] {
+			outer *= int(d)
+		}
+		off := 0
+		for o := 0; o < outer; o++ {
+			for _, part := range r.Parts {
+				b, err := raw(part.Name)
+				if err != nil {
+					return err
+				}
+				n := len(b) / outer
+				off += copy(dst[off:], b[o*n:(o+1)*n])
+			}
+		}
+		if off != len(dst) {
+			return fmt.Errorf("weight %s: recipe filled %d of %d bytes", specs[i].Name, off, len(dst))
+		}
 		return nil
 	}
 	path := filepath.Join(t.TempDir(), "qwen3vl.pio")
@@ -82,6 +118,9 @@ func lowerGraph(t *testing.T, build func(models.BuildOptions) (*ir.Graph, error)
 	t.Helper()
 	g, err := build(opt)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := passes.Run(g, passes.Options{Check: true}); err != nil { // the pipeline pioc runs
 		t.Fatal(err)
 	}
 	p, err := passes.Lower(g)
