@@ -184,8 +184,14 @@ func TestQwen3VLMatchesTransformers(t *testing.T) {
 	opt := models.BuildOptions{WeightDType: ir.BF16, Has: func(n string) bool { _, ok := ck.Tensor(n); return ok }, Taps: true}
 
 	// Preprocess and lay out, as a server would.
-	po := image.DefaultOptions()
-	po.MinPixels, po.MaxPixels = 32*32, 96*96 // preprocessor_config.json of the tiny model
+	pc, err := os.ReadFile(filepath.Join(tinyVLDir, "preprocessor_config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	po, err := image.ParseOptions(pc)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var imgs []*image.Pixels
 	for _, name := range []string{"a.png", "b.png"} {
 		data, err := os.ReadFile(filepath.Join("../../testdata/images", name))
