@@ -17,9 +17,12 @@ type Metadata struct {
 	TokenizerJSON        []byte // tokenizer.json, verbatim
 	TokenizerConfigJSON  []byte // tokenizer_config.json, verbatim
 	GenerationConfigJSON []byte // generation_config.json, verbatim
-	ChatTemplate         string // Jinja chat template
-	Plan                 *ir.Plan
-	Kernels              *Kernels // CUDA code (pioc build --target cuda); nil in CPU-only engines
+	// PreprocessorConfigJSON is the image processor's preprocessor_config.json,
+	// verbatim (vision-language models; format 1.2).
+	PreprocessorConfigJSON []byte
+	ChatTemplate           string // Jinja chat template
+	Plan                   *ir.Plan
+	Kernels                *Kernels // CUDA code (pioc build --target cuda); nil in CPU-only engines
 	// Stages are plans besides Plan, in run order (format 1.2): Qwen3-VL's
 	// "vision" stage runs once per prefill that carries images and feeds
 	// Plan's inputs by output name. All plans share the weights.
@@ -267,6 +270,7 @@ func encodeMetadata(m *Metadata, weights []WeightEntry) (buf []byte, err error) 
 	kernels := encodeKernels(b, m.Kernels)
 	producer, chat := str(m.Producer), str(m.ChatTemplate)
 	tok, tokCfg, genCfg := bytes(m.TokenizerJSON), bytes(m.TokenizerConfigJSON), bytes(m.GenerationConfigJSON)
+	pre := bytes(m.PreprocessorConfigJSON)
 	pio.EngineStart(b)
 	pio.EngineAddProducer(b, producer)
 	pio.EngineAddModel(b, model)
@@ -281,6 +285,9 @@ func encodeMetadata(m *Metadata, weights []WeightEntry) (buf []byte, err error) 
 	}
 	if stages != 0 {
 		pio.EngineAddStages(b, stages)
+	}
+	if pre != 0 {
+		pio.EngineAddPreprocessorConfigJson(b, pre)
 	}
 	root := pio.EngineEnd(b)
 	b.FinishWithFileIdentifier(root, []byte(metaIdent))
@@ -429,6 +436,7 @@ func decodeMetadata(buf []byte) (m *Metadata, weights []WeightEntry, err error) 
 		TokenizerConfigJSON:  d.bytes(root.TokenizerConfigJsonBytes()),
 		GenerationConfigJSON: d.bytes(root.GenerationConfigJsonBytes()),
 	}
+	m.PreprocessorConfigJSON = d.bytes(root.PreprocessorConfigJsonBytes())
 	if mi := root.Model(nil); mi != nil {
 		m.Model = ModelInfo{
 			Name:         d.str(mi.Name()),

@@ -19,6 +19,7 @@ func TestStagesRoundTrip(t *testing.T) {
 	vision.Weights[0].Name = "model.embed_tokens.weight" // shared with the main plan
 	meta := testMeta(main)
 	meta.Stages = []Stage{{Name: "vision", Plan: vision}}
+	meta.PreprocessorConfigJSON = []byte(`{"patch_size": 16}`)
 	path := build(t, meta, specsFor(main), WriteOptions{})
 	e, err := Open(path, OpenOptions{VerifyWeights: true})
 	if err != nil {
@@ -37,6 +38,9 @@ func TestStagesRoundTrip(t *testing.T) {
 	if len(e.StageWeights) != 1 || len(e.StageWeights[0]) != 1 || e.Weights[e.StageWeights[0][0]].Name != "model.embed_tokens.weight" {
 		t.Errorf("stage weights %v", e.StageWeights)
 	}
+	if string(e.Meta.PreprocessorConfigJSON) != `{"patch_size": 16}` {
+		t.Errorf("preprocessor config %q", e.Meta.PreprocessorConfigJSON)
+	}
 	if d := cmp.Diff(e.Meta.Plan, main); d != "" {
 		t.Errorf("main plan (-got +want):\n%s", d)
 	}
@@ -48,7 +52,7 @@ func TestStagesRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e2.Close()
-	if e2.Meta.Stages != nil || e2.StageWeights != nil {
+	if e2.Meta.Stages != nil || e2.StageWeights != nil || e2.Meta.PreprocessorConfigJSON != nil {
 		t.Errorf("plain engine has stages %+v", e2.Meta.Stages)
 	}
 }
