@@ -78,6 +78,9 @@ func TestMatMulQ(t *testing.T) {
 						}
 					}
 				}
+				if a := testing.AllocsPerRun(5, func() { k.exec(be) }); a != 0 {
+					t.Errorf("matmul_q allocates %v times per step", a)
+				}
 			})
 		}
 	}
