@@ -34,6 +34,8 @@ type Options struct {
 	DumpOnly string   // dump after this pass only
 	Taps     bool     // keep per-layer hidden states as engine outputs (tests, debugging)
 	NoFuse   bool     // skip the fusion passes (an unfused engine, for comparison)
+	// SkipPasses leaves the named passes out of the pipeline.
+	SkipPasses []string
 	// Quant, if set (int8, int4 or fp8), stores matmul weights group-wise
 	// quantized, QuantGroup (default DefaultQuantGroup) weights per scale.
 	Quant      string
@@ -129,7 +131,7 @@ func Build(opt Options) (*Result, error) {
 		}
 		logf("quant %s (lm_head %s), group %d: %d matmul weights quantized, %d kept (K not a multiple of the group)", opt.Quant, opt.QuantHead, opt.QuantGroup, nq, kept)
 	}
-	if err := passes.Run(g, passes.Options{Check: opt.Check, DumpDir: opt.DumpIR, DumpOnly: opt.DumpOnly, NoFuse: opt.NoFuse}); err != nil {
+	if err := passes.Run(g, passes.Options{Check: opt.Check, DumpDir: opt.DumpIR, DumpOnly: opt.DumpOnly, NoFuse: opt.NoFuse, Skip: opt.SkipPasses}); err != nil {
 		return nil, err
 	}
 	plan, err := passes.Lower(g)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/inference-pio/pio/ir"
 )
@@ -66,6 +67,8 @@ type Options struct {
 	DumpOnly string
 	// NoFuse skips the fusion passes (unfused engines, for comparison).
 	NoFuse bool
+	// Skip names passes to leave out (to isolate one fusion's effect).
+	Skip []string
 }
 
 // Run applies Pipeline to g in order.
@@ -73,6 +76,20 @@ func Run(g *ir.Graph, opt Options) error {
 	list := Pipeline
 	if opt.NoFuse {
 		list = Unfused()
+	}
+	if len(opt.Skip) > 0 {
+		var kept []Pass
+		for _, p := range list {
+			if !slices.Contains(opt.Skip, p.Name) {
+				kept = append(kept, p)
+			}
+		}
+		for _, name := range opt.Skip {
+			if !slices.ContainsFunc(Pipeline, func(p Pass) bool { return p.Name == name }) {
+				return fmt.Errorf("skip: no pass %q in the pipeline", name)
+			}
+		}
+		list = kept
 	}
 	return RunPasses(g, list, opt)
 }

@@ -156,3 +156,45 @@ func TestLower(t *testing.T) {
 		t.Errorf("got %d views and %d steps, want 3 and 4:\n%s", views, len(p.Steps), ir.PrintPlan(p))
 	}
 }
+
+// Options.NoFuse runs no fusion pass; Options.Skip leaves out the named
+// passes and rejects names that are not passes.
+func TestSkipAndNoFuse(t *testing.T) {
+	const src = `graph "t" {
+  v0 = input() {name="x"} : f32[T, 8]
+  v1 = weight() {name="a"} : f32[4, 8]
+  v2 = weight() {name="b"} : f32[4, 8]
+  v3 = weight() {name="n"} : f32[8]
+  v4 = rms_norm(v0, v3) {eps=1e-06} : f32[T, 8]
+  v5 = matmul(v4, v1) : f32[T, 4]
+  v6 = matmul(v4, v2) : f32[T, 4]
+  v7 = add(v5, v6) : f32[T, 4]
+  output "y" = v7
+}
+`
+	for _, tc := range []struct {
+		opt           Options
+		fused, normed bool
+	}{
+		{Options{}, true, true},
+		{Options{NoFuse: true}, false, false},
+		{Options{Skip: []string{"fuse-norm-matmul"}}, true, false},
+	} {
+		g, err := ir.Parse(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tc.opt.Check = true
+		if err := Run(g, tc.opt); err != nil {
+			t.Fatal(err)
+		}
+		out := ir.Print(g)
+		if strings.Contains(out, "fused_matmul") != tc.fused || strings.Contains(out, "norm=1") != tc.normed {
+			t.Errorf("%+v: got\n%s", tc.opt, out)
+		}
+	}
+	g, _ := ir.Parse(src)
+	if err := Run(g, Options{Skip: []string{"fuse-everything"}}); err == nil || !strings.Contains(err.Error(), "no pass") {
+		t.Errorf("unknown pass: got %v", err)
+	}
+}

@@ -61,6 +61,7 @@ func buildCmd() *cli.Command {
 			&cli.StringFlag{Name: "dump-only", Usage: "with --dump-ir, dump after this pass only"},
 			&cli.BoolFlag{Name: "taps", Usage: "keep per-layer hidden states as engine outputs (debugging)"},
 			&cli.BoolFlag{Name: "no-fuse", Usage: "skip the fusion passes (an unfused engine, to compare with)"},
+			&cli.StringSliceFlag{Name: "skip-pass", Usage: "leave pass `NAME` out of the pipeline (repeatable; see pioc passes)"},
 			&cli.StringFlag{Name: "target", Value: "cpu", Usage: "cpu, or cuda: also generate CUDA kernels and compile them with nvcc (sm_80, sm_89, sm_90a + PTX)"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress output"},
 		},
@@ -84,7 +85,7 @@ func buildCmd() *cli.Command {
 			}
 			opt := compiler.Options{
 				Source: c.Args().First(), Output: c.String("output"), DType: dt,
-				Check: c.Bool("check"), DumpIR: c.String("dump-ir"), DumpOnly: c.String("dump-only"), Taps: c.Bool("taps"), NoFuse: c.Bool("no-fuse"),
+				Check: c.Bool("check"), DumpIR: c.String("dump-ir"), DumpOnly: c.String("dump-only"), Taps: c.Bool("taps"), NoFuse: c.Bool("no-fuse"), SkipPasses: c.StringSlice("skip-pass"),
 				Quant: c.String("quant"), QuantGroup: c.Int("quant-group"), QuantHead: c.String("quant-lm-head"),
 				Target: c.String("target"),
 			}
