@@ -4,8 +4,10 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	goruntime "runtime"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/inference-pio/pio/frontends/hf"
 	"github.com/inference-pio/pio/ir"
@@ -167,7 +169,7 @@ func materializeQuant(t ir.PlanTensor, lookup func(string) (*hf.Tensor, bool), d
 	if group <= 0 || k%group != 0 {
 		return fmt.Errorf("weight %q: group %d does not divide K = %d", t.Name, group, k)
 	}
-	codes, scales, err := quantize(w, n, k, at.String("format", ""), group)
+	codes, scales, err := quantizeCached(src.Name, w, n, k, at.String("format", ""), group)
 	if err != nil {
 		return fmt.Errorf("weight %q: %w", t.Name, err)
 	}
@@ -190,6 +192,30 @@ func materializeQuant(t ir.PlanTensor, lookup func(string) (*hf.Tensor, bool), d
 	return nil
 }
 
+// lastQuant remembers the last quantization, so that a weight's codes and
+// scales (written one after the other) cost one quantization.
+var lastQuant struct {
+	sync.Mutex
+	key    string
+	codes  []byte
+	scales []float32
+}
+
+func quantizeCached(name string, w []float32, n, k int, format string, group int) ([]byte, []float32, error) {
+	key := fmt.Sprintf("%s|%d|%d|%s|%d", name, n, k, format, group)
+	lastQuant.Lock()
+	defer lastQuant.Unlock()
+	if lastQuant.key == key {
+		return lastQuant.codes, lastQuant.scales, nil
+	}
+	codes, scales, err := quantize(w, n, k, format, group)
+	if err != nil {
+		return nil, nil, err
+	}
+	lastQuant.key, lastQuant.codes, lastQuant.scales = key, codes, scales
+	return codes, scales, nil
+}
+
 // quantize returns the codes and scales of w [n, k] (row-major) in format,
 // group-wise along rows; layouts as in ir/op_quant.go and runtime/cpu/kern.
 func quantize(w []float32, n, k int, format string, group int) (codes []byte, scales []float32, err error) {
@@ -203,7 +229,24 @@ func quantize(w []float32, n, k int, format string, group int) (codes []byte, sc
 	default:
 		return nil, nil, fmt.Errorf("unknown format %q", format)
 	}
-	for g := range scales {
+	// Groups are independent: split them over the CPUs.
+	workers := min(goruntime.GOMAXPROCS(0), max(1, len(scales)/1024))
+	var wg sync.WaitGroup
+	for wk := 0; wk < workers; wk++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			quantizeGroups(w, k, format, group, codes, scales, wk*len(scales)/workers, (wk+1)*len(scales)/workers)
+		}()
+	}
+	wg.Wait()
+	return codes, scales, nil
+}
+
+// quantizeGroups fills groups [g0, g1) of codes and scales (see quantize).
+func quantizeGroups(w []float32, k int, format string, group int, codes []byte, scales []float32, g0, g1 int) {
+	gs := k / group
+	for g := g0; g < g1; g++ {
 		row, col := g/gs, (g%gs)*group
 		v := w[row*k+col : row*k+col+group]
 		amax := float32(0)
@@ -242,7 +285,6 @@ func quantize(w []float32, n, k int, format string, group int) (codes []byte, sc
 			}
 		}
 	}
-	return codes, scales, nil
 }
 
 // quantInt rounds x/s to the nearest integer in [-lim, lim] (0 when s is 0).
