@@ -3,7 +3,8 @@
 // (e4m3), a 2×4 register-blocked f32 GEMM micro-kernel, and the row decoders
 // that feed it. Each kernel has a portable Go version (the reference, always
 // compiled) and, on amd64 CPUs with AVX2 and FMA, an assembly version chosen
-// once at start-up (see Features). Results of the two agree to f32 rounding
+// once at start-up (see Features); the dot products also have AVX-512
+// versions, used where the CPU has AVX512F, BW and VL. Results of the two agree to f32 rounding
 // of a different summation order; kern_test checks it on random inputs.
 //
 // kern is not a BLAS: no transposes, no strides other than a row stride, no
