@@ -4,8 +4,9 @@
 // that feed it. Each kernel has a portable Go version (the reference, always
 // compiled) and, on amd64 CPUs with AVX2 and FMA, an assembly version chosen
 // once at start-up (see Features); the dot products also have AVX-512
-// versions, used where the CPU has AVX512F, BW and VL. Results of the two agree to f32 rounding
-// of a different summation order; kern_test checks it on random inputs.
+// versions, used where the CPU has AVX512F, BW and VL. Fast and portable
+// results agree to f32 rounding of a different summation order; kern_test
+// checks every level on random inputs.
 //
 // kern is not a BLAS: no transposes, no strides other than a row stride, no
 // threading (the backend's worker pool splits rows), no allocation.
