@@ -10,9 +10,13 @@ struct __align__(2) pio_f16 { unsigned short x; };
 __device__ __forceinline__ float pio_f32(float v) { return v; }
 __device__ __forceinline__ float pio_f32(pio_bf16 v) { return __uint_as_float(((unsigned)v.x) << 16); }
 __device__ __forceinline__ float pio_f32(pio_f16 v) {
+#ifdef PIO_EMULATE  // runtime/cuda's CPU emulation of the kernels (tests only)
+  return pio_emu_f16_to_f32(v.x);
+#else
   float f;
   asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(v.x));
   return f;
+#endif
 }
 
 __device__ __forceinline__ void pio_st(float* p, float v) { *p = v; }
@@ -26,9 +30,13 @@ __device__ __forceinline__ void pio_st(pio_bf16* p, float v) {
   p->x = (unsigned short)(u >> 16);
 }
 __device__ __forceinline__ void pio_st(pio_f16* p, float v) {
+#ifdef PIO_EMULATE
+  p->x = pio_emu_f32_to_f16(v);
+#else
   unsigned short h;
   asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(v));
   p->x = h;
+#endif
 }
 
 // pio_ld8 reads 8 consecutive elements from a 16-byte-aligned address.

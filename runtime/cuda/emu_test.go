@@ -1,0 +1,244 @@
+package cuda
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/ebitengine/purego"
+
+	cg "github.com/inference-pio/pio/codegen/cuda"
+	"github.com/inference-pio/pio/compiler"
+	"github.com/inference-pio/pio/internal/golden"
+	"github.com/inference-pio/pio/ir"
+	"github.com/inference-pio/pio/runtime"
+	"github.com/inference-pio/pio/runtime/cpu"
+	"github.com/inference-pio/pio/runtime/engine"
+	"github.com/inference-pio/pio/runtime/kvcache"
+)
+
+// The emulation tests run the whole CUDA backend — purego bindings, launch
+// table, parameter packing, step metadata, and every generated kernel — on
+// the CPU: testdata/emu/fakecuda.cc stands in for libcuda, and the module
+// is compiled by g++ with testdata/emu/emu.h, which runs each CUDA thread
+// as a fiber with real barriers and warp shuffles. They need g++, not a
+// GPU. What they cannot show: timing, the PTX/SASS that nvcc makes, memory
+// coherence on a real device, CUDA graphs.
+
+// fake is the emulated driver, loaded once per process: modules resolve the
+// emulator's globals (the running fiber) against the first copy loaded.
+var fake struct {
+	once sync.Once
+	d    *driver
+	err  error
+}
+
+// useFakeDriver makes loadDriver return the emulated driver for one test.
+func useFakeDriver(t *testing.T) string {
+	t.Helper()
+	gxx, err := exec.LookPath("g++")
+	if err != nil {
+		t.Skip("skipping: no g++ to build the CUDA emulation")
+	}
+	fake.once.Do(func() {
+		dir, err := os.MkdirTemp("", "pio-fakecuda-")
+		if err != nil {
+			fake.err = err
+			return
+		}
+		defer os.RemoveAll(dir) // the mapping outlives the file
+		so := filepath.Join(dir, "fakecuda.so")
+		if out, err := exec.Command(gxx, "-O2", "-shared", "-fPIC", "-o", so, "testdata/emu/fakecuda.cc").CombinedOutput(); err != nil {
+			fake.err = fmt.Errorf("g++ fakecuda: %v\n%s", err, out)
+			return
+		}
+		lib, err := purego.Dlopen(so, purego.RTLD_NOW|purego.RTLD_GLOBAL)
+		if err != nil {
+			fake.err = err
+			return
+		}
+		d := &driver{}
+		if fake.err = bind(d, lib); fake.err == nil {
+			fake.d = d
+		}
+	})
+	if fake.err != nil {
+		t.Fatal(fake.err)
+	}
+	saved, savedErr := loaded, loadErr
+	loaded, loadErr = fake.d, nil
+	loadOnce.Do(func() {}) // loadDriver returns loaded from now on
+	t.Cleanup(func() {
+		loadOnce, loaded, loadErr = sync.Once{}, saved, savedErr
+		if saved != nil || savedErr != nil {
+			loadOnce.Do(func() {})
+		}
+	})
+	return gxx
+}
+
+// emuKernels compiles a plan's module for the emulator and returns the
+// kernels section whose one image is the path of the shared object.
+func emuKernels(t *testing.T, gxx string, p *ir.Plan) *engine.Kernels {
+	t.Helper()
+	m, err := cg.Generate(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	var src strings.Builder
+	src.WriteString(m.Source)
+	src.WriteString("\n#include \"invoke.h\"\n")
+	for _, k := range m.Kernels {
+		fmt.Fprintf(&src, "PIO_KERNEL(%s)\n", k)
+	}
+	cu, so := filepath.Join(dir, "module.cc"), filepath.Join(dir, "module.so")
+	if err := os.WriteFile(cu, []byte(src.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	emu, _ := filepath.Abs("testdata/emu")
+	cmd := exec.Command(gxx, "-O1", "-std=c++17", "-shared", "-fPIC", "-Wno-unknown-pragmas", "-I", emu, "-include", filepath.Join(emu, "emu.h"), "-o", so, cu)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("g++ module: %v\n%s", err, out)
+	}
+	return compiler.KernelsOf(m, []cg.Image{{Arch: "sm_80", Data: append([]byte(so), 0)}}, "g++ emulation")
+}
+
+// emuBackends builds a golden model's engine and returns the emulated
+// CUDA backend and the CPU backend over it.
+func emuBackends(t *testing.T, gxx, model string, dt ir.DType, noFuse bool) (*Backend, *cpu.Backend, *golden.Model) {
+	t.Helper()
+	g, err := golden.Load(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "e.pio")
+	if _, err := compiler.Build(compiler.Options{Source: g.Dir, Output: path, DType: dt, NoFuse: noFuse}); err != nil {
+		t.Fatal(err)
+	}
+	e, err := engine.Open(path, engine.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	e.Meta.Kernels = emuKernels(t, gxx, e.Meta.Plan)
+	gpu, err := FromEngine(e, Options{MaxTokens: 64, NumBlocks: 64, BlockSize: 4, MaxSeqs: 4, NoGraphs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gpu.Close() })
+	ref, err := cpu.FromEngine(e, cpu.Options{MaxTokens: 64, NumBlocks: 64, BlockSize: 4, MaxSeqs: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ref.Close() })
+	return gpu, ref, g
+}
+
+// TestEmulatedGolden: the emulated CUDA backend's logits match
+// transformers (the CPU backend's tolerances) and the CPU backend (1e-4:
+// f32 compute both ways, summation order differs), and greedy decoding
+// gives the CPU backend's tokens.
+func TestEmulatedGolden(t *testing.T) {
+	gxx := useFakeDriver(t)
+	for _, c := range []struct {
+		model  string
+		dt     ir.DType
+		tol    float64
+		noFuse bool
+	}{{"qwen3-a", ir.BF16, 1e-4, false}, {"qwen3-b", ir.F32, 1e-4, false}, {"qwen3-a", ir.F32, 1e-4, true}} {
+		t.Run(fmt.Sprintf("%s/%v/nofuse=%v", c.model, c.dt, c.noFuse), func(t *testing.T) {
+			gpu, ref, g := emuBackends(t, gxx, c.model, c.dt, c.noFuse)
+			if gpu.Image != "sm_80" || gpu.CC != 80 {
+				t.Errorf("image %s for cc %d", gpu.Image, gpu.CC)
+			}
+			for pi, p := range g.Prompts {
+				got, want := forward(t, gpu, p.IDs), forward(t, ref, p.IDs)
+				if e := golden.RelErr(got, p.Logits); e > c.tol {
+					t.Errorf("prompt %d: logits vs transformers: relative error %.3g > %g", pi, e, c.tol)
+				}
+				if e := golden.RelErr(got, want); e > 1e-4 {
+					t.Errorf("prompt %d: logits vs CPU backend: relative error %.3g", pi, e)
+				}
+			}
+			p := g.Prompts[0]
+			var toks [2][]int32
+			for i, be := range []runtime.Backend{gpu, ref} {
+				gen := runtime.NewGenerator(be, kvcache.NewAllocator(64, 4), 64)
+				var err error
+				toks[i], err = gen.Generate(context.Background(), p.IDs, runtime.GenerateOptions{MaxTokens: 6}, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			if !slices.Equal(toks[0], toks[1]) {
+				t.Errorf("greedy: emulated CUDA %v, CPU %v", toks[0], toks[1])
+			}
+			if len(p.Greedy) >= 6 && !slices.Equal(toks[0], p.Greedy[:6]) {
+				t.Errorf("greedy: emulated CUDA %v, transformers %v", toks[0], p.Greedy[:6])
+			}
+		})
+	}
+}
+
+// TestEmulatedBatchedDecode: two sequences prefilled in one step (several
+// prefill tiles), then decoding together (the split attention kernels and
+// the combine, S = 2), agree with the CPU backend; the device argmax picks
+// the CPU's tokens.
+func TestEmulatedBatchedDecode(t *testing.T) {
+	gxx := useFakeDriver(t)
+	gpu, ref, _ := emuBackends(t, gxx, "qwen3-a", ir.F32, false)
+	a, b := []int32{5, 9, 2, 7, 7, 1, 3, 8, 8, 2, 4, 6, 1, 9, 9, 3, 2, 2, 5, 7}, []int32{11, 4, 8}
+	blocks := [][]int32{{7, 1, 2, 3, 9, 10, 11}, {4, 5, 6, 0}}
+	step := func(be runtime.Backend, toks [][]int32, start []int) []float32 {
+		var bt runtime.Batch
+		for s, ts := range toks {
+			for i, tok := range ts {
+				bt.Tokens = append(bt.Tokens, tok)
+				bt.Positions = append(bt.Positions, int32(start[s]+i))
+				bt.SeqOfToken = append(bt.SeqOfToken, int32(s))
+			}
+			bt.LogitRows = append(bt.LogitRows, int32(len(bt.Tokens)-1))
+			bt.Seqs = append(bt.Seqs, runtime.SeqView{Blocks: blocks[s]})
+		}
+		if err := be.Step(&bt); err != nil {
+			t.Fatal(err)
+		}
+		out, _, err := be.Output("logits")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return slices.Clone(out)
+	}
+	got, want := step(gpu, [][]int32{a, b}, []int{0, 0}), step(ref, [][]int32{a, b}, []int{0, 0})
+	if e := golden.RelErr(got, want); e > 1e-4 {
+		t.Fatalf("batched prefill: relative error %.3g", e)
+	}
+	pos := []int{len(a), len(b)}
+	next := [][]int32{{3}, {6}}
+	for i := 0; i < 4; i++ {
+		got, want := step(gpu, next, pos), step(ref, next, pos)
+		if e := golden.RelErr(got, want); e > 1e-4 {
+			t.Fatalf("decode step %d: relative error %.3g", i, e)
+		}
+		ids, err := gpu.Argmax()
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := len(want) / 2
+		for s := range ids {
+			if w := int32(argmax(want[s*v : (s+1)*v])); ids[s] != w {
+				t.Errorf("decode step %d seq %d: device argmax %d, CPU %d", i, s, ids[s], w)
+			}
+		}
+		next = [][]int32{{ids[0]}, {ids[1]}}
+		pos[0]++
+		pos[1]++
+	}
+}
