@@ -2,6 +2,7 @@ package sample
 
 import (
 	"math"
+	"slices"
 	"testing"
 )
 
@@ -150,6 +151,66 @@ func TestValidate(t *testing.T) {
 	} {
 		if _, err := New(o); err == nil {
 			t.Errorf("%+v: want an error", o)
+		}
+	}
+}
+
+func TestSelectTop(t *testing.T) {
+	r := uint32(7)
+	for trial := 0; trial < 200; trial++ {
+		n := 1 + trial%37
+		c := make([]cand, n)
+		for i := range c {
+			r = r*1664525 + 1013904223
+			c[i] = cand{int32(i), float64(r>>28) / 16} // many ties
+		}
+		want := append([]cand(nil), c...)
+		slices.SortFunc(want, byProb)
+		k := 1 + int(r>>8)%n
+		got := append([]cand(nil), c...)
+		selectTop(got, k)
+		top := got[:k]
+		slices.SortFunc(top, byProb)
+		if !slices.Equal(top, want[:k]) {
+			t.Fatalf("n=%d k=%d: got %v, want %v", n, k, top, want[:k])
+		}
+	}
+}
+
+func BenchmarkSampleTopKTopP(b *testing.B) {
+	logits := make([]float32, 151936)
+	r := uint32(1)
+	for i := range logits {
+		r = r*1664525 + 1013904223
+		logits[i] = float32(r>>8) / (1 << 24) * 8
+	}
+	s, _ := New(Options{Temperature: 0.6, TopK: 20, TopP: 0.95, Seed: 1})
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		s.Sample(logits)
+		s.counts = map[int32]int32{}
+	}
+}
+
+func TestTopKHeap(t *testing.T) {
+	r := uint32(3)
+	for trial := 0; trial < 200; trial++ {
+		n := 1 + trial%41
+		l := make([]float32, n)
+		for i := range l {
+			r = r*1664525 + 1013904223
+			l[i] = float32(r>>29) // many ties
+		}
+		k := 1 + int(r>>7)%n
+		var all []cand
+		for i, v := range l {
+			all = append(all, cand{int32(i), float64(v)})
+		}
+		slices.SortFunc(all, byProb)
+		got := topK(nil, l, k)
+		slices.SortFunc(got, byProb)
+		if !slices.Equal(got, all[:k]) {
+			t.Fatalf("n=%d k=%d: got %v, want %v", n, k, got, all[:k])
 		}
 	}
 }

@@ -221,25 +221,31 @@ func (s *Sampler) draw(l []float32) int32 {
 	// Tokens more than 30 nats below the best carry under e^-30 of the
 	// mass each; dropping them first keeps sorting cheap on large
 	// vocabularies without a visible change in any distribution.
-	floor := maxv - 30*t
+	// Candidates carry z = (logit-max)/T until truncated by top-k (z orders
+	// them as their probabilities do), so top-k needs no exp over the
+	// vocabulary.
 	c := s.cand[:0]
-	for i, v := range l {
-		if float64(v) >= floor {
-			c = append(c, cand{int32(i), math.Exp((float64(v) - maxv) / t)})
+	if k := s.opt.TopK; k > 0 && k < len(l) {
+		c = topK(c, l, k) // one pass, no exp
+		for i := range c {
+			c[i].p = (c[i].p - maxv) / t
+		}
+	} else {
+		for i, v := range l {
+			if z := (float64(v) - maxv) / t; z >= -30 {
+				c = append(c, cand{int32(i), z})
+			}
 		}
 	}
 	s.cand = c
-	truncate := s.opt.TopK > 0 && s.opt.TopK < len(c) || s.opt.TopP > 0 && s.opt.TopP < 1 || s.opt.MinP > 0
+	truncate := s.opt.TopP > 0 && s.opt.TopP < 1 || s.opt.MinP > 0
 	if truncate {
-		slices.SortFunc(c, func(a, b cand) int {
-			if a.p != b.p {
-				return cmp.Compare(b.p, a.p)
-			}
-			return cmp.Compare(a.id, b.id)
-		})
-		if k := s.opt.TopK; k > 0 && k < len(c) {
-			c = c[:k]
-		}
+		slices.SortFunc(c, byProb)
+	}
+	for i := range c {
+		c[i].p = math.Exp(c[i].p)
+	}
+	if truncate {
 		if p := s.opt.TopP; p > 0 && p < 1 {
 			sum := 0.0
 			for _, x := range c {
@@ -314,4 +320,89 @@ func logprobs(logits []float32, tok int32, n int) (float32, []TokenLogprob) {
 		}
 	}
 	return lp(tok), top
+}
+
+// byProb orders candidates most likely first, lower id first on ties.
+func byProb(a, b cand) int {
+	if a.p != b.p {
+		return cmp.Compare(b.p, a.p)
+	}
+	return cmp.Compare(a.id, b.id)
+}
+
+// selectTop moves the k best candidates (by byProb) to c[:k]
+// (quickselect, Hoare partition around the middle element).
+func selectTop(c []cand, k int) {
+	lo, hi := 0, len(c)-1
+	for lo < hi {
+		pivot := c[lo+(hi-lo)/2]
+		i, j := lo, hi
+		for i <= j {
+			for byProb(c[i], pivot) < 0 {
+				i++
+			}
+			for byProb(c[j], pivot) > 0 {
+				j--
+			}
+			if i <= j {
+				c[i], c[j] = c[j], c[i]
+				i++
+				j--
+			}
+		}
+		switch {
+		case k-1 <= j:
+			hi = j
+		case k-1 >= i:
+			lo = i
+		default:
+			return
+		}
+	}
+}
+
+// topK appends the k largest logits (lowest id first on ties) to dst, as
+// candidates carrying the logit, in one pass with a min-heap of size k.
+func topK(dst []cand, l []float32, k int) []cand {
+	h := dst[:0]
+	worse := func(a, b cand) bool { return a.p < b.p || a.p == b.p && a.id > b.id } // a ranks below b
+	down := func(i int) {
+		for {
+			m, left, right := i, 2*i+1, 2*i+2
+			if left < len(h) && worse(h[left], h[m]) {
+				m = left
+			}
+			if right < len(h) && worse(h[right], h[m]) {
+				m = right
+			}
+			if m == i {
+				return
+			}
+			h[i], h[m] = h[m], h[i]
+			i = m
+		}
+	}
+	var floor float32 // h[0]'s logit once the heap is full
+	for i, v := range l {
+		if len(h) == k && v <= floor {
+			continue // ids increase, so a tie ranks below h[0] too
+		}
+		x := cand{int32(i), float64(v)}
+		if len(h) < k {
+			h = append(h, x)
+			for j := len(h) - 1; j > 0; {
+				p := (j - 1) / 2
+				if !worse(h[j], h[p]) {
+					break
+				}
+				h[j], h[p] = h[p], h[j]
+				j = p
+			}
+		} else {
+			h[0] = x
+			down(0)
+		}
+		floor = float32(h[0].p)
+	}
+	return h
 }
