@@ -199,7 +199,7 @@ func TestTopKHeap(t *testing.T) {
 		l := make([]float32, n)
 		for i := range l {
 			r = r*1664525 + 1013904223
-			l[i] = float32(r>>29) // many ties
+			l[i] = float32(r >> 29) // many ties
 		}
 		k := 1 + int(r>>7)%n
 		var all []cand
