@@ -155,28 +155,6 @@ func TestValidate(t *testing.T) {
 	}
 }
 
-func TestSelectTop(t *testing.T) {
-	r := uint32(7)
-	for trial := 0; trial < 200; trial++ {
-		n := 1 + trial%37
-		c := make([]cand, n)
-		for i := range c {
-			r = r*1664525 + 1013904223
-			c[i] = cand{int32(i), float64(r>>28) / 16} // many ties
-		}
-		want := append([]cand(nil), c...)
-		slices.SortFunc(want, byProb)
-		k := 1 + int(r>>8)%n
-		got := append([]cand(nil), c...)
-		selectTop(got, k)
-		top := got[:k]
-		slices.SortFunc(top, byProb)
-		if !slices.Equal(top, want[:k]) {
-			t.Fatalf("n=%d k=%d: got %v, want %v", n, k, top, want[:k])
-		}
-	}
-}
-
 func BenchmarkSampleTopKTopP(b *testing.B) {
 	logits := make([]float32, 151936)
 	r := uint32(1)

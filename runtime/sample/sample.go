@@ -330,36 +330,6 @@ func byProb(a, b cand) int {
 	return cmp.Compare(a.id, b.id)
 }
 
-// selectTop moves the k best candidates (by byProb) to c[:k]
-// (quickselect, Hoare partition around the middle element).
-func selectTop(c []cand, k int) {
-	lo, hi := 0, len(c)-1
-	for lo < hi {
-		pivot := c[lo+(hi-lo)/2]
-		i, j := lo, hi
-		for i <= j {
-			for byProb(c[i], pivot) < 0 {
-				i++
-			}
-			for byProb(c[j], pivot) > 0 {
-				j--
-			}
-			if i <= j {
-				c[i], c[j] = c[j], c[i]
-				i++
-				j--
-			}
-		}
-		switch {
-		case k-1 <= j:
-			hi = j
-		case k-1 >= i:
-			lo = i
-		default:
-			return
-		}
-	}
-}
 
 // topK appends the k largest logits (lowest id first on ties) to dst, as
 // candidates carrying the logit, in one pass with a min-heap of size k.
