@@ -330,7 +330,6 @@ func byProb(a, b cand) int {
 	return cmp.Compare(a.id, b.id)
 }
 
-
 // topK appends the k largest logits (lowest id first on ties) to dst, as
 // candidates carrying the logit, in one pass with a min-heap of size k.
 func topK(dst []cand, l []float32, k int) []cand {
