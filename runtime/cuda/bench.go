@@ -17,6 +17,10 @@ type BenchOptions struct {
 	Batch  int // sequences decoding together (default 1)
 	Runs   int // prefill repetitions for TTFT (default 3; the median counts)
 	Device int
+	// NoGraphs decodes without CUDA graphs; CopyBytes sizes the bandwidth
+	// measurement (default 1 GiB).
+	NoGraphs  bool
+	CopyBytes int64
 }
 
 // BenchResult is what Bench measured on one engine.
@@ -51,7 +55,10 @@ func Bench(e *engine.Engine, o BenchOptions) (*BenchResult, error) {
 	}
 	const bs = 16
 	perSeq := (o.Prompt + o.Decode + bs - 1) / bs
-	be, err := FromEngine(e, Options{Device: o.Device, MaxTokens: max(o.Prompt, o.Batch), BlockSize: bs, NumBlocks: perSeq*o.Batch + perSeq, MaxSeqs: o.Batch})
+	if o.CopyBytes <= 0 {
+		o.CopyBytes = 1 << 30
+	}
+	be, err := FromEngine(e, Options{Device: o.Device, MaxTokens: max(o.Prompt, o.Batch), BlockSize: bs, NumBlocks: perSeq*o.Batch + perSeq, MaxSeqs: o.Batch, NoGraphs: o.NoGraphs})
 	if err != nil {
 		return nil, err
 	}
@@ -133,7 +140,7 @@ func Bench(e *engine.Engine, o BenchOptions) (*BenchResult, error) {
 	r.ITLms = total.Seconds() * 1000 / float64(o.Decode-1)
 	r.TokPerS = float64(o.Batch) / (r.ITLms / 1000)
 	r.GraphsCaptured = len(be.graphs)
-	bw, err := be.copyBandwidth()
+	bw, err := be.copyBandwidth(uint64(o.CopyBytes))
 	if err != nil {
 		return nil, err
 	}
@@ -142,10 +149,9 @@ func Bench(e *engine.Engine, o BenchOptions) (*BenchResult, error) {
 	return r, nil
 }
 
-// copyBandwidth times device-to-device copies of 1 GiB (best of 5) and
+// copyBandwidth times device-to-device copies of n bytes (best of 5) and
 // returns bytes moved (read + write) per second.
-func (b *Backend) copyBandwidth() (float64, error) {
-	const n = 1 << 30
+func (b *Backend) copyBandwidth(n uint64) (float64, error) {
 	goruntime.LockOSThread()
 	defer goruntime.UnlockOSThread()
 	if err := b.d.check(b.d.cuCtxSetCurrent(b.ctx), "cuCtxSetCurrent"); err != nil {
@@ -172,5 +178,5 @@ func (b *Backend) copyBandwidth() (float64, error) {
 			best = d
 		}
 	}
-	return 2 * n / best.Seconds(), nil
+	return 2 * float64(n) / best.Seconds(), nil
 }

@@ -242,3 +242,38 @@ func TestEmulatedBatchedDecode(t *testing.T) {
 		pos[1]++
 	}
 }
+
+// TestEmulatedBench runs Bench end to end on the emulator: the numbers are
+// meaningless there, but the measurement's bookkeeping is checked.
+func TestEmulatedBench(t *testing.T) {
+	gxx := useFakeDriver(t)
+	g, err := golden.Load("qwen3-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "e.pio")
+	if _, err := compiler.Build(compiler.Options{Source: g.Dir, Output: path, DType: ir.BF16}); err != nil {
+		t.Fatal(err)
+	}
+	e, err := engine.Open(path, engine.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	e.Meta.Kernels = emuKernels(t, gxx, e.Meta.Plan)
+	r, err := Bench(e, BenchOptions{Prompt: 8, Decode: 3, Batch: 2, Runs: 1, NoGraphs: true, CopyBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wb int64
+	for _, w := range e.Meta.Plan.Weights {
+		n, _ := w.Shape.Elems(0, 0)
+		wb += n * 2
+	}
+	if r.WeightBytes != wb || r.Batch != 2 || !(r.ITLms > 0) || !(r.TTFTms > 0) || !(r.CopyGBs > 0) || !(r.RooflinePct > 0) {
+		t.Errorf("bench result %+v (weights %d B)", r, wb)
+	}
+	if d := r.TokPerS - 2/(r.ITLms/1000); d > 1e-6*r.TokPerS || d < -1e-6*r.TokPerS {
+		t.Errorf("tok/s %.3f is not batch/ITL", r.TokPerS)
+	}
+}
