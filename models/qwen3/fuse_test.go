@@ -8,8 +8,11 @@ import (
 	"testing"
 
 	"github.com/inference-pio/pio/compiler"
+	"github.com/inference-pio/pio/frontends/hf"
 	"github.com/inference-pio/pio/internal/golden"
 	"github.com/inference-pio/pio/ir"
+	"github.com/inference-pio/pio/models"
+	"github.com/inference-pio/pio/passes"
 	"github.com/inference-pio/pio/runtime"
 	"github.com/inference-pio/pio/runtime/cpu"
 	"github.com/inference-pio/pio/runtime/engine"
@@ -90,6 +93,41 @@ func TestFusedMatchesUnfused(t *testing.T) {
 					}
 				})
 			}
+		}
+	}
+}
+
+// Steps per decoder layer on Qwen3-0.6B's real shape: 18 unfused (norm,
+// q/k/v, q/k norms, two ropes, attention, o, add, norm, gate, up, silu, mul,
+// down, add), 5 fused (norm+qkv GEMM, qkv_attention, o+residual, norm+gate/up
+// +SwiGLU, down+residual); the rest of the plan is embedding, final norm,
+// gather and lm_head.
+func TestStepsPerLayer(t *testing.T) {
+	cfg, err := hf.ParseConfig([]byte(realConfigs["qwen3-0.6b (v4 spelling)"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := models.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		noFuse bool
+		want   int
+	}{{true, 18}, {false, 5}} {
+		g, err := m.Build(models.BuildOptions{WeightDType: ir.BF16})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := passes.Run(g, passes.Options{Check: true, NoFuse: tc.noFuse}); err != nil {
+			t.Fatal(err)
+		}
+		p, err := passes.Lower(g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := (len(p.Steps) - 4) / cfg.NumHiddenLayers; got != tc.want || (len(p.Steps)-4)%cfg.NumHiddenLayers != 0 {
+			t.Errorf("noFuse=%v: %d steps, %d per layer; want %d per layer", tc.noFuse, len(p.Steps), got, tc.want)
 		}
 	}
 }
