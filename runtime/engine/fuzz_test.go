@@ -37,6 +37,9 @@ func FuzzParse(f *testing.F) {
 	vision.Weights[0].Name = "model.embed_tokens.weight"
 	staged.Stages = []Stage{{Name: "vision", Plan: vision}}
 	f.Add(compact(f, assemble(f, staged, entries, n, nil)))
+	cudaMeta := testMeta(rich) // with a CUDA kernels section (format 1.1)
+	cudaMeta.Kernels = testKernels()
+	f.Add(compact(f, assemble(f, cudaMeta, entries, n, nil)))
 	f.Add([]byte(Magic))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, d := range [][]byte{data, expand(data)} {

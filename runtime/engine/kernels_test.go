@@ -8,21 +8,7 @@ import (
 func TestKernelsRoundTrip(t *testing.T) {
 	p := tinyPlan()
 	meta := testMeta(p)
-	meta.Kernels = &Kernels{
-		Source:      []byte("extern \"C\" __global__ void k() {}"),
-		Images:      []KernelImage{{Arch: "sm_80", Data: []byte{1, 2, 3}}, {Arch: "compute_90", Data: []byte(".version 9.0\x00")}},
-		TileTokens:  8,
-		SplitSize:   256,
-		Argmax:      "argmax_0",
-		ArgmaxVocab: 8,
-		Compiler:    "nvcc 13.0",
-		Launches: []KernelLaunch{{
-			Step: 0, Kernel: "k", Params: []uint32{1 << 16, 2<<16 | 3}, Block: 128, Mode: 2,
-			Grid:    [3][6]int64{{1, 0, 0, 0, 0, 1}, {0, 0, 0, 0, 4, 1}, {0, 0, 0, 1, 0, 1}},
-			Rows:    [6]int64{0, 1, 0, 0, 0, 0},
-			MinRows: 17, MaxRows: 0, Workspace: 130,
-		}},
-	}
+	meta.Kernels = testKernels()
 	for _, opt := range []WriteOptions{{}, {UncompressedMetadata: true}} {
 		path := build(t, meta, specsFor(p), opt)
 		e, err := Open(path, OpenOptions{})
@@ -43,5 +29,24 @@ func TestKernelsRoundTrip(t *testing.T) {
 	defer e.Close()
 	if e.Meta.Kernels != nil {
 		t.Errorf("CPU engine has kernels %+v", e.Meta.Kernels)
+	}
+}
+
+// testKernels is a small kernels section with every field set.
+func testKernels() *Kernels {
+	return &Kernels{
+		Source:      []byte("extern \"C\" __global__ void k() {}"),
+		Images:      []KernelImage{{Arch: "sm_80", Data: []byte{1, 2, 3}}, {Arch: "compute_90", Data: []byte(".version 9.0\x00")}},
+		TileTokens:  8,
+		SplitSize:   256,
+		Argmax:      "argmax_0",
+		ArgmaxVocab: 8,
+		Compiler:    "nvcc 13.0",
+		Launches: []KernelLaunch{{
+			Step: 0, Kernel: "k", Params: []uint32{1 << 16, 2<<16 | 3}, Block: 128, Mode: 2,
+			Grid:    [3][6]int64{{1, 0, 0, 0, 0, 1}, {0, 0, 0, 0, 4, 1}, {0, 0, 0, 1, 0, 1}},
+			Rows:    [6]int64{0, 1, 0, 0, 0, 0},
+			MinRows: 17, MaxRows: 0, Workspace: 130,
+		}},
 	}
 }
