@@ -82,7 +82,6 @@ func sigmoid(v float32) float32 { return float32(1 / (1 + math.Exp(-float64(v)))
 // fusedMatMulK runs fused_matmul: the RMSNorm prologue into scratch, the
 // GEMM of matmul.go, then the SwiGLU and residual epilogue over the rows.
 type fusedMatMulK struct {
-	b        *Backend
 	x        tensor
 	normW    []float32 // nil: no prologue
 	eps      float32
@@ -93,6 +92,7 @@ type fusedMatMulK struct {
 	zOff     int // where z lives in scratch when it is not y
 	mm       matmulK
 	scratch  *fusedScratch
+	rows     int // x's rows at the largest step
 	phase, m int
 }
 
@@ -107,18 +107,20 @@ func buildFusedMatMul(b *Backend, s ir.Step, y tensor) (kernel, error) {
 	if err != nil {
 		return nil, err
 	}
-	k := &fusedMatMulK{b: b, x: b.operand(s.Args[0]), y: y.f32, k: w.cols, n: w.rows,
+	k := &fusedMatMulK{x: b.operand(s.Args[0]), y: y.f32, k: w.cols, n: w.rows,
 		swiglu: s.Attrs.String("act", "none") == "swiglu"}
-	maxT := b.opt.MaxTokens
+	maxT := int64(b.opt.MaxTokens)
+	xn, _ := k.x.shape.Elems(maxT, maxT) // x's largest size
+	k.rows = int(xn) / k.k
 	need := 0
 	if normArg >= 0 {
 		k.normW = normWeight(b, s.Args[normArg], s.Attrs.Int("unit_offset", 0) == 1)
 		k.eps = float32(s.Attrs.Float("eps", 0))
-		need = maxT * k.k
+		need = k.rows * k.k
 	}
 	if k.swiglu {
 		k.zOff = need
-		need += maxT * k.n
+		need += k.rows * k.n
 	}
 	if resArg >= 0 {
 		k.res = b.operand(s.Args[resArg])
@@ -137,16 +139,15 @@ func buildFusedMatMul(b *Backend, s ir.Step, y tensor) (kernel, error) {
 
 func (k *fusedMatMulK) exec(b *Backend) error {
 	k.m = b.elems(k.x.shape) / k.k
-	maxT := b.opt.MaxTokens
 	k.mm.x.f32 = k.x.f32
 	if k.normW != nil {
-		k.mm.x.f32 = k.scratch.f32[:maxT*k.k]
+		k.mm.x.f32 = k.scratch.f32[:k.rows*k.k]
 		k.phase = 0
 		b.pool.do(k, k.m, b.pool.grainFor(k.m, max(1, 4096/k.k)))
 	}
 	k.mm.y = k.y
 	if k.swiglu {
-		k.mm.y = k.scratch.f32[k.zOff : k.zOff+maxT*k.n]
+		k.mm.y = k.scratch.f32[k.zOff : k.zOff+k.rows*k.n]
 	}
 	if err := k.mm.exec(b); err != nil {
 		return err
