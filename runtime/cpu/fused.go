@@ -424,6 +424,8 @@ type moeRoutedK struct {
 	phase    int
 	xnOff    int // normalised x in scratch
 	routeOff int // logits, ids, weights in scratch
+
+	logitsShape, idsShape ir.Shape // [T, E], [T, k]
 }
 
 func (k *moeRoutedK) scratchOf() *fusedScratch { return k.scratch }
@@ -441,7 +443,8 @@ func buildMoERouted(b *Backend, s ir.Step, y tensor) (kernel, error) {
 	e, kk := router.rows, int(s.Attrs.Int("k", 0))
 	maxT := b.opt.MaxTokens
 	h0 := int(x.shape.Last())
-	k := &moeRoutedK{e: e, k: kk, x: x, y: y.f32, h: h0}
+	k := &moeRoutedK{e: e, k: kk, x: x, y: y.f32, h: h0,
+		logitsShape: ir.Sh(ir.T, ir.Dim(e)), idsShape: ir.Sh(ir.T, ir.Dim(kk))}
 	need := maxT * (e + 2*kk)
 	if normArg >= 0 {
 		k.normW = normWeight(b, s.Args[normArg], s.Attrs.Int("unit_offset", 0) == 1)
@@ -507,8 +510,8 @@ func (k *moeRoutedK) exec(b *Backend) error {
 	logits := sc[:maxT*k.e]
 	ids := i32View(sc[maxT*k.e : maxT*(k.e+k.k)])
 	w := sc[maxT*(k.e+k.k) : maxT*(k.e+2*k.k)]
-	lt := tensor{dt: ir.F32, shape: ir.Sh(ir.T, ir.Dim(k.e)), f32: logits}
-	it := tensor{dt: ir.I32, shape: ir.Sh(ir.T, ir.Dim(k.k)), i32: ids}
+	lt := tensor{dt: ir.F32, shape: k.logitsShape, f32: logits}
+	it := tensor{dt: ir.I32, shape: k.idsShape, i32: ids}
 	k.mm.y = logits
 	if err := k.mm.exec(b); err != nil {
 		return err

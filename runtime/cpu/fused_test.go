@@ -8,6 +8,7 @@ import (
 
 	"github.com/inference-pio/pio/ir"
 	"github.com/inference-pio/pio/passes"
+	"github.com/inference-pio/pio/runtime"
 )
 
 // blockOpts picks the variants of a decoder block the fused kernels must
@@ -278,7 +279,29 @@ func TestMoERoutedMatchesUnfused(t *testing.T) {
 				if e := maxRel(got, f64s(want)); e > 1e-5 {
 					t.Errorf("%d tokens: fused vs unfused max relative error %.3g", n, e)
 				}
+				if a := testing.AllocsPerRun(5, func() { step(t, fused, bt) }); a != 0 {
+					t.Errorf("%d tokens: moe_routed step allocates %v times", n, a)
+				}
 			}
 		})
+	}
+}
+
+// Steps of fused plans allocate nothing either.
+func TestFusedStepDoesNotAllocate(t *testing.T) {
+	ws := newWeightSet(9)
+	o := blockOpts{dt: ir.BF16, style: "neox", rotary: 8, qkNorm: true}
+	p := fusedBlock(t, ws, o, true)
+	be := newBackend(t, p, planWeights(ws, p), Options{BlockSize: 4, NumBlocks: 16, Threads: 3, MaxTokens: 32})
+	prefill := makeBatch(chunk{[]int32{2, 3, 4}, 0, randTokens(ws.rng, 9, 29)})
+	decode := makeBatch(chunk{[]int32{2, 3, 4}, 9, []int32{5}}, chunk{[]int32{0, 1}, 0, []int32{1, 2, 3}})
+	for name, bt := range map[string]*runtime.Batch{"prefill": prefill, "decode": decode} {
+		if n := testing.AllocsPerRun(20, func() {
+			if err := be.Step(bt); err != nil {
+				t.Fatal(err)
+			}
+		}); n != 0 {
+			t.Errorf("%s: Step allocates %v times", name, n)
+		}
 	}
 }
