@@ -78,14 +78,13 @@ func loadCmd() *cli.Command {
 }
 
 type loadReport struct {
-	Concurrency                       int
-	Wall                              time.Duration
-	Requests, Errors                  int
-	Tokens                            int
-	TTFT, ITL                         []time.Duration
-	GoroutinesBefore, GoroutinesAfter float64
-	RSSBefore, RSSAfter, RSSDuring    float64
-	FirstError                        string
+	Concurrency           int
+	Wall                  time.Duration
+	Requests, Errors      int
+	Tokens                int
+	TTFT, ITL             []time.Duration
+	Before, During, After serverMem
+	FirstError            string
 }
 
 func pct(d []time.Duration, p float64) time.Duration {
@@ -102,37 +101,45 @@ func (r *loadReport) print(w io.Writer) {
 	fmt.Fprintf(w, "clients %d, %.1f s: %d requests, %d errors, %d tokens\n", r.Concurrency, r.Wall.Seconds(), r.Requests, r.Errors, r.Tokens)
 	fmt.Fprintf(w, "throughput %.1f tok/s, %.2f req/s\n", float64(r.Tokens)/r.Wall.Seconds(), float64(r.Requests)/r.Wall.Seconds())
 	fmt.Fprintf(w, "TTFT p50 %s p99 %s; ITL p50 %s p99 %s\n", ms(pct(r.TTFT, 0.5)), ms(pct(r.TTFT, 0.99)), ms(pct(r.ITL, 0.5)), ms(pct(r.ITL, 0.99)))
-	fmt.Fprintf(w, "server goroutines %.0f before, %.0f after; RSS %.1f MiB before, %.1f MiB at the end of the load, %.1f MiB after\n",
-		r.GoroutinesBefore, r.GoroutinesAfter, r.RSSBefore/(1<<20), r.RSSDuring/(1<<20), r.RSSAfter/(1<<20))
+	mib := func(v float64) string { return fmt.Sprintf("%.1f MiB", v/(1<<20)) }
+	fmt.Fprintf(w, "server goroutines %.0f before, %.0f at the end of the load, %.0f after\n", r.Before.goroutines, r.During.goroutines, r.After.goroutines)
+	fmt.Fprintf(w, "server RSS %s before, %s at the end, %s after; Go heap in use %s before, %s at the end, %s after\n",
+		mib(r.Before.rss), mib(r.During.rss), mib(r.After.rss), mib(r.Before.heap), mib(r.During.heap), mib(r.After.heap))
 	if r.FirstError != "" {
 		fmt.Fprintf(w, "first error: %s\n", r.FirstError)
 	}
 }
 
-var metricLine = regexp.MustCompile(`(?m)^(go_goroutines|process_resident_memory_bytes) (\S+)$`)
+var metricLine = regexp.MustCompile(`(?m)^(go_goroutines|process_resident_memory_bytes|go_memstats_heap_inuse_bytes) (\S+)$`)
 
-func scrape(url string) (goroutines, rss float64, err error) {
+// serverMem is what /metrics says of the server process.
+type serverMem struct{ goroutines, rss, heap float64 }
+
+func scrape(url string) (m serverMem, err error) {
 	resp, err := http.Get(url + "/metrics")
 	if err != nil {
-		return 0, 0, err
+		return m, err
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	for _, m := range metricLine.FindAllStringSubmatch(string(b), -1) {
-		v, _ := strconv.ParseFloat(m[2], 64)
-		if m[1] == "go_goroutines" {
-			goroutines = v
-		} else {
-			rss = v
+	for _, f := range metricLine.FindAllStringSubmatch(string(b), -1) {
+		v, _ := strconv.ParseFloat(f[2], 64)
+		switch f[1] {
+		case "go_goroutines":
+			m.goroutines = v
+		case "process_resident_memory_bytes":
+			m.rss = v
+		default:
+			m.heap = v
 		}
 	}
-	return goroutines, rss, nil
+	return m, nil
 }
 
 func runLoad(url, key, endpoint string, n, maxTokens int, dur time.Duration) (*loadReport, error) {
 	r := &loadReport{Concurrency: n}
 	var err error
-	if r.GoroutinesBefore, r.RSSBefore, err = scrape(url); err != nil {
+	if r.Before, err = scrape(url); err != nil {
 		return nil, err
 	}
 	tr := &http.Transport{MaxIdleConnsPerHost: n, MaxConnsPerHost: n}
@@ -165,15 +172,15 @@ func runLoad(url, key, endpoint string, n, maxTokens int, dur time.Duration) (*l
 	}
 	wg.Wait()
 	r.Wall = time.Since(start)
-	_, r.RSSDuring, _ = scrape(url)
+	r.During, _ = scrape(url)
 	tr.CloseIdleConnections()
 	// Let the server notice the closed connections.
 	for i := 0; i < 100; i++ {
 		time.Sleep(20 * time.Millisecond)
-		if r.GoroutinesAfter, r.RSSAfter, err = scrape(url); err != nil {
+		if r.After, err = scrape(url); err != nil {
 			return nil, err
 		}
-		if r.GoroutinesAfter <= r.GoroutinesBefore {
+		if r.After.goroutines <= r.Before.goroutines {
 			break
 		}
 	}

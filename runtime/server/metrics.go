@@ -117,6 +117,9 @@ func (s *Server) writeMetrics(w io.Writer) {
 	writeMetric(w, "counter", "pio_num_preemptions_total", "Sequences preempted for recomputation.", float64(st.Preemptions))
 	writeMetric(w, "counter", "pio_engine_steps_total", "Batched steps run.", float64(st.Steps))
 	writeMetric(w, "gauge", "go_goroutines", "Number of goroutines that currently exist.", float64(goruntime.NumGoroutine()))
+	var ms goruntime.MemStats
+	goruntime.ReadMemStats(&ms)
+	writeMetric(w, "gauge", "go_memstats_heap_inuse_bytes", "Bytes in in-use heap spans.", float64(ms.HeapInuse))
 	if rss, ok := residentBytes(); ok {
 		writeMetric(w, "gauge", "process_resident_memory_bytes", "Resident memory size in bytes.", float64(rss))
 	}
