@@ -28,8 +28,9 @@ import (
 // the CPU: testdata/emu/fakecuda.cc stands in for libcuda, and the module
 // is compiled by g++ with testdata/emu/emu.h, which runs each CUDA thread
 // as a fiber with real barriers and warp shuffles. They need g++, not a
-// GPU. What they cannot show: timing, the PTX/SASS that nvcc makes, memory
-// coherence on a real device, CUDA graphs.
+// GPU. Graph capture is emulated as the driver does it (each launch's
+// parameters copied when captured). What they cannot show: timing, the
+// code nvcc makes, the driver's own behaviour.
 
 // fake is the emulated driver, loaded once per process: modules resolve the
 // emulator's globals (the running fiber) against the first copy loaded.
@@ -42,6 +43,9 @@ var fake struct {
 // useFakeDriver makes loadDriver return the emulated driver for one test.
 func useFakeDriver(t *testing.T) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("skipping the CUDA emulation in -short mode")
+	}
 	gxx, err := exec.LookPath("g++")
 	if err != nil {
 		t.Skip("skipping: no g++ to build the CUDA emulation")
@@ -112,7 +116,7 @@ func emuKernels(t *testing.T, gxx string, p *ir.Plan) *engine.Kernels {
 
 // emuBackends builds a golden model's engine and returns the emulated
 // CUDA backend and the CPU backend over it.
-func emuBackends(t *testing.T, gxx, model string, dt ir.DType, noFuse bool) (*Backend, *cpu.Backend, *golden.Model) {
+func emuBackends(t *testing.T, gxx, model string, dt ir.DType, noFuse bool) (*Backend, *cpu.Backend, *golden.Model, *engine.Engine) {
 	t.Helper()
 	g, err := golden.Load(model)
 	if err != nil {
@@ -128,7 +132,7 @@ func emuBackends(t *testing.T, gxx, model string, dt ir.DType, noFuse bool) (*Ba
 	}
 	t.Cleanup(func() { e.Close() })
 	e.Meta.Kernels = emuKernels(t, gxx, e.Meta.Plan)
-	gpu, err := FromEngine(e, Options{MaxTokens: 64, NumBlocks: 64, BlockSize: 4, MaxSeqs: 4, NoGraphs: true})
+	gpu, err := FromEngine(e, Options{MaxTokens: 64, NumBlocks: 64, BlockSize: 4, MaxSeqs: 4})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +142,7 @@ func emuBackends(t *testing.T, gxx, model string, dt ir.DType, noFuse bool) (*Ba
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ref.Close() })
-	return gpu, ref, g
+	return gpu, ref, g, e
 }
 
 // TestEmulatedGolden: the emulated CUDA backend's logits match
@@ -154,7 +158,7 @@ func TestEmulatedGolden(t *testing.T) {
 		noFuse bool
 	}{{"qwen3-a", ir.BF16, 1e-4, false}, {"qwen3-b", ir.F32, 1e-4, false}, {"qwen3-a", ir.F32, 1e-4, true}} {
 		t.Run(fmt.Sprintf("%s/%v/nofuse=%v", c.model, c.dt, c.noFuse), func(t *testing.T) {
-			gpu, ref, g := emuBackends(t, gxx, c.model, c.dt, c.noFuse)
+			gpu, ref, g, e := emuBackends(t, gxx, c.model, c.dt, c.noFuse)
 			if gpu.Image != "sm_80" || gpu.CC != 80 {
 				t.Errorf("image %s for cc %d", gpu.Image, gpu.CC)
 			}
@@ -168,20 +172,29 @@ func TestEmulatedGolden(t *testing.T) {
 				}
 			}
 			p := g.Prompts[0]
-			var toks [2][]int32
-			for i, be := range []runtime.Backend{gpu, ref} {
-				gen := runtime.NewGenerator(be, kvcache.NewAllocator(64, 4), 64)
-				var err error
-				toks[i], err = gen.Generate(context.Background(), p.IDs, runtime.GenerateOptions{MaxTokens: 6}, nil)
+			for _, graphs := range []bool{true, false} {
+				gpu2, err := FromEngine(e, Options{MaxTokens: 64, NumBlocks: 64, BlockSize: 4, MaxSeqs: 4, NoGraphs: !graphs})
 				if err != nil {
 					t.Fatal(err)
 				}
-			}
-			if !slices.Equal(toks[0], toks[1]) {
-				t.Errorf("greedy: emulated CUDA %v, CPU %v", toks[0], toks[1])
-			}
-			if len(p.Greedy) >= 6 && !slices.Equal(toks[0], p.Greedy[:6]) {
-				t.Errorf("greedy: emulated CUDA %v, transformers %v", toks[0], p.Greedy[:6])
+				var toks [2][]int32
+				for i, be := range []runtime.Backend{gpu2, ref} {
+					gen := runtime.NewGenerator(be, kvcache.NewAllocator(64, 4), 64)
+					toks[i], err = gen.Generate(context.Background(), p.IDs, runtime.GenerateOptions{MaxTokens: 6}, nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+				}
+				if graphs && len(gpu2.graphs) != 1 {
+					t.Errorf("%d decode graphs captured, want 1", len(gpu2.graphs))
+				}
+				gpu2.Close()
+				if !slices.Equal(toks[0], toks[1]) {
+					t.Errorf("greedy (graphs %v): emulated CUDA %v, CPU %v", graphs, toks[0], toks[1])
+				}
+				if len(p.Greedy) >= 6 && !slices.Equal(toks[0], p.Greedy[:6]) {
+					t.Errorf("greedy (graphs %v): emulated CUDA %v, transformers %v", graphs, toks[0], p.Greedy[:6])
+				}
 			}
 		})
 	}
@@ -193,7 +206,7 @@ func TestEmulatedGolden(t *testing.T) {
 // the CPU's tokens.
 func TestEmulatedBatchedDecode(t *testing.T) {
 	gxx := useFakeDriver(t)
-	gpu, ref, _ := emuBackends(t, gxx, "qwen3-a", ir.F32, false)
+	gpu, ref, _, _ := emuBackends(t, gxx, "qwen3-a", ir.F32, false)
 	a, b := []int32{5, 9, 2, 7, 7, 1, 3, 8, 8, 2, 4, 6, 1, 9, 9, 3, 2, 2, 5, 7}, []int32{11, 4, 8}
 	blocks := [][]int32{{7, 1, 2, 3, 9, 10, 11}, {4, 5, 6, 0}}
 	step := func(be runtime.Backend, toks [][]int32, start []int) []float32 {
@@ -261,7 +274,7 @@ func TestEmulatedBench(t *testing.T) {
 	}
 	defer e.Close()
 	e.Meta.Kernels = emuKernels(t, gxx, e.Meta.Plan)
-	r, err := Bench(e, BenchOptions{Prompt: 8, Decode: 3, Batch: 2, Runs: 1, NoGraphs: true, CopyBytes: 1 << 20})
+	r, err := Bench(e, BenchOptions{Prompt: 8, Decode: 3, Batch: 2, Runs: 1, CopyBytes: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,7 +283,7 @@ func TestEmulatedBench(t *testing.T) {
 		n, _ := w.Shape.Elems(0, 0)
 		wb += n * 2
 	}
-	if r.WeightBytes != wb || r.Batch != 2 || !(r.ITLms > 0) || !(r.TTFTms > 0) || !(r.CopyGBs > 0) || !(r.RooflinePct > 0) {
+	if r.WeightBytes != wb || r.Batch != 2 || r.GraphsCaptured != 1 || !(r.ITLms > 0) || !(r.TTFTms > 0) || !(r.CopyGBs > 0) || !(r.RooflinePct > 0) {
 		t.Errorf("bench result %+v (weights %d B)", r, wb)
 	}
 	if d := r.TokPerS - 2/(r.ITLms/1000); d > 1e-6*r.TokPerS || d < -1e-6*r.TokPerS {

@@ -175,15 +175,39 @@ CUresult cuModuleLoadData(void** mod, const void* image) {
   return 0;
 }
 CUresult cuModuleUnload(void* mod) { dlclose(mod); return 0; }
+// A function is the module's entry points for one kernel.
+struct function {
+  void (*invoke)(void**);
+  void* (*bind)(void**);
+  void (*run)(void**);
+  void (*free)(void*);
+};
+
 CUresult cuModuleGetFunction(void** f, void* mod, const char* name) {
-  std::string s = std::string("pio_invoke_") + name;
-  *f = dlsym(mod, s.c_str());
-  return *f ? 0 : 500;
+  auto* fn = new function();
+  fn->invoke = (void (*)(void**))dlsym(mod, (std::string("pio_invoke_") + name).c_str());
+  fn->bind = (void* (*)(void**))dlsym(mod, (std::string("pio_bind_") + name).c_str());
+  fn->run = (void (*)(void**))dlsym(mod, "pio_run_bound");
+  fn->free = (void (*)(void*))dlsym(mod, "pio_free_bound");
+  if (!fn->invoke || !fn->bind || !fn->run) { delete fn; return 500; }
+  *f = fn;
+  return 0;
 }
-CUresult cuLaunchKernel(void* f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz, unsigned,
-                        void*, void** params, void**) {
-  if (by != 1 || bz != 1 || bx == 0 || bx > 1024) return 1;
-  cur_fn = (void (*)(void**))f;
+
+// Graph capture records launches with their parameters copied; a launch
+// replays them.
+struct node {
+  function* fn;
+  void* bound;
+  unsigned g[3], b;
+};
+struct graph {
+  std::vector<node> nodes;
+};
+static graph* capturing;
+
+static CUresult run(void (*fn)(void**), void** params, unsigned gx, unsigned gy, unsigned gz, unsigned bx) {
+  cur_fn = fn;
   cur_params = params;
   pio_grid_dim = {gx, gy, gz};
   pio_block_dim = {bx, 1, 1};
@@ -196,16 +220,45 @@ CUresult cuLaunchKernel(void* f, unsigned gx, unsigned gy, unsigned gz, unsigned
       }
   return 0;
 }
+
+CUresult cuLaunchKernel(void* f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz, unsigned,
+                        void*, void** params, void**) {
+  if (by != 1 || bz != 1 || bx == 0 || bx > 1024) return 1;
+  auto* fn = (function*)f;
+  if (capturing) {
+    capturing->nodes.push_back(node{fn, fn->bind(params), {gx, gy, gz}, bx});
+    return 0;
+  }
+  return run(fn->invoke, params, gx, gy, gz, bx);
+}
 CUresult cuStreamCreate(void** s, unsigned) { *s = (void*)1; return 0; }
 CUresult cuStreamDestroy_v2(void*) { return 0; }
 CUresult cuStreamSynchronize(void*) { return 0; }
-// Graphs: capture is not emulated; the backend's tests run with NoGraphs.
-CUresult cuStreamBeginCapture_v2(void*, int) { return 801; }
-CUresult cuStreamEndCapture(void*, void**) { return 801; }
-CUresult cuGraphInstantiateWithFlags(void**, void*, unsigned long long) { return 801; }
-CUresult cuGraphLaunch(void*, void*) { return 801; }
+CUresult cuStreamBeginCapture_v2(void*, int) {
+  if (capturing) return 900;
+  capturing = new graph();
+  return 0;
+}
+CUresult cuStreamEndCapture(void*, void** g) {
+  if (!capturing) return 901;
+  *g = capturing;
+  capturing = nullptr;
+  return 0;
+}
+CUresult cuGraphInstantiateWithFlags(void** exec, void* g, unsigned long long) { *exec = g; return 0; }
+CUresult cuGraphLaunch(void* exec, void*) {
+  for (auto& n : ((graph*)exec)->nodes) {
+    CUresult r = run(n.fn->run, (void**)n.bound, n.g[0], n.g[1], n.g[2], n.b);
+    if (r) return r;
+  }
+  return 0;
+}
 CUresult cuGraphExecDestroy(void*) { return 0; }
-CUresult cuGraphDestroy(void*) { return 0; }
+CUresult cuGraphDestroy(void* g) {
+  for (auto& n : ((graph*)g)->nodes) n.fn->free(n.bound);
+  delete (graph*)g;
+  return 0;
+}
 CUresult cuGetErrorString(CUresult r, const char** s) {
   static char buf[64];
   snprintf(buf, sizeof buf, "fakecuda error %d", r);
