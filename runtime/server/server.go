@@ -244,6 +244,9 @@ func (e *sse) send(v any) {
 		e.err = err
 		return
 	}
+	// A client that stops reading for a minute is treated as gone: the
+	// write fails and the request is cancelled.
+	e.rc.SetWriteDeadline(time.Now().Add(time.Minute))
 	if _, e.err = fmt.Fprintf(e.w, "data: %s\n\n", b); e.err == nil {
 		e.err = e.rc.Flush()
 	}
