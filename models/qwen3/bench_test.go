@@ -16,8 +16,10 @@ import (
 
 // BenchmarkFusion compares fused and unfused engines on the CPU: prefill
 // (one step over a prompt) and decode (one token per step) in tokens/s,
-// and their ratio fused/unfused. Both engines run in every iteration,
-// alternating which goes first, so machine noise hits both alike. It runs
+// and their ratio unfused/fused time (the speedup), in wall time and in
+// CPU time (which a busy machine disturbs less). Both engines run in every
+// iteration, alternating which goes first, so machine noise hits both
+// alike. It runs
 // the tiny golden model and, when PIO_BENCH_CKPT names checkpoint
 // directories (comma-separated; for example Qwen3-0.6B's shape with random
 // weights from `go run ./cmd/internal/randckpt -o build/qwen3-0.6b-random`),
@@ -50,33 +52,36 @@ func BenchmarkFusion(b *testing.B) {
 			for i := range ids {
 				ids[i] = int32(i*7 + 3)
 			}
-			// run times one prefill and m.decode decode steps.
-			run := func(be *cpu.Backend) (prefill, decode time.Duration) {
+			// run times one prefill and m.decode decode steps, in wall time
+			// and in CPU time.
+			run := func(be *cpu.Backend) (prefill, decode, prefillCPU, decodeCPU time.Duration) {
 				gen := runtime.NewGenerator(be, kvcache.NewAllocator(64, 4), 64)
 				var s runtime.Sequence
 				defer gen.Release(&s)
-				t0 := time.Now()
+				t0, c0 := time.Now(), cpuTime()
 				if _, err := gen.Feed(&s, ids); err != nil {
 					b.Fatal(err)
 				}
-				t1 := time.Now()
+				t1, c1 := time.Now(), cpuTime()
 				for i := 0; i < m.decode; i++ {
 					if _, err := gen.Feed(&s, []int32{int32(i + 1)}); err != nil {
 						b.Fatal(err)
 					}
 				}
-				return t1.Sub(t0), time.Since(t1)
+				return t1.Sub(t0), time.Since(t1), c1 - c0, cpuTime() - c1
 			}
 			run(plain) // touch every weight page once
 			run(fused)
-			var pre, dec [2]time.Duration // unfused, fused
+			var pre, dec, preCPU, decCPU [2]time.Duration // unfused, fused
 			i := 0
 			for b.Loop() {
 				for j := range 2 {
 					k := (i + j) % 2
-					p, d := run([]*cpu.Backend{plain, fused}[k])
+					p, d, pc, dc := run([]*cpu.Backend{plain, fused}[k])
 					pre[k] += p
 					dec[k] += d
+					preCPU[k] += pc
+					decCPU[k] += dc
 				}
 				i++
 			}
@@ -89,6 +94,12 @@ func BenchmarkFusion(b *testing.B) {
 			b.ReportMetric(rate(m.decode, dec[1]), "decode-tok/s-fused")
 			b.ReportMetric(pre[0].Seconds()/pre[1].Seconds(), "prefill-speedup")
 			b.ReportMetric(dec[0].Seconds()/dec[1].Seconds(), "decode-speedup")
+			if preCPU[1] > 0 && decCPU[1] > 0 {
+				// CPU time per token: what the work costs, whatever else the
+				// machine is running.
+				b.ReportMetric(preCPU[0].Seconds()/preCPU[1].Seconds(), "prefill-cpu-speedup")
+				b.ReportMetric(decCPU[0].Seconds()/decCPU[1].Seconds(), "decode-cpu-speedup")
+			}
 		})
 	}
 }
