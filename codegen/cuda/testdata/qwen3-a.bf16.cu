@@ -39,14 +39,24 @@ __device__ __forceinline__ void pio_st(pio_f16* p, float v) {
 #endif
 }
 
-// pio_ld8 reads 8 consecutive elements from a 16-byte-aligned address.
+// pio_ld8 reads 8 consecutive elements from a 16-byte-aligned address (the
+// emulation in runtime/cuda's tests traps on a misaligned one, as a GPU
+// would fault).
+#ifdef PIO_EMULATE
+#define PIO_ALIGNED16(p) \
+  if ((unsigned long)(p) % 16 != 0) __builtin_trap()
+#else
+#define PIO_ALIGNED16(p)
+#endif
 __device__ __forceinline__ void pio_ld8(const float* p, float o[8]) {
+  PIO_ALIGNED16(p);
   const float4 a = *reinterpret_cast<const float4*>(p);
   const float4 b = *reinterpret_cast<const float4*>(p + 4);
   o[0] = a.x; o[1] = a.y; o[2] = a.z; o[3] = a.w;
   o[4] = b.x; o[5] = b.y; o[6] = b.z; o[7] = b.w;
 }
 __device__ __forceinline__ void pio_ld8(const pio_bf16* p, float o[8]) {
+  PIO_ALIGNED16(p);
   const uint4 r = *reinterpret_cast<const uint4*>(p);
   const unsigned w[4] = {r.x, r.y, r.z, r.w};
 #pragma unroll
@@ -56,6 +66,7 @@ __device__ __forceinline__ void pio_ld8(const pio_bf16* p, float o[8]) {
   }
 }
 __device__ __forceinline__ void pio_ld8(const pio_f16* p, float o[8]) {
+  PIO_ALIGNED16(p);
   const uint4 r = *reinterpret_cast<const uint4*>(p);
   const unsigned w[4] = {r.x, r.y, r.z, r.w};
 #pragma unroll
