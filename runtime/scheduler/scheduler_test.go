@@ -29,6 +29,7 @@ type fakeBackend struct {
 	s       int
 	steps   int
 	maxSeen int           // most sequences in one step
+	mixed   int           // steps with a decode (one token) and a prefill chunk (more) together
 	gate    chan struct{} // when set, each step waits for a value or close
 }
 
@@ -77,6 +78,13 @@ func (f *fakeBackend) Step(b *runtime.Batch) error {
 	}
 	f.steps++
 	f.maxSeen = max(f.maxSeen, len(b.Seqs))
+	perSeq := make([]int, len(b.Seqs))
+	for _, j := range b.SeqOfToken {
+		perSeq[j]++
+	}
+	if slices.Contains(perSeq, 1) && slices.ContainsFunc(perSeq, func(n int) bool { return n > 1 }) {
+		f.mixed++
+	}
 	return nil
 }
 
@@ -166,6 +174,9 @@ func TestContinuousBatching(t *testing.T) {
 	runAll(t, s, prompts, 12)
 	if f.maxSeen < 2 {
 		t.Errorf("at most %d sequences per step: no batching", f.maxSeen)
+	}
+	if f.mixed == 0 {
+		t.Errorf("no step mixed a decode with a prefill chunk")
 	}
 	waitIdle(t, s)
 	if a.FreeBlocks() != a.NumBlocks() {
