@@ -20,6 +20,10 @@ type Options struct {
 	NumBlocks int // blocks in each paged cache; default ⌈8192/BlockSize⌉
 	BlockSize int // positions per block; default 16
 	MaxSeqs   int // most sequences in one Step; default 8
+	// MaxContext is the most positions one sequence may hold (default
+	// NumBlocks·BlockSize). It sizes the block tables and the decode
+	// splits, which a captured graph launches whatever the context.
+	MaxContext int
 	// NoGraphs disables CUDA graphs (every launch goes through
 	// cuLaunchKernel); GraphSizes are the decode batch sizes captured as
 	// graphs on first use (default 1, 2, 4, 8, 16, 32, 64, 128, 256 up to MaxSeqs).
@@ -45,6 +49,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.MaxSeqs > o.MaxTokens {
 		o.MaxSeqs = o.MaxTokens
+	}
+	if o.MaxContext <= 0 || o.MaxContext > o.NumBlocks*o.BlockSize {
+		o.MaxContext = o.NumBlocks * o.BlockSize
 	}
 	if o.GraphSizes == nil {
 		for n := 1; n <= 256 && n <= o.MaxSeqs; n *= 2 {
@@ -354,7 +361,7 @@ func (b *Backend) allocate(weights []Weight) error {
 		}
 		b.a.cacheK, b.a.cacheV = append(b.a.cacheK, pools[0]), append(b.a.cacheV, pools[1])
 	}
-	b.maxBlocks = o.NumBlocks
+	b.maxBlocks = (o.MaxContext + o.BlockSize - 1) / o.BlockSize
 	b.lay = layout{maxT: o.MaxTokens, maxSeqs: o.MaxSeqs, maxBlocks: b.maxBlocks}
 	b.meta = make([]int32, b.lay.size())
 	if b.metaDev, err = b.alloc(uint64(4*len(b.meta)), "step metadata"); err != nil {

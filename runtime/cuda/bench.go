@@ -58,7 +58,7 @@ func Bench(e *engine.Engine, o BenchOptions) (*BenchResult, error) {
 	if o.CopyBytes <= 0 {
 		o.CopyBytes = 1 << 30
 	}
-	be, err := FromEngine(e, Options{Device: o.Device, MaxTokens: max(o.Prompt, o.Batch), BlockSize: bs, NumBlocks: perSeq*o.Batch + perSeq, MaxSeqs: o.Batch, NoGraphs: o.NoGraphs})
+	be, err := FromEngine(e, Options{Device: o.Device, MaxTokens: max(o.Prompt, o.Batch), BlockSize: bs, NumBlocks: perSeq*o.Batch + perSeq, MaxSeqs: o.Batch, MaxContext: perSeq * bs, NoGraphs: o.NoGraphs})
 	if err != nil {
 		return nil, err
 	}
