@@ -128,6 +128,7 @@ func newEngine(f *engine.Engine, opt Options) (*Engine, error) {
 	e.sched, err = scheduler.New(be, kvcache.NewAllocator(numBlocks, opt.BlockSize), scheduler.Config{
 		MaxStepTokens: opt.MaxStepTokens, MaxSeqs: opt.MaxSeqs, MaxQueue: opt.MaxQueue,
 		MaxModelLen: e.maxModelLen, VocabSize: cfg.Vocab,
+		NoPrefixCache: !scheduler.PrefixCacheable(f.Meta.Plan),
 	})
 	if err != nil {
 		be.Close()

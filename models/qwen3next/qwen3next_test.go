@@ -146,6 +146,13 @@ func TestConfigErrors(t *testing.T) {
 // kernels land separately).
 func build(t *testing.T, dir string, dt ir.DType) *cpu.Backend {
 	t.Helper()
+	be, _ := buildWithPlan(t, dir, dt)
+	return be
+}
+
+// buildWithPlan is build that also returns the engine's plan.
+func buildWithPlan(t *testing.T, dir string, dt ir.DType) (*cpu.Backend, *ir.Plan) {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "e.pio")
 	if _, err := compiler.Build(compiler.Options{Source: dir, Output: path, DType: dt, Check: true, Taps: true}); err != nil {
 		t.Fatal(err)
@@ -157,13 +164,10 @@ func build(t *testing.T, dir string, dt ir.DType) *cpu.Backend {
 	t.Cleanup(func() { e.Close() })
 	be, err := cpu.FromEngine(e, cpu.Options{MaxTokens: 256, BlockSize: 16, NumBlocks: 64, MaxSeqs: 4})
 	if err != nil {
-		if strings.Contains(err.Error(), "not supported") {
-			t.Skipf("CPU backend: %v", err)
-		}
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { be.Close() })
-	return be
+	return be, e.Meta.Plan
 }
 
 // forward runs sequences in one step (sequence i in slot i), keeping every
@@ -409,8 +413,11 @@ func TestContinuousBatching(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			be := build(t, g.Dir, ir.F32)
-			s, err := scheduler.New(be, kvcache.NewAllocator(64, 16), scheduler.Config{MaxStepTokens: 48, MaxSeqs: 4})
+			be, plan := buildWithPlan(t, g.Dir, ir.F32)
+			if scheduler.PrefixCacheable(plan) {
+				t.Fatal("a plan with DeltaNet state caches must not be prefix-cacheable")
+			}
+			s, err := scheduler.New(be, kvcache.NewAllocator(64, 16), scheduler.Config{MaxStepTokens: 48, MaxSeqs: 4, NoPrefixCache: true})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -432,11 +439,6 @@ func TestContinuousBatching(t *testing.T) {
 							got = append(got, r.Token)
 						}
 						if done {
-							if err != nil && round == 1 && strings.Contains(err.Error(), "cannot reuse a cached prefix") {
-								// docs/design.md: prefix caching is off for models with state
-								// caches; the backend refuses what the scheduler still does.
-								t.Skipf("the scheduler shares cached prefixes with a hybrid model, which the CPU backend refuses: %v", err)
-							}
 							if err != nil || why != scheduler.FinishLength {
 								t.Errorf("round %d prompt %d: finished %q, %v", round, i, why, err)
 							}

@@ -24,6 +24,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/inference-pio/pio/ir"
 	"github.com/inference-pio/pio/runtime"
 	"github.com/inference-pio/pio/runtime/kvcache"
 	"github.com/inference-pio/pio/runtime/sample"
@@ -53,6 +54,21 @@ type Config struct {
 	MaxModelLen int
 	// VocabSize, when set, makes Submit reject token ids outside [0, VocabSize).
 	VocabSize int
+	// NoPrefixCache turns prefix reuse off; set it when PrefixCacheable
+	// says the plan cannot reuse cached blocks.
+	NoPrefixCache bool
+}
+
+// PrefixCacheable reports whether a plan's sequences may start from cached
+// prefix blocks: not when the plan keeps per-sequence state (Gated DeltaNet),
+// whose value at a block boundary is not stored (docs/design.md).
+func PrefixCacheable(p *ir.Plan) bool {
+	for _, c := range p.Caches {
+		if !c.Kind.Paged() {
+			return false
+		}
+	}
+	return true
 }
 
 // Request is one generation.
@@ -350,7 +366,7 @@ func (s *Scheduler) step() {
 	for !preempted && budget > 0 && len(s.waiting) > 0 && len(s.running) < s.cfg.MaxSeqs {
 		q := s.waiting[0]
 		shared := 0
-		if len(q.kv.Blocks) == 0 {
+		if len(q.kv.Blocks) == 0 && !s.cfg.NoPrefixCache {
 			shared = s.alloc.Share(&q.kv, q.tokens, len(q.tokens)-1)
 			q.computed = shared
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/inference-pio/pio/ir"
 	"slices"
 	"sync"
 	"testing"
@@ -297,5 +298,22 @@ func TestQueueFull(t *testing.T) {
 	}
 	if _, err := s.Submit(context.Background(), Request{Prompt: []int32{1}, MaxTokens: 1}); !errors.Is(err, ErrQueueFull) {
 		t.Errorf("third request: %v, want ErrQueueFull", err)
+	}
+}
+
+// With NoPrefixCache (plans with per-sequence state), a repeated prompt is
+// prefilled in full; PrefixCacheable says which plans need it.
+func TestNoPrefixCache(t *testing.T) {
+	s, _, _ := newSched(t, 32, 4, Config{MaxStepTokens: 64, MaxSeqs: 4, NoPrefixCache: true})
+	base := prompt(17, 3)
+	runAll(t, s, [][]int32{base, base}, 4)
+	runAll(t, s, [][]int32{base}, 4)
+	if st := s.Stats(); st.CachedTokens != 0 || st.PrefillTokens != int64(3*len(base)) {
+		t.Errorf("cached %d, prefilled %d; want 0 and %d", st.CachedTokens, st.PrefillTokens, 3*len(base))
+	}
+	kv := ir.CacheSpec{Kind: ir.CacheKV}
+	state := ir.CacheSpec{Kind: ir.CacheState}
+	if !PrefixCacheable(&ir.Plan{Caches: []ir.CacheSpec{kv}}) || PrefixCacheable(&ir.Plan{Caches: []ir.CacheSpec{kv, state}}) {
+		t.Error("PrefixCacheable: want true for paged-only plans, false with a state cache")
 	}
 }
