@@ -62,8 +62,7 @@ func benchCmd() *cli.Command {
 			if logw == nil {
 				logw = os.Stderr
 			}
-			bw := measureBandwidth(o.threads)
-			fmt.Fprintf(logw, "bandwidth: copy %.1f GB/s, read %.1f GB/s (%d threads, kernels %s)\n", bw.copy/1e9, bw.read/1e9, o.threads, kern.Features())
+			fmt.Fprintf(logw, "%d threads, kernels %s\n", o.threads, kern.Features())
 			var refLogits []float32
 			if ref := c.String("ref"); ref != "" {
 				var err error
@@ -85,7 +84,7 @@ func benchCmd() *cli.Command {
 			var results []*benchResult
 			for _, path := range c.Args().Slice() {
 				fmt.Fprintf(logw, "bench %s\n", path)
-				r, err := benchEngine(path, o, bw, refLogits)
+				r, err := benchEngine(path, o, refLogits)
 				if err != nil {
 					return fmt.Errorf("bench %s: %w", path, err)
 				}
@@ -133,8 +132,9 @@ type benchResult struct {
 	MeanKL        float64 `json:"mean_kl,omitempty"`
 }
 
-func benchEngine(path string, o benchOptions, bw bandwidth, refLogits []float32) (*benchResult, error) {
-	r := &benchResult{Engine: path, Threads: o.threads, PromptTokens: o.prompt, Batch: o.batch, CopyGBs: bw.copy / 1e9, ReadGBs: bw.read / 1e9}
+func benchEngine(path string, o benchOptions, refLogits []float32) (*benchResult, error) {
+	r := &benchResult{Engine: path, Threads: o.threads, PromptTokens: o.prompt, Batch: o.batch}
+	var bw bandwidth // best of the measurements taken right before each decode run
 	if st, err := os.Stat(path); err == nil {
 		r.FileBytes = st.Size()
 	}
@@ -190,6 +190,10 @@ func benchEngine(path string, o benchOptions, bw bandwidth, refLogits []float32)
 		prefills = append(prefills, float64(len(prompt))/time.Since(t0).Seconds())
 		tok := int32(argmax(logits))
 		ttfts = append(ttfts, ms(time.Since(t0)))
+		// The machine may be shared: measure the bandwidth next to each
+		// decode run, so the roofline fraction compares like with like.
+		b := measureBandwidth(o.threads)
+		bw.copy, bw.read = max(bw.copy, b.copy), max(bw.read, b.read)
 		pos := len(prompt)
 		td := time.Now()
 		for i := 0; i < o.decode; i++ {
@@ -231,6 +235,7 @@ func benchEngine(path string, o benchOptions, bw bandwidth, refLogits []float32)
 	r.PrefillTokS, r.TTFTMs, r.DecodeTokS, r.BatchTokS = median(prefills), median(ttfts), median(decodes), median(batches)
 	r.ITLP50Ms, r.ITLP90Ms, r.ITLP99Ms = percentile(itl, 50), percentile(itl, 90), percentile(itl, 99)
 	r.BytesPerToken = bytesPerToken(e.Meta.Plan, len(prompt)+o.decode/2)
+	r.CopyGBs, r.ReadGBs = bw.copy/1e9, bw.read/1e9
 	r.RooflineTokS = bw.read / float64(r.BytesPerToken)
 	r.RooflineFrac = r.DecodeTokS / r.RooflineTokS
 	r.CopyRoofFrac = r.DecodeTokS / (bw.copy / float64(r.BytesPerToken))
@@ -454,6 +459,8 @@ func weightDTypes(p *ir.Plan) string {
 
 type bandwidth struct{ copy, read float64 } // bytes/s
 
+var bwArrays [2][]float32 // measureBandwidth's, allocated once
+
 // measureBandwidth measures a STREAM-like copy, c[i] = a[i], and a read
 // (Σ a[i]·a[i] with the AVX2 dot kernel) over 256 MiB arrays split across
 // threads goroutines, best of 5 each. Copy counts reads and writes
@@ -461,10 +468,13 @@ type bandwidth struct{ copy, read float64 } // bytes/s
 // the read figure and the table shows both.
 func measureBandwidth(threads int) bandwidth {
 	const n = 64 << 20 // float32s: 256 MiB per array
-	a, c := make([]float32, n), make([]float32, n)
-	for i := range a {
-		a[i] = float32(i & 1023)
+	if bwArrays[0] == nil {
+		bwArrays = [2][]float32{make([]float32, n), make([]float32, n)}
+		for i := range bwArrays[0] {
+			bwArrays[0][i] = float32(i & 1023)
+		}
 	}
+	a, c := bwArrays[0], bwArrays[1]
 	run := func(f func(lo, hi int)) float64 {
 		best := math.Inf(1)
 		for rep := 0; rep < 5; rep++ {
@@ -528,20 +538,20 @@ func percentile(v []float64, p float64) float64 {
 
 func printTable(w io.Writer, rs []*benchResult, o benchOptions) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "engine\tweights\tfile MiB\tload ms\tprefill tok/s\tTTFT ms\tdecode tok/s\tITL p50/p90/p99 ms\tB=%d tok/s\tMB/token\troofline tok/s\tof roofline (read/copy)\tpeak RSS MiB\ttop-1\tKL\t\n", o.batch)
+	fmt.Fprintf(tw, "engine\tweights\tfile MiB\tload ms\tprefill tok/s\tTTFT ms\tdecode tok/s\tITL p50/p90/p99 ms\tB=%d tok/s\tMB/token\tread GB/s\troofline tok/s\tof roofline (read/copy)\tpeak RSS MiB\ttop-1\tKL\t\n", o.batch)
 	for _, r := range rs {
 		acc := "-\t-"
 		if r.Top1 != 0 || r.MeanKL != 0 {
 			acc = fmt.Sprintf("%.3f\t%.5f", r.Top1, r.MeanKL)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.1f\t%.1f\t%.0f\t%.2f\t%.0f/%.0f/%.0f\t%.2f\t%.0f\t%.2f\t%.0f%% / %.0f%%\t%.0f\t%s\t\n",
+		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.1f\t%.1f\t%.0f\t%.2f\t%.0f/%.0f/%.0f\t%.2f\t%.0f\t%.1f\t%.2f\t%.0f%% / %.0f%%\t%.0f\t%s\t\n",
 			r.Engine, r.WeightDTypes, float64(r.FileBytes)/(1<<20), r.LoadMs, r.PrefillTokS, r.TTFTMs, r.DecodeTokS,
-			r.ITLP50Ms, r.ITLP90Ms, r.ITLP99Ms, r.BatchTokS, float64(r.BytesPerToken)/1e6, r.RooflineTokS, 100*r.RooflineFrac, 100*r.CopyRoofFrac,
+			r.ITLP50Ms, r.ITLP90Ms, r.ITLP99Ms, r.BatchTokS, float64(r.BytesPerToken)/1e6, r.ReadGBs, r.RooflineTokS, 100*r.RooflineFrac, 100*r.CopyRoofFrac,
 			float64(r.PeakRSSBytes)/(1<<20), acc)
 	}
 	tw.Flush()
 	if len(rs) > 0 {
-		fmt.Fprintf(w, "%d threads, prompt %d tokens, %d decode steps, median of %d runs; bandwidth read %.1f GB/s, copy %.1f GB/s (STREAM copy, read+write bytes); roofline = read bandwidth / MB per token; kernels %s\n",
-			rs[0].Threads, o.prompt, o.decode, o.runs, rs[0].ReadGBs, rs[0].CopyGBs, kern.Features())
+		fmt.Fprintf(w, "%d threads, prompt %d tokens, %d decode steps, median of %d runs; read and copy (STREAM, read+write bytes) bandwidth measured before each decode run, best kept; roofline = read bandwidth / MB per token; kernels %s\n",
+			rs[0].Threads, o.prompt, o.decode, o.runs, kern.Features())
 	}
 }
