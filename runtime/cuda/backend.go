@@ -429,7 +429,7 @@ func (b *Backend) Step(bt *runtime.Batch) error {
 	}
 	b.ran = false
 	clear(b.hostValid)
-	if err := checkBatch(bt, b.opt.MaxTokens, b.opt.MaxSeqs, b.opt.NumBlocks, b.opt.BlockSize, b.maxBlocks, b.vocab, b.rowsPerToken); err != nil {
+	if err := checkBatch(bt, b.opt.MaxTokens, b.opt.MaxSeqs, b.opt.NumBlocks, b.opt.BlockSize, b.maxBlocks, b.vocab, b.rowsPerToken, len(b.plan.Caches) > 0); err != nil {
 		return err
 	}
 	goruntime.LockOSThread()

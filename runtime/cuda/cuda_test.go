@@ -303,7 +303,7 @@ func TestCheckBatch(t *testing.T) {
 			Seqs: []runtime.SeqView{{Blocks: []int32{0}}, {Blocks: []int32{1, 2}}}, LogitRows: []int32{1, 2},
 		}
 	}
-	check := func(b *runtime.Batch) error { return checkBatch(b, 8, 4, 4, 4, 4, 100, false) }
+	check := func(b *runtime.Batch) error { return checkBatch(b, 8, 4, 4, 4, 4, 100, false, true) }
 	if err := check(good()); err != nil {
 		t.Fatal(err)
 	}
@@ -332,7 +332,7 @@ func TestCheckBatch(t *testing.T) {
 			t.Errorf("%s: got %v, want %q", c.name, err, c.want)
 		}
 	}
-	if err := checkBatch(good(), 8, 4, 4, 4, 4, 100, true); err == nil {
+	if err := checkBatch(good(), 8, 4, 4, 4, 4, 100, true, true); err == nil {
 		t.Error("two logit rows accepted where the plan wants one per token")
 	}
 }

@@ -2,7 +2,9 @@ package cuda
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +19,7 @@ import (
 	"github.com/inference-pio/pio/compiler"
 	"github.com/inference-pio/pio/internal/golden"
 	"github.com/inference-pio/pio/ir"
+	"github.com/inference-pio/pio/passes"
 	"github.com/inference-pio/pio/runtime"
 	"github.com/inference-pio/pio/runtime/cpu"
 	"github.com/inference-pio/pio/runtime/engine"
@@ -288,5 +291,84 @@ func TestEmulatedBench(t *testing.T) {
 	}
 	if d := r.TokPerS - 2/(r.ITLms/1000); d > 1e-6*r.TokPerS || d < -1e-6*r.TokPerS {
 		t.Errorf("tok/s %.3f is not batch/ITL", r.TokPerS)
+	}
+}
+
+// TestEmulatedOps runs templates Qwen3 does not use against the CPU
+// backend: interleaved and partial RoPE (neox too), sigmoid, a unit-offset
+// RMSNorm, and a matmul whose K is not a multiple of 8 (the scalar path).
+func TestEmulatedOps(t *testing.T) {
+	gxx := useFakeDriver(t)
+	b := ir.NewBuilder("ops")
+	tokens := b.Input("tokens", ir.I32, ir.T)
+	pos := b.Input("positions", ir.I32, ir.T)
+	x := b.Embedding(b.Weight("table", ir.BF16, 16, 48), tokens)
+	h := b.Reshape(x, ir.T, 4, 12)
+	r1 := b.RoPE(h, pos, ir.RoPEOpts{Theta: 10000, RotaryDims: 8, Style: "interleaved"})
+	r2 := b.RoPE(h, pos, ir.RoPEOpts{Theta: 500, RotaryDims: 6, Style: "neox"})
+	m := b.Mul(b.Sigmoid(b.Reshape(r1, ir.T, 48)), b.Reshape(r2, ir.T, 48))
+	n := b.RMSNorm(m, b.Weight("norm", ir.F32, 48), 1e-5, true)
+	y := b.MatMul(b.MatMul(n, b.Weight("w1", ir.BF16, 20, 48)), b.Weight("w2", ir.F32, 12, 20))
+	b.Output("y", y)
+	g, err := b.Finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := passes.Lower(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ws []Weight
+	var cws []cpu.Weight
+	for i, w := range p.Weights {
+		n, _ := w.Shape.Elems(0, 0)
+		data := make([]byte, n*int64(w.DType.Size()))
+		for j := int64(0); j < n; j++ {
+			v := float32(((j*7919+int64(i)*31)%97)-48) / 64
+			bits := math.Float32bits(v)
+			if w.DType == ir.BF16 {
+				binary.LittleEndian.PutUint16(data[2*j:], uint16(bits>>16))
+			} else {
+				binary.LittleEndian.PutUint32(data[4*j:], bits)
+			}
+		}
+		shape := make([]int64, len(w.Shape))
+		for j, d := range w.Shape {
+			shape[j] = int64(d)
+		}
+		ws = append(ws, Weight{DType: w.DType, Shape: shape, Data: data})
+		cws = append(cws, cpu.Weight{DType: w.DType, Shape: shape, Data: data})
+	}
+	gpu, err := New(p, ws, emuKernels(t, gxx, p), Options{MaxTokens: 32})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gpu.Close()
+	ref, err := cpu.New(p, cws, cpu.Options{MaxTokens: 32})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Close()
+	for _, T := range []int{3, 21} { // 21 rows: the tiled matmul
+		bt := &runtime.Batch{Seqs: []runtime.SeqView{{}}, LogitRows: []int32{0}}
+		for i := 0; i < T; i++ {
+			bt.Tokens = append(bt.Tokens, int32(i*5%16))
+			bt.Positions = append(bt.Positions, int32(100+i))
+			bt.SeqOfToken = append(bt.SeqOfToken, 0)
+		}
+		var outs [2][]float32
+		for i, be := range []runtime.Backend{gpu, ref} {
+			if err := be.Step(bt); err != nil {
+				t.Fatal(err)
+			}
+			o, _, err := be.Output("y")
+			if err != nil {
+				t.Fatal(err)
+			}
+			outs[i] = slices.Clone(o)
+		}
+		if e := golden.RelErr(outs[0], outs[1]); e > 1e-5 || len(outs[0]) != T*12 {
+			t.Errorf("T=%d: emulated CUDA vs CPU relative error %.3g (%d values)", T, e, len(outs[0]))
+		}
 	}
 }

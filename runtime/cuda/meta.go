@@ -61,9 +61,9 @@ func (l layout) fill(m []int32, b *runtime.Batch, tile int) (tiles int) {
 // lengths agree, 1 ≤ len(Seqs) ≤ T ≤ maxT, len(Seqs) ≤ maxSeqs, each
 // sequence's tokens are one contiguous run at consecutive positions, token
 // ids are below vocab (when known), logit rows index the step (one per
-// token when the plan wants T of them), and every position's block is in
+// token when the plan wants T of them), and (with paged caches) every position's block is in
 // the table and the pool.
-func checkBatch(b *runtime.Batch, maxT, maxSeqs, numBlocks, blockSize, maxBlocks, vocab int, rowsPerToken bool) error {
+func checkBatch(b *runtime.Batch, maxT, maxSeqs, numBlocks, blockSize, maxBlocks, vocab int, rowsPerToken, paged bool) error {
 	if b == nil {
 		return fmt.Errorf("cuda: nil batch")
 	}
@@ -121,7 +121,7 @@ func checkBatch(b *runtime.Batch, maxT, maxSeqs, numBlocks, blockSize, maxBlocks
 			}
 			seen[s] = true
 		}
-		if need := int(pos) / blockSize; need >= len(b.Seqs[s].Blocks) {
+		if need := int(pos) / blockSize; paged && need >= len(b.Seqs[s].Blocks) {
 			return fmt.Errorf("cuda: token %d: sequence %d has %d blocks, position %d needs %d", t, s, len(b.Seqs[s].Blocks), pos, need+1)
 		}
 	}
