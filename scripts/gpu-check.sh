@@ -11,6 +11,10 @@
 #      shapes at batch 1 and 64 (needs nvcc here to compile their kernels):
 #      decode tok/s, TTFT, inter-token latency, % of the HBM roofline.
 # It ends with a table. Budget: under 8 minutes on an H100.
+#
+# On a lent machine (the device tool), after `make gpu-check-prep` here:
+#   run  command: sh scripts/gpu-check.sh build/gpucheck   carry: ["build/gpucheck"]
+# (build/ is git-ignored, so it travels only when carried; 16 MB.)
 set -u
 D=${1:-build/gpucheck}
 [ -x "$D/cuda.test" ] || { echo "gpu-check: $D/cuda.test missing: run make gpu-check-prep first (on a machine with Go)"; exit 2; }
