@@ -459,7 +459,10 @@ func weightDTypes(p *ir.Plan) string {
 
 type bandwidth struct{ copy, read float64 } // bytes/s
 
-var bwArrays [2][]float32 // measureBandwidth's, allocated once
+var (
+	bwElems  = 64 << 20   // float32s per bandwidth array: 256 MiB, far beyond caches (tests shrink it)
+	bwArrays [2][]float32 // measureBandwidth's, allocated once
+)
 
 // measureBandwidth measures a STREAM-like copy, c[i] = a[i], and a read
 // (Σ a[i]·a[i] with the AVX2 dot kernel) over 256 MiB arrays split across
@@ -467,8 +470,8 @@ var bwArrays [2][]float32 // measureBandwidth's, allocated once
 // (STREAM's convention); decode only reads weights, so the roofline uses
 // the read figure and the table shows both.
 func measureBandwidth(threads int) bandwidth {
-	const n = 64 << 20 // float32s: 256 MiB per array
-	if bwArrays[0] == nil {
+	n := bwElems
+	if len(bwArrays[0]) != n {
 		bwArrays = [2][]float32{make([]float32, n), make([]float32, n)}
 		for i := range bwArrays[0] {
 			bwArrays[0][i] = float32(i & 1023)
@@ -495,9 +498,9 @@ func measureBandwidth(threads int) bandwidth {
 		return best
 	}
 	var bw bandwidth
-	bw.copy = 2 * 4 * n / run(func(lo, hi int) { copy(c[lo:hi], a[lo:hi]) })
+	bw.copy = 2 * 4 * float64(n) / run(func(lo, hi int) { copy(c[lo:hi], a[lo:hi]) })
 	sums := make([]float32, threads*16) // a cache line apart
-	bw.read = 4 * n / run(func(lo, hi int) { sums[lo/((n+threads-1)/threads)*16] += kern.Dot(a[lo:hi], a[lo:hi]) })
+	bw.read = 4 * float64(n) / run(func(lo, hi int) { sums[lo/((n+threads-1)/threads)*16] += kern.Dot(a[lo:hi], a[lo:hi]) })
 	return bw
 }
 
