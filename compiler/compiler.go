@@ -109,39 +109,28 @@ func Build(opt Options) (*Result, error) {
 		return nil, fmt.Errorf("%s: %w", dir, err)
 	}
 	has := func(n string) bool { _, ok := ck.Tensor(n); return ok }
-	g, err := m.Build(models.BuildOptions{WeightDType: opt.DType, Has: has, Taps: opt.Taps})
+	bo := models.BuildOptions{WeightDType: opt.DType, Has: has, Taps: opt.Taps}
+	graphs, stageNames, err := buildGraphs(m, bo, checkpointSource{ck})
 	if err != nil {
-		return nil, err
-	}
-	if err := models.Bind(g, checkpointSource{ck}, m.Ignored); err != nil {
 		return nil, fmt.Errorf("%s: %w", dir, err)
 	}
-	logf("graph %s: %d values, %d weights", g.Name, len(g.Values), countOp(g, ir.OpWeight))
-	var recipes map[string]*ir.Recipe
-	if opt.Quant != "" {
-		if opt.QuantGroup == 0 {
-			opt.QuantGroup = DefaultQuantGroup
+	plans := make([]*ir.Plan, len(graphs))
+	for i, g := range graphs {
+		gopt := opt
+		if len(graphs) > 1 {
+			logf("stage %s", stageNames[i])
+			if opt.DumpIR != "" {
+				gopt.DumpIR = filepath.Join(opt.DumpIR, stageNames[i])
+			}
 		}
-		var nq, kept int
-		if opt.QuantHead == "" {
-			opt.QuantHead = DefaultHeadFormat(opt.Quant)
-		}
-		if recipes, nq, kept, err = quantizeGraph(g, opt.Quant, opt.QuantHead, opt.QuantGroup); err != nil {
+		if plans[i], err = compileGraph(g, gopt, logf); err != nil {
 			return nil, err
 		}
-		logf("quant %s (lm_head %s), group %d: %d matmul weights quantized, %d kept (K not a multiple of the group)", opt.Quant, opt.QuantHead, opt.QuantGroup, nq, kept)
 	}
-	if err := passes.Run(g, passes.Options{Check: opt.Check, DumpDir: opt.DumpIR, DumpOnly: opt.DumpOnly, NoFuse: opt.NoFuse, Skip: opt.SkipPasses}); err != nil {
-		return nil, err
+	g, plan := graphs[len(graphs)-1], plans[len(plans)-1]
+	if opt.Target == TargetCUDA && len(plans) > 1 {
+		return nil, fmt.Errorf("%s: --target cuda does not support multi-stage engines (%s) yet", dir, strings.Join(stageNames, ", "))
 	}
-	plan, err := passes.Lower(g)
-	if err != nil {
-		return nil, err
-	}
-	attachRecipes(plan, recipes)
-	sumT, sumF := passes.Intermediates(plan)
-	logf("plan: %d steps, %d buffers, arena %d B/token + %d B (all intermediates: %d B/token + %d B)",
-		len(plan.Steps), len(plan.Buffers), plan.ArenaPerT, plan.ArenaFixed, sumT, sumF)
 
 	kernels, err := buildKernels(plan, opt, logf)
 	if err != nil {
@@ -171,16 +160,26 @@ func Build(opt Options) (*Result, error) {
 	if b, err := ck.ReadFile("chat_template.jinja"); err == nil {
 		meta.ChatTemplate = string(b)
 	}
+	if b, err := ck.ReadFile("preprocessor_config.json"); err == nil {
+		meta.PreprocessorConfigJSON = b
+	}
+	for i := range plans[:len(plans)-1] {
+		meta.Stages = append(meta.Stages, engine.Stage{Name: stageNames[i], Plan: plans[i]})
+	}
 
-	specs := make([]engine.WeightSpec, len(plan.Weights))
-	for i, w := range plan.Weights {
+	weights, err := unionWeights(plans)
+	if err != nil {
+		return nil, err
+	}
+	specs := make([]engine.WeightSpec, len(weights))
+	for i, w := range weights {
 		shape := make([]int64, len(w.Shape))
 		for j, d := range w.Shape {
 			shape[j] = int64(d)
 		}
 		specs[i] = engine.WeightSpec{Name: w.Name, DType: w.DType, Shape: shape}
 	}
-	fill := func(i int, dst []byte) error { return materializeQuant(plan.Weights[i], ck.Tensor, dst) }
+	fill := func(i int, dst []byte) error { return materializeQuant(weights[i], ck.Tensor, dst) }
 	logf("writing %s", opt.Output)
 	if err := engine.Create(opt.Output, meta, specs, fill, engine.WriteOptions{Progress: opt.Progress}); err != nil {
 		return nil, err
@@ -190,6 +189,82 @@ func Build(opt Options) (*Result, error) {
 		return nil, err
 	}
 	return &Result{Checkpoint: dir, Model: g.Name, Plan: plan, Bytes: st.Size()}, nil
+}
+
+// buildGraphs builds and binds a model's graphs: one, or one per stage for
+// a models.Staged model (the last stage is the engine's main plan).
+func buildGraphs(m models.Model, bo models.BuildOptions, src models.Source) ([]*ir.Graph, []string, error) {
+	if st, ok := m.(models.Staged); ok {
+		graphs, err := st.Stages(bo)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := st.BindStages(graphs, src, m.Ignored); err != nil {
+			return nil, nil, err
+		}
+		return graphs, st.StageNames(), nil
+	}
+	g, err := m.Build(bo)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := models.Bind(g, src, m.Ignored); err != nil {
+		return nil, nil, err
+	}
+	return []*ir.Graph{g}, []string{g.Name}, nil
+}
+
+// compileGraph quantizes (when asked), runs the pass pipeline and lowers one
+// graph to a plan.
+func compileGraph(g *ir.Graph, opt Options, logf func(string, ...any)) (*ir.Plan, error) {
+	logf("graph %s: %d values, %d weights", g.Name, len(g.Values), countOp(g, ir.OpWeight))
+	var recipes map[string]*ir.Recipe
+	if opt.Quant != "" {
+		if opt.QuantGroup == 0 {
+			opt.QuantGroup = DefaultQuantGroup
+		}
+		if opt.QuantHead == "" {
+			opt.QuantHead = DefaultHeadFormat(opt.Quant)
+		}
+		var nq, kept int
+		var err error
+		if recipes, nq, kept, err = quantizeGraph(g, opt.Quant, opt.QuantHead, opt.QuantGroup); err != nil {
+			return nil, err
+		}
+		logf("quant %s (lm_head %s), group %d: %d matmul weights quantized, %d kept (K not a multiple of the group)", opt.Quant, opt.QuantHead, opt.QuantGroup, nq, kept)
+	}
+	if err := passes.Run(g, passes.Options{Check: opt.Check, DumpDir: opt.DumpIR, DumpOnly: opt.DumpOnly, NoFuse: opt.NoFuse, Skip: opt.SkipPasses}); err != nil {
+		return nil, err
+	}
+	plan, err := passes.Lower(g)
+	if err != nil {
+		return nil, err
+	}
+	attachRecipes(plan, recipes)
+	sumT, sumF := passes.Intermediates(plan)
+	logf("plan: %d steps, %d buffers, arena %d B/token + %d B (all intermediates: %d B/token + %d B)",
+		len(plan.Steps), len(plan.Buffers), plan.ArenaPerT, plan.ArenaFixed, sumT, sumF)
+	return plan, nil
+}
+
+// unionWeights lists every weight the plans read, once, by name; two plans
+// naming one tensor must agree on its type.
+func unionWeights(plans []*ir.Plan) ([]ir.PlanTensor, error) {
+	var out []ir.PlanTensor
+	at := map[string]int{}
+	for _, p := range plans {
+		for _, w := range p.Weights {
+			if i, ok := at[w.Name]; ok {
+				if out[i].DType != w.DType || !out[i].Shape.Equal(w.Shape) {
+					return nil, fmt.Errorf("weight %q is %v%v in one stage and %v%v in another", w.Name, out[i].DType, out[i].Shape, w.DType, w.Shape)
+				}
+				continue
+			}
+			at[w.Name] = len(out)
+			out = append(out, w)
+		}
+	}
+	return out, nil
 }
 
 func countOp(g *ir.Graph, op ir.Op) int {

@@ -12,6 +12,7 @@ import (
 	"github.com/inference-pio/pio/internal/golden"
 	"github.com/inference-pio/pio/ir"
 	"github.com/inference-pio/pio/models"
+	"github.com/inference-pio/pio/runtime/engine"
 )
 
 func tinyDir(t *testing.T, name string) string {
@@ -192,5 +193,28 @@ func TestBadInputsGiveClearErrors(t *testing.T) {
 				t.Error("a failed build left an engine file behind")
 			}
 		})
+	}
+}
+
+// Qwen3-VL builds by name from the HF cache into a two-stage engine.
+func TestBuildStagedFromHFCache(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("HF_HOME", home)
+	t.Setenv("HF_HUB_CACHE", "")
+	copyDir(t, tinyDir(t, "qwen3vl"), filepath.Join(home, "hub", "models--Qwen--Qwen3-VL-2B-Instruct", "snapshots", "r1"))
+	out := filepath.Join(t.TempDir(), "vl.pio")
+	if _, err := Build(Options{Source: "qwen3-vl-2b", Output: out, Check: true}); err != nil {
+		t.Fatal(err)
+	}
+	e, err := engine.Open(out, engine.OpenOptions{VerifyWeights: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if len(e.Meta.Stages) != 1 || e.Meta.Stages[0].Name != "vision" || e.Meta.Plan == nil {
+		t.Errorf("got %d stages, want a vision stage and the text plan", len(e.Meta.Stages))
+	}
+	if _, err := Build(Options{Source: "qwen3-vl-2b", Output: out, Target: TargetCUDA, NVCC: "/nonexistent"}); err == nil {
+		t.Error("--target cuda on a staged model: want an error")
 	}
 }

@@ -3,7 +3,6 @@ package compiler_test
 import (
 	"io/fs"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/inference-pio/pio/compiler"
@@ -52,9 +51,6 @@ func TestFusedMatchesUnfusedAllGoldens(t *testing.T) {
 			build := func(noFuse bool) (*ir.Plan, *cpu.Backend) {
 				path := filepath.Join(t.TempDir(), "e.pio")
 				res, err := compiler.Build(compiler.Options{Source: dir, Output: path, DType: ir.F32, Check: true, Taps: true, NoFuse: noFuse})
-				if err != nil && (strings.Contains(err.Error(), "plan stages") || strings.Contains(err.Error(), "not supported yet")) {
-					t.Skipf("not buildable into a single-plan engine yet: %v", err)
-				}
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -63,6 +59,12 @@ func TestFusedMatchesUnfusedAllGoldens(t *testing.T) {
 					t.Fatal(err)
 				}
 				t.Cleanup(func() { e.Close() })
+				if len(e.Meta.Stages) > 0 {
+					// Staged engines need stage inputs this token-only harness lacks; the
+					// fused Qwen3-VL engine is checked against transformers by
+					// runtime/cpu TestQwen3VLMatchesTransformers.
+					t.Skip("multi-stage engine: checked against transformers in runtime/cpu")
+				}
 				be, err := cpu.FromEngine(e, cpu.Options{MaxTokens: maxT, BlockSize: 4, NumBlocks: 64, MaxSeqs: 2})
 				if err != nil {
 					t.Fatal(err)

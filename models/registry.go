@@ -61,6 +61,17 @@ type Model interface {
 	Ignored(name string) bool
 }
 
+// Staged is a model whose engine runs several plans in order — Qwen3-VL:
+// the vision stage once per image at prefill, then the text stage. Its
+// Build is not used; the last stage becomes the engine's main plan.
+type Staged interface {
+	Stages(opt BuildOptions) ([]*ir.Graph, error)
+	StageNames() []string
+	// BindStages checks the stage graphs against a checkpoint together (a
+	// tensor one stage reads is not "unexpected" for another).
+	BindStages(graphs []*ir.Graph, src Source, ignored func(string) bool) error
+}
+
 // NewFunc makes a Model from a parsed config, validating what it needs.
 type NewFunc func(cfg *hf.Config) (Model, error)
 

@@ -187,7 +187,7 @@ func (m *Model) Ignored(string) bool { return false }
 
 // ErrNeedsStages is returned by Build: a Qwen3-VL engine needs two plan
 // stages, which a single-graph build cannot express.
-var ErrNeedsStages = errors.New("qwen3vl: the model has two plan stages (vision, text), and pioc does not write multi-stage engines yet (the pieces: qwen3vl Model.Stages and BindStages, engine.Metadata.Stages, cpu.StageFromEngine)")
+var ErrNeedsStages = errors.New("qwen3vl: the model has two plan stages (vision, text): build it through models.Staged")
 
 // Build reports ErrNeedsStages.
 func (m *Model) Build(models.BuildOptions) (*ir.Graph, error) { return nil, ErrNeedsStages }

@@ -9,6 +9,14 @@ import (
 // ("text") is the engine's main plan, the others go to Metadata.Stages.
 var StageNames = []string{"vision", "text"}
 
+// StageNames implements models.Staged.
+func (m *Model) StageNames() []string { return StageNames }
+
+// BindStages implements models.Staged.
+func (m *Model) BindStages(graphs []*ir.Graph, src models.Source, ignored func(string) bool) error {
+	return BindStages(graphs, src, ignored)
+}
+
 // Stages returns the stage graphs in StageNames order.
 func (m *Model) Stages(opt models.BuildOptions) ([]*ir.Graph, error) {
 	v, err := m.BuildVision(opt)

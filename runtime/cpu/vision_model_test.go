@@ -1,101 +1,21 @@
 package cpu
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"testing"
 
+	"github.com/inference-pio/pio/compiler"
 	"github.com/inference-pio/pio/frontends/hf"
 	"github.com/inference-pio/pio/frontends/image"
 	"github.com/inference-pio/pio/ir"
-	"github.com/inference-pio/pio/models"
 	"github.com/inference-pio/pio/models/qwen3vl"
-	"github.com/inference-pio/pio/passes"
 	"github.com/inference-pio/pio/runtime"
 	"github.com/inference-pio/pio/runtime/engine"
 )
 
 const tinyVLDir = "../../testdata/tiny/qwen3vl"
-
-// writeStagedEngine writes the tiny model's two stages as one engine (text
-// the main plan, vision a stage), with the checkpoint's bf16 bytes (the
-// patch kernel [D, C, Tp, P, P] stored as its [D, C·Tp·P·P] view: same
-// bytes), and opens it.
-func writeStagedEngine(t *testing.T, ck *hf.Checkpoint, vp, tp *ir.Plan) *engine.Engine {
-	t.Helper()
-	var specs []engine.WeightSpec
-	var recipes []*ir.Recipe
-	seen := map[string]bool{}
-	for _, p := range []*ir.Plan{vp, tp} {
-		for _, pw := range p.Weights {
-			if seen[pw.Name] {
-				continue
-			}
-			seen[pw.Name] = true
-			recipes = append(recipes, pw.Recipe)
-			shape := make([]int64, len(pw.Shape))
-			for i, d := range pw.Shape {
-				shape[i] = int64(d)
-			}
-			specs = append(specs, engine.WeightSpec{Name: pw.Name, DType: pw.DType, Shape: shape})
-		}
-	}
-	raw := func(name string) ([]byte, error) {
-		x, ok := ck.Tensor(name)
-		if !ok || x.DType != hf.BF16 {
-			return nil, fmt.Errorf("weight %s: missing or not bf16", name)
-		}
-		return x.Data, nil
-	}
-	fill := func(i int, dst []byte) error {
-		r := recipes[i]
-		if r == nil {
-			b, err := raw(specs[i].Name)
-			if err != nil || len(b) != len(dst) {
-				return fmt.Errorf("weight %s: %d bytes for %d (%v)", specs[i].Name, len(b), len(dst), err)
-			}
-			copy(dst, b)
-			return nil
-		}
-		// The fusion passes' build-time concats (fused q/k/v, gate/up): parts joined along axis.
-		axis := int(r.Attrs.Int("axis", -1))
-		if r.Op != ir.OpConcat || axis < 0 {
-			return fmt.Errorf("weight %s: recipe %v", specs[i].Name, r.Op)
-		}
-		outer := 1
-		for _, d := range specs[i].Shape[:axis] {
-			outer *= int(d)
-		}
-		off := 0
-		for o := 0; o < outer; o++ {
-			for _, part := range r.Parts {
-				b, err := raw(part.Name)
-				if err != nil {
-					return err
-				}
-				n := len(b) / outer
-				off += copy(dst[off:], b[o*n:(o+1)*n])
-			}
-		}
-		if off != len(dst) {
-			return fmt.Errorf("weight %s: recipe filled %d of %d bytes", specs[i].Name, off, len(dst))
-		}
-		return nil
-	}
-	path := filepath.Join(t.TempDir(), "qwen3vl.pio")
-	meta := &engine.Metadata{Producer: "vision_model_test", Plan: tp, Stages: []engine.Stage{{Name: "vision", Plan: vp}}}
-	if err := engine.Create(path, meta, specs, fill, engine.WriteOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	e, err := engine.Open(path, engine.OpenOptions{VerifyWeights: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Close() })
-	return e
-}
 
 func stage(t *testing.T, e *engine.Engine, name string, opt Options) *Backend {
 	t.Helper()
@@ -112,22 +32,6 @@ func setInput(t *testing.T, b *Backend, name string, f32 []float32, i32 []int32)
 	if err := b.SetInput(name, f32, i32); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func lowerGraph(t *testing.T, build func(models.BuildOptions) (*ir.Graph, error), opt models.BuildOptions) *ir.Plan {
-	t.Helper()
-	g, err := build(opt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := passes.Run(g, passes.Options{Check: true}); err != nil { // the pipeline pioc runs
-		t.Fatal(err)
-	}
-	p, err := passes.Lower(g)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
 }
 
 func goldenF32(t *testing.T, f *hf.SafetensorsFile, name string) []float64 {
@@ -181,7 +85,6 @@ func TestQwen3VLMatchesTransformers(t *testing.T) {
 	}
 	m := mm.(*qwen3vl.Model)
 	cfg := m.Config()
-	opt := models.BuildOptions{WeightDType: ir.BF16, Has: func(n string) bool { _, ok := ck.Tensor(n); return ok }, Taps: true}
 
 	// Preprocess and lay out, as a server would.
 	pc, err := os.ReadFile(filepath.Join(tinyVLDir, "preprocessor_config.json"))
@@ -221,8 +124,19 @@ func TestQwen3VLMatchesTransformers(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Both stages in one engine file, then the vision stage.
-	e := writeStagedEngine(t, ck, lowerGraph(t, m.BuildVision, opt), lowerGraph(t, m.BuildText, opt))
+	// Both stages in one engine file, as pioc builds it, then the vision stage.
+	path := filepath.Join(t.TempDir(), "vl.pio")
+	if _, err := compiler.Build(compiler.Options{Source: tinyVLDir, Output: path, DType: ir.BF16, Taps: true, Check: true}); err != nil {
+		t.Fatal(err)
+	}
+	e, err := engine.Open(path, engine.OpenOptions{VerifyWeights: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if len(e.Meta.Stages) != 1 || e.Meta.Stages[0].Name != "vision" || len(e.Meta.PreprocessorConfigJSON) == 0 {
+		t.Fatalf("engine stages %v, preprocessor config %d bytes: want one vision stage and the config", len(e.Meta.Stages), len(e.Meta.PreprocessorConfigJSON))
+	}
 	vb := stage(t, e, "vision", Options{MaxTokens: 16, Threads: 2})
 	setInput(t, vb, qwen3vl.InPixels, vin.Pixels, nil)
 	setInput(t, vb, qwen3vl.InPosIdx, nil, vin.PosIdx)
