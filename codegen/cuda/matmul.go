@@ -159,7 +159,9 @@ func (m *mm) warpKernel(tr, warps int) string {
 		return fmt.Sprintf("%s = __fmul_rn(__fmul_rn(%s, inv[r]), %s + %s);", xv, xv, m.off, c)
 	}
 	if vec {
-		b.WriteString("  for (long c = lane * 8; c < K; c += 256) {\n    float wv[8];\n    pio_ld8(wr + c, wv);\n")
+		// Unrolled so that several 16-byte weight loads per lane are in
+		// flight: decode is bound by how many bytes are outstanding.
+		b.WriteString("#pragma unroll 4\n  for (long c = lane * 8; c < K; c += 256) {\n    float wv[8];\n    pio_ld8(wr + c, wv);\n")
 		if m.swiglu {
 			b.WriteString("    float uv[8];\n    pio_ld8(ur + c, uv);\n")
 		}

@@ -120,7 +120,7 @@ extern "C" __global__ void __launch_bounds__(256) embedding_3c4baa681f(const pio
 }
 
 // matmul (rms_norm prologue), few rows: w pio_bf16[256, 64], 256 output columns; one warp per column, 4 rows per block row.
-extern "C" __global__ void __launch_bounds__(256) matmul_warp_0652b22a76(const float* __restrict__ x, const pio_bf16* __restrict__ w, const pio_bf16* __restrict__ nw, float* __restrict__ y, int T, int S) {
+extern "C" __global__ void __launch_bounds__(256) matmul_warp_d26745a90c(const float* __restrict__ x, const pio_bf16* __restrict__ w, const pio_bf16* __restrict__ nw, float* __restrict__ y, int T, int S) {
   constexpr int TR = 4;
   constexpr long K = 64, NOUT = 256;
   const long M = (1L * T);
@@ -140,6 +140,7 @@ extern "C" __global__ void __launch_bounds__(256) matmul_warp_0652b22a76(const f
     for (int c = lane; c < K; c += 32) { const float v = x[(m0 + r) * K + c]; ss = fmaf(v, v, ss); }
     inv[r] = 1.0f / sqrtf(pio_warp_sum(ss) / 64.0f + 9.99999997e-07f);
   }
+#pragma unroll 4
   for (long c = lane * 8; c < K; c += 256) {
     float wv[8];
     pio_ld8(wr + c, wv);
@@ -450,7 +451,7 @@ extern "C" __global__ void __launch_bounds__(128) attn_combine_915c18368f(const 
 }
 
 // matmul (+ residual), few rows: w pio_bf16[64, 128], 64 output columns; one warp per column, 4 rows per block row.
-extern "C" __global__ void __launch_bounds__(256) matmul_warp_2ff754cbeb(const float* __restrict__ x, const pio_bf16* __restrict__ w, const float* __restrict__ res, float* __restrict__ y, int T, int S) {
+extern "C" __global__ void __launch_bounds__(256) matmul_warp_5872f9fb76(const float* __restrict__ x, const pio_bf16* __restrict__ w, const float* __restrict__ res, float* __restrict__ y, int T, int S) {
   constexpr int TR = 4;
   constexpr long K = 128, NOUT = 64;
   const long M = (1L * T);
@@ -462,6 +463,7 @@ extern "C" __global__ void __launch_bounds__(256) matmul_warp_2ff754cbeb(const f
   float acc[TR];
 #pragma unroll
   for (int r = 0; r < TR; r++) { acc[r] = 0.f; }
+#pragma unroll 4
   for (long c = lane * 8; c < K; c += 256) {
     float wv[8];
     pio_ld8(wr + c, wv);
@@ -538,7 +540,7 @@ extern "C" __global__ void __launch_bounds__(256) matmul_tile_9e25535398(const f
 }
 
 // matmul (rms_norm prologue, swiglu), few rows: w pio_bf16[320, 64], 160 output columns; one warp per column, 4 rows per block row.
-extern "C" __global__ void __launch_bounds__(256) matmul_warp_4bb43f13a9(const float* __restrict__ x, const pio_bf16* __restrict__ w, const pio_bf16* __restrict__ nw, float* __restrict__ y, int T, int S) {
+extern "C" __global__ void __launch_bounds__(256) matmul_warp_aa7df65f14(const float* __restrict__ x, const pio_bf16* __restrict__ w, const pio_bf16* __restrict__ nw, float* __restrict__ y, int T, int S) {
   constexpr int TR = 4;
   constexpr long K = 64, NOUT = 160;
   const long M = (1L * T);
@@ -560,6 +562,7 @@ extern "C" __global__ void __launch_bounds__(256) matmul_warp_4bb43f13a9(const f
     for (int c = lane; c < K; c += 32) { const float v = x[(m0 + r) * K + c]; ss = fmaf(v, v, ss); }
     inv[r] = 1.0f / sqrtf(pio_warp_sum(ss) / 64.0f + 9.99999997e-07f);
   }
+#pragma unroll 4
   for (long c = lane * 8; c < K; c += 256) {
     float wv[8];
     pio_ld8(wr + c, wv);
@@ -659,7 +662,7 @@ extern "C" __global__ void __launch_bounds__(256) matmul_tile_f480929fb7(const f
 }
 
 // matmul (+ residual), few rows: w pio_bf16[64, 160], 64 output columns; one warp per column, 4 rows per block row.
-extern "C" __global__ void __launch_bounds__(256) matmul_warp_1bb54c5343(const float* __restrict__ x, const pio_bf16* __restrict__ w, const float* __restrict__ res, float* __restrict__ y, int T, int S) {
+extern "C" __global__ void __launch_bounds__(256) matmul_warp_b56b6e7976(const float* __restrict__ x, const pio_bf16* __restrict__ w, const float* __restrict__ res, float* __restrict__ y, int T, int S) {
   constexpr int TR = 4;
   constexpr long K = 160, NOUT = 64;
   const long M = (1L * T);
@@ -671,6 +674,7 @@ extern "C" __global__ void __launch_bounds__(256) matmul_warp_1bb54c5343(const f
   float acc[TR];
 #pragma unroll
   for (int r = 0; r < TR; r++) { acc[r] = 0.f; }
+#pragma unroll 4
   for (long c = lane * 8; c < K; c += 256) {
     float wv[8];
     pio_ld8(wr + c, wv);
@@ -747,7 +751,7 @@ extern "C" __global__ void __launch_bounds__(256) matmul_tile_4765df1d20(const f
 }
 
 // matmul, few rows: w pio_bf16[64, 160], 64 output columns; one warp per column, 4 rows per block row.
-extern "C" __global__ void __launch_bounds__(256) matmul_warp_ecd7b5330d(const float* __restrict__ x, const pio_bf16* __restrict__ w, float* __restrict__ y, int T, int S) {
+extern "C" __global__ void __launch_bounds__(256) matmul_warp_0c817d944b(const float* __restrict__ x, const pio_bf16* __restrict__ w, float* __restrict__ y, int T, int S) {
   constexpr int TR = 4;
   constexpr long K = 160, NOUT = 64;
   const long M = (1L * T);
@@ -759,6 +763,7 @@ extern "C" __global__ void __launch_bounds__(256) matmul_warp_ecd7b5330d(const f
   float acc[TR];
 #pragma unroll
   for (int r = 0; r < TR; r++) { acc[r] = 0.f; }
+#pragma unroll 4
   for (long c = lane * 8; c < K; c += 256) {
     float wv[8];
     pio_ld8(wr + c, wv);
@@ -866,7 +871,7 @@ extern "C" __global__ void __launch_bounds__(128) gather_rows_d99038e710(const u
 }
 
 // matmul, few rows: w pio_bf16[512, 64], 512 output columns; one warp per column, 4 rows per block row.
-extern "C" __global__ void __launch_bounds__(256) matmul_warp_8318a74df1(const float* __restrict__ x, const pio_bf16* __restrict__ w, float* __restrict__ y, int T, int S) {
+extern "C" __global__ void __launch_bounds__(256) matmul_warp_d6ae18a6ed(const float* __restrict__ x, const pio_bf16* __restrict__ w, float* __restrict__ y, int T, int S) {
   constexpr int TR = 4;
   constexpr long K = 64, NOUT = 512;
   const long M = (1L * S);
@@ -878,6 +883,7 @@ extern "C" __global__ void __launch_bounds__(256) matmul_warp_8318a74df1(const f
   float acc[TR];
 #pragma unroll
   for (int r = 0; r < TR; r++) { acc[r] = 0.f; }
+#pragma unroll 4
   for (long c = lane * 8; c < K; c += 256) {
     float wv[8];
     pio_ld8(wr + c, wv);
