@@ -544,8 +544,7 @@ func (b *Backend) Output(name string) ([]float32, []int, error) {
 	n, _ := buf.Shape.Elems(int64(b.t), int64(b.s))
 	h := b.host[i]
 	if int64(cap(h)) < n {
-		m, _ := buf.Shape.Elems(int64(b.opt.MaxTokens), int64(b.opt.MaxTokens))
-		h = make([]float32, m)
+		h = make([]float32, n) // grows to the largest step seen, not MaxTokens rows of logits
 		b.host[i] = h
 	}
 	h = h[:n]
