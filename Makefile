@@ -40,7 +40,9 @@ fuzz:
 	$(GO) test ./frontends/chat -run '^$$' -fuzz FuzzRender -fuzztime $(FUZZTIME)
 	$(GO) test ./frontends/image -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
 	$(GO) test ./runtime/server -run '^$$' -fuzz FuzzDecodeRequest -fuzztime $(FUZZTIME)
-	$(GO) test ./runtime/toolcall -run '^$$' -fuzz FuzzQwen3 -fuzztime $(FUZZTIME)
+	$(GO) test ./runtime/toolcall -run '^$$' -fuzz 'FuzzQwen3$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./runtime/toolcall -run '^$$' -fuzz FuzzGLM47 -fuzztime $(FUZZTIME)
+	$(GO) test ./runtime/toolcall -run '^$$' -fuzz FuzzQwen3Coder -fuzztime $(FUZZTIME)
 
 # Reference checkpoints and activations from transformers (CPU, pinned).
 golden:

@@ -478,6 +478,7 @@ func (e *Engine) Chat(ctx context.Context, msgs []Message, opt ChatOptions, fn f
 		ToolCalls:   opt.ParseToolCalls || len(opt.Tools) > 0,
 		Reasoning:   true,
 		InReasoning: strings.HasSuffix(strings.TrimRight(prompt, "\n"), "<think>"),
+		Tools:       opt.Tools,
 	})
 	if err != nil {
 		return ChatResult{}, err
@@ -516,6 +517,7 @@ func (e *Engine) RenderChat(msgs []Message, opt ChatOptions) (string, error) {
 	return e.text.Render(msgs, templateOptions{EnableThinking: opt.EnableThinking, Tools: opt.Tools, Extra: opt.TemplateExtra})
 }
 
-func (e *Engine) toolFormat() string {
-	return "qwen3" // the only markup so far; GLM and Qwen3-Coder get theirs by architecture
-}
+// toolFormat is the tool-call markup of the engine's model, chosen by its
+// architecture (Qwen3-Coder's XML for Qwen3 MoE/Next, GLM-4.7's for GLM,
+// Hermes JSON otherwise).
+func (e *Engine) toolFormat() string { return toolcall.FormatFor(e.arch, e.name) }

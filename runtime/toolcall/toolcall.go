@@ -4,11 +4,13 @@
 // pieces, holding back only what could be the start of a tag, so streamed
 // responses carry the same split as complete ones.
 //
-// Each model family's markup is one Parser; New picks it by name. Qwen3's
-// (also Hermes') is implemented: <think>…</think> and
-// <tool_call>{"name": …, "arguments": {…}}</tool_call>. GLM's and
-// Qwen3-Coder's XML-argument formats are further parsers of the same
-// interface.
+// Each model family's markup is one Parser; New picks it by name and
+// FormatFor picks the name from a model's architecture. All share
+// <think>…</think> and the <tool_call>…</tool_call> wrapper and differ in
+// the call inside: Qwen3/Hermes {"name": …, "arguments": {…}} (format
+// "qwen3"), GLM-4.7's NAME<arg_key>k</arg_key><arg_value>v</arg_value>…
+// ("glm47") and Qwen3-Coder's <function=NAME><parameter=K>V</parameter>…
+// </function> ("qwen3-coder").
 package toolcall
 
 import (
@@ -52,15 +54,26 @@ type Options struct {
 	ToolCalls bool
 	// Reasoning parses <think> blocks; when false they stay in the content.
 	Reasoning bool
+	// Tools are the request's OpenAI tool definitions. The XML-argument
+	// formats (glm47, qwen3-coder) convert argument values to the JSON
+	// types of the tool's parameter schema.
+	Tools []json.RawMessage
 }
 
-// New returns the parser named format ("qwen3", "hermes").
+// New returns the parser named format ("qwen3" or its alias "hermes",
+// "glm47", "qwen3-coder").
 func New(format string, opt Options) (Parser, error) {
 	switch format {
 	case "qwen3", "hermes":
-		return newTagParser(opt), nil
+		return newTagParser(opt, parseCall), nil
+	case "glm47":
+		s := newSchemas(opt.Tools)
+		return newTagParser(opt, func(b string) ([]Call, bool) { return parseGLMCall(b, s) }), nil
+	case "qwen3-coder":
+		s := newSchemas(opt.Tools)
+		return newTagParser(opt, func(b string) ([]Call, bool) { return parseCoderCall(b, s) }), nil
 	}
-	return nil, fmt.Errorf("toolcall: unknown format %q (known: qwen3, hermes)", format)
+	return nil, fmt.Errorf("toolcall: unknown format %q (known: qwen3, hermes, glm47, qwen3-coder)", format)
 }
 
 // ParseAll runs a whole text through p.
@@ -91,6 +104,7 @@ const (
 // tagParser is Qwen3's markup.
 type tagParser struct {
 	opt     Options
+	parse   func(body string) ([]Call, bool) // the text between <tool_call> and </tool_call>
 	st      state
 	buf     string // text not yet emitted
 	calls   int
@@ -98,8 +112,8 @@ type tagParser struct {
 	sawText bool // content emitted so far (non-space)
 }
 
-func newTagParser(opt Options) *tagParser {
-	p := &tagParser{opt: opt}
+func newTagParser(opt Options, parse func(string) ([]Call, bool)) *tagParser {
+	p := &tagParser{opt: opt, parse: parse}
 	if opt.InReasoning && opt.Reasoning {
 		p.st, p.trimNL = inReasoning, true
 	}
@@ -163,14 +177,12 @@ func (p *tagParser) Add(text string) Delta {
 			p.st = inCall
 		case callClose:
 			p.st, p.trimNL = inContent, true
-			c, ok := parseCall(before)
+			cs, ok := p.parse(before)
 			if !ok {
 				p.emit(&d, callOpen+before+callClose)
 				continue
 			}
-			c.Index = p.calls
-			p.calls++
-			d.Calls = append(d.Calls, c)
+			p.addCalls(&d, cs)
 		}
 	}
 }
@@ -199,11 +211,9 @@ func (p *tagParser) Flush() Delta {
 	p.buf = ""
 	switch p.st {
 	case inCall:
-		// An unterminated call: a complete JSON object still counts.
-		if c, ok := parseCall(rest); ok {
-			c.Index = p.calls
-			p.calls++
-			d.Calls = append(d.Calls, c)
+		// An unterminated call: a complete call still counts.
+		if cs, ok := p.parse(rest); ok {
+			p.addCalls(&d, cs)
 			return d
 		}
 		p.st = inContent
@@ -211,6 +221,14 @@ func (p *tagParser) Flush() Delta {
 	}
 	p.emit(&d, strings.TrimRight(rest, " \t\r\n"))
 	return d
+}
+
+func (p *tagParser) addCalls(d *Delta, cs []Call) {
+	for _, c := range cs {
+		c.Index = p.calls
+		p.calls++
+		d.Calls = append(d.Calls, c)
+	}
 }
 
 // holdBack returns how many trailing bytes of s could start one of tags.
@@ -228,7 +246,15 @@ func holdBack(s string, tags []string) int {
 }
 
 // parseCall reads {"name": ..., "arguments": {...}}.
-func parseCall(s string) (Call, bool) {
+func parseCall(s string) ([]Call, bool) {
+	c, ok := parseJSONCall(s)
+	if !ok {
+		return nil, false
+	}
+	return []Call{c}, true
+}
+
+func parseJSONCall(s string) (Call, bool) {
 	var raw struct {
 		Name      string          `json:"name"`
 		Arguments json.RawMessage `json:"arguments"`
