@@ -3,7 +3,9 @@ package runtime
 // Batch is one step's work: the tokens of all sequences, concatenated.
 //
 // A backend binds the plan's runtime inputs by name: "tokens" ← Tokens,
-// "positions" ← Positions and "logit_rows" ← LogitRows (all i32). Paged
+// "positions" ← Positions and "logit_rows" ← LogitRows (all i32); any
+// other input of the plan (Qwen3-VL's mrope_positions, image_mask,
+// image_embeds, deepstack.<k>) ← Inputs[name]. Paged
 // attention reads Positions, SeqOfToken and Seqs directly. Within a step a
 // sequence's tokens are contiguous and at consecutive positions; the cache
 // already holds every earlier position of the sequence.
@@ -18,6 +20,25 @@ type Batch struct {
 	SeqOfToken []int32   // [T] index into Seqs; a sequence's tokens are contiguous and in position order
 	Seqs       []SeqView // [S]
 	LogitRows  []int32   // [S] rows of the step kept for S-shaped outputs (usually each sequence's last token)
+	// Inputs are the plan's other [T, ...] inputs by name, for exactly
+	// the step's T tokens in the order of Tokens (row-major, a whole
+	// number of rows each). A plan that has such inputs needs every one
+	// of them in every step; plans without them ignore Inputs.
+	Inputs map[string]Input
+}
+
+// Input is the value of one named step input: F32 for an f32 input, I32
+// for an i32 one (the other nil).
+type Input struct {
+	F32 []float32
+	I32 []int32
+}
+
+// Append appends values to in (f32 to F32, i32 to I32), for callers
+// assembling a step's rows sequence by sequence.
+func (in *Input) Append(f32 []float32, i32 []int32) {
+	in.F32 = append(in.F32, f32...)
+	in.I32 = append(in.I32, i32...)
 }
 
 // SeqView is what a backend needs of a sequence: its block table in the

@@ -87,10 +87,11 @@ type Backend struct {
 	scratch []scratch // by worker
 	pool    *pool
 
-	vocab int  // rows of the smallest embedding table "tokens" indexes; 0 if none
-	paged bool // the plan has paged caches: check block tables
-	state bool // the plan has state caches: check slots
-	seen  []bool
+	vocab   int  // rows of the smallest embedding table "tokens" indexes; 0 if none
+	paged   bool // the plan has paged caches: check block tables
+	state   bool // the plan has state caches: check slots
+	seen    []bool
+	hostSet map[string]bool // named inputs filled by SetInput
 
 	// the current step: T tokens; S = len(LogitRows), the rows S-shaped
 	// values hold (S enters a plan only through the logit_rows input)
@@ -145,7 +146,9 @@ var builders = map[ir.Op]func(b *Backend, s ir.Step, y tensor) (kernel, error){
 // everything a Step needs: one arena of ArenaPerT·MaxTokens + ArenaFixed
 // bytes, the caches, the workers and their scratch. It validates p and
 // rejects ops it has no kernel for, inputs other than tokens, positions and
-// logit_rows, and weights whose dtype, shape or size differ from the plan's.
+// logit_rows that are not f32 or i32 [T, ...] (those come from
+// Batch.Inputs), and weights whose dtype, shape or size differ from the
+// plan's.
 // The backend keeps p and the weights' Data; neither may change until Close.
 func New(p *ir.Plan, weights []Weight, opt Options) (*Backend, error) {
 	if p == nil {
@@ -246,7 +249,10 @@ func (b *Backend) bindInputs() error {
 	for _, in := range b.plan.Inputs {
 		bind, ok := inputBinds[in.Name]
 		if !ok {
-			return fmt.Errorf("cpu: input %q: unknown (the runtime provides tokens, positions and logit_rows)", in.Name)
+			if err := b.bindNamed(in); err != nil {
+				return err
+			}
+			continue
 		}
 		want := ir.Sh(ir.T)
 		if bind == bindLogitRows && len(in.Shape) == 1 && in.Shape[0] == ir.S {
@@ -475,6 +481,9 @@ func (b *Backend) Step(bt *runtime.Batch) error {
 	}
 	b.batch, b.t, b.s = bt, len(bt.Tokens), len(bt.LogitRows)
 	defer func() { b.batch = nil }()
+	if err := b.checkNamed(bt); err != nil {
+		return err
+	}
 	for i, in := range b.inputs {
 		switch b.binds[i] {
 		case bindTokens:
@@ -483,6 +492,11 @@ func (b *Backend) Step(bt *runtime.Batch) error {
 			copy(in.i32, bt.Positions)
 		case bindLogitRows:
 			copy(in.i32, bt.LogitRows)
+		case bindHost:
+			if v, ok := bt.Inputs[b.plan.Inputs[i].Name]; ok {
+				copy(in.f32, v.F32)
+				copy(in.i32, v.I32)
+			}
 		}
 	}
 	for i, k := range b.kernels {

@@ -97,7 +97,7 @@ func TestNewErrors(t *testing.T) {
 
 	ws := newWeightSet(1)
 	b := ir.NewBuilder("bad-input")
-	b.Output("out", b.Embedding(ws.add(b, "emb", ir.F32, 1, 4, 4), b.Input("ids", ir.I32, ir.T)))
+	b.Output("out", b.Embedding(ws.add(b, "emb", ir.F32, 1, 4, 4), b.Input("ids", ir.I32, ir.S)))
 	badInput := finish(t, b)
 
 	b = ir.NewBuilder("bad-cache")
@@ -123,7 +123,7 @@ func TestNewErrors(t *testing.T) {
 		want string
 	}{
 		{"unknown op", unknownOp, func() []Weight { return nil }, Options{}, "op op(999) not supported"},
-		{"unknown input", badInput, func() []Weight { return ws.weights(badInput) }, Options{}, `input "ids": unknown`},
+		{"unknown input", badInput, func() []Weight { return ws.weights(badInput) }, Options{}, `input "ids": shape [S], want [T, ...]`},
 		{"missing weight", p, func() []Weight { return w()[1:] }, Options{}, "weights, got"},
 		{"wrong dtype", p, func() []Weight { ww := w(); ww[0].DType = ir.BF16; return ww }, Options{}, `weight "emb": dtype bf16, plan wants f32`},
 		{"wrong shape", p, func() []Weight { ww := w(); ww[0].Shape = []int64{24, 29}; return ww }, Options{}, `weight "emb": shape`},

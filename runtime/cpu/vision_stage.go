@@ -1,100 +1,92 @@
 package cpu
 
 import (
-	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/inference-pio/pio/ir"
+	"github.com/inference-pio/pio/runtime"
 	"github.com/inference-pio/pio/runtime/engine"
 )
 
-// NewStage is New for one plan stage of a multi-stage engine (Qwen3-VL's
-// vision and text plans): inputs named tokens, positions and logit_rows bind
-// to the Batch as in New; every other input (pixel_values, pos_idx, ...,
-// mrope_positions, image_mask, image_embeds, deepstack.<k>) is a host
-// tensor sized for MaxTokens that the caller fills with SetInput before
-// each Step, for exactly the step's T rows (kernels read the first T rows;
-// what a previous step left beyond them is not read).
-//
-// Stage inputs are a stopgap until runtime.Batch carries named stage
-// inputs; New itself still refuses plans that need them.
+// NewStage is New, kept for the callers of the stage stopgap: since
+// runtime.Batch carries named inputs (Batch.Inputs), New binds every plan
+// input that is not tokens, positions or logit_rows to them (Qwen3-VL's
+// pixel_values, pos_idx, ..., mrope_positions, image_mask, image_embeds,
+// deepstack.<k>). SetInput still fills such an input directly for steps
+// whose Batch.Inputs lacks it.
 func NewStage(p *ir.Plan, weights []Weight, opt Options) (*Backend, error) {
-	if p == nil {
-		return nil, errors.New("cpu: nil plan")
+	return New(p, weights, opt)
+}
+
+// bindNamed binds a plan input other than tokens, positions and
+// logit_rows to Batch.Inputs (or SetInput): a host tensor of f32 or i32
+// [T, ...] sized for MaxTokens.
+func (b *Backend) bindNamed(in ir.PlanTensor) error {
+	if in.DType != ir.I32 && in.DType != ir.F32 {
+		return fmt.Errorf("cpu: input %q: dtype %v, want f32 or i32", in.Name, in.DType)
 	}
-	opt, err := opt.withDefaults()
-	if err != nil {
-		return nil, err
+	if len(in.Shape) == 0 || in.Shape[0] != ir.T {
+		return fmt.Errorf("cpu: input %q: shape %v, want [T, ...]", in.Name, in.Shape)
 	}
-	for i, s := range p.Steps {
-		if builders[s.Op] == nil {
-			return nil, fmt.Errorf("cpu: step %d: op %v not supported", i, s.Op)
+	for _, prev := range b.plan.Inputs[:len(b.inputs)] {
+		if prev.Name == in.Name {
+			return fmt.Errorf("cpu: input %q declared twice", in.Name)
 		}
 	}
-	if err := p.Validate(); err != nil {
-		return nil, fmt.Errorf("cpu: %w", err)
+	n, ok := in.Shape.Elems(int64(b.opt.MaxTokens), int64(b.opt.MaxTokens))
+	if row, _ := in.Shape[1:].Elems(0, 0); !ok || n > 1<<34 || row <= 0 {
+		return fmt.Errorf("cpu: input %q: shape %v is too large or empty", in.Name, in.Shape)
 	}
-	b := &Backend{plan: p, opt: opt, outputs: map[string]int{}, seen: make([]bool, opt.MaxSeqs)}
-	if err := b.bindWeights(weights); err != nil {
-		return nil, err
+	t := tensor{dt: in.DType, shape: in.Shape}
+	if in.DType == ir.I32 {
+		t.i32 = make([]int32, n)
+	} else {
+		t.f32 = make([]float32, n)
 	}
-	for _, in := range p.Inputs {
-		bind, ok := inputBinds[in.Name]
-		if ok && (in.DType != ir.I32 || len(in.Shape) != 1 || !in.Shape[0].Symbolic()) {
-			return nil, fmt.Errorf("cpu: input %q: type %v%v, want i32[T] or i32[S]", in.Name, in.DType, in.Shape)
+	b.inputs = append(b.inputs, t)
+	b.binds = append(b.binds, bindHost)
+	if b.hostSet == nil {
+		b.hostSet = map[string]bool{}
+	}
+	return nil
+}
+
+// checkNamed checks bt.Inputs against the plan's named inputs before a
+// step touches anything: each one given must be exactly T rows of the
+// input's dtype, and each one not given must have been set by SetInput.
+func (b *Backend) checkNamed(bt *runtime.Batch) error {
+	named := 0
+	for i, in := range b.plan.Inputs {
+		if b.binds[i] != bindHost {
+			continue
 		}
+		v, ok := bt.Inputs[in.Name]
 		if !ok {
-			bind = bindHost
-			if in.DType != ir.I32 && in.DType != ir.F32 {
-				return nil, fmt.Errorf("cpu: input %q: dtype %v, want f32 or i32", in.Name, in.DType)
+			if !b.hostSet[in.Name] {
+				return fmt.Errorf("cpu: step input %q missing from Batch.Inputs", in.Name)
 			}
-			if len(in.Shape) == 0 || in.Shape[0] != ir.T {
-				return nil, fmt.Errorf("cpu: input %q: shape %v, want [T, ...]", in.Name, in.Shape)
+			continue
+		}
+		named++
+		row, _ := in.Shape[1:].Elems(0, 0)
+		want := int64(len(bt.Tokens)) * row
+		switch {
+		case in.DType == ir.F32 && v.I32 == nil && int64(len(v.F32)) == want:
+		case in.DType == ir.I32 && v.F32 == nil && int64(len(v.I32)) == want:
+		default:
+			return fmt.Errorf("cpu: step input %q: %d f32 and %d i32 values, want %d %v (%d tokens × %d)",
+				in.Name, len(v.F32), len(v.I32), want, in.DType, len(bt.Tokens), row)
+		}
+	}
+	if named != len(bt.Inputs) {
+		for name := range bt.Inputs {
+			if i := slices.IndexFunc(b.plan.Inputs, func(in ir.PlanTensor) bool { return in.Name == name }); i < 0 || b.binds[i] != bindHost {
+				return fmt.Errorf("cpu: step input %q: the plan has no such input", name)
 			}
 		}
-		for _, prev := range b.plan.Inputs[:len(b.inputs)] {
-			if prev.Name == in.Name {
-				return nil, fmt.Errorf("cpu: input %q declared twice", in.Name)
-			}
-		}
-		n, ok := in.Shape.Elems(int64(opt.MaxTokens), int64(opt.MaxTokens))
-		if !ok || n > 1<<34 {
-			return nil, fmt.Errorf("cpu: input %q: shape %v is too large", in.Name, in.Shape)
-		}
-		t := tensor{dt: in.DType, shape: in.Shape}
-		if in.DType == ir.I32 {
-			t.i32 = make([]int32, n)
-		} else {
-			t.f32 = make([]float32, n)
-		}
-		b.inputs = append(b.inputs, t)
-		b.binds = append(b.binds, bind)
 	}
-	if err := b.allocArena(); err != nil {
-		return nil, err
-	}
-	if err := b.allocCaches(); err != nil {
-		return nil, err
-	}
-	b.scratch = make([]scratch, opt.Threads)
-	for i, s := range p.Steps {
-		k, err := builders[s.Op](b, s, b.bufs[s.Out])
-		if err != nil {
-			return nil, fmt.Errorf("cpu: step %d (%v): %w", i, s.Op, err)
-		}
-		b.kernels = append(b.kernels, k)
-	}
-	for _, o := range p.Outputs {
-		if _, dup := b.outputs[o.Name]; dup {
-			return nil, fmt.Errorf("cpu: output %q declared twice", o.Name)
-		}
-		if dt := p.Buffers[o.Buffer].DType; dt != ir.F32 && dt != ir.I32 {
-			return nil, fmt.Errorf("cpu: output %q: dtype %v, want f32 or i32", o.Name, dt)
-		}
-		b.outputs[o.Name] = o.Buffer
-	}
-	b.pool = newPool(opt.Threads)
-	return b, nil
+	return nil
 }
 
 // bindHost marks an input the caller fills with SetInput.
@@ -130,6 +122,7 @@ func (b *Backend) SetInput(name string, f32 []float32, i32 []int32) error {
 		}
 		copy(t.f32, f32)
 		copy(t.i32, i32)
+		b.hostSet[name] = true
 		return nil
 	}
 	return fmt.Errorf("cpu: the plan has no input %q", name)

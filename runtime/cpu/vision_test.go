@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/inference-pio/pio/ir"
+	"github.com/inference-pio/pio/runtime"
 )
 
 // testBackend is the part of a Backend the vision kernels read in exec: the
@@ -329,9 +330,6 @@ func TestNewStageInputs(t *testing.T) {
 	mask := b.Input("mask", ir.I32, ir.T)
 	b.Output("y", b.AddRows(b.Embedding(ws.add(b, "emb", ir.F32, 1, 4, 8), tok), f, mask))
 	p := finish(t, b)
-	if _, err := New(p, ws.weights(p), Options{MaxTokens: 4}); err == nil {
-		t.Error("New accepted a plan with host inputs")
-	}
 	be, err := NewStage(p, ws.weights(p), Options{MaxTokens: 4, Threads: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -369,6 +367,55 @@ func TestNewStageInputs(t *testing.T) {
 	emb := ws.vals["emb"]
 	if y[0] != emb[2*8] || y[8+5] != emb[3*8+5]+13 {
 		t.Errorf("y = %v", y)
+	}
+}
+
+// TestBatchInputs: New binds a plan's named inputs to Batch.Inputs, checks
+// them before the step runs, and refuses a step that lacks one.
+func TestBatchInputs(t *testing.T) {
+	ws := newWeightSet(12)
+	b := ir.NewBuilder("stage")
+	tok := b.Input("tokens", ir.I32, ir.T)
+	f := b.Input("feats", ir.F32, ir.T, 8)
+	mask := b.Input("mask", ir.I32, ir.T)
+	b.Output("y", b.AddRows(b.Embedding(ws.add(b, "emb", ir.F32, 1, 4, 8), tok), f, mask))
+	p := finish(t, b)
+	be, err := New(p, ws.weights(p), Options{MaxTokens: 4, Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer be.Close()
+	feats := make([]float32, 16)
+	for i := range feats {
+		feats[i] = float32(i)
+	}
+	bad := []struct {
+		in   map[string]runtime.Input
+		want string
+	}{
+		{nil, `"feats" missing`},
+		{map[string]runtime.Input{"feats": {F32: feats}}, `"mask" missing`},
+		{map[string]runtime.Input{"feats": {F32: feats[:8]}, "mask": {I32: []int32{0, 1}}}, `"feats": 8 f32`},
+		{map[string]runtime.Input{"feats": {I32: make([]int32, 16)}, "mask": {I32: []int32{0, 1}}}, `"feats": 0 f32 and 16 i32`},
+		{map[string]runtime.Input{"feats": {F32: feats}, "mask": {I32: []int32{0, 1}}, "extra": {I32: []int32{0, 1}}}, `"extra": the plan has no such input`},
+		{map[string]runtime.Input{"feats": {F32: feats}, "mask": {I32: []int32{0, 1}}, "tokens": {I32: []int32{0, 1}}}, `"tokens": the plan has no such input`},
+	}
+	for _, c := range bad {
+		bt := makeBatch(chunk{tokens: []int32{2, 3}})
+		bt.Inputs = c.in
+		if err := be.Step(bt); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("Step with inputs %v: %v, want %q", c.in, err, c.want)
+		}
+	}
+	for _, m := range []int32{1, 0} {
+		bt := makeBatch(chunk{tokens: []int32{2, 3}})
+		bt.Inputs = map[string]runtime.Input{"feats": {F32: feats}, "mask": {I32: []int32{0, m}}}
+		step(t, be, bt)
+		y, _ := output(t, be, "y")
+		emb := ws.vals["emb"]
+		if want := emb[3*8+5] + 13*float32(m); y[0] != emb[2*8] || y[8+5] != want {
+			t.Errorf("mask %d: y[0] = %v, y[13] = %v, want %v, %v", m, y[0], y[13], emb[2*8], want)
+		}
 	}
 }
 
