@@ -77,6 +77,24 @@ type Request struct {
 	MaxTokens int // tokens to generate at most; >= 1
 	Sample    sample.Options
 	StopIDs   []int32 // generation ends after one of these is emitted
+	// CacheKeys, when set, key the prompt's positions in the prefix cache
+	// instead of Prompt (one per prompt token): Qwen3-VL's image tokens
+	// are keyed by their image's content (image.Layout.CacheTokens), so
+	// cached blocks are shared only between identical images.
+	CacheKeys []int32
+	// Inputs, when set, supplies the plan's named step inputs
+	// (runtime.Batch.Inputs) for this sequence. On a plan with named
+	// inputs every request needs it.
+	Inputs SeqInputs
+}
+
+// SeqInputs supplies one sequence's named step inputs.
+type SeqInputs interface {
+	// AppendInputs appends to dst, for every named input of the plan, the
+	// rows of the sequence's positions [from, from+n); positions from
+	// len(Prompt) on are generated tokens (or, after a preemption,
+	// recomputed ones).
+	AppendInputs(dst map[string]runtime.Input, from, n int)
 }
 
 // Finish says why a stream ended.
@@ -142,6 +160,7 @@ type seq struct {
 	stream   *Stream
 	smp      *sample.Sampler
 	tokens   []int32 // prompt, then generated
+	keys     []int32 // prefix-cache keys of tokens (Request.CacheKeys, then generated)
 	computed int     // positions in the cache
 	kv       kvcache.Sequence
 	slot     int32
@@ -209,8 +228,15 @@ func (s *Scheduler) Submit(ctx context.Context, req Request) (*Stream, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
+	if req.CacheKeys != nil && len(req.CacheKeys) != len(req.Prompt) {
+		return nil, fmt.Errorf("%w: %d cache keys for %d prompt tokens", ErrInvalid, len(req.CacheKeys), len(req.Prompt))
+	}
 	smp.SetPrompt(req.Prompt)
 	q := &seq{ctx: ctx, req: req, smp: smp, tokens: slices.Clip(slices.Clone(req.Prompt)), slot: -1}
+	q.keys = q.tokens
+	if req.CacheKeys != nil {
+		q.keys = slices.Clip(slices.Clone(req.CacheKeys))
+	}
 	q.stream = &Stream{notify: make(chan struct{}, 1), PromptTokens: len(req.Prompt)}
 	q.stopCtx = context.AfterFunc(ctx, s.kick)
 	s.mu.Lock()
@@ -367,7 +393,7 @@ func (s *Scheduler) step() {
 		q := s.waiting[0]
 		shared := 0
 		if len(q.kv.Blocks) == 0 && !s.cfg.NoPrefixCache {
-			shared = s.alloc.Share(&q.kv, q.tokens, len(q.tokens)-1)
+			shared = s.alloc.Share(&q.kv, q.keys, len(q.keys)-1)
 			q.computed = shared
 		}
 		n := min(len(q.tokens)-q.computed, budget)
@@ -425,8 +451,17 @@ func (s *Scheduler) run() {
 	b := &s.batch
 	b.Tokens, b.Positions, b.SeqOfToken = b.Tokens[:0], b.Positions[:0], b.SeqOfToken[:0]
 	b.Seqs, b.LogitRows = b.Seqs[:0], b.LogitRows[:0]
+	for k, v := range b.Inputs {
+		b.Inputs[k] = runtime.Input{F32: v.F32[:0], I32: v.I32[:0]}
+	}
 	for j, p := range s.plan {
 		q := p.s
+		if q.req.Inputs != nil {
+			if b.Inputs == nil {
+				b.Inputs = map[string]runtime.Input{}
+			}
+			q.req.Inputs.AppendInputs(b.Inputs, q.computed, p.n)
+		}
 		b.Tokens = append(b.Tokens, q.tokens[q.computed:q.computed+p.n]...)
 		for i := 0; i < p.n; i++ {
 			b.Positions = append(b.Positions, int32(q.computed+i))
@@ -462,7 +497,7 @@ func (s *Scheduler) run() {
 			s.counter.PrefillTokens += int64(min(p.n, len(q.req.Prompt)-q.computed))
 		}
 		q.computed += p.n
-		s.alloc.Commit(&q.kv, q.tokens)
+		s.alloc.Commit(&q.kv, q.keys)
 		if q.computed < len(q.tokens) {
 			continue // a prefill chunk
 		}
@@ -477,7 +512,13 @@ func (s *Scheduler) run() {
 			s.finish(q, FinishError, err)
 			continue
 		}
+		if q.req.CacheKeys != nil {
+			q.keys = append(q.keys, res.Token)
+		}
 		q.tokens = append(q.tokens, res.Token)
+		if q.req.CacheKeys == nil {
+			q.keys = q.tokens
+		}
 		s.counter.GeneratedTokens++
 		q.stream.push(res)
 		gen := len(q.tokens) - len(q.req.Prompt)

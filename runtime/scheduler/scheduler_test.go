@@ -317,3 +317,82 @@ func TestNoPrefixCache(t *testing.T) {
 		t.Error("PrefixCacheable: want true for paged-only plans, false with a state cache")
 	}
 }
+
+// posInputs gives each position p of a sequence the row {p + off}.
+type posInputs struct{ off int32 }
+
+func (pi posInputs) AppendInputs(dst map[string]runtime.Input, from, n int) {
+	v := dst["pos"]
+	for i := range n {
+		v.I32 = append(v.I32, int32(from+i)+pi.off)
+	}
+	dst["pos"] = v
+}
+
+// inputsBackend checks that every token's named input row is the one for
+// its position.
+type inputsBackend struct {
+	*fakeBackend
+	bad error
+}
+
+func (f *inputsBackend) Step(b *runtime.Batch) error {
+	v := b.Inputs["pos"]
+	if len(v.I32) != len(b.Tokens) && f.bad == nil {
+		f.bad = fmt.Errorf("step of %d tokens has %d input rows", len(b.Tokens), len(v.I32))
+	}
+	for i := range min(len(v.I32), len(b.Tokens)) {
+		if want := b.Positions[i] + 1000; v.I32[i] != want && f.bad == nil {
+			f.bad = fmt.Errorf("token %d at position %d: input %d, want %d", i, b.Positions[i], v.I32[i], want)
+		}
+	}
+	return f.fakeBackend.Step(b)
+}
+
+// TestSeqInputsAndCacheKeys: the step's named inputs are each sequence's
+// rows for the positions it computes (prefill chunks and decodes mixed),
+// and the prefix cache is keyed by CacheKeys: same prompt tokens with other
+// keys share nothing, the same keys share whole blocks.
+func TestSeqInputsAndCacheKeys(t *testing.T) {
+	f := &inputsBackend{fakeBackend: newFake(64, 4, 8, 4)}
+	a := kvcache.NewAllocator(64, 4)
+	s, err := New(f, a, Config{MaxStepTokens: 8, MaxSeqs: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	keys := func(p []int32, k int32) []int32 {
+		out := slices.Clone(p)
+		for i := 2; i < 10; i++ {
+			out[i] = -1 - k*100 - int32(i) // "image" positions 2..9
+		}
+		return out
+	}
+	run := func(p []int32, k int32) int {
+		st, err := s.Submit(context.Background(), Request{Prompt: p, MaxTokens: 5, CacheKeys: keys(p, k), Inputs: posInputs{off: 1000}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _, err := collect(t, st)
+		if err != nil || !slices.Equal(got, reference(p, 5)) {
+			t.Fatalf("prompt %v: %v, %v; want %v", p, got, err, reference(p, 5))
+		}
+		return st.CachedTokens()
+	}
+	p := prompt(13, 1)
+	if n := run(p, 1); n != 0 {
+		t.Errorf("first request: %d cached tokens", n)
+	}
+	if n := run(p, 2); n != 0 {
+		t.Errorf("same tokens, other image keys: %d cached tokens, want 0", n)
+	}
+	if n := run(p, 1); n != 12 {
+		t.Errorf("same keys: %d cached tokens, want 12", n)
+	}
+	if _, err := s.Submit(context.Background(), Request{Prompt: p, MaxTokens: 1, CacheKeys: p[:3]}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("short CacheKeys: %v", err)
+	}
+	if f.bad != nil {
+		t.Error(f.bad)
+	}
+}
