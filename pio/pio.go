@@ -16,8 +16,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/inference-pio/pio/frontends/chat"
 
 	"github.com/inference-pio/pio/frontends/hf"
 	"github.com/inference-pio/pio/runtime/cpu"
@@ -37,6 +40,10 @@ type Options struct {
 	BlockSize     int  // positions per KV block; default 16
 	MaxQueue      int  // requests waiting beyond the running ones; default 256
 	VerifyWeights bool // check weight checksums at load
+	// MaxImageTokens caps the merged image tokens of one request's images
+	// on a vision-language engine (the vision stage's step size); default
+	// DefaultMaxImageTokens.
+	MaxImageTokens int
 }
 
 // Engine is a loaded model with its scheduler. Its methods are safe for
@@ -44,6 +51,7 @@ type Options struct {
 type Engine struct {
 	file  *engine.Engine
 	be    *cpu.Backend
+	vis   *vision // nil for text-only engines
 	sched *scheduler.Scheduler
 	text  textCodec
 	noTok error // why text is unavailable
@@ -84,7 +92,7 @@ func newEngine(f *engine.Engine, opt Options) (*Engine, error) {
 	if opt.BlockSize == 0 {
 		opt.BlockSize = 16
 	}
-	if opt.MaxStepTokens < 0 || opt.MaxSeqs < 0 || opt.CacheTokens < 0 || opt.BlockSize < 0 || opt.MaxQueue < 0 || opt.Threads < 0 {
+	if opt.MaxStepTokens < 0 || opt.MaxSeqs < 0 || opt.CacheTokens < 0 || opt.BlockSize < 0 || opt.MaxQueue < 0 || opt.Threads < 0 || opt.MaxImageTokens < 0 {
 		return nil, fmt.Errorf("pio: negative option in %+v", opt)
 	}
 	e := &Engine{file: f, name: f.Meta.Model.Name, arch: f.Meta.Model.Architecture}
@@ -121,6 +129,10 @@ func newEngine(f *engine.Engine, opt Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
+	if e.vis, err = newVision(f, opt); err != nil {
+		be.Close()
+		return nil, err
+	}
 	e.maxModelLen = numBlocks * opt.BlockSize
 	if cfg.MaxPos > 0 {
 		e.maxModelLen = min(e.maxModelLen, cfg.MaxPos)
@@ -132,6 +144,7 @@ func newEngine(f *engine.Engine, opt Options) (*Engine, error) {
 	})
 	if err != nil {
 		be.Close()
+		e.vis.close()
 		return nil, err
 	}
 	e.be = be
@@ -152,11 +165,16 @@ func newEngine(f *engine.Engine, opt Options) (*Engine, error) {
 func (e *Engine) Close() error {
 	e.sched.Close()
 	e.be.Close()
+	e.vis.close()
 	return e.file.Close()
 }
 
 // Name returns the model name the engine was built with.
 func (e *Engine) Name() string { return e.name }
+
+// Vision reports whether the engine takes images (GenerateOptions.Images,
+// image parts of chat messages).
+func (e *Engine) Vision() bool { return e.vis != nil }
 
 // Architecture returns the Hugging Face architecture, e.g. "Qwen3ForCausalLM".
 func (e *Engine) Architecture() string { return e.arch }
@@ -192,6 +210,10 @@ type GenerateOptions struct {
 	IgnoreEOS         bool
 	Logprobs          bool
 	TopLogprobs       int
+	// Images are encoded image files (PNG, JPEG, WebP) for a
+	// vision-language engine: the k-th <|image_pad|> token of the prompt
+	// stands for Images[k] (Chat fills this from the messages' image parts).
+	Images [][]byte
 }
 
 // TokenLogprob is a token, its text and its log-probability.
@@ -309,6 +331,16 @@ func (e *Engine) generate(ctx context.Context, prompt []int32, opt GenerateOptio
 	if err != nil {
 		return Result{}, fmt.Errorf("pio: %w: %w", ErrInvalid, err)
 	}
+	req := scheduler.Request{}
+	if e.vis != nil {
+		in, err := e.vis.prepare(prompt, opt.Images)
+		if err != nil {
+			return Result{}, err
+		}
+		prompt, req.CacheKeys, req.Inputs = in.lay.Tokens, in.lay.CacheTokens, in
+	} else if len(opt.Images) > 0 {
+		return Result{}, fmt.Errorf("pio: %w: %s takes no images", ErrInvalid, e.name)
+	}
 	room := e.maxModelLen - len(prompt)
 	if room < 1 {
 		return Result{}, fmt.Errorf("%w: prompt of %d tokens, the model holds %d", scheduler.ErrTooLong, len(prompt), e.maxModelLen)
@@ -332,7 +364,8 @@ func (e *Engine) generate(ctx context.Context, prompt []int32, opt GenerateOptio
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	st, err := e.sched.Submit(ctx, scheduler.Request{Prompt: prompt, MaxTokens: maxTokens, Sample: so, StopIDs: stopIDs})
+	req.Prompt, req.MaxTokens, req.Sample, req.StopIDs = prompt, maxTokens, so, stopIDs
+	st, err := e.sched.Submit(ctx, req)
 	if err != nil {
 		return Result{}, err
 	}
@@ -474,6 +507,9 @@ func (e *Engine) Chat(ctx context.Context, msgs []Message, opt ChatOptions, fn f
 		return ChatResult{}, err
 	}
 	ids := e.text.Encode(prompt)
+	if imgs := chat.Images(msgs); len(imgs) > 0 {
+		opt.Images = append(slices.Clip(opt.Images), imgs...)
+	}
 	parser, err := toolcall.New(e.toolFormat(), toolcall.Options{
 		ToolCalls:   opt.ParseToolCalls || len(opt.Tools) > 0,
 		Reasoning:   true,

@@ -72,5 +72,8 @@ func specialTokens(cfg []byte) map[string]any {
 // Message is one chat message, as chat templates and the OpenAI API see it.
 type Message = chat.Message
 
+// Part is one part of a message's content: text, or an image file.
+type Part = chat.Part
+
 // ToolCall is a call an assistant message made.
 type ToolCall = chat.ToolCall

@@ -31,12 +31,38 @@ import (
 // Message is one turn of a conversation, in OpenAI's chat form.
 type Message struct {
 	Role, Content string
+	// Parts, when not nil, is the content as a list of parts (OpenAI's content array) and
+	// Content is ignored: the template sees content as a list of {"type": "text", "text": ...}
+	// and {"type": "image"} objects, which Qwen3-VL's template renders as text and as
+	// <|vision_start|><|image_pad|><|vision_end|>.
+	Parts []Part
 	// ReasoningContent is the thinking of an assistant turn. Empty means absent: templates then
 	// look for <think>...</think> in Content, as they do when the key is missing.
 	ReasoningContent string
 	ToolCalls        []ToolCall
 	// ToolCallID and Name identify the call a tool message answers (empty: absent).
 	ToolCallID, Name string
+}
+
+// Part is one part of a message's content.
+type Part struct {
+	Type  string // "text" or "image"
+	Text  string // of a text part
+	Image []byte // of an image part: the encoded file, for the runtime (never rendered)
+}
+
+// Images returns the image parts' files of msgs in order: the order of the <|image_pad|>
+// tokens a template renders for them.
+func Images(msgs []Message) [][]byte {
+	var out [][]byte
+	for _, m := range msgs {
+		for _, p := range m.Parts {
+			if p.Type == "image" {
+				out = append(out, p.Image)
+			}
+		}
+	}
+	return out
 }
 
 // ToolCall is a call an assistant turn made.

@@ -63,6 +63,17 @@ func (r *registry) release() {
 func (r *registry) message(m Message) map[string]any {
 	keys := []string{"role", "content"}
 	d := map[string]any{"role": m.Role, "content": m.Content}
+	if m.Parts != nil {
+		parts := make([]any, len(m.Parts))
+		for i, p := range m.Parts {
+			if p.Type == "text" {
+				parts[i] = r.object([]string{"type", "text"}, map[string]any{"type": p.Type, "text": p.Text})
+			} else {
+				parts[i] = r.object([]string{"type"}, map[string]any{"type": p.Type})
+			}
+		}
+		d["content"] = parts
+	}
 	add := func(k string, v any) {
 		keys = append(keys, k)
 		d[k] = v

@@ -638,7 +638,67 @@ def make_qwen3vl_goldens(versions):
             "images": ",".join(QWEN3VL_IMAGES)}
     save_file(tensors, str(golden), metadata=meta)
     canonicalize_safetensors_header(golden)
+    write_qwen3vl_tokenizer()
     return QWEN3VL_DIR
+
+
+# A synthetic tokenizer for the tiny Qwen3-VL, so that a chat request goes end to end: text id k < 240 is the
+# added token "<tk>", 240.. are Qwen's special tokens at the config's ids, and the chat template renders content
+# parts only (text as is, an image as <|vision_start|><|image_pad|><|vision_end|>, Qwen3-VL's image macro), so a
+# message whose parts are the golden prompt's text runs and images renders exactly the golden input_ids.
+QWEN3VL_SPECIALS = {240: "<|im_start|>", 241: "<|im_end|>", 242: "<|endoftext|>", QWEN3VL_VISION_START: "<|vision_start|>",
+                    QWEN3VL_VISION_END: "<|vision_end|>", QWEN3VL_IMAGE_TOKEN: "<|image_pad|>", QWEN3VL_VIDEO_TOKEN: "<|video_pad|>"}
+QWEN3VL_TEMPLATE = (
+    "{%- for message in messages %}{%- if message.content is string %}{{- message.content }}{%- else %}"
+    "{%- for item in message.content %}{%- if item.type == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{%- elif item.type == 'text' %}{{- item.text }}{%- endif %}{%- endfor %}{%- endif %}{%- endfor %}"
+)
+
+
+def write_qwen3vl_tokenizer():
+    from tokenizers import Tokenizer, AddedToken, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+    from safetensors.torch import load_file
+
+    vocab = {f"<t{k}>": k for k in range(240)}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_tokens([AddedToken(f"<t{k}>", normalized=False, special=False) for k in range(240)])
+    tok.add_special_tokens([AddedToken(QWEN3VL_SPECIALS.get(k, f"<|reserved_{k}|>"), normalized=False, special=True)
+                            for k in range(240, 256)])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=None, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    fast.chat_template = QWEN3VL_TEMPLATE
+    for k, v in QWEN3VL_SPECIALS.items():
+        assert fast.convert_tokens_to_ids(v) == k, (v, fast.convert_tokens_to_ids(v), k)
+    # The golden prompt, one pad per image, as a chat message of text and image parts.
+    ids = load_file(str(QWEN3VL_DIR / "golden.safetensors"))["input_ids"].tolist()
+    parts, text = [], []
+    for i, t in enumerate(ids):
+        if t == QWEN3VL_IMAGE_TOKEN:
+            if ids[i - 1] != QWEN3VL_IMAGE_TOKEN:
+                parts.append({"type": "image"})
+            continue
+        if t in (QWEN3VL_VISION_START, QWEN3VL_VISION_END):
+            if text:
+                parts.append({"type": "text", "text": "".join(text)})
+                text = []
+            continue
+        text.append(f"<t{t}>")
+    if text:
+        parts.append({"type": "text", "text": "".join(text)})
+    msgs = [{"role": "user", "content": parts}]
+    rendered = fast.apply_chat_template(msgs, tokenize=False)
+    want = []
+    for i, t in enumerate(ids):
+        if not (t == QWEN3VL_IMAGE_TOKEN and ids[i - 1] == QWEN3VL_IMAGE_TOKEN):
+            want.append(t)
+    assert fast(rendered, add_special_tokens=False)["input_ids"] == want, rendered
+    fast.save_pretrained(QWEN3VL_DIR)
+    for extra in ("special_tokens_map.json",):
+        if (QWEN3VL_DIR / extra).exists():
+            (QWEN3VL_DIR / extra).unlink()
+    (QWEN3VL_DIR / "chat_request.json").write_text(json.dumps({"messages": msgs, "rendered": rendered}, indent=2) + "\n")
 
 
 # --- Qwen3-Next (Gated DeltaNet hybrid), testdata/tiny/qwen3next/{dense,moe} --------------------------------------

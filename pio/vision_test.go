@@ -1,0 +1,193 @@
+package pio
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/inference-pio/pio/compiler"
+	"github.com/inference-pio/pio/frontends/hf"
+	"github.com/inference-pio/pio/ir"
+)
+
+const tinyVLDir = "../testdata/tiny/qwen3vl"
+
+// vlEngine builds testdata/tiny/qwen3vl (two stages, the synthetic
+// tokenizer) and loads it.
+func vlEngine(t testing.TB, opt Options) *Engine {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "vl.pio")
+	if _, err := compiler.Build(compiler.Options{Source: tinyVLDir, Output: path, DType: ir.BF16}); err != nil {
+		t.Fatal(err)
+	}
+	e, err := Load(path, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e
+}
+
+// vlGolden returns transformers' input_ids with one <|image_pad|> per image,
+// and its greedy continuation.
+func vlGolden(t testing.TB) (prompt, greedyIDs []int32) {
+	t.Helper()
+	f, err := hf.OpenSafetensors(filepath.Join(tinyVLDir, "golden.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	i64 := func(name string) []int32 {
+		x, ok := f.Tensor(name)
+		if !ok || x.DType != hf.I64 {
+			t.Fatalf("golden %s missing or not i64", name)
+		}
+		out := make([]int32, len(x.Data)/8)
+		for i := range out {
+			out[i] = int32(int64(binary.LittleEndian.Uint64(x.Data[8*i:])))
+		}
+		return out
+	}
+	ids := i64("input_ids")
+	for i, id := range ids {
+		if id == 250 && i > 0 && ids[i-1] == 250 {
+			continue
+		}
+		prompt = append(prompt, id)
+	}
+	return prompt, i64("greedy")
+}
+
+func vlImages(t testing.TB, names ...string) [][]byte {
+	t.Helper()
+	var out [][]byte
+	for _, n := range names {
+		b, err := os.ReadFile(filepath.Join("../testdata/images", n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+// TestVisionGenerateMatchesGolden: token ids with two images, run
+// concurrently through small steps (the image spans split across prefill
+// chunks), give transformers' greedy continuation; the repeat is served
+// from the prefix cache, and the same tokens with the images swapped are
+// not.
+func TestVisionGenerateMatchesGolden(t *testing.T) {
+	e := vlEngine(t, Options{MaxStepTokens: 5, MaxSeqs: 4, CacheTokens: 512, BlockSize: 4, Threads: 1})
+	if !e.Vision() {
+		t.Fatal("the tiny Qwen3-VL engine reports no vision stage")
+	}
+	prompt, want := vlGolden(t)
+	imgs := vlImages(t, "a.png", "b.png")
+	opt := greedy(len(want))
+	opt.Images = imgs
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := e.GenerateIDs(context.Background(), prompt, opt, nil)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if !slices.Equal(res.Tokens, want) {
+				t.Errorf("greedy %v, transformers %v", res.Tokens, want)
+			}
+			if res.PromptTokens != len(prompt)+6 {
+				t.Errorf("prompt tokens %d, want %d (8 image tokens for 2 pads)", res.PromptTokens, len(prompt)+6)
+			}
+		}()
+	}
+	wg.Wait()
+	res, err := e.GenerateIDs(context.Background(), prompt, opt, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(res.Tokens, want) || res.CachedTokens < 16 {
+		t.Errorf("repeat: %v with %d cached tokens, want %v and most of the prompt cached", res.Tokens, res.CachedTokens, want)
+	}
+	swapped := opt
+	swapped.Images = vlImages(t, "b.png", "a.png")
+	res, err = e.GenerateIDs(context.Background(), prompt, swapped, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.CachedTokens > 4 { // only the first block: 5 text tokens before the first image
+		t.Errorf("swapped images: %d cached tokens, want at most the text before the first image", res.CachedTokens)
+	}
+	if slices.Equal(res.Tokens, want) {
+		t.Errorf("swapped images gave the same continuation %v", res.Tokens)
+	}
+
+	for _, c := range []struct {
+		name string
+		imgs [][]byte
+	}{
+		{"one image for two pads", imgs[:1]},
+		{"three images for two pads", append(slices.Clone(imgs), imgs[0])},
+		{"corrupt image", [][]byte{imgs[0], []byte("\x89PNG\r\n\x1a\nnot really")}},
+	} {
+		o := opt
+		o.Images = c.imgs
+		if _, err := e.GenerateIDs(context.Background(), prompt, o, nil); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: %v, want ErrInvalid", c.name, err)
+		}
+	}
+}
+
+// TestVisionChatMatchesGolden: a chat message of text and image parts
+// (testdata/tiny/qwen3vl/chat_request.json, whose rendering transformers
+// checked against the golden input_ids) gives the golden continuation.
+func TestVisionChatMatchesGolden(t *testing.T) {
+	e := vlEngine(t, Options{Threads: 1, CacheTokens: 512})
+	_, want := vlGolden(t)
+	var req struct {
+		Messages []struct {
+			Role    string
+			Content []struct{ Type, Text string }
+		}
+		Rendered string
+	}
+	b, err := os.ReadFile(filepath.Join(tinyVLDir, "chat_request.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &req); err != nil {
+		t.Fatal(err)
+	}
+	imgs := vlImages(t, "a.png", "b.png")
+	var msgs []Message
+	for _, m := range req.Messages {
+		msg := Message{Role: m.Role, Parts: []Part{}}
+		for _, p := range m.Content {
+			part := Part{Type: p.Type, Text: p.Text}
+			if p.Type == "image" {
+				part.Image, imgs = imgs[0], imgs[1:]
+			}
+			msg.Parts = append(msg.Parts, part)
+		}
+		msgs = append(msgs, msg)
+	}
+	copt := ChatOptions{GenerateOptions: greedy(len(want))}
+	if got, err := e.RenderChat(msgs, copt); err != nil || got != req.Rendered {
+		t.Fatalf("rendered %q, %v; transformers %q", got, err, req.Rendered)
+	}
+	res, err := e.Chat(context.Background(), msgs, copt, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(res.Tokens, want) {
+		t.Errorf("greedy %v, transformers %v", res.Tokens, want)
+	}
+}
