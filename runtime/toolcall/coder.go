@@ -24,7 +24,9 @@ const (
 // integer, boolean, object, array); without one, or when the text is not
 // of that type, it stays a string. Like vLLM's parser it accepts a missing
 // </parameter> (before the next <parameter= or the end of the function)
-// and a missing final </function>. A body that starts with "{" is read as
+// and a missing final </function>; the parser also takes a
+// <function=…>…</function> block that lacks the <tool_call> wrapper, as
+// vLLM's does. A body that starts with "{" is read as
 // Hermes JSON (Qwen3-Next-Instruct writes that, with the same
 // architecture).
 func parseCoderCall(body string, s schemas) ([]Call, bool) {

@@ -52,7 +52,7 @@ func TestGLM47(t *testing.T) {
 		{"malformed: value without key", all, "<tool_call>f<arg_value>1</arg_value></tool_call>",
 			Delta{Content: "<tool_call>f<arg_value>1</arg_value></tool_call>"}},
 		{"malformed: key without value", all, "x <tool_call>f<arg_key>a</arg_key></tool_call> y",
-			Delta{Content: "x<tool_call>f<arg_key>a</arg_key></tool_call> y"}},
+			Delta{Content: "x <tool_call>f<arg_key>a</arg_key></tool_call> y"}},
 		{"malformed: unclosed value", all, "<tool_call>f<arg_key>a</arg_key><arg_value>1",
 			Delta{Content: "<tool_call>f<arg_key>a</arg_key><arg_value>1"}},
 		{"malformed: stray text", all, "<tool_call>f<arg_key>a</arg_key><arg_value>1</arg_value>oops</tool_call>",

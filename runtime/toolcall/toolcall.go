@@ -71,7 +71,9 @@ func New(format string, opt Options) (Parser, error) {
 		return newTagParser(opt, func(b string) ([]Call, bool) { return parseGLMCall(b, s) }), nil
 	case "qwen3-coder":
 		s := newSchemas(opt.Tools)
-		return newTagParser(opt, func(b string) ([]Call, bool) { return parseCoderCall(b, s) }), nil
+		p := newTagParser(opt, func(b string) ([]Call, bool) { return parseCoderCall(b, s) })
+		p.bare = []string{functionOpen, functionClose} // Qwen3-Coder sometimes omits <tool_call>
+		return p, nil
 	}
 	return nil, fmt.Errorf("toolcall: unknown format %q (known: qwen3, hermes, glm47, qwen3-coder)", format)
 }
@@ -105,6 +107,11 @@ const (
 type tagParser struct {
 	opt     Options
 	parse   func(body string) ([]Call, bool) // the text between <tool_call> and </tool_call>
+	bare    []string                         // an open tag that starts a call without <tool_call> ("<function=")
+	open    string                           // the open tag of the call being read
+	close   string                           // and its closing tag
+	ws      string                           // the whitespace before open, restored if the call is malformed
+	wsTrim  bool                             // trimNL when open came
 	st      state
 	buf     string // text not yet emitted
 	calls   int
@@ -125,7 +132,7 @@ func (p *tagParser) tags() []string {
 	case inReasoning:
 		return []string{thinkClose}
 	case inCall:
-		return []string{callClose}
+		return []string{p.close}
 	}
 	var t []string
 	if p.opt.Reasoning {
@@ -133,6 +140,9 @@ func (p *tagParser) tags() []string {
 	}
 	if p.opt.ToolCalls {
 		t = append(t, callOpen)
+		if p.bare != nil {
+			t = append(t, p.bare[0])
+		}
 	}
 	return t
 }
@@ -165,6 +175,18 @@ func (p *tagParser) Add(text string) Delta {
 		}
 		before := p.buf[:at]
 		p.buf = p.buf[at+len(tag):]
+		if p.st == inCall { // tag is the call's closing tag
+			p.st = inContent
+			cs, ok := p.parse(p.body(before))
+			if !ok {
+				p.trimNL = p.wsTrim
+				p.emit(&d, p.ws+p.open+before+p.close)
+				continue
+			}
+			p.trimNL = true
+			p.addCalls(&d, cs)
+			continue
+		}
 		switch tag {
 		case thinkOpen:
 			p.emit(&d, before)
@@ -172,17 +194,13 @@ func (p *tagParser) Add(text string) Delta {
 		case thinkClose:
 			p.emit(&d, strings.TrimRight(before, " \t\r\n"))
 			p.st, p.trimNL = inContent, true
-		case callOpen:
-			p.emit(&d, strings.TrimRight(before, " \t\r\n"))
-			p.st = inCall
-		case callClose:
-			p.st, p.trimNL = inContent, true
-			cs, ok := p.parse(before)
-			if !ok {
-				p.emit(&d, callOpen+before+callClose)
-				continue
+		default: // <tool_call>, or a bare call's open tag
+			text := strings.TrimRight(before, " \t\r\n")
+			p.emit(&d, text)
+			p.st, p.open, p.close, p.ws, p.wsTrim = inCall, callOpen, callClose, before[len(text):], p.trimNL
+			if p.bare != nil && tag == p.bare[0] {
+				p.open, p.close = p.bare[0], p.bare[1]
 			}
-			p.addCalls(&d, cs)
 		}
 	}
 }
@@ -212,15 +230,24 @@ func (p *tagParser) Flush() Delta {
 	switch p.st {
 	case inCall:
 		// An unterminated call: a complete call still counts.
-		if cs, ok := p.parse(rest); ok {
+		if cs, ok := p.parse(p.body(rest)); ok {
 			p.addCalls(&d, cs)
 			return d
 		}
-		p.st = inContent
-		rest = callOpen + rest
+		p.st, p.trimNL = inContent, p.wsTrim
+		rest = p.ws + p.open + rest
 	}
 	p.emit(&d, strings.TrimRight(rest, " \t\r\n"))
 	return d
+}
+
+// body is what the call parser reads of a call's text: for a bare call,
+// the text with its own tags.
+func (p *tagParser) body(s string) string {
+	if p.open == callOpen {
+		return s
+	}
+	return p.open + s + p.close
 }
 
 func (p *tagParser) addCalls(d *Delta, cs []Call) {
