@@ -502,6 +502,9 @@ type ChatResult struct {
 // Chat renders msgs with the engine's chat template, generates the
 // assistant's turn and splits it into content, reasoning and tool calls.
 func (e *Engine) Chat(ctx context.Context, msgs []Message, opt ChatOptions, fn func(ChatChunk)) (ChatResult, error) {
+	if e.vis == nil && len(chat.Images(msgs)) > 0 {
+		return ChatResult{}, fmt.Errorf("pio: %w: %s takes no images", ErrInvalid, e.name)
+	}
 	prompt, err := e.RenderChat(msgs, opt)
 	if err != nil {
 		return ChatResult{}, err

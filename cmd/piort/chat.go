@@ -47,6 +47,10 @@ func runText(c *cli.Context) error {
 		v := c.Uint64("seed")
 		opt.Seed = &v
 	}
+	images, err := readImages(c)
+	if err != nil {
+		return err
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	w := c.App.Writer
@@ -54,6 +58,7 @@ func runText(c *cli.Context) error {
 		if !c.IsSet("prompt") {
 			return fmt.Errorf("run: --raw needs --prompt")
 		}
+		opt.Images = images
 		_, err := e.Generate(ctx, c.String("prompt"), opt, func(ch pio.Chunk) { io.WriteString(w, ch.Text) })
 		fmt.Fprintln(w)
 		return err
@@ -68,7 +73,15 @@ func runText(c *cli.Context) error {
 		history = append(history, pio.Message{Role: "system", Content: s})
 	}
 	turn := func(user string) error {
-		history = append(history, pio.Message{Role: "user", Content: user})
+		msg := pio.Message{Role: "user", Content: user}
+		if len(images) > 0 { // the first turn carries the images, before its text
+			for _, img := range images {
+				msg.Parts = append(msg.Parts, pio.Part{Type: "image", Image: img})
+			}
+			msg.Parts = append(msg.Parts, pio.Part{Type: "text", Text: user})
+			images = nil
+		}
+		history = append(history, msg)
 		thinking := false
 		res, err := e.Chat(ctx, history, copt, func(ch pio.ChatChunk) {
 			if ch.Reasoning != "" {
@@ -119,4 +132,50 @@ func runText(c *cli.Context) error {
 			return err
 		}
 	}
+}
+
+// readImages reads the --image files.
+func readImages(c *cli.Context) ([][]byte, error) {
+	var out [][]byte
+	for _, p := range c.StringSlice("image") {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("run: --image: %w", err)
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+// runIDsWithImages is `piort run --prompt-ids ... --image ...`: the token
+// ids go through the engine's vision stage and scheduler, and the
+// generated ids are printed.
+func runIDsWithImages(c *cli.Context, prompt []int32) error {
+	if c.Int("max-tokens") < 0 {
+		return fmt.Errorf("run: --max-tokens must be >= 0")
+	}
+	images, err := readImages(c)
+	if err != nil {
+		return err
+	}
+	e, err := pio.Load(c.Args().First(), pio.Options{
+		Threads: c.Int("threads"), MaxStepTokens: c.Int("max-step-tokens"), MaxSeqs: 1, VerifyWeights: c.Bool("verify"),
+	})
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	temp := c.Float64("temperature")
+	seed := c.Uint64("seed")
+	opt := pio.GenerateOptions{MaxTokens: c.Int("max-tokens"), Temperature: &temp, Seed: &seed, Images: images, IgnoreEOS: true}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	w := c.App.Writer
+	_, err = e.GenerateIDs(ctx, prompt, opt, func(ch pio.Chunk) {
+		for _, t := range ch.Tokens {
+			fmt.Fprintf(w, "%d ", t)
+		}
+	})
+	fmt.Fprintln(w)
+	return err
 }

@@ -3,6 +3,7 @@
 //	piort run engine.pio -p "text" [--raw] [--max-tokens N] [--temperature T] [--seed S]
 //	piort run engine.pio                 # interactive chat
 //	piort run engine.pio --prompt-ids 1,2,3
+//	piort run vl.pio --image cat.png -p "Describe the image"
 //	piort serve engine.pio [--addr 127.0.0.1:8000] [--api-key KEY]
 //	piort load --url http://127.0.0.1:8000 --concurrency 64 --duration 30s
 package main
@@ -48,6 +49,7 @@ func runCmd() *cli.Command {
 			&cli.Float64Flag{Name: "top-p", Usage: "nucleus sampling (default: the model's generation_config)"},
 			&cli.IntFlag{Name: "top-k", Usage: "top-k sampling (default: the model's generation_config)"},
 			&cli.StringFlag{Name: "prompt-ids", Usage: "prompt as comma-separated token ids (prints token ids)"},
+			&cli.StringSliceFlag{Name: "image", Usage: "image file (PNG, JPEG, WebP) for a vision-language engine, repeatable: chat puts the images before the prompt's text; with --raw or --prompt-ids the k-th <|image_pad|> of the prompt stands for the k-th image"},
 			&cli.IntFlag{Name: "max-tokens", Value: 32, Usage: "tokens to generate"},
 			&cli.Float64Flag{Name: "temperature", Value: 0, Usage: "0 = greedy"},
 			&cli.Uint64Flag{Name: "seed", Value: 0, Usage: "sampling seed (same seed, same output)"},
@@ -69,6 +71,9 @@ func runCmd() *cli.Command {
 			prompt, err := parseIDs(c.String("prompt-ids"))
 			if err != nil {
 				return err
+			}
+			if len(c.StringSlice("image")) > 0 {
+				return runIDsWithImages(c, prompt)
 			}
 			if c.Int("max-tokens") < 0 {
 				return fmt.Errorf("run: --max-tokens must be >= 0")

@@ -28,6 +28,7 @@ func engineFlags() []cli.Flag {
 		&cli.IntFlag{Name: "block-size", Value: 16, Usage: "positions per KV cache block"},
 		&cli.IntFlag{Name: "max-queue", Value: 256, Usage: "requests waiting beyond the running ones; more get 429"},
 		&cli.BoolFlag{Name: "verify", Usage: "check weight checksums when loading"},
+		&cli.IntFlag{Name: "max-image-tokens", Value: pio.DefaultMaxImageTokens, Usage: "vision-language engines: merged image tokens per request, all its images together"},
 	}
 }
 
@@ -35,7 +36,7 @@ func engineOptions(c *cli.Context) pio.Options {
 	return pio.Options{
 		Threads: c.Int("threads"), MaxStepTokens: c.Int("max-step-tokens"), MaxSeqs: c.Int("max-seqs"),
 		CacheTokens: c.Int("cache-tokens"), BlockSize: c.Int("block-size"), MaxQueue: c.Int("max-queue"),
-		VerifyWeights: c.Bool("verify"),
+		VerifyWeights: c.Bool("verify"), MaxImageTokens: c.Int("max-image-tokens"),
 	}
 }
 
@@ -48,7 +49,7 @@ func serveCmd() *cli.Command {
 			&cli.StringFlag{Name: "addr", Value: "127.0.0.1:8000", Usage: "listen address (loopback unless told otherwise)"},
 			&cli.StringFlag{Name: "api-key", EnvVars: []string{"PIO_API_KEY"}, Usage: "require \"Authorization: Bearer KEY\" on /v1"},
 			&cli.StringFlag{Name: "model-name", Usage: "model id to serve (default: the engine's name)"},
-			&cli.Int64Flag{Name: "max-body-bytes", Value: 4 << 20, Usage: "largest request body"},
+			&cli.Int64Flag{Name: "max-body-bytes", Value: 20 << 20, Usage: "largest request body (images come base64 inside it)"},
 			&cli.DurationFlag{Name: "drain-timeout", Value: 60 * time.Second, Usage: "on SIGTERM, how long in-flight requests may finish"},
 		),
 		Action: func(c *cli.Context) error {

@@ -4,15 +4,25 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
+
 	"github.com/inference-pio/pio/cmd/internal/cliargs"
 	"github.com/inference-pio/pio/compiler"
+	"github.com/inference-pio/pio/frontends/hf"
 	"github.com/inference-pio/pio/internal/golden"
 	"github.com/inference-pio/pio/ir"
 	"github.com/inference-pio/pio/pio"
@@ -137,4 +147,107 @@ func TestLoadSmoke(t *testing.T) {
 		t.Errorf("report:\n%s", out.String())
 	}
 	t.Log(out.String())
+}
+
+// TestServeImageOpenAIClient is issue 8's "done when": the official OpenAI
+// Go client sends a chat message with two images (image_url data: URLs)
+// to a live `piort serve` of the tiny Qwen3-VL engine (pioc's two-stage
+// build of testdata/tiny/qwen3vl) and gets transformers' greedy
+// continuation back, twice (the second time from the prefix cache).
+func TestServeImageOpenAIClient(t *testing.T) {
+	eng := filepath.Join(t.TempDir(), "vl.pio")
+	if _, err := compiler.Build(compiler.Options{Source: "../../testdata/tiny/qwen3vl", Output: eng, DType: ir.BF16}); err != nil {
+		t.Fatal(err)
+	}
+	e, err := pio.Load(eng, pio.Options{MaxStepTokens: 8, CacheTokens: 512, BlockSize: 4, Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, ln, e, server.Config{ModelName: "tiny-vl", APIKey: "k"}, 10*time.Second) }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+
+	// The golden prompt as a chat message (its rendering was checked by
+	// transformers: testdata/tiny/qwen3vl/chat_request.json), images inline.
+	var req struct {
+		Messages []struct {
+			Content []struct{ Type, Text string }
+		}
+	}
+	b, err := os.ReadFile("../../testdata/tiny/qwen3vl/chat_request.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &req); err != nil {
+		t.Fatal(err)
+	}
+	images := []string{"a.png", "b.png"}
+	var parts []openai.ChatCompletionContentPartUnionParam
+	for _, p := range req.Messages[0].Content {
+		if p.Type == "text" {
+			parts = append(parts, openai.TextContentPart(p.Text))
+			continue
+		}
+		img, err := os.ReadFile(filepath.Join("../../testdata/images", images[0]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		images = images[1:]
+		parts = append(parts, openai.ImageContentPart(openai.ChatCompletionContentPartImageImageURLParam{
+			URL: "data:image/png;base64," + base64.StdEncoding.EncodeToString(img)}))
+	}
+	f, err := hf.OpenSafetensors("../../testdata/tiny/qwen3vl/golden.safetensors")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, _ := f.Tensor("greedy")
+	var want strings.Builder
+	for i := 0; i+8 <= len(g.Data); i += 8 {
+		fmt.Fprintf(&want, "<t%d>", int64(binary.LittleEndian.Uint64(g.Data[i:])))
+	}
+	f.Close()
+
+	c := openai.NewClient(option.WithBaseURL("http://"+ln.Addr().String()+"/v1/"), option.WithAPIKey("k"), option.WithMaxRetries(0))
+	params := openai.ChatCompletionNewParams{
+		Model:       "tiny-vl",
+		Messages:    []openai.ChatCompletionMessageParamUnion{openai.UserMessage(parts)},
+		MaxTokens:   openai.Int(8),
+		Temperature: openai.Float(0),
+	}
+	for round := range 2 {
+		res, err := c.Chat.Completions.New(context.Background(), params)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Choices) != 1 || res.Choices[0].Message.Content != want.String() {
+			t.Fatalf("round %d: %+v, transformers %q", round, res.Choices, want.String())
+		}
+		if res.Usage.PromptTokens != 24 || res.Usage.CompletionTokens != 8 {
+			t.Errorf("round %d: usage %+v, want 24 prompt tokens (16 text, 8 image) and 8 completion tokens", round, res.Usage)
+		}
+		if cached := res.Usage.PromptTokensDetails.CachedTokens; round == 1 && cached < 16 {
+			t.Errorf("repeat: %d cached prompt tokens, want the image prefix served from the cache", cached)
+		}
+	}
+	// A broken image is the client's fault.
+	bad := params
+	bad.Messages = []openai.ChatCompletionMessageParamUnion{openai.UserMessage([]openai.ChatCompletionContentPartUnionParam{
+		openai.TextContentPart("<t1>"),
+		openai.ImageContentPart(openai.ChatCompletionContentPartImageImageURLParam{URL: "data:image/png;base64," + base64.StdEncoding.EncodeToString([]byte("\x89PNG\r\n\x1a\ntruncated"))}),
+	})}
+	var apiErr *openai.Error
+	if _, err := c.Chat.Completions.New(context.Background(), bad); !errors.As(err, &apiErr) || apiErr.StatusCode != 400 {
+		t.Errorf("corrupt image: %v, want a 400", err)
+	}
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -196,31 +197,92 @@ func decodeJSON(body []byte, v any) *apiError {
 	return nil
 }
 
-// contentText reads a message's content: a string, null, or a list of
-// text parts.
-func contentText(raw json.RawMessage, i int) (string, *apiError) {
+// MaxImageBytes is the most bytes one decoded image_url data may have;
+// the request body limit (Config.MaxBodyBytes) applies first.
+const MaxImageBytes = 32 << 20
+
+// contentParts reads a message's content: a string, null, or a list of
+// content parts. Text-only lists come back as one string; a list with
+// image_url parts (data: URLs of base64 PNG, JPEG or WebP) comes back as
+// parts, for vision-language engines.
+func contentParts(raw json.RawMessage, i int) (string, []pio.Part, *apiError) {
 	if len(raw) == 0 || string(raw) == "null" {
-		return "", nil
+		return "", nil, nil
 	}
 	var s string
 	if json.Unmarshal(raw, &s) == nil {
-		return s, nil
+		return s, nil, nil
 	}
 	var parts []struct {
-		Type string `json:"type"`
-		Text string `json:"text"`
+		Type     string `json:"type"`
+		Text     string `json:"text"`
+		ImageURL *struct {
+			URL string `json:"url"`
+		} `json:"image_url"`
 	}
 	if err := json.Unmarshal(raw, &parts); err != nil {
-		return "", badRequest(fmt.Sprintf("messages[%d].content", i), "content must be a string or a list of content parts")
+		return "", nil, badRequest(fmt.Sprintf("messages[%d].content", i), "content must be a string or a list of content parts")
 	}
 	var b strings.Builder
+	var out []pio.Part
+	images := false
 	for j, p := range parts {
-		if p.Type != "text" {
-			return "", badRequest(fmt.Sprintf("messages[%d].content[%d].type", i, j), "content part type %q is not supported (only text)", p.Type)
+		param := fmt.Sprintf("messages[%d].content[%d]", i, j)
+		switch p.Type {
+		case "text":
+			b.WriteString(p.Text)
+			out = append(out, pio.Part{Type: "text", Text: p.Text})
+		case "image_url":
+			if p.ImageURL == nil {
+				return "", nil, badRequest(param+".image_url", "an image_url part needs image_url.url")
+			}
+			data, e := decodeDataURL(p.ImageURL.URL, param+".image_url.url")
+			if e != nil {
+				return "", nil, e
+			}
+			out = append(out, pio.Part{Type: "image", Image: data})
+			images = true
+		default:
+			return "", nil, badRequest(param+".type", "content part type %q is not supported (text and image_url)", p.Type)
 		}
-		b.WriteString(p.Text)
 	}
-	return b.String(), nil
+	if !images {
+		return b.String(), nil, nil
+	}
+	return "", out, nil
+}
+
+// decodeDataURL reads data:image/{png,jpeg,webp};base64,... (the only
+// image URLs served: the server fetches nothing).
+func decodeDataURL(u, param string) ([]byte, *apiError) {
+	rest, ok := strings.CutPrefix(u, "data:")
+	if !ok {
+		return nil, badRequest(param, "image_url must be a data: URL (data:image/png;base64,...); the server fetches no URLs")
+	}
+	meta, payload, ok := strings.Cut(rest, ",")
+	if !ok {
+		return nil, badRequest(param, "malformed data: URL (no comma)")
+	}
+	media, enc, _ := strings.Cut(meta, ";")
+	switch strings.ToLower(media) {
+	case "image/png", "image/jpeg", "image/jpg", "image/webp":
+	default:
+		return nil, badRequest(param, "image media type %q is not supported (image/png, image/jpeg, image/webp)", media)
+	}
+	if !strings.EqualFold(enc, "base64") {
+		return nil, badRequest(param, "image data: URL must be base64-encoded")
+	}
+	if base64.StdEncoding.DecodedLen(len(payload)) > MaxImageBytes {
+		return nil, badRequest(param, "image of about %d bytes is over the %d-byte limit", base64.StdEncoding.DecodedLen(len(payload)), MaxImageBytes)
+	}
+	data, err := base64.StdEncoding.DecodeString(payload)
+	if err != nil {
+		return nil, badRequest(param, "image data is not valid base64: %v", err)
+	}
+	if len(data) == 0 {
+		return nil, badRequest(param, "image data is empty")
+	}
+	return data, nil
 }
 
 // parseChat validates a chat request.
@@ -243,11 +305,11 @@ func parseChat(body []byte) (*chatRequest, []pio.Message, pio.ChatOptions, *apiE
 		default:
 			return nil, nil, opt, badRequest(fmt.Sprintf("messages[%d].role", i), "unknown role %q", m.Role)
 		}
-		text, e := contentText(m.Content, i)
+		text, parts, e := contentParts(m.Content, i)
 		if e != nil {
 			return nil, nil, opt, e
 		}
-		msg := pio.Message{Role: role, Content: text, Name: m.Name, ToolCallID: m.ToolCallID}
+		msg := pio.Message{Role: role, Content: text, Parts: parts, Name: m.Name, ToolCallID: m.ToolCallID}
 		if m.ReasoningContent != nil {
 			msg.ReasoningContent = *m.ReasoningContent
 		}

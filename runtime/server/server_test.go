@@ -122,6 +122,11 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 	}
 }
 
+// imageMsg is a chat body with a text part and an image_url part.
+func imageMsg(url string) string {
+	return `{"messages":[{"role":"user","content":[{"type":"text","text":"What is it?"},{"type":"image_url","image_url":{"url":"` + url + `"}}]}]}`
+}
+
 func TestErrors(t *testing.T) {
 	srv, _ := start(t, pio.Options{MaxStepTokens: 32, CacheTokens: 1024}, Config{APIKey: "sekret", MaxBodyBytes: 2048})
 	chat := srv.URL + "/v1/chat/completions"
@@ -139,7 +144,14 @@ func TestErrors(t *testing.T) {
 		{chat, "sekret", `{} {}`, 400, ""},
 		{chat, "sekret", `{"messages":[]}`, 400, "messages"},
 		{chat, "sekret", `{"messages":[{"role":"wizard","content":"hi"}]}`, 400, "messages[0].role"},
-		{chat, "sekret", `{"messages":[{"role":"user","content":[{"type":"image_url"}]}]}`, 400, "messages[0].content[0].type"},
+		{chat, "sekret", `{"messages":[{"role":"user","content":[{"type":"image_url"}]}]}`, 400, "messages[0].content[0].image_url"},
+		{chat, "sekret", `{"messages":[{"role":"user","content":[{"type":"input_audio"}]}]}`, 400, "messages[0].content[0].type"},
+		{chat, "sekret", imageMsg("https://example.com/cat.png"), 400, "messages[0].content[1].image_url.url"},
+		{chat, "sekret", imageMsg("data:image/gif;base64,R0lGOD"), 400, "messages[0].content[1].image_url.url"},
+		{chat, "sekret", imageMsg("data:image/png,rawbytes"), 400, "messages[0].content[1].image_url.url"},
+		{chat, "sekret", imageMsg("data:image/png;base64,%%%not base64"), 400, "messages[0].content[1].image_url.url"},
+		{chat, "sekret", imageMsg("data:image/png;base64,"), 400, "messages[0].content[1].image_url.url"},
+		{chat, "sekret", imageMsg("data:image/png;base64,iVBORw0KGgo="), 400, ""}, // a text-only engine takes no images
 		{chat, "sekret", `{` + msgs + `,"temperature":3}`, 400, "temperature"},
 		{chat, "sekret", `{` + msgs + `,"temperature":-1}`, 400, "temperature"},
 		{chat, "sekret", `{` + msgs + `,"top_p":0}`, 400, "top_p"},
