@@ -302,8 +302,8 @@ func parseJSONCall(s string) (Call, bool) {
 		}
 	}
 	var compact bytes.Buffer
-	if err := json.Compact(&compact, args); err != nil {
-		return Call{}, false
+	if err := json.Compact(&compact, args); err != nil || compact.Len() == 0 || compact.Bytes()[0] != '{' {
+		return Call{}, false // OpenAI's arguments are an object
 	}
 	return Call{Name: raw.Name, Arguments: compact.String()}, true
 }

@@ -26,6 +26,8 @@ func TestQwen3(t *testing.T) {
 			Delta{Calls: []Call{{0, "a", `{}`}, {1, "b", `{"x":1}`}}}},
 		{"bad json stays content", all, "<tool_call>{oops}</tool_call>",
 			Delta{Content: "<tool_call>{oops}</tool_call>"}},
+		{"arguments not an object", all, "<tool_call>{\"name\": \"x\", \"arguments\": 0}</tool_call>",
+			Delta{Content: "<tool_call>{\"name\": \"x\", \"arguments\": 0}</tool_call>"}},
 		{"unterminated call", all, "<tool_call>\n{\"name\": \"f\", \"arguments\": {\"a\": [1, 2]}}",
 			Delta{Calls: []Call{{0, "f", `{"a":[1,2]}`}}}},
 		{"unterminated garbage", all, "<tool_call>\n{\"name\": \"f\"",
@@ -80,5 +82,7 @@ func FuzzQwen3(f *testing.F) {
 				t.Errorf("invalid arguments %q", c.Arguments)
 			}
 		}
+		// Pieces give what the whole text gives; arguments are JSON objects.
+		fuzzParser(t, "qwen3", Options{ToolCalls: true, Reasoning: true}, s, size)
 	})
 }
