@@ -62,6 +62,7 @@ TOKENIZER_PY ?= .venv-golden/bin/python3
 tokenizer-golden: tokenizer-data
 	$(TOKENIZER_PY) testdata/tokenizer/make_tiny.py
 	$(TOKENIZER_PY) testdata/tokenizer/make_expected.py
+	$(TOKENIZER_PY) testdata/tokenizer/glm-synthetic/make.py
 
 # FlatBuffers bindings for schemas/engine.fbs (needs flatc 2.0.8).
 generate:
