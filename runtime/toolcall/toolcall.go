@@ -103,7 +103,8 @@ const (
 	inCall
 )
 
-// tagParser is Qwen3's markup.
+// tagParser is the <think>/<tool_call> machine all formats share; parse
+// reads a call and bare, when set, opens a call without <tool_call>.
 type tagParser struct {
 	opt     Options
 	parse   func(body string) ([]Call, bool) // the text between <tool_call> and </tool_call>
