@@ -130,6 +130,15 @@ func TestVisionGenerateMatchesGolden(t *testing.T) {
 		t.Errorf("swapped images gave the same continuation %v", res.Tokens)
 	}
 
+	// A text-only request on the same engine: MRoPE positions p, p, p and
+	// no image features; it runs, and a pad without an image is refused.
+	text := greedy(4)
+	if res, err := e.GenerateIDs(context.Background(), []int32{1, 2, 3}, text, nil); err != nil || len(res.Tokens) != 4 {
+		t.Errorf("text-only request: %v, %v", res.Tokens, err)
+	}
+	if _, err := e.GenerateIDs(context.Background(), prompt, text, nil); !errors.Is(err, ErrInvalid) {
+		t.Errorf("image pads without images: %v, want ErrInvalid", err)
+	}
 	for _, c := range []struct {
 		name string
 		imgs [][]byte

@@ -27,13 +27,6 @@ func stage(t *testing.T, e *engine.Engine, name string, opt Options) *Backend {
 	return b
 }
 
-func setInput(t *testing.T, b *Backend, name string, f32 []float32, i32 []int32) {
-	t.Helper()
-	if err := b.SetInput(name, f32, i32); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func goldenF32(t *testing.T, f *hf.SafetensorsFile, name string) []float64 {
 	t.Helper()
 	x, ok := f.Tensor(name)
@@ -138,13 +131,13 @@ func TestQwen3VLMatchesTransformers(t *testing.T) {
 		t.Fatalf("engine stages %v, preprocessor config %d bytes: want one vision stage and the config", len(e.Meta.Stages), len(e.Meta.PreprocessorConfigJSON))
 	}
 	vb := stage(t, e, "vision", Options{MaxTokens: 16, Threads: 2})
-	setInput(t, vb, qwen3vl.InPixels, vin.Pixels, nil)
-	setInput(t, vb, qwen3vl.InPosIdx, nil, vin.PosIdx)
-	setInput(t, vb, qwen3vl.InPosW, vin.PosW, nil)
-	setInput(t, vb, qwen3vl.InRoPEPos, nil, vin.RoPEPos)
-	setInput(t, vb, qwen3vl.InSegments, nil, vin.Segments)
 	vt := make([]int32, vin.Tokens)
-	step(t, vb, makeBatch(chunk{tokens: vt}))
+	vbt := makeBatch(chunk{tokens: vt})
+	vbt.Inputs = map[string]runtime.Input{
+		qwen3vl.InPixels: {F32: vin.Pixels}, qwen3vl.InPosIdx: {I32: vin.PosIdx}, qwen3vl.InPosW: {F32: vin.PosW},
+		qwen3vl.InRoPEPos: {I32: vin.RoPEPos}, qwen3vl.InSegments: {I32: vin.Segments},
+	}
+	step(t, vb, vbt)
 	const tol = 2e-5
 	for _, c := range []struct{ ours, hf string }{
 		{"vision.hidden", "vision.last_hidden_state"}, {qwen3vl.OutImage, "vision.merged"},
@@ -161,21 +154,20 @@ func TestQwen3VLMatchesTransformers(t *testing.T) {
 	// Text stage, prefill.
 	tb := stage(t, e, "", Options{MaxTokens: 32, Threads: 2})
 	H := cfg.Text.Hidden
+	bt := makeBatch(chunk{blocks: []int32{0, 1, 2, 3}, tokens: lay.Tokens})
+	bt.Inputs = map[string]runtime.Input{qwen3vl.InMRoPE: {I32: lay.Positions}, qwen3vl.InMask: {I32: lay.ImageMask}}
 	place := func(name string) {
 		feats, _ := output(t, vb, name)
 		dst, err := lay.Scatter(feats, H)
 		if err != nil {
 			t.Fatal(err)
 		}
-		setInput(t, tb, name, dst, nil)
+		bt.Inputs[name] = runtime.Input{F32: dst}
 	}
 	place(qwen3vl.OutImage)
 	for k := range cfg.Vision.DeepStack {
 		place(qwen3vl.OutDeep + strconv.Itoa(k))
 	}
-	setInput(t, tb, qwen3vl.InMRoPE, nil, lay.Positions)
-	setInput(t, tb, qwen3vl.InMask, nil, lay.ImageMask)
-	bt := makeBatch(chunk{blocks: []int32{0, 1, 2, 3}, tokens: lay.Tokens})
 	bt.LogitRows = bt.LogitRows[:0]
 	for i := range lay.Tokens {
 		bt.LogitRows = append(bt.LogitRows, int32(i))
@@ -204,15 +196,13 @@ func TestQwen3VLMatchesTransformers(t *testing.T) {
 	got := []int32{next}
 	for n := len(lay.Tokens); len(got) < len(want); n++ {
 		p := int32(n) + lay.RopeDelta
-		setInput(t, tb, qwen3vl.InMRoPE, nil, []int32{p, p, p})
-		setInput(t, tb, qwen3vl.InMask, nil, []int32{0})
 		zero := make([]float32, H)
-		setInput(t, tb, qwen3vl.OutImage, zero, nil)
+		in := map[string]runtime.Input{qwen3vl.InMRoPE: {I32: []int32{p, p, p}}, qwen3vl.InMask: {I32: []int32{0}}, qwen3vl.OutImage: {F32: zero}}
 		for k := range cfg.Vision.DeepStack {
-			setInput(t, tb, qwen3vl.OutDeep+strconv.Itoa(k), zero, nil)
+			in[qwen3vl.OutDeep+strconv.Itoa(k)] = runtime.Input{F32: zero}
 		}
 		step(t, tb, &runtime.Batch{Tokens: []int32{next}, Positions: []int32{int32(n)}, SeqOfToken: []int32{0},
-			Seqs: []runtime.SeqView{{Blocks: []int32{0, 1, 2, 3}}}, LogitRows: []int32{0}})
+			Seqs: []runtime.SeqView{{Blocks: []int32{0, 1, 2, 3}}}, LogitRows: []int32{0}, Inputs: in})
 		lg, _ := output(t, tb, "logits")
 		next = argmax(lg)
 		got = append(got, next)

@@ -321,9 +321,18 @@ func FuzzDecodeRequest(f *testing.F) {
 	f.Add([]byte(`{"messages":[{"role":"user","content":"hi"}],"temperature":0.5,"stop":["a"],"tools":[{"type":"function","function":{"name":"f"}}]}`))
 	f.Add([]byte(`{"prompt":[1,2],"logprobs":3,"max_tokens":4}`))
 	f.Add([]byte(`{"messages":[{"role":"assistant","content":null,"tool_calls":[{"id":"1","type":"function","function":{"name":"f","arguments":"{}"}}]}],"chat_template_kwargs":{"enable_thinking":false}}`))
+	f.Add([]byte(imageMsg("data:image/png;base64,iVBORw0KGgo=")))
+	f.Add([]byte(imageMsg("data:image/jpeg;base64,/9j/4AAQ")))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		if _, _, opt, e := parseChat(body); e == nil {
+		if _, msgs, opt, e := parseChat(body); e == nil {
 			checkOptions(t, opt.GenerateOptions)
+			for _, m := range msgs {
+				for _, p := range m.Parts {
+					if (p.Type == "image") != (len(p.Image) > 0) || (p.Type != "image" && p.Type != "text") {
+						t.Errorf("accepted part %q with %d image bytes", p.Type, len(p.Image))
+					}
+				}
+			}
 		} else if e.status != 400 || e.Message == "" {
 			t.Errorf("chat: error %+v", e)
 		}
