@@ -284,3 +284,30 @@ func TestTemplateFeatureParity(t *testing.T) {
 	}
 	t.Logf("%d/%d feature templates identical to transformers", same, len(cases))
 }
+
+// TestContentParts: a message with Parts reaches the template as a list of
+// part objects (expected: Python's json.dumps of the list transformers
+// passes), and Images lists the image files in prompt order.
+func TestContentParts(t *testing.T) {
+	msgs := []Message{
+		{Role: "user", Content: "ignored", Parts: []Part{{Type: "image", Image: []byte("A")}, {Type: "text", Text: "what is it?"}}},
+		{Role: "assistant", Content: "a cat"},
+		{Role: "user", Parts: []Part{{Type: "text", Text: "and this?"}, {Type: "image", Image: []byte("B")}}},
+	}
+	tmpl := `{% for m in messages %}{{ m.content | tojson }}|{% if m.content is string %}{{ m.content }}{% else %}` +
+		`{% for c in m.content %}{% if c.type == 'image' %}<|vision_start|><|image_pad|><|vision_end|>{% else %}{{ c.text }}{% endif %}{% endfor %}{% endif %}
+{% endfor %}`
+	got, err := Render(tmpl, msgs, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Python jinja2 (trim_blocks, lstrip_blocks, tojson = json.dumps) renders the same data so.
+	want := `[{"type": "image"}, {"type": "text", "text": "what is it?"}]|<|vision_start|><|image_pad|><|vision_end|>what is it?` +
+		`"a cat"|a cat[{"type": "text", "text": "and this?"}, {"type": "image"}]|and this?<|vision_start|><|image_pad|><|vision_end|>`
+	if got != want {
+		t.Errorf("got:\n%s\nwant:\n%s", got, want)
+	}
+	if imgs := Images(msgs); len(imgs) != 2 || string(imgs[0]) != "A" || string(imgs[1]) != "B" {
+		t.Errorf("Images = %q", imgs)
+	}
+}
