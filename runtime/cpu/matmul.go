@@ -36,8 +36,11 @@ func (k *matmulK) exec(b *Backend) error {
 	k.m = b.elems(k.x.shape) / k.k
 	nTiles := (k.n + nTile - 1) / nTile
 	if k.m < smallM {
+		// Decode streams W once: hand each worker long contiguous runs of
+		// tiles (about 4 per thread) so hardware prefetchers see long
+		// sequential streams, not 16-row hops shared between cores.
 		k.mTiles = 0
-		b.pool.do(k, nTiles, 1)
+		b.pool.do(k, nTiles, b.pool.grainFor(nTiles, 1))
 		return nil
 	}
 	k.mTiles = (k.m + mTile - 1) / mTile
