@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/binary"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/inference-pio/pio/cmd/internal/cliargs"
 	"github.com/inference-pio/pio/compiler"
+	"github.com/inference-pio/pio/frontends/hf"
 	"github.com/inference-pio/pio/internal/golden"
 	"github.com/inference-pio/pio/ir"
 )
@@ -59,3 +61,74 @@ func TestRunStreamsGoldenGreedy(t *testing.T) {
 }
 
 func itoa(v int32) string { return strconv.Itoa(int(v)) }
+
+// TestRunImage: `piort run VL.pio --image a --image b` with the golden
+// prompt, as token ids and as chat text, prints transformers' greedy
+// continuation.
+func TestRunImage(t *testing.T) {
+	const dir = "../../testdata/tiny/qwen3vl"
+	eng := filepath.Join(t.TempDir(), "vl.pio")
+	if _, err := compiler.Build(compiler.Options{Source: dir, Output: eng, DType: ir.BF16}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := hf.OpenSafetensors(filepath.Join(dir, "golden.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	i64 := func(name string) []int32 {
+		x, _ := f.Tensor(name)
+		out := make([]int32, len(x.Data)/8)
+		for i := range out {
+			out[i] = int32(int64(binary.LittleEndian.Uint64(x.Data[8*i:])))
+		}
+		return out
+	}
+	var ids, want, wantText []string
+	in := i64("input_ids")
+	var text strings.Builder
+	for i, id := range in {
+		if id == 250 && in[i-1] == 250 {
+			continue
+		}
+		ids = append(ids, itoa(id))
+	}
+	for _, id := range i64("greedy") {
+		want = append(want, itoa(id))
+		wantText = append(wantText, "<t"+itoa(id)+">")
+	}
+	imgs := []string{"--image", "../../testdata/images/a.png", "--image", "../../testdata/images/b.png"}
+	run := func(args ...string) string {
+		app := newApp()
+		var out bytes.Buffer
+		app.Writer = &out
+		a, err := cliargs.Reorder(app, append([]string{"piort", "run", eng}, append(args, imgs...)...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := app.Run(a); err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(out.String())
+	}
+	if got := run("--prompt-ids", strings.Join(ids, ","), "--max-tokens", "8", "--max-step-tokens", "5"); got != strings.Join(want, " ") {
+		t.Errorf("--prompt-ids: got %s\nwant %s", got, strings.Join(want, " "))
+	}
+	// --raw with the prompt as text: the tiny tokenizer's <tK> tokens and Qwen's vision markup.
+	for i, id := range in {
+		switch {
+		case id == 250 && in[i-1] == 250:
+		case id == 248:
+			text.WriteString("<|vision_start|>")
+		case id == 249:
+			text.WriteString("<|vision_end|>")
+		case id == 250:
+			text.WriteString("<|image_pad|>")
+		default:
+			text.WriteString("<t" + itoa(id) + ">")
+		}
+	}
+	if got := run("--raw", "-p", text.String(), "--max-tokens", "8", "--temperature", "0"); got != strings.Join(wantText, "") {
+		t.Errorf("--raw: got %s\nwant %s", got, strings.Join(wantText, ""))
+	}
+}
