@@ -3,8 +3,10 @@ package pio
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/inference-pio/pio/frontends/hf"
 	"github.com/inference-pio/pio/frontends/image"
@@ -29,6 +31,7 @@ type vision struct {
 	hidden int      // text hidden size: the width of image_embeds and deepstack.<k>
 	feats  []string // vision outputs the text stage reads: image_embeds, deepstack.0, ...
 	max    int      // merged image tokens per request (the vision stage's MaxTokens)
+	runs   atomic.Int64
 }
 
 // newVision opens the vision stage of a multi-stage Qwen3-VL engine; it
@@ -95,15 +98,18 @@ func (v *vision) close() {
 	}
 }
 
-// prepare lays out a prompt whose k-th <|image_pad|> stands for images[k],
-// runs the vision stage over the images and returns the request's step
-// inputs and prefix-cache keys.
+// prepare lays out a prompt whose k-th <|image_pad|> stands for images[k]
+// (decoded and preprocessed here, on the caller's goroutine) and returns
+// the request's step inputs, whose first image rows run the vision stage.
 func (v *vision) prepare(prompt []int32, images [][]byte) (*vlInputs, error) {
 	pr, err := image.Prepare(images, prompt, v.tok, v.opt, v.side)
 	if err != nil {
 		return nil, fmt.Errorf("pio: %w: %w", ErrInvalid, err)
 	}
-	in := &vlInputs{lay: pr.Layout, hidden: v.hidden, names: v.feats, zero: make([]float32, v.hidden)}
+	if pr.Vision != nil && pr.Vision.Tokens > v.max {
+		return nil, fmt.Errorf("pio: %w: the images need %d image tokens, the engine takes %d a request (Options.MaxImageTokens)", ErrInvalid, pr.Vision.Tokens, v.max)
+	}
+	in := &vlInputs{vis: v, pending: pr.Vision, lay: pr.Layout, hidden: v.hidden, names: v.feats, zero: make([]float32, v.hidden)}
 	in.row = make([]int32, len(pr.Layout.Tokens))
 	n := int32(0)
 	for i, m := range pr.Layout.ImageMask {
@@ -113,20 +119,20 @@ func (v *vision) prepare(prompt []int32, images [][]byte) (*vlInputs, error) {
 			n++
 		}
 	}
-	if pr.Vision == nil {
-		return in, nil
-	}
-	if pr.Vision.Tokens > v.max {
-		return nil, fmt.Errorf("pio: %w: the images need %d image tokens, the engine takes %d a request (Options.MaxImageTokens)", ErrInvalid, pr.Vision.Tokens, v.max)
-	}
-	vi := pr.Vision
+	return in, nil
+}
+
+// run runs the vision stage over one request's images and returns its
+// outputs by v.feats, each [image tokens, hidden].
+func (v *vision) run(vi *image.VisionInputs) ([][]float32, error) {
 	pos := make([]int32, vi.Tokens)
 	for i := range pos {
 		pos[i] = int32(i)
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	err = v.be.Step(&runtime.Batch{
+	v.runs.Add(1)
+	err := v.be.Step(&runtime.Batch{
 		Tokens: make([]int32, vi.Tokens), Positions: pos, SeqOfToken: make([]int32, vi.Tokens),
 		Seqs: []runtime.SeqView{{}}, LogitRows: []int32{int32(vi.Tokens - 1)},
 		Inputs: map[string]runtime.Input{
@@ -137,17 +143,18 @@ func (v *vision) prepare(prompt []int32, images [][]byte) (*vlInputs, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pio: vision stage: %w", err)
 	}
+	var out [][]float32
 	for _, name := range v.feats {
-		out, shape, err := v.be.Output(name)
+		f, shape, err := v.be.Output(name)
 		if err != nil {
 			return nil, fmt.Errorf("pio: vision stage: %w", err)
 		}
-		if len(shape) != 2 || shape[0] != int(n) || shape[1] != v.hidden {
-			return nil, fmt.Errorf("pio: vision output %s: shape %v, want [%d %d]", name, shape, n, v.hidden)
+		if len(shape) != 2 || shape[0] != vi.Tokens || shape[1] != v.hidden {
+			return nil, fmt.Errorf("pio: vision output %s: shape %v, want [%d %d]", name, shape, vi.Tokens, v.hidden)
 		}
-		in.feats = append(in.feats, append([]float32(nil), out...))
+		out = append(out, append([]float32(nil), f...))
 	}
-	return in, nil
+	return out, nil
 }
 
 // vlInputs are one request's text-stage inputs (scheduler.SeqInputs):
@@ -155,16 +162,28 @@ func (v *vision) prepare(prompt []int32, images [][]byte) (*vlInputs, error) {
 // the image tokens and zeros elsewhere; generated positions q take
 // q + rope_delta on every axis.
 type vlInputs struct {
-	lay    *image.Layout
-	hidden int
-	names  []string    // image_embeds, deepstack.<k>
-	feats  [][]float32 // by names: [image tokens, hidden]; nil without images
-	row    []int32     // by prompt position: the image token's feature row, or -1
-	zero   []float32
+	vis     *vision
+	pending *image.VisionInputs // the vision stage's inputs until it has run
+	lay     *image.Layout
+	hidden  int
+	names   []string    // image_embeds, deepstack.<k>
+	feats   [][]float32 // by names: [image tokens, hidden]; nil without images
+	row     []int32     // by prompt position: the image token's feature row, or -1
+	zero    []float32
 }
 
-// AppendInputs implements scheduler.SeqInputs.
-func (in *vlInputs) AppendInputs(dst map[string]runtime.Input, from, n int) {
+// AppendInputs implements scheduler.SeqInputs. The first step that
+// computes an image token runs the vision stage (on the scheduler's
+// goroutine, once per request): a prompt whose image tokens all come from
+// the prefix cache never runs it.
+func (in *vlInputs) AppendInputs(dst map[string]runtime.Input, from, n int) error {
+	if in.pending != nil && slices.ContainsFunc(in.row[min(from, len(in.row)):min(from+n, len(in.row))], func(r int32) bool { return r >= 0 }) {
+		f, err := in.vis.run(in.pending)
+		if err != nil {
+			return err
+		}
+		in.feats, in.pending = f, nil
+	}
 	pos, mask := dst[qwen3vl.InMRoPE], dst[qwen3vl.InMask]
 	for i := from; i < from+n; i++ {
 		if i < len(in.lay.Tokens) {
@@ -190,4 +209,5 @@ func (in *vlInputs) AppendInputs(dst map[string]runtime.Input, from, n int) {
 		}
 		dst[name] = v
 	}
+	return nil
 }

@@ -110,12 +110,19 @@ func TestVisionGenerateMatchesGolden(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	runs := e.vis.runs.Load()
+	if runs < 1 || runs > 3 {
+		t.Errorf("%d vision stage runs for 3 requests", runs)
+	}
 	res, err := e.GenerateIDs(context.Background(), prompt, opt, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(res.Tokens, want) || res.CachedTokens < 16 {
-		t.Errorf("repeat: %v with %d cached tokens, want %v and most of the prompt cached", res.Tokens, res.CachedTokens, want)
+	if !slices.Equal(res.Tokens, want) || res.CachedTokens != 20 {
+		t.Errorf("repeat: %v with %d cached tokens, want %v and 20 (every image token) cached", res.Tokens, res.CachedTokens, want)
+	}
+	if n := e.vis.runs.Load(); n != runs {
+		t.Errorf("repeat: the vision stage ran although the cache held every image token")
 	}
 	swapped := opt
 	swapped.Images = vlImages(t, "b.png", "a.png")
@@ -128,6 +135,9 @@ func TestVisionGenerateMatchesGolden(t *testing.T) {
 	}
 	if slices.Equal(res.Tokens, want) {
 		t.Errorf("swapped images gave the same continuation %v", res.Tokens)
+	}
+	if n := e.vis.runs.Load(); n != runs+1 {
+		t.Errorf("swapped images: %d vision runs, want %d", n, runs+1)
 	}
 
 	// A text-only request on the same engine: MRoPE positions p, p, p and

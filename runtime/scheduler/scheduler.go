@@ -93,8 +93,11 @@ type SeqInputs interface {
 	// AppendInputs appends to dst, for every named input of the plan, the
 	// rows of the sequence's positions [from, from+n); positions from
 	// len(Prompt) on are generated tokens (or, after a preemption,
-	// recomputed ones).
-	AppendInputs(dst map[string]runtime.Input, from, n int)
+	// recomputed ones). It runs on the scheduler's goroutine, so it may do
+	// per-request work lazily (Qwen3-VL's vision stage, skipped when the
+	// prefix cache holds every image token). An error ends the request
+	// (FinishError) and the step runs without it.
+	AppendInputs(dst map[string]runtime.Input, from, n int) error
 }
 
 // Finish says why a stream ended.
@@ -454,14 +457,26 @@ func (s *Scheduler) run() {
 	for k, v := range b.Inputs {
 		b.Inputs[k] = runtime.Input{F32: v.F32[:0], I32: v.I32[:0]}
 	}
+	failed := false
+	for _, p := range s.plan {
+		q := p.s
+		if q.req.Inputs == nil {
+			continue
+		}
+		if b.Inputs == nil {
+			b.Inputs = map[string]runtime.Input{}
+		}
+		if err := q.req.Inputs.AppendInputs(b.Inputs, q.computed, p.n); err != nil {
+			s.remove(q)
+			s.finish(q, FinishError, err)
+			failed = true
+		}
+	}
+	if failed {
+		return // the others run in the next step
+	}
 	for j, p := range s.plan {
 		q := p.s
-		if q.req.Inputs != nil {
-			if b.Inputs == nil {
-				b.Inputs = map[string]runtime.Input{}
-			}
-			q.req.Inputs.AppendInputs(b.Inputs, q.computed, p.n)
-		}
 		b.Tokens = append(b.Tokens, q.tokens[q.computed:q.computed+p.n]...)
 		for i := 0; i < p.n; i++ {
 			b.Positions = append(b.Positions, int32(q.computed+i))

@@ -321,12 +321,20 @@ func TestNoPrefixCache(t *testing.T) {
 // posInputs gives each position p of a sequence the row {p + off}.
 type posInputs struct{ off int32 }
 
-func (pi posInputs) AppendInputs(dst map[string]runtime.Input, from, n int) {
+func (pi posInputs) AppendInputs(dst map[string]runtime.Input, from, n int) error {
 	v := dst["pos"]
 	for i := range n {
 		v.I32 = append(v.I32, int32(from+i)+pi.off)
 	}
 	dst["pos"] = v
+	return nil
+}
+
+// failInputs fails at its first call.
+type failInputs struct{}
+
+func (failInputs) AppendInputs(dst map[string]runtime.Input, from, n int) error {
+	return errors.New("no vision today")
 }
 
 // inputsBackend checks that every token's named input row is the one for
@@ -391,6 +399,17 @@ func TestSeqInputsAndCacheKeys(t *testing.T) {
 	}
 	if _, err := s.Submit(context.Background(), Request{Prompt: p, MaxTokens: 1, CacheKeys: p[:3]}); !errors.Is(err, ErrInvalid) {
 		t.Errorf("short CacheKeys: %v", err)
+	}
+	// A request whose inputs fail ends with the error; the others go on.
+	bad, err := s.Submit(context.Background(), Request{Prompt: p, MaxTokens: 5, Inputs: failInputs{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, why, err := collect(t, bad); why != FinishError || err == nil || err.Error() != "no vision today" {
+		t.Errorf("failing inputs: %s, %v", why, err)
+	}
+	if n := run(p, 1); n != 12 {
+		t.Errorf("after a failed request: %d cached tokens, want 12", n)
 	}
 	if f.bad != nil {
 		t.Error(f.bad)
