@@ -210,3 +210,32 @@ func TestVisionChatMatchesGolden(t *testing.T) {
 		t.Errorf("greedy %v, transformers %v", res.Tokens, want)
 	}
 }
+
+// TestVisionPreemption: more image requests than the KV cache holds at
+// once; preempted ones are recomputed (image rows, then generated tokens
+// at cache position + rope_delta) and still give the golden continuation.
+func TestVisionPreemption(t *testing.T) {
+	e := vlEngine(t, Options{MaxStepTokens: 8, MaxSeqs: 4, CacheTokens: 40, BlockSize: 4, Threads: 1})
+	prompt, want := vlGolden(t)
+	opt := greedy(len(want))
+	opt.Images = vlImages(t, "a.png", "b.png")
+	// Rounds of concurrent requests until one was preempted (goroutine
+	// timing decides how much they overlap).
+	for round := 0; round < 10 && e.Stats().Preemptions == 0; round++ {
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				res, err := e.GenerateIDs(context.Background(), prompt, opt, nil)
+				if err != nil || !slices.Equal(res.Tokens, want) {
+					t.Errorf("greedy %v, %v; transformers %v", res.Tokens, err, want)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	if st := e.Stats(); st.Preemptions == 0 {
+		t.Errorf("no preemption in 10 rounds (%+v): the test needs a smaller cache", st)
+	}
+}
