@@ -7,6 +7,13 @@
 //	res, err := e.Chat(ctx, []pio.Message{{Role: "user", Content: "Hi"}}, pio.ChatOptions{},
 //		func(c pio.ChatChunk) { fmt.Print(c.Content) })
 //
+// Vision-language engines (Qwen3-VL: a vision stage next to the text
+// plan) take images: GenerateOptions.Images for token-id and raw prompts,
+// image parts (Part) of chat messages. Each request's images are
+// preprocessed on its own goroutine; the vision stage runs once per
+// request, at the first step that computes one of its image tokens, and
+// image tokens are keyed in the prefix cache by the image's content.
+//
 // It is the Go form of generate_text and chat_completion; `piort run` and
 // `piort serve` are built on it.
 package pio
