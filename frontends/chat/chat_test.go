@@ -311,3 +311,31 @@ func TestContentParts(t *testing.T) {
 		t.Errorf("Images = %q", imgs)
 	}
 }
+
+// TestVisionMacro renders the constructs of Qwen3-VL's content macro (a
+// namespace image counter, `'image' in item` on a part, a macro whose
+// output is trimmed, add_vision_id) over image parts; want is what
+// transformers' own Jinja environment renders (_compile_jinja_template).
+func TestVisionMacro(t *testing.T) {
+	tmpl := `{%- set image_count = namespace(value=0) %}{%- macro render_content(content, do_vision_count) %}` +
+		`{%- if content is string %}{{- content }}{%- else %}{%- for item in content %}` +
+		`{%- if 'image' in item or 'image_url' in item or item.type == 'image' %}{%- if do_vision_count %}` +
+		`{%- set image_count.value = image_count.value + 1 %}{%- endif %}{%- if add_vision_id %}Picture {{ image_count.value }}: {% endif -%}` +
+		`<|vision_start|><|image_pad|><|vision_end|>{%- elif 'text' in item %}{{- item.text }}{%- endif %}{%- endfor %}{%- endif %}{%- endmacro %}` +
+		`{%- for message in messages %}{{- '<|im_start|>' + message.role + '\n' }}{%- set content = render_content(message.content, true)|trim %}` +
+		`{{- content }}{{- '<|im_end|>\n' }}{%- endfor %}{%- if add_generation_prompt %}{{- '<|im_start|>assistant\n' }}{%- endif %}`
+	msgs := []Message{
+		{Role: "user", Parts: []Part{{Type: "image"}, {Type: "text", Text: "Describe."}}},
+		{Role: "assistant", Content: "A cat."},
+		{Role: "user", Parts: []Part{{Type: "text", Text: "And "}, {Type: "image"}, {Type: "text", Text: "?"}}},
+	}
+	got, err := Render(tmpl, msgs, Options{AddGenerationPrompt: true, Extra: map[string]any{"add_vision_id": true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "<|im_start|>user\nPicture 1: <|vision_start|><|image_pad|><|vision_end|>Describe.<|im_end|>\n<|im_start|>assistant\nA cat.<|im_end|>\n" +
+		"<|im_start|>user\nAnd Picture 2: <|vision_start|><|image_pad|><|vision_end|>?<|im_end|>\n<|im_start|>assistant\n"
+	if got != want {
+		t.Errorf("got  %q\nwant %q", got, want)
+	}
+}
