@@ -240,6 +240,17 @@ func TestServeImageOpenAIClient(t *testing.T) {
 			t.Errorf("repeat: %d cached prompt tokens, want the image prefix served from the cache", cached)
 		}
 	}
+	// Streamed, the same text arrives in pieces.
+	stream := c.Chat.Completions.NewStreaming(context.Background(), params)
+	var streamed strings.Builder
+	for stream.Next() {
+		if ch := stream.Current(); len(ch.Choices) > 0 {
+			streamed.WriteString(ch.Choices[0].Delta.Content)
+		}
+	}
+	if err := stream.Err(); err != nil || streamed.String() != want.String() {
+		t.Errorf("streamed %q, %v; transformers %q", streamed.String(), err, want.String())
+	}
 	// A broken image is the client's fault.
 	bad := params
 	bad.Messages = []openai.ChatCompletionMessageParamUnion{openai.UserMessage([]openai.ChatCompletionContentPartUnionParam{
