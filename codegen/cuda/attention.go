@@ -22,9 +22,6 @@ func (g *gen) attnShape(s ir.Step) (attn, error) {
 		if dt, _ := g.operand(s.Args[0]); dt != ir.F32 {
 			return attn{}, fmt.Errorf("qkv has dtype %v: want f32", dt)
 		}
-		if s.Attrs.Int("gate", 0) != 0 {
-			return attn{}, fmt.Errorf("gated attention (gate=1) has no CUDA template yet")
-		}
 		h := s.Attrs.Ints("heads")
 		d := int(s.Attrs.Int("head_dim", 0))
 		dv := int(s.Attrs.Int("v_head_dim", int64(d)))
@@ -358,7 +355,7 @@ func (g *gen) qkvAttention(step int, s ir.Step) error {
 		pair = "const int j = c < HALF ? c : c - HALF; const float x1 = buf[j], x2 = buf[j + HALF]; const bool first = c < HALF;"
 		style = "neox"
 	}
-	prep := g.kernel("qkv_prep", fmt.Sprintf(`// qkv_prep: per token, %[2]d q and %[3]d k heads of dim %[4]d: rms_norm (if weights), rope (%[8]s, %[6]d channels); k, v (dim %[5]d) into the cache %[1]s, q into y.
+	prepText := fmt.Sprintf(`// qkv_prep: per token, %[2]d q and %[3]d k heads of dim %[4]d: rms_norm (if weights), rope (%[8]s, %[6]d channels); k, v (dim %[5]d) into the cache %[1]s, q into y.
 __constant__ float KNAME_inv[%[7]d] = {%[9]s};
 extern "C" __global__ void __launch_bounds__(128) KNAME(const float* __restrict__ qkv, const int* __restrict__ positions, %[10]sfloat* __restrict__ y,
     %[1]s* __restrict__ kc, %[1]s* __restrict__ vc, const int* __restrict__ seq_of_token, const int* __restrict__ block_tables, int max_blocks, int block_size, int T) {
@@ -394,7 +391,12 @@ extern "C" __global__ void __launch_bounds__(128) KNAME(const float* __restrict_
   const float* vsrc = row + (long)(HQ + HKV) * D;
   for (int i = threadIdx.x; i < HKV * DV; i += blockDim.x) pio_st(vc + slot * HKV * DV + i, vsrc[i]);
 }
-`, a.ct, a.hq, a.hkv, a.d, a.dv, rd, rd/2, style, invTable(at), decl, normCode, pair))
+`, a.ct, a.hq, a.hkv, a.d, a.dv, rd, rd/2, style, invTable(at), decl, normCode, pair)
+	gated := at.Int("gate", 0) == 1
+	if gated {
+		prepText = gateRows(prepText)
+	}
+	prep := g.kernel("qkv_prep", prepText)
 	params := []Param{{Kind: PArg, Index: 0}, {Kind: PPositions}}
 	if norm {
 		params = append(params, Param{Kind: PArg, Index: 2}, Param{Kind: PArg, Index: 3})
@@ -403,5 +405,8 @@ extern "C" __global__ void __launch_bounds__(128) KNAME(const float* __restrict_
 	params = append(params, append(pagedMeta(), Param{Kind: PT})...)
 	g.launch(Launch{Step: step, Kernel: prep, Block: 128, Grid: [3]Expr{{T: 1}, {Fixed: 1}, {Fixed: 1}}, Params: params})
 	g.attnKernels(step, a, Param{Kind: POut})
+	if gated {
+		g.attnGate(step, a)
+	}
 	return nil
 }

@@ -24,13 +24,14 @@ const (
 	PTiles       ParamKind = 12 // device pointer: i32[tiles, 3] prefill tiles (seq, first token, tokens)
 	PWorkspace   ParamKind = 13 // device pointer: f32 scratch of at least Launch.Workspace floats per S
 	PSplits      ParamKind = 14 // int32: decode splits per sequence (Launch grid z)
+	PSlots       ParamKind = 15 // device pointer: i32[maxSeqs] state-cache slot of each sequence (runtime.SeqView.Slot)
 )
 
 var paramNames = map[ParamKind]string{
 	PArg: "arg", POut: "out", PT: "T", PS: "S", PCacheK: "cache_k", PCacheV: "cache_v",
 	PPositions: "positions", PSeqOfToken: "seq_of_token", PBlockTables: "block_tables",
 	PMaxBlocks: "max_blocks", PBlockSize: "block_size", PTiles: "tiles", PWorkspace: "workspace",
-	PSplits: "splits",
+	PSplits: "splits", PSlots: "slots",
 }
 
 // Param is one kernel parameter.

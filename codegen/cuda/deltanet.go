@@ -1,0 +1,511 @@
+package cuda
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/inference-pio/pio/ir"
+)
+
+// Templates of the Gated DeltaNet family (ir/op_deltanet.go) and of the two
+// data-movement ops its graphs use (slice, concat of activations), with the
+// semantics of runtime/cpu/deltanet.go.
+//
+// The state kernels (conv1d_causal, gated_delta_rule) run one block per
+// (sequence, ...): blockIdx.x is the sequence index (the grid has T blocks
+// along x, those with no tokens in the step return at once); the block finds
+// its sequence's contiguous run of tokens in seq_of_token, reads the state
+// from the slot slots[seq] of the state cache (PCacheK: the cache's one
+// entry pool, [slots, entry] f32), starts from zero state when the run starts
+// at position 0, and writes the state back. The position-continuity check
+// (a run at position p > 0 must find its slot holding the state after p
+// positions) is the runtime's, on the host, before the step runs.
+//
+// gated_delta_rule has two launches: the recurrent form for decode steps
+// (every sequence brings one token; the state lives in registers, one value
+// column per thread) and the chunked form for every other step (chunks of
+// the op's chunk attr; the chunk's normalised q, k, the UT-transformed
+// values and keys and the chunk matrix live in the global workspace, one
+// region per (sequence, value head)); a chunk of one token takes the
+// recurrent form, as on the CPU.
+func init() {
+	templates[ir.OpConv1DCausal] = (*gen).conv1dCausal
+	templates[ir.OpGatedDeltaRule] = (*gen).gatedDeltaRule
+	templates[ir.OpDeltaNetDecay] = (*gen).deltaNetDecay
+	templates[ir.OpMulRows] = (*gen).mulRows
+	if templates[ir.OpSlice] == nil {
+		templates[ir.OpSlice] = (*gen).deltaSlice
+	}
+	if templates[ir.OpConcat] == nil {
+		templates[ir.OpConcat] = (*gen).deltaConcat
+	}
+}
+
+// Limits of the DeltaNet templates: the recurrent state column of one
+// thread is a register array of dk floats, and a block has one thread per
+// value column.
+const (
+	maxDeltaDK = 256
+	maxDeltaDV = 1024
+)
+
+// seqRunC finds, in a block of sequence seq, its tokens [t0, t0+n) of the
+// step (contiguous by the batch contract); a block whose sequence has no
+// token returns. Each boundary has exactly one writer, so no atomics.
+const seqRunC = `  __shared__ int run_lo, run_hi;
+  if (threadIdx.x == 0) { run_lo = 0; run_hi = -1; }
+  __syncthreads();
+  for (int t = threadIdx.x; t < T; t += blockDim.x) {
+    if (seq_of_token[t] != seq) continue;
+    if (t == 0 || seq_of_token[t - 1] != seq) run_lo = t;
+    if (t == T - 1 || seq_of_token[t + 1] != seq) run_hi = t;
+  }
+  __syncthreads();
+  const int t0 = run_lo, n = run_hi - run_lo + 1;
+  if (n <= 0) return;
+  const bool fresh = positions[t0] == 0;
+`
+
+// stateParams are the trailing params of a state kernel.
+func stateParams(nargs, cache int) []Param {
+	return append(stdParams(nargs), Param{Kind: PPositions}, Param{Kind: PSeqOfToken}, Param{Kind: PSlots}, Param{Kind: PCacheK, Index: uint16(cache)})
+}
+
+const stateDecl = "const int* __restrict__ positions, const int* __restrict__ seq_of_token, const int* __restrict__ slots, float* __restrict__ state"
+
+// stateCache checks that cache ci of the plan is a state cache of one f32
+// entry of shape want.
+func (g *gen) stateCache(ci int64, want ir.Shape) error {
+	if ci < 0 || int(ci) >= len(g.p.Caches) {
+		return fmt.Errorf("cache %d not declared", ci)
+	}
+	c := g.p.Caches[ci]
+	if c.Kind != ir.CacheState || c.DType != ir.F32 || len(c.Entries) != 1 || !c.Entries[0].Equal(want) {
+		return fmt.Errorf("cache %d (%v %v %v) is not an f32 state cache of one entry %v", ci, c.Kind, c.DType, c.Entries, want)
+	}
+	return nil
+}
+
+// ctypes returns the CUDA types of the step's args, and checks the output
+// is f32.
+func (g *gen) ctypes(s ir.Step) ([]string, error) {
+	if dt, _ := g.out(s); dt != ir.F32 {
+		return nil, fmt.Errorf("output dtype %v, want f32", dt)
+	}
+	var ts []string
+	for i, a := range s.Args {
+		dt, _ := g.operand(a)
+		t, err := ctype(dt)
+		if err != nil {
+			return nil, fmt.Errorf("arg %d: %w", i, err)
+		}
+		ts = append(ts, t)
+	}
+	return ts, nil
+}
+
+func (g *gen) conv1dCausal(step int, s ir.Step) error {
+	ts, err := g.ctypes(s)
+	if err != nil {
+		return err
+	}
+	_, xsh := g.operand(s.Args[0])
+	_, wsh := g.operand(s.Args[1])
+	c, k := int64(xsh[1]), int64(wsh.Last())
+	ci := s.Attrs.Int("cache", -1)
+	if err := g.stateCache(ci, ir.Sh(ir.Dim(c), ir.Dim(k-1))); err != nil {
+		return err
+	}
+	act, what := "", "y"
+	if s.Attrs.String("activation", "") == "silu" {
+		act, what = "    acc = acc / (1.0f + expf(-acc));\n", "silu(y)"
+	}
+	name := g.kernel("conv1d_causal", fmt.Sprintf(`// conv1d_causal: %[5]s over C=%[3]d channels, K=%[4]d, per sequence run; y[t,c] = Σ_j w[c,j]·x[t−K+1+j, c], the K−1 inputs before the run from the conv state [slot, C, K−1], which gets the run's last K−1 inputs.
+extern "C" __global__ void __launch_bounds__(128) KNAME(const %[1]s* __restrict__ x, const %[2]s* __restrict__ w, float* __restrict__ y, int T, int S, %[6]s) {
+  const int seq = blockIdx.x;
+%[7]s  const int c = blockIdx.y * 128 + threadIdx.x;
+  if (c >= %[3]d) return;
+  float* st = state + ((long)slots[seq] * %[3]d + c) * %[8]d;
+  float h[%[8]d], wk[%[4]d];
+#pragma unroll
+  for (int m = 0; m < %[8]d; m++) h[m] = fresh ? 0.f : st[m];
+#pragma unroll
+  for (int j = 0; j < %[4]d; j++) wk[j] = pio_f32(w[(long)c * %[4]d + j]);
+  for (int i = 0; i < n; i++) {
+    const long t = t0 + i;
+    const float xi = pio_f32(x[t * %[3]dL + c]);
+    float acc = 0.f;
+#pragma unroll
+    for (int j = 0; j < %[8]d; j++) acc = __fadd_rn(acc, __fmul_rn(wk[j], h[j]));
+    acc = __fadd_rn(acc, __fmul_rn(wk[%[8]d], xi));
+%[9]s    y[t * %[3]dL + c] = acc;
+#pragma unroll
+    for (int m = 0; m + 1 < %[8]d; m++) h[m] = h[m + 1];
+    h[%[8]d - 1] = xi;
+  }
+#pragma unroll
+  for (int m = 0; m < %[8]d; m++) st[m] = h[m];
+}
+`, ts[0], ts[1], c, k, what, stateDecl, seqRunC, k-1, act))
+	g.launch(Launch{Step: step, Kernel: name, Params: stateParams(2, int(ci)), Block: 128,
+		Grid: [3]Expr{{T: 1}, {Fixed: (c + 127) / 128}, {Fixed: 1}}})
+	return nil
+}
+
+func (g *gen) deltaNetDecay(step int, s ir.Step) error {
+	ts, err := g.ctypes(s)
+	if err != nil {
+		return err
+	}
+	_, ash := g.operand(s.Args[0])
+	h := int64(ash[1])
+	name := g.kernel("deltanet_decay", fmt.Sprintf(`// deltanet_decay over [T, %[4]d]: g = −exp(A_log)·softplus(a + dt_bias) (softplus(x) = x above 20).
+extern "C" __global__ void __launch_bounds__(256) KNAME(const %[1]s* __restrict__ a, const %[2]s* __restrict__ alog, const %[3]s* __restrict__ dtb, float* __restrict__ y, int T, int S) {
+  const long n = (long)T * %[4]d;
+  for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
+    const int j = (int)(i %% %[4]d);
+    const float x = __fadd_rn(pio_f32(a[i]), pio_f32(dtb[j]));
+    const float sp = x > 20.f ? x : log1pf(expf(x));
+    y[i] = -expf(pio_f32(alog[j])) * sp;
+  }
+}
+`, ts[0], ts[1], ts[2], h))
+	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(3), Block: 256,
+		Grid: [3]Expr{{T: h, Div: 256}, {Fixed: 1}, {Fixed: 1}}})
+	return nil
+}
+
+func (g *gen) mulRows(step int, s ir.Step) error {
+	ts, err := g.ctypes(s)
+	if err != nil {
+		return err
+	}
+	_, xsh := g.operand(s.Args[0])
+	row, _ := xsh[1:].Elems(0, 0)
+	name := g.kernel("mul_rows", fmt.Sprintf(`// mul_rows: y[t, :] = x[t, :]·s[t], rows of %[3]d.
+extern "C" __global__ void __launch_bounds__(256) KNAME(const %[1]s* __restrict__ x, const %[2]s* __restrict__ s, float* __restrict__ y, int T, int S) {
+  const long n = (long)T * %[3]dL;
+  for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x)
+    y[i] = __fmul_rn(pio_f32(x[i]), pio_f32(s[i / %[3]dL]));
+}
+`, ts[0], ts[1], row))
+	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(2), Block: 256,
+		Grid: [3]Expr{{T: row, Div: 256}, {Fixed: 1}, {Fixed: 1}}})
+	return nil
+}
+
+func (g *gen) deltaSlice(step int, s ir.Step) error {
+	ts, err := g.ctypes(s)
+	if err != nil {
+		return err
+	}
+	_, xsh := g.operand(s.Args[0])
+	d := int64(xsh.Last())
+	start, n := s.Attrs.Int("start", 0), s.Attrs.Int("len", 0)
+	if start < 0 || n <= 0 || start+n > d {
+		return fmt.Errorf("slice [%d, %d) of a last dim of %d", start, start+n, d)
+	}
+	t, sq, f := count(xsh)
+	_, rowsC, err := rows(xsh, d)
+	if err != nil {
+		return err
+	}
+	name := g.kernel("slice", fmt.Sprintf(`// slice: y[r, :] = x[r, %[3]d:%[3]d+%[4]d], rows of %[2]d.
+extern "C" __global__ void __launch_bounds__(256) KNAME(const %[1]s* __restrict__ x, float* __restrict__ y, int T, int S) {
+  const long n = %[5]s * %[4]dL;
+  for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x)
+    y[i] = pio_f32(x[(i / %[4]d) * %[2]dL + %[3]d + i %% %[4]d]);
+}
+`, ts[0], d, start, n, rowsC))
+	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(1), Block: 256,
+		Grid: [3]Expr{{T: t / d * n, S: sq / d * n, Fixed: f / d * n, Div: 256}, {Fixed: 1}, {Fixed: 1}}})
+	return nil
+}
+
+func (g *gen) deltaConcat(step int, s ir.Step) error {
+	ts, err := g.ctypes(s)
+	if err != nil {
+		return err
+	}
+	axis := int(s.Attrs.Int("axis", 0))
+	var decl, body strings.Builder
+	var total int64
+	for i, a := range s.Args {
+		_, sh := g.operand(a)
+		if axis < 0 || axis >= len(sh) {
+			return fmt.Errorf("axis %d of part %v", axis, sh)
+		}
+		for _, d := range sh[axis:] {
+			if d.Symbolic() {
+				return fmt.Errorf("part %d: the dims from the axis on must be static, got %v", i, sh)
+			}
+		}
+		inner, _ := sh[axis:].Elems(0, 0)
+		fmt.Fprintf(&decl, "const %s* __restrict__ p%d, ", ts[i], i)
+		cond := fmt.Sprintf("if (r < %d) ", total+inner)
+		if i == len(s.Args)-1 {
+			cond = ""
+		}
+		if i > 0 {
+			body.WriteString("    else ")
+		} else {
+			body.WriteString("    ")
+		}
+		fmt.Fprintf(&body, "%sy[i] = pio_f32(p%d[o * %dL + r - %d]);\n", cond, i, inner, total)
+		total += inner
+	}
+	_, osh := g.out(s)
+	t, sq, f := count(osh)
+	name := g.kernel("concat", fmt.Sprintf(`// concat along axis %[1]d: rows of %[2]d joined from the parts.
+extern "C" __global__ void __launch_bounds__(256) KNAME(%[3]sfloat* __restrict__ y, int T, int S) {
+  const long n = %[4]s;
+  for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
+    const long o = i / %[2]dL, r = i %% %[2]dL;
+%[5]s  }
+}
+`, axis, total, decl.String(), cExpr(t, sq, f), body.String()))
+	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(len(s.Args)), Block: 256,
+		Grid: [3]Expr{{T: t, S: sq, Fixed: f, Div: 256}, {Fixed: 1}, {Fixed: 1}}})
+	return nil
+}
+
+// recurrentC is one token t of value head h in the recurrent form, with the
+// normalised, scaled q and k in qn, kn, the log-decay gv and β bv; thread j
+// holds state column j in s[].
+const recurrentC = `    if (j < DV) {
+      const float decay = expf(gv);
+      float kv = 0.f;
+#pragma unroll
+      for (int i = 0; i < DK; i++) { s[i] = __fmul_rn(s[i], decay); kv = __fadd_rn(kv, __fmul_rn(s[i], kn[i])); }
+      const float d = __fmul_rn(__fsub_rn(pio_f32(v[(t * HV + h) * DV + j]), kv), bv);
+      float o = 0.f;
+#pragma unroll
+      for (int i = 0; i < DK; i++) { s[i] = __fadd_rn(s[i], __fmul_rn(kn[i], d)); o = __fadd_rn(o, __fmul_rn(s[i], qn[i])); }
+      y[(t * HV + h) * DV + j] = o;
+    }
+`
+
+// normC l2-normalises (when L2) and scales row p of q and row pk of k, of
+// DK floats each, in place.
+const normC = `      if (L2) {
+        float sq = 0.f, sk = 0.f;
+        for (int i = 0; i < DK; i++) { sq = fmaf(qr[i], qr[i], sq); sk = fmaf(kr[i], kr[i], sk); }
+        const float iq = 1.0f / sqrtf(sq + 1e-6f), ik = 1.0f / sqrtf(sk + 1e-6f);
+        for (int i = 0; i < DK; i++) { qr[i] = __fmul_rn(__fmul_rn(qr[i], iq), SCALE); kr[i] = __fmul_rn(kr[i], ik); }
+      } else {
+        for (int i = 0; i < DK; i++) qr[i] = __fmul_rn(qr[i], SCALE);
+      }
+`
+
+func (g *gen) gatedDeltaRule(step int, s ir.Step) error {
+	ts, err := g.ctypes(s)
+	if err != nil {
+		return err
+	}
+	_, qsh := g.operand(s.Args[0])
+	_, vsh := g.operand(s.Args[2])
+	hk, dk := int64(qsh[1]), int64(qsh[2])
+	hv, dv := int64(vsh[1]), int64(vsh[2])
+	if dk > maxDeltaDK || dv > maxDeltaDV {
+		return fmt.Errorf("key dim %d (at most %d) or value dim %d (at most %d) too large", dk, maxDeltaDK, dv, maxDeltaDV)
+	}
+	ci := s.Attrs.Int("cache", -1)
+	if err := g.stateCache(ci, ir.Sh(ir.Dim(hv), ir.Dim(dk), ir.Dim(dv))); err != nil {
+		return err
+	}
+	chunk := s.Attrs.Int("chunk", 64)
+	l2 := "false"
+	if s.Attrs.Int("l2norm", 0) == 1 {
+		l2 = "true"
+	}
+	defs := fmt.Sprintf("  constexpr int HK = %d, HV = %d, DK = %d, DV = %d;\n  constexpr bool L2 = %s;\n  constexpr float SCALE = %s;\n",
+		hk, hv, dk, dv, l2, cf(s.Attrs.Float("scale", 0)))
+	head := fmt.Sprintf(`extern "C" __global__ void __launch_bounds__(NTHREADS) KNAME(const %s* __restrict__ q, const %s* __restrict__ k, const %s* __restrict__ v, const %s* __restrict__ g, const %s* __restrict__ beta, float* __restrict__ y, int T, int S, %s`,
+		ts[0], ts[1], ts[2], ts[3], ts[4], stateDecl)
+	prologue := defs + `  const int seq = blockIdx.x, h = blockIdx.y, kh = h / (HV / HK), j = threadIdx.x;
+` + seqRunC + `  float* st = state + ((long)slots[seq] * HV + h) * (DK * DV);
+  float s[DK];
+  if (j < DV) {
+#pragma unroll
+    for (int i = 0; i < DK; i++) s[i] = fresh ? 0.f : st[i * DV + j];
+  }
+`
+	epilogue := `  if (j < DV) {
+#pragma unroll
+    for (int i = 0; i < DK; i++) st[i * DV + j] = s[i];
+  }
+}
+`
+	// Decode: the recurrent form, q and k of the token in shared memory.
+	nt := max(32, roundUp(int(dv), 32))
+	dec := fmt.Sprintf(`// gated_delta_rule, recurrent form (decode): one block per (sequence, value head), state [slot, %[2]d, %[3]d, %[4]d] f32, thread j holds value column j.
+`+strings.ReplaceAll(head, "NTHREADS", fmt.Sprint(nt))+`) {
+  __shared__ float qsh[%[3]d], ksh[%[3]d];
+`+prologue+`  for (int r = 0; r < n; r++) {
+    const long t = t0 + r;
+    __syncthreads();
+    for (int i = threadIdx.x; i < DK; i += blockDim.x) {
+      qsh[i] = pio_f32(q[(t * HK + kh) * DK + i]);
+      ksh[i] = pio_f32(k[(t * HK + kh) * DK + i]);
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      float* qr = qsh;
+      float* kr = ksh;
+`+normC+`    }
+    __syncthreads();
+    const float* qn = qsh;
+    const float* kn = ksh;
+    const float gv = pio_f32(g[t * HV + h]), bv = pio_f32(beta[t * HV + h]);
+`+recurrentC+`  }
+`+epilogue, hv, hv, dk, dv)
+	decName := g.kernel("gated_delta_rule_rec", dec)
+
+	// Prefill: the chunked form, the chunk's work arrays in the workspace.
+	per := chunk * (3*dk + 2*dv + chunk + 2)
+	ntp := min(1024, max(128, roundUp(int(dv), 32)))
+	pre := fmt.Sprintf(`// gated_delta_rule, chunked form (chunks of %[1]d; prefill): one block per (sequence, value head), state [slot, %[2]d, %[3]d, %[4]d] f32, thread j holds value column j; the chunk's arrays in %[5]d floats of the workspace per (sequence, head).
+`+strings.ReplaceAll(head, "NTHREADS", fmt.Sprint(ntp))+`, float* __restrict__ ws) {
+`+prologue+`  constexpr int C = %[1]d;
+  float* Q = ws + ((long)seq * HV + h) * %[5]dL;
+  float* K = Q + C * DK;
+  float* W = K + C * DK;
+  float* U = W + C * DK;
+  float* VN = U + C * DV;
+  float* A = VN + C * DV;
+  float* Gc = A + C * C;
+  float* Bc = Gc + C;
+  for (int c0 = 0; c0 < n; c0 += C) {
+    const int nc = min(C, n - c0);
+    const long tc = t0 + c0;
+    __syncthreads();
+    for (int e = threadIdx.x; e < nc * DK; e += blockDim.x) {
+      const long t = tc + e / DK;
+      const int i = e %% DK;
+      Q[e] = pio_f32(q[(t * HK + kh) * DK + i]);
+      K[e] = pio_f32(k[(t * HK + kh) * DK + i]);
+    }
+    if (threadIdx.x == 0) {
+      float G = 0.f;
+      for (int r = 0; r < nc; r++) {
+        G = __fadd_rn(G, pio_f32(g[(tc + r) * HV + h]));
+        Gc[r] = G;
+        Bc[r] = pio_f32(beta[(tc + r) * HV + h]);
+      }
+    }
+    __syncthreads();
+    for (int r = threadIdx.x; r < nc; r += blockDim.x) {
+      float* qr = Q + r * DK;
+      float* kr = K + r * DK;
+`+normC+`    }
+    __syncthreads();
+    if (nc == 1) {
+      const long t = tc;
+      const float* qn = Q;
+      const float* kn = K;
+      const float gv = Gc[0], bv = Bc[0];
+`+recurrentC+`      continue;
+    }
+    // A = strict_lower(diag(β)·K·Kᵀ ⊙ Γ).
+    for (int e = threadIdx.x; e < nc * nc; e += blockDim.x) {
+      const int r = e / nc, c = e %% nc;
+      if (c >= r) continue;
+      float d = 0.f;
+      for (int i = 0; i < DK; i++) d = fmaf(K[r * DK + i], K[c * DK + i], d);
+      A[r * C + c] = Bc[r] * d * expf(Gc[r] - Gc[c]);
+    }
+    __syncthreads();
+    // (I + A)·U = diag(β)·V and (I + A)·W = diag(β·e^G)·K, column by column.
+    for (int col = threadIdx.x; col < DV + DK; col += blockDim.x) {
+      if (col < DV) {
+        for (int r = 0; r < nc; r++) {
+          float u = Bc[r] * pio_f32(v[((tc + r) * HV + h) * DV + col]);
+          for (int c = 0; c < r; c++) u -= A[r * C + c] * U[c * DV + col];
+          U[r * DV + col] = u;
+        }
+      } else {
+        const int i = col - DV;
+        for (int r = 0; r < nc; r++) {
+          float w = Bc[r] * expf(Gc[r]) * K[r * DK + i];
+          for (int c = 0; c < r; c++) w -= A[r * C + c] * W[c * DK + i];
+          W[r * DK + i] = w;
+        }
+      }
+    }
+    __syncthreads();
+    // V_new = U − W·S; O = e^G·(Q·S).
+    if (j < DV) {
+      for (int r = 0; r < nc; r++) {
+        float vn = U[r * DV + j], o = 0.f;
+#pragma unroll
+        for (int i = 0; i < DK; i++) { vn -= W[r * DK + i] * s[i]; o += Q[r * DK + i] * s[i]; }
+        VN[r * DV + j] = vn;
+        y[((tc + r) * HV + h) * DV + j] = o * expf(Gc[r]);
+      }
+    }
+    // P = lower(Q·Kᵀ ⊙ Γ) into A (A's solves are done).
+    for (int e = threadIdx.x; e < nc * nc; e += blockDim.x) {
+      const int r = e / nc, c = e %% nc;
+      if (c > r) continue;
+      float d = 0.f;
+      for (int i = 0; i < DK; i++) d = fmaf(Q[r * DK + i], K[c * DK + i], d);
+      A[r * C + c] = d * expf(Gc[r] - Gc[c]);
+    }
+    __syncthreads();
+    if (j < DV) {
+      // O += P·V_new.
+      for (int r = 0; r < nc; r++) {
+        float o = y[((tc + r) * HV + h) * DV + j];
+        for (int c = 0; c <= r; c++) o += A[r * C + c] * VN[c * DV + j];
+        y[((tc + r) * HV + h) * DV + j] = o;
+      }
+      // S ← e^(G_n)·S + (diag(e^(G_n−G))·K)ᵀ·V_new.
+      const float last = Gc[nc - 1], el = expf(last);
+#pragma unroll
+      for (int i = 0; i < DK; i++) s[i] *= el;
+      for (int c = 0; c < nc; c++) {
+        const float e = expf(last - Gc[c]), vs = VN[c * DV + j];
+#pragma unroll
+        for (int i = 0; i < DK; i++) s[i] += e * K[c * DK + i] * vs;
+      }
+    }
+  }
+`+epilogue, chunk, hv, dk, dv, per)
+	preName := g.kernel("gated_delta_rule_chunk", pre)
+	grid := [3]Expr{{T: 1}, {Fixed: hv}, {Fixed: 1}}
+	g.launch(Launch{Step: step, Kernel: decName, Params: stateParams(5, int(ci)), Block: nt, Grid: grid, Mode: Decode})
+	g.launch(Launch{Step: step, Kernel: preName, Params: append(stateParams(5, int(ci)), Param{Kind: PWorkspace}), Block: ntp, Grid: grid, Mode: Prefill,
+		Workspace: hv * per})
+	return nil
+}
+
+// gateRows rewrites the qkv_prep kernel for gated attention (qkv_attention
+// gate=1, Qwen3-Next): q's rows are per head [query D | gate D], so the
+// query of head u is at u·2D and k, v follow 2·HQ·D floats in.
+func gateRows(text string) string {
+	return strings.NewReplacer(
+		"(HQ * D + HKV * D + HKV * DV)", "(2 * HQ * D + HKV * D + HKV * DV)",
+		"const float* src = row + (long)u * D;", "const float* src = row + (isq ? (long)u * 2 * D : (long)(HQ + u) * D);",
+		"row + (long)(HQ + HKV) * D;", "row + (long)(2 * HQ + HKV) * D;",
+		"// qkv_prep: per token,", "// qkv_prep (gated: q rows per head [query | gate]): per token,",
+	).Replace(text)
+}
+
+// attnGate is the epilogue of gated attention: y[t, h, :] ⊙= sigmoid(gate
+// of head h), the gate read from the fused qkv row (after the query of h).
+func (g *gen) attnGate(step int, a attn) {
+	width := 2*a.hq*a.d + a.hkv*a.d + a.hkv*a.dv
+	name := g.kernel("attn_gate", fmt.Sprintf(`// attn_gate: y[t, h, c] *= sigmoid(qkv[t, h·2D + D + c]), %[1]d heads of %[2]d, qkv rows of %[3]d.
+extern "C" __global__ void __launch_bounds__(256) KNAME(const float* __restrict__ qkv, float* __restrict__ y, int T, int S) {
+  const long n = (long)T * %[1]d * %[2]d;
+  for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
+    const long t = i / (%[1]d * %[2]d);
+    const int h = (int)(i %% (%[1]d * %[2]d)) / %[2]d, c = (int)(i %% %[2]d);
+    const float gv = qkv[t * %[3]dL + h * 2 * %[2]d + %[2]d + c];
+    y[i] = __fmul_rn(y[i], 1.0f / (1.0f + expf(-gv)));
+  }
+}
+`, a.hq, a.d, width))
+	g.launch(Launch{Step: step, Kernel: name, Block: 256, Grid: [3]Expr{{T: int64(a.hq * a.d), Div: 256}, {Fixed: 1}, {Fixed: 1}},
+		Params: []Param{{Kind: PArg, Index: 0}, {Kind: POut}, {Kind: PT}, {Kind: PS}}})
+}

@@ -1,0 +1,155 @@
+package cuda
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/inference-pio/pio/ir"
+)
+
+// deltaNetPlans are the plans of the tiny dense Qwen3-Next (DeltaNet and
+// gated attention layers), fused and unfused, with bf16 and f32 weights.
+func deltaNetPlans(t *testing.T) []namedPlan {
+	var ps []namedPlan
+	for _, dt := range []ir.DType{ir.BF16, ir.F32} {
+		for _, fused := range []bool{true, false} {
+			name := "qwen3next/dense/" + dt.String()
+			if !fused {
+				name += "/unfused"
+			}
+			ps = append(ps, namedPlan{name, buildPlan(t, "qwen3next/dense", dt, fused)})
+		}
+	}
+	return ps
+}
+
+// TestGenerateDeltaNet: every step of the tiny Qwen3-Next plans gets a
+// launch; the delta rule has a decode and a prefill launch (with its
+// workspace), the state kernels get the slots and their state cache.
+func TestGenerateDeltaNet(t *testing.T) {
+	for _, c := range deltaNetPlans(t) {
+		m, err := Generate(c.plan)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if strings.Contains(m.Source, "%!") {
+			t.Errorf("%s: a format error in the source", c.name)
+		}
+		// The gated attention layer reads query, gate, k and v at their offsets.
+		for _, want := range []string{"(2 * HQ * D + HKV * D + HKV * DV)", "(isq ? (long)u * 2 * D : (long)(HQ + u) * D)", "(2 * HQ + HKV) * D", "attn_gate_"} {
+			if !strings.Contains(m.Source, want) {
+				t.Errorf("%s: gated attention: no %q in the source", c.name, want)
+			}
+		}
+		seen := make([]int, len(c.plan.Steps))
+		for _, l := range m.Launches {
+			seen[l.Step]++
+			s := c.plan.Steps[l.Step]
+			switch s.Op {
+			case ir.OpGatedDeltaRule, ir.OpConv1DCausal:
+				var slots, cache bool
+				for _, p := range l.Params {
+					slots = slots || p.Kind == PSlots
+					cache = cache || p.Kind == PCacheK && int64(p.Index) == s.Attrs.Int("cache", -1)
+				}
+				if !slots || !cache {
+					t.Errorf("%s: step %d (%v): params %v lack the slots or the state cache", c.name, l.Step, s.Op, l.Params)
+				}
+				if s.Op == ir.OpGatedDeltaRule && l.Mode == Prefill && l.Workspace <= 0 {
+					t.Errorf("%s: step %d: chunked launch without workspace", c.name, l.Step)
+				}
+			}
+		}
+		n := 0
+		for i, k := range seen {
+			switch {
+			case k == 0:
+				t.Errorf("%s: step %d (%v) has no launch", c.name, i, c.plan.Steps[i].Op)
+			case c.plan.Steps[i].Op == ir.OpGatedDeltaRule:
+				n++
+				if k != 2 {
+					t.Errorf("%s: step %d: %d launches, want decode and prefill", c.name, i, k)
+				}
+			}
+		}
+		if n != 3 {
+			t.Errorf("%s: %d delta-rule steps, want 3", c.name, n)
+		}
+		for _, want := range []string{"conv1d_causal_", "gated_delta_rule_rec_", "gated_delta_rule_chunk_", "deltanet_decay_", "slice_", "concat_"} {
+			if countPrefix(m.Kernels, want) == 0 {
+				t.Errorf("%s: no %s kernel", c.name, want)
+			}
+		}
+	}
+}
+
+// TestGenerateDeltaNetRejects: a state step whose cache is not the state
+// cache it needs is refused with the step named.
+func TestGenerateDeltaNetRejects(t *testing.T) {
+	p := buildPlan(t, "qwen3next/dense", ir.F32, true)
+	for i, s := range p.Steps {
+		if s.Op != ir.OpGatedDeltaRule && s.Op != ir.OpConv1DCausal {
+			continue
+		}
+		bad := *p
+		bad.Steps = append([]ir.Step(nil), p.Steps...)
+		attrs := append(ir.Attrs(nil), s.Attrs...)
+		for j := range attrs {
+			if attrs[j].Key == "cache" {
+				attrs[j].I = 2 // the full-attention layer's KV cache
+			}
+		}
+		bad.Steps[i].Attrs = attrs
+		if _, err := Generate(&bad); err == nil || !strings.Contains(err.Error(), "not an f32 state cache") {
+			t.Errorf("step %d (%v) on a KV cache: got %v", i, s.Op, err)
+		}
+	}
+}
+
+// TestCompileDeltaNet compiles every kernel of the tiny Qwen3-Next plans
+// (f32 and bf16, fused and unfused) and of real Qwen3-Next DeltaNet widths
+// for every target arch with nvcc, warnings as errors.
+func TestCompileDeltaNet(t *testing.T) {
+	nvcc, err := FindNVCC()
+	if err != nil {
+		t.Skipf("skipping: %v", err)
+	}
+	if testing.Short() {
+		t.Skip("skipping nvcc in -short mode")
+	}
+	var src strings.Builder
+	src.WriteString(prelude)
+	seen := map[string]bool{}
+	var names []string
+	for _, c := range deltaNetPlans(t) {
+		m, err := Generate(c.plan)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range m.Kernels {
+			if !seen[k] {
+				seen[k] = true
+				names = append(names, k)
+			}
+		}
+		for _, b := range m.bodies {
+			if !seen["body:"+b] {
+				seen["body:"+b] = true
+				src.WriteString("\n" + b)
+			}
+		}
+	}
+	imgs, err := Compile(context.Background(), src.String(), CompileOptions{NVCC: nvcc, CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, im := range imgs {
+		for _, k := range names {
+			if !strings.Contains(string(im.Data), k) {
+				t.Errorf("%s: kernel %s missing from the image", im.Arch, k)
+			}
+		}
+	}
+	t.Logf("%d kernels compiled for %v", len(names), DefaultArchs)
+}
