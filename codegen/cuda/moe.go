@@ -1,0 +1,570 @@
+package cuda
+
+import (
+	"fmt"
+
+	"github.com/inference-pio/pio/ir"
+)
+
+// Templates of the MoE ops (ir/op_moe.go: router_topk, router_weights, moe)
+// and the fused moe_routed (ir/op_fused.go), with the semantics of
+// runtime/cpu/moe.go and fused.go:
+//
+//   - Routing runs in f32, one warp per token: softmax (max subtracted,
+//     exponentials computed in double and rounded to f32, their sum taken
+//     in double in expert order and rounded once, as the CPU does) or
+//     sigmoid; the bias of router_topk only selects; equal scores go to the
+//     lower expert index (a NaN score never beats a number).
+//   - The experts are a grouped GEMM over the (token, slot) pairs: one block
+//     counts the pairs of each expert, takes offsets and scatters the pair
+//     indices by expert on the device; the gate/up and down kernels run one
+//     block per (expert, tile of rows) and a block whose expert no token
+//     chose returns at once, so such an expert reads no weights.
+//   - The combine sums each token's pairs in increasing expert order, each
+//     scaled by its weight, in f32 (then + residual for moe_routed).
+//
+// An expert id outside 0..E-1 (which the CPU backend reports as an error)
+// contributes nothing here.
+//
+// The steps' scratch (routing of moe_routed, pair lists, activations) lives
+// in the workspace (PWorkspace): moeWorkspace floats per token of the step
+// (the runtime sizes the workspace for MaxTokens tokens as well as for the
+// decode splits).
+
+func init() {
+	templates[ir.OpRouterTopK] = (*gen).routerTopK
+	templates[ir.OpRouterWeights] = (*gen).routerWeights
+	templates[ir.OpMoE] = (*gen).moe
+	templates[ir.OpMoERouted] = (*gen).moeRouted
+}
+
+// moeGeom is the geometry of a moe (or moe_routed) step.
+type moeGeom struct {
+	e, k, h, inter int
+	gut, dt        string // gate_up and down element types
+}
+
+// Rows handled per warp and pairs per pass of the expert GEMMs.
+const (
+	moeRowsPerWarp = 4
+	moePairs       = 4
+	moeWarps       = 8
+)
+
+// moeScratch is the per-token floats the expert kernels need, counting the
+// fixed per-expert arrays (3E+1 ints) once per token so that the total
+// holds for any T >= 1.
+func (m moeGeom) scratch() int64 {
+	return int64(3*m.e+1) + int64(m.k)*int64(1+m.inter+m.h)
+}
+
+// routeKernel emits the routing kernel: one warp per token scores the
+// experts into shared memory, then (topk) chooses k ids, and/or (weights)
+// writes the k weights of the ids.
+//
+// With workspace offsets (wsOff: logits, ids, weights, C expressions in T)
+// the kernel reads and writes those regions of the workspace instead of
+// taking them as parameters.
+func (g *gen) routeKernel(lt, bt string, e, k int, softmax, topk, weights, normalize bool, scale float64, wsOff ...string) string {
+	score := `      sc[i] = (float)(1.0 / (1.0 + exp(-(double)pio_f32(l[i]))));`
+	what := "sigmoid"
+	if softmax {
+		what = "softmax"
+	}
+	var params, body string
+	if len(wsOff) == 3 {
+		params = "float* ws, "
+		body = fmt.Sprintf("  const float* logits = ws + %s;\n  int* ids = (int*)(ws + %s);\n  float* wout = ws + %s;\n", wsOff[0], wsOff[1], wsOff[2])
+	} else {
+		params = fmt.Sprintf("const %s* __restrict__ logits, ", lt)
+	}
+	if bt != "" {
+		params += fmt.Sprintf("const %s* __restrict__ bias, ", bt)
+	}
+	if len(wsOff) != 3 {
+		if topk {
+			params += "int* __restrict__ ids, "
+		} else {
+			params += "const int* __restrict__ ids, "
+		}
+		if weights {
+			params += "float* __restrict__ wout, "
+		}
+	}
+	body += "  const " + lt + "* l = logits + t * E;\n"
+	if softmax {
+		body += `  float m = -INFINITY;
+  for (int i = lane; i < E; i += 32) m = fmaxf(m, pio_f32(l[i]));
+  m = pio_warp_max(m);
+  for (int i = lane; i < E; i += 32) sc[i] = (float)exp((double)(pio_f32(l[i]) - m));
+  __syncwarp();
+  double sum = 0.0;
+  if (lane == 0)
+    for (int i = 0; i < E; i++) sum += (double)sc[i];
+  const float inv = (float)__shfl_sync(0xffffffffu, sum, 0);
+  for (int i = lane; i < E; i += 32) sc[i] = sc[i] / inv;
+  __syncwarp();
+`
+	} else {
+		body += "  for (int i = lane; i < E; i += 32) {\n" + score + "\n  }\n  __syncwarp();\n"
+	}
+	if topk {
+		sel := "sc[i]"
+		if bt != "" {
+			sel = "__fadd_rn(sc[i], pio_f32(bias[i]))"
+		}
+		body += fmt.Sprintf(`  __shared__ float sel[E];
+  __shared__ unsigned char taken[E];
+  for (int i = lane; i < E; i += 32) { sel[i] = %s; taken[i] = 0; }
+  __syncwarp();
+  for (int j = 0; j < K; j++) {
+    float bv = 0.f;
+    int bi = -1;
+    for (int i = lane; i < E; i += 32)
+      if (!taken[i] && KNAME_better(sel[i], i, bv, bi)) { bv = sel[i]; bi = i; }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+      const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+      const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+      if (KNAME_better(ov, oi, bv, bi)) { bv = ov; bi = oi; }
+    }
+    if (lane == 0) { ids[t * K + j] = bi; taken[bi] = 1; }
+    __syncwarp();
+  }
+`, sel)
+	}
+	if weights {
+		norm := ""
+		if normalize {
+			norm = "      if (NORMALIZE) w = w / sum;\n"
+		}
+		body += fmt.Sprintf(`  if (lane == 0) {
+    float sum = 0.f;
+    for (int j = 0; j < K; j++) {
+      const int id = ids[t * K + j];
+      const float w = id >= 0 && id < E ? sc[id] : 0.f;
+      wout[t * K + j] = w;
+      sum = __fadd_rn(sum, w);
+    }
+    for (int j = 0; j < K; j++) {
+      float w = wout[t * K + j];
+%s      wout[t * K + j] = __fmul_rn(w, %s);
+    }
+  }
+`, norm, cf(scale))
+	}
+	nflag := 0
+	if normalize {
+		nflag = 1
+	}
+	return g.kernel("moe_route", fmt.Sprintf(`// moe_route: %[1]s scores of %[2]d experts per token (one warp per token), top-%[3]d choice %[4]v, weights %[5]v.
+__device__ __forceinline__ bool KNAME_better(float v, int i, float bv, int bi) {
+  if (i < 0) return false;
+  if (bi < 0) return true;
+  const bool vn = v != v, bn = bv != bv;
+  if (bn) return !vn || i > bi;
+  if (vn) return false;
+  return v > bv || (v == bv && i < bi);
+}
+extern "C" __global__ void __launch_bounds__(32) KNAME(%[6]sint T, int S) {
+  constexpr int E = %[2]d, K = %[3]d;
+  constexpr bool NORMALIZE = %[8]d;
+  (void)NORMALIZE;
+  __shared__ float sc[E];
+  const long t = blockIdx.x;
+  const int lane = threadIdx.x;
+  if (t >= T) return;
+%[9]s}
+`, what, e, k, topk, weights, params, "", nflag, body))
+}
+
+func (g *gen) routerTopK(step int, s ir.Step) error {
+	ldt, lsh := g.operand(s.Args[0])
+	lt, err := ctype(ldt)
+	if err != nil {
+		return err
+	}
+	bt := ""
+	if len(s.Args) == 2 {
+		bdt, _ := g.operand(s.Args[1])
+		if bt, err = ctype(bdt); err != nil {
+			return err
+		}
+	}
+	e, k := int(lsh[1]), int(s.Attrs.Int("k", 0))
+	name := g.routeKernel(lt, bt, e, k, s.Attrs.String("scoring", "") == "softmax", true, false, false, 1)
+	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(len(s.Args)), Block: 32, Grid: [3]Expr{{T: 1}, {Fixed: 1}, {Fixed: 1}}})
+	return nil
+}
+
+func (g *gen) routerWeights(step int, s ir.Step) error {
+	ldt, lsh := g.operand(s.Args[0])
+	lt, err := ctype(ldt)
+	if err != nil {
+		return err
+	}
+	_, ish := g.operand(s.Args[1])
+	e, k := int(lsh[1]), int(ish[1])
+	name := g.routeKernel(lt, "", e, k, s.Attrs.String("scoring", "") == "softmax", false, true,
+		s.Attrs.Int("normalize", 0) == 1, s.Attrs.Float("scale", 1))
+	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(2), Block: 32, Grid: [3]Expr{{T: 1}, {Fixed: 1}, {Fixed: 1}}})
+	return nil
+}
+
+// moeShape reads the expert weights: gate_up [E·2I, H] (or [E, 2I, H]) and
+// down [E·H, I] (or [E, H, I]).
+func (g *gen) moeShape(x, gu, down ir.Ref, e, k int) (moeGeom, error) {
+	_, xsh := g.operand(x)
+	gdt, gsh := g.operand(gu)
+	ddt, dsh := g.operand(down)
+	m := moeGeom{e: e, k: k, h: int(xsh[1])}
+	gn, _ := gsh.Elems(0, 0)
+	dn, _ := dsh.Elems(0, 0)
+	if e < 1 || int64(gsh.Last()) != int64(m.h) || gn%int64(2*e*m.h) != 0 {
+		return m, fmt.Errorf("gate_up %v does not fit %d experts of hidden %d", gsh, e, m.h)
+	}
+	m.inter = int(gn / int64(2*e*m.h))
+	if int(dsh.Last()) != m.inter || dn != int64(e*m.h*m.inter) {
+		return m, fmt.Errorf("down %v does not fit %d experts of hidden %d and intermediate %d", dsh, e, m.h, m.inter)
+	}
+	var err error
+	if m.gut, err = ctype(gdt); err != nil {
+		return m, err
+	}
+	if m.dt, err = ctype(ddt); err != nil {
+		return m, err
+	}
+	return m, nil
+}
+
+// expertKernels emits the grouped GEMM and the combine. x, ids, w: the
+// parameters that hold the input rows, ids and weights (args or the
+// workspace); base is the C expression (in T) of the pair scratch's offset
+// in the workspace; res the residual parameter (nil: none).
+func (g *gen) expertKernels(step int, m moeGeom, xt string, x, ids, w, gu, down Param, base string, idsOff, wOff string, res *Param, rt string) {
+	ws := Param{Kind: PWorkspace}
+	T := Param{Kind: PT}
+	// scratch declares the named regions of the pair scratch.
+	scratch := func(names ...string) string {
+		offs := map[string]string{"cnt": "int* cnt = pio_moe_i", "start": "int* start = pio_moe_i + E", "cursor": "int* cursor = pio_moe_i + 2 * E + 1",
+			"order": "int* order = pio_moe_i + 3 * E + 1", "act": "float* act = (float*)(pio_moe_i + 3 * E + 1 + (long)T * K)",
+			"out": "float* out = (float*)(pio_moe_i + 3 * E + 1 + (long)T * K) + (long)T * K * I"}
+		txt := fmt.Sprintf("  int* pio_moe_i = (int*)(ws + %s);\n", base)
+		for _, n := range names {
+			txt += "  " + offs[n] + ";\n"
+		}
+		return txt
+	}
+	consts := fmt.Sprintf("  enum { E = %d, K = %d, H = %d, I = %d };\n", m.e, m.k, m.h, m.inter)
+	idsDecl, idsExpr := "const int* __restrict__ ids_, ", "ids_"
+	if idsOff != "" {
+		idsDecl, idsExpr = "", "(const int*)(ws + "+idsOff+")"
+	}
+	wDecl, wExpr := "const float* __restrict__ w_, ", "w_"
+	if wOff != "" {
+		wDecl, wExpr = "", "(const float*)(ws + "+wOff+")"
+	}
+	withIDs := func(ps ...Param) []Param {
+		if idsOff == "" {
+			return append([]Param{ids}, ps...)
+		}
+		return ps
+	}
+
+	// 1. Count, offsets and the pairs grouped by expert.
+	route := g.kernel("moe_group", fmt.Sprintf(`// moe_group: the (token, slot) pairs of %[1]d experts, top-%[2]d, counted and grouped by expert on the device.
+extern "C" __global__ void __launch_bounds__(1024) KNAME(%[3]sfloat* ws, int T) {
+%[4]s%[5]s  const int* ids = %[6]s;
+  const int n = T * K;
+  for (int e = threadIdx.x; e < E; e += blockDim.x) cnt[e] = 0;
+  __syncthreads();
+  for (int p = threadIdx.x; p < n; p += blockDim.x) {
+    const int id = ids[p];
+    if (id >= 0 && id < E) atomicAdd(&cnt[id], 1);
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    int s = 0;
+    for (int e = 0; e < E; e++) { start[e] = s; cursor[e] = s; s += cnt[e]; }
+    start[E] = s;
+  }
+  __syncthreads();
+  for (int p = threadIdx.x; p < n; p += blockDim.x) {
+    const int id = ids[p];
+    if (id >= 0 && id < E) order[atomicAdd(&cursor[id], 1)] = p;
+  }
+}
+`, m.e, m.k, idsDecl, consts, scratch("cnt", "start", "cursor", "order"), idsExpr))
+	g.launch(Launch{Step: step, Kernel: route, Block: 1024, Grid: [3]Expr{{Fixed: 1}, {Fixed: 1}, {Fixed: 1}},
+		Params: withIDs(ws, T)})
+
+	// 2. act[p] = silu(gate_e·x[t]) ⊙ (up_e·x[t]) for the pairs of each expert.
+	rowsPerBlock := moeWarps * moeRowsPerWarp
+	guTiles := (m.inter + rowsPerBlock - 1) / rowsPerBlock
+	gateUp := g.kernel("moe_gate_up", fmt.Sprintf(`// moe_gate_up: act[p, i] = silu(gate_e[i]·x[t]) · up_e[i]·x[t] over the pairs p = (t, slot) of expert e; gate_up %[1]s[%[2]d·%[3]d, %[4]d]; one block per (expert, %[5]d intermediate rows); an expert with no pairs returns at once.
+extern "C" __global__ void __launch_bounds__(%[6]d) KNAME(const %[7]s* __restrict__ x, const %[1]s* __restrict__ gu, float* ws, int T) {
+%[8]s%[9]s  constexpr int TILES = %[10]d, RPW = %[11]d, NP = %[12]d;
+  const int e = blockIdx.x / TILES, tile = blockIdx.x %% TILES;
+  const int p0 = start[e], p1 = start[e + 1];
+  if (p0 == p1) return;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  for (int r = 0; r < RPW; r++) {
+    const int i = tile * %[5]d + warp * RPW + r;
+    if (i >= I) break;
+    const %[1]s* wg = gu + ((long)e * 2 * I + i) * H;
+    const %[1]s* wu = gu + ((long)e * 2 * I + I + i) * H;
+    for (int q0 = p0; q0 < p1; q0 += NP) {
+      float ag[NP], au[NP];
+      const float* xs[NP];
+#pragma unroll
+      for (int q = 0; q < NP; q++) {
+        ag[q] = 0.f;
+        au[q] = 0.f;
+        xs[q] = q0 + q < p1 ? x + (long)(order[q0 + q] / K) * H : nullptr;
+      }
+      for (int c = lane; c < H; c += 32) {
+        const float g = pio_f32(wg[c]), u = pio_f32(wu[c]);
+#pragma unroll
+        for (int q = 0; q < NP; q++)
+          if (xs[q]) {
+            const float v = pio_f32(xs[q][c]);
+            ag[q] = fmaf(g, v, ag[q]);
+            au[q] = fmaf(u, v, au[q]);
+          }
+      }
+#pragma unroll
+      for (int q = 0; q < NP; q++) {
+        const float gs = pio_warp_sum(ag[q]), us = pio_warp_sum(au[q]);
+        if (lane == 0 && xs[q]) act[(long)order[q0 + q] * I + i] = __fmul_rn(gs / (1.0f + expf(-gs)), us);
+      }
+    }
+  }
+}
+`, m.gut, m.e, 2*m.inter, m.h, rowsPerBlock, moeWarps*32, xt, consts, scratch("start", "order", "act"), guTiles, moeRowsPerWarp, moePairs))
+	g.launch(Launch{Step: step, Kernel: gateUp, Block: moeWarps * 32, Grid: [3]Expr{{Fixed: int64(m.e * guTiles)}, {Fixed: 1}, {Fixed: 1}},
+		Params: []Param{x, gu, ws, T}})
+
+	// 3. out[p] = down_e·act[p].
+	dTiles := (m.h + rowsPerBlock - 1) / rowsPerBlock
+	downK := g.kernel("moe_down", fmt.Sprintf(`// moe_down: out[p, r] = down_e[r]·act[p] over the pairs p of expert e; down %[1]s[%[2]d·%[3]d, %[4]d]; one block per (expert, %[5]d rows); an expert with no pairs returns at once.
+extern "C" __global__ void __launch_bounds__(%[6]d) KNAME(const %[1]s* __restrict__ down, float* ws, int T) {
+%[7]s%[8]s  constexpr int TILES = %[9]d, RPW = %[10]d, NP = %[11]d;
+  const int e = blockIdx.x / TILES, tile = blockIdx.x %% TILES;
+  const int p0 = start[e], p1 = start[e + 1];
+  if (p0 == p1) return;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  for (int r = 0; r < RPW; r++) {
+    const int row = tile * %[5]d + warp * RPW + r;
+    if (row >= H) break;
+    const %[1]s* wd = down + ((long)e * H + row) * I;
+    for (int q0 = p0; q0 < p1; q0 += NP) {
+      float acc[NP];
+      const float* as[NP];
+#pragma unroll
+      for (int q = 0; q < NP; q++) {
+        acc[q] = 0.f;
+        as[q] = q0 + q < p1 ? act + (long)order[q0 + q] * I : nullptr;
+      }
+      for (int c = lane; c < I; c += 32) {
+        const float d = pio_f32(wd[c]);
+#pragma unroll
+        for (int q = 0; q < NP; q++)
+          if (as[q]) acc[q] = fmaf(d, as[q][c], acc[q]);
+      }
+#pragma unroll
+      for (int q = 0; q < NP; q++) {
+        const float v = pio_warp_sum(acc[q]);
+        if (lane == 0 && as[q]) out[(long)order[q0 + q] * H + row] = v;
+      }
+    }
+  }
+}
+`, m.dt, m.e, m.h, m.inter, rowsPerBlock, moeWarps*32, consts, scratch("start", "order", "act", "out"), dTiles, moeRowsPerWarp, moePairs))
+	g.launch(Launch{Step: step, Kernel: downK, Block: moeWarps * 32, Grid: [3]Expr{{Fixed: int64(m.e * dTiles)}, {Fixed: 1}, {Fixed: 1}},
+		Params: []Param{down, ws, T}})
+
+	// 4. y[t] = Σ_j w[t,j]·out[t,j] in increasing expert order (+ residual).
+	resDecl, resAdd := "", ""
+	if res != nil {
+		resDecl = fmt.Sprintf("const %s* __restrict__ res, ", rt)
+		resAdd = "    acc = __fadd_rn(pio_f32(res[(long)t * H + c]), acc);\n"
+	}
+	combine := g.kernel("moe_combine", fmt.Sprintf(`// moe_combine: y[t] = Σ_j w[t, j]·out[t, j] over the %[1]d slots in increasing expert order%[2]s.
+extern "C" __global__ void __launch_bounds__(128) KNAME(%[3]s%[4]s%[5]sfloat* __restrict__ y, float* ws, int T) {
+%[6]s%[7]s  const int* ids = %[8]s;
+  const float* w = %[9]s;
+  const long t = blockIdx.x;
+  if (t >= T) return;
+  int perm[K];
+  for (int j = 0; j < K; j++) {
+    perm[j] = j;
+    for (int c = j; c > 0 && ids[t * K + perm[c]] < ids[t * K + perm[c - 1]]; c--) {
+      const int s = perm[c]; perm[c] = perm[c - 1]; perm[c - 1] = s;
+    }
+  }
+  for (int c = threadIdx.x; c < H; c += blockDim.x) {
+    float acc = 0.f;
+    for (int jj = 0; jj < K; jj++) {
+      const int j = perm[jj], id = ids[t * K + j];
+      if (id < 0 || id >= E) continue;
+      acc = __fadd_rn(acc, __fmul_rn(out[(t * K + j) * H + c], w[t * K + j]));
+    }
+%[10]s    y[t * H + c] = acc;
+  }
+}
+`, m.k, map[bool]string{true: ", plus the residual", false: ""}[res != nil], idsDecl, wDecl, resDecl, consts, scratch("out"), idsExpr, wExpr, resAdd))
+	ps := withIDs()
+	if wOff == "" {
+		ps = append(ps, w)
+	}
+	if res != nil {
+		ps = append(ps, *res)
+	}
+	g.launch(Launch{Step: step, Kernel: combine, Block: 128, Grid: [3]Expr{{T: 1}, {Fixed: 1}, {Fixed: 1}},
+		Params: append(ps, Param{Kind: POut}, ws, T)})
+}
+
+func (g *gen) moe(step int, s ir.Step) error {
+	xdt, _ := g.operand(s.Args[0])
+	xt, err := ctype(xdt)
+	if err != nil {
+		return err
+	}
+	_, ish := g.operand(s.Args[1])
+	m, err := g.moeShape(s.Args[0], s.Args[3], s.Args[4], int(s.Attrs.Int("experts", 0)), int(ish[1]))
+	if err != nil {
+		return err
+	}
+	arg := func(i int) Param { return Param{Kind: PArg, Index: uint16(i)} }
+	n := len(g.m.Launches)
+	g.expertKernels(step, m, xt, arg(0), arg(1), arg(2), arg(3), arg(4), "0L", "", "", nil, "")
+	for i := n; i < len(g.m.Launches); i++ {
+		g.m.Launches[i].Workspace = m.scratch()
+	}
+	return nil
+}
+
+func (g *gen) moeRouted(step int, s ir.Step) error {
+	biasArg, normArg, resArg, nargs := ir.MoERoutedLayout(s.Attrs)
+	if len(s.Args) != nargs {
+		return fmt.Errorf("want %d args, got %d", nargs, len(s.Args))
+	}
+	xdt, xsh := g.operand(s.Args[0])
+	xt, err := ctype(xdt)
+	if err != nil {
+		return err
+	}
+	rdt, rsh := g.operand(s.Args[1])
+	rt, err := ctype(rdt)
+	if err != nil {
+		return err
+	}
+	h := int(xsh[1])
+	if len(rsh) != 2 || int(rsh[1]) != h {
+		return fmt.Errorf("router %v does not fit hidden %d", rsh, h)
+	}
+	re, k := int(rsh[0]), int(s.Attrs.Int("k", 0))
+	m, err := g.moeShape(s.Args[0], s.Args[2], s.Args[3], int(s.Attrs.Int("experts", 0)), k)
+	if err != nil {
+		return err
+	}
+	arg := func(i int) Param { return Param{Kind: PArg, Index: uint16(i)} }
+	ws, T := Param{Kind: PWorkspace}, Param{Kind: PT}
+	n0 := len(g.m.Launches)
+	// Workspace: [xn T·H if norm] logits T·E, ids T·k, weights T·k, then the pair scratch.
+	xnOff, perT := "", int64(0)
+	xp, xType := arg(0), xt
+	if normArg >= 0 {
+		ndt, _ := g.operand(s.Args[normArg])
+		nt, err := ctype(ndt)
+		if err != nil {
+			return err
+		}
+		off := "0.0f"
+		if s.Attrs.Int("unit_offset", 0) == 1 {
+			off = "1.0f"
+		}
+		// Like the CPU's rmsRow: Σx² in double, inv = 1/sqrt(mean + eps), y = (x·inv)·w.
+		name := g.kernel("moe_norm", fmt.Sprintf(`// moe_norm: xn = rms_norm(x, w) over rows of %[1]d into the workspace (the prologue of moe_routed).
+extern "C" __global__ void __launch_bounds__(128) KNAME(const %[2]s* __restrict__ x, const %[3]s* __restrict__ w, float* ws, int T) {
+  __shared__ double red[4];
+  const long t = blockIdx.x;
+  if (t >= T) return;
+  const %[2]s* xr = x + t * %[1]dL;
+  float* yr = ws + t * %[1]dL;
+  double ss = 0.0;
+  for (int c = threadIdx.x; c < %[1]d; c += 128) { const double v = pio_f32(xr[c]); ss += v * v; }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+  if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = ss;
+  __syncthreads();
+  ss = red[0] + red[1] + red[2] + red[3];
+  const float mean = (float)(ss / %[1]d.0);
+  const float inv = (float)(1.0 / sqrt((double)__fadd_rn(mean, %[4]s)));
+  for (int c = threadIdx.x; c < %[1]d; c += 128) yr[c] = __fmul_rn(__fmul_rn(pio_f32(xr[c]), inv), %[5]s + pio_f32(w[c]));
+}
+`, h, xt, nt, cf(s.Attrs.Float("eps", 0)), off))
+		g.launch(Launch{Step: step, Kernel: name, Block: 128, Grid: [3]Expr{{T: 1}, {Fixed: 1}, {Fixed: 1}},
+			Params: []Param{arg(0), arg(normArg), ws, T}})
+		xnOff, perT = "0L", int64(h)
+		xp, xType = ws, "float"
+	}
+	logitsOff := fmt.Sprintf("%dL * T", perT)
+	idsOff := fmt.Sprintf("%dL * T", perT+int64(re))
+	wOff := fmt.Sprintf("%dL * T", perT+int64(re+k))
+	base := fmt.Sprintf("%dL * T", perT+int64(re+2*k))
+	// Router GEMM: logits[t, e] = x'[t]·router[e], one warp per output.
+	xin := "x"
+	xDecl := fmt.Sprintf("const %s* __restrict__ x, ", xt)
+	rparams := []Param{arg(0), arg(1), ws, T}
+	if xnOff != "" {
+		xin, xDecl = "ws", ""
+		rparams = []Param{arg(1), ws, T}
+	}
+	gemm := g.kernel("moe_router", fmt.Sprintf(`// moe_router: logits[t, e] = x[t]·router[e] (router %[1]s[%[2]d, %[3]d]) into the workspace, one warp per output.
+extern "C" __global__ void __launch_bounds__(256) KNAME(%[4]sconst %[1]s* __restrict__ router, float* ws, int T) {
+  const long o = (long)blockIdx.x * 8 + (threadIdx.x >> 5);
+  const int lane = threadIdx.x & 31;
+  if (o >= (long)T * %[2]d) return;
+  const long t = o / %[2]d, e = o %% %[2]d;
+  const %[5]s* xr = %[6]s + t * %[3]dL;
+  const %[1]s* wr = router + e * %[3]dL;
+  float acc = 0.f;
+  for (int c = lane; c < %[3]d; c += 32) acc = fmaf(pio_f32(xr[c]), pio_f32(wr[c]), acc);
+  acc = pio_warp_sum(acc);
+  if (lane == 0) ws[%[7]s + o] = acc;
+}
+`, rt, re, h, xDecl, xType, xin, logitsOff))
+	g.launch(Launch{Step: step, Kernel: gemm, Block: 256, Grid: [3]Expr{{T: int64(re), Div: 8}, {Fixed: 1}, {Fixed: 1}}, Params: rparams})
+	// Routing, reading the logits and writing ids and weights in the workspace.
+	bt := ""
+	if biasArg >= 0 {
+		bdt, _ := g.operand(s.Args[biasArg])
+		if bt, err = ctype(bdt); err != nil {
+			return err
+		}
+	}
+	softmax := s.Attrs.String("scoring", "") == "softmax"
+	wparams := []Param{ws}
+	if bt != "" {
+		wparams = append(wparams, arg(biasArg))
+	}
+	routeWS := g.routeKernel("float", bt, re, k, softmax, true, true, s.Attrs.Int("normalize", 0) == 1, s.Attrs.Float("scale", 1), logitsOff, idsOff, wOff)
+	g.launch(Launch{Step: step, Kernel: routeWS, Block: 32, Grid: [3]Expr{{T: 1}, {Fixed: 1}, {Fixed: 1}}, Params: append(wparams, T)})
+
+	var res *Param
+	resT := ""
+	if resArg >= 0 {
+		rp := arg(resArg)
+		res = &rp
+		rdt, _ := g.operand(s.Args[resArg])
+		if resT, err = ctype(rdt); err != nil {
+			return err
+		}
+	}
+	g.expertKernels(step, m, xType, xp, Param{}, Param{}, arg(2), arg(3), base, idsOff, wOff, res, resT)
+	for i := n0; i < len(g.m.Launches); i++ {
+		g.m.Launches[i].Workspace = perT + int64(re+2*k) + m.scratch()
+	}
+	return nil
+}
