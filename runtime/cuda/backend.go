@@ -119,6 +119,7 @@ type Backend struct {
 	t, s        int
 	ran, closed bool
 	hostValid   map[int]bool
+	named       []namedInput // inputs from Batch.Inputs (inputs.go)
 }
 
 var _ runtime.Backend = (*Backend)(nil)
@@ -184,7 +185,7 @@ func prepare(p *ir.Plan, weights []Weight, k *engine.Kernels) ([]launchRT, error
 		}
 	}
 	for i, c := range p.Caches {
-		if c.Kind != ir.CacheKV || len(c.Entries) != 2 {
+		if !pagedCache(c) { // latent.go
 			return nil, fmt.Errorf("cuda: cache %d: kind %v is not supported (paged KV only)", i, c.Kind)
 		}
 	}
@@ -380,7 +381,11 @@ func (b *Backend) allocate(weights []Weight) error {
 			b.a.inputs = append(b.a.inputs, at(b.lay.logitRows()))
 			b.rowsPerToken = len(in.Shape) == 1 && in.Shape[0] == ir.T
 		default:
-			return fmt.Errorf("cuda: input %q (%v%v): unknown (the runtime provides i32 tokens, positions and logit_rows)", in.Name, in.DType, in.Shape)
+			dev, err := b.bindNamed(in)
+			if err != nil {
+				return err
+			}
+			b.a.inputs = append(b.a.inputs, dev)
 		}
 	}
 	// Decode splits cover a whole sequence's worth of cache, so a captured
@@ -391,7 +396,7 @@ func (b *Backend) allocate(weights []Weight) error {
 		ws = max(ws, l.l.Workspace)
 	}
 	if ws > 0 {
-		if b.a.workspace, err = b.alloc(uint64(ws)*uint64(o.MaxSeqs)*uint64(b.splits)*4, "the decode workspace"); err != nil {
+		if b.a.workspace, err = b.alloc(workspaceFloats(ws, o.MaxSeqs, b.splits, o.MaxTokens)*4, "the workspace"); err != nil {
 			return err
 		}
 	}
@@ -432,10 +437,16 @@ func (b *Backend) Step(bt *runtime.Batch) error {
 	if err := checkBatch(bt, b.opt.MaxTokens, b.opt.MaxSeqs, b.opt.NumBlocks, b.opt.BlockSize, b.maxBlocks, b.vocab, b.rowsPerToken, len(b.plan.Caches) > 0); err != nil {
 		return err
 	}
+	if err := b.checkNamed(bt); err != nil {
+		return err
+	}
 	goruntime.LockOSThread()
 	defer goruntime.UnlockOSThread()
 	d := b.d
 	if err := d.check(d.cuCtxSetCurrent(b.ctx), "cuCtxSetCurrent"); err != nil {
+		return err
+	}
+	if err := b.uploadNamed(bt); err != nil {
 		return err
 	}
 	tiles := b.lay.fill(b.meta, bt, int(b.kern.TileTokens))
