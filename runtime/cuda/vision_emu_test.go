@@ -1,7 +1,9 @@
 package cuda
 
 import (
+	"encoding/binary"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -13,6 +15,7 @@ import (
 	"github.com/inference-pio/pio/frontends/image"
 	"github.com/inference-pio/pio/internal/golden"
 	"github.com/inference-pio/pio/ir"
+	"github.com/inference-pio/pio/passes"
 	"github.com/inference-pio/pio/runtime"
 	"github.com/inference-pio/pio/runtime/cpu"
 	"github.com/inference-pio/pio/runtime/engine"
@@ -305,5 +308,125 @@ func TestEmulatedVLText(t *testing.T) {
 	}
 	if len(gpu.graphs) != 1 {
 		t.Errorf("%d decode graphs captured, want 1", len(gpu.graphs))
+	}
+}
+
+// fillWeights gives a plan's weights deterministic values, for both
+// backends.
+func fillWeights(p *ir.Plan) ([]Weight, []cpu.Weight) {
+	var ws []Weight
+	var cws []cpu.Weight
+	for i, w := range p.Weights {
+		n, _ := w.Shape.Elems(0, 0)
+		data := make([]byte, n*int64(w.DType.Size()))
+		for j := int64(0); j < n; j++ {
+			v := float32(((j*7919+int64(i)*31)%97)-48) / 64
+			bits := math.Float32bits(v)
+			if w.DType == ir.BF16 {
+				binary.LittleEndian.PutUint16(data[2*j:], uint16(bits>>16))
+			} else {
+				binary.LittleEndian.PutUint32(data[4*j:], bits)
+			}
+		}
+		shape := make([]int64, len(w.Shape))
+		for j, d := range w.Shape {
+			shape[j] = int64(d)
+		}
+		ws = append(ws, Weight{DType: w.DType, Shape: shape, Data: data})
+		cws = append(cws, cpu.Weight{DType: w.DType, Shape: shape, Data: data})
+	}
+	return ws, cws
+}
+
+// TestEmulatedVisionOps runs the vision templates on shapes the tiny
+// Qwen3-VL does not have, against the CPU backend: segment_attention over
+// [T, H, D] with D = 40 (two lanes' worth of channels, not a multiple of
+// 32) on 300 rows in 5 tiles, one segment of 280 rows (the bound scans
+// cross a block's stride); chunked MRoPE with 3 axes and pass-through
+// channels, interleaved MRoPE; layer_norm over 2200 channels (256
+// threads); weighted_rows with K = 3 over [T, 2, 3]; both gelus, bias_add,
+// add_rows and set_rows. An index outside the table gives a NaN row (the
+// CPU backend reports an error).
+func TestEmulatedVisionOps(t *testing.T) {
+	gxx := useFakeDriver(t)
+	b := ir.NewBuilder("vision-ops")
+	x := b.Input("x", ir.F32, ir.T, 3, 40)
+	seg := b.Input("seg", ir.I32, ir.T)
+	pos := b.Input("pos", ir.I32, ir.T, 3)
+	idx := b.Input("idx", ir.I32, ir.T, 2, 3)
+	wts := b.Input("wts", ir.F32, ir.T, 2, 3)
+	mask := b.Input("mask", ir.I32, ir.T)
+	q := b.MRoPE(x, pos, ir.MRoPEOpts{Theta: 10000, FreqDim: 12, Sections: []int64{3, 2, 2}, Layout: "chunked"})
+	k := b.MRoPE(x, pos, ir.MRoPEOpts{Theta: 5e6, FreqDim: 16, Sections: []int64{4, 2, 2}, Layout: "interleaved"})
+	v := b.GELU(x, "erf")
+	a := b.Reshape(b.SegmentAttention(q, k, v, seg, 0.3), ir.T, 120)
+	h := b.GELU(b.BiasAdd(b.LayerNorm(a, b.Weight("ln.w", ir.BF16, 120), b.Weight("ln.b", ir.F32, 120), 1e-5), b.Weight("bias", ir.BF16, 120)), "tanh")
+	set := b.SetRows(h, a, mask)
+	add := b.AddRows(set, h, mask)
+	wr := b.WeightedRows(b.Weight("table", ir.BF16, 9, 1100), idx, wts)
+	ln := b.LayerNorm(b.Reshape(wr, ir.T, 2200), b.Weight("ln2.w", ir.F32, 2200), b.Weight("ln2.b", ir.BF16, 2200), 1e-6)
+	b.Output("y", add)
+	b.Output("wr", wr)
+	b.Output("ln", ln)
+	g, err := b.Finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := passes.Lower(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws, cws := fillWeights(p)
+	gpu, err := New(p, ws, emuKernels(t, gxx, p), Options{MaxTokens: 320})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gpu.Close()
+	ref, err := cpu.New(p, cws, cpu.Options{MaxTokens: 320, Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Close()
+	const T = 300
+	r := rand.New(rand.NewPCG(5, 6))
+	in := map[string]runtime.Input{}
+	var xs, wv []float32
+	var sg, ps, ix, mk []int32
+	for range T * 120 {
+		xs = append(xs, float32(r.NormFloat64()))
+	}
+	for i := range T {
+		sg = append(sg, map[bool]int32{true: 7, false: map[bool]int32{true: 3, false: 9}[i < 285]}[i < 5])
+		ps = append(ps, int32(r.IntN(50)), int32(r.IntN(50)), int32(r.IntN(50)))
+		mk = append(mk, int32(i%3))
+	}
+	for range T * 6 {
+		ix = append(ix, int32(r.IntN(9)))
+		wv = append(wv, r.Float32())
+	}
+	in["x"], in["seg"], in["pos"], in["idx"], in["wts"], in["mask"] = runtime.Input{F32: xs}, runtime.Input{I32: sg}, runtime.Input{I32: ps},
+		runtime.Input{I32: ix}, runtime.Input{F32: wv}, runtime.Input{I32: mk}
+	names := []string{"y", "wr", "ln"}
+	outs := stepBoth(t, visionBatch(T, in), names, gpu, ref)
+	for i, n := range names {
+		if e := golden.RelErr(outs[0][i], outs[1][i]); e > 1e-4 || len(outs[0][i]) != len(outs[1][i]) {
+			t.Errorf("%s: emulated CUDA vs CPU relative error %.3g (%d and %d values)", n, e, len(outs[0][i]), len(outs[1][i]))
+		}
+	}
+	ix[6*17+4] = 9 // token 17, patch 1, tap 1: one past the table
+	if err := ref.Step(visionBatch(T, in)); err == nil || !strings.Contains(err.Error(), "outside the table") {
+		t.Errorf("CPU backend, bad index: %v", err)
+	}
+	if err := gpu.Step(visionBatch(T, in)); err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := gpu.Output("wr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for j, v := range got[17*2200 : 19*2200] {
+		if nan := v != v; nan != (j >= 1100 && j < 2200) {
+			t.Fatalf("bad index: value %d of token 17's rows is %v", j, v)
+		}
 	}
 }
