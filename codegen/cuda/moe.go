@@ -98,10 +98,14 @@ func (g *gen) routeKernel(lt, bt string, e, k int, softmax, topk, weights, norma
   m = pio_warp_max(m);
   for (int i = lane; i < E; i += 32) sc[i] = (float)exp((double)(pio_f32(l[i]) - m));
   __syncwarp();
-  double sum = 0.0;
-  if (lane == 0)
+  __shared__ float total;
+  if (lane == 0) {
+    double sum = 0.0;
     for (int i = 0; i < E; i++) sum += (double)sc[i];
-  const float inv = (float)__shfl_sync(0xffffffffu, sum, 0);
+    total = (float)sum;
+  }
+  __syncwarp();
+  const float inv = total;
   for (int i = lane; i < E; i += 32) sc[i] = sc[i] / inv;
   __syncwarp();
 `
@@ -276,25 +280,27 @@ func (g *gen) expertKernels(step int, m moeGeom, xt string, x, ids, w, gu, down 
 extern "C" __global__ void __launch_bounds__(1024) KNAME(%[3]sfloat* ws, int T) {
 %[4]s%[5]s  const int* ids = %[6]s;
   const int n = T * K;
-  for (int e = threadIdx.x; e < E; e += blockDim.x) cnt[e] = 0;
-  __syncthreads();
-  for (int p = threadIdx.x; p < n; p += blockDim.x) {
-    const int id = ids[p];
-    if (id >= 0 && id < E) atomicAdd(&cnt[id], 1);
+  // One thread per expert scans the ids: no atomics, and each expert's
+  // pairs come in increasing pair order (as on the CPU).
+  for (int e = threadIdx.x; e < E; e += blockDim.x) {
+    int c = 0;
+    for (int p = 0; p < n; p++) c += ids[p] == e;
+    cnt[e] = c;
   }
   __syncthreads();
   if (threadIdx.x == 0) {
     int s = 0;
-    for (int e = 0; e < E; e++) { start[e] = s; cursor[e] = s; s += cnt[e]; }
+    for (int e = 0; e < E; e++) { start[e] = s; s += cnt[e]; }
     start[E] = s;
   }
   __syncthreads();
-  for (int p = threadIdx.x; p < n; p += blockDim.x) {
-    const int id = ids[p];
-    if (id >= 0 && id < E) order[atomicAdd(&cursor[id], 1)] = p;
+  for (int e = threadIdx.x; e < E; e += blockDim.x) {
+    int o = start[e];
+    for (int p = 0; p < n; p++)
+      if (ids[p] == e) order[o++] = p;
   }
 }
-`, m.e, m.k, idsDecl, consts, scratch("cnt", "start", "cursor", "order"), idsExpr))
+`, m.e, m.k, idsDecl, consts, scratch("cnt", "start", "order"), idsExpr))
 	g.launch(Launch{Step: step, Kernel: route, Block: 1024, Grid: [3]Expr{{Fixed: 1}, {Fixed: 1}, {Fixed: 1}},
 		Params: withIDs(ws, T)})
 
@@ -487,18 +493,17 @@ func (g *gen) moeRouted(step int, s ir.Step) error {
 		// Like the CPU's rmsRow: Σx² in double, inv = 1/sqrt(mean + eps), y = (x·inv)·w.
 		name := g.kernel("moe_norm", fmt.Sprintf(`// moe_norm: xn = rms_norm(x, w) over rows of %[1]d into the workspace (the prologue of moe_routed).
 extern "C" __global__ void __launch_bounds__(128) KNAME(const %[2]s* __restrict__ x, const %[3]s* __restrict__ w, float* ws, int T) {
-  __shared__ double red[4];
+  __shared__ double part[128];
   const long t = blockIdx.x;
   if (t >= T) return;
   const %[2]s* xr = x + t * %[1]dL;
   float* yr = ws + t * %[1]dL;
   double ss = 0.0;
   for (int c = threadIdx.x; c < %[1]d; c += 128) { const double v = pio_f32(xr[c]); ss += v * v; }
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
-  if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = ss;
+  part[threadIdx.x] = ss;
   __syncthreads();
-  ss = red[0] + red[1] + red[2] + red[3];
+  ss = 0.0;
+  for (int i = 0; i < 128; i++) ss += part[i];
   const float mean = (float)(ss / %[1]d.0);
   const float inv = (float)(1.0 / sqrt((double)__fadd_rn(mean, %[4]s)));
   for (int c = threadIdx.x; c < %[1]d; c += 128) yr[c] = __fmul_rn(__fmul_rn(pio_f32(xr[c]), inv), %[5]s + pio_f32(w[c]));

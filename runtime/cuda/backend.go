@@ -186,7 +186,7 @@ func prepare(p *ir.Plan, weights []Weight, k *engine.Kernels) ([]launchRT, error
 	}
 	for i, c := range p.Caches {
 		if !pagedCache(c) { // latent.go
-			return nil, fmt.Errorf("cuda: cache %d: kind %v is not supported (paged KV only)", i, c.Kind)
+			return nil, fmt.Errorf("cuda: cache %d: kind %v is not supported (paged KV and latent only)", i, c.Kind)
 		}
 	}
 	return ls, nil
