@@ -3,6 +3,7 @@ package glm4moelite_test
 import (
 	"context"
 	"fmt"
+	"github.com/inference-pio/pio/internal/modeltest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -130,49 +131,18 @@ func build(t *testing.T, dir string, dt ir.DType) *cpu.Backend { return buildTap
 // buildTaps compiles a checkpoint; without taps the router values have no
 // outside readers, so the fusion passes (fuse-moe) apply.
 func buildTaps(t *testing.T, dir string, dt ir.DType, taps bool) *cpu.Backend {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "e.pio")
-	if _, err := compiler.Build(compiler.Options{Source: dir, Output: path, DType: dt, Check: true, Taps: taps}); err != nil {
-		t.Fatal(err)
-	}
-	e, err := engine.Open(path, engine.OpenOptions{VerifyWeights: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Close() })
-	be, err := cpu.FromEngine(e, cpu.Options{MaxTokens: 64, BlockSize: 4, NumBlocks: 64, MaxSeqs: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { be.Close() })
+	_, be := modeltest.Build(t, dir, dt, taps, geometry)
 	return be
 }
 
-func fullForward(t *testing.T, be *cpu.Backend, ids []int32) {
-	t.Helper()
-	alloc := kvcache.NewAllocator(64, 4)
-	var seq kvcache.Sequence
-	if err := alloc.Grow(&seq, len(ids)); err != nil {
-		t.Fatal(err)
-	}
-	b := &runtime.Batch{Tokens: ids, Seqs: []runtime.SeqView{{Blocks: seq.Blocks}}}
-	for i := range ids {
-		b.Positions = append(b.Positions, int32(i))
-		b.SeqOfToken = append(b.SeqOfToken, 0)
-		b.LogitRows = append(b.LogitRows, int32(i))
-	}
-	if err := be.Step(b); err != nil {
-		t.Fatal(err)
-	}
-}
+// geometry is the CPU backend's shape in these tests: block size 4, so
+// decode crosses blocks.
+var geometry = cpu.Options{MaxTokens: 64, BlockSize: 4, NumBlocks: 64, MaxSeqs: 4}
+
+func fullForward(t *testing.T, be *cpu.Backend, ids []int32) { modeltest.Forward(t, be, geometry, ids) }
 
 func output(t *testing.T, be *cpu.Backend, name string) []float32 {
-	t.Helper()
-	out, _, err := be.Output(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return modeltest.Output(t, be, name)
 }
 
 // routes reads the reference's chosen experts (sorted per token) and the

@@ -3,12 +3,11 @@ package qwen3_test
 import (
 	"context"
 	"fmt"
-	"path/filepath"
+	"github.com/inference-pio/pio/internal/modeltest"
 	"slices"
 	"strings"
 	"testing"
 
-	"github.com/inference-pio/pio/compiler"
 	"github.com/inference-pio/pio/frontends/hf"
 	"github.com/inference-pio/pio/internal/golden"
 	"github.com/inference-pio/pio/ir"
@@ -107,50 +106,16 @@ func TestConfigErrors(t *testing.T) {
 // build compiles a tiny checkpoint (with per-layer taps) into an engine
 // and loads it on the CPU backend.
 func build(t *testing.T, dir string, dt ir.DType) (*engine.Engine, *cpu.Backend) {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "e.pio")
-	if _, err := compiler.Build(compiler.Options{Source: dir, Output: path, DType: dt, Check: true, Taps: true}); err != nil {
-		t.Fatal(err)
-	}
-	e, err := engine.Open(path, engine.OpenOptions{VerifyWeights: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Close() })
-	be, err := cpu.FromEngine(e, cpu.Options{MaxTokens: 64, BlockSize: 4, NumBlocks: 64, MaxSeqs: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { be.Close() })
-	return e, be
+	return modeltest.Build(t, dir, dt, true, geometry)
 }
+
+var geometry = cpu.Options{MaxTokens: 64, BlockSize: 4, NumBlocks: 64, MaxSeqs: 4}
 
 // fullForward runs a prompt in one step, keeping every row's logits.
-func fullForward(t *testing.T, be *cpu.Backend, ids []int32) {
-	t.Helper()
-	alloc := kvcache.NewAllocator(64, 4)
-	var seq kvcache.Sequence
-	if err := alloc.Grow(&seq, len(ids)); err != nil {
-		t.Fatal(err)
-	}
-	b := &runtime.Batch{Tokens: ids, Seqs: []runtime.SeqView{{Blocks: seq.Blocks}}}
-	for i := range ids {
-		b.Positions = append(b.Positions, int32(i))
-		b.SeqOfToken = append(b.SeqOfToken, 0)
-		b.LogitRows = append(b.LogitRows, int32(i))
-	}
-	if err := be.Step(b); err != nil {
-		t.Fatal(err)
-	}
-}
+func fullForward(t *testing.T, be *cpu.Backend, ids []int32) { modeltest.Forward(t, be, geometry, ids) }
 
 func output(t *testing.T, be *cpu.Backend, name string) []float32 {
-	t.Helper()
-	out, _, err := be.Output(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return modeltest.Output(t, be, name)
 }
 
 // Tolerances, as tensor-relative errors (golden.RelErr). f32 compute

@@ -3,6 +3,7 @@ package qwen3next_test
 import (
 	"context"
 	"fmt"
+	"github.com/inference-pio/pio/internal/modeltest"
 	"go/parser"
 	"go/token"
 	"os"
@@ -152,55 +153,20 @@ func build(t *testing.T, dir string, dt ir.DType) *cpu.Backend {
 
 // buildWithPlan is build that also returns the engine's plan.
 func buildWithPlan(t *testing.T, dir string, dt ir.DType) (*cpu.Backend, *ir.Plan) {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "e.pio")
-	if _, err := compiler.Build(compiler.Options{Source: dir, Output: path, DType: dt, Check: true, Taps: true}); err != nil {
-		t.Fatal(err)
-	}
-	e, err := engine.Open(path, engine.OpenOptions{VerifyWeights: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Close() })
-	be, err := cpu.FromEngine(e, cpu.Options{MaxTokens: 256, BlockSize: 16, NumBlocks: 64, MaxSeqs: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { be.Close() })
+	e, be := modeltest.Build(t, dir, dt, true, geometry)
 	return be, e.Meta.Plan
 }
+
+var geometry = cpu.Options{MaxTokens: 256, BlockSize: 16, NumBlocks: 64, MaxSeqs: 4}
 
 // forward runs sequences in one step (sequence i in slot i), keeping every
 // row's logits.
 func forward(t *testing.T, be *cpu.Backend, seqs ...[]int32) {
-	t.Helper()
-	alloc := kvcache.NewAllocator(64, 16)
-	b := &runtime.Batch{}
-	for s, ids := range seqs {
-		var kv kvcache.Sequence
-		if err := alloc.Grow(&kv, len(ids)); err != nil {
-			t.Fatal(err)
-		}
-		b.Seqs = append(b.Seqs, runtime.SeqView{Blocks: kv.Blocks, Slot: int32(s)})
-		for i, id := range ids {
-			b.LogitRows = append(b.LogitRows, int32(len(b.Tokens)))
-			b.Tokens = append(b.Tokens, id)
-			b.Positions = append(b.Positions, int32(i))
-			b.SeqOfToken = append(b.SeqOfToken, int32(s))
-		}
-	}
-	if err := be.Step(b); err != nil {
-		t.Fatal(err)
-	}
+	modeltest.Forward(t, be, geometry, seqs...)
 }
 
 func output(t *testing.T, be *cpu.Backend, name string) []float32 {
-	t.Helper()
-	out, _, err := be.Output(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return slices.Clone(out)
+	return modeltest.Output(t, be, name)
 }
 
 // Tolerance: f32 compute against transformers' f32 from the same (bf16)
