@@ -277,7 +277,7 @@ const recurrentC = `    if (j < DV) {
       float kv = 0.f;
 #pragma unroll
       for (int i = 0; i < DK; i++) { s[i] = __fmul_rn(s[i], decay); kv = __fadd_rn(kv, __fmul_rn(s[i], kn[i])); }
-      const float d = __fmul_rn(__fsub_rn(pio_f32(v[(t * HV + h) * DV + j]), kv), bv);
+      const float d = __fmul_rn(__fadd_rn(pio_f32(v[(t * HV + h) * DV + j]), -kv), bv);
       float o = 0.f;
 #pragma unroll
       for (int i = 0; i < DK; i++) { s[i] = __fadd_rn(s[i], __fmul_rn(kn[i], d)); o = __fadd_rn(o, __fmul_rn(s[i], qn[i])); }

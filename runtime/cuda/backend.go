@@ -120,6 +120,7 @@ type Backend struct {
 	ran, closed bool
 	hostValid   map[int]bool
 	named       []namedInput // inputs from Batch.Inputs (inputs.go)
+	st          stateRT      // state-cache slots (state.go)
 }
 
 var _ runtime.Backend = (*Backend)(nil)
@@ -185,8 +186,8 @@ func prepare(p *ir.Plan, weights []Weight, k *engine.Kernels) ([]launchRT, error
 		}
 	}
 	for i, c := range p.Caches {
-		if !pagedCache(c) { // latent.go
-			return nil, fmt.Errorf("cuda: cache %d: kind %v is not supported (paged KV and latent only)", i, c.Kind)
+		if !pagedCache(c) && !isStateCache(c) { // latent.go, state.go
+			return nil, fmt.Errorf("cuda: cache %d: kind %v is not supported (paged KV, latent and f32 state only)", i, c.Kind)
 		}
 	}
 	return ls, nil
@@ -354,13 +355,16 @@ func (b *Backend) allocate(weights []Weight) error {
 		var pools [2]uint64
 		for j, e := range c.Entries {
 			n, _ := e.Elems(0, 0)
-			ptr, err := b.alloc(slots*uint64(n)*uint64(c.DType.Size()), fmt.Sprintf("cache %d entry %d", i, j))
+			ptr, err := b.alloc(cacheRows(c, slots, o)*uint64(n)*uint64(c.DType.Size()), fmt.Sprintf("cache %d entry %d", i, j))
 			if err != nil {
 				return err
 			}
 			pools[j] = ptr
 		}
 		b.a.cacheK, b.a.cacheV = append(b.a.cacheK, pools[0]), append(b.a.cacheV, pools[1])
+	}
+	if err := b.allocState(); err != nil {
+		return err
 	}
 	b.maxBlocks = (o.MaxContext + o.BlockSize - 1) / o.BlockSize
 	b.lay = layout{maxT: o.MaxTokens, maxSeqs: o.MaxSeqs, maxBlocks: b.maxBlocks}
@@ -440,6 +444,9 @@ func (b *Backend) Step(bt *runtime.Batch) error {
 	if err := b.checkNamed(bt); err != nil {
 		return err
 	}
+	if err := b.checkState(bt); err != nil {
+		return err
+	}
 	goruntime.LockOSThread()
 	defer goruntime.UnlockOSThread()
 	d := b.d
@@ -451,6 +458,9 @@ func (b *Backend) Step(bt *runtime.Batch) error {
 	}
 	tiles := b.lay.fill(b.meta, bt, int(b.kern.TileTokens))
 	if err := d.check(d.cuMemcpyHtoD(b.metaDev, unsafe.Pointer(&b.meta[0]), uint64(4*len(b.meta))), "upload step metadata"); err != nil {
+		return err
+	}
+	if err := b.uploadState(); err != nil {
 		return err
 	}
 	b.t, b.s = len(bt.Tokens), len(bt.LogitRows)
@@ -467,6 +477,7 @@ func (b *Backend) Step(bt *runtime.Batch) error {
 		return err
 	}
 	b.ran = true
+	b.advanceState(bt)
 	return nil
 }
 

@@ -23,6 +23,7 @@ type addrs struct {
 	workspace   uint64
 	maxBlocks   int32
 	blockSize   int32
+	slots       uint64 // i32[MaxSeqs] state slots (state.go)
 }
 
 // dynamic are the per-step values.
@@ -65,7 +66,7 @@ func checkLaunch(p *ir.Plan, l *cg.Launch, nCaches int) error {
 			if int(prm.Index) >= nCaches {
 				return fmt.Errorf("launch of %s: parameter %d names cache %d of %d", l.Kernel, i, prm.Index, nCaches)
 			}
-		case cg.POut, cg.PT, cg.PS, cg.PPositions, cg.PSeqOfToken, cg.PBlockTables, cg.PMaxBlocks, cg.PBlockSize, cg.PTiles, cg.PWorkspace, cg.PSplits:
+		case cg.POut, cg.PT, cg.PS, cg.PPositions, cg.PSeqOfToken, cg.PBlockTables, cg.PMaxBlocks, cg.PBlockSize, cg.PTiles, cg.PWorkspace, cg.PSplits, cg.PSlots:
 		default:
 			return fmt.Errorf("launch of %s: parameter %d has unknown kind %d", l.Kernel, i, prm.Kind)
 		}
@@ -116,6 +117,8 @@ func pack(l *cg.Launch, s ir.Step, a *addrs, d dynamic, vals []uint64) {
 			v = a.tiles
 		case cg.PWorkspace:
 			v = a.workspace
+		case cg.PSlots:
+			v = a.slots
 		case cg.PMaxBlocks:
 			v = i32(a.maxBlocks)
 		case cg.PBlockSize:
