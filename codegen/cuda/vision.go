@@ -21,12 +21,8 @@ func init() {
 	templates[ir.OpWeightedRows] = (*gen).weightedRows
 	templates[ir.OpAddRows] = (*gen).maskRows
 	templates[ir.OpSetRows] = (*gen).maskRows
-	// The vision stage cuts q, k and v out of the fused qkv projection with
-	// slice (the MoE family's last-dim range). Another family's file may
-	// register its own slice template; this one is only a fallback.
-	if _, ok := templates[ir.OpSlice]; !ok {
-		templates[ir.OpSlice] = (*gen).sliceLast
-	}
+	// The vision stage also cuts q, k and v out of the fused qkv projection
+	// with slice, whose template is the MoE/MLA family's (mla.go).
 }
 
 // floatTypes returns the CUDA element types of step operands.
@@ -455,11 +451,4 @@ extern "C" __global__ void __launch_bounds__(%[6]d) KNAME(const float* q, const 
 	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(4), Block: segWarps * 32,
 		Grid: [3]Expr{{T: gr, Div: int64(bq)}, {Fixed: heads}, {Fixed: 1}}})
 	return nil
-}
-
-// sliceLast: y[..., :] = x[..., start:start+len], the section kernel under
-// slice's attribute names.
-func (g *gen) sliceLast(step int, s ir.Step) error {
-	s.Attrs = ir.Attrs{ir.Int("size", s.Attrs.Int("len", 0)), ir.Int("start", s.Attrs.Int("start", 0))}
-	return g.section(step, s)
 }
