@@ -5,8 +5,62 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/inference-pio/pio/frontends/hf"
 	"github.com/inference-pio/pio/ir"
+	"github.com/inference-pio/pio/models"
+	"github.com/inference-pio/pio/passes"
 )
+
+// coderNextShape is Qwen/Qwen3-Coder-Next's config at its real widths,
+// four layers (three DeltaNet, one gated attention), dense MLPs in place of
+// the MoE (the MoE templates are not this file's): the DeltaNet kernels
+// depend on the widths, not the depth.
+const coderNextShape = `{"architectures": ["Qwen3NextForCausalLM"], "model_type": "qwen3_next", "hidden_size": 2048, "intermediate_size": 5120,
+	"num_hidden_layers": 4, "layer_types": ["linear_attention", "linear_attention", "linear_attention", "full_attention"],
+	"num_attention_heads": 16, "num_key_value_heads": 2, "head_dim": 256, "partial_rotary_factor": 0.25, "rope_theta": 5000000,
+	"linear_num_key_heads": 16, "linear_num_value_heads": 32, "linear_key_head_dim": 128, "linear_value_head_dim": 128,
+	"linear_conv_kernel_dim": 4, "mlp_only_layers": [0, 1, 2, 3], "num_experts": 512, "num_experts_per_tok": 10,
+	"moe_intermediate_size": 512, "shared_expert_intermediate_size": 512, "decoder_sparse_step": 1, "norm_topk_prob": true,
+	"vocab_size": 151936, "rms_norm_eps": 1e-06, "tie_word_embeddings": false, "max_position_embeddings": 262144, "hidden_act": "silu"}`
+
+// coderNextPlan builds the plan of coderNextShape with no checkpoint.
+func coderNextPlan(t *testing.T, dt ir.DType) *ir.Plan {
+	t.Helper()
+	cfg, err := hf.ParseConfig([]byte(coderNextShape))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := models.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := m.Build(models.BuildOptions{WeightDType: dt, Has: func(string) bool { return true }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := passes.Run(g, passes.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := passes.Lower(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestGenerateCoderNextShape(t *testing.T) {
+	for _, dt := range []ir.DType{ir.BF16, ir.F32} {
+		m, err := Generate(coderNextPlan(t, dt))
+		if err != nil {
+			t.Fatalf("%v: %v", dt, err)
+		}
+		for _, l := range m.Launches {
+			if l.Mode == Prefill && strings.HasPrefix(l.Kernel, "gated_delta_rule_chunk_") {
+				t.Logf("%v: chunked delta rule: %d workspace floats per sequence", dt, l.Workspace)
+			}
+		}
+	}
+}
 
 // deltaNetPlans are the plans of the tiny dense Qwen3-Next (DeltaNet and
 // gated attention layers), fused and unfused, with bf16 and f32 weights.
@@ -108,8 +162,8 @@ func TestGenerateDeltaNetRejects(t *testing.T) {
 }
 
 // TestCompileDeltaNet compiles every kernel of the tiny Qwen3-Next plans
-// (f32 and bf16, fused and unfused) and of real Qwen3-Next DeltaNet widths
-// for every target arch with nvcc, warnings as errors.
+// (f32 and bf16, fused and unfused) and of the real Qwen3-Coder-Next widths
+// (coderNextShape) for every target arch with nvcc, warnings as errors.
 func TestCompileDeltaNet(t *testing.T) {
 	nvcc, err := FindNVCC()
 	if err != nil {
@@ -122,7 +176,11 @@ func TestCompileDeltaNet(t *testing.T) {
 	src.WriteString(prelude)
 	seen := map[string]bool{}
 	var names []string
-	for _, c := range deltaNetPlans(t) {
+	plans := deltaNetPlans(t)
+	for _, dt := range []ir.DType{ir.BF16, ir.F32} {
+		plans = append(plans, namedPlan{"coder-next/" + dt.String(), coderNextPlan(t, dt)})
+	}
+	for _, c := range plans {
 		m, err := Generate(c.plan)
 		if err != nil {
 			t.Fatal(err)
