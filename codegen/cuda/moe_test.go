@@ -5,15 +5,66 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/inference-pio/pio/frontends/hf"
 	"github.com/inference-pio/pio/ir"
+	"github.com/inference-pio/pio/models"
+	"github.com/inference-pio/pio/passes"
 )
 
 // moeModels are the tiny MoE and MLA checkpoints of testdata/tiny.
 var moeModels = []string{"qwen3moe", "glm4moelite"}
 
-// moePlans are their plans, fused and unfused, with bf16 and f32 weights.
+// moeRealShapes are Qwen3-Coder-30B-A3B and GLM-4.7-Flash at their real
+// widths (../shared/MODELS.md §3.1 and §5.1), two layers each (GLM's first
+// dense): the kernels depend on the widths, not on the depth.
+var moeRealShapes = map[string]string{
+	"qwen3-coder-30b-a3b": `{"architectures": ["Qwen3MoeForCausalLM"], "model_type": "qwen3_moe", "hidden_size": 2048, "intermediate_size": 6144,
+		"num_hidden_layers": 2, "num_attention_heads": 32, "num_key_value_heads": 4, "head_dim": 128, "vocab_size": 151936,
+		"num_experts": 128, "num_experts_per_tok": 8, "moe_intermediate_size": 768, "norm_topk_prob": true, "decoder_sparse_step": 1,
+		"mlp_only_layers": [], "rms_norm_eps": 1e-06, "rope_theta": 10000000, "tie_word_embeddings": false,
+		"max_position_embeddings": 262144, "hidden_act": "silu"}`,
+	"glm-4.7-flash": `{"architectures": ["Glm4MoeLiteForCausalLM"], "model_type": "glm4_moe_lite", "hidden_size": 2048, "intermediate_size": 10240,
+		"num_hidden_layers": 2, "mlp_layer_types": ["dense", "sparse"], "num_attention_heads": 20, "num_key_value_heads": 20,
+		"q_lora_rank": 768, "kv_lora_rank": 512, "qk_nope_head_dim": 192, "qk_rope_head_dim": 64, "qk_head_dim": 256, "v_head_dim": 256,
+		"moe_intermediate_size": 1536, "n_routed_experts": 64, "num_experts_per_tok": 4, "n_shared_experts": 1, "n_group": 1, "topk_group": 1,
+		"norm_topk_prob": true, "routed_scaling_factor": 1.8, "vocab_size": 154880, "rms_norm_eps": 1e-05, "rope_interleave": true,
+		"rope_parameters": {"rope_theta": 1000000.0, "rope_type": "default"}, "tie_word_embeddings": false,
+		"max_position_embeddings": 202752, "hidden_act": "silu"}`,
+}
+
+// moeConfigPlan builds the bf16 plan of a config with no checkpoint (every
+// weight the model asks for is taken to exist).
+func moeConfigPlan(t *testing.T, name string) *ir.Plan {
+	t.Helper()
+	cfg, err := hf.ParseConfig([]byte(moeRealShapes[name]))
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	m, err := models.New(cfg)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	g, err := m.Build(models.BuildOptions{WeightDType: ir.BF16, Has: func(string) bool { return true }})
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	if err := passes.Run(g, passes.Options{}); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	p, err := passes.Lower(g)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return p
+}
+
+// moePlans are the goldens' plans, fused and unfused, with bf16 and f32
+// weights, and the real-width plans.
 func moePlans(t *testing.T) []namedPlan {
 	var ps []namedPlan
+	for _, name := range []string{"qwen3-coder-30b-a3b", "glm-4.7-flash"} {
+		ps = append(ps, namedPlan{name, moeConfigPlan(t, name)})
+	}
 	for _, name := range moeModels {
 		for _, dt := range []ir.DType{ir.BF16, ir.F32} {
 			ps = append(ps, namedPlan{name + "/" + dt.String(), planOf(t, name, dt)})
