@@ -25,8 +25,9 @@ import (
 // (every sequence brings one token; the state lives in registers, one value
 // column per thread) and the chunked form for every other step (chunks of
 // the op's chunk attr; the chunk's normalised q, k, the UT-transformed
-// values and keys and the chunk matrix live in the global workspace, one
-// region per (sequence, value head)); a chunk of one token takes the
+// values and keys and the chunk matrix live in the per-sequence workspace
+// (PSeqWork), one region per (sequence, value head)); a chunk of one token
+// takes the
 // recurrent form, as on the CPU.
 func init() {
 	templates[ir.OpConv1DCausal] = (*gen).conv1dCausal
@@ -474,7 +475,7 @@ func (g *gen) gatedDeltaRule(step int, s ir.Step) error {
 	preName := g.kernel("gated_delta_rule_chunk", pre)
 	grid := [3]Expr{{T: 1}, {Fixed: hv}, {Fixed: 1}}
 	g.launch(Launch{Step: step, Kernel: decName, Params: stateParams(5, int(ci)), Block: nt, Grid: grid, Mode: Decode})
-	g.launch(Launch{Step: step, Kernel: preName, Params: append(stateParams(5, int(ci)), Param{Kind: PWorkspace}), Block: ntp, Grid: grid, Mode: Prefill,
+	g.launch(Launch{Step: step, Kernel: preName, Params: append(stateParams(5, int(ci)), Param{Kind: PSeqWork}), Block: ntp, Grid: grid, Mode: Prefill,
 		Workspace: hv * per})
 	return nil
 }

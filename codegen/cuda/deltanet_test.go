@@ -110,8 +110,8 @@ func TestGenerateDeltaNet(t *testing.T) {
 				if !slots || !cache {
 					t.Errorf("%s: step %d (%v): params %v lack the slots or the state cache", c.name, l.Step, s.Op, l.Params)
 				}
-				if s.Op == ir.OpGatedDeltaRule && l.Mode == Prefill && l.Workspace <= 0 {
-					t.Errorf("%s: step %d: chunked launch without workspace", c.name, l.Step)
+				if s.Op == ir.OpGatedDeltaRule && l.Mode == Prefill && (l.Workspace <= 0 || l.Params[len(l.Params)-1].Kind != PSeqWork) {
+					t.Errorf("%s: step %d: chunked launch without its per-sequence workspace (PSeqWork)", c.name, l.Step)
 				}
 			}
 		}

@@ -25,13 +25,14 @@ const (
 	PWorkspace   ParamKind = 13 // device pointer: f32 scratch of at least Launch.Workspace floats per S
 	PSplits      ParamKind = 14 // int32: decode splits per sequence (Launch grid z)
 	PSlots       ParamKind = 15 // device pointer: i32[maxSeqs] state-cache slot of each sequence (runtime.SeqView.Slot)
+	PSeqWork     ParamKind = 16 // device pointer: f32 scratch of Launch.Workspace floats per sequence of the step (maxSeqs regions)
 )
 
 var paramNames = map[ParamKind]string{
 	PArg: "arg", POut: "out", PT: "T", PS: "S", PCacheK: "cache_k", PCacheV: "cache_v",
 	PPositions: "positions", PSeqOfToken: "seq_of_token", PBlockTables: "block_tables",
 	PMaxBlocks: "max_blocks", PBlockSize: "block_size", PTiles: "tiles", PWorkspace: "workspace",
-	PSplits: "splits", PSlots: "slots",
+	PSplits: "splits", PSlots: "slots", PSeqWork: "seq_work",
 }
 
 // Param is one kernel parameter.

@@ -397,7 +397,9 @@ func (b *Backend) allocate(weights []Weight) error {
 	b.splits = (b.maxBlocks*o.BlockSize + int(b.kern.SplitSize) - 1) / int(b.kern.SplitSize)
 	var ws int64
 	for _, l := range b.launches {
-		ws = max(ws, l.l.Workspace)
+		if !seqWork(&l.l) { // state.go
+			ws = max(ws, l.l.Workspace)
+		}
 	}
 	if ws > 0 {
 		if b.a.workspace, err = b.alloc(workspaceFloats(ws, o.MaxSeqs, b.splits, o.MaxTokens)*4, "the workspace"); err != nil {

@@ -24,6 +24,7 @@ type addrs struct {
 	maxBlocks   int32
 	blockSize   int32
 	slots       uint64 // i32[MaxSeqs] state slots (state.go)
+	seqWork     uint64 // f32 scratch per sequence (state.go)
 }
 
 // dynamic are the per-step values.
@@ -66,7 +67,7 @@ func checkLaunch(p *ir.Plan, l *cg.Launch, nCaches int) error {
 			if int(prm.Index) >= nCaches {
 				return fmt.Errorf("launch of %s: parameter %d names cache %d of %d", l.Kernel, i, prm.Index, nCaches)
 			}
-		case cg.POut, cg.PT, cg.PS, cg.PPositions, cg.PSeqOfToken, cg.PBlockTables, cg.PMaxBlocks, cg.PBlockSize, cg.PTiles, cg.PWorkspace, cg.PSplits, cg.PSlots:
+		case cg.POut, cg.PT, cg.PS, cg.PPositions, cg.PSeqOfToken, cg.PBlockTables, cg.PMaxBlocks, cg.PBlockSize, cg.PTiles, cg.PWorkspace, cg.PSplits, cg.PSlots, cg.PSeqWork:
 		default:
 			return fmt.Errorf("launch of %s: parameter %d has unknown kind %d", l.Kernel, i, prm.Kind)
 		}
@@ -119,6 +120,8 @@ func pack(l *cg.Launch, s ir.Step, a *addrs, d dynamic, vals []uint64) {
 			v = a.workspace
 		case cg.PSlots:
 			v = a.slots
+		case cg.PSeqWork:
+			v = a.seqWork
 		case cg.PMaxBlocks:
 			v = i32(a.maxBlocks)
 		case cg.PBlockSize:

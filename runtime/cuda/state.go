@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"unsafe"
 
+	cg "github.com/inference-pio/pio/codegen/cuda"
 	"github.com/inference-pio/pio/ir"
 	"github.com/inference-pio/pio/runtime"
 )
@@ -39,8 +40,33 @@ func cacheRows(c ir.CacheSpec, paged uint64, o Options) uint64 {
 	return paged
 }
 
-// allocState allocates the slots array when the plan has state caches.
+// seqWork reports whether a launch takes the per-sequence workspace
+// (PSeqWork: Launch.Workspace floats per sequence, not per decode split).
+func seqWork(l *cg.Launch) bool {
+	for _, p := range l.Params {
+		if p.Kind == cg.PSeqWork {
+			return true
+		}
+	}
+	return false
+}
+
+// allocState allocates the slots array when the plan has state caches, and
+// the per-sequence workspace (the chunked delta rule's) when a launch asks
+// for one.
 func (b *Backend) allocState() error {
+	var ws int64
+	for i := range b.launches {
+		if l := &b.launches[i].l; seqWork(l) {
+			ws = max(ws, l.Workspace)
+		}
+	}
+	if ws > 0 {
+		var err error
+		if b.a.seqWork, err = b.alloc(uint64(ws)*uint64(b.opt.MaxSeqs)*4, "the per-sequence workspace"); err != nil {
+			return err
+		}
+	}
 	for _, c := range b.plan.Caches {
 		b.st.on = b.st.on || c.Kind == ir.CacheState
 	}
