@@ -337,29 +337,76 @@ func (g *gen) gatedDeltaRule(step int, s ir.Step) error {
   }
 }
 `
-	// Decode: the recurrent form, q and k of the token in shared memory.
-	nt := max(32, roundUp(int(dv), 32))
-	dec := fmt.Sprintf(`// gated_delta_rule, recurrent form (decode): one block per (sequence, value head), state [slot, %[2]d, %[3]d, %[4]d] f32, thread j holds value column j.
+	// Decode: the recurrent form. Thread (p, j) holds rows [p·R, (p+1)·R)
+	// of state column j (R = DK/P floats in registers, P chosen so R ≤ 32
+	// where the block allows); the dot products over DK are summed over the
+	// P partials through shared memory.
+	dvr := max(32, roundUp(int(dv), 32))
+	parts := 1
+	for dk/int64(parts) > 32 && dk%int64(2*parts) == 0 && 2*parts*dvr <= 1024 {
+		parts *= 2
+	}
+	nt := parts * dvr
+	dec := fmt.Sprintf(`// gated_delta_rule, recurrent form (decode): one block per (sequence, value head), state [slot, %[1]d, %[2]d, %[3]d] f32; thread (p, j) holds rows p·R..p·R+R−1 of value column j (P = %[4]d).
 `+strings.ReplaceAll(head, "NTHREADS", fmt.Sprint(nt))+`) {
-  __shared__ float qsh[%[3]d], ksh[%[3]d];
-`+prologue+`  for (int r = 0; r < n; r++) {
-    const long t = t0 + r;
+`+defs+`  constexpr int P = %[4]d, R = DK / P, DVR = %[5]d;
+  __shared__ float qsh[DK], ksh[DK], red[P][DVR], bred[32];
+  const int seq = blockIdx.x, h = blockIdx.y, kh = h / (HV / HK);
+  const int p = threadIdx.x / DVR, j = threadIdx.x %% DVR;
+`+seqRunC+`  float* st = state + ((long)slots[seq] * HV + h) * (DK * DV);
+  float s[R];
+#pragma unroll
+  for (int r = 0; r < R; r++) s[r] = fresh || j >= DV ? 0.f : st[(p * R + r) * DV + j];
+  for (int tt = 0; tt < n; tt++) {
+    const long t = t0 + tt;
     __syncthreads();
+    float sq = 0.f, sk = 0.f;
     for (int i = threadIdx.x; i < DK; i += blockDim.x) {
-      qsh[i] = pio_f32(q[(t * HK + kh) * DK + i]);
-      ksh[i] = pio_f32(k[(t * HK + kh) * DK + i]);
+      const float a = pio_f32(q[(t * HK + kh) * DK + i]), b = pio_f32(k[(t * HK + kh) * DK + i]);
+      qsh[i] = a;
+      ksh[i] = b;
+      sq = fmaf(a, a, sq);
+      sk = fmaf(b, b, sk);
+    }
+    float iq = 1.0f, ik = 1.0f;
+    if (L2) {
+      iq = 1.0f / sqrtf(pio_block_sum(sq, bred) + 1e-6f);
+      ik = 1.0f / sqrtf(pio_block_sum(sk, bred) + 1e-6f);
+    }
+    for (int i = threadIdx.x; i < DK; i += blockDim.x) {
+      qsh[i] = __fmul_rn(L2 ? __fmul_rn(qsh[i], iq) : qsh[i], SCALE);
+      if (L2) ksh[i] = __fmul_rn(ksh[i], ik);
     }
     __syncthreads();
-    if (threadIdx.x == 0) {
-      float* qr = qsh;
-      float* kr = ksh;
-`+normC+`    }
+    const float decay = expf(pio_f32(g[t * HV + h])), bv = pio_f32(beta[t * HV + h]);
+    float part = 0.f;
+#pragma unroll
+    for (int r = 0; r < R; r++) { s[r] = __fmul_rn(s[r], decay); part = __fadd_rn(part, __fmul_rn(s[r], ksh[p * R + r])); }
+    red[p][j] = part;
     __syncthreads();
-    const float* qn = qsh;
-    const float* kn = ksh;
-    const float gv = pio_f32(g[t * HV + h]), bv = pio_f32(beta[t * HV + h]);
-`+recurrentC+`  }
-`+epilogue, hv, hv, dk, dv)
+    float kv = 0.f;
+#pragma unroll
+    for (int u = 0; u < P; u++) kv = __fadd_rn(kv, red[u][j]);
+    const float d = j < DV ? __fmul_rn(__fadd_rn(pio_f32(v[(t * HV + h) * DV + j]), -kv), bv) : 0.f;
+    __syncthreads();
+    part = 0.f;
+#pragma unroll
+    for (int r = 0; r < R; r++) { s[r] = __fadd_rn(s[r], __fmul_rn(ksh[p * R + r], d)); part = __fadd_rn(part, __fmul_rn(s[r], qsh[p * R + r])); }
+    red[p][j] = part;
+    __syncthreads();
+    if (p == 0 && j < DV) {
+      float o = 0.f;
+#pragma unroll
+      for (int u = 0; u < P; u++) o = __fadd_rn(o, red[u][j]);
+      y[(t * HV + h) * DV + j] = o;
+    }
+  }
+  if (j < DV) {
+#pragma unroll
+    for (int r = 0; r < R; r++) st[(p * R + r) * DV + j] = s[r];
+  }
+}
+`, hv, dk, dv, parts, dvr)
 	decName := g.kernel("gated_delta_rule_rec", dec)
 
 	// Prefill: the chunked form, the chunk's work arrays in the workspace.

@@ -2,7 +2,9 @@ package cuda
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"math"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -11,6 +13,7 @@ import (
 	"github.com/inference-pio/pio/compiler"
 	"github.com/inference-pio/pio/internal/golden"
 	"github.com/inference-pio/pio/ir"
+	"github.com/inference-pio/pio/passes"
 	"github.com/inference-pio/pio/runtime"
 	"github.com/inference-pio/pio/runtime/cpu"
 	"github.com/inference-pio/pio/runtime/engine"
@@ -165,5 +168,99 @@ func TestEmulatedDeltaNetBatch(t *testing.T) {
 	slots = []int32{2, 2}
 	if _, err := step(gpu, [][]int32{a[:3], b}, []int{0, 0}); err == nil || !strings.Contains(err.Error(), "share state slot") {
 		t.Errorf("two sequences in one slot: got %v", err)
+	}
+}
+
+// TestEmulatedDeltaRuleOps runs the DeltaNet templates at widths the tiny
+// model does not reach against the CPU backend: dk = 64 (the recurrent
+// kernel splits each state column over P = 2 threads), chunks of 16 (a
+// 40-token prefill crosses two chunk boundaries, a 17-token one ends in a
+// one-token chunk), GQA (two value heads per key head), a conv with bf16
+// weights; then recurrent decode steps, all in state slot 1.
+func TestEmulatedDeltaRuleOps(t *testing.T) {
+	gxx := useFakeDriver(t)
+	const hk, hv, dk, dv, c = 1, 2, 64, 32, 24
+	b := ir.NewBuilder("deltarule")
+	tokens := b.Input("tokens", ir.I32, ir.T)
+	b.Input("positions", ir.I32, ir.T)
+	emb := func(name string, n int) *ir.Value { return b.Embedding(b.Weight(name, ir.BF16, 16, ir.Dim(n)), tokens) }
+	q := b.Reshape(emb("wq", hk*dk), ir.T, hk, dk)
+	k := b.Reshape(emb("wk", hk*dk), ir.T, hk, dk)
+	v := b.Reshape(emb("wv", hv*dv), ir.T, hv, dv)
+	g := b.DeltaNetDecay(emb("wa", hv), b.Weight("alog", ir.F32, hv), b.Weight("dtb", ir.BF16, hv))
+	beta := b.Sigmoid(emb("wb", hv))
+	rc := b.Cache(ir.CacheSpec{Kind: ir.CacheState, DType: ir.F32, Entries: []ir.Shape{ir.Sh(hv, dk, dv)}})
+	cc := b.Cache(ir.CacheSpec{Kind: ir.CacheState, DType: ir.F32, Entries: []ir.Shape{ir.Sh(c, 3)}})
+	b.Output("y", b.GatedDeltaRule(q, k, v, g, beta, rc, ir.DeltaRuleOpts{Scale: 0.125, L2Norm: true, Chunk: 16}))
+	b.Output("conv", b.Conv1DCausal(emb("wx", c), b.Weight("wc", ir.BF16, c, 1, 4), cc, true))
+	gr, err := b.Finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := passes.Lower(gr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ws []Weight
+	var cws []cpu.Weight
+	for i, w := range p.Weights {
+		n, _ := w.Shape.Elems(0, 0)
+		data := make([]byte, n*int64(w.DType.Size()))
+		for j := int64(0); j < n; j++ {
+			v := float32(((j*7919+int64(i)*31)%97)-48) / 64
+			bits := math.Float32bits(v)
+			if w.DType == ir.BF16 {
+				binary.LittleEndian.PutUint16(data[2*j:], uint16(bits>>16))
+			} else {
+				binary.LittleEndian.PutUint32(data[4*j:], bits)
+			}
+		}
+		shape := make([]int64, len(w.Shape))
+		for j, d := range w.Shape {
+			shape[j] = int64(d)
+		}
+		ws = append(ws, Weight{DType: w.DType, Shape: shape, Data: data})
+		cws = append(cws, cpu.Weight{DType: w.DType, Shape: shape, Data: data})
+	}
+	opt := Options{MaxTokens: 64, MaxSeqs: 2, BlockSize: 16, NumBlocks: 8}
+	gpu, err := New(p, ws, emuKernels(t, gxx, p), opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gpu.Close()
+	ref, err := cpu.New(p, cws, cpu.Options{MaxTokens: 64, MaxSeqs: 2, BlockSize: 16, NumBlocks: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Close()
+	for _, prompt := range []int{40, 17} {
+		pos := 0
+		for _, n := range []int{prompt, 1, 1, 1} {
+			bt := &runtime.Batch{Seqs: []runtime.SeqView{{Blocks: []int32{0, 1, 2, 3}, Slot: 1}}, LogitRows: []int32{0}}
+			for i := 0; i < n; i++ {
+				bt.Tokens = append(bt.Tokens, int32((pos+i)*5%16))
+				bt.Positions = append(bt.Positions, int32(pos+i))
+				bt.SeqOfToken = append(bt.SeqOfToken, 0)
+			}
+			for _, out := range []string{"y", "conv"} {
+				var outs [2][]float32
+				for i, be := range []runtime.Backend{gpu, ref} {
+					if out == "y" {
+						if err := be.Step(bt); err != nil {
+							t.Fatal(err)
+						}
+					}
+					o, _, err := be.Output(out)
+					if err != nil {
+						t.Fatal(err)
+					}
+					outs[i] = slices.Clone(o)
+				}
+				if e := golden.RelErr(outs[0], outs[1]); e > 1e-5 || len(outs[0]) == 0 {
+					t.Errorf("prompt %d, %d tokens at %d: %s: emulated CUDA vs CPU relative error %.3g (%d values)", prompt, n, pos, out, e, len(outs[0]))
+				}
+			}
+			pos += n
+		}
 	}
 }
