@@ -2,6 +2,8 @@ package cuda
 
 import (
 	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/inference-pio/pio/ir"
 )
@@ -148,8 +150,44 @@ extern "C" __global__ void __launch_bounds__(128) KNAME(const float* __restrict_
 	}
 	hpw := (heads + mlaWarps - 1) / mlaWarps
 	rc, drc := (r+31)/32, (dr+31)/32
-	name := g.kernel("mla_attention", fmt.Sprintf(`// mla_attention: absorbed causal latent attention, %[2]d heads, latent %[3]d, rope %[4]d, scale %[5]s; one block per token, %[6]d positions per chunk shared by all heads (q may be y: a warp reads its heads' q before it writes them).
-extern "C" __global__ void __launch_bounds__(%[7]d) KNAME(const float* ql, const float* __restrict__ qr, const %[1]s* __restrict__ cc, const %[1]s* __restrict__ kc, float* y,
+	prefillEpi := `#pragma unroll
+  for (int hh = 0; hh < HPW; hh++) {
+    const int h = warp + hh * %[11]d;
+    if (h >= H) break;
+    const float inv = 1.0f / l[hh];
+#pragma unroll
+    for (int i = 0; i < RC; i++) {
+      const int c = lane + 32 * i;
+      if (c < R) y[(t * H + h) * R + c] = acc[hh][i] * inv;
+    }
+  }
+`
+	decodeEpi := `#pragma unroll
+  for (int hh = 0; hh < HPW; hh++) {
+    const int h = warp + hh * %[11]d;
+    if (h >= H) break;
+    float* o = ws + ((t * H + h) * (long)splits + blockIdx.z) * (R + 2);
+    if (lane == 0) { o[0] = m[hh]; o[1] = l[hh]; }
+#pragma unroll
+    for (int i = 0; i < RC; i++) {
+      const int c = lane + 32 * i;
+      if (c < R) o[2 + c] = acc[hh][i];
+    }
+  }
+`
+	// The epilogues go in as arguments, so their own verb is filled here.
+	prefillEpi = strings.ReplaceAll(prefillEpi, "%[11]d", strconv.Itoa(mlaWarps))
+	decodeEpi = strings.ReplaceAll(decodeEpi, "%[11]d", strconv.Itoa(mlaWarps))
+	emit := func(decode bool) string {
+		what, sig, rng, epi := "prefill: one block per token", "float* y, ", "  const int lo = 0, hi = n;\n", prefillEpi
+		if decode {
+			what = fmt.Sprintf("decode: one block per (token, split of %d positions), partial (m, l, o) per head into the workspace", SplitSize)
+			sig = "float* __restrict__ ws, int splits, "
+			rng = fmt.Sprintf("  const int lo = blockIdx.z * %d, hi = min(n, lo + %d);\n", SplitSize, SplitSize)
+			epi = decodeEpi
+		}
+		return g.kernel("mla_attention", fmt.Sprintf(`// mla_attention (%[12]s): absorbed causal latent attention, %[2]d heads, latent %[3]d, rope %[4]d, scale %[5]s; %[6]d positions per chunk shared by all heads (q may be y: a warp reads its heads' q before it writes them).
+extern "C" __global__ void __launch_bounds__(%[7]d) KNAME(const float* ql, const float* __restrict__ qr, const %[1]s* __restrict__ cc, const %[1]s* __restrict__ kc, %[13]s
     const int* __restrict__ positions, const int* __restrict__ seq_of_token, const int* __restrict__ block_tables, int max_blocks, int block_size, int T) {
   constexpr int H = %[2]d, R = %[3]d, DR = %[4]d, BK = %[6]d, HPW = %[8]d, RC = %[9]d, DRC = %[10]d;
   __shared__ float cs[BK][R];
@@ -178,8 +216,8 @@ extern "C" __global__ void __launch_bounds__(%[7]d) KNAME(const float* ql, const
       qp[hh][i] = h < H && c < DR ? qr[(t * H + h) * DR + c] : 0.f;
     }
   }
-  for (int j0 = 0; j0 < n; j0 += BK) {
-    const int nb = min(BK, n - j0);
+%[14]s  for (int j0 = lo; j0 < hi; j0 += BK) {
+    const int nb = min(BK, hi - j0);
     __syncthreads();
     for (int e = threadIdx.x; e < nb * R; e += blockDim.x) {
       const int j = e / R, c = e %% R, pos = j0 + j;
@@ -233,21 +271,44 @@ extern "C" __global__ void __launch_bounds__(%[7]d) KNAME(const float* ql, const
       __syncwarp();
     }
   }
-#pragma unroll
-  for (int hh = 0; hh < HPW; hh++) {
-    const int h = warp + hh * %[11]d;
-    if (h >= H) break;
-    const float inv = 1.0f / l[hh];
-#pragma unroll
-    for (int i = 0; i < RC; i++) {
-      const int c = lane + 32 * i;
-      if (c < R) y[(t * H + h) * R + c] = acc[hh][i] * inv;
-    }
-  }
-}
-`, ct, heads, r, dr, cf(s.Attrs.Float("scale", 0)), bk, mlaWarps*32, hpw, rc, drc, mlaWarps))
-	g.launch(Launch{Step: step, Kernel: name, Block: mlaWarps * 32, Grid: [3]Expr{{T: 1}, {Fixed: 1}, {Fixed: 1}},
-		Params: append([]Param{{Kind: PArg, Index: 0}, {Kind: PArg, Index: 1}, {Kind: PCacheK, Index: uint16(ci)}, {Kind: PCacheV, Index: uint16(ci)}, {Kind: POut},
-			{Kind: PPositions}, {Kind: PSeqOfToken}}, append(pagedMeta(), Param{Kind: PT})...)})
+%[15]s}
+`, ct, heads, r, dr, cf(s.Attrs.Float("scale", 0)), bk, mlaWarps*32, hpw, rc, drc, mlaWarps, what, sig, rng, epi))
+	}
+	head := []Param{{Kind: PArg, Index: 0}, {Kind: PArg, Index: 1}, {Kind: PCacheK, Index: uint16(ci)}, {Kind: PCacheV, Index: uint16(ci)}}
+	tail := append([]Param{{Kind: PPositions}, {Kind: PSeqOfToken}}, append(pagedMeta(), Param{Kind: PT})...)
+	g.launch(Launch{Step: step, Kernel: emit(false), Block: mlaWarps * 32, Mode: Prefill, Grid: [3]Expr{{T: 1}, {Fixed: 1}, {Fixed: 1}},
+		Params: append(append(head, Param{Kind: POut}), tail...)})
+	g.launch(Launch{Step: step, Kernel: emit(true), Block: mlaWarps * 32, Mode: Decode, Workspace: int64(heads * (r + 2)),
+		Grid: [3]Expr{{T: 1}, {Fixed: 1}, {Splits: 1}}, Params: append(append(head, Param{Kind: PWorkspace}, Param{Kind: PSplits}), tail...)})
+	g.launch(Launch{Step: step, Kernel: g.kernel("mla_combine", fmt.Sprintf(mlaCombineText, heads, r, SplitSize)), Block: 128, Mode: Decode,
+		Grid: [3]Expr{{T: 1}, {Fixed: int64(heads)}, {Fixed: 1}}, Params: []Param{{Kind: PWorkspace}, {Kind: POut}, {Kind: PPositions}, {Kind: PSplits}}})
 	return nil
 }
+
+// mlaCombineText merges the decode splits of mla_attention (heads, latent
+// dim, split size): y = Σ_z e^{m_z - m}·o_z / Σ_z e^{m_z - m}·l_z.
+const mlaCombineText = `// mla_combine: merges the decode splits of %[1]d heads, latent %[2]d.
+extern "C" __global__ void __launch_bounds__(128) KNAME(const float* __restrict__ ws, float* __restrict__ y, const int* __restrict__ positions, int splits) {
+  constexpr int H = %[1]d, R = %[2]d;
+  const long t = blockIdx.x;
+  const int h = blockIdx.y;
+  const int n = min(splits, positions[t] / %[3]d + 1);
+  const float* base = ws + (t * H + h) * (long)splits * (R + 2);
+  float mx = -INFINITY;
+  for (int z = 0; z < n; z++) mx = fmaxf(mx, base[z * (R + 2)]);
+  float sum = 0.f;
+  for (int z = 0; z < n; z++) {
+    const float mz = base[z * (R + 2)];
+    if (mz != -INFINITY) sum += base[z * (R + 2) + 1] * expf(mz - mx);
+  }
+  const float inv = 1.0f / sum;
+  for (int c = threadIdx.x; c < R; c += blockDim.x) {
+    float o = 0.f;
+    for (int z = 0; z < n; z++) {
+      const float mz = base[z * (R + 2)];
+      if (mz != -INFINITY) o += base[z * (R + 2) + 2 + c] * expf(mz - mx);
+    }
+    y[(t * H + h) * R + c] = o * inv;
+  }
+}
+`

@@ -105,7 +105,7 @@ func TestGenerateMoEPlans(t *testing.T) {
 		}
 	}
 	for _, k := range []string{"moe_route", "moe_group", "moe_gate_up", "moe_down", "moe_combine", "moe_norm", "moe_router",
-		"slice", "head_matmul", "head_matmul_t", "latent_append", "mla_attention"} {
+		"slice", "head_matmul", "head_matmul_t", "latent_append", "mla_attention", "mla_combine"} {
 		if !used[k] {
 			t.Errorf("no plan launches %s", k)
 		}

@@ -3,12 +3,16 @@ package cuda
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"testing"
 
+	"github.com/inference-pio/pio/compiler"
 	"github.com/inference-pio/pio/internal/golden"
 	"github.com/inference-pio/pio/ir"
 	"github.com/inference-pio/pio/runtime"
+	"github.com/inference-pio/pio/runtime/cpu"
+	"github.com/inference-pio/pio/runtime/engine"
 	"github.com/inference-pio/pio/runtime/kvcache"
 )
 
@@ -51,5 +55,74 @@ func TestEmulatedMoEMLA(t *testing.T) {
 				t.Errorf("greedy: emulated CUDA %v, CPU %v", toks[0], toks[1])
 			}
 		})
+	}
+}
+
+// TestEmulatedMLASplitDecode: GLM's latent attention decoding at positions
+// past several decode splits (SplitSize positions each; the split kernel
+// and the combine) agrees with the CPU backend, and so does the prefill of
+// those 300 positions.
+func TestEmulatedMLASplitDecode(t *testing.T) {
+	gxx := useFakeDriver(t)
+	g, err := golden.Load("glm4moelite")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "e.pio")
+	if _, err := compiler.Build(compiler.Options{Source: g.Dir, Output: path, DType: ir.F32}); err != nil {
+		t.Fatal(err)
+	}
+	e, err := engine.Open(path, engine.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	e.Meta.Kernels = emuKernels(t, gxx, e.Meta.Plan)
+	const n, bs = 300, 4
+	gpu, err := FromEngine(e, Options{MaxTokens: n, NumBlocks: 128, BlockSize: bs, MaxSeqs: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gpu.Close()
+	if gpu.splits < 2 {
+		t.Fatalf("%d decode splits: the test wants several", gpu.splits)
+	}
+	ref, err := cpu.FromEngine(e, cpu.Options{MaxTokens: n, NumBlocks: 128, BlockSize: bs, MaxSeqs: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Close()
+	var blocks []int32
+	for i := 0; i < 128; i++ {
+		blocks = append(blocks, int32(127-i)) // not in order
+	}
+	step := func(be runtime.Backend, toks []int32, pos0 int) []float32 {
+		bt := runtime.Batch{Tokens: toks, Seqs: []runtime.SeqView{{Blocks: blocks}}}
+		for i := range toks {
+			bt.Positions = append(bt.Positions, int32(pos0+i))
+			bt.SeqOfToken = append(bt.SeqOfToken, 0)
+		}
+		bt.LogitRows = []int32{int32(len(toks) - 1)}
+		if err := be.Step(&bt); err != nil {
+			t.Fatal(err)
+		}
+		out, _, err := be.Output("logits")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return slices.Clone(out)
+	}
+	prompt := make([]int32, n)
+	for i := range prompt {
+		prompt[i] = int32((i*37 + 11) % 250)
+	}
+	if err := golden.RelErr(step(gpu, prompt, 0), step(ref, prompt, 0)); err > 1e-4 {
+		t.Fatalf("prefill of %d: relative error %.3g", n, err)
+	}
+	for i, tok := range []int32{3, 77, 140} {
+		got, want := step(gpu, []int32{tok}, n+i), step(ref, []int32{tok}, n+i)
+		if err := golden.RelErr(got, want); err > 1e-4 {
+			t.Errorf("decode at position %d: relative error %.3g", n+i, err)
+		}
 	}
 }
