@@ -7,9 +7,9 @@ import (
 	"github.com/inference-pio/pio/ir"
 )
 
-// Templates of the Gated DeltaNet family (ir/op_deltanet.go) and of the two
-// data-movement ops its graphs use (slice, concat of activations), with the
-// semantics of runtime/cpu/deltanet.go.
+// Templates of the Gated DeltaNet family (ir/op_deltanet.go) and the concat
+// of activations its graphs use (its slices take mla.go's slice template),
+// with the semantics of runtime/cpu/deltanet.go.
 //
 // The state kernels (conv1d_causal, gated_delta_rule) run one block per
 // (sequence, ...): blockIdx.x is the sequence index (the grid has T blocks
@@ -34,9 +34,6 @@ func init() {
 	templates[ir.OpGatedDeltaRule] = (*gen).gatedDeltaRule
 	templates[ir.OpDeltaNetDecay] = (*gen).deltaNetDecay
 	templates[ir.OpMulRows] = (*gen).mulRows
-	if templates[ir.OpSlice] == nil {
-		templates[ir.OpSlice] = (*gen).deltaSlice
-	}
 	if templates[ir.OpConcat] == nil {
 		templates[ir.OpConcat] = (*gen).deltaConcat
 	}
@@ -192,34 +189,6 @@ extern "C" __global__ void __launch_bounds__(256) KNAME(const %[1]s* __restrict_
 `, ts[0], ts[1], row))
 	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(2), Block: 256,
 		Grid: [3]Expr{{T: row, Div: 256}, {Fixed: 1}, {Fixed: 1}}})
-	return nil
-}
-
-func (g *gen) deltaSlice(step int, s ir.Step) error {
-	ts, err := g.ctypes(s)
-	if err != nil {
-		return err
-	}
-	_, xsh := g.operand(s.Args[0])
-	d := int64(xsh.Last())
-	start, n := s.Attrs.Int("start", 0), s.Attrs.Int("len", 0)
-	if start < 0 || n <= 0 || start+n > d {
-		return fmt.Errorf("slice [%d, %d) of a last dim of %d", start, start+n, d)
-	}
-	t, sq, f := count(xsh)
-	_, rowsC, err := rows(xsh, d)
-	if err != nil {
-		return err
-	}
-	name := g.kernel("slice", fmt.Sprintf(`// slice: y[r, :] = x[r, %[3]d:%[3]d+%[4]d], rows of %[2]d.
-extern "C" __global__ void __launch_bounds__(256) KNAME(const %[1]s* __restrict__ x, float* __restrict__ y, int T, int S) {
-  const long n = %[5]s * %[4]dL;
-  for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x)
-    y[i] = pio_f32(x[(i / %[4]d) * %[2]dL + %[3]d + i %% %[4]d]);
-}
-`, ts[0], d, start, n, rowsC))
-	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(1), Block: 256,
-		Grid: [3]Expr{{T: t / d * n, S: sq / d * n, Fixed: f / d * n, Div: 256}, {Fixed: 1}, {Fixed: 1}}})
 	return nil
 }
 
