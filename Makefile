@@ -104,7 +104,7 @@ gpu-check-prep:
 	$(GOFLAGS_STATIC) $(GO) build -trimpath -ldflags='-s -w' -o $(GPUCHECK)/pioc ./cmd/pioc
 	$(GOFLAGS_STATIC) $(GO) test -c -trimpath -ldflags='-s -w' -o $(GPUCHECK)/cuda.test ./runtime/cuda
 	$(GOFLAGS_STATIC) $(GO) build -trimpath -ldflags='-s -w' -o $(GPUCHECK)/randckpt ./cmd/internal/randckpt
-	for m in qwen3-a qwen3-b; do for dt in f32 bf16; do \
+	for m in qwen3-a qwen3-b qwen3moe glm4moelite; do for dt in f32 bf16; do \
 		$(GPUCHECK)/pioc build testdata/tiny/$$m -o $(GPUCHECK)/engines/$$m.$$dt.pio --dtype $$dt --target cuda -q || exit 1; \
 	done; done
 	@du -sh $(GPUCHECK)

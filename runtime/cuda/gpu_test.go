@@ -89,7 +89,7 @@ func forward(t *testing.T, be runtime.Backend, ids []int32) []float32 {
 // CPU backend's tokens, with graphs and without.
 func TestGPUGolden(t *testing.T) {
 	needGPU(t)
-	for _, model := range []string{"qwen3-a", "qwen3-b"} {
+	for _, model := range []string{"qwen3-a", "qwen3-b", "qwen3moe", "glm4moelite"} {
 		for _, dt := range []ir.DType{ir.F32, ir.BF16} {
 			t.Run(fmt.Sprintf("%s/%v", model, dt), func(t *testing.T) {
 				g, err := golden.Load(model)
