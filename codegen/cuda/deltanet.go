@@ -22,13 +22,13 @@ import (
 // positions) is the runtime's, on the host, before the step runs.
 //
 // gated_delta_rule has two launches: the recurrent form for decode steps
-// (every sequence brings one token; the state lives in registers, one value
-// column per thread) and the chunked form for every other step (chunks of
-// the op's chunk attr; the chunk's normalised q, k, the UT-transformed
-// values and keys and the chunk matrix live in the per-sequence workspace
-// (PSeqWork), one region per (sequence, value head)); a chunk of one token
-// takes the
-// recurrent form, as on the CPU.
+// (every sequence brings one token) and the chunked form for every other
+// step (chunks of the op's chunk attr; the chunk's normalised q, k, the
+// UT-transformed values and keys, the chunk matrix and the row groups'
+// partial products live in the per-sequence workspace (PSeqWork), one
+// region per (sequence, value head)); a chunk of one token takes the
+// recurrent form, as on the CPU. Both keep the state in registers, each
+// value column split over P threads of at most 32 rows.
 func init() {
 	templates[ir.OpConv1DCausal] = (*gen).conv1dCausal
 	templates[ir.OpGatedDeltaRule] = (*gen).gatedDeltaRule
@@ -239,22 +239,6 @@ extern "C" __global__ void __launch_bounds__(256) KNAME(%[3]sfloat* __restrict__
 	return nil
 }
 
-// recurrentC is one token t of value head h in the recurrent form, with the
-// normalised, scaled q and k in qn, kn, the log-decay gv and β bv; thread j
-// holds state column j in s[].
-const recurrentC = `    if (j < DV) {
-      const float decay = expf(gv);
-      float kv = 0.f;
-#pragma unroll
-      for (int i = 0; i < DK; i++) { s[i] = __fmul_rn(s[i], decay); kv = __fadd_rn(kv, __fmul_rn(s[i], kn[i])); }
-      const float d = __fmul_rn(__fadd_rn(pio_f32(v[(t * HV + h) * DV + j]), -kv), bv);
-      float o = 0.f;
-#pragma unroll
-      for (int i = 0; i < DK; i++) { s[i] = __fadd_rn(s[i], __fmul_rn(kn[i], d)); o = __fadd_rn(o, __fmul_rn(s[i], qn[i])); }
-      y[(t * HV + h) * DV + j] = o;
-    }
-`
-
 // normC l2-normalises (when L2) and scales row p of q and row pk of k, of
 // DK floats each, in place.
 const normC = `      if (L2) {
@@ -292,20 +276,6 @@ func (g *gen) gatedDeltaRule(step int, s ir.Step) error {
 		hk, hv, dk, dv, l2, cf(s.Attrs.Float("scale", 0)))
 	head := fmt.Sprintf(`extern "C" __global__ void __launch_bounds__(NTHREADS) KNAME(const %s* __restrict__ q, const %s* __restrict__ k, const %s* __restrict__ v, const %s* __restrict__ g, const %s* __restrict__ beta, float* __restrict__ y, int T, int S, %s`,
 		ts[0], ts[1], ts[2], ts[3], ts[4], stateDecl)
-	prologue := defs + `  const int seq = blockIdx.x, h = blockIdx.y, kh = h / (HV / HK), j = threadIdx.x;
-` + seqRunC + `  float* st = state + ((long)slots[seq] * HV + h) * (DK * DV);
-  float s[DK];
-  if (j < DV) {
-#pragma unroll
-    for (int i = 0; i < DK; i++) s[i] = fresh ? 0.f : st[i * DV + j];
-  }
-`
-	epilogue := `  if (j < DV) {
-#pragma unroll
-    for (int i = 0; i < DK; i++) st[i * DV + j] = s[i];
-  }
-}
-`
 	// Decode: the recurrent form. Thread (p, j) holds rows [p·R, (p+1)·R)
 	// of state column j (R = DK/P floats in registers, P chosen so R ≤ 32
 	// where the block allows); the dot products over DK are summed over the
@@ -378,12 +348,20 @@ func (g *gen) gatedDeltaRule(step int, s ir.Step) error {
 `, hv, dk, dv, parts, dvr)
 	decName := g.kernel("gated_delta_rule_rec", dec)
 
-	// Prefill: the chunked form, the chunk's work arrays in the workspace.
-	per := chunk * (3*dk + 2*dv + chunk + 2)
-	ntp := min(1024, max(128, roundUp(int(dv), 32)))
-	pre := fmt.Sprintf(`// gated_delta_rule, chunked form (chunks of %[1]d; prefill): one block per (sequence, value head), state [slot, %[2]d, %[3]d, %[4]d] f32, thread j holds value column j; the chunk's arrays in %[5]d floats of the workspace per (sequence, head).
-`+strings.ReplaceAll(head, "NTHREADS", fmt.Sprint(ntp))+`, float* __restrict__ ws) {
-`+prologue+`  constexpr int C = %[1]d;
+	// Prefill: the chunked form, the chunk's work arrays in the workspace;
+	// the state split over threads as in the recurrent kernel, the partial
+	// products W·S and Q·S of the P row groups summed through the workspace.
+	per := chunk*(3*dk+2*dv+chunk+2) + 2*int64(parts)*chunk*dv
+	pre := fmt.Sprintf(`// gated_delta_rule, chunked form (chunks of %[1]d; prefill): one block per (sequence, value head), state [slot, %[2]d, %[3]d, %[4]d] f32; thread (p, j) holds rows p·R..p·R+R−1 of value column j (P = %[6]d); the chunk's arrays in %[5]d floats of the per-sequence workspace per head.
+`+strings.ReplaceAll(head, "NTHREADS", fmt.Sprint(nt))+`, float* __restrict__ ws) {
+`+defs+`  constexpr int C = %[1]d, P = %[6]d, R = DK / P, DVR = %[7]d;
+  __shared__ float red[P][DVR];
+  const int seq = blockIdx.x, h = blockIdx.y, kh = h / (HV / HK);
+  const int p = threadIdx.x / DVR, j = threadIdx.x %% DVR;
+`+seqRunC+`  float* st = state + ((long)slots[seq] * HV + h) * (DK * DV);
+  float s[R];
+#pragma unroll
+  for (int r = 0; r < R; r++) s[r] = fresh || j >= DV ? 0.f : st[(p * R + r) * DV + j];
   float* Q = ws + ((long)seq * HV + h) * %[5]dL;
   float* K = Q + C * DK;
   float* W = K + C * DK;
@@ -392,6 +370,8 @@ func (g *gen) gatedDeltaRule(step int, s ir.Step) error {
   float* A = VN + C * DV;
   float* Gc = A + C * C;
   float* Bc = Gc + C;
+  float* PV = Bc + C;
+  float* PO = PV + P * C * DV;
   for (int c0 = 0; c0 < n; c0 += C) {
     const int nc = min(C, n - c0);
     const long tc = t0 + c0;
@@ -416,12 +396,30 @@ func (g *gen) gatedDeltaRule(step int, s ir.Step) error {
       float* kr = K + r * DK;
 `+normC+`    }
     __syncthreads();
-    if (nc == 1) {
-      const long t = tc;
-      const float* qn = Q;
-      const float* kn = K;
-      const float gv = Gc[0], bv = Bc[0];
-`+recurrentC+`      continue;
+    if (nc == 1) {  // the recurrent form
+      const float decay = expf(Gc[0]), bv = Bc[0];
+      float part = 0.f;
+#pragma unroll
+      for (int r = 0; r < R; r++) { s[r] = __fmul_rn(s[r], decay); part = __fadd_rn(part, __fmul_rn(s[r], K[p * R + r])); }
+      red[p][j] = part;
+      __syncthreads();
+      float kv = 0.f;
+#pragma unroll
+      for (int u = 0; u < P; u++) kv = __fadd_rn(kv, red[u][j]);
+      const float d = j < DV ? __fmul_rn(__fadd_rn(pio_f32(v[(tc * HV + h) * DV + j]), -kv), bv) : 0.f;
+      __syncthreads();
+      part = 0.f;
+#pragma unroll
+      for (int r = 0; r < R; r++) { s[r] = __fadd_rn(s[r], __fmul_rn(K[p * R + r], d)); part = __fadd_rn(part, __fmul_rn(s[r], Q[p * R + r])); }
+      red[p][j] = part;
+      __syncthreads();
+      if (p == 0 && j < DV) {
+        float o = 0.f;
+#pragma unroll
+        for (int u = 0; u < P; u++) o = __fadd_rn(o, red[u][j]);
+        y[(tc * HV + h) * DV + j] = o;
+      }
+      continue;
     }
     // A = strict_lower(diag(β)·K·Kᵀ ⊙ Γ).
     for (int e = threadIdx.x; e < nc * nc; e += blockDim.x) {
@@ -450,14 +448,14 @@ func (g *gen) gatedDeltaRule(step int, s ir.Step) error {
       }
     }
     __syncthreads();
-    // V_new = U − W·S; O = e^G·(Q·S).
+    // Each row group's share of W·S and Q·S.
     if (j < DV) {
       for (int r = 0; r < nc; r++) {
-        float vn = U[r * DV + j], o = 0.f;
+        float pv = 0.f, po = 0.f;
 #pragma unroll
-        for (int i = 0; i < DK; i++) { vn -= W[r * DK + i] * s[i]; o += Q[r * DK + i] * s[i]; }
-        VN[r * DV + j] = vn;
-        y[((tc + r) * HV + h) * DV + j] = o * expf(Gc[r]);
+        for (int i = 0; i < R; i++) { pv += W[r * DK + p * R + i] * s[i]; po += Q[r * DK + p * R + i] * s[i]; }
+        PV[(p * C + r) * DV + j] = pv;
+        PO[(p * C + r) * DV + j] = po;
       }
     }
     // P = lower(Q·Kᵀ ⊙ Γ) into A (A's solves are done).
@@ -469,29 +467,45 @@ func (g *gen) gatedDeltaRule(step int, s ir.Step) error {
       A[r * C + c] = d * expf(Gc[r] - Gc[c]);
     }
     __syncthreads();
+    // V_new = U − W·S; O = e^G·(Q·S).
+    for (int e = threadIdx.x; e < nc * DV; e += blockDim.x) {
+      const int r = e / DV, jj = e %% DV;
+      float vn = U[r * DV + jj], o = 0.f;
+#pragma unroll
+      for (int u = 0; u < P; u++) { vn -= PV[(u * C + r) * DV + jj]; o += PO[(u * C + r) * DV + jj]; }
+      VN[r * DV + jj] = vn;
+      y[((tc + r) * HV + h) * DV + jj] = o * expf(Gc[r]);
+    }
+    __syncthreads();
+    // O += P·V_new.
+    for (int e = threadIdx.x; e < nc * DV; e += blockDim.x) {
+      const int r = e / DV, jj = e %% DV;
+      float o = y[((tc + r) * HV + h) * DV + jj];
+      for (int c = 0; c <= r; c++) o += A[r * C + c] * VN[c * DV + jj];
+      y[((tc + r) * HV + h) * DV + jj] = o;
+    }
+    // S ← e^(G_n)·S + (diag(e^(G_n−G))·K)ᵀ·V_new, each thread its rows.
     if (j < DV) {
-      // O += P·V_new.
-      for (int r = 0; r < nc; r++) {
-        float o = y[((tc + r) * HV + h) * DV + j];
-        for (int c = 0; c <= r; c++) o += A[r * C + c] * VN[c * DV + j];
-        y[((tc + r) * HV + h) * DV + j] = o;
-      }
-      // S ← e^(G_n)·S + (diag(e^(G_n−G))·K)ᵀ·V_new.
       const float last = Gc[nc - 1], el = expf(last);
 #pragma unroll
-      for (int i = 0; i < DK; i++) s[i] *= el;
+      for (int i = 0; i < R; i++) s[i] *= el;
       for (int c = 0; c < nc; c++) {
         const float e = expf(last - Gc[c]), vs = VN[c * DV + j];
 #pragma unroll
-        for (int i = 0; i < DK; i++) s[i] += e * K[c * DK + i] * vs;
+        for (int i = 0; i < R; i++) s[i] += e * K[c * DK + p * R + i] * vs;
       }
     }
   }
-`+epilogue, chunk, hv, dk, dv, per)
+  if (j < DV) {
+#pragma unroll
+    for (int r = 0; r < R; r++) st[(p * R + r) * DV + j] = s[r];
+  }
+}
+`, chunk, hv, dk, dv, per, parts, dvr)
 	preName := g.kernel("gated_delta_rule_chunk", pre)
 	grid := [3]Expr{{T: 1}, {Fixed: hv}, {Fixed: 1}}
 	g.launch(Launch{Step: step, Kernel: decName, Params: stateParams(5, int(ci)), Block: nt, Grid: grid, Mode: Decode})
-	g.launch(Launch{Step: step, Kernel: preName, Params: append(stateParams(5, int(ci)), Param{Kind: PSeqWork}), Block: ntp, Grid: grid, Mode: Prefill,
+	g.launch(Launch{Step: step, Kernel: preName, Params: append(stateParams(5, int(ci)), Param{Kind: PSeqWork}), Block: nt, Grid: grid, Mode: Prefill,
 		Workspace: hv * per})
 	return nil
 }
