@@ -101,7 +101,10 @@ func TestGenerateDeltaNet(t *testing.T) {
 			seen[l.Step]++
 			s := c.plan.Steps[l.Step]
 			switch s.Op {
-			case ir.OpGatedDeltaRule, ir.OpConv1DCausal:
+			case ir.OpGatedDeltaRule, ir.OpConv1DCausal, ir.OpDeltaNetCore:
+				if s.Op == ir.OpDeltaNetCore && strings.HasPrefix(l.Kernel, "deltanet_gated_norm_") {
+					break // deltanet_core's gated-norm epilogue touches no state
+				}
 				var slots, cache bool
 				for _, p := range l.Params {
 					slots = slots || p.Kind == PSlots
@@ -110,7 +113,7 @@ func TestGenerateDeltaNet(t *testing.T) {
 				if !slots || !cache {
 					t.Errorf("%s: step %d (%v): params %v lack the slots or the state cache", c.name, l.Step, s.Op, l.Params)
 				}
-				if s.Op == ir.OpGatedDeltaRule && l.Mode == Prefill && (l.Workspace <= 0 || l.Params[len(l.Params)-1].Kind != PSeqWork) {
+				if (s.Op == ir.OpGatedDeltaRule || s.Op == ir.OpDeltaNetCore) && l.Mode == Prefill && (l.Workspace <= 0 || l.Params[len(l.Params)-1].Kind != PSeqWork) {
 					t.Errorf("%s: step %d: chunked launch without its per-sequence workspace (PSeqWork)", c.name, l.Step)
 				}
 			}
@@ -124,6 +127,11 @@ func TestGenerateDeltaNet(t *testing.T) {
 				n++
 				if k != 2 {
 					t.Errorf("%s: step %d: %d launches, want decode and prefill", c.name, i, k)
+				}
+			case c.plan.Steps[i].Op == ir.OpDeltaNetCore:
+				n++
+				if k != 3 {
+					t.Errorf("%s: step %d: %d launches, want decode, prefill and the gated-norm epilogue", c.name, i, k)
 				}
 			}
 		}
