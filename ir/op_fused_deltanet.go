@@ -16,11 +16,63 @@ const (
 	// o never leaves the step. It updates the recurrent state, so it is not
 	// pure.
 	OpDeltaNetCore Op = 37
+	// OpDeltaNetPrep is everything between Qwen3-Next's DeltaNet input
+	// projections and the delta rule, in one step, reading the projected row
+	// in place:
+	//
+	//	deltanet_prep(x [T, W], conv_w [C, 1, K] (or [C, K]), A_log [Hv], dt_bias [Hv])
+	//	  {cache, heads=[Hk, Hv], dims=[dk, dv], qkvz=start, ba=start} -> [T, C + 2·Hv]
+	//
+	//	  x[:, qkvz:] holds per key head j [q_j (dk) ‖ k_j (dk) ‖ v of its r = Hv/Hk value heads (r·dv) ‖ z (r·dv)]
+	//	  x[:, ba:]   holds per key head j [b (r) ‖ a (r)]
+	//	  y[:, :C]        = conv1d_causal(q ‖ k ‖ v, conv_w){activation="silu", cache}  (C = 2·Hk·dk + Hv·dv, head-major)
+	//	  y[:, C:C+Hv]    = deltanet_decay(a, A_log, dt_bias)
+	//	  y[:, C+Hv:]     = sigmoid(b)
+	//
+	// Consumers read the three blocks with `section`. It rewrites the conv
+	// state, so it is not pure.
+	OpDeltaNetPrep Op = 38
 )
 
 func init() {
 	defineOp(OpDeltaNetCore, OpInfo{Name: "deltanet_core", Args: 7, Attrs: []string{"cache", "scale", "eps"}, Infer: inferDeltaNetCore, Pure: false,
 		Comment: "rms_norm(gated_delta_rule(q, k, v, g, beta), w) ⊙ silu(z) in one step; updates the state"})
+	defineOp(OpDeltaNetPrep, OpInfo{Name: "deltanet_prep", Args: 4, Attrs: []string{"cache", "heads", "dims", "qkvz", "ba"}, Infer: inferDeltaNetPrep, Pure: false,
+		Comment: "[silu(conv1d_causal(q ‖ k ‖ v)) ‖ decay(a) ‖ sigmoid(b)] from the projected qkvz/ba row; updates the conv state"})
+}
+
+// DeltaNetPrepLayout returns deltanet_prep's head counts and dims, and the
+// conv channels C = 2·Hk·dk + Hv·dv.
+func DeltaNetPrepLayout(at Attrs) (hk, hv, dk, dv, c int) {
+	h, d := at.Ints("heads"), at.Ints("dims")
+	if len(h) != 2 || len(d) != 2 {
+		return 0, 0, 0, 0, 0
+	}
+	hk, hv, dk, dv = int(h[0]), int(h[1]), int(d[0]), int(d[1])
+	return hk, hv, dk, dv, 2*hk*dk + hv*dv
+}
+
+func inferDeltaNetPrep(a []*Value, at Attrs) (DType, Shape, error) {
+	x, alog, bias := a[0], a[2], a[3]
+	hk, hv, dk, dv, c := DeltaNetPrepLayout(at)
+	if hk <= 0 || hv <= 0 || dk <= 0 || dv <= 0 || hv%hk != 0 {
+		return 0, nil, fmt.Errorf("heads=[Hk, Hv] and dims=[dk, dv] must be > 0 with Hv a multiple of Hk")
+	}
+	if !isFloat(x) || !isTokenRows(x.Shape) {
+		return 0, nil, fmt.Errorf("x must be float [T, width], got %v%v", x.DType, x.Shape)
+	}
+	w := int64(x.Shape[1])
+	qkvz, ba := at.Int("qkvz", -1), at.Int("ba", -1)
+	if qkvz < 0 || qkvz+int64(2*hk*dk+2*hv*dv) > w || ba < 0 || ba+int64(2*hv) > w {
+		return 0, nil, fmt.Errorf("qkvz block [%d, +%d) or ba block [%d, +%d) outside the row of %d", qkvz, 2*hk*dk+2*hv*dv, ba, 2*hv, w)
+	}
+	if _, _, err := inferConv1DCausal([]*Value{{DType: F32, Shape: Sh(T, Dim(c))}, a[1]}, at); err != nil {
+		return 0, nil, err
+	}
+	if _, _, err := inferDeltaNetDecay([]*Value{{DType: F32, Shape: Sh(T, Dim(hv))}, alog, bias}, nil); err != nil {
+		return 0, nil, err
+	}
+	return F32, Sh(T, Dim(c+2*hv)), nil
 }
 
 func inferDeltaNetCore(a []*Value, at Attrs) (DType, Shape, error) {

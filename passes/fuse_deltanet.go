@@ -9,6 +9,10 @@ import "github.com/inference-pio/pio/ir"
 // with the rule's attributes and the norm's eps. Either mul operand order
 // matches. The rule's output, the normalised rows and silu(z) never reach
 // memory.
+//
+// It also puts what feeds the rule into one deltanet_prep that reads the
+// projected row in place (see fusePrep): the q/k/v/z and b/a slices, the
+// concat, the causal conv + SiLU, the decay and the sigmoid.
 func FuseDeltaNet(g *ir.Graph) error {
 	r := newRewriter(g)
 	u := uses(g)
@@ -32,5 +36,95 @@ func FuseDeltaNet(g *ir.Graph) error {
 			break
 		}
 	}
+	fusePrep(g, r, u)
 	return r.finish()
+}
+
+// grouped matches reshape(slice(P, start, len)) with P = reshape(X) of
+// shape [T, heads, group], X a value [T, W] or a section of one; it
+// returns the row value, the offset of X in its row, P, and start, len.
+func grouped(v *ir.Value) (row *ir.Value, off int64, p *ir.Value, start, n int64, ok bool) {
+	if v.Op != ir.OpReshape || v.Args[0].Op != ir.OpSlice {
+		return
+	}
+	sl := v.Args[0]
+	p = sl.Args[0]
+	if p.Op != ir.OpReshape || len(p.Shape) != 3 || p.Shape[0] != ir.T || len(p.Args[0].Shape) != 2 || p.Args[0].Shape[0] != ir.T {
+		return
+	}
+	row = p.Args[0]
+	if row.Op == ir.OpSection {
+		off, row = row.Attrs.Int("start", 0), row.Args[0]
+	}
+	if len(row.Shape) != 2 || row.Shape[0] != ir.T {
+		return
+	}
+	return row, off, p, sl.Attrs.Int("start", -1), sl.Attrs.Int("len", -1), true
+}
+
+// fusePrep finds conv1d_causal{silu}(concat(q, k, v)) over the grouped
+// qkvz projection and the gates decay(a), sigmoid(b) over the grouped ba
+// projection of the same row, and puts them into one deltanet_prep whose
+// blocks replace them as sections.
+func fusePrep(g *ir.Graph, r *rewriter, u useInfo) {
+	type gate struct{ sig, dec *ir.Value }
+	for _, conv := range g.Values {
+		if conv.Op != ir.OpConv1DCausal || conv.Attrs.String("activation", "") != "silu" {
+			continue
+		}
+		cc := conv.Args[0]
+		if cc.Op != ir.OpConcat || cc.Attrs.Int("axis", -1) != 1 || len(cc.Args) != 3 || !u.only(cc, conv) {
+			continue
+		}
+		row, qoff, p, qs, dk, ok := grouped(cc.Args[0])
+		if !ok || qs != 0 {
+			continue
+		}
+		row2, koff, p2, ks, kn, ok2 := grouped(cc.Args[1])
+		row3, voff, p3, vs, rdv, ok3 := grouped(cc.Args[2])
+		hk := int64(p.Shape[1])
+		if !ok2 || !ok3 || row2 != row || row3 != row || p2 != p || p3 != p || koff != qoff || voff != qoff ||
+			ks != dk || kn != dk || vs != 2*dk || int64(p.Shape[2]) != 2*dk+2*rdv {
+			continue
+		}
+		// The gates: sigmoid(b) and decay(a) over reshape(slice(reshape(row[ba:]))).
+		var gt gate
+		var baOff, rr int64
+		for _, d := range g.Values {
+			if d.Op != ir.OpDeltaNetDecay {
+				continue
+			}
+			drow, doff, dp, as, an, ok := grouped(d.Args[0])
+			if !ok || drow != row || int64(dp.Shape[1]) != hk || as != an || int64(dp.Shape[2]) != 2*an {
+				continue
+			}
+			for _, s := range u.users[dp.ID] {
+				for _, sv := range u.users[s.ID] {
+					for _, sg := range u.users[sv.ID] {
+						if sg.Op == ir.OpSigmoid && s.Op == ir.OpSlice && s.Attrs.Int("start", -1) == 0 && s.Attrs.Int("len", -1) == an &&
+							sv.Op == ir.OpReshape && sg.Shape.Equal(d.Shape) {
+							gt, baOff, rr = gate{sg, d}, doff, an
+						}
+					}
+				}
+			}
+			if gt.dec != nil {
+				break
+			}
+		}
+		if gt.dec == nil || rdv%rr != 0 {
+			continue
+		}
+		hv, dv := hk*rr, rdv/rr
+		c := 2*hk*dk + hv*dv
+		prep := r.add(ir.OpDeltaNetPrep, []*ir.Value{row, conv.Args[1], gt.dec.Args[1], gt.dec.Args[2]},
+			ir.Int("cache", conv.Attrs.Int("cache", -1)), ir.Ints("heads", hk, hv), ir.Ints("dims", dk, dv),
+			ir.Int("qkvz", qoff), ir.Int("ba", baOff))
+		if prep == nil {
+			return
+		}
+		r.replace(conv, r.add(ir.OpSection, []*ir.Value{prep}, ir.Int("start", 0), ir.Int("size", c)), cc)
+		r.replace(gt.dec, r.add(ir.OpSection, []*ir.Value{prep}, ir.Int("start", c), ir.Int("size", hv)))
+		r.replace(gt.sig, r.add(ir.OpSection, []*ir.Value{prep}, ir.Int("start", c+hv), ir.Int("size", hv)))
+	}
 }

@@ -101,9 +101,9 @@ func TestGenerateDeltaNet(t *testing.T) {
 			seen[l.Step]++
 			s := c.plan.Steps[l.Step]
 			switch s.Op {
-			case ir.OpGatedDeltaRule, ir.OpConv1DCausal, ir.OpDeltaNetCore:
-				if s.Op == ir.OpDeltaNetCore && strings.HasPrefix(l.Kernel, "deltanet_gated_norm_") {
-					break // deltanet_core's gated-norm epilogue touches no state
+			case ir.OpGatedDeltaRule, ir.OpConv1DCausal, ir.OpDeltaNetCore, ir.OpDeltaNetPrep:
+				if strings.HasPrefix(l.Kernel, "deltanet_gated_norm_") || strings.HasPrefix(l.Kernel, "deltanet_prep_gates_") {
+					break // the fused steps' epilogue and gates launches touch no state
 				}
 				var slots, cache bool
 				for _, p := range l.Params {
@@ -138,7 +138,11 @@ func TestGenerateDeltaNet(t *testing.T) {
 		if n != 3 {
 			t.Errorf("%s: %d delta-rule steps, want 3", c.name, n)
 		}
-		for _, want := range []string{"conv1d_causal_", "gated_delta_rule_rec_", "gated_delta_rule_chunk_", "deltanet_decay_", "slice_", "concat_"} {
+		wants := []string{"conv1d_causal_", "gated_delta_rule_rec_", "gated_delta_rule_chunk_", "deltanet_decay_", "slice_", "concat_"}
+		if !strings.HasSuffix(c.name, "unfused") { // fuse-deltanet: prep and core
+			wants = []string{"deltanet_prep_conv_", "deltanet_prep_gates_", "gated_delta_rule_rec_", "gated_delta_rule_chunk_", "deltanet_gated_norm_"}
+		}
+		for _, want := range wants {
 			if countPrefix(m.Kernels, want) == 0 {
 				t.Errorf("%s: no %s kernel", c.name, want)
 			}
