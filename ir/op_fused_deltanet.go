@@ -13,6 +13,9 @@ const (
 	//	  o = gated_delta_rule(q, k, v, g, beta){cache, scale, l2norm, chunk}
 	//	  y = rms_norm(o, norm_w){eps} ⊙ silu(z)            (epilogue, per value head)
 	//
+	// With zrow=start, z is instead the projected row [T, W] and z of value
+	// head h is read in place from its grouped qkvz block at start (per key
+	// head j: [q_j ‖ k_j ‖ v (r·dv) ‖ z (r·dv)], r = Hv/Hk, as deltanet_prep).
 	// o never leaves the step. It updates the recurrent state, so it is not
 	// pure.
 	OpDeltaNetCore Op = 37
@@ -81,7 +84,12 @@ func inferDeltaNetCore(a []*Value, at Attrs) (DType, Shape, error) {
 		return 0, nil, err
 	}
 	z, w := a[5], a[6]
-	if !isFloat(z) || !z.Shape.Equal(sh) {
+	if off := at.Int("zrow", -1); off >= 0 {
+		hk, dk, hv, dv := int64(a[0].Shape[1]), int64(a[0].Shape[2]), int64(sh[1]), int64(sh[2])
+		if !isFloat(z) || !isTokenRows(z.Shape) || off+2*hk*dk+2*hv*dv > int64(z.Shape[1]) {
+			return 0, nil, fmt.Errorf("z row must be float [T, W] holding the qkvz block [%d, +%d), got %v%v", off, 2*hk*dk+2*hv*dv, z.DType, z.Shape)
+		}
+	} else if !isFloat(z) || !z.Shape.Equal(sh) {
 		return 0, nil, fmt.Errorf("z must be float %v, got %v%v", sh, z.DType, z.Shape)
 	}
 	if !isFloat(w) || !w.Shape.Equal(Sh(sh[2])) {

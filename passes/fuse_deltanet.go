@@ -6,8 +6,9 @@ import "github.com/inference-pio/pio/ir"
 // delta-rule step: mul(rms_norm(o, w), silu(z)), with o a gated_delta_rule
 // read only by that norm (plain weight, no unit offset), the norm and the
 // SiLU read only by the mul, becomes deltanet_core(q, k, v, g, beta, z, w)
-// with the rule's attributes and the norm's eps. Either mul operand order
-// matches. The rule's output, the normalised rows and silu(z) never reach
+// with the rule's attributes and the norm's eps (z read in place from the
+// projected row, zrow, where it is a grouped slice of it). Either mul
+// operand order matches. The rule's output, the normalised rows and silu(z) never reach
 // memory.
 //
 // It also puts what feeds the rule into one deltanet_prep that reads the
@@ -30,8 +31,16 @@ func FuseDeltaNet(g *ir.Graph) error {
 			if o.Op != ir.OpGatedDeltaRule || !u.only(o, norm) || !act.Shape.Equal(o.Shape) {
 				continue
 			}
-			args := append(append([]*ir.Value{}, o.Args...), act.Args[0], norm.Args[1])
+			z := act.Args[0]
 			attrs := append(attrsWithout(o.Attrs, "eps"), ir.Float("eps", norm.Attrs.Float("eps", 0)))
+			// z read in place: reshape(slice(reshape(row[off:]) [T, Hk, 2dk+2r·dv], 2dk+r·dv, r·dv)).
+			hk, dk, hv, dv := int64(o.Args[0].Shape[1]), int64(o.Args[0].Shape[2]), int64(o.Shape[1]), int64(o.Shape[2])
+			if row, off, p, st, n, ok := grouped(z); ok && hk > 0 && int64(p.Shape[1]) == hk &&
+				int64(p.Shape[2]) == 2*dk+2*hv/hk*dv && st == 2*dk+hv/hk*dv && n == hv/hk*dv {
+				z = row
+				attrs = append(attrs, ir.Int("zrow", off))
+			}
+			args := append(append([]*ir.Value{}, o.Args...), z, norm.Args[1])
 			r.replace(m, r.add(ir.OpDeltaNetCore, args, attrs...), norm, act, o)
 			break
 		}

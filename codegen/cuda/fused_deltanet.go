@@ -108,10 +108,19 @@ func (g *gen) deltaNetCore(step int, s ir.Step) error {
 	if err != nil {
 		return fmt.Errorf("norm weight: %w", err)
 	}
-	d := int64(zsh.Last())
-	grid, _, err := rows(zsh, d)
+	_, qsh := g.operand(s.Args[0])
+	_, vsh := g.operand(s.Args[2])
+	hk, dk, hv, d := int64(qsh[1]), int64(qsh[2]), int64(vsh[1]), int64(vsh[2])
+	grid, _, err := rows(vsh, d)
 	if err != nil {
 		return err
+	}
+	// z's row: contiguous [T, Hv, dv], or in place in the projected row (zrow).
+	zrow := fmt.Sprintf("row * %dL", d)
+	if off := s.Attrs.Int("zrow", -1); off >= 0 {
+		r := hv / hk
+		zrow = fmt.Sprintf("(row / %[1]d) * %[2]dL + %[3]d + (row %% %[1]d / %[4]d) * %[5]d + %[6]d + (row %% %[1]d %% %[4]d) * %[7]d",
+			hv, int64(zsh[1]), off, r, 2*dk+2*r*d, 2*dk+r*d, d)
 	}
 	block := 128
 	if d > 1024 {
@@ -121,7 +130,7 @@ func (g *gen) deltaNetCore(step int, s ir.Step) error {
 extern "C" __global__ void __launch_bounds__(%[2]d) KNAME(const %[3]s* __restrict__ z, const %[4]s* __restrict__ w, float* __restrict__ y, int T, int S) {
   __shared__ float red[32];
   const long row = blockIdx.x;  // the grid has exactly one block per row
-  const %[3]s* zr = z + row * %[1]dL;
+  const %[3]s* zr = z + %[6]s;
   float* yr = y + row * %[1]dL;
   float ss = 0.f;
   for (int c = threadIdx.x; c < %[1]d; c += %[2]d) {
@@ -135,7 +144,7 @@ extern "C" __global__ void __launch_bounds__(%[2]d) KNAME(const %[3]s* __restric
     yr[c] = __fmul_rn(__fmul_rn(__fmul_rn(yr[c], inv), pio_f32(w[c])), zv / (1.0f + expf(-zv)));
   }
 }
-`, d, block, zt, wt, cf(s.Attrs.Float("eps", 0))))
+`, d, block, zt, wt, cf(s.Attrs.Float("eps", 0)), zrow))
 	g.launch(Launch{Step: step, Kernel: name, Block: block, Grid: [3]Expr{grid, {Fixed: 1}, {Fixed: 1}},
 		Params: []Param{{Kind: PArg, Index: 5}, {Kind: PArg, Index: 6}, {Kind: POut}, {Kind: PT}, {Kind: PS}}})
 	return nil

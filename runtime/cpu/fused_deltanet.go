@@ -128,6 +128,9 @@ type deltaNetCoreK struct {
 	y    []float32
 	eps  float32
 	d    int
+	// zrow >= 0: z is read in place from the projected row (zwidth wide),
+	// its qkvz block at zrow in groups of grp, z of a key head at zat + r·dv.
+	zrow, zwidth, grp, zat, r int
 }
 
 func buildDeltaNetCore(b *Backend, s ir.Step, y tensor) (kernel, error) {
@@ -137,16 +140,35 @@ func buildDeltaNetCore(b *Backend, s ir.Step, y tensor) (kernel, error) {
 	if err != nil {
 		return nil, err
 	}
-	z := b.operand(s.Args[5])
-	return &deltaNetCoreK{rule: rk.(*deltaRuleK), z: z, w: b.operand(s.Args[6]).f32, y: y.f32,
-		eps: float32(s.Attrs.Float("eps", 0)), d: int(z.shape.Last())}, nil
+	rule := rk.(*deltaRuleK)
+	k := &deltaNetCoreK{rule: rule, z: b.operand(s.Args[5]), w: b.operand(s.Args[6]).f32, y: y.f32,
+		eps: float32(s.Attrs.Float("eps", 0)), d: rule.dv, zrow: -1}
+	if off := s.Attrs.Int("zrow", -1); off >= 0 {
+		k.zrow, k.zwidth = int(off), int(k.z.shape[1])
+		k.r = rule.hv / rule.hk
+		k.grp = 2*rule.dk + 2*k.r*rule.dv
+		k.zat = 2 * rule.dk
+	}
+	return k, nil
+}
+
+// zOf returns row r's z (r = t·Hv + h).
+func (k *deltaNetCoreK) zOf(r int) []float32 {
+	d := k.d
+	if k.zrow < 0 {
+		return k.z.f32[r*d : (r+1)*d]
+	}
+	hv := k.rule.hv
+	t, h := r/hv, r%hv
+	o := t*k.zwidth + k.zrow + (h/k.r)*k.grp + k.zat + k.r*d + (h%k.r)*d
+	return k.z.f32[o : o+d]
 }
 
 func (k *deltaNetCoreK) exec(b *Backend) error {
 	if err := k.rule.exec(b); err != nil {
 		return err
 	}
-	rows := b.elems(k.z.shape) / k.d
+	rows := b.t * k.rule.hv
 	b.pool.do(k, rows, b.pool.grainFor(rows, max(1, 4096/k.d)))
 	return nil
 }
@@ -155,7 +177,7 @@ func (k *deltaNetCoreK) run(lo, hi, _ int) {
 	d := k.d
 	w := k.w[:d]
 	for r := lo; r < hi; r++ {
-		y, z := k.y[r*d:(r+1)*d], k.z.f32[r*d:(r+1)*d]
+		y, z := k.y[r*d:(r+1)*d], k.zOf(r)
 		var ss float64
 		for _, v := range y {
 			ss += float64(v) * float64(v)
