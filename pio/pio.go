@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -478,6 +479,8 @@ func (e *Engine) tokenLogprob(id int32, lp float32) TokenLogprob {
 	t := TokenLogprob{Token: id, Logprob: lp}
 	if e.text != nil {
 		t.Text = e.text.Decode([]int32{id}, false)
+	} else {
+		t.Text = "token_id:" + strconv.Itoa(int(id)) // vLLM's spelling when text is unavailable
 	}
 	return t
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -260,5 +261,86 @@ func TestServeImageOpenAIClient(t *testing.T) {
 	var apiErr *openai.Error
 	if _, err := c.Chat.Completions.New(context.Background(), bad); !errors.As(err, &apiErr) || apiErr.StatusCode != 400 {
 		t.Errorf("corrupt image: %v, want a 400", err)
+	}
+}
+
+// TestServeHybrid serves the tiny Qwen3-Next (Gated DeltaNet + gated
+// attention) over HTTP: the golden prompts, sent concurrently twice, are
+// continuously batched (chunked prefill mixed with recurrent decode) and
+// each returns transformers' greedy continuation; the repeat reuses no
+// cached prefix, since the model keeps per-sequence state.
+func TestServeHybrid(t *testing.T) {
+	g, err := golden.Load("qwen3next/dense")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := filepath.Join(t.TempDir(), "next.pio")
+	if _, err := compiler.Build(compiler.Options{Source: g.Dir, Output: eng, DType: ir.F32}); err != nil {
+		t.Fatal(err)
+	}
+	e, err := pio.Load(eng, pio.Options{MaxStepTokens: 48, MaxSeqs: 4, CacheTokens: 1024, Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + ln.Addr().String()
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, ln, e, server.Config{}, 10*time.Second) }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	for round := range 2 {
+		errs := make(chan error, len(g.Prompts))
+		for i, p := range g.Prompts {
+			go func() {
+				body, _ := json.Marshal(map[string]any{"prompt": p.IDs, "max_tokens": len(p.Greedy), "temperature": 0, "ignore_eos": true, "logprobs": 1})
+				resp, err := http.Post(url+"/v1/completions", "application/json", bytes.NewReader(body))
+				if err != nil {
+					errs <- err
+					return
+				}
+				defer resp.Body.Close()
+				var out struct {
+					Choices []struct {
+						Logprobs struct {
+							Tokens []string `json:"tokens"`
+						} `json:"logprobs"`
+					} `json:"choices"`
+					Usage struct {
+						CompletionTokens int `json:"completion_tokens"`
+						Details          struct {
+							Cached int `json:"cached_tokens"`
+						} `json:"prompt_tokens_details"`
+					} `json:"usage"`
+				}
+				raw, _ := io.ReadAll(resp.Body)
+				if err := json.Unmarshal(raw, &out); err != nil || resp.StatusCode != 200 || len(out.Choices) != 1 {
+					errs <- fmt.Errorf("round %d prompt %d: status %d, %v: %s", round, i, resp.StatusCode, err, raw)
+					return
+				}
+				var want []string
+				for _, id := range p.Greedy {
+					want = append(want, fmt.Sprintf("token_id:%d", id))
+				}
+				if got := out.Choices[0].Logprobs.Tokens; strings.Join(got, " ") != strings.Join(want, " ") || out.Usage.Details.Cached != 0 {
+					errs <- fmt.Errorf("round %d prompt %d: tokens %v (cached %d), want %v and no cached prefix", round, i, got, out.Usage.Details.Cached, want)
+					return
+				}
+				errs <- nil
+			}()
+		}
+		for range g.Prompts {
+			if err := <-errs; err != nil {
+				t.Error(err)
+			}
+		}
 	}
 }
