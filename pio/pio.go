@@ -31,6 +31,7 @@ import (
 	"github.com/inference-pio/pio/frontends/chat"
 
 	"github.com/inference-pio/pio/frontends/hf"
+	"github.com/inference-pio/pio/runtime"
 	"github.com/inference-pio/pio/runtime/cpu"
 	"github.com/inference-pio/pio/runtime/engine"
 	"github.com/inference-pio/pio/runtime/kvcache"
@@ -48,17 +49,27 @@ type Options struct {
 	BlockSize     int  // positions per KV block; default 16
 	MaxQueue      int  // requests waiting beyond the running ones; default 256
 	VerifyWeights bool // check weight checksums at load
+	// Backend, when set, makes the text backend instead of the CPU one
+	// (`piort serve --device cuda:0`); it is given the engine and the
+	// geometry the scheduler needs. A vision stage still runs on the CPU.
+	Backend func(f *engine.Engine, size BackendSize) (runtime.Backend, error)
 	// MaxImageTokens caps the merged image tokens of one request's images
 	// on a vision-language engine (the vision stage's step size); default
 	// DefaultMaxImageTokens.
 	MaxImageTokens int
 }
 
+// BackendSize is what a backend must hold: the step size, the paged cache
+// geometry and the sequences per step.
+type BackendSize struct {
+	MaxTokens, NumBlocks, BlockSize, MaxSeqs, Threads int
+}
+
 // Engine is a loaded model with its scheduler. Its methods are safe for
 // concurrent use.
 type Engine struct {
 	file  *engine.Engine
-	be    *cpu.Backend
+	be    runtime.Backend
 	vis   *vision // nil for text-only engines
 	sched *scheduler.Scheduler
 	text  textCodec
@@ -133,8 +144,16 @@ func newEngine(f *engine.Engine, opt Options) (*Engine, error) {
 		}
 	}
 	numBlocks := (opt.CacheTokens + opt.BlockSize - 1) / opt.BlockSize
-	be, err := cpu.FromEngine(f, cpu.Options{MaxTokens: opt.MaxStepTokens, NumBlocks: numBlocks, BlockSize: opt.BlockSize, MaxSeqs: opt.MaxSeqs, Threads: opt.Threads})
+	size := BackendSize{MaxTokens: opt.MaxStepTokens, NumBlocks: numBlocks, BlockSize: opt.BlockSize, MaxSeqs: opt.MaxSeqs, Threads: opt.Threads}
+	var be runtime.Backend
+	var err error
+	if opt.Backend != nil {
+		be, err = opt.Backend(f, size)
+	} else {
+		be, err = cpu.FromEngine(f, cpu.Options{MaxTokens: size.MaxTokens, NumBlocks: size.NumBlocks, BlockSize: size.BlockSize, MaxSeqs: size.MaxSeqs, Threads: size.Threads})
+	}
 	if err != nil {
+		f.Close()
 		return nil, err
 	}
 	if e.vis, err = newVision(f, opt); err != nil {

@@ -3,6 +3,7 @@ package pio
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,6 +14,9 @@ import (
 	"github.com/inference-pio/pio/compiler"
 	"github.com/inference-pio/pio/internal/golden"
 	"github.com/inference-pio/pio/ir"
+	"github.com/inference-pio/pio/runtime"
+	"github.com/inference-pio/pio/runtime/cpu"
+	"github.com/inference-pio/pio/runtime/engine"
 )
 
 // tinyEngine builds testdata/tiny/qwen3-a into a temporary engine file.
@@ -224,5 +228,35 @@ func TestSeedReproducible(t *testing.T) {
 	wg.Wait()
 	if slices.Equal(want.Tokens, g.Prompts[1].Greedy) {
 		t.Logf("sampled output equals the greedy one (possible with a peaked tiny model)")
+	}
+}
+
+// Options.Backend replaces the CPU backend (how `piort serve --device
+// cuda` plugs in); the engine still generates the golden continuation
+// through it, and a factory's error reaches the caller.
+func TestBackendFactory(t *testing.T) {
+	path, g := tinyEngine(t)
+	calls := 0
+	opt := Options{MaxStepTokens: 16, CacheTokens: 256, Backend: func(f *engine.Engine, sz BackendSize) (runtime.Backend, error) {
+		calls++
+		return cpu.FromEngine(f, cpu.Options{MaxTokens: sz.MaxTokens, NumBlocks: sz.NumBlocks, BlockSize: sz.BlockSize, MaxSeqs: sz.MaxSeqs, Threads: sz.Threads})
+	}}
+	e, err := Load(path, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	p := g.Prompts[1]
+	zero := 0.0
+	res, err := e.GenerateIDs(context.Background(), p.IDs, GenerateOptions{MaxTokens: len(p.Greedy), IgnoreEOS: true, Temperature: &zero}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if calls != 1 || !slices.Equal(res.Tokens, p.Greedy) {
+		t.Errorf("factory called %d times; tokens %v, want %v", calls, res.Tokens, p.Greedy)
+	}
+	opt.Backend = func(*engine.Engine, BackendSize) (runtime.Backend, error) { return nil, errors.New("no such device") }
+	if _, err := Load(path, opt); err == nil || !strings.Contains(err.Error(), "no such device") {
+		t.Errorf("factory error: got %v", err)
 	}
 }

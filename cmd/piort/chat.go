@@ -20,8 +20,12 @@ func runText(c *cli.Context) error {
 	if c.Int("max-tokens") < 0 {
 		return fmt.Errorf("run: --max-tokens must be >= 0")
 	}
+	be, err := pioBackend(c.String("device"))
+	if err != nil {
+		return err
+	}
 	e, err := pio.Load(c.Args().First(), pio.Options{
-		Threads: c.Int("threads"), MaxStepTokens: c.Int("max-step-tokens"), MaxSeqs: 1, VerifyWeights: c.Bool("verify"),
+		Threads: c.Int("threads"), MaxStepTokens: c.Int("max-step-tokens"), MaxSeqs: 1, VerifyWeights: c.Bool("verify"), Backend: be,
 	})
 	if err != nil {
 		return err
@@ -158,8 +162,12 @@ func runIDsWithImages(c *cli.Context, prompt []int32) error {
 	if err != nil {
 		return err
 	}
+	be, err := pioBackend(c.String("device"))
+	if err != nil {
+		return err
+	}
 	e, err := pio.Load(c.Args().First(), pio.Options{
-		Threads: c.Int("threads"), MaxStepTokens: c.Int("max-step-tokens"), MaxSeqs: 1, VerifyWeights: c.Bool("verify"),
+		Threads: c.Int("threads"), MaxStepTokens: c.Int("max-step-tokens"), MaxSeqs: 1, VerifyWeights: c.Bool("verify"), Backend: be,
 	})
 	if err != nil {
 		return err

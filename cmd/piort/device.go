@@ -7,6 +7,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/inference-pio/pio/pio"
 	"github.com/inference-pio/pio/runtime"
 	"github.com/inference-pio/pio/runtime/cpu"
 	"github.com/inference-pio/pio/runtime/cuda"
@@ -51,4 +52,16 @@ func newBackend(device string, e *engine.Engine, sz backendSize) (runtime.Backen
 		return cuda.FromEngine(e, cuda.Options{Device: n, MaxTokens: sz.maxTokens, NumBlocks: sz.numBlocks, BlockSize: sz.blockSize, MaxSeqs: sz.maxSeqs})
 	}
 	return cpu.FromEngine(e, cpu.Options{MaxTokens: sz.maxTokens, NumBlocks: sz.numBlocks, BlockSize: sz.blockSize, MaxSeqs: sz.maxSeqs, Threads: sz.threads})
+}
+
+// pioBackend is the pio.Options.Backend for --device: nil (the CPU default)
+// for cpu, else a factory that builds the CUDA backend.
+func pioBackend(device string) (func(*engine.Engine, pio.BackendSize) (runtime.Backend, error), error) {
+	kind, _, err := parseDevice(device)
+	if err != nil || kind == "cpu" {
+		return nil, err
+	}
+	return func(e *engine.Engine, sz pio.BackendSize) (runtime.Backend, error) {
+		return newBackend(device, e, backendSize{maxTokens: sz.MaxTokens, numBlocks: sz.NumBlocks, blockSize: sz.BlockSize, maxSeqs: sz.MaxSeqs, threads: sz.Threads})
+	}, nil
 }

@@ -28,3 +28,17 @@ func TestParseDevice(t *testing.T) {
 		}
 	}
 }
+
+// --device on serve and text runs reaches the backend choice: cpu keeps the
+// default, a bad spelling is refused, and cuda asks for a CUDA backend.
+func TestPioBackend(t *testing.T) {
+	if f, err := pioBackend("cpu"); f != nil || err != nil {
+		t.Errorf("cpu: got a factory or %v", err)
+	}
+	if _, err := pioBackend("gpu"); err == nil {
+		t.Error("--device gpu: want an error")
+	}
+	if f, err := pioBackend("cuda:1"); f == nil || err != nil {
+		t.Errorf("cuda:1: want a factory, got %v", err)
+	}
+}

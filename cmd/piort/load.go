@@ -49,7 +49,11 @@ func loadCmd() *cli.Command {
 				return fmt.Errorf("load: --endpoint must be chat or completions")
 			}
 			if url == "" {
-				e, err := pio.Load(c.Args().First(), engineOptions(c))
+				opt, err := engineOptions(c)
+				if err != nil {
+					return err
+				}
+				e, err := pio.Load(c.Args().First(), opt)
 				if err != nil {
 					return err
 				}

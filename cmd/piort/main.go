@@ -62,9 +62,6 @@ func runCmd() *cli.Command {
 			if c.NArg() != 1 {
 				return fmt.Errorf("run: want one ENGINE argument")
 			}
-			if !c.IsSet("prompt-ids") && c.String("device") != "cpu" {
-				return fmt.Errorf("run: --device %s needs --prompt-ids (text prompts run on the CPU for now)", c.String("device"))
-			}
 			if !c.IsSet("prompt-ids") {
 				return runText(c)
 			}

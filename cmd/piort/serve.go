@@ -29,15 +29,17 @@ func engineFlags() []cli.Flag {
 		&cli.IntFlag{Name: "max-queue", Value: 256, Usage: "requests waiting beyond the running ones; more get 429"},
 		&cli.BoolFlag{Name: "verify", Usage: "check weight checksums when loading"},
 		&cli.IntFlag{Name: "max-image-tokens", Value: pio.DefaultMaxImageTokens, Usage: "vision-language engines: merged image tokens per request, all its images together"},
+		deviceFlag(),
 	}
 }
 
-func engineOptions(c *cli.Context) pio.Options {
+func engineOptions(c *cli.Context) (pio.Options, error) {
+	be, err := pioBackend(c.String("device"))
 	return pio.Options{
 		Threads: c.Int("threads"), MaxStepTokens: c.Int("max-step-tokens"), MaxSeqs: c.Int("max-seqs"),
 		CacheTokens: c.Int("cache-tokens"), BlockSize: c.Int("block-size"), MaxQueue: c.Int("max-queue"),
-		VerifyWeights: c.Bool("verify"), MaxImageTokens: c.Int("max-image-tokens"),
-	}
+		VerifyWeights: c.Bool("verify"), MaxImageTokens: c.Int("max-image-tokens"), Backend: be,
+	}, err
 }
 
 func serveCmd() *cli.Command {
@@ -56,7 +58,11 @@ func serveCmd() *cli.Command {
 			if c.NArg() != 1 {
 				return fmt.Errorf("serve: want one ENGINE argument")
 			}
-			e, err := pio.Load(c.Args().First(), engineOptions(c))
+			opt, err := engineOptions(c)
+			if err != nil {
+				return err
+			}
+			e, err := pio.Load(c.Args().First(), opt)
 			if err != nil {
 				return err
 			}
