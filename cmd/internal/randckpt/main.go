@@ -1,7 +1,7 @@
 // Command randckpt writes a random-weight Qwen3 checkpoint (config.json and
 // model.safetensors in bf16) for benchmarks and quantization accuracy runs:
 //
-//	go run ./cmd/internal/randckpt -o build/qwen3-0.6b-random [-shape qwen3-0.6b|tiny] [-layers N] [-seed S]
+//	go run ./cmd/internal/randckpt -o build/qwen3-0.6b-random [-shape qwen3-0.6b|qwen3-4b|tiny] [-layers N] [-seed S]
 //
 // Weights are N(0, 0.02²) like transformers' initializer_range, norms are
 // 1 ± 0.1 uniform noise. The output is never committed: it is written under
@@ -30,18 +30,21 @@ type shape struct {
 var shapes = map[string]shape{
 	// Qwen/Qwen3-0.6B's config.json.
 	"qwen3-0.6b": {Hidden: 1024, Intermediate: 3072, Layers: 28, Heads: 16, KVHeads: 8, HeadDim: 128, Vocab: 151936},
-	"tiny":       {Hidden: 256, Intermediate: 768, Layers: 4, Heads: 4, KVHeads: 2, HeadDim: 64, Vocab: 4096},
+	// Qwen/Qwen3-4B-Instruct-2507 (MODELS.md §2.1; its 5e6 rope theta is
+	// written as the 0.6B's 1e6, which does not change the work per token).
+	"qwen3-4b": {Hidden: 2560, Intermediate: 9728, Layers: 36, Heads: 32, KVHeads: 8, HeadDim: 128, Vocab: 151936},
+	"tiny":     {Hidden: 256, Intermediate: 768, Layers: 4, Heads: 4, KVHeads: 2, HeadDim: 64, Vocab: 4096},
 }
 
 func main() {
 	out := flag.String("o", "", "output directory (created)")
-	name := flag.String("shape", "qwen3-0.6b", "qwen3-0.6b or tiny")
+	name := flag.String("shape", "qwen3-0.6b", "qwen3-0.6b, qwen3-4b or tiny")
 	layers := flag.Int("layers", 0, "override the number of layers (0: the shape's)")
 	seed := flag.Uint64("seed", 1, "random seed")
 	flag.Parse()
 	s, ok := shapes[*name]
 	if *out == "" || !ok || *layers < 0 || flag.NArg() != 0 {
-		fmt.Fprintln(os.Stderr, "usage: randckpt -o DIR [-shape qwen3-0.6b|tiny] [-layers N] [-seed S]")
+		fmt.Fprintln(os.Stderr, "usage: randckpt -o DIR [-shape qwen3-0.6b|qwen3-4b|tiny] [-layers N] [-seed S]")
 		os.Exit(2)
 	}
 	if *layers > 0 {
