@@ -1,6 +1,9 @@
 package modeltest
 
 import (
+	"context"
+	"fmt"
+	"github.com/inference-pio/pio/internal/golden"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -69,4 +72,40 @@ func Output(t testing.TB, be runtime.Backend, name string) []float32 {
 		t.Fatal(err)
 	}
 	return slices.Clone(out)
+}
+
+// CheckGolden runs prompt p (number pi) in one step and compares every
+// tapped hidden state, the final norm and the logits with the reference:
+// tensor-relative error (golden.RelErr) at most tol.
+func CheckGolden(t testing.TB, be runtime.Backend, opt cpu.Options, pi int, p golden.Prompt, tol float64) {
+	t.Helper()
+	Forward(t, be, opt, p.IDs)
+	check := func(name string, want []float32) {
+		t.Helper()
+		if e := golden.RelErr(Output(t, be, name), want); e > tol {
+			t.Errorf("prompt %d %s: relative error %.3g > %.3g", pi, name, e, tol)
+		}
+	}
+	for l, want := range p.Hidden {
+		check(fmt.Sprintf("hidden.%d", l), want)
+	}
+	check("norm", p.Norm)
+	check("logits", p.Logits)
+}
+
+// CheckGreedy decodes each prompt's continuation through runtime.Generator
+// (chunked prefill, then one token per step through the paged cache) and
+// compares it with the reference's greedy tokens.
+func CheckGreedy(t testing.TB, be runtime.Backend, opt cpu.Options, prompts []golden.Prompt) {
+	t.Helper()
+	gen := runtime.NewGenerator(be, kvcache.NewAllocator(opt.NumBlocks, opt.BlockSize), opt.MaxTokens)
+	for pi, p := range prompts {
+		got, err := gen.Generate(context.Background(), p.IDs, runtime.GenerateOptions{MaxTokens: len(p.Greedy)}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, p.Greedy) {
+			t.Errorf("prompt %d greedy:\n got %v\nwant %v", pi, got, p.Greedy)
+		}
+	}
 }

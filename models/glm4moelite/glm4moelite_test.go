@@ -215,32 +215,13 @@ func TestGolden(t *testing.T) {
 			be := build(t, dir, dt)
 			compared := 0
 			for pi, p := range g.Prompts {
-				fullForward(t, be, p.IDs)
-				check := func(name string, got, want []float32) {
-					if e := golden.RelErr(got, want); e > tol {
-						t.Errorf("prompt %d %s: relative error %.3g > %.3g", pi, name, e, tol)
-					}
-				}
-				for l, want := range p.Hidden {
-					check(fmt.Sprintf("hidden.%d", l), output(t, be, fmt.Sprintf("hidden.%d", l)), want)
-				}
-				check("norm", output(t, be, "norm"), p.Norm)
-				check("logits", output(t, be, "logits"), p.Logits)
+				modeltest.CheckGolden(t, be, geometry, pi, p, tol)
 				compared += checkRoutes(t, be, g.Dir, pi, len(p.Hidden))
 			}
 			if compared < 40 {
 				t.Errorf("only %d router choices compared", compared)
 			}
-			gen := runtime.NewGenerator(be, kvcache.NewAllocator(64, 4), 64)
-			for pi, p := range g.Prompts {
-				got, err := gen.Generate(context.Background(), p.IDs, runtime.GenerateOptions{MaxTokens: len(p.Greedy)}, nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if !slices.Equal(got, p.Greedy) {
-					t.Errorf("prompt %d greedy:\n got %v\nwant %v", pi, got, p.Greedy)
-				}
-			}
+			modeltest.CheckGreedy(t, be, geometry, g.Prompts)
 		})
 	}
 }
