@@ -32,17 +32,17 @@ fmt-check:
 
 # Short runs of every fuzz target (FUZZTIME each).
 fuzz:
-	$(GO) test ./frontends/hf -run '^$$' -fuzz FuzzParseSafetensorsHeader -fuzztime $(FUZZTIME)
-	$(GO) test ./runtime/engine -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
-	$(GO) test ./ir -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
-	$(GO) test ./frontends/tokenizer -run '^$$' -fuzz FuzzEncodeDecode -fuzztime $(FUZZTIME)
-	$(GO) test ./frontends/tokenizer -run '^$$' -fuzz FuzzLoad -fuzztime $(FUZZTIME)
-	$(GO) test ./frontends/chat -run '^$$' -fuzz FuzzRender -fuzztime $(FUZZTIME)
-	$(GO) test ./frontends/image -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
-	$(GO) test ./runtime/server -run '^$$' -fuzz FuzzDecodeRequest -fuzztime $(FUZZTIME)
-	$(GO) test ./runtime/toolcall -run '^$$' -fuzz 'FuzzQwen3$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./runtime/toolcall -run '^$$' -fuzz FuzzGLM47 -fuzztime $(FUZZTIME)
-	$(GO) test ./runtime/toolcall -run '^$$' -fuzz FuzzQwen3Coder -fuzztime $(FUZZTIME)
+	sh scripts/fuzz.sh ./frontends/hf FuzzParseSafetensorsHeader $(FUZZTIME)
+	sh scripts/fuzz.sh ./runtime/engine FuzzParse $(FUZZTIME)
+	sh scripts/fuzz.sh ./ir FuzzParse $(FUZZTIME)
+	sh scripts/fuzz.sh ./frontends/tokenizer FuzzEncodeDecode $(FUZZTIME)
+	sh scripts/fuzz.sh ./frontends/tokenizer FuzzLoad $(FUZZTIME)
+	sh scripts/fuzz.sh ./frontends/chat FuzzRender $(FUZZTIME)
+	sh scripts/fuzz.sh ./frontends/image FuzzDecode $(FUZZTIME)
+	sh scripts/fuzz.sh ./runtime/server FuzzDecodeRequest $(FUZZTIME)
+	sh scripts/fuzz.sh ./runtime/toolcall 'FuzzQwen3$$' $(FUZZTIME)
+	sh scripts/fuzz.sh ./runtime/toolcall FuzzGLM47 $(FUZZTIME)
+	sh scripts/fuzz.sh ./runtime/toolcall FuzzQwen3Coder $(FUZZTIME)
 
 # Reference checkpoints and activations from transformers (CPU, pinned).
 golden:
