@@ -2,12 +2,10 @@ package glm4moelite_test
 
 import (
 	"context"
-	"fmt"
 	"github.com/inference-pio/pio/internal/modeltest"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -145,55 +143,8 @@ func output(t *testing.T, be *cpu.Backend, name string) []float32 {
 	return modeltest.Output(t, be, name)
 }
 
-// routes reads the reference's chosen experts (sorted per token) and the
-// selection margins of prompt p, MoE layer l.
-func routes(t *testing.T, dir string, p, l int) (ids, margin []float32, ok bool) {
-	f, err := hf.OpenSafetensors(filepath.Join(dir, "golden.safetensors"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	key := fmt.Sprintf("p%d.router.%d", p, l)
-	it, ok := f.Tensor(key)
-	if !ok {
-		return nil, nil, false
-	}
-	for i := int64(0); i < it.NumElements(); i++ {
-		d := it.Data[4*i:]
-		ids = append(ids, float32(int32(uint32(d[0])|uint32(d[1])<<8|uint32(d[2])<<16|uint32(d[3])<<24)))
-	}
-	mt, _ := f.Tensor(fmt.Sprintf("p%d.router_margin.%d", p, l))
-	if margin, err = mt.Float32(); err != nil {
-		t.Fatal(err)
-	}
-	return ids, margin, true
-}
-
-// checkRoutes compares our chosen experts with the reference's, token by
-// token, as sets, wherever the reference's k-th and (k+1)-th selection
-// scores are clearly apart (f32 noise is ~1e-6). It returns the tokens compared.
 func checkRoutes(t *testing.T, be *cpu.Backend, dir string, p, layers int) int {
-	compared := 0
-	for l := 0; l < layers; l++ {
-		want, margin, ok := routes(t, dir, p, l)
-		if !ok {
-			continue
-		}
-		got := output(t, be, "router."+strconv.Itoa(l))
-		k := len(want) / len(margin)
-		for tok := range margin {
-			if margin[tok] < 1e-4 {
-				continue
-			}
-			g := slices.Clone(got[tok*k : (tok+1)*k])
-			slices.Sort(g)
-			if !slices.Equal(g, want[tok*k:(tok+1)*k]) {
-				t.Errorf("prompt %d layer %d token %d: experts %v, reference %v", p, l, tok, g, want[tok*k:(tok+1)*k])
-			}
-			compared++
-		}
-	}
-	return compared
+	return modeltest.CheckRoutes(t, be, dir, p, layers)
 }
 
 // Tolerance: the checkpoint is bf16, so bf16 and f32 engines both hold the
