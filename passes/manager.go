@@ -28,7 +28,7 @@ var Pipeline = []Pass{
 	{Name: "fuse-swiglu", Run: FuseSwiGLU, Doc: "SwiGLU in the epilogue of the fused gate/up GEMM", Fusion: true},
 	{Name: "fuse-norm-matmul", Run: FuseNormMatMul, Doc: "RMSNorm in the prologue of the GEMMs that read it", Fusion: true},
 	{Name: "fuse-attn-input", Run: FuseAttnInput, Doc: "q/k norm + RoPE + KV-cache write + attention over the fused qkv row", Fusion: true},
-	{Name: "fuse-deltanet", Run: FuseDeltaNet, Doc: "gated delta rule + gated RMSNorm ⊙ silu(z) into one step (deltanet_core)", Fusion: true},
+	{Name: "fuse-deltanet", Run: FuseDeltaNet, Doc: "DeltaNet conv + gates from the projection row (deltanet_prep); delta rule + gated RMSNorm ⊙ silu(z) (deltanet_core)", Fusion: true},
 	{Name: "fuse-add-norm", Run: FuseAddNorm, Doc: "residual add + RMSNorm where the sum has no other reader", Fusion: true},
 	{Name: "fuse-residual", Run: FuseResidual, Doc: "residual add in the epilogue of the GEMM producing it", Fusion: true},
 	{Name: "refold", Run: Fold, Doc: "fold again what fusion exposed (ranges of fused GEMM results)"},
