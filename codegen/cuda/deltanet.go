@@ -34,9 +34,7 @@ func init() {
 	templates[ir.OpGatedDeltaRule] = (*gen).gatedDeltaRule
 	templates[ir.OpDeltaNetDecay] = (*gen).deltaNetDecay
 	templates[ir.OpMulRows] = (*gen).mulRows
-	if templates[ir.OpConcat] == nil {
-		templates[ir.OpConcat] = (*gen).deltaConcat
-	}
+	templates[ir.OpConcat] = (*gen).deltaConcat // activations; concats of weights fold at build time
 }
 
 // Limits of the DeltaNet templates: the recurrent state column of one

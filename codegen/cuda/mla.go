@@ -21,7 +21,7 @@ import (
 // f32. Prefill uses the same kernel (each token sees positions 0..its own).
 
 func init() {
-	templates[ir.OpSlice] = (*gen).moeSlice // the slice of the MoE/MLA family (ir/op_moe.go); others register theirs only when none is
+	templates[ir.OpSlice] = (*gen).moeSlice // the one slice template (ir/op_moe.go), used by every family
 	templates[ir.OpHeadMatMul] = (*gen).headMatMul
 	templates[ir.OpMLAAttention] = (*gen).mlaAttention
 }

@@ -7,9 +7,8 @@ import (
 	"github.com/inference-pio/pio/ir"
 )
 
-// Kernels of the Gated DeltaNet family (ir/op_deltanet.go) and the two
-// data-movement ops its graphs use (slice, concat of activations), which
-// are registered here unless another file already provides them.
+// Kernels of the Gated DeltaNet family (ir/op_deltanet.go) and the concat
+// of activations its graphs use (slice is the MoE family's, runtime/cpu/mla.go).
 //
 // State caches hold one slot per sequence (Options.MaxSeqs slots); a
 // sequence's slot is Batch.Seqs[s].Slot. A sequence whose run in the step
@@ -24,12 +23,7 @@ func init() {
 	builders[ir.OpGatedDeltaRule] = buildGatedDeltaRule
 	builders[ir.OpDeltaNetDecay] = buildDeltaNetDecay
 	builders[ir.OpMulRows] = buildMulRows
-	if builders[ir.OpSlice] == nil {
-		builders[ir.OpSlice] = buildSlice
-	}
-	if builders[ir.OpConcat] == nil {
-		builders[ir.OpConcat] = buildConcat
-	}
+	builders[ir.OpConcat] = buildConcat // activations; concats of weights fold at build time
 }
 
 // seqRun is one sequence's contiguous tokens in the step.
@@ -481,29 +475,6 @@ func (k *mulRowsK) exec(b *Backend) error {
 		for i, v := range x {
 			y[i] = v * f
 		}
-	}
-	return nil
-}
-
-// sliceK copies channels [start, start+n) of the last dim of each row.
-type sliceK struct {
-	x           tensor
-	y           []float32
-	d, start, n int
-}
-
-func buildSlice(b *Backend, s ir.Step, y tensor) (kernel, error) {
-	x := b.operand(s.Args[0])
-	if x.dt != ir.F32 {
-		return nil, fmt.Errorf("x has dtype %v", x.dt)
-	}
-	return &sliceK{x: x, y: y.f32, d: int(x.shape.Last()), start: int(s.Attrs.Int("start", 0)), n: int(s.Attrs.Int("len", 0))}, nil
-}
-
-func (k *sliceK) exec(b *Backend) error {
-	rows := b.elems(k.x.shape) / k.d
-	for r := 0; r < rows; r++ {
-		copy(k.y[r*k.n:(r+1)*k.n], k.x.f32[r*k.d+k.start:r*k.d+k.start+k.n])
 	}
 	return nil
 }
