@@ -16,7 +16,7 @@
 //	offset  size  field
 //	     0     8  magic "PIOENGN\x00"
 //	     8     2  format major version (this package: 1)
-//	    10     2  format minor version (this package: 0)
+//	    10     2  format minor version (this package: FormatMinor, 3)
 //	    12     2  highest ir.Op number used by the plan
 //	    14     2  header size in bytes (64; readers accept more)
 //	    16     2  flags (none defined in 1.0; must be 0)

@@ -37,6 +37,8 @@ func FuzzParse(f *testing.F) {
 	vision.Weights[0].Name = "model.embed_tokens.weight"
 	staged.Stages = []Stage{{Name: "vision", Plan: vision}}
 	f.Add(compact(f, assemble(f, staged, entries, n, nil)))
+	stagedCUDA := stagedMeta(testKernels(), testKernels()) // kernels on the main plan and the stage (format 1.3)
+	f.Add(compact(f, assemble(f, stagedCUDA, entries, n, nil)))
 	cudaMeta := testMeta(rich) // with a CUDA kernels section (format 1.1)
 	cudaMeta.Kernels = testKernels()
 	f.Add(compact(f, assemble(f, cudaMeta, entries, n, nil)))

@@ -12,7 +12,7 @@ import (
 const (
 	Magic        = "PIOENGN\x00"
 	FormatMajor  = 1
-	FormatMinor  = 2 // 1.1: Engine.kernels; 1.2: Engine.stages, preprocessor_config_json
+	FormatMinor  = 3 // 1.1: Engine.kernels; 1.2: Engine.stages, preprocessor_config_json; 1.3: Stage.kernels
 	HeaderSize   = 64
 	RegionAlign  = 4096    // alignment of the weights region in the file
 	TensorAlign  = 64      // alignment of each tensor in the region

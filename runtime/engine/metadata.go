@@ -22,7 +22,7 @@ type Metadata struct {
 	PreprocessorConfigJSON []byte
 	ChatTemplate           string // Jinja chat template
 	Plan                   *ir.Plan
-	Kernels                *Kernels // CUDA code (pioc build --target cuda); nil in CPU-only engines
+	Kernels                *Kernels // Plan's CUDA code (pioc build --target cuda); nil in CPU-only engines
 	// Stages are plans besides Plan, in run order (format 1.2): Qwen3-VL's
 	// "vision" stage runs once per prefill that carries images and feeds
 	// Plan's inputs by output name. All plans share the weights.
@@ -33,6 +33,9 @@ type Metadata struct {
 type Stage struct {
 	Name string
 	Plan *ir.Plan
+	// Kernels is the stage plan's CUDA code (format 1.3); nil in CPU-only
+	// engines and in engines written before 1.3.
+	Kernels *Kernels
 }
 
 // ModelInfo names the checkpoint an engine was built from.
@@ -249,10 +252,13 @@ func encodeMetadata(m *Metadata, weights []WeightEntry) (buf []byte, err error) 
 	if len(m.Stages) > 0 {
 		offs := make([]flatbuffers.UOffsetT, len(m.Stages))
 		for i, st := range m.Stages {
-			sp, name := encodePlan(st.Plan), str(st.Name)
+			sp, name, sk := encodePlan(st.Plan), str(st.Name), encodeKernels(b, st.Kernels)
 			pio.StageStart(b)
 			pio.StageAddName(b, name)
 			pio.StageAddPlan(b, sp)
+			if sk != 0 {
+				pio.StageAddKernels(b, sk)
+			}
 			offs[i] = pio.StageEnd(b)
 		}
 		stages = tables(offs)
@@ -481,9 +487,26 @@ func decodeMetadata(buf []byte) (m *Metadata, weights []WeightEntry, err error) 
 				badf("stage %d has no plan", i)
 			}
 			m.Stages[i] = Stage{Name: d.str(st.Name()), Plan: d.plan(sp)}
+			if k := st.Kernels(nil); k != nil {
+				m.Stages[i].Kernels = d.stageKernels(m.Stages[i].Name, k)
+			}
 		}
 	}
 	return m, weights, nil
+}
+
+// stageKernels decodes a stage's kernels section, naming the stage in
+// what is wrong with it.
+func (d *decoder) stageKernels(name string, fk *pio.Kernels) *Kernels {
+	defer func() {
+		if r := recover(); r != nil {
+			if msg, ok := r.(badMetadata); ok {
+				badf("stage %q: %s", name, string(msg))
+			}
+			panic(r)
+		}
+	}()
+	return d.kernels(fk)
 }
 
 func (d *decoder) plan(fp *pio.Plan) *ir.Plan {
