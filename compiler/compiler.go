@@ -29,6 +29,7 @@ type Options struct {
 	Source   string   // a model name from the registry, or a checkpoint directory
 	Output   string   // engine path
 	DType    ir.DType // weight storage: ir.F32 or ir.BF16 (default BF16)
+	KVDType  ir.DType // paged cache (KV, MLA latent) storage: ir.F32, ir.BF16, or ir.DInvalid = auto (AutoKVDType)
 	Check    bool     // verify the graph before and after every pass
 	DumpIR   string   // directory for per-pass graph dumps
 	DumpOnly string   // dump after this pass only
@@ -91,6 +92,9 @@ func Build(opt Options) (*Result, error) {
 	if opt.DType != ir.F32 && opt.DType != ir.BF16 {
 		return nil, fmt.Errorf("weight dtype %v is not supported (use f32 or bf16)", opt.DType)
 	}
+	if err := resolveKVDType(&opt); err != nil {
+		return nil, err
+	}
 	if err := checkTarget(&opt); err != nil {
 		return nil, err
 	}
@@ -114,6 +118,8 @@ func Build(opt Options) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", dir, err)
 	}
+	setKVDType(graphs, opt.KVDType)
+	logf("kv cache %v", opt.KVDType)
 	plans := make([]*ir.Plan, len(graphs))
 	for i, g := range graphs {
 		gopt := opt
@@ -128,16 +134,13 @@ func Build(opt Options) (*Result, error) {
 		}
 	}
 	g, plan := graphs[len(graphs)-1], plans[len(plans)-1]
-	if opt.Target == TargetCUDA && len(plans) > 1 {
-		return nil, fmt.Errorf("%s: --target cuda does not support multi-stage engines (%s) yet", dir, strings.Join(stageNames, ", "))
-	}
 
-	kernels, err := buildKernels(plan, opt, logf)
+	kernels, err := buildKernels(plans, stageNames, opt, logf)
 	if err != nil {
 		return nil, err
 	}
 	meta := &engine.Metadata{
-		Kernels:  kernels,
+		Kernels:  kernels[len(plans)-1],
 		Producer: Version,
 		Model:    engine.ModelInfo{Name: name, Architecture: ck.Config.Architectures[0], ConfigJSON: ck.Config.Raw},
 		Plan:     plan,
@@ -164,7 +167,7 @@ func Build(opt Options) (*Result, error) {
 		meta.PreprocessorConfigJSON = b
 	}
 	for i := range plans[:len(plans)-1] {
-		meta.Stages = append(meta.Stages, engine.Stage{Name: stageNames[i], Plan: plans[i]})
+		meta.Stages = append(meta.Stages, engine.Stage{Name: stageNames[i], Plan: plans[i], Kernels: kernels[i]})
 	}
 
 	weights, err := unionWeights(plans)

@@ -40,41 +40,69 @@ func checkTarget(opt *Options) error {
 	return nil
 }
 
-// buildKernels generates and compiles the plan's CUDA module for every
-// target arch; it returns nil for the CPU target.
-func buildKernels(p *ir.Plan, opt Options, logf func(string, ...any)) (*engine.Kernels, error) {
+// buildKernels generates and compiles a CUDA module for each plan (every
+// stage of a multi-stage engine, named by names, then the main plan), for
+// every target arch; each image is cached by its content hash, so an
+// unchanged plan costs no nvcc run. It returns nils for the CPU target.
+func buildKernels(plans []*ir.Plan, names []string, opt Options, logf func(string, ...any)) ([]*engine.Kernels, error) {
+	out := make([]*engine.Kernels, len(plans))
 	if opt.Target != TargetCUDA {
-		return nil, nil
+		return out, nil
 	}
-	m, err := cuda.Generate(p)
-	if err != nil {
-		return nil, err
-	}
-	logf("cuda: %d kernels, %d launches; nvcc %s for %s", len(m.Kernels), len(m.Launches), opt.NVCC, strings.Join(cuda.DefaultArchs, ", "))
-	imgs, err := cuda.Compile(context.Background(), m.Source, cuda.CompileOptions{
-		NVCC: opt.NVCC,
-		Progress: func(done, total int, arch string, cached bool) {
-			how := "compiled"
-			if cached {
-				how = "cached"
+	mods := make([]*cuda.Module, len(plans))
+	for i, p := range plans {
+		m, err := cuda.Generate(p)
+		if err != nil {
+			if len(plans) > 1 {
+				return nil, fmt.Errorf("stage %s: %w", names[i], err)
 			}
-			logf("cuda: %s %s (%d/%d)", arch, how, done, total)
-		},
-	})
-	if err != nil {
-		return nil, err
+			return nil, err
+		}
+		mods[i] = m
 	}
-	ver := ""
-	if out, err := exec.Command(opt.NVCC, "--version").Output(); err == nil {
-		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-		ver = lines[len(lines)-1]
-		for _, l := range lines {
-			if strings.Contains(l, "release") {
-				ver = "nvcc " + strings.TrimSpace(l[strings.Index(l, "release"):])
+	ver := nvccVersion(opt.NVCC)
+	for i, m := range mods {
+		what := "cuda"
+		if len(plans) > 1 {
+			what = fmt.Sprintf("cuda: stage %s (%d/%d)", names[i], i+1, len(plans))
+		}
+		logf("%s: %d kernels, %d launches; nvcc %s for %s", what, len(m.Kernels), len(m.Launches), opt.NVCC, strings.Join(cuda.DefaultArchs, ", "))
+		imgs, err := cuda.Compile(context.Background(), m.Source, cuda.CompileOptions{
+			NVCC: opt.NVCC,
+			Progress: func(done, total int, arch string, cached bool) {
+				how := "compiled"
+				if cached {
+					how = "cached"
+				}
+				logf("%s: %s %s (%d/%d)", what, arch, how, done, total)
+			},
+		})
+		if err != nil {
+			if len(plans) > 1 {
+				return nil, fmt.Errorf("stage %s: %w", names[i], err)
 			}
+			return nil, err
+		}
+		out[i] = KernelsOf(m, imgs, ver)
+	}
+	return out, nil
+}
+
+// nvccVersion is the release line of `nvcc --version` ("nvcc release
+// 13.0, V13.0.88"), its last line if it has none, or "" if it fails.
+func nvccVersion(nvcc string) string {
+	out, err := exec.Command(nvcc, "--version").Output()
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	ver := lines[len(lines)-1]
+	for _, l := range lines {
+		if strings.Contains(l, "release") {
+			ver = "nvcc " + strings.TrimSpace(l[strings.Index(l, "release"):])
 		}
 	}
-	return KernelsOf(m, imgs, ver), nil
+	return ver
 }
 
 // KernelsOf is the engine's kernels section for a generated module and its
