@@ -43,6 +43,7 @@ func benchCmd() *cli.Command {
 			&cli.StringFlag{Name: "ref", Usage: "reference `ENGINE` (e.g. the bf16 build) for top-1 agreement and mean KL over the prompt"},
 			&cli.BoolFlag{Name: "json", Usage: "print JSON (one object per engine, in an array) instead of a table"},
 			&cli.StringFlag{Name: "cpuprofile", Usage: "write a CPU profile of the measurements to `FILE` (go tool pprof)"},
+			&cli.StringFlag{Name: "device", Value: "cpu", Usage: "cpu, or cuda[:N]: TTFT, decode ITL and tok/s at batch 1 and --batch, % of the HBM roofline (engines built with --target cuda)"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() < 1 {
@@ -61,6 +62,16 @@ func benchCmd() *cli.Command {
 			logw := c.App.ErrWriter
 			if logw == nil {
 				logw = os.Stderr
+			}
+			kind, dev, err := parseDevice(c.String("device"))
+			if err != nil {
+				return fmt.Errorf("bench: %w", err)
+			}
+			if kind == "cuda" {
+				if c.String("ref") != "" || c.String("cpuprofile") != "" {
+					return fmt.Errorf("bench: --ref and --cpuprofile apply to --device cpu only")
+				}
+				return benchCUDA(c.App.Writer, logw, c.Args().Slice(), dev, o, c.Bool("json"))
 			}
 			fmt.Fprintf(logw, "%d threads, kernels %s\n", o.threads, kern.Features())
 			var refLogits []float32

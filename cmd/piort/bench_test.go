@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/inference-pio/pio/cmd/internal/cliargs"
@@ -80,5 +81,49 @@ func TestPercentile(t *testing.T) {
 	}
 	if percentile(nil, 50) != 0 {
 		t.Error("percentile of nothing: want 0")
+	}
+}
+
+// bench --device: a bad device string, CPU-only flags with cuda, and an
+// engine without CUDA kernels each fail with a message saying why.
+func TestBenchDevice(t *testing.T) {
+	g, err := golden.Load("qwen3-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "cpu.pio")
+	if _, err := compiler.Build(compiler.Options{Source: g.Dir, Output: path, DType: ir.BF16}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"piort", "bench", path, "--device", "gpu0"}, "want cpu, cuda or cuda:N"},
+		{[]string{"piort", "bench", path, "--device", "cuda", "--ref", path}, "--device cpu only"},
+		{[]string{"piort", "bench", path, "--device", "cuda:0"}, "pioc build --target cuda"},
+	} {
+		app := newApp()
+		app.Writer, app.ErrWriter = &bytes.Buffer{}, &bytes.Buffer{}
+		args, err := cliargs.Reorder(app, c.args)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = app.Run(args)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: error %v, want one saying %q", c.args[2:], err, c.want)
+		}
+	}
+}
+
+// The GPU table prints every measurement of every row.
+func TestPrintCUDATable(t *testing.T) {
+	var out bytes.Buffer
+	printCUDATable(&out, []cudaBenchResult{{Engine: "e.pio", Device: "NVIDIA H100", Image: "sm_90a", Batch: 64, TTFTMs: 12.5, ITLMs: 3.25, DecodeTokS: 19692, WeightBytes: 8e9, CopyGBs: 3000, RooflinePct: 82.1, Graphs: 1}},
+		benchOptions{prompt: 128, decode: 32, runs: 3, batch: 64})
+	for _, want := range []string{"e.pio", "NVIDIA H100", "sm_90a", "64", "12.5", "3.250", "19692", "8000", "3000", "82.1%", "[sm_90a]"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, out.String())
+		}
 	}
 }
