@@ -49,9 +49,12 @@ type Options struct {
 	BlockSize     int  // positions per KV block; default 16
 	MaxQueue      int  // requests waiting beyond the running ones; default 256
 	VerifyWeights bool // check weight checksums at load
-	// Backend, when set, makes the text backend instead of the CPU one
-	// (`piort serve --device cuda:0`); it is given the engine and the
-	// geometry the scheduler needs. A vision stage still runs on the CPU.
+	// Backend, when set, makes the backends instead of the CPU ones
+	// (`piort serve --device cuda:0`). It is called once for the main
+	// (text) plan, with size.Stage "" and the geometry the scheduler
+	// needs, and on a multi-stage engine once for each further plan pio
+	// runs: Qwen3-VL's vision stage (size.Stage "vision", MaxTokens the
+	// image tokens of one request, MaxSeqs 1, no cache).
 	Backend func(f *engine.Engine, size BackendSize) (runtime.Backend, error)
 	// MaxImageTokens caps the merged image tokens of one request's images
 	// on a vision-language engine (the vision stage's step size); default
@@ -59,9 +62,13 @@ type Options struct {
 	MaxImageTokens int
 }
 
-// BackendSize is what a backend must hold: the step size, the paged cache
-// geometry and the sequences per step.
+// BackendSize is what a backend must hold: the plan (Stage), the step
+// size, the paged cache geometry and the sequences per step.
 type BackendSize struct {
+	// Stage names the engine's plan to run: "" the main plan, else one of
+	// engine.Metadata.Stages (for which the CPU backend's counterpart is
+	// cpu.StageFromEngine, the CUDA one's cuda.StageFromEngine).
+	Stage                                             string
 	MaxTokens, NumBlocks, BlockSize, MaxSeqs, Threads int
 }
 

@@ -24,7 +24,7 @@ const DefaultMaxImageTokens = 4096
 // text stage needs to place its outputs.
 type vision struct {
 	mu     sync.Mutex
-	be     *cpu.Backend
+	be     runtime.Backend
 	opt    image.Options
 	tok    image.TokenIDs
 	side   int      // √num_position_embeddings
@@ -85,9 +85,14 @@ func newVision(f *engine.Engine, opt Options) (*vision, error) {
 			return nil, fmt.Errorf("pio: the text plan has no input %q", name)
 		}
 	}
-	v.be, err = cpu.StageFromEngine(f, qwen3vl.StageNames[0], cpu.Options{MaxTokens: v.max, MaxSeqs: 1, NumBlocks: 1, Threads: opt.Threads})
+	size := BackendSize{Stage: qwen3vl.StageNames[0], MaxTokens: v.max, MaxSeqs: 1, NumBlocks: 1, Threads: opt.Threads}
+	if opt.Backend != nil {
+		v.be, err = opt.Backend(f, size)
+	} else {
+		v.be, err = cpu.StageFromEngine(f, size.Stage, cpu.Options{MaxTokens: size.MaxTokens, MaxSeqs: size.MaxSeqs, NumBlocks: size.NumBlocks, Threads: size.Threads})
+	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("pio: %s stage: %w", size.Stage, err)
 	}
 	return v, nil
 }

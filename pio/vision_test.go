@@ -8,12 +8,16 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
 	"github.com/inference-pio/pio/compiler"
 	"github.com/inference-pio/pio/frontends/hf"
 	"github.com/inference-pio/pio/ir"
+	"github.com/inference-pio/pio/runtime"
+	"github.com/inference-pio/pio/runtime/cpu"
+	"github.com/inference-pio/pio/runtime/engine"
 )
 
 const tinyVLDir = "../testdata/tiny/qwen3vl"
@@ -237,5 +241,50 @@ func TestVisionPreemption(t *testing.T) {
 	}
 	if st := e.Stats(); st.Preemptions == 0 {
 		t.Errorf("no preemption in 10 rounds (%+v): the test needs a smaller cache", st)
+	}
+}
+
+// TestVisionBackendFactory: Options.Backend makes the vision stage's
+// backend too (size.Stage "vision", one request's image tokens, one
+// sequence), after the text plan's; the golden continuation comes through
+// the factory's backends, and a factory that fails on the stage fails Load
+// naming it.
+func TestVisionBackendFactory(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "vl.pio")
+	if _, err := compiler.Build(compiler.Options{Source: tinyVLDir, Output: path, DType: ir.BF16}); err != nil {
+		t.Fatal(err)
+	}
+	var sizes []BackendSize
+	opt := Options{Threads: 1, CacheTokens: 512, MaxImageTokens: 64, Backend: func(f *engine.Engine, sz BackendSize) (runtime.Backend, error) {
+		sizes = append(sizes, sz)
+		return cpu.StageFromEngine(f, sz.Stage, cpu.Options{MaxTokens: sz.MaxTokens, NumBlocks: sz.NumBlocks, BlockSize: sz.BlockSize, MaxSeqs: sz.MaxSeqs, Threads: sz.Threads})
+	}}
+	e, err := Load(path, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if len(sizes) != 2 || sizes[0].Stage != "" || sizes[1] != (BackendSize{Stage: "vision", MaxTokens: 64, MaxSeqs: 1, NumBlocks: 1, Threads: 1}) {
+		t.Errorf("factory called with %+v", sizes)
+	}
+	prompt, want := vlGolden(t)
+	gopt := greedy(len(want))
+	gopt.Images = vlImages(t, "a.png", "b.png")
+	res, err := e.GenerateIDs(context.Background(), prompt, gopt, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(res.Tokens, want) {
+		t.Errorf("greedy %v, transformers %v", res.Tokens, want)
+	}
+
+	opt.Backend = func(f *engine.Engine, sz BackendSize) (runtime.Backend, error) {
+		if sz.Stage != "" {
+			return nil, errors.New("no kernels for this stage")
+		}
+		return cpu.FromEngine(f, cpu.Options{MaxTokens: sz.MaxTokens, NumBlocks: sz.NumBlocks, BlockSize: sz.BlockSize, MaxSeqs: sz.MaxSeqs, Threads: sz.Threads})
+	}
+	if _, err := Load(path, opt); err == nil || !strings.Contains(err.Error(), "vision stage: no kernels for this stage") {
+		t.Errorf("stage factory error: got %v", err)
 	}
 }

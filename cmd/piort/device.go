@@ -37,31 +37,39 @@ func parseDevice(s string) (kind string, ordinal int, err error) {
 	return "", 0, fmt.Errorf("--device %q: want cpu, cuda or cuda:N", s)
 }
 
-// backendSize is what both backends are sized by.
+// backendSize is what both backends are sized by; stage names the plan
+// ("" the main one, "vision" Qwen3-VL's vision stage).
 type backendSize struct {
+	stage                                             string
 	maxTokens, numBlocks, blockSize, maxSeqs, threads int
 }
 
-// newBackend makes the backend --device asks for.
+// newBackend makes the backend --device asks for. With cuda, a stage runs
+// on the GPU from the kernels it carries; an engine whose stage has none
+// is refused (rebuild it with pioc build --target cuda).
 func newBackend(device string, e *engine.Engine, sz backendSize) (runtime.Backend, error) {
 	kind, n, err := parseDevice(device)
 	if err != nil {
 		return nil, err
 	}
 	if kind == "cuda" {
-		return cuda.FromEngine(e, cuda.Options{Device: n, MaxTokens: sz.maxTokens, NumBlocks: sz.numBlocks, BlockSize: sz.blockSize, MaxSeqs: sz.maxSeqs})
+		return cuda.StageFromEngine(e, sz.stage, cuda.Options{Device: n, MaxTokens: sz.maxTokens, NumBlocks: sz.numBlocks, BlockSize: sz.blockSize, MaxSeqs: sz.maxSeqs})
+	}
+	if sz.stage != "" {
+		return cpu.StageFromEngine(e, sz.stage, cpu.Options{MaxTokens: sz.maxTokens, NumBlocks: sz.numBlocks, BlockSize: sz.blockSize, MaxSeqs: sz.maxSeqs, Threads: sz.threads})
 	}
 	return cpu.FromEngine(e, cpu.Options{MaxTokens: sz.maxTokens, NumBlocks: sz.numBlocks, BlockSize: sz.blockSize, MaxSeqs: sz.maxSeqs, Threads: sz.threads})
 }
 
 // pioBackend is the pio.Options.Backend for --device: nil (the CPU default)
-// for cpu, else a factory that builds the CUDA backend.
+// for cpu, else a factory that builds the CUDA backends (the text plan's
+// and a vision stage's).
 func pioBackend(device string) (func(*engine.Engine, pio.BackendSize) (runtime.Backend, error), error) {
 	kind, _, err := parseDevice(device)
 	if err != nil || kind == "cpu" {
 		return nil, err
 	}
 	return func(e *engine.Engine, sz pio.BackendSize) (runtime.Backend, error) {
-		return newBackend(device, e, backendSize{maxTokens: sz.MaxTokens, numBlocks: sz.NumBlocks, blockSize: sz.BlockSize, maxSeqs: sz.MaxSeqs, threads: sz.Threads})
+		return newBackend(device, e, backendSize{stage: sz.Stage, maxTokens: sz.MaxTokens, numBlocks: sz.NumBlocks, blockSize: sz.BlockSize, maxSeqs: sz.MaxSeqs, threads: sz.Threads})
 	}, nil
 }
