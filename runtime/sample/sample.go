@@ -141,6 +141,28 @@ func Argmax(logits []float32) int32 {
 	return int32(best)
 }
 
+// Greedy reports whether the next token is the argmax of the raw logits
+// (temperature 0, no penalty, no log-probabilities), so a caller may take
+// it from a backend's own argmax (runtime.Argmaxer) and hand it to Accept.
+func (s *Sampler) Greedy() bool {
+	o := s.opt
+	return o.Temperature == 0 && (o.RepetitionPenalty == 0 || o.RepetitionPenalty == 1) &&
+		o.PresencePenalty == 0 && o.FrequencyPenalty == 0 && !o.Logprobs && o.TopLogprobs == 0
+}
+
+// Accept records tok, the argmax of the logits computed elsewhere (only
+// valid when Greedy), as generated; a negative tok means the logits held
+// no finite maximum and is the error Next would give.
+func (s *Sampler) Accept(tok int32) (Result, error) {
+	if tok < 0 {
+		return Result{}, errNotFinite
+	}
+	s.counts[tok]++
+	return Result{Token: tok}, nil
+}
+
+var errNotFinite = fmt.Errorf("sample: logits are not finite")
+
 // Sample picks the next token from logits and records it as generated.
 func (s *Sampler) Sample(logits []float32) (int32, error) {
 	r, err := s.Next(logits)
@@ -155,7 +177,7 @@ func (s *Sampler) Next(logits []float32) (Result, error) {
 	}
 	maxv := logits[Argmax(logits)]
 	if m := float64(maxv); math.IsNaN(m) || math.IsInf(m, 0) {
-		return Result{}, fmt.Errorf("sample: logits are not finite")
+		return Result{}, errNotFinite
 	}
 	l := s.penalized(logits)
 	var tok int32

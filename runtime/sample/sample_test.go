@@ -42,3 +42,47 @@ func TestTemperatureDistribution(t *testing.T) {
 		t.Errorf("token 1 drawn with frequency %.3f, want 0.75", f)
 	}
 }
+
+// Greedy holds exactly when Next would return the raw argmax with nothing
+// else, and Accept of that argmax gives what Next gives.
+func TestGreedyAccept(t *testing.T) {
+	logits := []float32{0.5, 2, -1, 2, 1.5}
+	for _, c := range []struct {
+		opt    Options
+		greedy bool
+	}{
+		{Options{}, true},
+		{Options{RepetitionPenalty: 1, Seed: 7}, true},
+		{Options{Temperature: 0.7}, false},
+		{Options{RepetitionPenalty: 1.3}, false},
+		{Options{PresencePenalty: 0.5}, false},
+		{Options{FrequencyPenalty: -0.5}, false},
+		{Options{Logprobs: true}, false},
+		{Options{TopLogprobs: 2}, false},
+	} {
+		s, err := New(c.opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Greedy() != c.greedy {
+			t.Errorf("%+v: Greedy %v, want %v", c.opt, s.Greedy(), c.greedy)
+		}
+		if !c.greedy {
+			continue
+		}
+		want, err := s.Next(logits)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.Accept(Argmax(logits))
+		if err != nil || got.Token != want.Token || got.Top != nil {
+			t.Errorf("%+v: Accept gave %+v %v, Next %+v", c.opt, got, err, want)
+		}
+		if s.counts[want.Token] != 2 {
+			t.Errorf("Accept did not record the token: counts %v", s.counts)
+		}
+		if _, err := s.Accept(-1); err == nil {
+			t.Errorf("Accept(-1): want the non-finite error")
+		}
+	}
+}

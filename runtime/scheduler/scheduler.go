@@ -488,16 +488,10 @@ func (s *Scheduler) run() {
 	s.counter.Steps++
 	err := s.be.Step(b)
 	var logits []float32
+	var ids []int32 // the backend's argmax of each row, when every sampled row is greedy
 	var vocab int
 	if err == nil {
-		var shape []int
-		logits, shape, err = s.be.Output("logits")
-		if err == nil && (len(shape) != 2 || shape[0] != len(s.plan)) {
-			err = fmt.Errorf("scheduler: logits shape %v for %d sequences", shape, len(s.plan))
-		}
-		if err == nil {
-			vocab = shape[1]
-		}
+		logits, ids, vocab, err = s.results()
 	}
 	if err != nil {
 		for _, p := range s.plan {
@@ -521,7 +515,12 @@ func (s *Scheduler) run() {
 			s.finish(q, FinishCancelled, q.ctx.Err())
 			continue
 		}
-		res, err := q.smp.Next(logits[j*vocab : (j+1)*vocab])
+		var res sample.Result
+		if ids != nil {
+			res, err = q.smp.Accept(ids[j])
+		} else {
+			res, err = q.smp.Next(logits[j*vocab : (j+1)*vocab])
+		}
 		if err != nil {
 			s.remove(q)
 			s.finish(q, FinishError, err)
@@ -546,6 +545,38 @@ func (s *Scheduler) run() {
 			s.finish(q, FinishLength, nil)
 		}
 	}
+}
+
+// results fetches what the step's sampled rows need: nothing when every
+// row was a prefill chunk, the backend's argmax when it offers one and every
+// sampled row is greedy (runtime.Argmaxer: S int32s instead of S·vocab
+// logits), else the logits.
+func (s *Scheduler) results() (logits []float32, ids []int32, vocab int, err error) {
+	sampled, greedy := false, true
+	for _, p := range s.plan {
+		if p.s.computed+p.n >= len(p.s.tokens) {
+			sampled = true
+			greedy = greedy && p.s.smp.Greedy()
+		}
+	}
+	if !sampled {
+		return nil, nil, 0, nil
+	}
+	if am, ok := s.be.(runtime.Argmaxer); ok && greedy {
+		ids, err = am.Argmax()
+		if err == nil && len(ids) != len(s.plan) {
+			err = fmt.Errorf("scheduler: argmax of %d rows for %d sequences", len(ids), len(s.plan))
+		}
+		return nil, ids, 0, err
+	}
+	logits, shape, err := s.be.Output("logits")
+	if err == nil && (len(shape) != 2 || shape[0] != len(s.plan)) {
+		err = fmt.Errorf("scheduler: logits shape %v for %d sequences", shape, len(s.plan))
+	}
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	return logits, nil, shape[1], nil
 }
 
 func (s *Scheduler) remove(q *seq) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"github.com/inference-pio/pio/ir"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -413,5 +414,74 @@ func TestSeqInputsAndCacheKeys(t *testing.T) {
 	}
 	if f.bad != nil {
 		t.Error(f.bad)
+	}
+}
+
+// argmaxBackend offers the backend-side argmax (runtime.Argmaxer) and
+// counts how the scheduler fetched each step's results.
+type argmaxBackend struct {
+	*fakeBackend
+	argmaxes, outputs int
+	poison            bool // Argmax reports a row with no finite maximum
+}
+
+func (f *argmaxBackend) Output(name string) ([]float32, []int, error) {
+	f.outputs++
+	return f.fakeBackend.Output(name)
+}
+
+func (f *argmaxBackend) Argmax() ([]int32, error) {
+	f.argmaxes++
+	ids := make([]int32, f.s)
+	for j := range ids {
+		ids[j] = sample.Argmax(f.logits[j*vocab : (j+1)*vocab])
+		if f.poison {
+			ids[j] = -1
+		}
+	}
+	return ids, nil
+}
+
+// Greedy requests take their tokens from the backend's argmax and never
+// download logits; a sampling request in the same batch makes the step
+// fetch logits; steps of prefill chunks only fetch nothing; a row with no
+// finite maximum ends its request with an error.
+func TestBackendArgmax(t *testing.T) {
+	const numBlocks, bs = 64, 4
+	cfg := Config{MaxStepTokens: 8, MaxSeqs: 4}
+	f := &argmaxBackend{fakeBackend: newFake(numBlocks, bs, cfg.MaxStepTokens, cfg.MaxSeqs)}
+	s, err := New(f, kvcache.NewAllocator(numBlocks, bs), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	runAll(t, s, [][]int32{prompt(19, 1), prompt(5, 2), prompt(11, 3)}, 6)
+	if f.outputs != 0 || f.argmaxes == 0 {
+		t.Errorf("greedy requests: %d logits downloads, %d argmaxes; want 0 and some", f.outputs, f.argmaxes)
+	}
+	if f.argmaxes >= f.steps {
+		t.Errorf("%d argmaxes in %d steps: prefill-chunk-only steps should fetch nothing", f.argmaxes, f.steps)
+	}
+
+	// top-k 1 at temperature 1 picks the argmax too, through the logits.
+	st, err := s.Submit(context.Background(), Request{Prompt: prompt(7, 4), MaxTokens: 5, Sample: sample.Options{Temperature: 1, TopK: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := collect(t, st)
+	if err != nil || !slices.Equal(got, reference(prompt(7, 4), 5)) {
+		t.Errorf("sampling request: %v %v, want %v", got, err, reference(prompt(7, 4), 5))
+	}
+	if f.outputs == 0 {
+		t.Errorf("a sampling request never downloaded logits")
+	}
+
+	f.poison = true
+	st, err = s.Submit(context.Background(), Request{Prompt: prompt(3, 5), MaxTokens: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, why, err := collect(t, st); why != FinishError || err == nil || !strings.Contains(err.Error(), "not finite") {
+		t.Errorf("poisoned argmax: finish %q, err %v; want an error saying the logits are not finite", why, err)
 	}
 }
