@@ -1,7 +1,7 @@
 // Command pioc compiles a Hugging Face checkpoint into an Inference-PIO
 // engine file and inspects engines.
 //
-//	pioc build qwen3-0.6b -o engine.pio [--dtype f32|bf16] [--quant int8|int4|fp8]
+//	pioc build qwen3-0.6b -o engine.pio [--dtype f32|bf16] [--kv-dtype auto|f32|bf16] [--quant int8|int4|fp8]
 //	pioc inspect engine.pio
 //	pioc list
 package main
@@ -9,6 +9,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -53,6 +54,7 @@ func buildCmd() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "engine.pio", Usage: "engine file to write"},
 			&cli.StringFlag{Name: "dtype", Value: "bf16", Usage: "weight storage dtype: f32 or bf16 (compute is f32 either way)"},
+			&cli.StringFlag{Name: "kv-dtype", Value: "auto", Usage: "KV cache storage dtype: auto, f32 or bf16 (auto: f32 for an f32 engine, bf16 for bf16 or quantized engines)"},
 			&cli.StringFlag{Name: "quant", Usage: "weight-only quantization of matmul weights: int8, int4 or fp8 (group-wise f32 scales)"},
 			&cli.IntFlag{Name: "quant-group", Value: 32, Usage: "weights per quantization scale (a multiple of 32: 32, 64, 128, ...)"},
 			&cli.StringFlag{Name: "quant-lm-head", Usage: "lm_head format with --quant: int8, int4, fp8 or none (default: int8 for int4, else as --quant)"},
@@ -78,13 +80,17 @@ func buildCmd() *cli.Command {
 			default:
 				return fmt.Errorf("build: --dtype must be f32 or bf16, got %q", c.String("dtype"))
 			}
+			kvdt, err := compiler.ParseKVDType(c.String("kv-dtype"))
+			if err != nil {
+				return fmt.Errorf("build: %w", err)
+			}
 			start := time.Now()
 			errw := c.App.ErrWriter
 			if errw == nil {
 				errw = os.Stderr
 			}
 			opt := compiler.Options{
-				Source: c.Args().First(), Output: c.String("output"), DType: dt,
+				Source: c.Args().First(), Output: c.String("output"), DType: dt, KVDType: kvdt,
 				Check: c.Bool("check"), DumpIR: c.String("dump-ir"), DumpOnly: c.String("dump-only"), Taps: c.Bool("taps"), NoFuse: c.Bool("no-fuse"), SkipPasses: c.StringSlice("skip-pass"),
 				Quant: c.String("quant"), QuantGroup: c.Int("quant-group"), QuantHead: c.String("quant-lm-head"),
 				Target: c.String("target"),
@@ -146,6 +152,9 @@ func inspectCmd() *cli.Command {
 			p := m.Plan
 			fmt.Fprintf(w, "weights    %d tensors, %s\n", len(e.Weights), human(wbytes))
 			fmt.Fprintf(w, "plan       %d steps, %d buffers, %d caches, arena %d B/token + %d B\n", len(p.Steps), len(p.Buffers), len(p.Caches), p.ArenaPerT, p.ArenaFixed)
+			if line := kvLine(p); line != "" {
+				fmt.Fprintf(w, "kv cache   %s\n", line)
+			}
 			var outs []string
 			for _, o := range p.Outputs {
 				outs = append(outs, o.Name)
@@ -189,6 +198,29 @@ func listCmd() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// kvLine describes the plan's paged caches: their dtypes and the bytes one
+// position takes in all of them; "" when there are none.
+func kvLine(p *ir.Plan) string {
+	var dts []string
+	var perPos int64
+	for _, c := range p.Caches {
+		if !c.Kind.Paged() {
+			continue
+		}
+		if s := c.DType.String(); !slices.Contains(dts, s) {
+			dts = append(dts, s)
+		}
+		for _, e := range c.Entries {
+			n, _ := e.Elems(0, 0)
+			perPos += n * int64(c.DType.Size())
+		}
+	}
+	if len(dts) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%s, %d B/position", strings.Join(dts, ", "), perPos)
 }
 
 func human(n int64) string {

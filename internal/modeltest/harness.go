@@ -20,10 +20,23 @@ import (
 // with weights stored as dt and per-layer taps when taps is set (without
 // taps, values only taps read let more fusions apply), and loads it on the
 // CPU backend with opt. Both close with the test.
+//
+// The KV cache is f32 whatever dt (pioc's default stores it in bf16 for
+// bf16 engines): the goldens are transformers' f32 computation, matched
+// within 1e-4, and a bf16 cache rounds every cached K and V by up to 2^-9
+// relative, a deliberate departure that can even flip an MoE router's
+// choice. Tests of the bf16 cache build with BuildKV.
 func Build(t testing.TB, dir string, dt ir.DType, taps bool, opt cpu.Options) (*engine.Engine, *cpu.Backend) {
 	t.Helper()
+	return BuildKV(t, dir, dt, ir.F32, taps, opt)
+}
+
+// BuildKV is Build with the paged caches stored as kv (ir.DInvalid: pioc's
+// default, compiler.AutoKVDType).
+func BuildKV(t testing.TB, dir string, dt, kv ir.DType, taps bool, opt cpu.Options) (*engine.Engine, *cpu.Backend) {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "e.pio")
-	if _, err := compiler.Build(compiler.Options{Source: dir, Output: path, DType: dt, Check: true, Taps: taps}); err != nil {
+	if _, err := compiler.Build(compiler.Options{Source: dir, Output: path, DType: dt, KVDType: kv, Check: true, Taps: taps}); err != nil {
 		t.Fatal(err)
 	}
 	e, err := engine.Open(path, engine.OpenOptions{VerifyWeights: true})

@@ -126,26 +126,45 @@ func output(t *testing.T, be *cpu.Backend, name string) []float32 {
 // accumulates over two layers and a 48-wide reduction to about 1% of the
 // tensor scale; 3e-2 bounds that with margin while still catching any
 // real error (a wrong norm or rotation is off by O(1)).
+//
+// These use an f32 KV cache (modeltest.Build). The last case is the engine
+// pioc builds by default from a bf16 checkpoint, with a bf16 KV cache: every
+// cached K and V is rounded by up to 2^-9 relative (≈2e-3), each of the
+// three layers' attention reads them, and the rounding compounds to a few
+// 2^-9 of the tensor scale (measured: up to 6.3e-3); 2e-2, about 10·2^-9,
+// bounds that with margin and still catches an O(1) error (a wrong cache
+// slot, rotation or norm). The greedy continuation survives the rounding.
 var cases = []struct {
 	model  string
 	dtype  ir.DType
+	kv     ir.DType // KV cache dtype; ir.DInvalid: pioc's default (auto)
 	tol    float64
 	greedy bool // the greedy continuation must match exactly
 }{
-	{"qwen3-a", ir.F32, 1e-4, true},
-	{"qwen3-a", ir.BF16, 1e-4, true},
-	{"qwen3-b", ir.F32, 1e-4, true},
-	{"qwen3-b", ir.BF16, 3e-2, false},
+	{"qwen3-a", ir.F32, ir.F32, 1e-4, true},
+	{"qwen3-a", ir.BF16, ir.F32, 1e-4, true},
+	{"qwen3-b", ir.F32, ir.F32, 1e-4, true},
+	{"qwen3-b", ir.BF16, ir.F32, 3e-2, false},
+	{"qwen3-a", ir.BF16, ir.DInvalid, 2e-2, true},
 }
 
 func TestGolden(t *testing.T) {
 	for _, tc := range cases {
-		t.Run(fmt.Sprintf("%s/%v", tc.model, tc.dtype), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s/%v/kv=%s", tc.model, tc.dtype, kvName(tc.kv)), func(t *testing.T) {
 			g, err := golden.Load(tc.model)
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, be := build(t, g.Dir, tc.dtype)
+			e, be := modeltest.BuildKV(t, g.Dir, tc.dtype, tc.kv, true, geometry)
+			want := tc.kv
+			if want == ir.DInvalid {
+				want = ir.BF16 // pioc's default for a bf16 engine
+			}
+			for _, c := range e.Meta.Plan.Caches {
+				if c.DType != want {
+					t.Fatalf("%v cache of %v, want %v", c.Kind, c.DType, want)
+				}
+			}
 			for pi, p := range g.Prompts {
 				modeltest.CheckGolden(t, be, geometry, pi, p, tc.tol)
 			}
@@ -192,13 +211,29 @@ func abs(v float32) float32 {
 }
 
 // Decoding token by token through the paged cache (block size 4, so blocks
-// are crossed) gives the logits of one full forward, row by row.
+// are crossed) gives the logits of one full forward, row by row: with an
+// f32 cache, and with pioc's default bf16 engine and bf16 cache, where the
+// full forward reads the same rounded K/V through the cache.
 func TestIncrementalDecodeEqualsFullForward(t *testing.T) {
+	for _, c := range []struct{ dt, kv ir.DType }{{ir.F32, ir.F32}, {ir.BF16, ir.DInvalid}} {
+		t.Run(fmt.Sprintf("%v/kv=%s", c.dt, kvName(c.kv)), func(t *testing.T) { incrementalDecode(t, c.dt, c.kv) })
+	}
+}
+
+// kvName names a KV cache dtype in subtest names; ir.DInvalid is pioc's auto.
+func kvName(dt ir.DType) string {
+	if dt == ir.DInvalid {
+		return "auto"
+	}
+	return dt.String()
+}
+
+func incrementalDecode(t *testing.T, dt, kv ir.DType) {
 	g, err := golden.Load("qwen3-a")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, be := build(t, g.Dir, ir.F32)
+	_, be := modeltest.BuildKV(t, g.Dir, dt, kv, true, geometry)
 	p := g.Prompts[len(g.Prompts)-1]
 	fullForward(t, be, p.IDs)
 	full := slices.Clone(output(t, be, "logits"))

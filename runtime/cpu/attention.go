@@ -12,7 +12,8 @@ import (
 // and query head h (kv head h/(Hq/Hkv)), scores positions 0..pos of the
 // token's sequence from the cache: s = (q·k)·scale in f32, softmax in f32
 // after subtracting the max (the sum of the exponentials accumulated in f64
-// and rounded to f32), y = Σ p·v accumulated in f32.
+// and rounded to f32), y = Σ p·v accumulated in f32. A bf16 cache holds k
+// and v rounded to nearest even; the arithmetic is the same (kvPool).
 type attentionK struct {
 	b       *Backend
 	q, k, v tensor
@@ -20,7 +21,7 @@ type attentionK struct {
 	hq, hkv int
 	d, dv   int
 	scale   float32
-	kc, vc  []float32 // the cache pools: [NumBlocks·BlockSize, Hkv, D] and [.., Hkv, Dv]
+	kc, vc  kvPool // the cache pools: [NumBlocks·BlockSize, Hkv, D] and [.., Hkv, Dv]
 }
 
 func (k *attentionK) exec(b *Backend) error {
@@ -29,8 +30,8 @@ func (k *attentionK) exec(b *Backend) error {
 	for t := 0; t < b.t; t++ {
 		pos := int(bt.Positions[t])
 		slot := int(bt.Seqs[bt.SeqOfToken[t]].Blocks[pos/bs])*bs + pos%bs
-		copy(k.kc[slot*kr:(slot+1)*kr], k.k.f32[t*kr:(t+1)*kr])
-		copy(k.vc[slot*vr:(slot+1)*vr], k.v.f32[t*vr:(t+1)*vr])
+		k.kc.put(slot*kr, k.k.f32[t*kr:(t+1)*kr])
+		k.vc.put(slot*vr, k.v.f32[t*vr:(t+1)*vr])
 	}
 	n := b.t * k.hq
 	b.pool.do(k, n, b.pool.grainFor(n, 1))
@@ -54,7 +55,7 @@ func (k *attentionK) run(lo, hi, w int) {
 		for j := range scores {
 			slot := int(blocks[j/bs])*bs + j%bs
 			off := (slot*k.hkv + kvh) * d
-			s := dot(q, k.kc[off:off+d]) * k.scale
+			s := k.kc.dot(q, off) * k.scale
 			scores[j] = s
 			m = max(m, s)
 		}
@@ -71,11 +72,7 @@ func (k *attentionK) run(lo, hi, w int) {
 		for j, e := range scores {
 			p := e * inv
 			slot := int(blocks[j/bs])*bs + j%bs
-			off := (slot*k.hkv + kvh) * dv
-			vr := k.vc[off : off+dv]
-			for c, x := range vr {
-				acc[c] += p * x
-			}
+			k.vc.axpy(acc, p, (slot*k.hkv+kvh)*dv)
 		}
 		copy(k.y[(t*k.hq+h)*dv:(t*k.hq+h+1)*dv], acc)
 	}

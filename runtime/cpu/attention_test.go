@@ -2,10 +2,12 @@ package cpu
 
 import (
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/inference-pio/pio/ir"
 	"github.com/inference-pio/pio/runtime"
+	"github.com/inference-pio/pio/runtime/cpu/kern"
 )
 
 // layer is a tiny Qwen3-style attention block: embedding, RMSNorm, q/k/v
@@ -22,7 +24,11 @@ func newLayer() *layer {
 	return &layer{V: 29, H: 24, Hq: 4, Hkv: 2, D: 8, Dv: 6, theta: 10000, ws: newWeightSet(11)}
 }
 
-func (l *layer) plan(t testing.TB, dt ir.DType) *ir.Plan {
+// plan builds the block with weights of dtype dt and an f32 KV cache.
+func (l *layer) plan(t testing.TB, dt ir.DType) *ir.Plan { return l.planKV(t, dt, ir.F32) }
+
+// planKV builds the block with weights of dtype dt and a KV cache of dtype kv.
+func (l *layer) planKV(t testing.TB, dt, kv ir.DType) *ir.Plan {
 	b := ir.NewBuilder("layer")
 	ws := l.ws
 	tok := b.Input("tokens", ir.I32, ir.T)
@@ -38,7 +44,7 @@ func (l *layer) plan(t testing.TB, dt ir.DType) *ir.Plan {
 	k = b.RMSNorm(k, ws.add(b, "kn", dt, 1, ir.Dim(l.D)), 1e-6, false)
 	ro := ir.RoPEOpts{Theta: l.theta, RotaryDims: l.D, Style: "neox"}
 	q, k = b.RoPE(q, pos, ro), b.RoPE(k, pos, ro)
-	c := b.Cache(ir.CacheSpec{Kind: ir.CacheKV, DType: dt, Entries: []ir.Shape{ir.Sh(ir.Dim(l.Hkv), ir.Dim(l.D)), ir.Sh(ir.Dim(l.Hkv), ir.Dim(l.Dv))}})
+	c := b.Cache(ir.CacheSpec{Kind: ir.CacheKV, DType: kv, Entries: []ir.Shape{ir.Sh(ir.Dim(l.Hkv), ir.Dim(l.D)), ir.Sh(ir.Dim(l.Hkv), ir.Dim(l.Dv))}})
 	a := b.Attention(q, k, v, c, 1/math.Sqrt(float64(l.D)))
 	o := b.MatMul(b.Reshape(a, ir.T, ir.Dim(l.Hq*l.Dv)), ws.add(b, "wo", dt, sc, ir.Dim(l.H), ir.Dim(l.Hq*l.Dv)))
 	out := b.Add(x, o)
@@ -49,7 +55,11 @@ func (l *layer) plan(t testing.TB, dt ir.DType) *ir.Plan {
 
 // reference returns the block's output at every position of one sequence,
 // in float64.
-func (l *layer) reference(tokens []int32) [][]float64 {
+func (l *layer) reference(tokens []int32) [][]float64 { return l.referenceKV(tokens, false) }
+
+// referenceKV is reference with, when bf16, every cached k and v value
+// (after norm and RoPE) rounded to bfloat16 as a bf16 cache stores it.
+func (l *layer) referenceKV(tokens []int32, bf16 bool) [][]float64 {
 	w := func(n string) []float64 { return l.ws.f64(n) }
 	x := l.ws.rows("emb", tokens)
 	n := len(tokens)
@@ -78,6 +88,13 @@ func (l *layer) reference(tokens []int32) [][]float64 {
 		headNorm(ks[i], l.Hkv, l.D, w("kn"))
 		rope(qs[i], l.Hq, float64(i))
 		rope(ks[i], l.Hkv, float64(i))
+		if bf16 {
+			for _, r := range [][]float64{ks[i], vs[i]} {
+				for c, x := range r {
+					r[c] = float64(kern.BF16(toBF16(float32(x))))
+				}
+			}
+		}
 	}
 	out := make([][]float64, n)
 	g := l.Hq / l.Hkv
@@ -259,23 +276,104 @@ func TestLowPrecisionLayer(t *testing.T) {
 	}
 }
 
-// TestStepDoesNotAllocate checks the hot path.
+// TestStepDoesNotAllocate checks the hot path, with an f32 and a bf16 KV
+// cache.
 func TestStepDoesNotAllocate(t *testing.T) {
-	l := newLayer()
-	p := l.plan(t, ir.F32)
-	be := newBackend(t, p, l.ws.weights(p), Options{BlockSize: 4, NumBlocks: 8, Threads: 3})
-	if got, want := int64(len(be.arena))*4, p.ArenaPerT*512+p.ArenaFixed; got != want {
-		t.Errorf("arena of %d bytes, want %d", got, want)
-	}
-	prefill := makeBatch(chunk{[]int32{2, 3, 4}, 0, randTokens(l.ws.rng, 9, l.V)})
-	decode := makeBatch(chunk{[]int32{2, 3, 4}, 9, []int32{5}}, chunk{[]int32{0, 1}, 0, []int32{1, 2, 3}})
-	for name, bt := range map[string]*runtime.Batch{"prefill": prefill, "decode": decode} {
-		if n := testing.AllocsPerRun(20, func() {
-			if err := be.Step(bt); err != nil {
-				t.Fatal(err)
+	for _, kv := range []ir.DType{ir.F32, ir.BF16} {
+		l := newLayer()
+		p := l.planKV(t, ir.F32, kv)
+		be := newBackend(t, p, l.ws.weights(p), Options{BlockSize: 4, NumBlocks: 8, Threads: 3})
+		if got, want := int64(len(be.arena))*4, p.ArenaPerT*512+p.ArenaFixed; got != want {
+			t.Errorf("arena of %d bytes, want %d", got, want)
+		}
+		prefill := makeBatch(chunk{[]int32{2, 3, 4}, 0, randTokens(l.ws.rng, 9, l.V)})
+		decode := makeBatch(chunk{[]int32{2, 3, 4}, 9, []int32{5}}, chunk{[]int32{0, 1}, 0, []int32{1, 2, 3}})
+		for name, bt := range map[string]*runtime.Batch{"prefill": prefill, "decode": decode} {
+			if n := testing.AllocsPerRun(20, func() {
+				if err := be.Step(bt); err != nil {
+					t.Fatal(err)
+				}
+			}); n != 0 {
+				t.Errorf("%v kv cache, %s: Step allocates %v times", kv, name, n)
 			}
-		}); n != 0 {
-			t.Errorf("%s: Step allocates %v times", name, n)
+		}
+	}
+}
+
+// A paged cache in a dtype the backend does not store is an error at New.
+func TestKVCacheDTypeRejected(t *testing.T) {
+	l := newLayer()
+	p := l.planKV(t, ir.F32, ir.F16)
+	if _, err := New(p, l.ws.weights(p), Options{BlockSize: 4, NumBlocks: 8}); err == nil || !strings.Contains(err.Error(), "f32 or bf16") {
+		t.Errorf("f16 kv cache: got %v", err)
+	}
+}
+
+// TestBF16KVCache: a bf16 KV cache takes half the bytes of an f32 one, and
+// the block through it equals the float64 reference whose cached k and v
+// are rounded to bfloat16 (to the f32 bound, tol), through a prefill, a
+// decode step of two sequences and one token at a time; the unrounded
+// reference is further off, by the 2^-9 relative rounding of k and v.
+func TestBF16KVCache(t *testing.T) {
+	l := newLayer()
+	p32, p16 := l.planKV(t, ir.F32, ir.F32), l.planKV(t, ir.F32, ir.BF16)
+	opt := Options{BlockSize: 4, NumBlocks: 8, Threads: 3}
+	be32, be16 := newBackend(t, p32, l.ws.weights(p32), opt), newBackend(t, p16, l.ws.weights(p16), opt)
+	want32 := int64(opt.NumBlocks*opt.BlockSize*l.Hkv*(l.D+l.Dv)) * 4
+	if got := be32.caches[0].bytes(); got != want32 {
+		t.Errorf("f32 cache: %d bytes, want %d", got, want32)
+	}
+	if got := be16.caches[0].bytes(); got != want32/2 || len(be16.caches[0].entries) != 0 {
+		t.Errorf("bf16 cache: %d bytes (%d f32 entries), want %d", got, len(be16.caches[0].entries), want32/2)
+	}
+
+	a := randTokens(l.ws.rng, 9, l.V)
+	c := randTokens(l.ws.rng, 6, l.V)
+	ba, bc := []int32{3, 1, 4}, []int32{0, 6}
+	ra, rc := l.referenceKV(a, true), l.referenceKV(c, true)
+	step(t, be16, makeBatch(chunk{ba, 0, a[:7]}, chunk{bc, 0, c[:5]}))
+	got, _ := output(t, be16, "hidden")
+	if e := maxRel(got, flat(append(ra[:7:7], rc[:5]...))); e > tol {
+		t.Errorf("prefill: max relative error %.3g > %g vs the bf16-rounded reference", e, tol)
+	}
+	unrounded := append(l.reference(a)[:7:7], l.reference(c)[:5]...)
+	if e := maxRel(got, flat(unrounded)); e <= tol {
+		t.Errorf("prefill: within %g of the unrounded reference (%.3g): is the cache rounding?", tol, e)
+	}
+	step(t, be16, makeBatch(chunk{ba, 7, a[7:9]}, chunk{bc, 5, c[5:6]}))
+	got, _ = output(t, be16, "hidden")
+	if e := maxRel(got, flat([][]float64{ra[7], ra[8], rc[5]})); e > tol {
+		t.Errorf("decode: max relative error %.3g > %g", e, tol)
+	}
+
+	// One token per step through the bf16 cache gives the one-step prefill.
+	one := newBackend(t, p16, l.ws.weights(p16), opt)
+	var inc []float32
+	for i := range a {
+		step(t, one, makeBatch(chunk{ba, int32(i), a[i : i+1]}))
+		o, _ := output(t, one, "hidden")
+		inc = append(inc, o...)
+	}
+	if e := maxRel(inc, flat(ra)); e > tol {
+		t.Errorf("one token per step: max relative error %.3g > %g", e, tol)
+	}
+}
+
+func TestToBF16(t *testing.T) {
+	for _, c := range []struct {
+		in   uint32
+		want uint16
+	}{
+		{0x3f800000, 0x3f80}, // 1
+		{0x3f808000, 0x3f80}, // tie, even below
+		{0x3f818000, 0x3f82}, // tie, even above
+		{0x3f808001, 0x3f81}, // above the tie
+		{0xbf807fff, 0xbf80}, // below the tie, negative
+		{0x7f7fffff, 0x7f80}, // overflow to +Inf
+		{0x7f800001, 0x7fc0}, // NaN stays NaN
+	} {
+		if got := toBF16(math.Float32frombits(c.in)); got != c.want {
+			t.Errorf("toBF16(%#08x) = %#04x, want %#04x", c.in, got, c.want)
 		}
 	}
 }

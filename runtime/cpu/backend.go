@@ -103,12 +103,14 @@ type Backend struct {
 
 var _ runtime.Backend = (*Backend)(nil)
 
-// cache is the storage of one ir.CacheSpec: one f32 pool per entry, of
+// cache is the storage of one ir.CacheSpec: one pool per entry, of
 // NumBlocks·BlockSize positions (paged kinds) or MaxSeqs slots (state kinds).
-// Whatever the spec's dtype, the reference backend keeps caches in f32.
+// A paged cache is stored in its dtype, f32 (entries) or bf16 (b16; see
+// kvPool); state caches are kept in f32 whatever the spec's dtype.
 type cache struct {
 	spec    ir.CacheSpec
 	entries [][]float32
+	b16     [][]uint16
 }
 
 // scratch is one worker's private memory, sized at New.
@@ -116,6 +118,7 @@ type scratch struct {
 	w        []float32 // matmul: nTile decoded weight rows
 	scores   []float32 // attention: one score per cached position
 	acc      []float32 // attention: one output head
+	kv       []float32 // qkv_attention: one roped k head before it is cached
 	cos, sin []float32 // rope: one token's angles
 }
 
@@ -305,9 +308,17 @@ func (b *Backend) allocCaches() error {
 	for i, spec := range b.plan.Caches {
 		c := cache{spec: spec}
 		slots := int64(o.MaxSeqs)
+		bf16 := false
 		if spec.Kind.Paged() {
 			slots = int64(o.NumBlocks) * int64(o.BlockSize)
 			b.paged = true
+			switch spec.DType {
+			case ir.F32:
+			case ir.BF16:
+				bf16 = true
+			default:
+				return fmt.Errorf("cpu: cache %d (%v, layer %d): dtype %v is not supported (paged caches are f32 or bf16)", i, spec.Kind, spec.Layer, spec.DType)
+			}
 		} else {
 			b.state = true
 		}
@@ -316,7 +327,11 @@ func (b *Backend) allocCaches() error {
 			if !ok || n > (1<<50)/slots {
 				return fmt.Errorf("cpu: cache %d (%v, layer %d): entry %v is too large", i, spec.Kind, spec.Layer, e)
 			}
-			c.entries = append(c.entries, make([]float32, slots*n))
+			if bf16 {
+				c.b16 = append(c.b16, make([]uint16, slots*n))
+			} else {
+				c.entries = append(c.entries, make([]float32, slots*n))
+			}
 		}
 		b.caches = append(b.caches, c)
 	}
@@ -446,7 +461,7 @@ func buildAttention(b *Backend, s ir.Step, y tensor) (kernel, error) {
 		b: b, q: q, k: kk, v: v, y: y.f32,
 		hq: int(q.shape[1]), hkv: int(hkv), d: int(d), dv: int(dv),
 		scale: float32(s.Attrs.Float("scale", 0)),
-		kc:    c.entries[0], vc: c.entries[1],
+		kc:    c.pool(0), vc: c.pool(1),
 	}, nil
 }
 

@@ -313,12 +313,15 @@ func buildQKVAttention(b *Backend, s ir.Step, y tensor) (kernel, error) {
 		if len(sc.acc) < k.dv {
 			sc.acc = make([]float32, k.dv)
 		}
+		if len(sc.kv) < d {
+			sc.kv = make([]float32, d)
+		}
 		if len(sc.cos) < len(k.inv) {
 			sc.cos, sc.sin = make([]float32, len(k.inv)), make([]float32, len(k.inv))
 		}
 	}
 	k.att = attentionK{b: b, y: y.f32, hq: k.hq, hkv: k.hkv, d: d, dv: k.dv,
-		scale: float32(s.Attrs.Float("scale", 0)), kc: c.entries[0], vc: c.entries[1]}
+		scale: float32(s.Attrs.Float("scale", 0)), kc: c.pool(0), vc: c.pool(1)}
 	return k, nil
 }
 
@@ -371,11 +374,12 @@ func (k *qkvAttentionK) run(lo, hi, w int) {
 			k.head(row[h*k.dq:h*k.dq+d], k.q[(t*hq+h)*d:(t*hq+h+1)*d], k.qn, cos, sin)
 		}
 		slot := int(bt.Seqs[bt.SeqOfToken[t]].Blocks[pos/bs])*bs + pos%bs
+		kh := sc.kv[:d]
 		for h := 0; h < hkv; h++ {
-			dst := k.att.kc[(slot*hkv+h)*d : (slot*hkv+h+1)*d]
-			k.head(row[kOff+h*d:kOff+(h+1)*d], dst, k.kn, cos, sin)
+			k.head(row[kOff+h*d:kOff+(h+1)*d], kh, k.kn, cos, sin)
+			k.att.kc.put((slot*hkv+h)*d, kh)
 		}
-		copy(k.att.vc[slot*hkv*k.dv:(slot+1)*hkv*k.dv], row[vOff:vOff+hkv*k.dv])
+		k.att.vc.put(slot*hkv*k.dv, row[vOff:vOff+hkv*k.dv])
 	}
 }
 

@@ -20,7 +20,8 @@ type blockOpts struct {
 	rotary     int    // rotary dims (< D: partial RoPE)
 	dv         int    // value head dim (D when 0)
 	qkNorm     bool
-	gate       bool // Qwen3-Next gated attention: q_proj rows per head [query | gate]
+	gate       bool     // Qwen3-Next gated attention: q_proj rows per head [query | gate]
+	kv         ir.DType // KV cache dtype (f32 when unset)
 }
 
 // fusedBlock builds one decoder block (attention with GQA, SwiGLU MLP,
@@ -54,7 +55,11 @@ func fusedBlock(t *testing.T, ws *weightSet, o blockOpts, fuse bool) *ir.Plan {
 	if o.qkNorm {
 		qn, kn = ws.add(b, "qn", dt, 1, D), ws.add(b, "kn", dt, 1, D)
 	}
-	c := b.Cache(ir.CacheSpec{Kind: ir.CacheKV, DType: ir.F32, Entries: []ir.Shape{ir.Sh(Hkv, D), ir.Sh(Hkv, ir.Dim(dv))}})
+	kv := o.kv
+	if kv == ir.DInvalid {
+		kv = ir.F32
+	}
+	c := b.Cache(ir.CacheSpec{Kind: ir.CacheKV, DType: kv, Entries: []ir.Shape{ir.Sh(Hkv, D), ir.Sh(Hkv, ir.Dim(dv))}})
 	ro := ir.RoPEOpts{Theta: 10000, RotaryDims: o.rotary, Style: o.style}
 	scale := 1 / math.Sqrt(D)
 	var a *ir.Value
@@ -153,6 +158,9 @@ func TestFusedKernelsMatchUnfused(t *testing.T) {
 		{dt: ir.F32, style: "interleaved", rotary: 4, dv: 6, unitOffset: true},
 		{dt: ir.F32, style: "neox", rotary: 4, qkNorm: true, gate: true, unitOffset: true},
 		{dt: ir.BF16, style: "interleaved", rotary: 8, gate: true},
+		{dt: ir.BF16, style: "neox", rotary: 8, qkNorm: true, kv: ir.BF16},
+		{dt: ir.F32, style: "interleaved", rotary: 4, dv: 6, kv: ir.BF16},
+		{dt: ir.BF16, style: "neox", rotary: 4, qkNorm: true, gate: true, kv: ir.BF16},
 	} {
 		t.Run(fmt.Sprintf("%+v", o), func(t *testing.T) {
 			ws := newWeightSet(7)
@@ -287,10 +295,11 @@ func TestMoERoutedMatchesUnfused(t *testing.T) {
 	}
 }
 
-// Steps of fused plans allocate nothing either.
+// Steps of fused plans allocate nothing either (bf16 KV cache: the k heads
+// go through per-worker scratch).
 func TestFusedStepDoesNotAllocate(t *testing.T) {
 	ws := newWeightSet(9)
-	o := blockOpts{dt: ir.BF16, style: "neox", rotary: 8, qkNorm: true}
+	o := blockOpts{dt: ir.BF16, style: "neox", rotary: 8, qkNorm: true, kv: ir.BF16}
 	p := fusedBlock(t, ws, o, true)
 	be := newBackend(t, p, planWeights(ws, p), Options{BlockSize: 4, NumBlocks: 16, Threads: 3, MaxTokens: 32})
 	prefill := makeBatch(chunk{[]int32{2, 3, 4}, 0, randTokens(ws.rng, 9, 29)})

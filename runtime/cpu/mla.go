@@ -142,7 +142,8 @@ func (k *headMatMulK) run(lo, hi, w int) {
 // sequence: s = (q_lat·c_kv[j] + q_rope·k_rope[j])·scale in f32, softmax in
 // f32 (max subtracted, the sum accumulated in f64), o = Σ p·c_kv[j]. One
 // latent entry serves all heads, so the cache holds R+Dr values per token
-// and layer whatever the head count.
+// and layer whatever the head count. A bf16 cache holds c_kv and k_rope
+// rounded to nearest even; the arithmetic is the same (kvPool).
 type mlaAttentionK struct {
 	b            *Backend
 	qLat, qRope  tensor
@@ -150,7 +151,7 @@ type mlaAttentionK struct {
 	y            []float32
 	heads, r, dr int
 	scale        float32
-	cc, kc       []float32 // cache pools: [NumBlocks·BlockSize, R] and [.., Dr]
+	cc, kc       kvPool // cache pools: [NumBlocks·BlockSize, R] and [.., Dr]
 }
 
 func buildMLAAttention(b *Backend, s ir.Step, y tensor) (kernel, error) {
@@ -176,7 +177,7 @@ func buildMLAAttention(b *Backend, s ir.Step, y tensor) (kernel, error) {
 	}
 	return &mlaAttentionK{b: b, qLat: ql, qRope: qr, ckv: ckv, kRope: kr, y: y.f32,
 		heads: int(ql.shape[1]), r: int(r), dr: int(dr), scale: float32(s.Attrs.Float("scale", 0)),
-		cc: c.entries[0], kc: c.entries[1]}, nil
+		cc: c.pool(0), kc: c.pool(1)}, nil
 }
 
 func (k *mlaAttentionK) exec(b *Backend) error {
@@ -184,8 +185,8 @@ func (k *mlaAttentionK) exec(b *Backend) error {
 	for t := 0; t < b.t; t++ {
 		pos := int(bt.Positions[t])
 		slot := int(bt.Seqs[bt.SeqOfToken[t]].Blocks[pos/bs])*bs + pos%bs
-		copy(k.cc[slot*k.r:(slot+1)*k.r], k.ckv.f32[t*k.r:(t+1)*k.r])
-		copy(k.kc[slot*k.dr:(slot+1)*k.dr], k.kRope.f32[t*k.dr:(t+1)*k.dr])
+		k.cc.put(slot*k.r, k.ckv.f32[t*k.r:(t+1)*k.r])
+		k.kc.put(slot*k.dr, k.kRope.f32[t*k.dr:(t+1)*k.dr])
 	}
 	n := b.t * k.heads
 	b.pool.do(k, n, b.pool.grainFor(n, 1))
@@ -207,7 +208,7 @@ func (k *mlaAttentionK) run(lo, hi, w int) {
 		m := float32(math.Inf(-1))
 		for j := range scores {
 			slot := int(blocks[j/bs])*bs + j%bs
-			s := (kern.Dot(ql, k.cc[slot*r:(slot+1)*r]) + kern.Dot(qr, k.kc[slot*dr:(slot+1)*dr])) * k.scale
+			s := (k.cc.dot(ql, slot*r) + k.kc.dot(qr, slot*dr)) * k.scale
 			scores[j] = s
 			m = max(m, s)
 		}
@@ -224,9 +225,7 @@ func (k *mlaAttentionK) run(lo, hi, w int) {
 		for j, e := range scores {
 			p := e * inv
 			slot := int(blocks[j/bs])*bs + j%bs
-			for c, x := range k.cc[slot*r : (slot+1)*r] {
-				acc[c] += p * x
-			}
+			k.cc.axpy(acc, p, slot*r)
 		}
 		copy(k.y[i*r:(i+1)*r], acc)
 	}
