@@ -95,15 +95,16 @@ cuda-check:
 	$(GO) test ./codegen/cuda ./compiler ./runtime/cuda
 
 # GPU check, in two halves. gpu-check-prep (here: Go and nvcc) builds static
-# binaries and the golden models' CUDA engines into $(GPUCHECK); gpu-check
-# runs scripts/gpu-check.sh on a machine with a GPU (no Go, no network: carry
-# $(GPUCHECK) there). See scripts/gpu-check.sh.
+# binaries, the golden models' CUDA engines and the GEMM benchmark's kernels
+# into $(GPUCHECK); gpu-check runs scripts/gpu-check.sh on a machine with a
+# GPU (no Go, no network: carry $(GPUCHECK) there). See scripts/gpu-check.sh.
 GPUCHECK ?= build/gpucheck
 gpu-check-prep:
 	rm -rf $(GPUCHECK) && mkdir -p $(GPUCHECK)/engines
 	$(GOFLAGS_STATIC) $(GO) build -trimpath -ldflags='-s -w' -o $(GPUCHECK)/pioc ./cmd/pioc
 	$(GOFLAGS_STATIC) $(GO) test -c -trimpath -ldflags='-s -w' -o $(GPUCHECK)/cuda.test ./runtime/cuda
 	$(GOFLAGS_STATIC) $(GO) build -trimpath -ldflags='-s -w' -o $(GPUCHECK)/randckpt ./cmd/internal/randckpt
+	PIO_GEMM_KERNELS_OUT=$(GPUCHECK)/gemm $(GPUCHECK)/cuda.test -test.run 'TestGemmBenchKernels$$' || exit 1
 	for m in qwen3-a qwen3-b qwen3moe glm4moelite; do for dt in f32 bf16; do \
 		$(GPUCHECK)/pioc build testdata/tiny/$$m -o $(GPUCHECK)/engines/$$m.$$dt.pio --dtype $$dt --target cuda -q || exit 1; \
 	done; done

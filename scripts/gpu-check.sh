@@ -9,8 +9,12 @@
 #   2. compute-sanitizer memcheck and racecheck over a few steps (if present);
 #   3. benchmarks of random-weight engines of Qwen3-0.6B's and Qwen3-4B's
 #      shapes at batch 1 and 64 (needs nvcc here to compile their kernels):
-#      decode tok/s, TTFT, inter-token latency, % of the HBM roofline.
-# It ends with a table. Budget: under 8 minutes on an H100.
+#      decode tok/s, TTFT, inter-token latency, % of the HBM roofline;
+#   4. the GEMM benchmark: our generated matmul kernels against cuBLASLt
+#      (bf16 × bf16 → f32) for Qwen3-0.6B's and Qwen3-4B's layer shapes at
+#      M = 1, 16, 64, 512, if libcublasLt is found ($PIO_CUBLASLT, the
+#      loader's path, /usr/local/cuda, pip wheels; under a minute).
+# It ends with tables. Budget: under 9 minutes on an H100.
 #
 # On a lent machine (the device tool), after `make gpu-check-prep` here:
 #   run  command: sh scripts/gpu-check.sh build/gpucheck   carry: ["build/gpucheck"]
@@ -90,6 +94,24 @@ if [ -n "$bench" ]; then
 	tail -30 "$W/bench.log"
 fi
 
+# 4. GEMM: generated kernels vs cuBLASLt (kernels prebuilt into $D/gemm).
+gemm=""
+if grep -q 'skipping: no GPU' "$W/golden.log"; then
+	row "GEMM vs cuBLASLt" "skipped: no GPU"
+else
+	echo "== GEMM: generated kernels vs cuBLASLt"
+	if ! PIO_GEMM_KERNELS="$D/gemm" timeout 90 "$D/cuda.test" -test.run 'TestGPUGemmBench$' -test.v >"$W/gemm.log" 2>&1; then
+		row "GEMM vs cuBLASLt" "FAIL (see log above)"
+		status=1
+	elif grep -q -- '--- SKIP' "$W/gemm.log"; then
+		row "GEMM vs cuBLASLt" "SKIPPED: $(grep -m1 'skipping' "$W/gemm.log" | sed 's/^ *//' | cut -c1-120)"
+	else
+		row "GEMM vs cuBLASLt" "PASS"
+	fi
+	grep -Ev '^GEMM' "$W/gemm.log" | tail -15
+	grep -q '^GEMM ' "$W/gemm.log" && gemm=1
+fi
+
 echo
 echo "== summary"
 cat "$summary"
@@ -98,5 +120,9 @@ if [ -n "$bench" ]; then
 	echo "engine | batch | TTFT ms | ITL ms | decode tok/s | % HBM roofline | copy GB/s | device"
 	echo "--- | --- | --- | --- | --- | --- | --- | ---"
 	grep '^BENCH ' "$W/bench.log" | sed 's/^BENCH //'
+fi
+if [ -n "$gemm" ]; then
+	echo
+	grep -E '^GEMM ' "$W/gemm.log" | sed 's/^GEMM //'
 fi
 exit $status

@@ -55,6 +55,11 @@ type driver struct {
 	cuGraphExecDestroy        func(exec uintptr) result
 	cuGraphDestroy            func(graph uintptr) result
 	cuGetErrorString          func(r result, s **byte) result
+	cuEventCreate             func(e *uintptr, flags uint32) result
+	cuEventRecord             func(e uintptr, stream uintptr) result
+	cuEventSynchronize        func(e uintptr) result
+	cuEventElapsedTime        func(ms *float32, start, end uintptr) result
+	cuEventDestroy            func(e uintptr) result
 }
 
 // symbol binds one exported driver symbol to a field of driver. Versioned
@@ -99,6 +104,13 @@ var driverSymbols = []symbol{
 	{"cuGraphExecDestroy", func(d *driver) any { return &d.cuGraphExecDestroy }},
 	{"cuGraphDestroy", func(d *driver) any { return &d.cuGraphDestroy }},
 	{"cuGetErrorString", func(d *driver) any { return &d.cuGetErrorString }},
+	// Events time kernels (gemm_bench_test.go). cuEventElapsedTime is bound
+	// unversioned: its _v2 needs a 12.8 driver.
+	{"cuEventCreate", func(d *driver) any { return &d.cuEventCreate }},
+	{"cuEventRecord", func(d *driver) any { return &d.cuEventRecord }},
+	{"cuEventSynchronize", func(d *driver) any { return &d.cuEventSynchronize }},
+	{"cuEventElapsedTime", func(d *driver) any { return &d.cuEventElapsedTime }},
+	{"cuEventDestroy_v2", func(d *driver) any { return &d.cuEventDestroy }},
 }
 
 // libcudaNames are tried in order.

@@ -3,6 +3,7 @@
 // generated .cu with emu.h, and a launch runs the kernel's blocks one after
 // another, each thread a fiber. Only what the backend calls is here.
 #include <dlfcn.h>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -259,6 +260,21 @@ CUresult cuGraphDestroy(void* g) {
   delete (graph*)g;
   return 0;
 }
+// An event is the host time it was recorded at: launches run synchronously.
+CUresult cuEventCreate(void** e, unsigned) { *e = new double(-1); return 0; }
+CUresult cuEventRecord(void* e, void*) {
+  if (capturing) return 900;
+  *(double*)e = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  return 0;
+}
+CUresult cuEventSynchronize(void*) { return 0; }
+CUresult cuEventElapsedTime(float* ms, void* a, void* b) {
+  double t0 = *(double*)a, t1 = *(double*)b;
+  if (t0 < 0 || t1 < 0) return 600;  // CUDA_ERROR_NOT_READY: never recorded
+  *ms = (float)(t1 - t0);
+  return 0;
+}
+CUresult cuEventDestroy_v2(void* e) { delete (double*)e; return 0; }
 CUresult cuGetErrorString(CUresult r, const char** s) {
   static char buf[64];
   snprintf(buf, sizeof buf, "fakecuda error %d", r);
