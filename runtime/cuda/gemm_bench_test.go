@@ -413,7 +413,7 @@ func TestGPUGemmBench(t *testing.T) {
 		t.Skipf("skipping: %v", err)
 	}
 	t.Logf("cuBLASLt: %s", lt.path)
-	fmt.Printf("GEMM cuBLASLt %s; ours reads x as f32, cuBLASLt as bf16 (conversion not timed); L2 flushed before each run, median of 9 runs after 3\n\n", lt.path)
+	fmt.Printf("GEMM cuBLASLt %s; ours reads x as f32, cuBLASLt as bf16 (conversion not timed); L2 flushed before each run, median of 9 runs after 3\nGEMM \n", lt.path)
 	fmt.Printf("GEMM %s\nGEMM %s\n", gemmHeader, strings.TrimSuffix(strings.Repeat("--- | ", strings.Count(gemmHeader, "|")+1), " | "))
 	for _, mod := range gemmModels {
 		p, err := gemmPlan(mod)
