@@ -80,7 +80,7 @@ func expand(data []byte) []byte {
 // FuzzMetadata fuzzes the FlatBuffer decoder and the checks after it
 // directly, without the header and checksum in the way.
 func FuzzMetadata(f *testing.F) {
-	for _, p := range []*Metadata{testMeta(tinyPlan()), testMeta(richPlan())} {
+	for _, p := range []*Metadata{testMeta(tinyPlan()), testMeta(richPlan()), stagedMeta(testKernels(), testKernels())} {
 		entries, _, err := layoutWeights(specsFor(p.Plan))
 		if err != nil {
 			f.Fatal(err)
