@@ -102,8 +102,9 @@ type Backend struct {
 	argmax   uintptr // the argmax kernel, 0 if none
 	argOut   uint64  // argmax results: i32[MaxTokens]
 	outputs  map[string]int
-	host     map[int][]float32
-	graphs   map[int][2]uintptr // decode T -> graph, exec
+	host     map[int][]float32      // output buffer -> its host copy
+	pinned   map[int]unsafe.Pointer // output buffer -> page-locked memory behind host
+	graphs   map[int][2]uintptr     // decode T -> graph, exec
 	pinner   goruntime.Pinner
 
 	vocab        int
@@ -209,7 +210,7 @@ func New(p *ir.Plan, weights []Weight, k *engine.Kernels, opt Options) (_ *Backe
 	}
 	goruntime.LockOSThread()
 	defer goruntime.UnlockOSThread()
-	b := &Backend{d: d, plan: p, opt: opt, kern: k, launches: ls, outputs: map[string]int{}, host: map[int][]float32{},
+	b := &Backend{d: d, plan: p, opt: opt, kern: k, launches: ls, outputs: map[string]int{}, host: map[int][]float32{}, pinned: map[int]unsafe.Pointer{},
 		hostValid: map[int]bool{}, graphs: map[int][2]uintptr{}}
 	defer func() {
 		if err != nil {
@@ -566,24 +567,42 @@ func (b *Backend) Output(name string) ([]float32, []int, error) {
 		}
 	}
 	n, _ := buf.Shape.Elems(int64(b.t), int64(b.s))
-	h := b.host[i]
-	if int64(cap(h)) < n {
-		h = make([]float32, n) // grows to the largest step seen, not MaxTokens rows of logits
-		b.host[i] = h
-	}
-	h = h[:n]
 	if !b.hostValid[i] && n > 0 {
 		goruntime.LockOSThread()
 		defer goruntime.UnlockOSThread()
 		if err := b.d.check(b.d.cuCtxSetCurrent(b.ctx), "cuCtxSetCurrent"); err != nil {
 			return nil, nil, err
 		}
+		if int64(cap(b.host[i])) < n {
+			b.growHost(i, n)
+		}
+	}
+	h := b.host[i][:n]
+	if !b.hostValid[i] && n > 0 {
 		if err := b.d.check(b.d.cuMemcpyDtoH(unsafe.Pointer(&h[0]), b.a.buffers[i], uint64(4*n)), "download "+name); err != nil {
 			return nil, nil, err
 		}
 		b.hostValid[i] = true
 	}
 	return h, shape, nil
+}
+
+// growHost replaces output i's host buffer by one of n floats: page-locked
+// (cuMemAllocHost), so downloads run at full bus speed without a staging
+// copy — logits are S·vocab floats each step — or, if the driver refuses,
+// Go memory. It grows to the largest step seen, not MaxTokens rows.
+func (b *Backend) growHost(i int, n int64) {
+	if p, ok := b.pinned[i]; ok {
+		b.d.cuMemFreeHost(p)
+		delete(b.pinned, i)
+	}
+	var p unsafe.Pointer
+	if b.d.cuMemAllocHost(&p, uint64(4*n)) == 0 && p != nil {
+		b.pinned[i] = p
+		b.host[i] = unsafe.Slice((*float32)(p), n)
+		return
+	}
+	b.host[i] = make([]float32, n)
 }
 
 // Argmax returns the greedy token of each logits row of the last Step,
@@ -646,6 +665,9 @@ func (b *Backend) Close() error {
 	for _, p := range b.allocs {
 		d.cuMemFree(p)
 	}
+	for _, p := range b.pinned {
+		d.cuMemFreeHost(p)
+	}
 	if b.mod != 0 {
 		d.cuModuleUnload(b.mod)
 	}
@@ -656,6 +678,6 @@ func (b *Backend) Close() error {
 		d.cuDevicePrimaryCtxRelease(b.dev)
 	}
 	b.pinner.Unpin()
-	b.allocs, b.graphs, b.launches, b.host = nil, nil, nil, nil
+	b.allocs, b.graphs, b.launches, b.host, b.pinned = nil, nil, nil, nil, nil
 	return nil
 }

@@ -35,6 +35,8 @@ type driver struct {
 	cuCtxSynchronize          func() result
 	cuMemAlloc                func(p *uint64, size uint64) result
 	cuMemFree                 func(p uint64) result
+	cuMemAllocHost            func(p *unsafe.Pointer, size uint64) result
+	cuMemFreeHost             func(p unsafe.Pointer) result
 	cuMemGetInfo              func(free, total *uint64) result
 	cuMemcpyHtoD              func(dst uint64, src unsafe.Pointer, n uint64) result
 	cuMemcpyDtoH              func(dst unsafe.Pointer, src uint64, n uint64) result
@@ -84,6 +86,8 @@ var driverSymbols = []symbol{
 	{"cuCtxSynchronize", func(d *driver) any { return &d.cuCtxSynchronize }},
 	{"cuMemAlloc_v2", func(d *driver) any { return &d.cuMemAlloc }},
 	{"cuMemFree_v2", func(d *driver) any { return &d.cuMemFree }},
+	{"cuMemAllocHost_v2", func(d *driver) any { return &d.cuMemAllocHost }},
+	{"cuMemFreeHost", func(d *driver) any { return &d.cuMemFreeHost }},
 	{"cuMemGetInfo_v2", func(d *driver) any { return &d.cuMemGetInfo }},
 	{"cuMemcpyHtoD_v2", func(d *driver) any { return &d.cuMemcpyHtoD }},
 	{"cuMemcpyDtoH_v2", func(d *driver) any { return &d.cuMemcpyDtoH }},

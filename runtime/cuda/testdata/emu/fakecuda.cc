@@ -163,6 +163,19 @@ CUresult cuMemAlloc_v2(uint64_t* p, uint64_t n) {
   return 0;
 }
 CUresult cuMemFree_v2(uint64_t p) { free((void*)p); return 0; }
+static int fake_host_allocs;  // pinned host buffers live, for the tests
+int fake_host_allocs_live() { return fake_host_allocs; }
+CUresult cuMemAllocHost_v2(void** p, uint64_t n) {
+  *p = aligned_alloc(4096, (n + 4095) / 4096 * 4096);
+  if (!*p) return 2;
+  fake_host_allocs++;
+  return 0;
+}
+CUresult cuMemFreeHost(void* p) {
+  free(p);
+  fake_host_allocs--;
+  return 0;
+}
 CUresult cuMemGetInfo_v2(uint64_t* f, uint64_t* t) { *f = *t = 1ull << 34; return 0; }
 CUresult cuMemcpyHtoD_v2(uint64_t d, const void* s, uint64_t n) { memcpy((void*)d, s, n); return 0; }
 CUresult cuMemcpyDtoH_v2(void* d, uint64_t s, uint64_t n) { memcpy(d, (void*)s, n); return 0; }
