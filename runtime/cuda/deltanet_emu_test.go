@@ -30,7 +30,8 @@ func deltaNetBackends(t *testing.T, gxx string, dt ir.DType, noFuse bool) (*Back
 		t.Fatal(err)
 	}
 	path := filepath.Join(t.TempDir(), "e.pio")
-	if _, err := compiler.Build(compiler.Options{Source: g.Dir, Output: path, DType: dt, NoFuse: noFuse}); err != nil {
+	// An f32 KV cache: see emuBackends.
+	if _, err := compiler.Build(compiler.Options{Source: g.Dir, Output: path, DType: dt, KVDType: ir.F32, NoFuse: noFuse}); err != nil {
 		t.Fatal(err)
 	}
 	e, err := engine.Open(path, engine.OpenOptions{})

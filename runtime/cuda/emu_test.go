@@ -118,15 +118,25 @@ func emuKernels(t *testing.T, gxx string, p *ir.Plan) *engine.Kernels {
 }
 
 // emuBackends builds a golden model's engine and returns the emulated
-// CUDA backend and the CPU backend over it.
+// CUDA backend and the CPU backend over it. The KV cache is f32 whatever
+// dt: parity within 1e-4 needs both backends to cache the same values, and
+// a bf16 cache rounds K/V each backend computed in its own summation order
+// (kvcache_emu_test.go tests bf16 caches).
 func emuBackends(t *testing.T, gxx, model string, dt ir.DType, noFuse bool) (*Backend, *cpu.Backend, *golden.Model, *engine.Engine) {
+	t.Helper()
+	return emuBackendsKV(t, gxx, model, dt, ir.F32, noFuse)
+}
+
+// emuBackendsKV is emuBackends with the paged caches stored as kv
+// (ir.DInvalid: pioc's default).
+func emuBackendsKV(t *testing.T, gxx, model string, dt, kv ir.DType, noFuse bool) (*Backend, *cpu.Backend, *golden.Model, *engine.Engine) {
 	t.Helper()
 	g, err := golden.Load(model)
 	if err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(t.TempDir(), "e.pio")
-	if _, err := compiler.Build(compiler.Options{Source: g.Dir, Output: path, DType: dt, NoFuse: noFuse}); err != nil {
+	if _, err := compiler.Build(compiler.Options{Source: g.Dir, Output: path, DType: dt, KVDType: kv, NoFuse: noFuse}); err != nil {
 		t.Fatal(err)
 	}
 	e, err := engine.Open(path, engine.OpenOptions{})

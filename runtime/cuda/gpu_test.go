@@ -47,7 +47,8 @@ func cudaEngine(t *testing.T, model string, dt ir.DType) *engine.Engine {
 			t.Fatal(err)
 		}
 		path = filepath.Join(t.TempDir(), "e.pio")
-		if _, err := compiler.Build(compiler.Options{Source: g.Dir, Output: path, DType: dt, Target: compiler.TargetCUDA}); err != nil {
+		// An f32 KV cache: see emuBackends.
+		if _, err := compiler.Build(compiler.Options{Source: g.Dir, Output: path, DType: dt, KVDType: ir.F32, Target: compiler.TargetCUDA}); err != nil {
 			t.Fatal(err)
 		}
 	}
