@@ -98,6 +98,8 @@ cuda-check:
 # binaries, the golden models' CUDA engines and the GEMM benchmark's kernels
 # into $(GPUCHECK); gpu-check runs scripts/gpu-check.sh on a machine with a
 # GPU (no Go, no network: carry $(GPUCHECK) there). See scripts/gpu-check.sh.
+# The golden engines keep an f32 KV cache (--kv-dtype f32), as TestGPUGolden
+# builds them: it checks parity with transformers and the CPU backend.
 GPUCHECK ?= build/gpucheck
 gpu-check-prep:
 	rm -rf $(GPUCHECK) && mkdir -p $(GPUCHECK)/engines
@@ -106,7 +108,7 @@ gpu-check-prep:
 	$(GOFLAGS_STATIC) $(GO) build -trimpath -ldflags='-s -w' -o $(GPUCHECK)/randckpt ./cmd/internal/randckpt
 	PIO_GEMM_KERNELS_OUT=$(GPUCHECK)/gemm $(GPUCHECK)/cuda.test -test.run 'TestGemmBenchKernels$$' || exit 1
 	for m in qwen3-a qwen3-b qwen3moe glm4moelite; do for dt in f32 bf16; do \
-		$(GPUCHECK)/pioc build testdata/tiny/$$m -o $(GPUCHECK)/engines/$$m.$$dt.pio --dtype $$dt --target cuda -q || exit 1; \
+		$(GPUCHECK)/pioc build testdata/tiny/$$m -o $(GPUCHECK)/engines/$$m.$$dt.pio --dtype $$dt --kv-dtype f32 --target cuda -q || exit 1; \
 	done; done
 	@du -sh $(GPUCHECK)
 

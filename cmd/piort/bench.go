@@ -418,7 +418,7 @@ func vocabOf(p *ir.Plan) int {
 // bytesPerToken estimates the bytes one batch-1 decode step reads at
 // context ctx: every weight a step other than an embedding reads, in full;
 // one row of a table only embeddings read; and the K/V cache entries of
-// ctx positions (f32 in the CPU backend).
+// ctx positions, in the caches' dtype.
 func bytesPerToken(p *ir.Plan, ctx int) int64 {
 	full := make([]bool, len(p.Weights))
 	row := make([]bool, len(p.Weights))
@@ -451,7 +451,7 @@ func bytesPerToken(p *ir.Plan, ctx int) int64 {
 		}
 		for _, e := range c.Entries {
 			elems, _ := e.Elems(0, 0)
-			n += elems * 4 * int64(ctx)
+			n += elems * int64(c.DType.Size()) * int64(ctx)
 		}
 	}
 	return n
