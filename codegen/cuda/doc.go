@@ -12,6 +12,12 @@
 // (decode or prefill, a range of T). runtime/cuda executes that table;
 // nothing in it names a model.
 //
+// A matmul_q step (quant.go: weights quantized int8, int4 or fp8 with
+// group-wise scales) has two kernels: up to WarpMaxRows rows, a GEMV with a
+// warp per output column that loads the codes as 16-byte vectors, several
+// in flight per lane, and decodes them in registers; above, a 64×64 tile
+// that decodes 32-deep slices of W into shared memory as f32.
+//
 // Compile (nvcc.go) turns a module into one image per target architecture
 // (sm_80, sm_89, sm_90a cubins and compute_90 PTX for newer GPUs), in
 // parallel, cached by content hash under the user cache directory.
