@@ -14,6 +14,9 @@
 // RMSNorm's sum of squares and softmax's sum of exponentials accumulate in
 // f64; RoPE angles, cos and sin are f32 as in transformers. Within these
 // limits the results match a float64 reference to about 1e-6 relative.
+// Paged caches are stored in their plan dtype: f32, or bf16 (pioc's default
+// for bf16 engines), rounded to nearest even when written and widened
+// exactly when read (kv.go).
 //
 // What it is not: it is not fast (no SIMD, no quantized kernels), it does not
 // schedule requests or allocate cache blocks (runtime/kvcache does), and it
