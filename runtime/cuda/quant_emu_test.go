@@ -235,7 +235,8 @@ func TestEmulatedQuantShapes(t *testing.T) {
 }
 
 // TestEmulatedF8Decode: the generated fp8 decoder gives kern.F8's bits for
-// every one of the 256 codes (subnormals, ±0 and the NaN codes included).
+// every one of the 256 codes (subnormals, ±0 and the NaN codes included),
+// and every non-NaN code its E4M3 value.
 func TestEmulatedF8Decode(t *testing.T) {
 	gxx := useFakeDriver(t) // the module resolves the emulator's symbols
 	b := ir.NewBuilder("f8")
@@ -282,6 +283,22 @@ extern "C" void pio_test_dq_fp8(unsigned w, float* out) { pio_dq_fp8(w, out); }
 	for c := range 256 {
 		if want := kern.F8(byte(c)); math.Float32bits(got[c]) != math.Float32bits(want) {
 			t.Errorf("code %#02x: decoded %g (%#08x), kern.F8 %g (%#08x)", c, got[c], math.Float32bits(got[c]), want, math.Float32bits(want))
+		}
+		// And the E4M3 definition, subnormals (e = 0) included; the NaN
+		// codes are left to kern.F8's convention.
+		e, m := (c>>3)&15, c&7
+		if c&0x7f == 0x7f {
+			continue
+		}
+		def := math.Ldexp(1+float64(m)/8, e-7)
+		if e == 0 {
+			def = math.Ldexp(float64(m)/8, -6)
+		}
+		if c&0x80 != 0 {
+			def = -def
+		}
+		if float64(got[c]) != def || math.Signbit(float64(got[c])) != (c&0x80 != 0) {
+			t.Errorf("code %#02x: decoded %g, E4M3 says %g", c, got[c], def)
 		}
 	}
 	// The word decoder takes bytes in little-endian order.
