@@ -110,6 +110,7 @@ gpu-check-prep:
 	for m in qwen3-a qwen3-b qwen3moe glm4moelite; do for dt in f32 bf16; do \
 		$(GPUCHECK)/pioc build testdata/tiny/$$m -o $(GPUCHECK)/engines/$$m.$$dt.pio --dtype $$dt --kv-dtype f32 --target cuda -q || exit 1; \
 	done; done
+	$(GPUCHECK)/pioc build testdata/tiny/qwen3-a -o $(GPUCHECK)/engines/qwen3-a.bf16.default.pio --dtype bf16 --target cuda -q
 	@du -sh $(GPUCHECK)
 
 gpu-check:

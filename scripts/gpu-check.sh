@@ -5,7 +5,8 @@
 # golden models); run from the repository root (the tests read testdata/).
 #
 #   1. the golden models on the GPU against transformers and the CPU backend
-#      (logits, greedy decoding with and without CUDA graphs, batched decode);
+#      (logits, greedy decoding with and without CUDA graphs, batched decode,
+#      the default bf16-KV engine served by the scheduler);
 #   2. compute-sanitizer memcheck and racecheck over a few steps (if present);
 #   3. benchmarks of random-weight engines of Qwen3-0.6B's and Qwen3-4B's
 #      shapes at batch 1 and 64 (needs nvcc here to compile their kernels):
@@ -38,7 +39,7 @@ fi
 
 # 1. Goldens and CPU parity.
 echo "== golden models on the GPU"
-if ! PIO_CUDA_ENGINES="$D/engines" timeout 180 "$D/cuda.test" -test.run 'TestGPU(Golden|BatchedDecode)$' -test.v >"$W/golden.log" 2>&1; then
+if ! PIO_CUDA_ENGINES="$D/engines" timeout 180 "$D/cuda.test" -test.run 'TestGPU(Golden|BatchedDecode|Serve)$' -test.v >"$W/golden.log" 2>&1; then
 	row "goldens + CPU parity" "FAIL (see log above)"
 	status=1
 elif grep -q -- '--- SKIP' "$W/golden.log"; then
@@ -50,6 +51,10 @@ fi
 grep -E '^(=== RUN|--- |    |ok|FAIL|PASS)' "$W/golden.log" | head -80
 
 # 2. compute-sanitizer.
+# compute-sanitizer ships with the CUDA toolkit, often off PATH.
+for dir in "${CUDA_HOME:-/usr/local/cuda}/bin" /usr/local/cuda/bin; do
+	command -v compute-sanitizer >/dev/null 2>&1 || { [ -x "$dir/compute-sanitizer" ] && PATH="$PATH:$dir"; }
+done
 if command -v compute-sanitizer >/dev/null 2>&1; then
 	for tool in memcheck racecheck; do
 		echo "== compute-sanitizer --tool $tool"

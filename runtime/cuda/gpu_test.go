@@ -18,6 +18,7 @@ import (
 	"github.com/inference-pio/pio/runtime/cpu"
 	"github.com/inference-pio/pio/runtime/engine"
 	"github.com/inference-pio/pio/runtime/kvcache"
+	"github.com/inference-pio/pio/runtime/scheduler"
 )
 
 // The GPU tests need a CUDA driver and a GPU, and CUDA engines: built here
@@ -31,12 +32,20 @@ func needGPU(t *testing.T) {
 	}
 }
 
-// cudaEngine opens (building if need be) the CUDA engine of a golden model.
+// cudaEngine opens (building if need be) the CUDA engine of a golden model,
+// with an f32 KV cache for the parity checks.
 func cudaEngine(t *testing.T, model string, dt ir.DType) *engine.Engine {
+	t.Helper()
+	return cudaEngineKV(t, model, dt, ir.F32, "")
+}
+
+// cudaEngineKV is cudaEngine with the KV cache dtype (ir.DInvalid: pioc's
+// default) and the prebuilt file's suffix after the dtype.
+func cudaEngineKV(t *testing.T, model string, dt, kv ir.DType, suffix string) *engine.Engine {
 	t.Helper()
 	path := ""
 	if dir := os.Getenv("PIO_CUDA_ENGINES"); dir != "" {
-		path = filepath.Join(dir, fmt.Sprintf("%s.%v.pio", model, dt))
+		path = filepath.Join(dir, fmt.Sprintf("%s.%v%s.pio", model, dt, suffix))
 	}
 	if _, err := os.Stat(path); path == "" || err != nil {
 		if _, err := cg.FindNVCC(); err != nil {
@@ -47,8 +56,7 @@ func cudaEngine(t *testing.T, model string, dt ir.DType) *engine.Engine {
 			t.Fatal(err)
 		}
 		path = filepath.Join(t.TempDir(), "e.pio")
-		// An f32 KV cache: see emuBackends.
-		if _, err := compiler.Build(compiler.Options{Source: g.Dir, Output: path, DType: dt, KVDType: ir.F32, Target: compiler.TargetCUDA}); err != nil {
+		if _, err := compiler.Build(compiler.Options{Source: g.Dir, Output: path, DType: dt, KVDType: kv, Target: compiler.TargetCUDA}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -257,5 +265,86 @@ func TestGPUBench(t *testing.T) {
 				filepath.Base(path), b, r.TTFTms, r.ITLms, r.TokPerS, r.RooflinePct, r.CopyGBs, r.Device, r.Image)
 		}
 		e.Close()
+	}
+}
+
+// TestGPUServe: the engine users get by default (bf16 weights, bf16 KV
+// cache) served by the continuous-batching scheduler on the GPU (see
+// serveParity).
+func TestGPUServe(t *testing.T) {
+	needGPU(t)
+	g, err := golden.Load("qwen3-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := cudaEngineKV(t, "qwen3-a", ir.BF16, ir.DInvalid, ".default")
+	if c := e.Meta.Plan.Caches; len(c) == 0 || c[0].DType != ir.BF16 {
+		t.Fatalf("default engine's caches %+v: want bf16", c)
+	}
+	gpu, err := FromEngine(e, Options{MaxTokens: 64, NumBlocks: 128, BlockSize: 4, MaxSeqs: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gpu.Close()
+	ref, err := cpu.FromEngine(e, cpu.Options{MaxTokens: 64, NumBlocks: 128, BlockSize: 4, MaxSeqs: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Close()
+	serveParity(t, gpu, ref, g, 128, 4, 8)
+}
+
+// serveParity serves the golden prompts at once, twice, through the
+// continuous-batching scheduler on each backend — so decode runs batched
+// (through CUDA graphs), greedy tokens come from the backend's argmax and
+// the repeat hits the prefix cache — and checks that the CUDA backend gives
+// the CPU backend's tokens, and transformers' greedy continuation wherever
+// the CPU backend does.
+func serveParity(t *testing.T, gpu *Backend, ref runtime.Backend, g *golden.Model, blocks, bs, maxSeqs int) {
+	t.Helper()
+	serve := func(be runtime.Backend) [][]int32 {
+		s, err := scheduler.New(be, kvcache.NewAllocator(blocks, bs), scheduler.Config{MaxStepTokens: 64, MaxSeqs: maxSeqs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		var streams []*scheduler.Stream
+		for round := 0; round < 2; round++ {
+			for _, p := range g.Prompts {
+				st, err := s.Submit(context.Background(), scheduler.Request{Prompt: p.IDs, MaxTokens: len(p.Greedy)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				streams = append(streams, st)
+			}
+		}
+		var out [][]int32
+		for _, st := range streams {
+			var toks []int32
+			for {
+				rs, done, _, err := st.Next(context.Background(), nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, r := range rs {
+					toks = append(toks, r.Token)
+				}
+				if done {
+					break
+				}
+			}
+			out = append(out, toks)
+		}
+		return out
+	}
+	got, want := serve(gpu), serve(ref)
+	for i := range got {
+		p := g.Prompts[i%len(g.Prompts)]
+		if len(got[i]) != len(p.Greedy) || !slices.Equal(got[i], want[i]) {
+			t.Errorf("request %d: CUDA %v, CPU %v", i, got[i], want[i])
+		}
+		if slices.Equal(want[i], p.Greedy) && !slices.Equal(got[i], p.Greedy) {
+			t.Errorf("request %d: CUDA %v, transformers %v", i, got[i], p.Greedy)
+		}
 	}
 }
