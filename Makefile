@@ -111,6 +111,11 @@ gpu-check-prep:
 		$(GPUCHECK)/pioc build testdata/tiny/$$m -o $(GPUCHECK)/engines/$$m.$$dt.pio --dtype $$dt --kv-dtype f32 --target cuda -q || exit 1; \
 	done; done
 	$(GPUCHECK)/pioc build testdata/tiny/qwen3-a -o $(GPUCHECK)/engines/qwen3-a.bf16.default.pio --dtype bf16 --target cuda -q
+	$(GPUCHECK)/pioc build testdata/tiny/qwen3next/dense -o $(GPUCHECK)/engines/qwen3next-dense.f32.pio --dtype f32 --kv-dtype f32 --target cuda -q
+	for q in int8 int4 fp8; do \
+		$(GPUCHECK)/pioc build testdata/tiny/qwen3-a -o $(GPUCHECK)/engines/qwen3-a.$$q.pio --dtype f32 --kv-dtype f32 --quant $$q --target cuda -q || exit 1; \
+	done
+	$(GPUCHECK)/pioc build testdata/tiny/qwen3vl -o $(GPUCHECK)/engines/qwen3vl.bf16.pio --dtype bf16 --target cuda -q
 	@du -sh $(GPUCHECK)
 
 gpu-check:

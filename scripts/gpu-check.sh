@@ -6,7 +6,8 @@
 #
 #   1. the golden models on the GPU against transformers and the CPU backend
 #      (logits, greedy decoding with and without CUDA graphs, batched decode,
-#      the default bf16-KV engine served by the scheduler);
+#      the default bf16-KV engine served by the scheduler, Qwen3-Next,
+#      int8/int4/fp8 engines, Qwen3-VL's vision stage and text on the GPU);
 #   2. compute-sanitizer memcheck and racecheck over a few steps (if present);
 #   3. benchmarks of random-weight engines of Qwen3-0.6B's and Qwen3-4B's
 #      shapes at batch 1 and 64 (needs nvcc here to compile their kernels):
@@ -39,7 +40,7 @@ fi
 
 # 1. Goldens and CPU parity.
 echo "== golden models on the GPU"
-if ! PIO_CUDA_ENGINES="$D/engines" timeout 180 "$D/cuda.test" -test.run 'TestGPU(Golden|BatchedDecode|Serve)$' -test.v >"$W/golden.log" 2>&1; then
+if ! PIO_CUDA_ENGINES="$D/engines" timeout 180 "$D/cuda.test" -test.run 'TestGPU(Golden|BatchedDecode|Serve|OtherFamilies|VLGolden)$' -test.v >"$W/golden.log" 2>&1; then
 	row "goldens + CPU parity" "FAIL (see log above)"
 	status=1
 elif grep -q -- '--- SKIP' "$W/golden.log"; then

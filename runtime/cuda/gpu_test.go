@@ -43,9 +43,16 @@ func cudaEngine(t *testing.T, model string, dt ir.DType) *engine.Engine {
 // default) and the prebuilt file's suffix after the dtype.
 func cudaEngineKV(t *testing.T, model string, dt, kv ir.DType, suffix string) *engine.Engine {
 	t.Helper()
+	return cudaEngineOpt(t, model, fmt.Sprintf("%s.%v%s.pio", strings.ReplaceAll(model, "/", "-"), dt, suffix), compiler.Options{DType: dt, KVDType: kv})
+}
+
+// cudaEngineOpt opens file from $PIO_CUDA_ENGINES (make gpu-check-prep
+// builds them) or, with nvcc here, builds the golden model with opt.
+func cudaEngineOpt(t *testing.T, model, file string, opt compiler.Options) *engine.Engine {
+	t.Helper()
 	path := ""
 	if dir := os.Getenv("PIO_CUDA_ENGINES"); dir != "" {
-		path = filepath.Join(dir, fmt.Sprintf("%s.%v%s.pio", model, dt, suffix))
+		path = filepath.Join(dir, file)
 	}
 	if _, err := os.Stat(path); path == "" || err != nil {
 		if _, err := cg.FindNVCC(); err != nil {
@@ -56,7 +63,8 @@ func cudaEngineKV(t *testing.T, model string, dt, kv ir.DType, suffix string) *e
 			t.Fatal(err)
 		}
 		path = filepath.Join(t.TempDir(), "e.pio")
-		if _, err := compiler.Build(compiler.Options{Source: g.Dir, Output: path, DType: dt, KVDType: kv, Target: compiler.TargetCUDA}); err != nil {
+		opt.Source, opt.Output, opt.Target = g.Dir, path, compiler.TargetCUDA
+		if _, err := compiler.Build(opt); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -347,4 +355,76 @@ func serveParity(t *testing.T, gpu *Backend, ref runtime.Backend, g *golden.Mode
 			t.Errorf("request %d: CUDA %v, transformers %v", i, got[i], p.Greedy)
 		}
 	}
+}
+
+// TestGPUOtherFamilies: the tiny dense Qwen3-Next (DeltaNet conv and delta
+// rule, chunked over 64-token chunks and recurrent, gated attention, state
+// slots) and the quantized Qwen3s (int8, int4, fp8 matmul_q) give the CPU
+// backend's logits on the GPU for every golden prompt (1e-3) and its greedy
+// tokens through CUDA graphs.
+func TestGPUOtherFamilies(t *testing.T) {
+	needGPU(t)
+	for _, c := range []struct{ model, file, quant string }{
+		{"qwen3next/dense", "qwen3next-dense.f32.pio", ""},
+		{"qwen3-a", "qwen3-a.int8.pio", "int8"},
+		{"qwen3-a", "qwen3-a.int4.pio", "int4"},
+		{"qwen3-a", "qwen3-a.fp8.pio", "fp8"},
+	} {
+		t.Run(c.file, func(t *testing.T) {
+			g, err := golden.Load(c.model)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := cudaEngineOpt(t, c.model, c.file, compiler.Options{DType: ir.F32, KVDType: ir.F32, Quant: c.quant})
+			opt := Options{MaxTokens: 160, NumBlocks: 96, BlockSize: 4, MaxSeqs: 4}
+			gpu, err := FromEngine(e, opt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer gpu.Close()
+			ref, err := cpu.FromEngine(e, cpu.Options{MaxTokens: 160, NumBlocks: 96, BlockSize: 4, MaxSeqs: 4})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ref.Close()
+			for pi, p := range g.Prompts {
+				if len(p.IDs) > opt.MaxTokens {
+					continue
+				}
+				if e := golden.RelErr(forward(t, gpu, p.IDs), forward(t, ref, p.IDs)); e > 1e-3 {
+					t.Errorf("prompt %d (%d tokens): logits vs CPU backend: relative error %.3g", pi, len(p.IDs), e)
+				}
+			}
+			p := g.Prompts[len(g.Prompts)/2]
+			var toks [2][]int32
+			for i, be := range []runtime.Backend{gpu, ref} {
+				gen := runtime.NewGenerator(be, kvcache.NewAllocator(96, 4), 128)
+				toks[i], err = gen.Generate(context.Background(), p.IDs, runtime.GenerateOptions{MaxTokens: 8}, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			if !slices.Equal(toks[0], toks[1]) {
+				t.Errorf("greedy: CUDA %v, CPU %v", toks[0], toks[1])
+			}
+		})
+	}
+}
+
+// TestGPUVLGolden: Qwen3-VL's vision stage and text plan both on the GPU,
+// through pio, give transformers' greedy continuation of the two-image
+// prompt (see vlPioGolden).
+func TestGPUVLGolden(t *testing.T) {
+	needGPU(t)
+	path := filepath.Join(os.Getenv("PIO_CUDA_ENGINES"), "qwen3vl.bf16.pio")
+	if _, err := os.Stat(path); os.Getenv("PIO_CUDA_ENGINES") == "" || err != nil {
+		if _, err := cg.FindNVCC(); err != nil {
+			t.Skipf("skipping: no prebuilt engine in $PIO_CUDA_ENGINES and %v", err)
+		}
+		path = filepath.Join(t.TempDir(), "vl.pio")
+		if _, err := compiler.Build(compiler.Options{Source: tinyVLDir, Output: path, DType: ir.BF16, Target: compiler.TargetCUDA}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	vlPioGolden(t, path)
 }

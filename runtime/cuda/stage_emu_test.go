@@ -225,7 +225,14 @@ func (c countSteps) Step(b *runtime.Batch) error { *c.n++; return c.Backend.Step
 // of the two-image prompt is transformers'.
 func TestEmulatedVLGolden(t *testing.T) {
 	gxx := useFakeDriver(t)
-	path := cudaVLEngine(t, gxx, ir.BF16)
+	vlPioGolden(t, cudaVLEngine(t, gxx, ir.BF16))
+}
+
+// vlPioGolden loads the Qwen3-VL engine at path through pio with CUDA
+// backends for both plans and checks the greedy continuation of the
+// two-image golden prompt against transformers.
+func vlPioGolden(t *testing.T, path string) {
+	t.Helper()
 	steps := map[string]*int{}
 	factory := func(f *engine.Engine, sz pio.BackendSize) (runtime.Backend, error) {
 		b, err := StageFromEngine(f, sz.Stage, Options{MaxTokens: sz.MaxTokens, NumBlocks: sz.NumBlocks, BlockSize: sz.BlockSize, MaxSeqs: sz.MaxSeqs})
@@ -255,7 +262,7 @@ func TestEmulatedVLGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !slices.Equal(res.Tokens, want) {
-		t.Errorf("greedy on emulated CUDA %v, transformers %v", res.Tokens, want)
+		t.Errorf("greedy on CUDA %v, transformers %v", res.Tokens, want)
 	}
 	if *steps["vision"] != 1 || *steps[""] < len(want) {
 		t.Errorf("%d vision steps (want 1), %d text steps (want at least %d)", *steps["vision"], *steps[""], len(want))
