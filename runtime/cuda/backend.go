@@ -25,8 +25,10 @@ type Options struct {
 	// splits, which a captured graph launches whatever the context.
 	MaxContext int
 	// NoGraphs disables CUDA graphs (every launch goes through
-	// cuLaunchKernel); GraphSizes are the decode batch sizes captured as
-	// graphs on first use (default 1, 2, 4, 8, 16, 32, 64, 128, 256 up to MaxSeqs).
+	// cuLaunchKernel); GraphSizes are the decode batch sizes replayed as
+	// graphs, each captured on its first use (default every size from 1
+	// to min(MaxSeqs, 256): continuous batching's batch size changes step
+	// by step, and a size without a graph pays ~300 launches from the host).
 	NoGraphs   bool
 	GraphSizes []int
 }
@@ -54,7 +56,7 @@ func (o Options) withDefaults() (Options, error) {
 		o.MaxContext = o.NumBlocks * o.BlockSize
 	}
 	if o.GraphSizes == nil {
-		for n := 1; n <= 256 && n <= o.MaxSeqs; n *= 2 {
+		for n := 1; n <= 256 && n <= o.MaxSeqs; n++ {
 			o.GraphSizes = append(o.GraphSizes, n)
 		}
 	}

@@ -336,3 +336,21 @@ func TestCheckBatch(t *testing.T) {
 		t.Error("two logit rows accepted where the plan wants one per token")
 	}
 }
+
+// Every decode batch size up to min(MaxSeqs, 256) replays a graph by
+// default; explicit sizes and NoGraphs are kept.
+func TestGraphSizesDefault(t *testing.T) {
+	o, err := Options{MaxSeqs: 12}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(o.GraphSizes) != 12 || o.GraphSizes[0] != 1 || o.GraphSizes[11] != 12 {
+		t.Errorf("MaxSeqs 12: graph sizes %v, want 1..12", o.GraphSizes)
+	}
+	if o, _ = (Options{MaxSeqs: 1000, MaxTokens: 2048}).withDefaults(); len(o.GraphSizes) != 256 || o.GraphSizes[255] != 256 {
+		t.Errorf("MaxSeqs 1000: %d graph sizes, want 1..256", len(o.GraphSizes))
+	}
+	if o, _ = (Options{MaxSeqs: 8, GraphSizes: []int{4}}).withDefaults(); len(o.GraphSizes) != 1 {
+		t.Errorf("explicit sizes replaced: %v", o.GraphSizes)
+	}
+}
