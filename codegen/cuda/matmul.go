@@ -27,9 +27,13 @@ type mm struct {
 }
 
 // matmul handles matmul and fused_matmul: a GEMM y = x·Wᵀ with an optional
-// RMSNorm prologue, SwiGLU epilogue and residual add. Two kernels per step:
-// a warp-per-output GEMV for up to WarpMaxRows rows (decode), and a tiled
-// SIMT GEMM above.
+// RMSNorm prologue, SwiGLU epilogue and residual add. Two kernels per step,
+// with the same parameters: a warp-per-output GEMV for up to WarpMaxRows
+// rows (decode), and above it a tiled GEMM: on tensor cores (mma.go) when W
+// is bf16 with rows of a multiple of 8 elements, else the 64×64 SIMT f32
+// tile (any weight dtype, any K). Each computes in f32 to the CPU
+// backend's accuracy: the tensor-core kernel multiplies x split into two
+// bf16 terms.
 func (g *gen) matmul(step int, s ir.Step) error {
 	xdt, xsh := g.operand(s.Args[0])
 	wdt, wsh := g.operand(s.Args[1])
@@ -93,6 +97,12 @@ func (g *gen) matmul(step int, s ir.Step) error {
 	warp := g.kernel("matmul_warp", m.warpKernel(tr, warps))
 	g.launch(Launch{Step: step, Kernel: warp, Params: stdParams(m.nargs), Block: warps * 32, MaxRows: WarpMaxRows, Rows: rowsE,
 		Grid: [3]Expr{{Fixed: m.nOut, Div: warps}, {T: rowsE.T, S: rowsE.S, Fixed: rowsE.Fixed, Div: tr}, {Fixed: 1}}})
+	if m.mmaOK() {
+		mma := g.kernel("matmul_mma", m.mmaKernel())
+		g.launch(Launch{Step: step, Kernel: mma, Params: stdParams(m.nargs), Block: 256, MinRows: WarpMaxRows + 1, Rows: rowsE,
+			Grid: [3]Expr{{Fixed: m.nOut, Div: m.mmaCols()}, {T: rowsE.T, S: rowsE.S, Fixed: rowsE.Fixed, Div: mmaBM}, {Fixed: 1}}})
+		return nil
+	}
 	tile := g.kernel("matmul_tile", m.tileKernel())
 	g.launch(Launch{Step: step, Kernel: tile, Params: stdParams(m.nargs), Block: 256, MinRows: WarpMaxRows + 1, Rows: rowsE,
 		Grid: [3]Expr{{Fixed: m.nOut, Div: 64}, {T: rowsE.T, S: rowsE.S, Fixed: rowsE.Fixed, Div: 64}, {Fixed: 1}}})

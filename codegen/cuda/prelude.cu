@@ -20,15 +20,14 @@ __device__ __forceinline__ float pio_f32(pio_f16 v) {
 }
 
 __device__ __forceinline__ void pio_st(float* p, float v) { *p = v; }
-__device__ __forceinline__ void pio_st(pio_bf16* p, float v) {
-  unsigned u = __float_as_uint(v);
-  if ((u & 0x7fffffffu) > 0x7f800000u) {
-    p->x = (unsigned short)((u >> 16) | 0x40u);  // quiet NaN
-    return;
-  }
-  u += 0x7fffu + ((u >> 16) & 1u);  // round to nearest even
-  p->x = (unsigned short)(u >> 16);
+// pio_bf16_bits is the bf16 nearest v (ties to even) as bits; NaN stays a
+// (quiet) NaN.
+__device__ __forceinline__ unsigned pio_bf16_bits(float v) {
+  const unsigned u = __float_as_uint(v);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (u >> 16) | 0x40u;
+  return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
 }
+__device__ __forceinline__ void pio_st(pio_bf16* p, float v) { p->x = (unsigned short)pio_bf16_bits(v); }
 __device__ __forceinline__ void pio_st(pio_f16* p, float v) {
 #ifdef PIO_EMULATE
   p->x = pio_emu_f32_to_f16(v);
@@ -77,6 +76,73 @@ __device__ __forceinline__ void pio_ld8(const pio_f16* p, float o[8]) {
     o[2 * i] = pio_f32(lo);
     o[2 * i + 1] = pio_f32(hi);
   }
+}
+
+// pio_ld4 and pio_ld16 read 16 aligned bytes: four floats, or 16 bytes as
+// they are.
+__device__ __forceinline__ float4 pio_ld4(const float* p) {
+  PIO_ALIGNED16(p);
+  return *reinterpret_cast<const float4*>(p);
+}
+__device__ __forceinline__ uint4 pio_ld16(const void* p) {
+  PIO_ALIGNED16(p);
+  return *reinterpret_cast<const uint4*>(p);
+}
+// pio_lds4 reads four aligned words (of shared memory).
+__device__ __forceinline__ void pio_lds4(const unsigned* p, unsigned o[4]) {
+  PIO_ALIGNED16(p);
+  const uint4 v = *reinterpret_cast<const uint4*>(p);
+  o[0] = v.x; o[1] = v.y; o[2] = v.z; o[3] = v.w;
+}
+
+// pio_bf16x2_take returns the bf16 nearest a and b, packed as a pair with
+// a in the low half, and leaves in a and b what they lack (exact in f32; 0
+// when a bf16 is not finite). Three takes carry an f32's 24 bits.
+__device__ __forceinline__ unsigned pio_bf16x2_take(float& a, float& b) {
+  const unsigned ha = pio_bf16_bits(a), hb = pio_bf16_bits(b);
+  a = (ha & 0x7f80u) == 0x7f80u ? 0.f : a - __uint_as_float(ha << 16);
+  b = (hb & 0x7f80u) == 0x7f80u ? 0.f : b - __uint_as_float(hb << 16);
+  return ha | (hb << 16);
+}
+
+// pio_mma_bf16_16816 is one warp's d += A·B of
+// mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 (all 32 lanes call
+// it together). Fragments, as the PTX ISA lays them out (g = lane >> 2,
+// t = lane % 4; each word holds two bf16, the lower index in the low half):
+// A (16×16, row-major) a[0]: row g, cols 2t, 2t+1; a[1]: row g+8, same
+// cols; a[2], a[3]: rows g, g+8, cols 2t+8, 2t+9. B (16×8, k × n) b[0]:
+// rows (k) 2t, 2t+1 of col (n) g; b[1]: rows 2t+8, 2t+9. C/D (16×8 f32)
+// d[0], d[1]: row g, cols 2t, 2t+1; d[2], d[3]: row g+8.
+__device__ __forceinline__ void pio_mma_bf16_16816(float d[4], const unsigned a[4], const unsigned b[2]) {
+#ifdef PIO_EMULATE
+  // Gather A's rows g and g+8 and B's cols 2t and 2t+1 from the lanes that
+  // hold them, then sum the exact products in f32 in k order (the tensor
+  // cores' internal order and rounding differ within f32 accuracy).
+  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  float ar[2][16], bc[2][16];
+  for (int j = 0; j < 4; j++) {  // the lanes of threadID_in_group j
+    for (int r = 0; r < 4; r++) {
+      const unsigned v = __shfl_sync(0xffffffffu, a[r], g * 4 + j);  // row g + 8(r&1), cols 2j + 8(r>>1) + {0,1}
+      ar[r & 1][2 * j + 8 * (r >> 1)] = __uint_as_float(v << 16);
+      ar[r & 1][2 * j + 8 * (r >> 1) + 1] = __uint_as_float(v & 0xffff0000u);
+    }
+    for (int c = 0; c < 2; c++)
+      for (int r = 0; r < 2; r++) {
+        const unsigned v = __shfl_sync(0xffffffffu, b[r], (2 * t + c) * 4 + j);  // rows 2j + 8r + {0,1}, col 2t + c
+        bc[c][2 * j + 8 * r] = __uint_as_float(v << 16);
+        bc[c][2 * j + 8 * r + 1] = __uint_as_float(v & 0xffff0000u);
+      }
+  }
+  for (int i = 0; i < 4; i++) {
+    float s = d[i];
+    for (int k = 0; k < 16; k++) s = fmaf(ar[i >> 1][k], bc[i & 1][k], s);
+    d[i] = s;
+  }
+#else
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#endif
 }
 
 __device__ __forceinline__ float pio_warp_sum(float v) {

@@ -20,15 +20,14 @@ __device__ __forceinline__ float pio_f32(pio_f16 v) {
 }
 
 __device__ __forceinline__ void pio_st(float* p, float v) { *p = v; }
-__device__ __forceinline__ void pio_st(pio_bf16* p, float v) {
-  unsigned u = __float_as_uint(v);
-  if ((u & 0x7fffffffu) > 0x7f800000u) {
-    p->x = (unsigned short)((u >> 16) | 0x40u);  // quiet NaN
-    return;
-  }
-  u += 0x7fffu + ((u >> 16) & 1u);  // round to nearest even
-  p->x = (unsigned short)(u >> 16);
+// pio_bf16_bits is the bf16 nearest v (ties to even) as bits; NaN stays a
+// (quiet) NaN.
+__device__ __forceinline__ unsigned pio_bf16_bits(float v) {
+  const unsigned u = __float_as_uint(v);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (u >> 16) | 0x40u;
+  return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
 }
+__device__ __forceinline__ void pio_st(pio_bf16* p, float v) { p->x = (unsigned short)pio_bf16_bits(v); }
 __device__ __forceinline__ void pio_st(pio_f16* p, float v) {
 #ifdef PIO_EMULATE
   p->x = pio_emu_f32_to_f16(v);
@@ -77,6 +76,73 @@ __device__ __forceinline__ void pio_ld8(const pio_f16* p, float o[8]) {
     o[2 * i] = pio_f32(lo);
     o[2 * i + 1] = pio_f32(hi);
   }
+}
+
+// pio_ld4 and pio_ld16 read 16 aligned bytes: four floats, or 16 bytes as
+// they are.
+__device__ __forceinline__ float4 pio_ld4(const float* p) {
+  PIO_ALIGNED16(p);
+  return *reinterpret_cast<const float4*>(p);
+}
+__device__ __forceinline__ uint4 pio_ld16(const void* p) {
+  PIO_ALIGNED16(p);
+  return *reinterpret_cast<const uint4*>(p);
+}
+// pio_lds4 reads four aligned words (of shared memory).
+__device__ __forceinline__ void pio_lds4(const unsigned* p, unsigned o[4]) {
+  PIO_ALIGNED16(p);
+  const uint4 v = *reinterpret_cast<const uint4*>(p);
+  o[0] = v.x; o[1] = v.y; o[2] = v.z; o[3] = v.w;
+}
+
+// pio_bf16x2_take returns the bf16 nearest a and b, packed as a pair with
+// a in the low half, and leaves in a and b what they lack (exact in f32; 0
+// when a bf16 is not finite). Three takes carry an f32's 24 bits.
+__device__ __forceinline__ unsigned pio_bf16x2_take(float& a, float& b) {
+  const unsigned ha = pio_bf16_bits(a), hb = pio_bf16_bits(b);
+  a = (ha & 0x7f80u) == 0x7f80u ? 0.f : a - __uint_as_float(ha << 16);
+  b = (hb & 0x7f80u) == 0x7f80u ? 0.f : b - __uint_as_float(hb << 16);
+  return ha | (hb << 16);
+}
+
+// pio_mma_bf16_16816 is one warp's d += A·B of
+// mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 (all 32 lanes call
+// it together). Fragments, as the PTX ISA lays them out (g = lane >> 2,
+// t = lane % 4; each word holds two bf16, the lower index in the low half):
+// A (16×16, row-major) a[0]: row g, cols 2t, 2t+1; a[1]: row g+8, same
+// cols; a[2], a[3]: rows g, g+8, cols 2t+8, 2t+9. B (16×8, k × n) b[0]:
+// rows (k) 2t, 2t+1 of col (n) g; b[1]: rows 2t+8, 2t+9. C/D (16×8 f32)
+// d[0], d[1]: row g, cols 2t, 2t+1; d[2], d[3]: row g+8.
+__device__ __forceinline__ void pio_mma_bf16_16816(float d[4], const unsigned a[4], const unsigned b[2]) {
+#ifdef PIO_EMULATE
+  // Gather A's rows g and g+8 and B's cols 2t and 2t+1 from the lanes that
+  // hold them, then sum the exact products in f32 in k order (the tensor
+  // cores' internal order and rounding differ within f32 accuracy).
+  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  float ar[2][16], bc[2][16];
+  for (int j = 0; j < 4; j++) {  // the lanes of threadID_in_group j
+    for (int r = 0; r < 4; r++) {
+      const unsigned v = __shfl_sync(0xffffffffu, a[r], g * 4 + j);  // row g + 8(r&1), cols 2j + 8(r>>1) + {0,1}
+      ar[r & 1][2 * j + 8 * (r >> 1)] = __uint_as_float(v << 16);
+      ar[r & 1][2 * j + 8 * (r >> 1) + 1] = __uint_as_float(v & 0xffff0000u);
+    }
+    for (int c = 0; c < 2; c++)
+      for (int r = 0; r < 2; r++) {
+        const unsigned v = __shfl_sync(0xffffffffu, b[r], (2 * t + c) * 4 + j);  // rows 2j + 8r + {0,1}, col 2t + c
+        bc[c][2 * j + 8 * r] = __uint_as_float(v << 16);
+        bc[c][2 * j + 8 * r + 1] = __uint_as_float(v & 0xffff0000u);
+      }
+  }
+  for (int i = 0; i < 4; i++) {
+    float s = d[i];
+    for (int k = 0; k < 16; k++) s = fmaf(ar[i >> 1][k], bc[i & 1][k], s);
+    d[i] = s;
+  }
+#else
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#endif
 }
 
 __device__ __forceinline__ float pio_warp_sum(float v) {
@@ -166,67 +232,143 @@ extern "C" __global__ void __launch_bounds__(256) matmul_warp_d26745a90c(const f
   }
 }
 
-// matmul (rms_norm prologue), many rows: w pio_bf16[256, 64], 256 output columns; 64×64 tiles, 16-deep k slices, 4×4 outputs per thread.
-extern "C" __global__ void __launch_bounds__(256) matmul_tile_0ab054b9e0(const float* __restrict__ x, const pio_bf16* __restrict__ w, const pio_bf16* __restrict__ nw, float* __restrict__ y, int T, int S) {
+// matmul (rms_norm prologue), many rows, tensor cores: w pio_bf16[256, 64], 256 output columns; 64×128 block tiles, 32-deep k slices, mma.sync m16n8k16 bf16 on x split into 2 bf16 terms.
+extern "C" __global__ void __launch_bounds__(256) matmul_mma_85bf62a7aa(const float* __restrict__ x, const pio_bf16* __restrict__ w, const pio_bf16* __restrict__ nw, float* __restrict__ y, int T, int S) {
   constexpr long K = 64, NOUT = 256;
+  constexpr int NS = 2;  // k slices
   const long M = (1L * T);
-  __shared__ float xs[16][64 + 4];
-  __shared__ float ws[16][64 + 4];
+  // x's bf16 terms and W: [buffer]([term])[row][k pair] (bf16 pairs, low k in the low half)
+  __align__(16) __shared__ unsigned xs[2][2][64][16];
+  __align__(16) __shared__ unsigned ws[2][128][16];
   __shared__ float inv[64];
-  const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
-  const long m0 = (long)blockIdx.y * 64;
-  const long n0 = (long)blockIdx.x * 64;
-  for (int rr = tid >> 5; rr < 64; rr += 8) {
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
+  const int wm = warp >> 2, wn = warp & 3;  // warp tile: rows wm*32.., weight rows below
+  const long m0 = (long)blockIdx.y * 64, n0 = (long)blockIdx.x * 128;
+  for (int rr = warp; rr < 64; rr += 8) {
     float ss = 0.f;
     if (m0 + rr < M)
-      for (int c = tid & 31; c < K; c += 32) { const float v = x[(m0 + rr) * K + c]; ss = fmaf(v, v, ss); }
+      for (int c = lane; c < K; c += 32) { const float v = x[(m0 + rr) * K + c]; ss = fmaf(v, v, ss); }
     ss = pio_warp_sum(ss);
-    if ((tid & 31) == 0) inv[rr] = 1.0f / sqrtf(ss / 64.0f + 9.99999997e-07f);
+    if (lane == 0) inv[rr] = 1.0f / sqrtf(ss / 64.0f + 9.99999997e-07f);
   }
   __syncthreads();
-  float acc[4][4];
+  float4 xr[2];
+  uint4 wr[2];
+  float nr[2][4];
+  float acc[2][4][4];
 #pragma unroll
-  for (int i = 0; i < 4; i++)
+  for (int i = 0; i < 2; i++)
 #pragma unroll
-    for (int j = 0; j < 4; j++) { acc[i][j] = 0.f; }
-  for (long k0 = 0; k0 < K; k0 += 16) {
+    for (int j = 0; j < 4; j++)
 #pragma unroll
-    for (int i = 0; i < 4; i++) {
-      const int e = tid + i * 256, r = e >> 4, c = e & 15;
-      const long kk = k0 + c, gm = m0 + r, gn = n0 + r;
-      float xv = (gm < M && kk < K) ? x[gm * K + kk] : 0.f;
-      if (gm < M && kk < K) xv = __fmul_rn(__fmul_rn(xv, inv[r]), 0.0f + pio_f32(nw[kk]));
-      xs[c][r] = xv;
-      ws[c][r] = (gn < NOUT && kk < K) ? pio_f32(w[gn * K + kk]) : 0.f;
+      for (int c = 0; c < 4; c++) acc[i][j][c] = 0.f;
+  {
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+      const int e = tid + i * 256, r = e >> 3, c = (e & 7) * 4;  // x: 64 rows × 8 float4
+      const long gm = m0 + r, kk = c;
+      xr[i] = (gm < M && kk < K) ? pio_ld4(x + gm * K + kk) : float4{0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+      for (int q = 0; q < 4; q++) nr[i][q] = kk < K ? pio_f32(nw[kk + q]) : 0.f;
     }
-    __syncthreads();
 #pragma unroll
-    for (int kk = 0; kk < 16; kk++) {
-      float a[4], bw[4];
+    for (int i = 0; i < 2; i++) {
+      const int e = tid + i * 256, r = e >> 2, c = (e & 3) * 8;  // w: 128 rows × 4 vectors of 8
+      const long gn = n0 + r, kk = c, wrow = gn;
+      wr[i] = (gn < NOUT && kk < K) ? pio_ld16(w + wrow * K + kk) : uint4{0u, 0u, 0u, 0u};
+    }
 #pragma unroll
-      for (int i = 0; i < 4; i++) {
-        a[i] = xs[kk][ty * 4 + i];
-        bw[i] = ws[kk][tx * 4 + i];
+    for (int i = 0; i < 2; i++) {
+      const int e = tid + i * 256, r = e >> 3, c = (e & 7) * 2;
+      float v[4] = {xr[i].x, xr[i].y, xr[i].z, xr[i].w};
+#pragma unroll
+      for (int q = 0; q < 4; q++) v[q] = __fmul_rn(__fmul_rn(v[q], inv[r]), 0.0f + nr[i][q]);
+#pragma unroll
+      for (int p = 0; p < 2; p++) {
+        xs[0][p][r][c] = pio_bf16x2_take(v[0], v[1]);
+        xs[0][p][r][c + 1] = pio_bf16x2_take(v[2], v[3]);
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+      const int e = tid + i * 256;
+      *reinterpret_cast<uint4*>(&ws[0][e >> 2][(e & 3) * 4]) = wr[i];
+    }
+  }
+  __syncthreads();
+  for (int s = 0; s < NS; s++) {
+    const int B = s & 1;
+    if (s + 1 < NS) {
+#pragma unroll
+      for (int i = 0; i < 2; i++) {
+        const int e = tid + i * 256, r = e >> 3, c = (e & 7) * 4;  // x: 64 rows × 8 float4
+        const long gm = m0 + r, kk = (s + 1) * 32L + c;
+        xr[i] = (gm < M && kk < K) ? pio_ld4(x + gm * K + kk) : float4{0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+        for (int q = 0; q < 4; q++) nr[i][q] = kk < K ? pio_f32(nw[kk + q]) : 0.f;
       }
 #pragma unroll
-      for (int i = 0; i < 4; i++)
+      for (int i = 0; i < 2; i++) {
+        const int e = tid + i * 256, r = e >> 2, c = (e & 3) * 8;  // w: 128 rows × 4 vectors of 8
+        const long gn = n0 + r, kk = (s + 1) * 32L + c, wrow = gn;
+        wr[i] = (gn < NOUT && kk < K) ? pio_ld16(w + wrow * K + kk) : uint4{0u, 0u, 0u, 0u};
+      }
+    }
+    // Fragments (PTX ISA m16n8k16 layouts): A rows g, g+8 of each m tile, B row g of each n tile;
+    // words 4t..4t+3 of a row are k 8t..8t+7: words 0, 1 feed the first 16-deep step, 2, 3 the second.
+    unsigned bw[4][4];
 #pragma unroll
-        for (int j = 0; j < 4; j++) {
-          acc[i][j] = fmaf(a[i], bw[j], acc[i][j]);
+    for (int j = 0; j < 4; j++) pio_lds4(&ws[B][wn * 32 + j * 8 + g][4 * t], bw[j]);
+#pragma unroll
+    for (int p = 1; p >= 0; p--) {  // the smallest term first
+      unsigned a[2][2][4];
+#pragma unroll
+      for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) pio_lds4(&xs[B][p][wm * 32 + i * 16 + h * 8 + g][4 * t], a[i][h]);
+#pragma unroll
+      for (int ks = 0; ks < 2; ks++)
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+          const unsigned fa[4] = {a[i][0][2 * ks], a[i][1][2 * ks], a[i][0][2 * ks + 1], a[i][1][2 * ks + 1]};
+#pragma unroll
+          for (int j = 0; j < 4; j++) {
+            const unsigned fb[2] = {bw[j][2 * ks], bw[j][2 * ks + 1]};
+            pio_mma_bf16_16816(acc[i][j], fa, fb);
+          }
         }
+    }
+    if (s + 1 < NS) {
+#pragma unroll
+      for (int i = 0; i < 2; i++) {
+        const int e = tid + i * 256, r = e >> 3, c = (e & 7) * 2;
+        float v[4] = {xr[i].x, xr[i].y, xr[i].z, xr[i].w};
+#pragma unroll
+        for (int q = 0; q < 4; q++) v[q] = __fmul_rn(__fmul_rn(v[q], inv[r]), 0.0f + nr[i][q]);
+#pragma unroll
+        for (int p = 0; p < 2; p++) {
+          xs[B ^ 1][p][r][c] = pio_bf16x2_take(v[0], v[1]);
+          xs[B ^ 1][p][r][c + 1] = pio_bf16x2_take(v[2], v[3]);
+        }
+      }
+#pragma unroll
+      for (int i = 0; i < 2; i++) {
+        const int e = tid + i * 256;
+        *reinterpret_cast<uint4*>(&ws[B ^ 1][e >> 2][(e & 3) * 4]) = wr[i];
+      }
     }
     __syncthreads();
   }
 #pragma unroll
-  for (int i = 0; i < 4; i++) {
-    const long gm = m0 + ty * 4 + i;
-    if (gm >= M) continue;
+  for (int i = 0; i < 2; i++)
 #pragma unroll
-    for (int j = 0; j < 4; j++) {
-      const long gn = n0 + tx * 4 + j;
-      if (gn < NOUT) y[(gm) * 256L + (gn)] = acc[i][j];
-    }
-  }
+    for (int j = 0; j < 4; j++)
+#pragma unroll
+      for (int c = 0; c < 4; c++) {
+        const long gm = m0 + wm * 32 + i * 16 + g + (c >> 1) * 8;
+        const long gn = n0 + wn * 32 + j * 8 + 2 * t + (c & 1);
+        if (gm < M && gn < NOUT) y[(gm) * 256L + (gn)] = acc[i][j][c];
+      }
 }
 
 // qkv_prep: per token, 4 q and 2 k heads of dim 32: rms_norm (if weights), rope (neox, 32 channels); k, v (dim 32) into the cache float, q into y.
@@ -486,57 +628,125 @@ extern "C" __global__ void __launch_bounds__(256) matmul_warp_5872f9fb76(const f
   }
 }
 
-// matmul (+ residual), many rows: w pio_bf16[64, 128], 64 output columns; 64×64 tiles, 16-deep k slices, 4×4 outputs per thread.
-extern "C" __global__ void __launch_bounds__(256) matmul_tile_9e25535398(const float* __restrict__ x, const pio_bf16* __restrict__ w, const float* __restrict__ res, float* __restrict__ y, int T, int S) {
+// matmul (+ residual), many rows, tensor cores: w pio_bf16[64, 128], 64 output columns; 64×128 block tiles, 32-deep k slices, mma.sync m16n8k16 bf16 on x split into 2 bf16 terms.
+extern "C" __global__ void __launch_bounds__(256) matmul_mma_79142e4d83(const float* __restrict__ x, const pio_bf16* __restrict__ w, const float* __restrict__ res, float* __restrict__ y, int T, int S) {
   constexpr long K = 128, NOUT = 64;
+  constexpr int NS = 4;  // k slices
   const long M = (1L * T);
-  __shared__ float xs[16][64 + 4];
-  __shared__ float ws[16][64 + 4];
-  const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
-  const long m0 = (long)blockIdx.y * 64;
-  const long n0 = (long)blockIdx.x * 64;
-  float acc[4][4];
+  // x's bf16 terms and W: [buffer]([term])[row][k pair] (bf16 pairs, low k in the low half)
+  __align__(16) __shared__ unsigned xs[2][2][64][16];
+  __align__(16) __shared__ unsigned ws[2][128][16];
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
+  const int wm = warp >> 2, wn = warp & 3;  // warp tile: rows wm*32.., weight rows below
+  const long m0 = (long)blockIdx.y * 64, n0 = (long)blockIdx.x * 128;
+  float4 xr[2];
+  uint4 wr[2];
+  float acc[2][4][4];
 #pragma unroll
-  for (int i = 0; i < 4; i++)
+  for (int i = 0; i < 2; i++)
 #pragma unroll
-    for (int j = 0; j < 4; j++) { acc[i][j] = 0.f; }
-  for (long k0 = 0; k0 < K; k0 += 16) {
+    for (int j = 0; j < 4; j++)
 #pragma unroll
-    for (int i = 0; i < 4; i++) {
-      const int e = tid + i * 256, r = e >> 4, c = e & 15;
-      const long kk = k0 + c, gm = m0 + r, gn = n0 + r;
-      float xv = (gm < M && kk < K) ? x[gm * K + kk] : 0.f;
-      xs[c][r] = xv;
-      ws[c][r] = (gn < NOUT && kk < K) ? pio_f32(w[gn * K + kk]) : 0.f;
+      for (int c = 0; c < 4; c++) acc[i][j][c] = 0.f;
+  {
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+      const int e = tid + i * 256, r = e >> 3, c = (e & 7) * 4;  // x: 64 rows × 8 float4
+      const long gm = m0 + r, kk = c;
+      xr[i] = (gm < M && kk < K) ? pio_ld4(x + gm * K + kk) : float4{0.f, 0.f, 0.f, 0.f};
     }
-    __syncthreads();
 #pragma unroll
-    for (int kk = 0; kk < 16; kk++) {
-      float a[4], bw[4];
+    for (int i = 0; i < 2; i++) {
+      const int e = tid + i * 256, r = e >> 2, c = (e & 3) * 8;  // w: 128 rows × 4 vectors of 8
+      const long gn = n0 + r, kk = c, wrow = gn;
+      wr[i] = (gn < NOUT && kk < K) ? pio_ld16(w + wrow * K + kk) : uint4{0u, 0u, 0u, 0u};
+    }
 #pragma unroll
-      for (int i = 0; i < 4; i++) {
-        a[i] = xs[kk][ty * 4 + i];
-        bw[i] = ws[kk][tx * 4 + i];
+    for (int i = 0; i < 2; i++) {
+      const int e = tid + i * 256, r = e >> 3, c = (e & 7) * 2;
+      float v[4] = {xr[i].x, xr[i].y, xr[i].z, xr[i].w};
+#pragma unroll
+      for (int p = 0; p < 2; p++) {
+        xs[0][p][r][c] = pio_bf16x2_take(v[0], v[1]);
+        xs[0][p][r][c + 1] = pio_bf16x2_take(v[2], v[3]);
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+      const int e = tid + i * 256;
+      *reinterpret_cast<uint4*>(&ws[0][e >> 2][(e & 3) * 4]) = wr[i];
+    }
+  }
+  __syncthreads();
+  for (int s = 0; s < NS; s++) {
+    const int B = s & 1;
+    if (s + 1 < NS) {
+#pragma unroll
+      for (int i = 0; i < 2; i++) {
+        const int e = tid + i * 256, r = e >> 3, c = (e & 7) * 4;  // x: 64 rows × 8 float4
+        const long gm = m0 + r, kk = (s + 1) * 32L + c;
+        xr[i] = (gm < M && kk < K) ? pio_ld4(x + gm * K + kk) : float4{0.f, 0.f, 0.f, 0.f};
       }
 #pragma unroll
-      for (int i = 0; i < 4; i++)
+      for (int i = 0; i < 2; i++) {
+        const int e = tid + i * 256, r = e >> 2, c = (e & 3) * 8;  // w: 128 rows × 4 vectors of 8
+        const long gn = n0 + r, kk = (s + 1) * 32L + c, wrow = gn;
+        wr[i] = (gn < NOUT && kk < K) ? pio_ld16(w + wrow * K + kk) : uint4{0u, 0u, 0u, 0u};
+      }
+    }
+    // Fragments (PTX ISA m16n8k16 layouts): A rows g, g+8 of each m tile, B row g of each n tile;
+    // words 4t..4t+3 of a row are k 8t..8t+7: words 0, 1 feed the first 16-deep step, 2, 3 the second.
+    unsigned bw[4][4];
 #pragma unroll
-        for (int j = 0; j < 4; j++) {
-          acc[i][j] = fmaf(a[i], bw[j], acc[i][j]);
+    for (int j = 0; j < 4; j++) pio_lds4(&ws[B][wn * 32 + j * 8 + g][4 * t], bw[j]);
+#pragma unroll
+    for (int p = 1; p >= 0; p--) {  // the smallest term first
+      unsigned a[2][2][4];
+#pragma unroll
+      for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) pio_lds4(&xs[B][p][wm * 32 + i * 16 + h * 8 + g][4 * t], a[i][h]);
+#pragma unroll
+      for (int ks = 0; ks < 2; ks++)
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+          const unsigned fa[4] = {a[i][0][2 * ks], a[i][1][2 * ks], a[i][0][2 * ks + 1], a[i][1][2 * ks + 1]};
+#pragma unroll
+          for (int j = 0; j < 4; j++) {
+            const unsigned fb[2] = {bw[j][2 * ks], bw[j][2 * ks + 1]};
+            pio_mma_bf16_16816(acc[i][j], fa, fb);
+          }
         }
+    }
+    if (s + 1 < NS) {
+#pragma unroll
+      for (int i = 0; i < 2; i++) {
+        const int e = tid + i * 256, r = e >> 3, c = (e & 7) * 2;
+        float v[4] = {xr[i].x, xr[i].y, xr[i].z, xr[i].w};
+#pragma unroll
+        for (int p = 0; p < 2; p++) {
+          xs[B ^ 1][p][r][c] = pio_bf16x2_take(v[0], v[1]);
+          xs[B ^ 1][p][r][c + 1] = pio_bf16x2_take(v[2], v[3]);
+        }
+      }
+#pragma unroll
+      for (int i = 0; i < 2; i++) {
+        const int e = tid + i * 256;
+        *reinterpret_cast<uint4*>(&ws[B ^ 1][e >> 2][(e & 3) * 4]) = wr[i];
+      }
     }
     __syncthreads();
   }
 #pragma unroll
-  for (int i = 0; i < 4; i++) {
-    const long gm = m0 + ty * 4 + i;
-    if (gm >= M) continue;
+  for (int i = 0; i < 2; i++)
 #pragma unroll
-    for (int j = 0; j < 4; j++) {
-      const long gn = n0 + tx * 4 + j;
-      if (gn < NOUT) y[(gm) * 64L + (gn)] = __fadd_rn(acc[i][j], pio_f32(res[(gm) * 64L + (gn)]));
-    }
-  }
+    for (int j = 0; j < 4; j++)
+#pragma unroll
+      for (int c = 0; c < 4; c++) {
+        const long gm = m0 + wm * 32 + i * 16 + g + (c >> 1) * 8;
+        const long gn = n0 + wn * 32 + j * 8 + 2 * t + (c & 1);
+        if (gm < M && gn < NOUT) y[(gm) * 64L + (gn)] = __fadd_rn(acc[i][j][c], pio_f32(res[(gm) * 64L + (gn)]));
+      }
 }
 
 // matmul (rms_norm prologue, swiglu), few rows: w pio_bf16[320, 64], 160 output columns; one warp per column, 4 rows per block row.
@@ -592,73 +802,143 @@ extern "C" __global__ void __launch_bounds__(256) matmul_warp_aa7df65f14(const f
   }
 }
 
-// matmul (rms_norm prologue, swiglu), many rows: w pio_bf16[320, 64], 160 output columns; 64×64 tiles, 16-deep k slices, 4×4 outputs per thread.
-extern "C" __global__ void __launch_bounds__(256) matmul_tile_f480929fb7(const float* __restrict__ x, const pio_bf16* __restrict__ w, const pio_bf16* __restrict__ nw, float* __restrict__ y, int T, int S) {
+// matmul (rms_norm prologue, swiglu), many rows, tensor cores: w pio_bf16[320, 64], 160 output columns; 64×64 block tiles, 32-deep k slices, mma.sync m16n8k16 bf16 on x split into 2 bf16 terms.
+extern "C" __global__ void __launch_bounds__(256) matmul_mma_55fadb5950(const float* __restrict__ x, const pio_bf16* __restrict__ w, const pio_bf16* __restrict__ nw, float* __restrict__ y, int T, int S) {
   constexpr long K = 64, NOUT = 160;
+  constexpr int NS = 2;  // k slices
   const long M = (1L * T);
-  __shared__ float xs[16][64 + 4];
-  __shared__ float ws[16][64 + 4];
-  __shared__ float us[16][64 + 4];
+  // x's bf16 terms and W: [buffer]([term])[row][k pair] (bf16 pairs, low k in the low half)
+  __align__(16) __shared__ unsigned xs[2][2][64][16];
+  __align__(16) __shared__ unsigned ws[2][128][16];
   __shared__ float inv[64];
-  const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
-  const long m0 = (long)blockIdx.y * 64;
-  const long n0 = (long)blockIdx.x * 64;
-  for (int rr = tid >> 5; rr < 64; rr += 8) {
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
+  const int wm = warp >> 2, wn = warp & 3;  // warp tile: rows wm*32.., weight rows below
+  const long m0 = (long)blockIdx.y * 64, n0 = (long)blockIdx.x * 64;
+  for (int rr = warp; rr < 64; rr += 8) {
     float ss = 0.f;
     if (m0 + rr < M)
-      for (int c = tid & 31; c < K; c += 32) { const float v = x[(m0 + rr) * K + c]; ss = fmaf(v, v, ss); }
+      for (int c = lane; c < K; c += 32) { const float v = x[(m0 + rr) * K + c]; ss = fmaf(v, v, ss); }
     ss = pio_warp_sum(ss);
-    if ((tid & 31) == 0) inv[rr] = 1.0f / sqrtf(ss / 64.0f + 9.99999997e-07f);
+    if (lane == 0) inv[rr] = 1.0f / sqrtf(ss / 64.0f + 9.99999997e-07f);
   }
   __syncthreads();
-  float acc[4][4];
-  float accu[4][4];
+  float4 xr[2];
+  uint4 wr[2];
+  float nr[2][4];
+  float acc[2][4][4];
 #pragma unroll
-  for (int i = 0; i < 4; i++)
+  for (int i = 0; i < 2; i++)
 #pragma unroll
-    for (int j = 0; j < 4; j++) { acc[i][j] = 0.f; accu[i][j] = 0.f; }
-  for (long k0 = 0; k0 < K; k0 += 16) {
+    for (int j = 0; j < 4; j++)
 #pragma unroll
-    for (int i = 0; i < 4; i++) {
-      const int e = tid + i * 256, r = e >> 4, c = e & 15;
-      const long kk = k0 + c, gm = m0 + r, gn = n0 + r;
-      float xv = (gm < M && kk < K) ? x[gm * K + kk] : 0.f;
-      if (gm < M && kk < K) xv = __fmul_rn(__fmul_rn(xv, inv[r]), 0.0f + pio_f32(nw[kk]));
-      xs[c][r] = xv;
-      ws[c][r] = (gn < NOUT && kk < K) ? pio_f32(w[gn * K + kk]) : 0.f;
-      us[c][r] = (gn < NOUT && kk < K) ? pio_f32(w[(gn + NOUT) * K + kk]) : 0.f;
+      for (int c = 0; c < 4; c++) acc[i][j][c] = 0.f;
+  {
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+      const int e = tid + i * 256, r = e >> 3, c = (e & 7) * 4;  // x: 64 rows × 8 float4
+      const long gm = m0 + r, kk = c;
+      xr[i] = (gm < M && kk < K) ? pio_ld4(x + gm * K + kk) : float4{0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+      for (int q = 0; q < 4; q++) nr[i][q] = kk < K ? pio_f32(nw[kk + q]) : 0.f;
     }
-    __syncthreads();
 #pragma unroll
-    for (int kk = 0; kk < 16; kk++) {
-      float a[4], bw[4];
-      float bu[4];
+    for (int i = 0; i < 2; i++) {
+      const int e = tid + i * 256, r = e >> 2, c = (e & 3) * 8;  // w: 128 rows × 4 vectors of 8
+      const long gn = n0 + (r & 63), kk = c, wrow = gn + (r >> 6) * NOUT;  // gate rows, then up rows
+      wr[i] = (gn < NOUT && kk < K) ? pio_ld16(w + wrow * K + kk) : uint4{0u, 0u, 0u, 0u};
+    }
 #pragma unroll
-      for (int i = 0; i < 4; i++) {
-        a[i] = xs[kk][ty * 4 + i];
-        bw[i] = ws[kk][tx * 4 + i];
-        bu[i] = us[kk][tx * 4 + i];
+    for (int i = 0; i < 2; i++) {
+      const int e = tid + i * 256, r = e >> 3, c = (e & 7) * 2;
+      float v[4] = {xr[i].x, xr[i].y, xr[i].z, xr[i].w};
+#pragma unroll
+      for (int q = 0; q < 4; q++) v[q] = __fmul_rn(__fmul_rn(v[q], inv[r]), 0.0f + nr[i][q]);
+#pragma unroll
+      for (int p = 0; p < 2; p++) {
+        xs[0][p][r][c] = pio_bf16x2_take(v[0], v[1]);
+        xs[0][p][r][c + 1] = pio_bf16x2_take(v[2], v[3]);
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+      const int e = tid + i * 256;
+      *reinterpret_cast<uint4*>(&ws[0][e >> 2][(e & 3) * 4]) = wr[i];
+    }
+  }
+  __syncthreads();
+  for (int s = 0; s < NS; s++) {
+    const int B = s & 1;
+    if (s + 1 < NS) {
+#pragma unroll
+      for (int i = 0; i < 2; i++) {
+        const int e = tid + i * 256, r = e >> 3, c = (e & 7) * 4;  // x: 64 rows × 8 float4
+        const long gm = m0 + r, kk = (s + 1) * 32L + c;
+        xr[i] = (gm < M && kk < K) ? pio_ld4(x + gm * K + kk) : float4{0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+        for (int q = 0; q < 4; q++) nr[i][q] = kk < K ? pio_f32(nw[kk + q]) : 0.f;
       }
 #pragma unroll
-      for (int i = 0; i < 4; i++)
+      for (int i = 0; i < 2; i++) {
+        const int e = tid + i * 256, r = e >> 2, c = (e & 3) * 8;  // w: 128 rows × 4 vectors of 8
+        const long gn = n0 + (r & 63), kk = (s + 1) * 32L + c, wrow = gn + (r >> 6) * NOUT;  // gate rows, then up rows
+        wr[i] = (gn < NOUT && kk < K) ? pio_ld16(w + wrow * K + kk) : uint4{0u, 0u, 0u, 0u};
+      }
+    }
+    // Fragments (PTX ISA m16n8k16 layouts): A rows g, g+8 of each m tile, B row g of each n tile;
+    // words 4t..4t+3 of a row are k 8t..8t+7: words 0, 1 feed the first 16-deep step, 2, 3 the second.
+    unsigned bw[4][4];
 #pragma unroll
-        for (int j = 0; j < 4; j++) {
-          acc[i][j] = fmaf(a[i], bw[j], acc[i][j]);
-          accu[i][j] = fmaf(a[i], bu[j], accu[i][j]);
+    for (int j = 0; j < 4; j++) pio_lds4(&ws[B][(j >> 1) * 64 + wn * 16 + (j & 1) * 8 + g][4 * t], bw[j]);
+#pragma unroll
+    for (int p = 1; p >= 0; p--) {  // the smallest term first
+      unsigned a[2][2][4];
+#pragma unroll
+      for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) pio_lds4(&xs[B][p][wm * 32 + i * 16 + h * 8 + g][4 * t], a[i][h]);
+#pragma unroll
+      for (int ks = 0; ks < 2; ks++)
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+          const unsigned fa[4] = {a[i][0][2 * ks], a[i][1][2 * ks], a[i][0][2 * ks + 1], a[i][1][2 * ks + 1]};
+#pragma unroll
+          for (int j = 0; j < 4; j++) {
+            const unsigned fb[2] = {bw[j][2 * ks], bw[j][2 * ks + 1]};
+            pio_mma_bf16_16816(acc[i][j], fa, fb);
+          }
         }
+    }
+    if (s + 1 < NS) {
+#pragma unroll
+      for (int i = 0; i < 2; i++) {
+        const int e = tid + i * 256, r = e >> 3, c = (e & 7) * 2;
+        float v[4] = {xr[i].x, xr[i].y, xr[i].z, xr[i].w};
+#pragma unroll
+        for (int q = 0; q < 4; q++) v[q] = __fmul_rn(__fmul_rn(v[q], inv[r]), 0.0f + nr[i][q]);
+#pragma unroll
+        for (int p = 0; p < 2; p++) {
+          xs[B ^ 1][p][r][c] = pio_bf16x2_take(v[0], v[1]);
+          xs[B ^ 1][p][r][c + 1] = pio_bf16x2_take(v[2], v[3]);
+        }
+      }
+#pragma unroll
+      for (int i = 0; i < 2; i++) {
+        const int e = tid + i * 256;
+        *reinterpret_cast<uint4*>(&ws[B ^ 1][e >> 2][(e & 3) * 4]) = wr[i];
+      }
     }
     __syncthreads();
   }
 #pragma unroll
-  for (int i = 0; i < 4; i++) {
-    const long gm = m0 + ty * 4 + i;
-    if (gm >= M) continue;
+  for (int i = 0; i < 2; i++)
 #pragma unroll
-    for (int j = 0; j < 4; j++) {
-      const long gn = n0 + tx * 4 + j;
-      if (gn < NOUT) y[(gm) * 160L + (gn)] = __fmul_rn(acc[i][j] / (1.0f + expf(-acc[i][j])), accu[i][j]);
-    }
-  }
+    for (int j = 0; j < 2; j++)
+#pragma unroll
+      for (int c = 0; c < 4; c++) {
+        const long gm = m0 + wm * 32 + i * 16 + g + (c >> 1) * 8;
+        const long gn = n0 + wn * 16 + j * 8 + 2 * t + (c & 1);
+        if (gm < M && gn < NOUT) y[(gm) * 160L + (gn)] = __fmul_rn(acc[i][j][c] / (1.0f + expf(-acc[i][j][c])), acc[i][j + 2][c]);
+      }
 }
 
 // matmul (+ residual), few rows: w pio_bf16[64, 160], 64 output columns; one warp per column, 4 rows per block row.
@@ -697,57 +977,125 @@ extern "C" __global__ void __launch_bounds__(256) matmul_warp_b56b6e7976(const f
   }
 }
 
-// matmul (+ residual), many rows: w pio_bf16[64, 160], 64 output columns; 64×64 tiles, 16-deep k slices, 4×4 outputs per thread.
-extern "C" __global__ void __launch_bounds__(256) matmul_tile_4765df1d20(const float* __restrict__ x, const pio_bf16* __restrict__ w, const float* __restrict__ res, float* __restrict__ y, int T, int S) {
+// matmul (+ residual), many rows, tensor cores: w pio_bf16[64, 160], 64 output columns; 64×128 block tiles, 32-deep k slices, mma.sync m16n8k16 bf16 on x split into 2 bf16 terms.
+extern "C" __global__ void __launch_bounds__(256) matmul_mma_fb16618c08(const float* __restrict__ x, const pio_bf16* __restrict__ w, const float* __restrict__ res, float* __restrict__ y, int T, int S) {
   constexpr long K = 160, NOUT = 64;
+  constexpr int NS = 5;  // k slices
   const long M = (1L * T);
-  __shared__ float xs[16][64 + 4];
-  __shared__ float ws[16][64 + 4];
-  const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
-  const long m0 = (long)blockIdx.y * 64;
-  const long n0 = (long)blockIdx.x * 64;
-  float acc[4][4];
+  // x's bf16 terms and W: [buffer]([term])[row][k pair] (bf16 pairs, low k in the low half)
+  __align__(16) __shared__ unsigned xs[2][2][64][16];
+  __align__(16) __shared__ unsigned ws[2][128][16];
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
+  const int wm = warp >> 2, wn = warp & 3;  // warp tile: rows wm*32.., weight rows below
+  const long m0 = (long)blockIdx.y * 64, n0 = (long)blockIdx.x * 128;
+  float4 xr[2];
+  uint4 wr[2];
+  float acc[2][4][4];
 #pragma unroll
-  for (int i = 0; i < 4; i++)
+  for (int i = 0; i < 2; i++)
 #pragma unroll
-    for (int j = 0; j < 4; j++) { acc[i][j] = 0.f; }
-  for (long k0 = 0; k0 < K; k0 += 16) {
+    for (int j = 0; j < 4; j++)
 #pragma unroll
-    for (int i = 0; i < 4; i++) {
-      const int e = tid + i * 256, r = e >> 4, c = e & 15;
-      const long kk = k0 + c, gm = m0 + r, gn = n0 + r;
-      float xv = (gm < M && kk < K) ? x[gm * K + kk] : 0.f;
-      xs[c][r] = xv;
-      ws[c][r] = (gn < NOUT && kk < K) ? pio_f32(w[gn * K + kk]) : 0.f;
+      for (int c = 0; c < 4; c++) acc[i][j][c] = 0.f;
+  {
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+      const int e = tid + i * 256, r = e >> 3, c = (e & 7) * 4;  // x: 64 rows × 8 float4
+      const long gm = m0 + r, kk = c;
+      xr[i] = (gm < M && kk < K) ? pio_ld4(x + gm * K + kk) : float4{0.f, 0.f, 0.f, 0.f};
     }
-    __syncthreads();
 #pragma unroll
-    for (int kk = 0; kk < 16; kk++) {
-      float a[4], bw[4];
+    for (int i = 0; i < 2; i++) {
+      const int e = tid + i * 256, r = e >> 2, c = (e & 3) * 8;  // w: 128 rows × 4 vectors of 8
+      const long gn = n0 + r, kk = c, wrow = gn;
+      wr[i] = (gn < NOUT && kk < K) ? pio_ld16(w + wrow * K + kk) : uint4{0u, 0u, 0u, 0u};
+    }
 #pragma unroll
-      for (int i = 0; i < 4; i++) {
-        a[i] = xs[kk][ty * 4 + i];
-        bw[i] = ws[kk][tx * 4 + i];
+    for (int i = 0; i < 2; i++) {
+      const int e = tid + i * 256, r = e >> 3, c = (e & 7) * 2;
+      float v[4] = {xr[i].x, xr[i].y, xr[i].z, xr[i].w};
+#pragma unroll
+      for (int p = 0; p < 2; p++) {
+        xs[0][p][r][c] = pio_bf16x2_take(v[0], v[1]);
+        xs[0][p][r][c + 1] = pio_bf16x2_take(v[2], v[3]);
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+      const int e = tid + i * 256;
+      *reinterpret_cast<uint4*>(&ws[0][e >> 2][(e & 3) * 4]) = wr[i];
+    }
+  }
+  __syncthreads();
+  for (int s = 0; s < NS; s++) {
+    const int B = s & 1;
+    if (s + 1 < NS) {
+#pragma unroll
+      for (int i = 0; i < 2; i++) {
+        const int e = tid + i * 256, r = e >> 3, c = (e & 7) * 4;  // x: 64 rows × 8 float4
+        const long gm = m0 + r, kk = (s + 1) * 32L + c;
+        xr[i] = (gm < M && kk < K) ? pio_ld4(x + gm * K + kk) : float4{0.f, 0.f, 0.f, 0.f};
       }
 #pragma unroll
-      for (int i = 0; i < 4; i++)
+      for (int i = 0; i < 2; i++) {
+        const int e = tid + i * 256, r = e >> 2, c = (e & 3) * 8;  // w: 128 rows × 4 vectors of 8
+        const long gn = n0 + r, kk = (s + 1) * 32L + c, wrow = gn;
+        wr[i] = (gn < NOUT && kk < K) ? pio_ld16(w + wrow * K + kk) : uint4{0u, 0u, 0u, 0u};
+      }
+    }
+    // Fragments (PTX ISA m16n8k16 layouts): A rows g, g+8 of each m tile, B row g of each n tile;
+    // words 4t..4t+3 of a row are k 8t..8t+7: words 0, 1 feed the first 16-deep step, 2, 3 the second.
+    unsigned bw[4][4];
 #pragma unroll
-        for (int j = 0; j < 4; j++) {
-          acc[i][j] = fmaf(a[i], bw[j], acc[i][j]);
+    for (int j = 0; j < 4; j++) pio_lds4(&ws[B][wn * 32 + j * 8 + g][4 * t], bw[j]);
+#pragma unroll
+    for (int p = 1; p >= 0; p--) {  // the smallest term first
+      unsigned a[2][2][4];
+#pragma unroll
+      for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) pio_lds4(&xs[B][p][wm * 32 + i * 16 + h * 8 + g][4 * t], a[i][h]);
+#pragma unroll
+      for (int ks = 0; ks < 2; ks++)
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+          const unsigned fa[4] = {a[i][0][2 * ks], a[i][1][2 * ks], a[i][0][2 * ks + 1], a[i][1][2 * ks + 1]};
+#pragma unroll
+          for (int j = 0; j < 4; j++) {
+            const unsigned fb[2] = {bw[j][2 * ks], bw[j][2 * ks + 1]};
+            pio_mma_bf16_16816(acc[i][j], fa, fb);
+          }
         }
+    }
+    if (s + 1 < NS) {
+#pragma unroll
+      for (int i = 0; i < 2; i++) {
+        const int e = tid + i * 256, r = e >> 3, c = (e & 7) * 2;
+        float v[4] = {xr[i].x, xr[i].y, xr[i].z, xr[i].w};
+#pragma unroll
+        for (int p = 0; p < 2; p++) {
+          xs[B ^ 1][p][r][c] = pio_bf16x2_take(v[0], v[1]);
+          xs[B ^ 1][p][r][c + 1] = pio_bf16x2_take(v[2], v[3]);
+        }
+      }
+#pragma unroll
+      for (int i = 0; i < 2; i++) {
+        const int e = tid + i * 256;
+        *reinterpret_cast<uint4*>(&ws[B ^ 1][e >> 2][(e & 3) * 4]) = wr[i];
+      }
     }
     __syncthreads();
   }
 #pragma unroll
-  for (int i = 0; i < 4; i++) {
-    const long gm = m0 + ty * 4 + i;
-    if (gm >= M) continue;
+  for (int i = 0; i < 2; i++)
 #pragma unroll
-    for (int j = 0; j < 4; j++) {
-      const long gn = n0 + tx * 4 + j;
-      if (gn < NOUT) y[(gm) * 64L + (gn)] = __fadd_rn(acc[i][j], pio_f32(res[(gm) * 64L + (gn)]));
-    }
-  }
+    for (int j = 0; j < 4; j++)
+#pragma unroll
+      for (int c = 0; c < 4; c++) {
+        const long gm = m0 + wm * 32 + i * 16 + g + (c >> 1) * 8;
+        const long gn = n0 + wn * 32 + j * 8 + 2 * t + (c & 1);
+        if (gm < M && gn < NOUT) y[(gm) * 64L + (gn)] = __fadd_rn(acc[i][j][c], pio_f32(res[(gm) * 64L + (gn)]));
+      }
 }
 
 // matmul, few rows: w pio_bf16[64, 160], 64 output columns; one warp per column, 4 rows per block row.
@@ -786,57 +1134,125 @@ extern "C" __global__ void __launch_bounds__(256) matmul_warp_0c817d944b(const f
   }
 }
 
-// matmul, many rows: w pio_bf16[64, 160], 64 output columns; 64×64 tiles, 16-deep k slices, 4×4 outputs per thread.
-extern "C" __global__ void __launch_bounds__(256) matmul_tile_11183e0a3b(const float* __restrict__ x, const pio_bf16* __restrict__ w, float* __restrict__ y, int T, int S) {
+// matmul, many rows, tensor cores: w pio_bf16[64, 160], 64 output columns; 64×128 block tiles, 32-deep k slices, mma.sync m16n8k16 bf16 on x split into 2 bf16 terms.
+extern "C" __global__ void __launch_bounds__(256) matmul_mma_0ac600eeac(const float* __restrict__ x, const pio_bf16* __restrict__ w, float* __restrict__ y, int T, int S) {
   constexpr long K = 160, NOUT = 64;
+  constexpr int NS = 5;  // k slices
   const long M = (1L * T);
-  __shared__ float xs[16][64 + 4];
-  __shared__ float ws[16][64 + 4];
-  const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
-  const long m0 = (long)blockIdx.y * 64;
-  const long n0 = (long)blockIdx.x * 64;
-  float acc[4][4];
+  // x's bf16 terms and W: [buffer]([term])[row][k pair] (bf16 pairs, low k in the low half)
+  __align__(16) __shared__ unsigned xs[2][2][64][16];
+  __align__(16) __shared__ unsigned ws[2][128][16];
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
+  const int wm = warp >> 2, wn = warp & 3;  // warp tile: rows wm*32.., weight rows below
+  const long m0 = (long)blockIdx.y * 64, n0 = (long)blockIdx.x * 128;
+  float4 xr[2];
+  uint4 wr[2];
+  float acc[2][4][4];
 #pragma unroll
-  for (int i = 0; i < 4; i++)
+  for (int i = 0; i < 2; i++)
 #pragma unroll
-    for (int j = 0; j < 4; j++) { acc[i][j] = 0.f; }
-  for (long k0 = 0; k0 < K; k0 += 16) {
+    for (int j = 0; j < 4; j++)
 #pragma unroll
-    for (int i = 0; i < 4; i++) {
-      const int e = tid + i * 256, r = e >> 4, c = e & 15;
-      const long kk = k0 + c, gm = m0 + r, gn = n0 + r;
-      float xv = (gm < M && kk < K) ? x[gm * K + kk] : 0.f;
-      xs[c][r] = xv;
-      ws[c][r] = (gn < NOUT && kk < K) ? pio_f32(w[gn * K + kk]) : 0.f;
+      for (int c = 0; c < 4; c++) acc[i][j][c] = 0.f;
+  {
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+      const int e = tid + i * 256, r = e >> 3, c = (e & 7) * 4;  // x: 64 rows × 8 float4
+      const long gm = m0 + r, kk = c;
+      xr[i] = (gm < M && kk < K) ? pio_ld4(x + gm * K + kk) : float4{0.f, 0.f, 0.f, 0.f};
     }
-    __syncthreads();
 #pragma unroll
-    for (int kk = 0; kk < 16; kk++) {
-      float a[4], bw[4];
+    for (int i = 0; i < 2; i++) {
+      const int e = tid + i * 256, r = e >> 2, c = (e & 3) * 8;  // w: 128 rows × 4 vectors of 8
+      const long gn = n0 + r, kk = c, wrow = gn;
+      wr[i] = (gn < NOUT && kk < K) ? pio_ld16(w + wrow * K + kk) : uint4{0u, 0u, 0u, 0u};
+    }
 #pragma unroll
-      for (int i = 0; i < 4; i++) {
-        a[i] = xs[kk][ty * 4 + i];
-        bw[i] = ws[kk][tx * 4 + i];
+    for (int i = 0; i < 2; i++) {
+      const int e = tid + i * 256, r = e >> 3, c = (e & 7) * 2;
+      float v[4] = {xr[i].x, xr[i].y, xr[i].z, xr[i].w};
+#pragma unroll
+      for (int p = 0; p < 2; p++) {
+        xs[0][p][r][c] = pio_bf16x2_take(v[0], v[1]);
+        xs[0][p][r][c + 1] = pio_bf16x2_take(v[2], v[3]);
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+      const int e = tid + i * 256;
+      *reinterpret_cast<uint4*>(&ws[0][e >> 2][(e & 3) * 4]) = wr[i];
+    }
+  }
+  __syncthreads();
+  for (int s = 0; s < NS; s++) {
+    const int B = s & 1;
+    if (s + 1 < NS) {
+#pragma unroll
+      for (int i = 0; i < 2; i++) {
+        const int e = tid + i * 256, r = e >> 3, c = (e & 7) * 4;  // x: 64 rows × 8 float4
+        const long gm = m0 + r, kk = (s + 1) * 32L + c;
+        xr[i] = (gm < M && kk < K) ? pio_ld4(x + gm * K + kk) : float4{0.f, 0.f, 0.f, 0.f};
       }
 #pragma unroll
-      for (int i = 0; i < 4; i++)
+      for (int i = 0; i < 2; i++) {
+        const int e = tid + i * 256, r = e >> 2, c = (e & 3) * 8;  // w: 128 rows × 4 vectors of 8
+        const long gn = n0 + r, kk = (s + 1) * 32L + c, wrow = gn;
+        wr[i] = (gn < NOUT && kk < K) ? pio_ld16(w + wrow * K + kk) : uint4{0u, 0u, 0u, 0u};
+      }
+    }
+    // Fragments (PTX ISA m16n8k16 layouts): A rows g, g+8 of each m tile, B row g of each n tile;
+    // words 4t..4t+3 of a row are k 8t..8t+7: words 0, 1 feed the first 16-deep step, 2, 3 the second.
+    unsigned bw[4][4];
 #pragma unroll
-        for (int j = 0; j < 4; j++) {
-          acc[i][j] = fmaf(a[i], bw[j], acc[i][j]);
+    for (int j = 0; j < 4; j++) pio_lds4(&ws[B][wn * 32 + j * 8 + g][4 * t], bw[j]);
+#pragma unroll
+    for (int p = 1; p >= 0; p--) {  // the smallest term first
+      unsigned a[2][2][4];
+#pragma unroll
+      for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) pio_lds4(&xs[B][p][wm * 32 + i * 16 + h * 8 + g][4 * t], a[i][h]);
+#pragma unroll
+      for (int ks = 0; ks < 2; ks++)
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+          const unsigned fa[4] = {a[i][0][2 * ks], a[i][1][2 * ks], a[i][0][2 * ks + 1], a[i][1][2 * ks + 1]};
+#pragma unroll
+          for (int j = 0; j < 4; j++) {
+            const unsigned fb[2] = {bw[j][2 * ks], bw[j][2 * ks + 1]};
+            pio_mma_bf16_16816(acc[i][j], fa, fb);
+          }
         }
+    }
+    if (s + 1 < NS) {
+#pragma unroll
+      for (int i = 0; i < 2; i++) {
+        const int e = tid + i * 256, r = e >> 3, c = (e & 7) * 2;
+        float v[4] = {xr[i].x, xr[i].y, xr[i].z, xr[i].w};
+#pragma unroll
+        for (int p = 0; p < 2; p++) {
+          xs[B ^ 1][p][r][c] = pio_bf16x2_take(v[0], v[1]);
+          xs[B ^ 1][p][r][c + 1] = pio_bf16x2_take(v[2], v[3]);
+        }
+      }
+#pragma unroll
+      for (int i = 0; i < 2; i++) {
+        const int e = tid + i * 256;
+        *reinterpret_cast<uint4*>(&ws[B ^ 1][e >> 2][(e & 3) * 4]) = wr[i];
+      }
     }
     __syncthreads();
   }
 #pragma unroll
-  for (int i = 0; i < 4; i++) {
-    const long gm = m0 + ty * 4 + i;
-    if (gm >= M) continue;
+  for (int i = 0; i < 2; i++)
 #pragma unroll
-    for (int j = 0; j < 4; j++) {
-      const long gn = n0 + tx * 4 + j;
-      if (gn < NOUT) y[(gm) * 64L + (gn)] = acc[i][j];
-    }
-  }
+    for (int j = 0; j < 4; j++)
+#pragma unroll
+      for (int c = 0; c < 4; c++) {
+        const long gm = m0 + wm * 32 + i * 16 + g + (c >> 1) * 8;
+        const long gn = n0 + wn * 32 + j * 8 + 2 * t + (c & 1);
+        if (gm < M && gn < NOUT) y[(gm) * 64L + (gn)] = acc[i][j][c];
+      }
 }
 
 // rms_norm over rows of 64 of v = a + b: y = v / sqrt(mean(v²) + eps) · (0.0f + w).
@@ -906,57 +1322,125 @@ extern "C" __global__ void __launch_bounds__(256) matmul_warp_d6ae18a6ed(const f
   }
 }
 
-// matmul, many rows: w pio_bf16[512, 64], 512 output columns; 64×64 tiles, 16-deep k slices, 4×4 outputs per thread.
-extern "C" __global__ void __launch_bounds__(256) matmul_tile_c8c54b827a(const float* __restrict__ x, const pio_bf16* __restrict__ w, float* __restrict__ y, int T, int S) {
+// matmul, many rows, tensor cores: w pio_bf16[512, 64], 512 output columns; 64×128 block tiles, 32-deep k slices, mma.sync m16n8k16 bf16 on x split into 2 bf16 terms.
+extern "C" __global__ void __launch_bounds__(256) matmul_mma_0cb1503356(const float* __restrict__ x, const pio_bf16* __restrict__ w, float* __restrict__ y, int T, int S) {
   constexpr long K = 64, NOUT = 512;
+  constexpr int NS = 2;  // k slices
   const long M = (1L * S);
-  __shared__ float xs[16][64 + 4];
-  __shared__ float ws[16][64 + 4];
-  const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
-  const long m0 = (long)blockIdx.y * 64;
-  const long n0 = (long)blockIdx.x * 64;
-  float acc[4][4];
+  // x's bf16 terms and W: [buffer]([term])[row][k pair] (bf16 pairs, low k in the low half)
+  __align__(16) __shared__ unsigned xs[2][2][64][16];
+  __align__(16) __shared__ unsigned ws[2][128][16];
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
+  const int wm = warp >> 2, wn = warp & 3;  // warp tile: rows wm*32.., weight rows below
+  const long m0 = (long)blockIdx.y * 64, n0 = (long)blockIdx.x * 128;
+  float4 xr[2];
+  uint4 wr[2];
+  float acc[2][4][4];
 #pragma unroll
-  for (int i = 0; i < 4; i++)
+  for (int i = 0; i < 2; i++)
 #pragma unroll
-    for (int j = 0; j < 4; j++) { acc[i][j] = 0.f; }
-  for (long k0 = 0; k0 < K; k0 += 16) {
+    for (int j = 0; j < 4; j++)
 #pragma unroll
-    for (int i = 0; i < 4; i++) {
-      const int e = tid + i * 256, r = e >> 4, c = e & 15;
-      const long kk = k0 + c, gm = m0 + r, gn = n0 + r;
-      float xv = (gm < M && kk < K) ? x[gm * K + kk] : 0.f;
-      xs[c][r] = xv;
-      ws[c][r] = (gn < NOUT && kk < K) ? pio_f32(w[gn * K + kk]) : 0.f;
+      for (int c = 0; c < 4; c++) acc[i][j][c] = 0.f;
+  {
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+      const int e = tid + i * 256, r = e >> 3, c = (e & 7) * 4;  // x: 64 rows × 8 float4
+      const long gm = m0 + r, kk = c;
+      xr[i] = (gm < M && kk < K) ? pio_ld4(x + gm * K + kk) : float4{0.f, 0.f, 0.f, 0.f};
     }
-    __syncthreads();
 #pragma unroll
-    for (int kk = 0; kk < 16; kk++) {
-      float a[4], bw[4];
+    for (int i = 0; i < 2; i++) {
+      const int e = tid + i * 256, r = e >> 2, c = (e & 3) * 8;  // w: 128 rows × 4 vectors of 8
+      const long gn = n0 + r, kk = c, wrow = gn;
+      wr[i] = (gn < NOUT && kk < K) ? pio_ld16(w + wrow * K + kk) : uint4{0u, 0u, 0u, 0u};
+    }
 #pragma unroll
-      for (int i = 0; i < 4; i++) {
-        a[i] = xs[kk][ty * 4 + i];
-        bw[i] = ws[kk][tx * 4 + i];
+    for (int i = 0; i < 2; i++) {
+      const int e = tid + i * 256, r = e >> 3, c = (e & 7) * 2;
+      float v[4] = {xr[i].x, xr[i].y, xr[i].z, xr[i].w};
+#pragma unroll
+      for (int p = 0; p < 2; p++) {
+        xs[0][p][r][c] = pio_bf16x2_take(v[0], v[1]);
+        xs[0][p][r][c + 1] = pio_bf16x2_take(v[2], v[3]);
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+      const int e = tid + i * 256;
+      *reinterpret_cast<uint4*>(&ws[0][e >> 2][(e & 3) * 4]) = wr[i];
+    }
+  }
+  __syncthreads();
+  for (int s = 0; s < NS; s++) {
+    const int B = s & 1;
+    if (s + 1 < NS) {
+#pragma unroll
+      for (int i = 0; i < 2; i++) {
+        const int e = tid + i * 256, r = e >> 3, c = (e & 7) * 4;  // x: 64 rows × 8 float4
+        const long gm = m0 + r, kk = (s + 1) * 32L + c;
+        xr[i] = (gm < M && kk < K) ? pio_ld4(x + gm * K + kk) : float4{0.f, 0.f, 0.f, 0.f};
       }
 #pragma unroll
-      for (int i = 0; i < 4; i++)
+      for (int i = 0; i < 2; i++) {
+        const int e = tid + i * 256, r = e >> 2, c = (e & 3) * 8;  // w: 128 rows × 4 vectors of 8
+        const long gn = n0 + r, kk = (s + 1) * 32L + c, wrow = gn;
+        wr[i] = (gn < NOUT && kk < K) ? pio_ld16(w + wrow * K + kk) : uint4{0u, 0u, 0u, 0u};
+      }
+    }
+    // Fragments (PTX ISA m16n8k16 layouts): A rows g, g+8 of each m tile, B row g of each n tile;
+    // words 4t..4t+3 of a row are k 8t..8t+7: words 0, 1 feed the first 16-deep step, 2, 3 the second.
+    unsigned bw[4][4];
 #pragma unroll
-        for (int j = 0; j < 4; j++) {
-          acc[i][j] = fmaf(a[i], bw[j], acc[i][j]);
+    for (int j = 0; j < 4; j++) pio_lds4(&ws[B][wn * 32 + j * 8 + g][4 * t], bw[j]);
+#pragma unroll
+    for (int p = 1; p >= 0; p--) {  // the smallest term first
+      unsigned a[2][2][4];
+#pragma unroll
+      for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) pio_lds4(&xs[B][p][wm * 32 + i * 16 + h * 8 + g][4 * t], a[i][h]);
+#pragma unroll
+      for (int ks = 0; ks < 2; ks++)
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+          const unsigned fa[4] = {a[i][0][2 * ks], a[i][1][2 * ks], a[i][0][2 * ks + 1], a[i][1][2 * ks + 1]};
+#pragma unroll
+          for (int j = 0; j < 4; j++) {
+            const unsigned fb[2] = {bw[j][2 * ks], bw[j][2 * ks + 1]};
+            pio_mma_bf16_16816(acc[i][j], fa, fb);
+          }
         }
+    }
+    if (s + 1 < NS) {
+#pragma unroll
+      for (int i = 0; i < 2; i++) {
+        const int e = tid + i * 256, r = e >> 3, c = (e & 7) * 2;
+        float v[4] = {xr[i].x, xr[i].y, xr[i].z, xr[i].w};
+#pragma unroll
+        for (int p = 0; p < 2; p++) {
+          xs[B ^ 1][p][r][c] = pio_bf16x2_take(v[0], v[1]);
+          xs[B ^ 1][p][r][c + 1] = pio_bf16x2_take(v[2], v[3]);
+        }
+      }
+#pragma unroll
+      for (int i = 0; i < 2; i++) {
+        const int e = tid + i * 256;
+        *reinterpret_cast<uint4*>(&ws[B ^ 1][e >> 2][(e & 3) * 4]) = wr[i];
+      }
     }
     __syncthreads();
   }
 #pragma unroll
-  for (int i = 0; i < 4; i++) {
-    const long gm = m0 + ty * 4 + i;
-    if (gm >= M) continue;
+  for (int i = 0; i < 2; i++)
 #pragma unroll
-    for (int j = 0; j < 4; j++) {
-      const long gn = n0 + tx * 4 + j;
-      if (gn < NOUT) y[(gm) * 512L + (gn)] = acc[i][j];
-    }
-  }
+    for (int j = 0; j < 4; j++)
+#pragma unroll
+      for (int c = 0; c < 4; c++) {
+        const long gm = m0 + wm * 32 + i * 16 + g + (c >> 1) * 8;
+        const long gn = n0 + wn * 32 + j * 8 + 2 * t + (c & 1);
+        if (gm < M && gn < NOUT) y[(gm) * 512L + (gn)] = acc[i][j][c];
+      }
 }
 
 // argmax of each row of 512 logits (the first index of the maximum; NaN never wins).

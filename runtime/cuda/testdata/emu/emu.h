@@ -44,6 +44,7 @@ inline void __syncwarp(unsigned = 0xffffffffu) { pio_emu_sync_warp(); }
 inline float __shfl_xor_sync(unsigned, float v, int o) { return pio_emu_shfl(v, o, 1); }
 inline int __shfl_xor_sync(unsigned, int v, int o) { return pio_emu_shfl_i(v, o, 1); }
 inline float __shfl_sync(unsigned, float v, int l) { return pio_emu_shfl(v, l, 0); }
+inline unsigned __shfl_sync(unsigned, unsigned v, int l) { return (unsigned)pio_emu_shfl_i((int)v, l, 0); }
 
 inline float __uint_as_float(unsigned u) { float f; memcpy(&f, &u, 4); return f; }
 inline unsigned __float_as_uint(float f) { unsigned u; memcpy(&u, &f, 4); return u; }
