@@ -238,7 +238,6 @@ func (s *Sampler) penalized(logits []float32) []float32 {
 // draw samples from softmax(l/T) truncated by top-k, top-p and min-p, in
 // that order (transformers' order of warpers).
 func (s *Sampler) draw(l []float32) int32 {
-	t := s.opt.Temperature
 	maxv := float64(l[Argmax(l)])
 	// Tokens more than 30 nats below the best carry under e^-30 of the
 	// mass each; dropping them first keeps sorting cheap on large
@@ -246,21 +245,47 @@ func (s *Sampler) draw(l []float32) int32 {
 	// Candidates carry z = (logit-max)/T until truncated by top-k (z orders
 	// them as their probabilities do), so top-k needs no exp over the
 	// vocabulary.
-	c := s.cand[:0]
+	var c []cand
 	if k := s.opt.TopK; k > 0 && k < len(l) {
-		c = topK(c, l, k) // one pass, no exp
-		for i := range c {
-			c[i].p = (c[i].p - maxv) / t
-		}
+		c = topK(s.cand[:0], l, k) // one pass, no exp
 	} else {
-		for i, v := range l {
-			if z := (float64(v) - maxv) / t; z >= -30 {
-				c = append(c, cand{int32(i), z})
-			}
-		}
+		c = s.within(s.cand[:0], nil, l, maxv)
 	}
 	s.cand = c
+	return s.pick(c, maxv, s.opt.TopK > 0 && s.opt.TopK < len(l))
+}
+
+// within appends, in index order, the tokens of vals (whose ids are ids,
+// or their indices when ids is nil) with z = (v-maxv)/T >= -30, carrying z.
+func (s *Sampler) within(c []cand, ids []int32, vals []float32, maxv float64) []cand {
+	t := s.opt.Temperature
+	for i, v := range vals {
+		if z := (float64(v) - maxv) / t; z >= -30 {
+			id := int32(i)
+			if ids != nil {
+				id = ids[i]
+			}
+			c = append(c, cand{id, z})
+		}
+	}
+	return c
+}
+
+// pick draws from the candidates c: those of within (carrying z, in index
+// order) or, when topk, those of topK (carrying the logit, in heap order).
+// Top-k candidates are put in index order, so that the draw depends only
+// on the set of tokens and their logits, as a draw from a list of
+// candidates (NextFromCandidates) sees them.
+func (s *Sampler) pick(c []cand, maxv float64, topk bool) int32 {
 	truncate := s.opt.TopP > 0 && s.opt.TopP < 1 || s.opt.MinP > 0
+	if topk {
+		for i := range c {
+			c[i].p = (c[i].p - maxv) / s.opt.Temperature
+		}
+		if !truncate {
+			slices.SortFunc(c, func(a, b cand) int { return cmp.Compare(a.id, b.id) })
+		}
+	}
 	if truncate {
 		slices.SortFunc(c, byProb)
 	}
@@ -306,6 +331,80 @@ func (s *Sampler) draw(l []float32) int32 {
 		}
 	}
 	return c[0].id
+}
+
+// candidateMargin widens the offset Candidates asks for beyond 30·T, so
+// that a list cut in f32 arithmetic (v - max >= -offset) keeps every token
+// draw keeps in f64 ((v-max)/T >= -30): f32 rounding moves v - max by at
+// most 2^-24 of itself.
+const candidateMargin = 1.0 / 1024
+
+// Candidates reports whether the next token may be drawn from a list of
+// candidates (NextFromCandidates) instead of the full logits — sampling at
+// a temperature, with no penalty and no log-probabilities — and how far
+// below the row's maximum logit the list must reach: every token whose
+// logit v has v - max >= -offset in f32 arithmetic (runtime.Candidater).
+func (s *Sampler) Candidates() (offset float32, ok bool) {
+	o := s.opt
+	if o.Temperature <= 0 || o.RepetitionPenalty != 0 && o.RepetitionPenalty != 1 ||
+		o.PresencePenalty != 0 || o.FrequencyPenalty != 0 || o.Logprobs || o.TopLogprobs > 0 {
+		return 0, false
+	}
+	d := float32(30 * o.Temperature * (1 + candidateMargin))
+	return math.Nextafter32(d, float32(math.Inf(1))), true
+}
+
+// NextFromCandidates is Next given only a row's candidates: ids (strictly
+// increasing, in [0, vocab)) and their logits vals, a list holding every
+// token of the row whose logit reaches some cut at or below the one
+// Candidates asks for. It picks the token Next would pick from the whole
+// row with the same generator state, records it and returns it with ok.
+// When the list cannot decide — Candidates says no, top-k asks for more
+// tokens than the list holds, or its best logit is not finite — it returns
+// ok false and leaves the sampler as it was: the caller then calls Next
+// with the full row.
+func (s *Sampler) NextFromCandidates(ids []int32, vals []float32, vocab int) (res Result, ok bool, err error) {
+	if len(ids) != len(vals) {
+		return Result{}, false, fmt.Errorf("sample: %d candidate ids, %d logits", len(ids), len(vals))
+	}
+	for i, id := range ids {
+		if id < 0 || int(id) >= vocab || i > 0 && id <= ids[i-1] {
+			return Result{}, false, fmt.Errorf("sample: candidate %d: id %d out of order or outside the vocabulary of %d", i, id, vocab)
+		}
+	}
+	if _, can := s.Candidates(); !can || len(vals) == 0 {
+		return Result{}, false, nil
+	}
+	for _, v := range vals {
+		if math.IsNaN(float64(v)) {
+			return Result{}, false, nil
+		}
+	}
+	maxv := float64(vals[Argmax(vals)])
+	if math.IsInf(maxv, 0) {
+		return Result{}, false, nil
+	}
+	var c []cand
+	k := s.opt.TopK
+	topk := k > 0 && k < vocab
+	if topk {
+		if len(vals) < k {
+			return Result{}, false, nil // the row's top k reach below the list
+		}
+		// The list holds every token above its cut and at least k of
+		// them, so the row's k best (lowest id first on ties) are the
+		// list's k best.
+		c = topK(s.cand[:0], vals, k)
+		for i := range c {
+			c[i].id = ids[c[i].id]
+		}
+	} else {
+		c = s.within(s.cand[:0], ids, vals, maxv)
+	}
+	s.cand = c
+	tok := s.pick(c, maxv, topk)
+	s.counts[tok]++
+	return Result{Token: tok}, true, nil
 }
 
 // logprobs returns log softmax(logits)[tok] and the top n entries.
