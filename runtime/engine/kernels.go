@@ -18,6 +18,10 @@ type Kernels struct {
 	Argmax      string
 	ArgmaxVocab int32
 	Compiler    string // nvcc --version of the build
+	// Candidates is the sampling-candidates kernel over the logits rows
+	// (codegen/cuda's Module.Candidates); "" in engines built before it,
+	// whose runtime then downloads logits to sample.
+	Candidates string
 }
 
 // KernelImage is one compiled form of the module.
@@ -103,6 +107,10 @@ func encodeKernels(b *flatbuffers.Builder, k *Kernels) flatbuffers.UOffsetT {
 	}
 	launchVec := tables(ls)
 	src, argmax, comp := b.CreateByteVector(k.Source), b.CreateString(k.Argmax), b.CreateString(k.Compiler)
+	var cands flatbuffers.UOffsetT // absent when empty, as older writers left it
+	if k.Candidates != "" {
+		cands = b.CreateString(k.Candidates)
+	}
 	pio.KernelsStart(b)
 	pio.KernelsAddSource(b, src)
 	pio.KernelsAddImages(b, imgVec)
@@ -112,6 +120,9 @@ func encodeKernels(b *flatbuffers.Builder, k *Kernels) flatbuffers.UOffsetT {
 	pio.KernelsAddArgmax(b, argmax)
 	pio.KernelsAddArgmaxVocab(b, k.ArgmaxVocab)
 	pio.KernelsAddCompiler(b, comp)
+	if cands != 0 {
+		pio.KernelsAddCandidates(b, cands)
+	}
 	return pio.KernelsEnd(b)
 }
 
@@ -123,6 +134,7 @@ func (d *decoder) kernels(fk *pio.Kernels) *Kernels {
 		Argmax:      d.str(fk.Argmax()),
 		ArgmaxVocab: fk.ArgmaxVocab(),
 		Compiler:    d.str(fk.Compiler()),
+		Candidates:  d.str(fk.Candidates()),
 	}
 	kt := fk.Table()
 	k.Images = make([]KernelImage, d.vec(kt, slotKernelsImages, 4, fk.ImagesLength()))

@@ -20,9 +20,20 @@ func TestKernelsRoundTrip(t *testing.T) {
 		}
 		e.Close()
 	}
+	// Kernels without a candidates kernel (engines written before it had
+	// a field) read back with none.
+	meta.Kernels.Candidates = ""
+	e, err := Open(build(t, meta, specsFor(p), WriteOptions{}), OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(e.Meta.Kernels, meta.Kernels) {
+		t.Errorf("kernels without candidates differ after a round trip:\n got %+v\nwant %+v", e.Meta.Kernels, meta.Kernels)
+	}
+	e.Close()
 	// A CPU-only engine has none.
 	meta.Kernels = nil
-	e, err := Open(build(t, meta, specsFor(p), WriteOptions{}), OpenOptions{})
+	e, err = Open(build(t, meta, specsFor(p), WriteOptions{}), OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,6 +53,7 @@ func testKernels() *Kernels {
 		Argmax:      "argmax_0",
 		ArgmaxVocab: 8,
 		Compiler:    "nvcc 13.0",
+		Candidates:  "candidates_0",
 		Launches: []KernelLaunch{{
 			Step: 0, Kernel: "k", Params: []uint32{1 << 16, 2<<16 | 3}, Block: 128, Mode: 2,
 			Grid:    [3][6]int64{{1, 0, 0, 0, 0, 1}, {0, 0, 0, 0, 4, 1}, {0, 0, 0, 1, 0, 1}},

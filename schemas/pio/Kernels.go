@@ -159,8 +159,16 @@ func (rcv *Kernels) Compiler() []byte {
 	return nil
 }
 
+func (rcv *Kernels) Candidates() []byte {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(20))
+	if o != 0 {
+		return rcv._tab.ByteVector(o + rcv._tab.Pos)
+	}
+	return nil
+}
+
 func KernelsStart(builder *flatbuffers.Builder) {
-	builder.StartObject(8)
+	builder.StartObject(9)
 }
 func KernelsAddSource(builder *flatbuffers.Builder, source flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(0, flatbuffers.UOffsetT(source), 0)
@@ -194,6 +202,9 @@ func KernelsAddArgmaxVocab(builder *flatbuffers.Builder, argmaxVocab int32) {
 }
 func KernelsAddCompiler(builder *flatbuffers.Builder, compiler flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(7, flatbuffers.UOffsetT(compiler), 0)
+}
+func KernelsAddCandidates(builder *flatbuffers.Builder, candidates flatbuffers.UOffsetT) {
+	builder.PrependUOffsetTSlot(8, flatbuffers.UOffsetT(candidates), 0)
 }
 func KernelsEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()
