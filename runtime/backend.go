@@ -71,3 +71,27 @@ type Backend interface {
 type Argmaxer interface {
 	Argmax() ([]int32, error)
 }
+
+// Candidater is implemented by a backend that can list, where the logits
+// live, the tokens of each row of the "logits" output that sampling may
+// draw (runtime/sample: those within 30 nats of the best at the request's
+// temperature), so only those cross the bus instead of S·vocab floats.
+//
+// Candidates returns one entry per row of the last successful Step: every
+// token whose logit v has v - m >= -offsets[r] in f32 arithmetic, m being
+// the row's maximum, in increasing id order, and the row length (vocab).
+// A row with more than limit such tokens, a NaN, or no finite maximum
+// comes back Full: its caller samples it from Output("logits").
+type Candidater interface {
+	Candidates(offsets []float32, limit int) (rows []Candidates, vocab int, err error)
+}
+
+// Candidates is one logits row's candidate tokens (Candidater). IDs and
+// Vals belong to the backend and are valid until its next Step or
+// Candidates call.
+type Candidates struct {
+	IDs  []int32   // increasing token ids
+	Vals []float32 // their logits
+	Max  float32   // the row's maximum logit (NaN when the row holds one)
+	Full bool      // no list: more than limit tokens, a NaN, or no finite maximum
+}
