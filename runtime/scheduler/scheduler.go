@@ -57,6 +57,10 @@ type Config struct {
 	// NoPrefixCache turns prefix reuse off; set it when PrefixCacheable
 	// says the plan cannot reuse cached blocks.
 	NoPrefixCache bool
+	// MaxCandidates is the most sampling candidates of a row taken from a
+	// runtime.Candidater; a row with more is sampled from its logits.
+	// Default 4096; negative: always download logits to sample.
+	MaxCandidates int
 }
 
 // PrefixCacheable reports whether a plan's sequences may start from cached
@@ -148,6 +152,7 @@ type Scheduler struct {
 	nextID  uint64
 	plan    []planned
 	counter Stats
+	offsets []float32 // each row's candidates offset (results)
 }
 
 type planned struct {
@@ -184,6 +189,9 @@ func New(be runtime.Backend, alloc *kvcache.Allocator, cfg Config) (*Scheduler, 
 	}
 	if cfg.MaxQueue == 0 {
 		cfg.MaxQueue = 256
+	}
+	if cfg.MaxCandidates == 0 {
+		cfg.MaxCandidates = 4096
 	}
 	if pool := alloc.NumBlocks() * alloc.BlockSize(); cfg.MaxModelLen == 0 || cfg.MaxModelLen > pool {
 		cfg.MaxModelLen = pool
@@ -487,11 +495,9 @@ func (s *Scheduler) run() {
 	}
 	s.counter.Steps++
 	err := s.be.Step(b)
-	var logits []float32
-	var ids []int32 // the backend's argmax of each row, when every sampled row is greedy
-	var vocab int
+	var out results
 	if err == nil {
-		logits, ids, vocab, err = s.results()
+		out, err = s.results()
 	}
 	if err != nil {
 		for _, p := range s.plan {
@@ -515,12 +521,7 @@ func (s *Scheduler) run() {
 			s.finish(q, FinishCancelled, q.ctx.Err())
 			continue
 		}
-		var res sample.Result
-		if ids != nil {
-			res, err = q.smp.Accept(ids[j])
-		} else {
-			res, err = q.smp.Next(logits[j*vocab : (j+1)*vocab])
-		}
+		res, err := s.sample(q, j, &out)
 		if err != nil {
 			s.remove(q)
 			s.finish(q, FinishError, err)
@@ -547,36 +548,98 @@ func (s *Scheduler) run() {
 	}
 }
 
+// results is what a step's sampled rows are drawn from: the backend's
+// argmax of each row (ids), its candidates (cands), or the logits, which
+// are also fetched on demand for a row its candidates cannot decide.
+type results struct {
+	ids    []int32
+	cands  []runtime.Candidates
+	logits []float32
+	vocab  int
+}
+
 // results fetches what the step's sampled rows need: nothing when every
-// row was a prefill chunk, the backend's argmax when it offers one and every
+// row was a prefill chunk; the backend's argmax when it offers one and every
 // sampled row is greedy (runtime.Argmaxer: S int32s instead of S·vocab
-// logits), else the logits.
-func (s *Scheduler) results() (logits []float32, ids []int32, vocab int, err error) {
-	sampled, greedy := false, true
+// logits); each row's sampling candidates when it offers them and every
+// sampled row is greedy or samples without penalties and log-probabilities
+// (runtime.Candidater: the tokens within 30 nats of the best); else the
+// logits.
+func (s *Scheduler) results() (results, error) {
+	sampled, greedy, cand := false, true, s.cfg.MaxCandidates > 0
+	s.offsets = s.offsets[:0]
 	for _, p := range s.plan {
+		var off float32 // greedy rows and prefill chunks: the ties at the best
 		if p.s.computed+p.n >= len(p.s.tokens) {
 			sampled = true
-			greedy = greedy && p.s.smp.Greedy()
+			if !p.s.smp.Greedy() {
+				greedy = false
+				o, ok := p.s.smp.Candidates()
+				cand = cand && ok
+				off = o
+			}
 		}
+		s.offsets = append(s.offsets, off)
 	}
 	if !sampled {
-		return nil, nil, 0, nil
+		return results{}, nil
 	}
 	if am, ok := s.be.(runtime.Argmaxer); ok && greedy {
-		ids, err = am.Argmax()
+		ids, err := am.Argmax()
 		if err == nil && len(ids) != len(s.plan) {
 			err = fmt.Errorf("scheduler: argmax of %d rows for %d sequences", len(ids), len(s.plan))
 		}
-		return nil, ids, 0, err
+		return results{ids: ids}, err
 	}
+	if cd, ok := s.be.(runtime.Candidater); ok && cand {
+		rows, vocab, err := cd.Candidates(s.offsets, s.cfg.MaxCandidates)
+		if err == nil && len(rows) != len(s.plan) {
+			err = fmt.Errorf("scheduler: candidates of %d rows for %d sequences", len(rows), len(s.plan))
+		}
+		return results{cands: rows, vocab: vocab}, err
+	}
+	var r results
+	return r, s.fetchLogits(&r)
+}
+
+// fetchLogits downloads the step's logits into r.
+func (s *Scheduler) fetchLogits(r *results) error {
 	logits, shape, err := s.be.Output("logits")
 	if err == nil && (len(shape) != 2 || shape[0] != len(s.plan)) {
 		err = fmt.Errorf("scheduler: logits shape %v for %d sequences", shape, len(s.plan))
 	}
 	if err != nil {
-		return nil, nil, 0, err
+		return err
 	}
-	return logits, nil, shape[1], nil
+	r.logits, r.vocab = logits, shape[1]
+	return nil
+}
+
+// sample draws q's next token from row j of the step's results.
+func (s *Scheduler) sample(q *seq, j int, r *results) (sample.Result, error) {
+	if r.ids != nil {
+		return q.smp.Accept(r.ids[j])
+	}
+	if r.cands != nil && !r.cands[j].Full {
+		c := r.cands[j]
+		if q.smp.Greedy() {
+			// The row's first maximum: its lowest id, as Next's argmax.
+			if i := sample.Argmax(c.Vals); len(c.Vals) > 0 && c.Vals[i] == c.Max {
+				return q.smp.Accept(c.IDs[i])
+			}
+		} else {
+			res, ok, err := q.smp.NextFromCandidates(c.IDs, c.Vals, r.vocab)
+			if ok || err != nil {
+				return res, err
+			}
+		}
+	}
+	if r.logits == nil {
+		if err := s.fetchLogits(r); err != nil {
+			return sample.Result{}, err
+		}
+	}
+	return q.smp.Next(r.logits[j*r.vocab : (j+1)*r.vocab])
 }
 
 func (s *Scheduler) remove(q *seq) {
