@@ -15,16 +15,10 @@
 // A matmul step (matmul.go) has three kernels, chosen by its weight dtype
 // and, at run time, its rows: up to WarpMaxRows rows (decode), a GEMV with
 // a warp per output column streaming W once; above, a tensor-core GEMM
-// (mma.go: mma.sync m16n8k16 on bf16 W, x split into two bf16 terms so
-// that it computes to about f32 accuracy) when W is bf16 with rows of a multiple
+// (mma.go: mma.sync m16n8k16 on bf16 W, x split into three bf16 terms so
+// that it computes to f32 accuracy) when W is bf16 with rows of a multiple
 // of 8, else a 64×64 SIMT f32 tile. All three share one parameter list and
 // fuse the same RMSNorm prologue, SwiGLU and residual epilogues.
-//
-// A matmul_q step (quant.go: weights quantized int8, int4 or fp8 with
-// group-wise scales) has two kernels: up to WarpMaxRows rows, a GEMV with a
-// warp per output column that loads the codes as 16-byte vectors, several
-// in flight per lane, and decodes them in registers; above, a 64×64 tile
-// that decodes 32-deep slices of W into shared memory as f32.
 //
 // Compile (nvcc.go) turns a module into one image per target architecture
 // (sm_80, sm_89, sm_90a cubins and compute_90 PTX for newer GPUs), in

@@ -32,7 +32,7 @@ type mm struct {
 // rows (decode), and above it a tiled GEMM: on tensor cores (mma.go) when W
 // is bf16 with rows of a multiple of 8 elements, else the 64×64 SIMT f32
 // tile (any weight dtype, any K). Each computes in f32 to the CPU
-// backend's accuracy: the tensor-core kernel multiplies x split into two
+// backend's accuracy: the tensor-core kernel multiplies x split into three
 // bf16 terms.
 func (g *gen) matmul(step int, s ir.Step) error {
 	xdt, xsh := g.operand(s.Args[0])

@@ -14,10 +14,9 @@ const (
 	mmaBM = 64
 	mmaBN = 128
 	mmaBK = 32
-	// mmaTerms is the number of bf16 terms x is split into: two (hi, lo)
-	// carry x to 2^-17 relative; three would carry all of its 24 bits, at
-	// 1.5× the MMAs.
-	mmaTerms = 2
+	// mmaTerms is the number of bf16 terms x is split into: three carry
+	// all of an f32's 24 bits.
+	mmaTerms = 3
 )
 
 // mmaOK reports whether the tensor-core kernel handles the step: bf16
@@ -39,13 +38,15 @@ func (m *mm) mmaCols() int64 {
 // Precision: x is f32 and the CPU backend computes in f32, so x is not
 // simply rounded to bf16 (that costs 2^-9: ~2e-3 relative in a matmul,
 // 1e-2 in the tiny goldens' logits). After the RMSNorm prologue (in f32),
-// each element is split into hi = bf16(x) and lo = bf16(x − hi) (the
-// difference is exact in f32), and both terms are multiplied by the
-// (exactly bf16) weights into the same f32 accumulators, the smaller
-// first: the products are exact and hi + lo is x to 2^-17 relative, so a
-// matmul matches the CPU backend within ~4e-6 relative and the goldens'
-// logits within ~2e-5 (mmaTerms = 3 gives 7e-7 and 2e-6), at two MMAs per
-// product.
+// each element is split into bf16 terms, hi = bf16(x), mid = bf16(x − hi),
+// lo = bf16(x − hi − mid) (each difference exact in f32), and every term
+// is multiplied by the (exactly bf16) weights into the same f32
+// accumulators, the smallest first: the products are exact and the terms
+// carry all of x's 24 bits, so a matmul matches the CPU backend within
+// ~7e-7 relative, like the SIMT tile. Two terms (hi + lo, 2^-17 relative:
+// ~4e-6 a matmul, two MMAs per product instead of three) are not enough:
+// the tiny DeltaNet golden's recurrent state carries that to 1.7e-4 in the
+// logits of a 131-token prompt, past the backends' 1e-4 parity.
 //
 // Data path: per 32-deep k slice, every thread loads two float4 of x and
 // two 16-byte vectors of W into registers while the warps multiply the

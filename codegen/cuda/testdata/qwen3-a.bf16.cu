@@ -232,13 +232,13 @@ extern "C" __global__ void __launch_bounds__(256) matmul_warp_d26745a90c(const f
   }
 }
 
-// matmul (rms_norm prologue), many rows, tensor cores: w pio_bf16[256, 64], 256 output columns; 64×128 block tiles, 32-deep k slices, mma.sync m16n8k16 bf16 on x split into 2 bf16 terms.
-extern "C" __global__ void __launch_bounds__(256) matmul_mma_85bf62a7aa(const float* __restrict__ x, const pio_bf16* __restrict__ w, const pio_bf16* __restrict__ nw, float* __restrict__ y, int T, int S) {
+// matmul (rms_norm prologue), many rows, tensor cores: w pio_bf16[256, 64], 256 output columns; 64×128 block tiles, 32-deep k slices, mma.sync m16n8k16 bf16 on x split into 3 bf16 terms.
+extern "C" __global__ void __launch_bounds__(256) matmul_mma_086a193e66(const float* __restrict__ x, const pio_bf16* __restrict__ w, const pio_bf16* __restrict__ nw, float* __restrict__ y, int T, int S) {
   constexpr long K = 64, NOUT = 256;
   constexpr int NS = 2;  // k slices
   const long M = (1L * T);
   // x's bf16 terms and W: [buffer]([term])[row][k pair] (bf16 pairs, low k in the low half)
-  __align__(16) __shared__ unsigned xs[2][2][64][16];
+  __align__(16) __shared__ unsigned xs[2][3][64][16];
   __align__(16) __shared__ unsigned ws[2][128][16];
   __shared__ float inv[64];
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
@@ -284,7 +284,7 @@ extern "C" __global__ void __launch_bounds__(256) matmul_mma_85bf62a7aa(const fl
 #pragma unroll
       for (int q = 0; q < 4; q++) v[q] = __fmul_rn(__fmul_rn(v[q], inv[r]), 0.0f + nr[i][q]);
 #pragma unroll
-      for (int p = 0; p < 2; p++) {
+      for (int p = 0; p < 3; p++) {
         xs[0][p][r][c] = pio_bf16x2_take(v[0], v[1]);
         xs[0][p][r][c + 1] = pio_bf16x2_take(v[2], v[3]);
       }
@@ -320,7 +320,7 @@ extern "C" __global__ void __launch_bounds__(256) matmul_mma_85bf62a7aa(const fl
 #pragma unroll
     for (int j = 0; j < 4; j++) pio_lds4(&ws[B][wn * 32 + j * 8 + g][4 * t], bw[j]);
 #pragma unroll
-    for (int p = 1; p >= 0; p--) {  // the smallest term first
+    for (int p = 2; p >= 0; p--) {  // the smallest term first
       unsigned a[2][2][4];
 #pragma unroll
       for (int i = 0; i < 2; i++)
@@ -346,7 +346,7 @@ extern "C" __global__ void __launch_bounds__(256) matmul_mma_85bf62a7aa(const fl
 #pragma unroll
         for (int q = 0; q < 4; q++) v[q] = __fmul_rn(__fmul_rn(v[q], inv[r]), 0.0f + nr[i][q]);
 #pragma unroll
-        for (int p = 0; p < 2; p++) {
+        for (int p = 0; p < 3; p++) {
           xs[B ^ 1][p][r][c] = pio_bf16x2_take(v[0], v[1]);
           xs[B ^ 1][p][r][c + 1] = pio_bf16x2_take(v[2], v[3]);
         }
@@ -628,13 +628,13 @@ extern "C" __global__ void __launch_bounds__(256) matmul_warp_5872f9fb76(const f
   }
 }
 
-// matmul (+ residual), many rows, tensor cores: w pio_bf16[64, 128], 64 output columns; 64×128 block tiles, 32-deep k slices, mma.sync m16n8k16 bf16 on x split into 2 bf16 terms.
-extern "C" __global__ void __launch_bounds__(256) matmul_mma_79142e4d83(const float* __restrict__ x, const pio_bf16* __restrict__ w, const float* __restrict__ res, float* __restrict__ y, int T, int S) {
+// matmul (+ residual), many rows, tensor cores: w pio_bf16[64, 128], 64 output columns; 64×128 block tiles, 32-deep k slices, mma.sync m16n8k16 bf16 on x split into 3 bf16 terms.
+extern "C" __global__ void __launch_bounds__(256) matmul_mma_25bc23ae7d(const float* __restrict__ x, const pio_bf16* __restrict__ w, const float* __restrict__ res, float* __restrict__ y, int T, int S) {
   constexpr long K = 128, NOUT = 64;
   constexpr int NS = 4;  // k slices
   const long M = (1L * T);
   // x's bf16 terms and W: [buffer]([term])[row][k pair] (bf16 pairs, low k in the low half)
-  __align__(16) __shared__ unsigned xs[2][2][64][16];
+  __align__(16) __shared__ unsigned xs[2][3][64][16];
   __align__(16) __shared__ unsigned ws[2][128][16];
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
   const int wm = warp >> 2, wn = warp & 3;  // warp tile: rows wm*32.., weight rows below
@@ -666,7 +666,7 @@ extern "C" __global__ void __launch_bounds__(256) matmul_mma_79142e4d83(const fl
       const int e = tid + i * 256, r = e >> 3, c = (e & 7) * 2;
       float v[4] = {xr[i].x, xr[i].y, xr[i].z, xr[i].w};
 #pragma unroll
-      for (int p = 0; p < 2; p++) {
+      for (int p = 0; p < 3; p++) {
         xs[0][p][r][c] = pio_bf16x2_take(v[0], v[1]);
         xs[0][p][r][c + 1] = pio_bf16x2_take(v[2], v[3]);
       }
@@ -700,7 +700,7 @@ extern "C" __global__ void __launch_bounds__(256) matmul_mma_79142e4d83(const fl
 #pragma unroll
     for (int j = 0; j < 4; j++) pio_lds4(&ws[B][wn * 32 + j * 8 + g][4 * t], bw[j]);
 #pragma unroll
-    for (int p = 1; p >= 0; p--) {  // the smallest term first
+    for (int p = 2; p >= 0; p--) {  // the smallest term first
       unsigned a[2][2][4];
 #pragma unroll
       for (int i = 0; i < 2; i++)
@@ -724,7 +724,7 @@ extern "C" __global__ void __launch_bounds__(256) matmul_mma_79142e4d83(const fl
         const int e = tid + i * 256, r = e >> 3, c = (e & 7) * 2;
         float v[4] = {xr[i].x, xr[i].y, xr[i].z, xr[i].w};
 #pragma unroll
-        for (int p = 0; p < 2; p++) {
+        for (int p = 0; p < 3; p++) {
           xs[B ^ 1][p][r][c] = pio_bf16x2_take(v[0], v[1]);
           xs[B ^ 1][p][r][c + 1] = pio_bf16x2_take(v[2], v[3]);
         }
@@ -802,13 +802,13 @@ extern "C" __global__ void __launch_bounds__(256) matmul_warp_aa7df65f14(const f
   }
 }
 
-// matmul (rms_norm prologue, swiglu), many rows, tensor cores: w pio_bf16[320, 64], 160 output columns; 64×64 block tiles, 32-deep k slices, mma.sync m16n8k16 bf16 on x split into 2 bf16 terms.
-extern "C" __global__ void __launch_bounds__(256) matmul_mma_55fadb5950(const float* __restrict__ x, const pio_bf16* __restrict__ w, const pio_bf16* __restrict__ nw, float* __restrict__ y, int T, int S) {
+// matmul (rms_norm prologue, swiglu), many rows, tensor cores: w pio_bf16[320, 64], 160 output columns; 64×64 block tiles, 32-deep k slices, mma.sync m16n8k16 bf16 on x split into 3 bf16 terms.
+extern "C" __global__ void __launch_bounds__(256) matmul_mma_b73e419a43(const float* __restrict__ x, const pio_bf16* __restrict__ w, const pio_bf16* __restrict__ nw, float* __restrict__ y, int T, int S) {
   constexpr long K = 64, NOUT = 160;
   constexpr int NS = 2;  // k slices
   const long M = (1L * T);
   // x's bf16 terms and W: [buffer]([term])[row][k pair] (bf16 pairs, low k in the low half)
-  __align__(16) __shared__ unsigned xs[2][2][64][16];
+  __align__(16) __shared__ unsigned xs[2][3][64][16];
   __align__(16) __shared__ unsigned ws[2][128][16];
   __shared__ float inv[64];
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
@@ -854,7 +854,7 @@ extern "C" __global__ void __launch_bounds__(256) matmul_mma_55fadb5950(const fl
 #pragma unroll
       for (int q = 0; q < 4; q++) v[q] = __fmul_rn(__fmul_rn(v[q], inv[r]), 0.0f + nr[i][q]);
 #pragma unroll
-      for (int p = 0; p < 2; p++) {
+      for (int p = 0; p < 3; p++) {
         xs[0][p][r][c] = pio_bf16x2_take(v[0], v[1]);
         xs[0][p][r][c + 1] = pio_bf16x2_take(v[2], v[3]);
       }
@@ -890,7 +890,7 @@ extern "C" __global__ void __launch_bounds__(256) matmul_mma_55fadb5950(const fl
 #pragma unroll
     for (int j = 0; j < 4; j++) pio_lds4(&ws[B][(j >> 1) * 64 + wn * 16 + (j & 1) * 8 + g][4 * t], bw[j]);
 #pragma unroll
-    for (int p = 1; p >= 0; p--) {  // the smallest term first
+    for (int p = 2; p >= 0; p--) {  // the smallest term first
       unsigned a[2][2][4];
 #pragma unroll
       for (int i = 0; i < 2; i++)
@@ -916,7 +916,7 @@ extern "C" __global__ void __launch_bounds__(256) matmul_mma_55fadb5950(const fl
 #pragma unroll
         for (int q = 0; q < 4; q++) v[q] = __fmul_rn(__fmul_rn(v[q], inv[r]), 0.0f + nr[i][q]);
 #pragma unroll
-        for (int p = 0; p < 2; p++) {
+        for (int p = 0; p < 3; p++) {
           xs[B ^ 1][p][r][c] = pio_bf16x2_take(v[0], v[1]);
           xs[B ^ 1][p][r][c + 1] = pio_bf16x2_take(v[2], v[3]);
         }
@@ -977,13 +977,13 @@ extern "C" __global__ void __launch_bounds__(256) matmul_warp_b56b6e7976(const f
   }
 }
 
-// matmul (+ residual), many rows, tensor cores: w pio_bf16[64, 160], 64 output columns; 64×128 block tiles, 32-deep k slices, mma.sync m16n8k16 bf16 on x split into 2 bf16 terms.
-extern "C" __global__ void __launch_bounds__(256) matmul_mma_fb16618c08(const float* __restrict__ x, const pio_bf16* __restrict__ w, const float* __restrict__ res, float* __restrict__ y, int T, int S) {
+// matmul (+ residual), many rows, tensor cores: w pio_bf16[64, 160], 64 output columns; 64×128 block tiles, 32-deep k slices, mma.sync m16n8k16 bf16 on x split into 3 bf16 terms.
+extern "C" __global__ void __launch_bounds__(256) matmul_mma_aee8a7531d(const float* __restrict__ x, const pio_bf16* __restrict__ w, const float* __restrict__ res, float* __restrict__ y, int T, int S) {
   constexpr long K = 160, NOUT = 64;
   constexpr int NS = 5;  // k slices
   const long M = (1L * T);
   // x's bf16 terms and W: [buffer]([term])[row][k pair] (bf16 pairs, low k in the low half)
-  __align__(16) __shared__ unsigned xs[2][2][64][16];
+  __align__(16) __shared__ unsigned xs[2][3][64][16];
   __align__(16) __shared__ unsigned ws[2][128][16];
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
   const int wm = warp >> 2, wn = warp & 3;  // warp tile: rows wm*32.., weight rows below
@@ -1015,7 +1015,7 @@ extern "C" __global__ void __launch_bounds__(256) matmul_mma_fb16618c08(const fl
       const int e = tid + i * 256, r = e >> 3, c = (e & 7) * 2;
       float v[4] = {xr[i].x, xr[i].y, xr[i].z, xr[i].w};
 #pragma unroll
-      for (int p = 0; p < 2; p++) {
+      for (int p = 0; p < 3; p++) {
         xs[0][p][r][c] = pio_bf16x2_take(v[0], v[1]);
         xs[0][p][r][c + 1] = pio_bf16x2_take(v[2], v[3]);
       }
@@ -1049,7 +1049,7 @@ extern "C" __global__ void __launch_bounds__(256) matmul_mma_fb16618c08(const fl
 #pragma unroll
     for (int j = 0; j < 4; j++) pio_lds4(&ws[B][wn * 32 + j * 8 + g][4 * t], bw[j]);
 #pragma unroll
-    for (int p = 1; p >= 0; p--) {  // the smallest term first
+    for (int p = 2; p >= 0; p--) {  // the smallest term first
       unsigned a[2][2][4];
 #pragma unroll
       for (int i = 0; i < 2; i++)
@@ -1073,7 +1073,7 @@ extern "C" __global__ void __launch_bounds__(256) matmul_mma_fb16618c08(const fl
         const int e = tid + i * 256, r = e >> 3, c = (e & 7) * 2;
         float v[4] = {xr[i].x, xr[i].y, xr[i].z, xr[i].w};
 #pragma unroll
-        for (int p = 0; p < 2; p++) {
+        for (int p = 0; p < 3; p++) {
           xs[B ^ 1][p][r][c] = pio_bf16x2_take(v[0], v[1]);
           xs[B ^ 1][p][r][c + 1] = pio_bf16x2_take(v[2], v[3]);
         }
@@ -1134,13 +1134,13 @@ extern "C" __global__ void __launch_bounds__(256) matmul_warp_0c817d944b(const f
   }
 }
 
-// matmul, many rows, tensor cores: w pio_bf16[64, 160], 64 output columns; 64×128 block tiles, 32-deep k slices, mma.sync m16n8k16 bf16 on x split into 2 bf16 terms.
-extern "C" __global__ void __launch_bounds__(256) matmul_mma_0ac600eeac(const float* __restrict__ x, const pio_bf16* __restrict__ w, float* __restrict__ y, int T, int S) {
+// matmul, many rows, tensor cores: w pio_bf16[64, 160], 64 output columns; 64×128 block tiles, 32-deep k slices, mma.sync m16n8k16 bf16 on x split into 3 bf16 terms.
+extern "C" __global__ void __launch_bounds__(256) matmul_mma_15a17c4ec1(const float* __restrict__ x, const pio_bf16* __restrict__ w, float* __restrict__ y, int T, int S) {
   constexpr long K = 160, NOUT = 64;
   constexpr int NS = 5;  // k slices
   const long M = (1L * T);
   // x's bf16 terms and W: [buffer]([term])[row][k pair] (bf16 pairs, low k in the low half)
-  __align__(16) __shared__ unsigned xs[2][2][64][16];
+  __align__(16) __shared__ unsigned xs[2][3][64][16];
   __align__(16) __shared__ unsigned ws[2][128][16];
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
   const int wm = warp >> 2, wn = warp & 3;  // warp tile: rows wm*32.., weight rows below
@@ -1172,7 +1172,7 @@ extern "C" __global__ void __launch_bounds__(256) matmul_mma_0ac600eeac(const fl
       const int e = tid + i * 256, r = e >> 3, c = (e & 7) * 2;
       float v[4] = {xr[i].x, xr[i].y, xr[i].z, xr[i].w};
 #pragma unroll
-      for (int p = 0; p < 2; p++) {
+      for (int p = 0; p < 3; p++) {
         xs[0][p][r][c] = pio_bf16x2_take(v[0], v[1]);
         xs[0][p][r][c + 1] = pio_bf16x2_take(v[2], v[3]);
       }
@@ -1206,7 +1206,7 @@ extern "C" __global__ void __launch_bounds__(256) matmul_mma_0ac600eeac(const fl
 #pragma unroll
     for (int j = 0; j < 4; j++) pio_lds4(&ws[B][wn * 32 + j * 8 + g][4 * t], bw[j]);
 #pragma unroll
-    for (int p = 1; p >= 0; p--) {  // the smallest term first
+    for (int p = 2; p >= 0; p--) {  // the smallest term first
       unsigned a[2][2][4];
 #pragma unroll
       for (int i = 0; i < 2; i++)
@@ -1230,7 +1230,7 @@ extern "C" __global__ void __launch_bounds__(256) matmul_mma_0ac600eeac(const fl
         const int e = tid + i * 256, r = e >> 3, c = (e & 7) * 2;
         float v[4] = {xr[i].x, xr[i].y, xr[i].z, xr[i].w};
 #pragma unroll
-        for (int p = 0; p < 2; p++) {
+        for (int p = 0; p < 3; p++) {
           xs[B ^ 1][p][r][c] = pio_bf16x2_take(v[0], v[1]);
           xs[B ^ 1][p][r][c + 1] = pio_bf16x2_take(v[2], v[3]);
         }
@@ -1322,13 +1322,13 @@ extern "C" __global__ void __launch_bounds__(256) matmul_warp_d6ae18a6ed(const f
   }
 }
 
-// matmul, many rows, tensor cores: w pio_bf16[512, 64], 512 output columns; 64×128 block tiles, 32-deep k slices, mma.sync m16n8k16 bf16 on x split into 2 bf16 terms.
-extern "C" __global__ void __launch_bounds__(256) matmul_mma_0cb1503356(const float* __restrict__ x, const pio_bf16* __restrict__ w, float* __restrict__ y, int T, int S) {
+// matmul, many rows, tensor cores: w pio_bf16[512, 64], 512 output columns; 64×128 block tiles, 32-deep k slices, mma.sync m16n8k16 bf16 on x split into 3 bf16 terms.
+extern "C" __global__ void __launch_bounds__(256) matmul_mma_6696b4b6f9(const float* __restrict__ x, const pio_bf16* __restrict__ w, float* __restrict__ y, int T, int S) {
   constexpr long K = 64, NOUT = 512;
   constexpr int NS = 2;  // k slices
   const long M = (1L * S);
   // x's bf16 terms and W: [buffer]([term])[row][k pair] (bf16 pairs, low k in the low half)
-  __align__(16) __shared__ unsigned xs[2][2][64][16];
+  __align__(16) __shared__ unsigned xs[2][3][64][16];
   __align__(16) __shared__ unsigned ws[2][128][16];
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
   const int wm = warp >> 2, wn = warp & 3;  // warp tile: rows wm*32.., weight rows below
@@ -1360,7 +1360,7 @@ extern "C" __global__ void __launch_bounds__(256) matmul_mma_0cb1503356(const fl
       const int e = tid + i * 256, r = e >> 3, c = (e & 7) * 2;
       float v[4] = {xr[i].x, xr[i].y, xr[i].z, xr[i].w};
 #pragma unroll
-      for (int p = 0; p < 2; p++) {
+      for (int p = 0; p < 3; p++) {
         xs[0][p][r][c] = pio_bf16x2_take(v[0], v[1]);
         xs[0][p][r][c + 1] = pio_bf16x2_take(v[2], v[3]);
       }
@@ -1394,7 +1394,7 @@ extern "C" __global__ void __launch_bounds__(256) matmul_mma_0cb1503356(const fl
 #pragma unroll
     for (int j = 0; j < 4; j++) pio_lds4(&ws[B][wn * 32 + j * 8 + g][4 * t], bw[j]);
 #pragma unroll
-    for (int p = 1; p >= 0; p--) {  // the smallest term first
+    for (int p = 2; p >= 0; p--) {  // the smallest term first
       unsigned a[2][2][4];
 #pragma unroll
       for (int i = 0; i < 2; i++)
@@ -1418,7 +1418,7 @@ extern "C" __global__ void __launch_bounds__(256) matmul_mma_0cb1503356(const fl
         const int e = tid + i * 256, r = e >> 3, c = (e & 7) * 2;
         float v[4] = {xr[i].x, xr[i].y, xr[i].z, xr[i].w};
 #pragma unroll
-        for (int p = 0; p < 2; p++) {
+        for (int p = 0; p < 3; p++) {
           xs[B ^ 1][p][r][c] = pio_bf16x2_take(v[0], v[1]);
           xs[B ^ 1][p][r][c + 1] = pio_bf16x2_take(v[2], v[3]);
         }
