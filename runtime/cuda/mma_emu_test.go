@@ -78,11 +78,12 @@ func TestEmulatedMMAGolden(t *testing.T) {
 // rows not a multiple of the 64-row block tile (17, the fewest above the
 // GEMV's 16, and 70), output columns not a multiple of the block's 128 (or
 // 64 with SwiGLU), K not a multiple of the 32-deep slice, every fusion
-// (RMSNorm prologue with and without unit offset, SwiGLU, residual), and a
-// K that is no multiple of 8 (the SIMT tile's fallback).
+// (RMSNorm prologue with and without unit offset, SwiGLU, residual), K = 24
+// (less than one slice, with 20 output columns), and a K that is no
+// multiple of 8 (the SIMT tile's fallback).
 func TestEmulatedMMAOps(t *testing.T) {
 	gxx := useFakeDriver(t)
-	const K, N, I, K2 = 200, 136, 100, 36
+	const K, N, I, K2, K3 = 200, 136, 100, 36, 24
 	b := ir.NewBuilder("mma-ops")
 	x := b.Input("x", ir.F32, ir.T, K)
 	x2 := b.Input("x2", ir.F32, ir.T, K2)
@@ -99,6 +100,9 @@ func TestEmulatedMMAOps(t *testing.T) {
 	b.Output("swiglu_residual", b.Op(ir.OpFusedMatMul, []*ir.Value{x, gu, res2},
 		ir.Str("act", "swiglu"), ir.Int("residual", 1)))
 	b.Output("k36", b.MatMul(x2, b.Weight("w36", ir.BF16, N, K2)))
+	x3 := b.Input("x3", ir.F32, ir.T, K3)
+	b.Output("k24_norm_swiglu", b.Op(ir.OpFusedMatMul, []*ir.Value{x3, b.Weight("gu24", ir.BF16, 40, K3), b.Weight("norm24", ir.F32, K3)},
+		ir.Int("norm", 1), ir.Float("eps", 1e-6), ir.Str("act", "swiglu")))
 	g, err := b.Finish()
 	if err != nil {
 		t.Fatal(err)
@@ -107,8 +111,8 @@ func TestEmulatedMMAOps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := mmaKernels(t, p); n != 4 {
-		t.Fatalf("%d tensor-core matmul kernels, want 4 (all but K = %d)", n, K2)
+	if n := mmaKernels(t, p); n != 5 {
+		t.Fatalf("%d tensor-core matmul kernels, want 5 (all but K = %d)", n, K2)
 	}
 	ws, cws := fillWeights(p)
 	gpu, err := New(p, ws, emuKernels(t, gxx, p), Options{MaxTokens: 80})
@@ -132,7 +136,7 @@ func TestEmulatedMMAOps(t *testing.T) {
 	names := outputNames(p)
 	for _, T := range []int{17, 70} {
 		t.Run(fmt.Sprint("T=", T), func(t *testing.T) {
-			in := map[string]runtime.Input{"x": {F32: normal(T * K)}, "x2": {F32: normal(T * K2)}, "res": {F32: normal(T * N)}, "res2": {F32: normal(T * I)}}
+			in := map[string]runtime.Input{"x": {F32: normal(T * K)}, "x2": {F32: normal(T * K2)}, "res": {F32: normal(T * N)}, "res2": {F32: normal(T * I)}, "x3": {F32: normal(T * K3)}}
 			outs := stepBoth(t, visionBatch(T, in), names, gpu, ref)
 			for i, n := range names {
 				if e := golden.RelErr(outs[0][i], outs[1][i]); e > 1e-5 || len(outs[0][i]) != len(outs[1][i]) {
