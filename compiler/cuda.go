@@ -114,6 +114,7 @@ func KernelsOf(m *cuda.Module, imgs []cuda.Image, compiler string) *engine.Kerne
 		SplitSize:   int32(m.SplitSize),
 		Argmax:      m.Argmax,
 		ArgmaxVocab: int32(m.ArgmaxVocab),
+		Candidates:  m.Candidates,
 		Compiler:    compiler,
 	}
 	for _, im := range imgs {

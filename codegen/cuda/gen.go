@@ -60,6 +60,7 @@ func Generate(p *ir.Plan) (*Module, error) {
 	if err := g.argmax(); err != nil {
 		return nil, err
 	}
+	g.candidates() // sample.go
 	var src strings.Builder
 	src.WriteString(prelude)
 	g.m.bodies = g.bodies

@@ -134,6 +134,9 @@ type Module struct {
 	// [S, V] logits.
 	Argmax      string
 	ArgmaxVocab int
+	// Candidates is the sampling-candidates kernel over the same rows
+	// (sample.go; one block of 256 threads per row); "" when Argmax is.
+	Candidates string
 
 	bodies []string // each kernel's text, in emission order
 }

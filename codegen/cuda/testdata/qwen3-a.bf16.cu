@@ -1470,3 +1470,71 @@ extern "C" __global__ void __launch_bounds__(256) argmax_1d33b2e02f(const float*
     out[r] = idx == 0x7fffffff ? 0 : idx;
   }
 }
+
+// sampling candidates of each row of 512 logits: the tokens within d[r] of the row's maximum, in index order.
+extern "C" __global__ void __launch_bounds__(256) candidates_fdc5064d12(const float* __restrict__ x, const float* __restrict__ d, unsigned* __restrict__ out, int* __restrict__ cnt, float* __restrict__ mx, int rows, int cap) {
+  __shared__ float wmax[8];
+  __shared__ int wnan[8];
+  __shared__ unsigned wsum[8];
+  const long r = blockIdx.x;
+  if (r >= rows) return;
+  const float* xr = x + r * 512L;
+  const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
+  float best = -INFINITY;
+  int nan = 0;
+  for (int c = tid; c < 512; c += 256) {
+    const float v = xr[c];
+    if (v != v) nan = 1;
+    else if (v > best) best = v;
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    best = fmaxf(best, __shfl_xor_sync(0xffffffffu, best, o));
+    nan |= __shfl_xor_sync(0xffffffffu, nan, o);
+  }
+  if (lane == 0) { wmax[w] = best; wnan[w] = nan; }
+  __syncthreads();
+  for (int k = 0; k < 8; k++) { best = fmaxf(best, wmax[k]); nan |= wnan[k]; }
+  if (nan || !(best > -INFINITY && best < INFINITY)) {
+    if (tid == 0) { cnt[r] = -1; mx[r] = nan ? NAN : best; }
+    return;
+  }
+  const float lo = -d[r];
+  unsigned* orow = out + 2 * r * (long)cap;
+  unsigned total = 0;  // candidates in earlier tiles
+  for (int t0 = 0; t0 < 512; t0 += 256 * 8) {
+    const int c0 = t0 + tid * 8;
+    float v[8];
+    unsigned n = 0;
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+      v[j] = c0 + j < 512 ? xr[c0 + j] : NAN;
+      n += v[j] - best >= lo;  // false for NaN
+    }
+    unsigned s = n;  // inclusive scan over the warp
+#pragma unroll
+    for (int k = 1; k < 32; k <<= 1) {
+      const unsigned y = __shfl_sync(0xffffffffu, s, (lane - k) & 31);
+      if (lane >= k) s += y;
+    }
+    if (lane == 31) wsum[w] = s;
+    __syncthreads();
+    unsigned at = total + s - n, tile = 0;
+    for (int k = 0; k < 8; k++) {
+      if (k < w) at += wsum[k];
+      tile += wsum[k];
+    }
+    if (n) {
+#pragma unroll
+      for (int j = 0; j < 8; j++) {
+        if (v[j] - best >= lo) {
+          if (at < (unsigned)cap) { orow[2 * at] = c0 + j; orow[2 * at + 1] = __float_as_uint(v[j]); }
+          at++;
+        }
+      }
+    }
+    total += tile;
+    __syncthreads();  // wsum is rewritten by the next tile
+  }
+  if (tid == 0) { cnt[r] = (int)total; mx[r] = best; }
+}

@@ -1,0 +1,85 @@
+package cuda
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/inference-pio/pio/ir"
+	"github.com/inference-pio/pio/passes"
+)
+
+// TestGenerateCandidates: a plan with [S, V] f32 logits gets the
+// candidates kernel, specialised to V and listed with the module's kernels;
+// a plan without logits gets none.
+func TestGenerateCandidates(t *testing.T) {
+	for _, c := range allPlans(t) {
+		m, err := Generate(c.plan)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := c.plan.Buffers[c.plan.Outputs[0].Buffer].Shape[1]
+		if !strings.HasPrefix(m.Candidates, "candidates_") || !strings.Contains(strings.Join(m.Kernels, " "), m.Candidates) {
+			t.Errorf("%s: candidates kernel %q not among %v", c.name, m.Candidates, m.Kernels)
+			continue
+		}
+		if !strings.Contains(m.Source, " "+m.Candidates+"(") || !strings.Contains(m.Source, fmt.Sprintf("each row of %d logits: the tokens within", v)) {
+			t.Errorf("%s: candidates kernel %s over %d logits not in the source", c.name, m.Candidates, v)
+		}
+	}
+	b := ir.NewBuilder("nologits")
+	tokens := b.Input("tokens", ir.I32, ir.T)
+	b.Output("h", b.Embedding(b.Weight("table", ir.F32, 16, 8), tokens))
+	g, err := b.Finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := passes.Lower(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Generate(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Candidates != "" || m.Argmax != "" {
+		t.Errorf("plan without logits: candidates %q, argmax %q", m.Candidates, m.Argmax)
+	}
+}
+
+// TestCompileCandidates compiles the candidates kernel for Qwen3's
+// vocabulary, a tiny one and one that is not a multiple of a tile, for
+// every target arch with the real nvcc (warnings are errors). It skips
+// where nvcc is not installed.
+func TestCompileCandidates(t *testing.T) {
+	nvcc, err := FindNVCC()
+	if err != nil {
+		t.Skipf("skipping: %v", err)
+	}
+	if testing.Short() {
+		t.Skip("skipping nvcc in -short mode")
+	}
+	var src strings.Builder
+	src.WriteString(prelude)
+	var names []string
+	for _, v := range []int{151936, 512, 1001} {
+		name := fmt.Sprintf("candidates_v%d", v)
+		names = append(names, name)
+		src.WriteString("\n" + strings.ReplaceAll(fmt.Sprintf(candidatesTemplate, v, CandidatesPerThread), "KNAME", name))
+	}
+	imgs, err := Compile(context.Background(), src.String(), CompileOptions{NVCC: nvcc, CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(imgs) != len(DefaultArchs) {
+		t.Errorf("%d images for %v", len(imgs), DefaultArchs)
+	}
+	for _, im := range imgs {
+		for _, k := range names {
+			if !strings.Contains(string(im.Data), k) {
+				t.Errorf("%s: kernel %s missing from the image", im.Arch, k)
+			}
+		}
+	}
+}
