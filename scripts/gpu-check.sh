@@ -40,7 +40,7 @@ fi
 
 # 1. Goldens and CPU parity.
 echo "== golden models on the GPU"
-if ! PIO_CUDA_ENGINES="$D/engines" timeout 180 "$D/cuda.test" -test.run 'TestGPU(Golden|BatchedDecode|Serve|OtherFamilies|VLGolden)$' -test.v >"$W/golden.log" 2>&1; then
+if ! PIO_CUDA_ENGINES="$D/engines" timeout 180 "$D/cuda.test" -test.run 'TestGPU(Golden|BatchedDecode|Serve|ServeSampled|OtherFamilies|VLGolden)$' -test.v >"$W/golden.log" 2>&1; then
 	row "goldens + CPU parity" "FAIL (see log above)"
 	status=1
 elif grep -q -- '--- SKIP' "$W/golden.log"; then

@@ -103,6 +103,7 @@ type Backend struct {
 	metaDev  uint64
 	argmax   uintptr // the argmax kernel, 0 if none
 	argOut   uint64  // argmax results: i32[MaxTokens]
+	cand     candRT  // the sampling-candidates kernel and its buffers (candidates.go)
 	outputs  map[string]int
 	host     map[int][]float32      // output buffer -> its host copy
 	pinned   map[int]unsafe.Pointer // output buffer -> page-locked memory behind host
@@ -310,6 +311,13 @@ func (b *Backend) loadModule(major, minor int) error {
 			return err
 		}
 		b.argmax = f
+	}
+	if b.kern.Candidates != "" {
+		f, err := fn(b.kern.Candidates)
+		if err != nil {
+			return err
+		}
+		b.cand.fn = f
 	}
 	return nil
 }
@@ -670,6 +678,7 @@ func (b *Backend) Close() error {
 	for _, p := range b.pinned {
 		d.cuMemFreeHost(p)
 	}
+	b.freeCandidates()
 	if b.mod != 0 {
 		d.cuModuleUnload(b.mod)
 	}

@@ -302,6 +302,33 @@ func TestGPUServe(t *testing.T) {
 	serveParity(t, gpu, ref, g, 128, 4, 8)
 }
 
+// TestGPUServeSampled: the candidates kernel against the Go reference on
+// the GPU (the model's logits and synthetic rows: NaN, infinities, ties,
+// lists at and past the limit), then seeded sampling requests served by
+// the scheduler from the device's candidates, with no logits downloaded,
+// give the CPU backend's tokens (f32 engine and KV cache; see
+// serveSampled).
+func TestGPUServeSampled(t *testing.T) {
+	needGPU(t)
+	g, err := golden.Load("qwen3-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := cudaEngine(t, "qwen3-a", ir.F32)
+	gpu, err := FromEngine(e, Options{MaxTokens: 64, NumBlocks: 128, BlockSize: 4, MaxSeqs: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gpu.Close()
+	ref, err := cpu.FromEngine(e, cpu.Options{MaxTokens: 64, NumBlocks: 128, BlockSize: 4, MaxSeqs: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Close()
+	checkCandidates(t, gpu)
+	serveSampled(t, gpu, ref, g, 128, 4, 8)
+}
+
 // serveParity serves the golden prompts at once, twice, through the
 // continuous-batching scheduler on each backend — so decode runs batched
 // (through CUDA graphs), greedy tokens come from the backend's argmax and
