@@ -48,9 +48,11 @@ func TestEmulatedCandidates(t *testing.T) {
 
 // TestEmulatedServeSampled is TestGPUServeSampled on the emulator: seeded
 // sampling requests served from the device's candidates give the CPU
-// backend's tokens (same engine, f32 KV cache).
+// backend's tokens (same engine, f32 KV cache), also when most rows have
+// too many candidates and fall back to the logits.
 func TestEmulatedServeSampled(t *testing.T) {
 	gxx := useFakeDriver(t)
 	gpu, ref, g, _ := emuBackends(t, gxx, "qwen3-a", ir.F32, false)
-	serveSampled(t, gpu, ref, g, 64, 4, 4)
+	serveSampled(t, gpu, ref, g, 64, 4, 4, 0)
+	serveSampled(t, gpu, ref, g, 64, 4, 4, 4) // rows past 4 candidates sample from the logits
 }

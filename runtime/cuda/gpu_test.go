@@ -326,7 +326,8 @@ func TestGPUServeSampled(t *testing.T) {
 	}
 	defer ref.Close()
 	checkCandidates(t, gpu)
-	serveSampled(t, gpu, ref, g, 128, 4, 8)
+	serveSampled(t, gpu, ref, g, 128, 4, 8, 0)
+	serveSampled(t, gpu, ref, g, 128, 4, 8, 4)
 }
 
 // serveParity serves the golden prompts at once, twice, through the
