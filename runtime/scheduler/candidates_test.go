@@ -79,8 +79,9 @@ func (f *candBackend) Candidates(offsets []float32, limit int) ([]runtime.Candid
 	return f.rows, vocab, nil
 }
 
-// serveAll runs every request at once and returns each one's tokens.
-func serveAll(t *testing.T, be runtime.Backend, cfg Config, reqs []Request) [][]int32 {
+// serveAll runs every request at once and returns each one's tokens and
+// the scheduler's counters.
+func serveAll(t *testing.T, be runtime.Backend, cfg Config, reqs []Request) ([][]int32, Stats) {
 	t.Helper()
 	s, err := New(be, kvcache.NewAllocator(128, 4), cfg)
 	if err != nil {
@@ -105,7 +106,7 @@ func serveAll(t *testing.T, be runtime.Backend, cfg Config, reqs []Request) [][]
 		}()
 	}
 	wg.Wait()
-	return out
+	return out, s.Stats()
 }
 
 // TestBackendCandidates: seeded sampling requests (top-p, min-p, top-k,
@@ -131,9 +132,13 @@ func TestBackendCandidates(t *testing.T) {
 		req(6, 6, sample.Options{Temperature: 0.5, TopK: 3, TopP: 0.8, Seed: 6}),
 	}
 	full := &spreadBackend{fakeBackend: newFake(128, 4, cfg.MaxStepTokens, cfg.MaxSeqs)}
-	want := serveAll(t, full, cfg, listed)
+	want, wantSt := serveAll(t, full, cfg, listed)
 	f := newCand()
-	got := serveAll(t, f, cfg, listed)
+	got, st := serveAll(t, f, cfg, listed)
+	if n := st.GeneratedTokens; st.FromCandidates != n || st.FromLogits != 0 || wantSt.FromLogits != n || wantSt.FromCandidates != 0 {
+		t.Errorf("%d tokens: %d from candidates and %d from logits, %d and %d without a Candidater",
+			n, st.FromCandidates, st.FromLogits, wantSt.FromCandidates, wantSt.FromLogits)
+	}
 	for i := range want {
 		if !slices.Equal(got[i], want[i]) {
 			t.Errorf("request %d (%+v): from candidates %v, from logits %v", i, listed[i].Sample, got[i], want[i])
@@ -164,9 +169,12 @@ func TestBackendCandidates(t *testing.T) {
 		ccfg := cfg
 		ccfg.MaxCandidates = c.max
 		reqs := []Request{c.req, listed[0]}
-		want := serveAll(t, &spreadBackend{fakeBackend: newFake(128, 4, cfg.MaxStepTokens, cfg.MaxSeqs)}, ccfg, reqs)
+		want, _ := serveAll(t, &spreadBackend{fakeBackend: newFake(128, 4, cfg.MaxStepTokens, cfg.MaxSeqs)}, ccfg, reqs)
 		f := newCand()
-		got := serveAll(t, f, ccfg, reqs)
+		got, st := serveAll(t, f, ccfg, reqs)
+		if st.FromLogits == 0 || st.FromCandidates+st.FromLogits != st.GeneratedTokens {
+			t.Errorf("%s: %d tokens from candidates, %d from logits, of %d", c.name, st.FromCandidates, st.FromLogits, st.GeneratedTokens)
+		}
 		if !slices.EqualFunc(got, want, slices.Equal) {
 			t.Errorf("%s: from a Candidater %v, from logits %v", c.name, got, want)
 		}

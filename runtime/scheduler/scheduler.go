@@ -127,6 +127,10 @@ type Stats struct {
 	GeneratedTokens                  int64
 	PrefixQueried, PrefixHit         int64 // positions looked up in / found in the prefix cache
 	RequestsFinished, RequestsFailed int64
+	// FromCandidates counts the tokens drawn from a backend's candidate
+	// lists (runtime.Candidater), FromLogits those drawn from downloaded
+	// logits (tokens from a backend's argmax count in neither).
+	FromCandidates, FromLogits int64
 }
 
 // Scheduler drives a backend. Create with New, stop with Close.
@@ -625,10 +629,14 @@ func (s *Scheduler) sample(q *seq, j int, r *results) (sample.Result, error) {
 		if q.smp.Greedy() {
 			// The row's first maximum: its lowest id, as Next's argmax.
 			if i := sample.Argmax(c.Vals); len(c.Vals) > 0 && c.Vals[i] == c.Max {
+				s.counter.FromCandidates++
 				return q.smp.Accept(c.IDs[i])
 			}
 		} else {
 			res, ok, err := q.smp.NextFromCandidates(c.IDs, c.Vals, r.vocab)
+			if ok {
+				s.counter.FromCandidates++
+			}
 			if ok || err != nil {
 				return res, err
 			}
@@ -639,6 +647,7 @@ func (s *Scheduler) sample(q *seq, j int, r *results) (sample.Result, error) {
 			return sample.Result{}, err
 		}
 	}
+	s.counter.FromLogits++
 	return q.smp.Next(r.logits[j*r.vocab : (j+1)*r.vocab])
 }
 
