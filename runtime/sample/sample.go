@@ -357,8 +357,9 @@ func (s *Sampler) Candidates() (offset float32, ok bool) {
 // NextFromCandidates is Next given only a row's candidates: ids (strictly
 // increasing, in [0, vocab)) and their logits vals, a list holding every
 // token of the row whose logit reaches some cut at or below the one
-// Candidates asks for. It picks the token Next would pick from the whole
-// row with the same generator state, records it and returns it with ok.
+// Candidates asks for (a row holding a NaN has no such list: sample it
+// with Next). It picks the token Next would pick from the whole row with
+// the same generator state, records it and returns it with ok.
 // When the list cannot decide — Candidates says no, top-k asks for more
 // tokens than the list holds, or its best logit is not finite — it returns
 // ok false and leaves the sampler as it was: the caller then calls Next
