@@ -385,7 +385,7 @@ func (g *gen) argmax() error {
 			continue
 		}
 		v := int64(b.Shape[1])
-		g.m.Argmax = g.kernel("argmax", fmt.Sprintf(`// argmax of each row of %[1]d logits (the first index of the maximum; NaN never wins).
+		g.m.Argmax = g.kernel("argmax", fmt.Sprintf(`// argmax of each row of %[1]d logits (the first index of the maximum; NaN never wins; -1 for a row without a finite maximum).
 extern "C" __global__ void __launch_bounds__(256) KNAME(const float* __restrict__ x, int* __restrict__ out, int rows) {
   __shared__ float bv[8];
   __shared__ int bi[8];
@@ -409,7 +409,7 @@ extern "C" __global__ void __launch_bounds__(256) KNAME(const float* __restrict_
   if (threadIdx.x == 0) {
     for (int w = 1; w < 8; w++)
       if (bv[w] > best || (bv[w] == best && bi[w] < idx)) { best = bv[w]; idx = bi[w]; }
-    out[r] = idx == 0x7fffffff ? 0 : idx;
+    out[r] = (idx == 0x7fffffff || !(fabsf(best) <= 3.402823466e+38f)) ? -1 : idx;  // -1: no finite maximum
   }
 }
 `, v))

@@ -616,7 +616,8 @@ func (b *Backend) growHost(i int, n int64) {
 }
 
 // Argmax returns the greedy token of each logits row of the last Step,
-// computed on the device (only S int32s cross the bus).
+// computed on the device (only S int32s cross the bus): the first index of
+// the maximum, or -1 for a row without a finite maximum (runtime.Argmaxer).
 func (b *Backend) Argmax() ([]int32, error) {
 	if b.closed {
 		return nil, errClosed

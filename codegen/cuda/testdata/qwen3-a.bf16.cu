@@ -1443,8 +1443,8 @@ extern "C" __global__ void __launch_bounds__(256) matmul_mma_6696b4b6f9(const fl
       }
 }
 
-// argmax of each row of 512 logits (the first index of the maximum; NaN never wins).
-extern "C" __global__ void __launch_bounds__(256) argmax_1d33b2e02f(const float* __restrict__ x, int* __restrict__ out, int rows) {
+// argmax of each row of 512 logits (the first index of the maximum; NaN never wins; -1 for a row without a finite maximum).
+extern "C" __global__ void __launch_bounds__(256) argmax_bc13af1f26(const float* __restrict__ x, int* __restrict__ out, int rows) {
   __shared__ float bv[8];
   __shared__ int bi[8];
   const long r = blockIdx.x;
@@ -1467,7 +1467,7 @@ extern "C" __global__ void __launch_bounds__(256) argmax_1d33b2e02f(const float*
   if (threadIdx.x == 0) {
     for (int w = 1; w < 8; w++)
       if (bv[w] > best || (bv[w] == best && bi[w] < idx)) { best = bv[w]; idx = bi[w]; }
-    out[r] = idx == 0x7fffffff ? 0 : idx;
+    out[r] = (idx == 0x7fffffff || !(fabsf(best) <= 3.402823466e+38f)) ? -1 : idx;  // -1: no finite maximum
   }
 }
 
