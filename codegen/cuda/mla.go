@@ -2,8 +2,6 @@ package cuda
 
 import (
 	"fmt"
-	"strconv"
-	"strings"
 
 	"github.com/inference-pio/pio/ir"
 )
@@ -14,11 +12,13 @@ import (
 //
 // mla_attention appends each token's c_kv [R] and k_rope [Dr] to the
 // latent cache (ir.CacheLatent: entry pools PCacheK and PCacheV), then runs
-// the absorbed form: one block per token streams that token's sequence of
-// latent entries through shared memory, a chunk of positions at a time, and
-// every head of the token scores and accumulates against the same chunk (one
-// pass over the latent stream serves all heads), with an online softmax in
-// f32. Prefill uses the same kernel (each token sees positions 0..its own).
+// the absorbed form, with an online softmax in f32. Prefill (mla_prefill)
+// is tiled like attn_prefill: a block takes a few tokens of a prefill tile
+// × heads and streams the sequence's latent entries through shared memory
+// once for all of them (mlaPrefillText has the byte counts). Decode
+// (mla_attention, mla_combine) is one block per (token, split of SplitSize
+// positions), every head of the token scoring and accumulating against the
+// same chunk, and a combine of the splits.
 
 func init() {
 	templates[ir.OpSlice] = (*gen).moeSlice // the one slice template (ir/op_moe.go), used by every family
@@ -105,6 +105,64 @@ extern "C" __global__ void __launch_bounds__(256) KNAME(const %[1]s* __restrict_
 // mlaWarps is the warps of an mla_attention block.
 const mlaWarps = 8
 
+// mlaRegBudget is the registers per thread a prefill block's rows may take
+// (q, accumulator, m, l and four scores in flight per row) of the 255 a
+// thread of a 256-thread block may have; the rest go to indices and
+// addresses.
+const mlaRegBudget = 200
+
+// mlaTile is the geometry of the tiled MLA prefill kernel: a block takes
+// bt consecutive tokens of one prefill tile × hb heads, rows of (token,
+// head), rpw rows per warp, and streams bk positions of latent entries
+// through shared memory at a time.
+type mlaTile struct {
+	hb, hg  int // heads per block; head groups (hb·hg = H)
+	bt, sub int // tokens per block; blocks per prefill tile along its tokens
+	rows    int // hb·bt
+	rpw     int // rows per warp
+	bk      int // positions per shared-memory chunk
+}
+
+// mlaPrefillTile chooses the prefill geometry for heads heads of latent r
+// and rope dr, and prefill tiles of at most tile tokens.
+//
+// Estimate. A row keeps its q (r + dr channels) and its unnormalised
+// output (r) in registers across all chunks, its lane holding channels
+// lane, lane+32, ...: 2·⌈r/32⌉ + ⌈dr/32⌉ + 2 (m, l) + 4 (scores in flight)
+// registers per row per thread; at GLM-4.7-Flash's widths (r 512, dr 64)
+// 40, so mlaRegBudget affords 5 rows per warp, 40 rows per block of 8
+// warps: 2 tokens × 20 heads. The accumulators are what bounds it: 40 rows
+// are 40·(576 + 512) floats, two thirds of the 64K registers of an SM, so
+// a tile of 16 tokens × 20 heads (320 rows) cannot live in one block, and
+// latent reuse per block is rows/H. Shared memory: bk positions of c_kv
+// and k_rope (bk·(r + dr)·4 B) and the chunk's scores (rows·bk·4 B):
+// bk = 16 at these widths, 36 KB + 2.5 KB ≤ 48 KB static.
+func mlaPrefillTile(heads, r, dr, tile int) (mlaTile, error) {
+	perRow := 2*((r+31)/32) + (dr+31)/32 + 6
+	rpw := min(max(mlaRegBudget/perRow, 1), 8)
+	maxRows := mlaWarps * rpw
+	var t mlaTile
+	for hb := 1; hb <= min(heads, maxRows); hb++ {
+		if heads%hb != 0 {
+			continue
+		}
+		if bt := min(maxRows/hb, tile); hb*bt >= t.rows {
+			t.hb, t.bt, t.rows = hb, bt, hb*bt
+		}
+	}
+	if t.rows == 0 {
+		return t, fmt.Errorf("no prefill tile for %d heads", heads)
+	}
+	t.hg, t.sub, t.rpw = heads/t.hb, (tile+t.bt-1)/t.bt, (t.rows+mlaWarps-1)/mlaWarps
+	for _, bk := range []int{32, 16, 8} {
+		if bk*(r+dr)*4+t.rpw*mlaWarps*bk*4 <= staticSmem {
+			t.bk = bk
+			return t, nil
+		}
+	}
+	return t, fmt.Errorf("latent %d + rope %d does not fit %d bytes of shared memory at 8 positions a chunk", r, dr, staticSmem)
+}
+
 func (g *gen) mlaAttention(step int, s ir.Step) error {
 	for i := range s.Args {
 		if dt, _ := g.operand(s.Args[i]); dt != ir.F32 {
@@ -126,6 +184,10 @@ func (g *gen) mlaAttention(step int, s ir.Step) error {
 	if err != nil {
 		return fmt.Errorf("cache %d: %w", ci, err)
 	}
+	tl, err := mlaPrefillTile(heads, r, dr, g.m.TileTokens)
+	if err != nil {
+		return err
+	}
 	// 1. Append c_kv and k_rope.
 	appendK := g.kernel("latent_append", fmt.Sprintf(`// latent_append: cache[slot(t)] = c_kv[t] [%[2]d], k_rope[t] [%[3]d]; cache %[1]s.
 extern "C" __global__ void __launch_bounds__(128) KNAME(const float* __restrict__ ckv, const float* __restrict__ kr, %[1]s* __restrict__ cc, %[1]s* __restrict__ kc,
@@ -142,52 +204,26 @@ extern "C" __global__ void __launch_bounds__(128) KNAME(const float* __restrict_
 		Params: append([]Param{{Kind: PArg, Index: 2}, {Kind: PArg, Index: 3}, {Kind: PCacheK, Index: uint16(ci)}, {Kind: PCacheV, Index: uint16(ci)},
 			{Kind: PPositions}, {Kind: PSeqOfToken}}, append(pagedMeta(), Param{Kind: PT})...)})
 
-	// 2. Attention: a chunk of BK positions of latent entries in shared
-	// memory; warp w owns heads w, w+8, ...; lane l owns channels l, l+32, ...
+	scale := cf(s.Attrs.Float("scale", 0))
+	head := []Param{{Kind: PArg, Index: 0}, {Kind: PArg, Index: 1}, {Kind: PCacheK, Index: uint16(ci)}, {Kind: PCacheV, Index: uint16(ci)}}
+	g.launch(Launch{Step: step, Kernel: g.kernel("mla_prefill", mlaPrefillText(ct, heads, r, dr, scale, tl)), Block: mlaWarps * 32, Mode: Prefill,
+		Grid:   [3]Expr{{Tiles: 1}, {Fixed: int64(tl.sub * tl.hg)}, {Fixed: 1}},
+		Params: append(append(head, Param{Kind: POut}, Param{Kind: PPositions}, Param{Kind: PTiles}), pagedMeta()...)})
+
+	// 3. Decode: one block per (token, split of SplitSize positions); a
+	// chunk of BK positions of latent entries in shared memory; warp w owns
+	// heads w, w+8, ...; lane l owns channels l, l+32, ...; every head of
+	// the token scores and accumulates against the same chunk, with an
+	// online softmax in f32, and writes (m, l, o) per head; the combine
+	// merges the splits.
 	bk := 32
 	for bk > 1 && bk*(r+dr+mlaWarps)*4 > staticSmem {
 		bk /= 2
 	}
 	hpw := (heads + mlaWarps - 1) / mlaWarps
 	rc, drc := (r+31)/32, (dr+31)/32
-	prefillEpi := `#pragma unroll
-  for (int hh = 0; hh < HPW; hh++) {
-    const int h = warp + hh * %[11]d;
-    if (h >= H) break;
-    const float inv = 1.0f / l[hh];
-#pragma unroll
-    for (int i = 0; i < RC; i++) {
-      const int c = lane + 32 * i;
-      if (c < R) y[(t * H + h) * R + c] = acc[hh][i] * inv;
-    }
-  }
-`
-	decodeEpi := `#pragma unroll
-  for (int hh = 0; hh < HPW; hh++) {
-    const int h = warp + hh * %[11]d;
-    if (h >= H) break;
-    float* o = ws + ((t * H + h) * (long)splits + blockIdx.z) * (R + 2);
-    if (lane == 0) { o[0] = m[hh]; o[1] = l[hh]; }
-#pragma unroll
-    for (int i = 0; i < RC; i++) {
-      const int c = lane + 32 * i;
-      if (c < R) o[2 + c] = acc[hh][i];
-    }
-  }
-`
-	// The epilogues go in as arguments, so their own verb is filled here.
-	prefillEpi = strings.ReplaceAll(prefillEpi, "%[11]d", strconv.Itoa(mlaWarps))
-	decodeEpi = strings.ReplaceAll(decodeEpi, "%[11]d", strconv.Itoa(mlaWarps))
-	emit := func(decode bool) string {
-		what, sig, rng, epi := "prefill: one block per token", "float* y, ", "  const int lo = 0, hi = n;\n", prefillEpi
-		if decode {
-			what = fmt.Sprintf("decode: one block per (token, split of %d positions), partial (m, l, o) per head into the workspace", SplitSize)
-			sig = "float* __restrict__ ws, int splits, "
-			rng = fmt.Sprintf("  const int lo = blockIdx.z * %d, hi = min(n, lo + %d);\n", SplitSize, SplitSize)
-			epi = decodeEpi
-		}
-		return g.kernel("mla_attention", fmt.Sprintf(`// mla_attention (%[12]s): absorbed causal latent attention, %[2]d heads, latent %[3]d, rope %[4]d, scale %[5]s; %[6]d positions per chunk shared by all heads (q may be y: a warp reads its heads' q before it writes them).
-extern "C" __global__ void __launch_bounds__(%[7]d) KNAME(const float* ql, const float* __restrict__ qr, const %[1]s* __restrict__ cc, const %[1]s* __restrict__ kc, %[13]s
+	decode := g.kernel("mla_attention", fmt.Sprintf(`// mla_attention (decode: one block per (token, split of %[12]d positions), partial (m, l, o) per head into the workspace): absorbed causal latent attention, %[2]d heads, latent %[3]d, rope %[4]d, scale %[5]s; %[6]d positions per chunk shared by all heads.
+extern "C" __global__ void __launch_bounds__(%[7]d) KNAME(const float* ql, const float* __restrict__ qr, const %[1]s* __restrict__ cc, const %[1]s* __restrict__ kc, float* __restrict__ ws, int splits,
     const int* __restrict__ positions, const int* __restrict__ seq_of_token, const int* __restrict__ block_tables, int max_blocks, int block_size, int T) {
   constexpr int H = %[2]d, R = %[3]d, DR = %[4]d, BK = %[6]d, HPW = %[8]d, RC = %[9]d, DRC = %[10]d;
   __shared__ float cs[BK][R];
@@ -216,7 +252,8 @@ extern "C" __global__ void __launch_bounds__(%[7]d) KNAME(const float* ql, const
       qp[hh][i] = h < H && c < DR ? qr[(t * H + h) * DR + c] : 0.f;
     }
   }
-%[14]s  for (int j0 = lo; j0 < hi; j0 += BK) {
+  const int lo = blockIdx.z * %[12]d, hi = min(n, lo + %[12]d);
+  for (int j0 = lo; j0 < hi; j0 += BK) {
     const int nb = min(BK, hi - j0);
     __syncthreads();
     for (int e = threadIdx.x; e < nb * R; e += blockDim.x) {
@@ -271,18 +308,203 @@ extern "C" __global__ void __launch_bounds__(%[7]d) KNAME(const float* ql, const
       __syncwarp();
     }
   }
-%[15]s}
-`, ct, heads, r, dr, cf(s.Attrs.Float("scale", 0)), bk, mlaWarps*32, hpw, rc, drc, mlaWarps, what, sig, rng, epi))
-	}
-	head := []Param{{Kind: PArg, Index: 0}, {Kind: PArg, Index: 1}, {Kind: PCacheK, Index: uint16(ci)}, {Kind: PCacheV, Index: uint16(ci)}}
+#pragma unroll
+  for (int hh = 0; hh < HPW; hh++) {
+    const int h = warp + hh * %[11]d;
+    if (h >= H) break;
+    float* o = ws + ((t * H + h) * (long)splits + blockIdx.z) * (R + 2);
+    if (lane == 0) { o[0] = m[hh]; o[1] = l[hh]; }
+#pragma unroll
+    for (int i = 0; i < RC; i++) {
+      const int c = lane + 32 * i;
+      if (c < R) o[2 + c] = acc[hh][i];
+    }
+  }
+}
+`, ct, heads, r, dr, scale, bk, mlaWarps*32, hpw, rc, drc, mlaWarps, SplitSize))
 	tail := append([]Param{{Kind: PPositions}, {Kind: PSeqOfToken}}, append(pagedMeta(), Param{Kind: PT})...)
-	g.launch(Launch{Step: step, Kernel: emit(false), Block: mlaWarps * 32, Mode: Prefill, Grid: [3]Expr{{T: 1}, {Fixed: 1}, {Fixed: 1}},
-		Params: append(append(head, Param{Kind: POut}), tail...)})
-	g.launch(Launch{Step: step, Kernel: emit(true), Block: mlaWarps * 32, Mode: Decode, Workspace: int64(heads * (r + 2)),
+	g.launch(Launch{Step: step, Kernel: decode, Block: mlaWarps * 32, Mode: Decode, Workspace: int64(heads * (r + 2)),
 		Grid: [3]Expr{{T: 1}, {Fixed: 1}, {Splits: 1}}, Params: append(append(head, Param{Kind: PWorkspace}, Param{Kind: PSplits}), tail...)})
 	g.launch(Launch{Step: step, Kernel: g.kernel("mla_combine", fmt.Sprintf(mlaCombineText, heads, r, SplitSize)), Block: 128, Mode: Decode,
 		Grid: [3]Expr{{T: 1}, {Fixed: int64(heads)}, {Fixed: 1}}, Params: []Param{{Kind: PWorkspace}, {Kind: POut}, {Kind: PPositions}, {Kind: PSplits}}})
 	return nil
+}
+
+// mlaPrefillText is the tiled prefill kernel of mla_attention (cache
+// element type ct, scale literal sc), in the FlashAttention-2 manner of
+// attn_prefill: one block per (prefill tile, bt of its tokens × hb heads);
+// the block streams its sequence's latent entries, positions 0 to its last
+// token's, through shared memory bk at a time, once for all its rows.
+//
+// Per chunk, a warp scores each of its rows against 4 positions at a time:
+// every lane sums its channels' products for the 4 (the chunk's c_kv and
+// k_rope read once from shared memory for all the warp's rows), then a
+// reduce-scatter across the warp (xor 16 and 8 exchanging halves, xor 4, 2,
+// 1 summing) leaves each group of 8 lanes one position's full score: 6
+// shuffles for 4 scores, where a warp sum per score takes 5 per score. The
+// online softmax (running max m, sum l, rescale of the accumulator by
+// e^{m_old - m_new}) is per row in f32; the accumulation then reads each
+// c_kv value once for all the warp's rows.
+//
+// Latent bytes read per prefill of T tokens of one sequence, per layer
+// (positions × (r + dr) × element size; a tile's rows are tokens × heads):
+// the per-token kernel this replaces read positions 0..t for every token,
+// T(T+1)/2 positions: at T = 4096, 8.39M positions, 19.3 GB with an f32
+// cache (9.7 GB bf16). This kernel reads, per block of bt tokens and hb
+// heads, positions 0..its last token: (H/hb)·Σ_k bt·(k+1) over the T/bt
+// blocks ≈ (H/hb)·T²/(2·bt); at GLM-4.7-Flash's 2 tokens × 20 heads,
+// 2048·2049 = 4.20M positions, 9.7 GB f32 (4.8 GB bf16) — half — and each
+// shared-memory c_kv value feeds 40 rows' FMAs instead of 20. Going further
+// needs rows that do not fit the registers (see mlaPrefillTile).
+func mlaPrefillText(ct string, heads, r, dr int, sc string, tl mlaTile) string {
+	return fmt.Sprintf(`// mla_prefill: absorbed causal latent attention over prefill tiles, %[2]d heads, latent %[3]d, rope %[4]d, scale %[5]s; blocks of %[6]d tokens × %[7]d heads (%[8]d rows, %[9]d a warp), %[10]d positions per chunk (q may be y: a block reads its rows of q before it writes them).
+extern "C" __global__ void __launch_bounds__(%[11]d) KNAME(const float* ql, const float* __restrict__ qr, const %[1]s* __restrict__ cc, const %[1]s* __restrict__ kc, float* y,
+    const int* __restrict__ positions, const int* __restrict__ tiles, const int* __restrict__ block_tables, int max_blocks, int block_size) {
+  constexpr int H = %[2]d, R = %[3]d, DR = %[4]d, BT = %[6]d, HB = %[7]d, HG = %[12]d, ROWS = %[8]d, RPW = %[9]d, BK = %[10]d, W = %[13]d;
+  constexpr int RC = (R + 31) / 32, DRC = (DR + 31) / 32;
+  constexpr bool RFULL = R %% 32 == 0, DRFULL = DR %% 32 == 0;
+  __shared__ float cs[BK][R];
+  __shared__ float ks[BK][DR];
+  __shared__ float ps[RPW * W][BK];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int seq = tiles[3 * blockIdx.x], t0 = tiles[3 * blockIdx.x + 1], nt = tiles[3 * blockIdx.x + 2];
+  const int i0 = (blockIdx.y / HG) * BT, h0 = (blockIdx.y %% HG) * HB;
+  if (i0 >= nt) return;
+  const int pos0 = positions[t0] + i0, ntb = min(BT, nt - i0);
+  const int hi = pos0 + ntb;
+  const int* bt = block_tables + (long)seq * max_blocks;
+  float q[RPW][RC], qp[RPW][DRC], acc[RPW][RC], m[RPW], l[RPW];
+#pragma unroll
+  for (int rr = 0; rr < RPW; rr++) {
+    const int row = warp + rr * W, i = row / HB;
+    const bool ok = row < ROWS && i < ntb;
+    const long th = (long)(t0 + i0 + i) * H + h0 + row %% HB;
+    m[rr] = -INFINITY;
+    l[rr] = 0.f;
+#pragma unroll
+    for (int k = 0; k < RC; k++) {
+      const int c = lane + 32 * k;
+      q[rr][k] = ok && (RFULL || c < R) ? ql[th * R + c] : 0.f;
+      acc[rr][k] = 0.f;
+    }
+#pragma unroll
+    for (int k = 0; k < DRC; k++) {
+      const int c = lane + 32 * k;
+      qp[rr][k] = ok && (DRFULL || c < DR) ? qr[th * DR + c] : 0.f;
+    }
+  }
+  for (int j0 = 0; j0 < hi; j0 += BK) {
+    const int nb = min(BK, hi - j0);
+    __syncthreads();
+    for (int e = threadIdx.x; e < BK * R; e += blockDim.x) {
+      const int j = e / R, c = e %% R, pos = j0 + j;
+      float v = 0.f;
+      if (j < nb) v = pio_f32(cc[((long)bt[pos / block_size] * block_size + pos %% block_size) * R + c]);
+      cs[j][c] = v;
+    }
+    for (int e = threadIdx.x; e < BK * DR; e += blockDim.x) {
+      const int j = e / DR, c = e %% DR, pos = j0 + j;
+      float v = 0.f;
+      if (j < nb) v = pio_f32(kc[((long)bt[pos / block_size] * block_size + pos %% block_size) * DR + c]);
+      ks[j][c] = v;
+    }
+    __syncthreads();
+    // Scores, 4 positions at a time; lanes 0, 8, 16, 24 write positions +0..+3.
+    for (int j4 = 0; j4 < nb; j4 += 4) {
+      float v[RPW][4];
+#pragma unroll
+      for (int rr = 0; rr < RPW; rr++)
+#pragma unroll
+        for (int jj = 0; jj < 4; jj++) v[rr][jj] = 0.f;
+#pragma unroll
+      for (int k = 0; k < RC; k++) {
+        const int c = lane + 32 * k;
+        if (RFULL || c < R) {
+#pragma unroll
+          for (int jj = 0; jj < 4; jj++) {
+            const float kv = cs[j4 + jj][c];
+#pragma unroll
+            for (int rr = 0; rr < RPW; rr++) v[rr][jj] = fmaf(q[rr][k], kv, v[rr][jj]);
+          }
+        }
+      }
+#pragma unroll
+      for (int k = 0; k < DRC; k++) {
+        const int c = lane + 32 * k;
+        if (DRFULL || c < DR) {
+#pragma unroll
+          for (int jj = 0; jj < 4; jj++) {
+            const float kv = ks[j4 + jj][c];
+#pragma unroll
+            for (int rr = 0; rr < RPW; rr++) v[rr][jj] = fmaf(qp[rr][k], kv, v[rr][jj]);
+          }
+        }
+      }
+      const bool up16 = (lane & 16) != 0, up8 = (lane & 8) != 0;
+#pragma unroll
+      for (int rr = 0; rr < RPW; rr++) {
+        float a0 = up16 ? v[rr][2] : v[rr][0], a1 = up16 ? v[rr][3] : v[rr][1];
+        a0 += __shfl_xor_sync(0xffffffffu, up16 ? v[rr][0] : v[rr][2], 16);
+        a1 += __shfl_xor_sync(0xffffffffu, up16 ? v[rr][1] : v[rr][3], 16);
+        float s = up8 ? a1 : a0;
+        s += __shfl_xor_sync(0xffffffffu, up8 ? a0 : a1, 8);
+        s += __shfl_xor_sync(0xffffffffu, s, 4);
+        s += __shfl_xor_sync(0xffffffffu, s, 2);
+        s += __shfl_xor_sync(0xffffffffu, s, 1);
+        if ((lane & 7) == 0) ps[warp + rr * W][j4 + (lane >> 3)] = __fmul_rn(s, %[5]s);
+      }
+    }
+    __syncwarp();
+    // Online softmax per row: lane j holds position j0 + j.
+#pragma unroll
+    for (int rr = 0; rr < RPW; rr++) {
+      const int row = warp + rr * W, i = row / HB;
+      float sc = -INFINITY;
+      if (row < ROWS && i < ntb && lane < nb && j0 + lane <= pos0 + i) sc = ps[row][lane];
+      const float cm = pio_warp_max(sc);
+      float p = 0.f;
+      if (cm != -INFINITY) {
+        const float mn = fmaxf(m[rr], cm);
+        const float corr = expf(m[rr] - mn);
+        p = sc == -INFINITY ? 0.f : expf(sc - mn);
+        l[rr] = l[rr] * corr + pio_warp_sum(p);
+#pragma unroll
+        for (int k = 0; k < RC; k++) acc[rr][k] *= corr;
+        m[rr] = mn;
+      }
+      if (lane < BK) ps[row][lane] = p;
+    }
+    __syncwarp();
+    for (int j = 0; j < nb; j++) {
+      float p[RPW];
+#pragma unroll
+      for (int rr = 0; rr < RPW; rr++) p[rr] = ps[warp + rr * W][j];
+#pragma unroll
+      for (int k = 0; k < RC; k++) {
+        const int c = lane + 32 * k;
+        if (RFULL || c < R) {
+          const float cv = cs[j][c];
+#pragma unroll
+          for (int rr = 0; rr < RPW; rr++) acc[rr][k] = fmaf(p[rr], cv, acc[rr][k]);
+        }
+      }
+    }
+    __syncwarp();
+  }
+#pragma unroll
+  for (int rr = 0; rr < RPW; rr++) {
+    const int row = warp + rr * W, i = row / HB;
+    if (row >= ROWS || i >= ntb) continue;
+    float* yr = y + ((long)(t0 + i0 + i) * H + h0 + row %% HB) * R;
+    const float inv = 1.0f / l[rr];
+#pragma unroll
+    for (int k = 0; k < RC; k++) {
+      const int c = lane + 32 * k;
+      if (RFULL || c < R) yr[c] = acc[rr][k] * inv;
+    }
+  }
+}
+`, ct, heads, r, dr, sc, tl.bt, tl.hb, tl.rows, tl.rpw, tl.bk, mlaWarps*32, tl.hg, mlaWarps)
 }
 
 // mlaCombineText merges the decode splits of mla_attention (heads, latent

@@ -1,0 +1,157 @@
+package cuda
+
+import (
+	"context"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/inference-pio/pio/ir"
+	"github.com/inference-pio/pio/passes"
+)
+
+// glmMLA is GLM-4.7-Flash's absorbed attention: 20 heads, kv_lora_rank
+// 512, qk_rope_head_dim 64, softmax scale 1/√(qk_nope + qk_rope) = 1/16.
+const glmHeads, glmRank, glmRope = 20, 512, 64
+
+// mlaPlan is one mla_attention step at the given widths over a latent
+// cache of dtype kv.
+func mlaPlan(t *testing.T, heads, r, dr int, kv ir.DType) *ir.Plan {
+	t.Helper()
+	b := ir.NewBuilder("mla")
+	in := func(name string, d ...ir.Dim) *ir.Value {
+		return b.Input(name, ir.F32, append([]ir.Dim{ir.T}, d...)...)
+	}
+	c := b.Cache(ir.CacheSpec{Kind: ir.CacheLatent, DType: kv, Entries: []ir.Shape{ir.Sh(ir.Dim(r)), ir.Sh(ir.Dim(dr))}})
+	y := b.MLAAttention(in("q_lat", ir.Dim(heads), ir.Dim(r)), in("q_rope", ir.Dim(heads), ir.Dim(dr)), in("c_kv", ir.Dim(r)), in("k_rope", ir.Dim(dr)), c, 1/math.Sqrt(256))
+	b.Output("y", y)
+	g, err := b.Finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := passes.Lower(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestMLAPrefillTile: the prefill geometry at GLM-4.7-Flash's widths is the
+// one mlaPrefillTile's estimate names (2 tokens × 20 heads, 5 rows a warp,
+// 16 positions a chunk), fits static shared memory, and covers every head
+// and every token of a tile; small widths get more rows per block.
+func TestMLAPrefillTile(t *testing.T) {
+	for _, c := range []struct{ heads, r, dr, tile int }{{glmHeads, glmRank, glmRope, maxTileTokens}, {4, 32, 8, maxTileTokens}, {128, 512, 64, 16}, {7, 512, 64, 4}} {
+		tl, err := mlaPrefillTile(c.heads, c.r, c.dr, c.tile)
+		if err != nil {
+			t.Fatalf("%+v: %v", c, err)
+		}
+		smem := tl.bk*(c.r+c.dr)*4 + tl.rpw*mlaWarps*tl.bk*4
+		switch {
+		case tl.hb*tl.hg != c.heads, tl.bt*tl.sub < c.tile, tl.rows != tl.hb*tl.bt, tl.rpw*mlaWarps < tl.rows:
+			t.Errorf("%+v: geometry %+v does not cover the tile", c, tl)
+		case smem > staticSmem || tl.bk%4 != 0 || tl.bk > 32:
+			t.Errorf("%+v: %d positions a chunk, %d bytes of shared memory", c, tl.bk, smem)
+		case tl.rpw*(2*((c.r+31)/32)+(c.dr+31)/32+6) > mlaRegBudget && tl.rpw > 1:
+			t.Errorf("%+v: %d rows a warp exceed the register budget", c, tl.rpw)
+		}
+		t.Logf("%+v: %+v, %d B shared", c, tl, smem)
+	}
+	// GLM-4.7-Flash as the estimate says, and the other geometries
+	// runtime/cuda's TestEmulatedMLAPrefill runs.
+	for _, c := range []struct {
+		heads, r, dr int
+		want         mlaTile
+	}{
+		{glmHeads, glmRank, glmRope, mlaTile{hb: 20, hg: 1, bt: 2, sub: 8, rows: 40, rpw: 5, bk: 16}},
+		{6, 72, 24, mlaTile{hb: 6, hg: 1, bt: 10, sub: 2, rows: 60, rpw: 8, bk: 32}},
+		{24, 32, 8, mlaTile{hb: 8, hg: 3, bt: 8, sub: 2, rows: 64, rpw: 8, bk: 32}},
+	} {
+		if tl, _ := mlaPrefillTile(c.heads, c.r, c.dr, maxTileTokens); tl != c.want {
+			t.Errorf("%d heads, latent %d, rope %d: %+v, want %+v", c.heads, c.r, c.dr, tl, c.want)
+		}
+	}
+	tl, _ := mlaPrefillTile(glmHeads, glmRank, glmRope, maxTileTokens)
+	small, _ := mlaPrefillTile(4, 32, 8, maxTileTokens)
+	if small.rows <= tl.rows {
+		t.Errorf("rank 32: %d rows a block, no more than rank 512's %d", small.rows, tl.rows)
+	}
+}
+
+var mlaRegs = regexp.MustCompile(`Used (\d+) registers`)
+
+// TestCompileMLARealWidths compiles GLM-4.7-Flash's latent attention
+// kernels (f32 and bf16 caches) for every target arch with the real nvcc,
+// warnings as errors, and checks with ptxas -v on sm_90a that none spills.
+func TestCompileMLARealWidths(t *testing.T) {
+	nvcc, err := FindNVCC()
+	if err != nil {
+		t.Skipf("skipping: %v", err)
+	}
+	if testing.Short() {
+		t.Skip("skipping nvcc in -short mode")
+	}
+	var src strings.Builder
+	src.WriteString(prelude)
+	var names []string
+	seen := map[string]bool{}
+	for _, kv := range []ir.DType{ir.F32, ir.BF16} {
+		m, err := Generate(mlaPlan(t, glmHeads, glmRank, glmRope, kv))
+		if err != nil {
+			t.Fatalf("%v cache: %v", kv, err)
+		}
+		for _, b := range m.bodies {
+			if !seen[b] {
+				seen[b] = true
+				src.WriteString("\n" + b)
+			}
+		}
+		for _, k := range m.Kernels {
+			if !seen[k] {
+				seen[k] = true
+				names = append(names, k)
+			}
+		}
+	}
+	imgs, err := Compile(context.Background(), src.String(), CompileOptions{NVCC: nvcc, CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, im := range imgs {
+		for _, k := range names {
+			if !strings.Contains(string(im.Data), k) {
+				t.Errorf("%s: kernel %s missing from the image", im.Arch, k)
+			}
+		}
+	}
+	dir := t.TempDir()
+	in := filepath.Join(dir, "mla.cu")
+	if err := os.WriteFile(in, []byte(src.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(nvcc, append([]string{"-cubin", "-gencode=arch=compute_90a,code=sm_90a", "-Xptxas", "-v", "-o", filepath.Join(dir, "mla.cubin"), in}, nvccFlags...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("nvcc -Xptxas -v: %v\n%s", err, out)
+	}
+	n := 0
+	for _, fn := range strings.Split(string(out), "Compiling entry function")[1:] {
+		name := strings.Trim(strings.Fields(fn)[0], "'")
+		if !strings.HasPrefix(name, "mla_") {
+			continue
+		}
+		n++
+		if !strings.Contains(fn, " 0 bytes spill stores") || !strings.Contains(fn, " 0 bytes spill loads") {
+			t.Errorf("%s spills:\n%s", name, fn)
+		}
+		if r := mlaRegs.FindStringSubmatch(fn); r != nil {
+			t.Logf("%s: %s registers", name, r[1])
+		}
+	}
+	if n < 4 {
+		t.Fatalf("ptxas reported on %d mla_ kernels, want the prefill and decode kernels of both caches:\n%s", n, out)
+	}
+}
