@@ -20,6 +20,13 @@
 // of 8, else a 64×64 SIMT f32 tile. All three share one parameter list and
 // fuse the same RMSNorm prologue, SwiGLU and residual epilogues.
 //
+// Attention (attention.go, mla.go) is FlashAttention-2 style for prefill:
+// a block takes tokens of one prefill tile (PTiles) × heads, streams the
+// paged cache through shared memory in chunks once for all its rows, with
+// an online softmax in f32; MLA's latent entries (c_kv|k_rope) are read so
+// once per 2 tokens × 20 heads at GLM-4.7-Flash's widths. Decode is
+// flash-decoding: splits of SplitSize positions, then a combine.
+//
 // Compile (nvcc.go) turns a module into one image per target architecture
 // (sm_80, sm_89, sm_90a cubins and compute_90 PTX for newer GPUs), in
 // parallel, cached by content hash under the user cache directory.
