@@ -135,8 +135,8 @@ type mlaTile struct {
 // are 40·(576 + 512) floats, two thirds of the 64K registers of an SM, so
 // a tile of 16 tokens × 20 heads (320 rows) cannot live in one block, and
 // latent reuse per block is rows/H. Shared memory: bk positions of c_kv
-// and k_rope (bk·(r + dr)·4 B) and the chunk's scores (rows·bk·4 B):
-// bk = 16 at these widths, 36 KB + 2.5 KB ≤ 48 KB static.
+// and k_rope (bk·(r + dr)·4 B), the chunk's scores (rows·bk·4 B) and cache
+// slots (bk·8 B): bk = 16 at these widths, 36 + 2.5 + 0.1 KB ≤ 48 KB static.
 func mlaPrefillTile(heads, r, dr, tile int) (mlaTile, error) {
 	perRow := 2*((r+31)/32) + (dr+31)/32 + 6
 	rpw := min(max(mlaRegBudget/perRow, 1), 8)
@@ -155,7 +155,7 @@ func mlaPrefillTile(heads, r, dr, tile int) (mlaTile, error) {
 	}
 	t.hg, t.sub, t.rpw = heads/t.hb, (tile+t.bt-1)/t.bt, (t.rows+mlaWarps-1)/mlaWarps
 	for _, bk := range []int{32, 16, 8} {
-		if bk*(r+dr)*4+t.rpw*mlaWarps*bk*4 <= staticSmem {
+		if bk*(r+dr)*4+t.rpw*mlaWarps*bk*4+bk*8 <= staticSmem {
 			t.bk = bk
 			return t, nil
 		}
@@ -366,6 +366,7 @@ extern "C" __global__ void __launch_bounds__(%[11]d) KNAME(const float* ql, cons
   __shared__ float cs[BK][R];
   __shared__ float ks[BK][DR];
   __shared__ float ps[RPW * W][BK];
+  __shared__ long slots[BK];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int seq = tiles[3 * blockIdx.x], t0 = tiles[3 * blockIdx.x + 1], nt = tiles[3 * blockIdx.x + 2];
   const int i0 = (blockIdx.y / HG) * BT, h0 = (blockIdx.y %% HG) * HB;
@@ -396,17 +397,18 @@ extern "C" __global__ void __launch_bounds__(%[11]d) KNAME(const float* ql, cons
   for (int j0 = 0; j0 < hi; j0 += BK) {
     const int nb = min(BK, hi - j0);
     __syncthreads();
+    if (threadIdx.x < BK) {
+      const int pos = j0 + threadIdx.x;
+      slots[threadIdx.x] = threadIdx.x < nb ? (long)bt[pos / block_size] * block_size + pos %% block_size : -1;
+    }
+    __syncthreads();
     for (int e = threadIdx.x; e < BK * R; e += blockDim.x) {
-      const int j = e / R, c = e %% R, pos = j0 + j;
-      float v = 0.f;
-      if (j < nb) v = pio_f32(cc[((long)bt[pos / block_size] * block_size + pos %% block_size) * R + c]);
-      cs[j][c] = v;
+      const int j = e / R, c = e %% R;
+      cs[j][c] = slots[j] >= 0 ? pio_f32(cc[slots[j] * R + c]) : 0.f;
     }
     for (int e = threadIdx.x; e < BK * DR; e += blockDim.x) {
-      const int j = e / DR, c = e %% DR, pos = j0 + j;
-      float v = 0.f;
-      if (j < nb) v = pio_f32(kc[((long)bt[pos / block_size] * block_size + pos %% block_size) * DR + c]);
-      ks[j][c] = v;
+      const int j = e / DR, c = e %% DR;
+      ks[j][c] = slots[j] >= 0 ? pio_f32(kc[slots[j] * DR + c]) : 0.f;
     }
     __syncthreads();
     // Scores, 4 positions at a time; lanes 0, 8, 16, 24 write positions +0..+3.

@@ -50,7 +50,7 @@ func TestMLAPrefillTile(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%+v: %v", c, err)
 		}
-		smem := tl.bk*(c.r+c.dr)*4 + tl.rpw*mlaWarps*tl.bk*4
+		smem := tl.bk*(c.r+c.dr)*4 + tl.rpw*mlaWarps*tl.bk*4 + tl.bk*8
 		switch {
 		case tl.hb*tl.hg != c.heads, tl.bt*tl.sub < c.tile, tl.rows != tl.hb*tl.bt, tl.rpw*mlaWarps < tl.rows:
 			t.Errorf("%+v: geometry %+v does not cover the tile", c, tl)
@@ -86,7 +86,8 @@ var mlaRegs = regexp.MustCompile(`Used (\d+) registers`)
 
 // TestCompileMLARealWidths compiles GLM-4.7-Flash's latent attention
 // kernels (f32 and bf16 caches) for every target arch with the real nvcc,
-// warnings as errors, and checks with ptxas -v on sm_90a that none spills.
+// warnings as errors, and checks with ptxas -v on sm_80 and sm_90a that
+// none spills.
 func TestCompileMLARealWidths(t *testing.T) {
 	nvcc, err := FindNVCC()
 	if err != nil {
@@ -133,25 +134,28 @@ func TestCompileMLARealWidths(t *testing.T) {
 	if err := os.WriteFile(in, []byte(src.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(nvcc, append([]string{"-cubin", "-gencode=arch=compute_90a,code=sm_90a", "-Xptxas", "-v", "-o", filepath.Join(dir, "mla.cubin"), in}, nvccFlags...)...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("nvcc -Xptxas -v: %v\n%s", err, out)
-	}
-	n := 0
-	for _, fn := range strings.Split(string(out), "Compiling entry function")[1:] {
-		name := strings.Trim(strings.Fields(fn)[0], "'")
-		if !strings.HasPrefix(name, "mla_") {
-			continue
+	for _, arch := range []string{"sm_80", "sm_90a"} {
+		gen := "-gencode=arch=compute_" + strings.TrimPrefix(arch, "sm_") + ",code=" + arch
+		out, err := exec.Command(nvcc, append([]string{"-cubin", gen, "-Xptxas", "-v", "-o", filepath.Join(dir, arch+".cubin"), in}, nvccFlags...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("nvcc -Xptxas -v %s: %v\n%s", arch, err, out)
 		}
-		n++
-		if !strings.Contains(fn, " 0 bytes spill stores") || !strings.Contains(fn, " 0 bytes spill loads") {
-			t.Errorf("%s spills:\n%s", name, fn)
+		n := 0
+		for _, fn := range strings.Split(string(out), "Compiling entry function")[1:] {
+			name := strings.Trim(strings.Fields(fn)[0], "'")
+			if !strings.HasPrefix(name, "mla_") {
+				continue
+			}
+			n++
+			if !strings.Contains(fn, " 0 bytes spill stores") || !strings.Contains(fn, " 0 bytes spill loads") {
+				t.Errorf("%s: %s spills:\n%s", arch, name, fn)
+			}
+			if r := mlaRegs.FindStringSubmatch(fn); r != nil {
+				t.Logf("%s: %s: %s registers", arch, name, r[1])
+			}
 		}
-		if r := mlaRegs.FindStringSubmatch(fn); r != nil {
-			t.Logf("%s: %s registers", name, r[1])
+		if n < 5 {
+			t.Fatalf("%s: ptxas reported on %d mla_ kernels, want the prefill, decode and combine kernels of both caches:\n%s", arch, n, out)
 		}
-	}
-	if n < 4 {
-		t.Fatalf("ptxas reported on %d mla_ kernels, want the prefill and decode kernels of both caches:\n%s", n, out)
 	}
 }
