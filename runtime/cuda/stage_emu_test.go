@@ -94,8 +94,11 @@ func emuSection(t *testing.T, gxx string, k *engine.Kernels) *engine.Kernels {
 			fmt.Fprintf(&src, "PIO_KERNEL(%s)\n", l.Kernel)
 		}
 	}
-	if k.Argmax != "" && !seen[k.Argmax] {
-		fmt.Fprintf(&src, "PIO_KERNEL(%s)\n", k.Argmax)
+	for _, h := range []string{k.Argmax, k.Candidates} { // the sampling helpers
+		if h != "" && !seen[h] {
+			seen[h] = true
+			fmt.Fprintf(&src, "PIO_KERNEL(%s)\n", h)
+		}
 	}
 	dir := t.TempDir()
 	cu, so := filepath.Join(dir, "module.cc"), filepath.Join(dir, "module.so")
