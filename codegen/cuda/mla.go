@@ -353,9 +353,12 @@ extern "C" __global__ void __launch_bounds__(%[7]d) KNAME(const float* ql, const
 // cache (9.7 GB bf16). This kernel reads, per block of bt tokens and hb
 // heads, positions 0..its last token: (H/hb)·Σ_k bt·(k+1) over the T/bt
 // blocks ≈ (H/hb)·T²/(2·bt); at GLM-4.7-Flash's 2 tokens × 20 heads,
-// 2048·2049 = 4.20M positions, 9.7 GB f32 (4.8 GB bf16) — half — and each
-// shared-memory c_kv value feeds 40 rows' FMAs instead of 20. Going further
-// needs rows that do not fit the registers (see mlaPrefillTile).
+// 2048·2049 = 4.20M positions, 9.7 GB f32 (4.8 GB bf16): half. Going
+// further needs rows that do not fit the registers (see mlaPrefillTile).
+// Inside the SM, per (row, position) a lane still issues 34 FMAs (18 for
+// the score, 16 for the output), but about 8 shared-memory loads instead
+// of 35 (a c_kv value serves the warp's 5 rows) and 2 shuffles instead of
+// 10, so FMAs rather than shared-memory bandwidth bound the kernel.
 func mlaPrefillText(ct string, heads, r, dr int, sc string, tl mlaTile) string {
 	return fmt.Sprintf(`// mla_prefill: absorbed causal latent attention over prefill tiles, %[2]d heads, latent %[3]d, rope %[4]d, scale %[5]s; blocks of %[6]d tokens × %[7]d heads (%[8]d rows, %[9]d a warp), %[10]d positions per chunk (q may be y: a block reads its rows of q before it writes them).
 extern "C" __global__ void __launch_bounds__(%[11]d) KNAME(const float* ql, const float* __restrict__ qr, const %[1]s* __restrict__ cc, const %[1]s* __restrict__ kc, float* y,
