@@ -2,11 +2,13 @@ package cuda
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -157,5 +159,38 @@ func TestCompileMLARealWidths(t *testing.T) {
 		if n < 5 {
 			t.Fatalf("%s: ptxas reported on %d mla_ kernels, want the prefill, decode and combine kernels of both caches:\n%s", arch, n, out)
 		}
+	}
+}
+
+// TestGenerateMLALaunches: GLM-4.7-Flash's mla_attention step launches the
+// latent append always, the tiled prefill on prefill steps (a grid of
+// tiles × blocks per tile, the tile's metadata, no per-token kernel) and
+// the split decode and combine on decode steps.
+func TestGenerateMLALaunches(t *testing.T) {
+	m, err := Generate(mlaPlan(t, glmHeads, glmRank, glmRope, ir.BF16))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, l := range m.Launches {
+		name := l.Kernel[:strings.LastIndex(l.Kernel, "_")]
+		got = append(got, fmt.Sprintf("%s/%d", name, l.Mode))
+		if name != "mla_prefill" {
+			continue
+		}
+		if want := [3]Expr{{Tiles: 1}, {Fixed: 8}, {Fixed: 1}}; l.Grid != want || l.Block != mlaWarps*32 {
+			t.Errorf("mla_prefill: grid %v, block %d; want %v, %d", l.Grid, l.Block, want, mlaWarps*32)
+		}
+		tiles := false
+		for _, p := range l.Params {
+			tiles = tiles || p.Kind == PTiles
+		}
+		if !tiles {
+			t.Errorf("mla_prefill does not take the prefill tiles")
+		}
+	}
+	want := []string{"latent_append/0", "mla_prefill/2", "mla_attention/1", "mla_combine/1"}
+	if !slices.Equal(got, want) {
+		t.Errorf("launches %v, want %v", got, want)
 	}
 }
