@@ -12,13 +12,20 @@
 // (decode or prefill, a range of T). runtime/cuda executes that table;
 // nothing in it names a model.
 //
-// A matmul step (matmul.go) has three kernels, chosen by its weight dtype
-// and, at run time, its rows: up to WarpMaxRows rows (decode), a GEMV with
-// a warp per output column streaming W once; above, a tensor-core GEMM
-// (mma.go: mma.sync m16n8k16 on bf16 W, x split into three bf16 terms so
-// that it computes to f32 accuracy) when W is bf16 with rows of a multiple
-// of 8, else a 64×64 SIMT f32 tile. All three share one parameter list and
-// fuse the same RMSNorm prologue, SwiGLU and residual epilogues.
+// A matmul step (matmul.go) has several launches, chosen by its weight
+// dtype and, at run time, its rows (Launch.MinRows/MaxRows): up to
+// WarpMaxRows rows (decode), a GEMV with a warp per output column, 4 rows
+// per pass over W up to 4 rows and 16 from 5 (W read once); above, a
+// tensor-core GEMM (mma.go: mma.sync m16n8k16 on bf16 W, x split into
+// three bf16 terms so that it computes to f32 accuracy) when W is bf16 with
+// rows of a multiple of 8, else a 64×64 SIMT f32 tile. Up to 128 rows
+// (batched decode), a bf16 step whose 64×128 tiles are too few to fill the
+// GPU runs the tensor-core kernel split-K instead: K in parts fixed at
+// build time, f32 partials in the workspace, then a kernel that adds them
+// in part order (deterministic) and applies the epilogues, after a
+// pre-pass for the RMSNorm's inverse norms. All share one parameter list
+// (split-K adds the workspace) and fuse the same RMSNorm prologue, SwiGLU
+// and residual epilogues.
 //
 // Attention (attention.go, mla.go) is FlashAttention-2 style for prefill:
 // a block takes tokens of one prefill tile (PTiles) × heads, streams the

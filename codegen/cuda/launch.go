@@ -101,7 +101,7 @@ type Launch struct {
 	Rows      Expr  // the rows MinRows and MaxRows bound (zero Expr: T)
 	MinRows   int   // run only when Rows >= MinRows
 	MaxRows   int   // and Rows <= MaxRows (0: no bound)
-	Workspace int64 // f32 scratch floats per token per split (PWorkspace)
+	Workspace int64 // f32 scratch floats per token per split (PWorkspace); with MaxRows > 0, per row of the step
 }
 
 // Runs reports whether the launch runs in a step of t tokens and s logit

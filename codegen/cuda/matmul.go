@@ -27,13 +27,15 @@ type mm struct {
 }
 
 // matmul handles matmul and fused_matmul: a GEMM y = x·Wᵀ with an optional
-// RMSNorm prologue, SwiGLU epilogue and residual add. Two kernels per step,
-// with the same parameters: a warp-per-output GEMV for up to WarpMaxRows
-// rows (decode), and above it a tiled GEMM: on tensor cores (mma.go) when W
-// is bf16 with rows of a multiple of 8 elements, else the 64×64 SIMT f32
-// tile (any weight dtype, any K). Each computes in f32 to the CPU
-// backend's accuracy: the tensor-core kernel multiplies x split into three
-// bf16 terms.
+// RMSNorm prologue, SwiGLU epilogue and residual add. Its launches are
+// picked by the step's rows: a warp-per-output GEMV for up to WarpMaxRows
+// rows (decode; 4 rows per pass over W up to 4 rows, 16 above:
+// warpVariants), and above it a tiled GEMM: on tensor cores (mma.go) when W
+// is bf16 with rows of a multiple of 8 elements — split-K up to
+// mmaSplitMaxRows rows when the step's column tiles are too few to fill
+// the GPU (mmaSplits) — else the 64×64 SIMT f32 tile (any weight dtype,
+// any K). Each computes in f32 to the CPU backend's accuracy: the
+// tensor-core kernels multiply x split into three bf16 terms.
 func (g *gen) matmul(step int, s ir.Step) error {
 	xdt, xsh := g.operand(s.Args[0])
 	wdt, wsh := g.operand(s.Args[1])
@@ -93,13 +95,33 @@ func (g *gen) matmul(step int, s ir.Step) error {
 		m.baseLabel = " (" + strings.Join(label, ", ") + ")"
 	}
 
-	const tr, warps = 4, 8
-	warp := g.kernel("matmul_warp", m.warpKernel(tr, warps))
-	g.launch(Launch{Step: step, Kernel: warp, Params: stdParams(m.nargs), Block: warps * 32, MaxRows: WarpMaxRows, Rows: rowsE,
-		Grid: [3]Expr{{Fixed: m.nOut, Div: warps}, {T: rowsE.T, S: rowsE.S, Fixed: rowsE.Fixed, Div: tr}, {Fixed: 1}}})
+	const warps = 8
+	for _, v := range warpVariants {
+		warp := g.kernel("matmul_warp", m.warpKernel(v.tr, warps))
+		g.launch(Launch{Step: step, Kernel: warp, Params: stdParams(m.nargs), Block: warps * 32, MinRows: v.minRows, MaxRows: v.maxRows, Rows: rowsE,
+			Grid: [3]Expr{{Fixed: m.nOut, Div: warps}, {T: rowsE.T, S: rowsE.S, Fixed: rowsE.Fixed, Div: int64(v.tr)}, {Fixed: 1}}})
+	}
 	if m.mmaOK() {
+		minRows := WarpMaxRows + 1
+		if p := m.mmaSplits(); p > 1 {
+			// Batched decode: split-K (mma.go), then the ordered sum.
+			params := append(stdParams(m.nargs), Param{Kind: PWorkspace})
+			l := Launch{Step: step, Params: params, Block: 256, MinRows: WarpMaxRows + 1, MaxRows: mmaSplitMaxRows, Rows: rowsE, Workspace: m.mmaSplitWorkspace(p)}
+			if m.norm {
+				l.Kernel = g.kernel("matmul_splitk_norm", m.mmaNormKernel(p))
+				l.Grid = [3]Expr{{T: rowsE.T, S: rowsE.S, Fixed: rowsE.Fixed, Div: 8}, {Fixed: 1}, {Fixed: 1}}
+				g.launch(l)
+			}
+			l.Kernel = g.kernel("matmul_splitk", m.mmaSplitKernel(p))
+			l.Grid = [3]Expr{{Fixed: m.nOut, Div: m.mmaCols()}, {T: rowsE.T, S: rowsE.S, Fixed: rowsE.Fixed, Div: mmaBM}, {Fixed: int64(p)}}
+			g.launch(l)
+			l.Kernel = g.kernel("matmul_splitk_sum", m.mmaSumKernel(p))
+			l.Grid = [3]Expr{{T: rowsE.T * m.nOut, S: rowsE.S * m.nOut, Fixed: rowsE.Fixed * m.nOut, Div: 256}, {Fixed: 1}, {Fixed: 1}}
+			g.launch(l)
+			minRows = mmaSplitMaxRows + 1
+		}
 		mma := g.kernel("matmul_mma", m.mmaKernel())
-		g.launch(Launch{Step: step, Kernel: mma, Params: stdParams(m.nargs), Block: 256, MinRows: WarpMaxRows + 1, Rows: rowsE,
+		g.launch(Launch{Step: step, Kernel: mma, Params: stdParams(m.nargs), Block: 256, MinRows: minRows, Rows: rowsE,
 			Grid: [3]Expr{{Fixed: m.nOut, Div: m.mmaCols()}, {T: rowsE.T, S: rowsE.S, Fixed: rowsE.Fixed, Div: mmaBM}, {Fixed: 1}}})
 		return nil
 	}
@@ -133,6 +155,22 @@ func (m *mm) epilogue(g, u, row, col string) string {
 	return fmt.Sprintf("y[(%s) * %dL + (%s)] = %s;", row, m.nOut, col, v)
 }
 
+// warpVariants are the GEMV's rows per block row (TR) and the step rows
+// each runs for. The GEMV reads W once per block row: at 16 rows TR = 4
+// reads it 4 times, TR = 16 once (from 5 rows up). Estimate for an H100
+// (3.35 TB/s, 132 SMs, ~31 T FP32 FMA/s): per 2-byte W element a lane does
+// one FMA per row, so at 16 rows the HBM rate asks ~27 T FMA/s (the norm
+// prologue adds two multiplies per x element and column): from ~9 rows the
+// GEMV nears the FP32 units' limit rather than HBM's, still a quarter of
+// TR = 4's W traffic and block rows. Occupancy: TR = 16 uses ≤ 80
+// registers at Qwen3-4B's shapes (TestMatMulRegisters; unrolled twice, not
+// four times, which spills), so 3 blocks of 256 threads per SM, each lane
+// with 2 × 16 bytes of W in flight (twice with SwiGLU): ~24 KiB per SM,
+// above the ~15 KiB that 3.35 TB/s at ~600 ns of latency needs. One to
+// four rows (single-sequence decode) keep TR = 4: fewer registers, more
+// loads in flight.
+var warpVariants = []struct{ tr, minRows, maxRows int }{{4, 0, 4}, {16, 5, WarpMaxRows}}
+
 func (m *mm) warpKernel(tr, warps int) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "// matmul%s, few rows: w %s[%d, %d], %d output columns; one warp per column, %d rows per block row.\n", m.baseLabel, m.wt, m.n, m.k, m.nOut, tr)
@@ -140,7 +178,14 @@ func (m *mm) warpKernel(tr, warps int) string {
 	fmt.Fprintf(&b, "  constexpr int TR = %d;\n  constexpr long K = %d, NOUT = %d;\n", tr, m.k, m.nOut)
 	fmt.Fprintf(&b, "  const long M = %s;\n", m.mExpr)
 	fmt.Fprintf(&b, "  const int lane = threadIdx.x & 31;\n  const int n = blockIdx.x * %d + (threadIdx.x >> 5);\n", warps)
-	b.WriteString("  const long m0 = (long)blockIdx.y * TR;\n  if (n >= NOUT) return;\n")
+	b.WriteString("  const long m0 = (long)blockIdx.y * TR;\n")
+	if m.norm {
+		// The block's rows' inverse norms, a warp per row, once per block.
+		fmt.Fprintf(&b, "  __shared__ float invs[TR];\n  for (int r = threadIdx.x >> 5; r < TR; r += %d) {\n    float ss = 0.f;\n", warps)
+		b.WriteString("    if (m0 + r < M)\n      for (int c = lane; c < K; c += 32) { const float v = x[(m0 + r) * K + c]; ss = fmaf(v, v, ss); }\n")
+		fmt.Fprintf(&b, "    ss = pio_warp_sum(ss);\n    if (lane == 0) invs[r] = 1.0f / sqrtf(ss / %d.0f + %s);\n  }\n  __syncthreads();\n", m.k, m.eps)
+	}
+	b.WriteString("  if (n >= NOUT) return;\n")
 	b.WriteString("  const " + m.wt + "* wr = w + n * K;\n")
 	if m.swiglu {
 		b.WriteString("  const " + m.wt + "* ur = w + (n + NOUT) * K;\n")
@@ -151,27 +196,18 @@ func (m *mm) warpKernel(tr, warps int) string {
 		b.WriteString("  float accu[TR];\n")
 		init += " accu[r] = 0.f;"
 	}
-	if m.norm {
-		b.WriteString("  float inv[TR];\n")
-		init += " inv[r] = 1.f;"
-	}
 	b.WriteString("#pragma unroll\n  for (int r = 0; r < TR; r++) { " + init + " }\n")
 	vec := m.k%8 == 0
-	if m.norm {
-		b.WriteString("#pragma unroll\n  for (int r = 0; r < TR; r++) {\n    if (m0 + r >= M) break;\n    float ss = 0.f;\n")
-		b.WriteString("    for (int c = lane; c < K; c += 32) { const float v = x[(m0 + r) * K + c]; ss = fmaf(v, v, ss); }\n")
-		fmt.Fprintf(&b, "    inv[r] = 1.0f / sqrtf(pio_warp_sum(ss) / %d.0f + %s);\n  }\n", m.k, m.eps)
-	}
 	norm := func(xv, c string) string {
 		if !m.norm {
 			return ""
 		}
-		return fmt.Sprintf("%s = __fmul_rn(__fmul_rn(%s, inv[r]), %s + %s);", xv, xv, m.off, c)
+		return fmt.Sprintf("%s = __fmul_rn(__fmul_rn(%s, invs[r]), %s + %s);", xv, xv, m.off, c)
 	}
 	if vec {
 		// Unrolled so that several 16-byte weight loads per lane are in
 		// flight: decode is bound by how many bytes are outstanding.
-		b.WriteString("#pragma unroll 4\n  for (long c = lane * 8; c < K; c += 256) {\n    float wv[8];\n    pio_ld8(wr + c, wv);\n")
+		fmt.Fprintf(&b, "#pragma unroll %d\n  for (long c = lane * 8; c < K; c += 256) {\n    float wv[8];\n    pio_ld8(wr + c, wv);\n", min(4, 32/tr))
 		if m.swiglu {
 			b.WriteString("    float uv[8];\n    pio_ld8(ur + c, uv);\n")
 		}

@@ -105,10 +105,12 @@ func (g *gen) matmulQ(step int, s ir.Step) error {
 	}
 	m.mExpr = mExpr
 
-	const tr, warps = 4, 8
-	warp := g.kernel("matmul_q_warp", m.warpKernel(tr, warps))
-	g.launch(Launch{Step: step, Kernel: warp, Params: stdParams(3), Block: warps * 32, MaxRows: WarpMaxRows, Rows: rowsE,
-		Grid: [3]Expr{{Fixed: m.n, Div: warps}, {T: rowsE.T, S: rowsE.S, Fixed: rowsE.Fixed, Div: tr}, {Fixed: 1}}})
+	const warps = 8
+	for _, v := range warpVariants { // matmul.go: TR = 4 up to 4 rows, 16 (one pass over the codes) to 16
+		warp := g.kernel("matmul_q_warp", m.warpKernel(v.tr, warps))
+		g.launch(Launch{Step: step, Kernel: warp, Params: stdParams(3), Block: warps * 32, MinRows: v.minRows, MaxRows: v.maxRows, Rows: rowsE,
+			Grid: [3]Expr{{Fixed: m.n, Div: warps}, {T: rowsE.T, S: rowsE.S, Fixed: rowsE.Fixed, Div: int64(v.tr)}, {Fixed: 1}}})
+	}
 	tile := g.kernel("matmul_q_tile", m.tileKernel())
 	g.launch(Launch{Step: step, Kernel: tile, Params: stdParams(3), Block: 256, MinRows: WarpMaxRows + 1, Rows: rowsE,
 		Grid: [3]Expr{{Fixed: m.n, Div: 64}, {T: rowsE.T, S: rowsE.S, Fixed: rowsE.Fixed, Div: 64}, {Fixed: 1}}})

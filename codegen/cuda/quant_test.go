@@ -80,8 +80,9 @@ func quantLayerPlan(t *testing.T, f string, group int) *ir.Plan {
 }
 
 // TestGenerateQuantPlans: every step of the quantized plans has a launch,
-// and every matmul_q step exactly the two of its kernels: the GEMV up to
-// WarpMaxRows rows, the tiled kernel above.
+// and every matmul_q step exactly its three kernels: the GEMV with 4 rows
+// per block row up to 4 rows, with 16 (one pass over the codes) up to
+// WarpMaxRows, the tiled kernel above.
 func TestGenerateQuantPlans(t *testing.T) {
 	for name, p := range quantPlans(t) {
 		m, err := cuda.Generate(p)
@@ -102,8 +103,9 @@ func TestGenerateQuantPlans(t *testing.T) {
 				continue
 			}
 			nq++
-			if len(ls) != 2 || !strings.HasPrefix(ls[0].Kernel, "matmul_q_warp_") || ls[0].MaxRows != cuda.WarpMaxRows || ls[0].MinRows != 0 ||
-				!strings.HasPrefix(ls[1].Kernel, "matmul_q_tile_") || ls[1].MinRows != cuda.WarpMaxRows+1 || ls[1].MaxRows != 0 {
+			if len(ls) != 3 || !strings.HasPrefix(ls[0].Kernel, "matmul_q_warp_") || ls[0].MaxRows != 4 || ls[0].MinRows != 0 || ls[0].Grid[1].Div != 4 ||
+				!strings.HasPrefix(ls[1].Kernel, "matmul_q_warp_") || ls[1].MinRows != 5 || ls[1].MaxRows != cuda.WarpMaxRows || ls[1].Grid[1].Div != 16 ||
+				!strings.HasPrefix(ls[2].Kernel, "matmul_q_tile_") || ls[2].MinRows != cuda.WarpMaxRows+1 || ls[2].MaxRows != 0 {
 				t.Errorf("%s: step %d: launches %+v", name, i, ls)
 			}
 		}

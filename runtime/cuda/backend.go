@@ -407,13 +407,18 @@ func (b *Backend) allocate(weights []Weight) error {
 	// graph serves every context length.
 	b.splits = (b.maxBlocks*o.BlockSize + int(b.kern.SplitSize) - 1) / int(b.kern.SplitSize)
 	var ws int64
+	var floats uint64 // a row-bounded launch's scratch (split-K matmul): Workspace floats a row, MaxRows rows
 	for _, l := range b.launches {
-		if !seqWork(&l.l) { // state.go
+		switch {
+		case seqWork(&l.l): // state.go
+		case l.l.MaxRows > 0:
+			floats = max(floats, uint64(l.l.Workspace)*uint64(min(l.l.MaxRows, o.MaxTokens)))
+		default:
 			ws = max(ws, l.l.Workspace)
 		}
 	}
-	if ws > 0 {
-		if b.a.workspace, err = b.alloc(workspaceFloats(ws, o.MaxSeqs, b.splits, o.MaxTokens)*4, "the workspace"); err != nil {
+	if floats = max(floats, workspaceFloats(ws, o.MaxSeqs, b.splits, o.MaxTokens)); floats > 0 {
+		if b.a.workspace, err = b.alloc(floats*4, "the workspace"); err != nil {
 			return err
 		}
 	}

@@ -186,26 +186,27 @@ extern "C" __global__ void __launch_bounds__(256) embedding_3c4baa681f(const pio
 }
 
 // matmul (rms_norm prologue), few rows: w pio_bf16[256, 64], 256 output columns; one warp per column, 4 rows per block row.
-extern "C" __global__ void __launch_bounds__(256) matmul_warp_d26745a90c(const float* __restrict__ x, const pio_bf16* __restrict__ w, const pio_bf16* __restrict__ nw, float* __restrict__ y, int T, int S) {
+extern "C" __global__ void __launch_bounds__(256) matmul_warp_f9e54f13f1(const float* __restrict__ x, const pio_bf16* __restrict__ w, const pio_bf16* __restrict__ nw, float* __restrict__ y, int T, int S) {
   constexpr int TR = 4;
   constexpr long K = 64, NOUT = 256;
   const long M = (1L * T);
   const int lane = threadIdx.x & 31;
   const int n = blockIdx.x * 8 + (threadIdx.x >> 5);
   const long m0 = (long)blockIdx.y * TR;
+  __shared__ float invs[TR];
+  for (int r = threadIdx.x >> 5; r < TR; r += 8) {
+    float ss = 0.f;
+    if (m0 + r < M)
+      for (int c = lane; c < K; c += 32) { const float v = x[(m0 + r) * K + c]; ss = fmaf(v, v, ss); }
+    ss = pio_warp_sum(ss);
+    if (lane == 0) invs[r] = 1.0f / sqrtf(ss / 64.0f + 9.99999997e-07f);
+  }
+  __syncthreads();
   if (n >= NOUT) return;
   const pio_bf16* wr = w + n * K;
   float acc[TR];
-  float inv[TR];
 #pragma unroll
-  for (int r = 0; r < TR; r++) { acc[r] = 0.f; inv[r] = 1.f; }
-#pragma unroll
-  for (int r = 0; r < TR; r++) {
-    if (m0 + r >= M) break;
-    float ss = 0.f;
-    for (int c = lane; c < K; c += 32) { const float v = x[(m0 + r) * K + c]; ss = fmaf(v, v, ss); }
-    inv[r] = 1.0f / sqrtf(pio_warp_sum(ss) / 64.0f + 9.99999997e-07f);
-  }
+  for (int r = 0; r < TR; r++) { acc[r] = 0.f; }
 #pragma unroll 4
   for (long c = lane * 8; c < K; c += 256) {
     float wv[8];
@@ -219,7 +220,55 @@ extern "C" __global__ void __launch_bounds__(256) matmul_warp_d26745a90c(const f
         pio_ld8(x + (m0 + r) * K + c, xv);
 #pragma unroll
         for (int e = 0; e < 8; e++) {
-          xv[e] = __fmul_rn(__fmul_rn(xv[e], inv[r]), 0.0f + nv[e]);
+          xv[e] = __fmul_rn(__fmul_rn(xv[e], invs[r]), 0.0f + nv[e]);
+          acc[r] = fmaf(xv[e], wv[e], acc[r]);
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < TR; r++) {
+    const float z = pio_warp_sum(acc[r]);
+    if (lane == 0 && m0 + r < M) y[(m0 + r) * 256L + (n)] = z;
+  }
+}
+
+// matmul (rms_norm prologue), few rows: w pio_bf16[256, 64], 256 output columns; one warp per column, 16 rows per block row.
+extern "C" __global__ void __launch_bounds__(256) matmul_warp_b479ed44d5(const float* __restrict__ x, const pio_bf16* __restrict__ w, const pio_bf16* __restrict__ nw, float* __restrict__ y, int T, int S) {
+  constexpr int TR = 16;
+  constexpr long K = 64, NOUT = 256;
+  const long M = (1L * T);
+  const int lane = threadIdx.x & 31;
+  const int n = blockIdx.x * 8 + (threadIdx.x >> 5);
+  const long m0 = (long)blockIdx.y * TR;
+  __shared__ float invs[TR];
+  for (int r = threadIdx.x >> 5; r < TR; r += 8) {
+    float ss = 0.f;
+    if (m0 + r < M)
+      for (int c = lane; c < K; c += 32) { const float v = x[(m0 + r) * K + c]; ss = fmaf(v, v, ss); }
+    ss = pio_warp_sum(ss);
+    if (lane == 0) invs[r] = 1.0f / sqrtf(ss / 64.0f + 9.99999997e-07f);
+  }
+  __syncthreads();
+  if (n >= NOUT) return;
+  const pio_bf16* wr = w + n * K;
+  float acc[TR];
+#pragma unroll
+  for (int r = 0; r < TR; r++) { acc[r] = 0.f; }
+#pragma unroll 2
+  for (long c = lane * 8; c < K; c += 256) {
+    float wv[8];
+    pio_ld8(wr + c, wv);
+    float nv[8];
+    pio_ld8(nw + c, nv);
+#pragma unroll
+    for (int r = 0; r < TR; r++) {
+      if (m0 + r < M) {
+        float xv[8];
+        pio_ld8(x + (m0 + r) * K + c, xv);
+#pragma unroll
+        for (int e = 0; e < 8; e++) {
+          xv[e] = __fmul_rn(__fmul_rn(xv[e], invs[r]), 0.0f + nv[e]);
           acc[r] = fmaf(xv[e], wv[e], acc[r]);
         }
       }
@@ -628,6 +677,42 @@ extern "C" __global__ void __launch_bounds__(256) matmul_warp_5872f9fb76(const f
   }
 }
 
+// matmul (+ residual), few rows: w pio_bf16[64, 128], 64 output columns; one warp per column, 16 rows per block row.
+extern "C" __global__ void __launch_bounds__(256) matmul_warp_43a2d353fc(const float* __restrict__ x, const pio_bf16* __restrict__ w, const float* __restrict__ res, float* __restrict__ y, int T, int S) {
+  constexpr int TR = 16;
+  constexpr long K = 128, NOUT = 64;
+  const long M = (1L * T);
+  const int lane = threadIdx.x & 31;
+  const int n = blockIdx.x * 8 + (threadIdx.x >> 5);
+  const long m0 = (long)blockIdx.y * TR;
+  if (n >= NOUT) return;
+  const pio_bf16* wr = w + n * K;
+  float acc[TR];
+#pragma unroll
+  for (int r = 0; r < TR; r++) { acc[r] = 0.f; }
+#pragma unroll 2
+  for (long c = lane * 8; c < K; c += 256) {
+    float wv[8];
+    pio_ld8(wr + c, wv);
+#pragma unroll
+    for (int r = 0; r < TR; r++) {
+      if (m0 + r < M) {
+        float xv[8];
+        pio_ld8(x + (m0 + r) * K + c, xv);
+#pragma unroll
+        for (int e = 0; e < 8; e++) {
+          acc[r] = fmaf(xv[e], wv[e], acc[r]);
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < TR; r++) {
+    const float z = pio_warp_sum(acc[r]);
+    if (lane == 0 && m0 + r < M) y[(m0 + r) * 64L + (n)] = __fadd_rn(z, pio_f32(res[(m0 + r) * 64L + (n)]));
+  }
+}
+
 // matmul (+ residual), many rows, tensor cores: w pio_bf16[64, 128], 64 output columns; 64×128 block tiles, 32-deep k slices, mma.sync m16n8k16 bf16 on x split into 3 bf16 terms.
 extern "C" __global__ void __launch_bounds__(256) matmul_mma_25bc23ae7d(const float* __restrict__ x, const pio_bf16* __restrict__ w, const float* __restrict__ res, float* __restrict__ y, int T, int S) {
   constexpr long K = 128, NOUT = 64;
@@ -750,28 +835,29 @@ extern "C" __global__ void __launch_bounds__(256) matmul_mma_25bc23ae7d(const fl
 }
 
 // matmul (rms_norm prologue, swiglu), few rows: w pio_bf16[320, 64], 160 output columns; one warp per column, 4 rows per block row.
-extern "C" __global__ void __launch_bounds__(256) matmul_warp_aa7df65f14(const float* __restrict__ x, const pio_bf16* __restrict__ w, const pio_bf16* __restrict__ nw, float* __restrict__ y, int T, int S) {
+extern "C" __global__ void __launch_bounds__(256) matmul_warp_4692d6ef6f(const float* __restrict__ x, const pio_bf16* __restrict__ w, const pio_bf16* __restrict__ nw, float* __restrict__ y, int T, int S) {
   constexpr int TR = 4;
   constexpr long K = 64, NOUT = 160;
   const long M = (1L * T);
   const int lane = threadIdx.x & 31;
   const int n = blockIdx.x * 8 + (threadIdx.x >> 5);
   const long m0 = (long)blockIdx.y * TR;
+  __shared__ float invs[TR];
+  for (int r = threadIdx.x >> 5; r < TR; r += 8) {
+    float ss = 0.f;
+    if (m0 + r < M)
+      for (int c = lane; c < K; c += 32) { const float v = x[(m0 + r) * K + c]; ss = fmaf(v, v, ss); }
+    ss = pio_warp_sum(ss);
+    if (lane == 0) invs[r] = 1.0f / sqrtf(ss / 64.0f + 9.99999997e-07f);
+  }
+  __syncthreads();
   if (n >= NOUT) return;
   const pio_bf16* wr = w + n * K;
   const pio_bf16* ur = w + (n + NOUT) * K;
   float acc[TR];
   float accu[TR];
-  float inv[TR];
 #pragma unroll
-  for (int r = 0; r < TR; r++) { acc[r] = 0.f; accu[r] = 0.f; inv[r] = 1.f; }
-#pragma unroll
-  for (int r = 0; r < TR; r++) {
-    if (m0 + r >= M) break;
-    float ss = 0.f;
-    for (int c = lane; c < K; c += 32) { const float v = x[(m0 + r) * K + c]; ss = fmaf(v, v, ss); }
-    inv[r] = 1.0f / sqrtf(pio_warp_sum(ss) / 64.0f + 9.99999997e-07f);
-  }
+  for (int r = 0; r < TR; r++) { acc[r] = 0.f; accu[r] = 0.f; }
 #pragma unroll 4
   for (long c = lane * 8; c < K; c += 256) {
     float wv[8];
@@ -787,7 +873,61 @@ extern "C" __global__ void __launch_bounds__(256) matmul_warp_aa7df65f14(const f
         pio_ld8(x + (m0 + r) * K + c, xv);
 #pragma unroll
         for (int e = 0; e < 8; e++) {
-          xv[e] = __fmul_rn(__fmul_rn(xv[e], inv[r]), 0.0f + nv[e]);
+          xv[e] = __fmul_rn(__fmul_rn(xv[e], invs[r]), 0.0f + nv[e]);
+          acc[r] = fmaf(xv[e], wv[e], acc[r]);
+          accu[r] = fmaf(xv[e], uv[e], accu[r]);
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < TR; r++) {
+    const float z = pio_warp_sum(acc[r]);
+    const float zu = pio_warp_sum(accu[r]);
+    if (lane == 0 && m0 + r < M) y[(m0 + r) * 160L + (n)] = __fmul_rn(z / (1.0f + expf(-z)), zu);
+  }
+}
+
+// matmul (rms_norm prologue, swiglu), few rows: w pio_bf16[320, 64], 160 output columns; one warp per column, 16 rows per block row.
+extern "C" __global__ void __launch_bounds__(256) matmul_warp_9cdfebef3a(const float* __restrict__ x, const pio_bf16* __restrict__ w, const pio_bf16* __restrict__ nw, float* __restrict__ y, int T, int S) {
+  constexpr int TR = 16;
+  constexpr long K = 64, NOUT = 160;
+  const long M = (1L * T);
+  const int lane = threadIdx.x & 31;
+  const int n = blockIdx.x * 8 + (threadIdx.x >> 5);
+  const long m0 = (long)blockIdx.y * TR;
+  __shared__ float invs[TR];
+  for (int r = threadIdx.x >> 5; r < TR; r += 8) {
+    float ss = 0.f;
+    if (m0 + r < M)
+      for (int c = lane; c < K; c += 32) { const float v = x[(m0 + r) * K + c]; ss = fmaf(v, v, ss); }
+    ss = pio_warp_sum(ss);
+    if (lane == 0) invs[r] = 1.0f / sqrtf(ss / 64.0f + 9.99999997e-07f);
+  }
+  __syncthreads();
+  if (n >= NOUT) return;
+  const pio_bf16* wr = w + n * K;
+  const pio_bf16* ur = w + (n + NOUT) * K;
+  float acc[TR];
+  float accu[TR];
+#pragma unroll
+  for (int r = 0; r < TR; r++) { acc[r] = 0.f; accu[r] = 0.f; }
+#pragma unroll 2
+  for (long c = lane * 8; c < K; c += 256) {
+    float wv[8];
+    pio_ld8(wr + c, wv);
+    float uv[8];
+    pio_ld8(ur + c, uv);
+    float nv[8];
+    pio_ld8(nw + c, nv);
+#pragma unroll
+    for (int r = 0; r < TR; r++) {
+      if (m0 + r < M) {
+        float xv[8];
+        pio_ld8(x + (m0 + r) * K + c, xv);
+#pragma unroll
+        for (int e = 0; e < 8; e++) {
+          xv[e] = __fmul_rn(__fmul_rn(xv[e], invs[r]), 0.0f + nv[e]);
           acc[r] = fmaf(xv[e], wv[e], acc[r]);
           accu[r] = fmaf(xv[e], uv[e], accu[r]);
         }
@@ -977,6 +1117,42 @@ extern "C" __global__ void __launch_bounds__(256) matmul_warp_b56b6e7976(const f
   }
 }
 
+// matmul (+ residual), few rows: w pio_bf16[64, 160], 64 output columns; one warp per column, 16 rows per block row.
+extern "C" __global__ void __launch_bounds__(256) matmul_warp_458e783e70(const float* __restrict__ x, const pio_bf16* __restrict__ w, const float* __restrict__ res, float* __restrict__ y, int T, int S) {
+  constexpr int TR = 16;
+  constexpr long K = 160, NOUT = 64;
+  const long M = (1L * T);
+  const int lane = threadIdx.x & 31;
+  const int n = blockIdx.x * 8 + (threadIdx.x >> 5);
+  const long m0 = (long)blockIdx.y * TR;
+  if (n >= NOUT) return;
+  const pio_bf16* wr = w + n * K;
+  float acc[TR];
+#pragma unroll
+  for (int r = 0; r < TR; r++) { acc[r] = 0.f; }
+#pragma unroll 2
+  for (long c = lane * 8; c < K; c += 256) {
+    float wv[8];
+    pio_ld8(wr + c, wv);
+#pragma unroll
+    for (int r = 0; r < TR; r++) {
+      if (m0 + r < M) {
+        float xv[8];
+        pio_ld8(x + (m0 + r) * K + c, xv);
+#pragma unroll
+        for (int e = 0; e < 8; e++) {
+          acc[r] = fmaf(xv[e], wv[e], acc[r]);
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < TR; r++) {
+    const float z = pio_warp_sum(acc[r]);
+    if (lane == 0 && m0 + r < M) y[(m0 + r) * 64L + (n)] = __fadd_rn(z, pio_f32(res[(m0 + r) * 64L + (n)]));
+  }
+}
+
 // matmul (+ residual), many rows, tensor cores: w pio_bf16[64, 160], 64 output columns; 64×128 block tiles, 32-deep k slices, mma.sync m16n8k16 bf16 on x split into 3 bf16 terms.
 extern "C" __global__ void __launch_bounds__(256) matmul_mma_aee8a7531d(const float* __restrict__ x, const pio_bf16* __restrict__ w, const float* __restrict__ res, float* __restrict__ y, int T, int S) {
   constexpr long K = 160, NOUT = 64;
@@ -1112,6 +1288,42 @@ extern "C" __global__ void __launch_bounds__(256) matmul_warp_0c817d944b(const f
 #pragma unroll
   for (int r = 0; r < TR; r++) { acc[r] = 0.f; }
 #pragma unroll 4
+  for (long c = lane * 8; c < K; c += 256) {
+    float wv[8];
+    pio_ld8(wr + c, wv);
+#pragma unroll
+    for (int r = 0; r < TR; r++) {
+      if (m0 + r < M) {
+        float xv[8];
+        pio_ld8(x + (m0 + r) * K + c, xv);
+#pragma unroll
+        for (int e = 0; e < 8; e++) {
+          acc[r] = fmaf(xv[e], wv[e], acc[r]);
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < TR; r++) {
+    const float z = pio_warp_sum(acc[r]);
+    if (lane == 0 && m0 + r < M) y[(m0 + r) * 64L + (n)] = z;
+  }
+}
+
+// matmul, few rows: w pio_bf16[64, 160], 64 output columns; one warp per column, 16 rows per block row.
+extern "C" __global__ void __launch_bounds__(256) matmul_warp_5088500d25(const float* __restrict__ x, const pio_bf16* __restrict__ w, float* __restrict__ y, int T, int S) {
+  constexpr int TR = 16;
+  constexpr long K = 160, NOUT = 64;
+  const long M = (1L * T);
+  const int lane = threadIdx.x & 31;
+  const int n = blockIdx.x * 8 + (threadIdx.x >> 5);
+  const long m0 = (long)blockIdx.y * TR;
+  if (n >= NOUT) return;
+  const pio_bf16* wr = w + n * K;
+  float acc[TR];
+#pragma unroll
+  for (int r = 0; r < TR; r++) { acc[r] = 0.f; }
+#pragma unroll 2
   for (long c = lane * 8; c < K; c += 256) {
     float wv[8];
     pio_ld8(wr + c, wv);
@@ -1300,6 +1512,42 @@ extern "C" __global__ void __launch_bounds__(256) matmul_warp_d6ae18a6ed(const f
 #pragma unroll
   for (int r = 0; r < TR; r++) { acc[r] = 0.f; }
 #pragma unroll 4
+  for (long c = lane * 8; c < K; c += 256) {
+    float wv[8];
+    pio_ld8(wr + c, wv);
+#pragma unroll
+    for (int r = 0; r < TR; r++) {
+      if (m0 + r < M) {
+        float xv[8];
+        pio_ld8(x + (m0 + r) * K + c, xv);
+#pragma unroll
+        for (int e = 0; e < 8; e++) {
+          acc[r] = fmaf(xv[e], wv[e], acc[r]);
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < TR; r++) {
+    const float z = pio_warp_sum(acc[r]);
+    if (lane == 0 && m0 + r < M) y[(m0 + r) * 512L + (n)] = z;
+  }
+}
+
+// matmul, few rows: w pio_bf16[512, 64], 512 output columns; one warp per column, 16 rows per block row.
+extern "C" __global__ void __launch_bounds__(256) matmul_warp_98f3a6b232(const float* __restrict__ x, const pio_bf16* __restrict__ w, float* __restrict__ y, int T, int S) {
+  constexpr int TR = 16;
+  constexpr long K = 64, NOUT = 512;
+  const long M = (1L * S);
+  const int lane = threadIdx.x & 31;
+  const int n = blockIdx.x * 8 + (threadIdx.x >> 5);
+  const long m0 = (long)blockIdx.y * TR;
+  if (n >= NOUT) return;
+  const pio_bf16* wr = w + n * K;
+  float acc[TR];
+#pragma unroll
+  for (int r = 0; r < TR; r++) { acc[r] = 0.f; }
+#pragma unroll 2
   for (long c = lane * 8; c < K; c += 256) {
     float wv[8];
     pio_ld8(wr + c, wv);
