@@ -164,8 +164,9 @@ func quantWeight(r *rand.Rand, w ir.PlanTensor) []byte {
 // GEMV block nor of the 64 of a tile, several tiles each way; K = 96 (three
 // code vectors per int8 row, fewer than the 32 lanes); groups of 64 and 128;
 // K = 4160 in int8 (260 vectors: more than the 256 one pass of a warp's
-// loads covers). Rows 1, 5, 16 (GEMV, up to four block rows) and 17, 70
-// (tiles, the last partial).
+// loads covers). Rows 1 (the GEMV with 4 rows per block row), 5 and 16 (16
+// rows per block row, one pass over the codes) and 17, 70 (tiles, the last
+// partial).
 func TestEmulatedQuantShapes(t *testing.T) {
 	gxx := useFakeDriver(t)
 	shapes := []struct{ n, k, g int }{{37, 96, 32}, {130, 320, 64}, {9, 4160, 32}, {70, 256, 128}}
