@@ -27,6 +27,14 @@
 // (split-K adds the workspace) and fuse the same RMSNorm prologue, SwiGLU
 // and residual epilogues.
 //
+// The MoE experts (moe.go) are a grouped GEMM over the (token, slot)
+// pairs, grouped by expert on the device: SIMT kernels of one block per
+// (expert, row tile) and, in steps of more than WarpMaxRows tokens with
+// bf16 experts, mma.go's tensor-core scheme (three bf16 terms of x, f32
+// accumulators) for each expert with more than WarpMaxRows pairs, in tiles
+// of 64 of its pairs listed by the grouping kernel. An expert no token
+// chose costs nothing; the combine adds in increasing expert order.
+//
 // Attention (attention.go, mla.go) is FlashAttention-2 style for prefill:
 // a block takes tokens of one prefill tile (PTiles) × heads, streams the
 // paged cache through shared memory in chunks once for all its rows, with

@@ -2,6 +2,7 @@ package cuda
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/inference-pio/pio/ir"
 )
@@ -19,7 +20,10 @@ import (
 //     counts the pairs of each expert, takes offsets and scatters the pair
 //     indices by expert on the device; the gate/up and down kernels run one
 //     block per (expert, tile of rows) and a block whose expert no token
-//     chose returns at once, so such an expert reads no weights.
+//     chose returns at once, so such an expert reads no weights. In a step
+//     of more than WarpMaxRows tokens, an expert with more than
+//     moeMMAMinPairs pairs and bf16 weights runs on tensor cores instead
+//     (mmaKernel): the grouping block lists its tiles of 64 pairs.
 //   - The combine sums each token's pairs in increasing expert order, each
 //     scaled by its weight, in f32 (then + residual for moe_routed).
 //
@@ -51,11 +55,14 @@ const (
 	moeWarps       = 8
 )
 
-// moeScratch is the per-token floats the expert kernels need, counting the
-// fixed per-expert arrays (3E+1 ints) once per token so that the total
-// holds for any T >= 1.
+// scratch is the per-token floats the expert kernels need, counting the
+// fixed arrays once per token so that the total holds for any T >= 1. The
+// pair scratch holds, in 4-byte words: cnt [E], start [E+1], E unused,
+// order [T·K], up to 3 words so that act starts on 16 bytes, act [T·K, I],
+// out [T·K, H], then the tensor-core tile table (a count and up to T·K
+// (expert, first pair) entries).
 func (m moeGeom) scratch() int64 {
-	return int64(3*m.e+1) + int64(m.k)*int64(1+m.inter+m.h)
+	return int64(3*m.e+5) + int64(m.k)*int64(3+m.inter+m.h)
 }
 
 // routeKernel emits the routing kernel: one warp per token scores the
@@ -249,12 +256,19 @@ func (g *gen) expertKernels(step int, m moeGeom, xt string, x, ids, w, gu, down 
 	ws := Param{Kind: PWorkspace}
 	T := Param{Kind: PT}
 	// scratch declares the named regions of the pair scratch.
+	// act (and so out) starts on 16 bytes of ws: the tensor-core down
+	// kernel reads act's rows as float4.
+	actOff := fmt.Sprintf("((%s + 3 * E + 1 + (long)T * K + 3) & ~3L)", base)
 	scratch := func(names ...string) string {
-		offs := map[string]string{"cnt": "int* cnt = pio_moe_i", "start": "int* start = pio_moe_i + E", "cursor": "int* cursor = pio_moe_i + 2 * E + 1",
-			"order": "int* order = pio_moe_i + 3 * E + 1", "act": "float* act = (float*)(pio_moe_i + 3 * E + 1 + (long)T * K)",
-			"out": "float* out = (float*)(pio_moe_i + 3 * E + 1 + (long)T * K) + (long)T * K * I"}
-		txt := fmt.Sprintf("  int* pio_moe_i = (int*)(ws + %s);\n", base)
+		offs := map[string]string{"cnt": "int* cnt = pio_moe_i", "start": "int* start = pio_moe_i + E",
+			"order": "int* order = pio_moe_i + 3 * E + 1", "act": "float* act = ws + " + actOff,
+			"out":   "float* out = ws + " + actOff + " + (long)T * K * I",
+			"tiles": "int* tiles = (int*)(ws + " + actOff + " + (long)T * K * (I + H))"}
+		txt := ""
 		for _, n := range names {
+			if strings.Contains(offs[n], "pio_moe_i") && txt == "" {
+				txt = fmt.Sprintf("  int* pio_moe_i = (int*)(ws + %s);\n", base)
+			}
 			txt += "  " + offs[n] + ";\n"
 		}
 		return txt
@@ -275,6 +289,27 @@ func (g *gen) expertKernels(step int, m moeGeom, xt string, x, ids, w, gu, down 
 		return ps
 	}
 
+	// Tensor cores (bf16 weights whose rows are whole 16-byte vectors, f32
+	// x) for the experts with more than moeMMAMinPairs pairs in a step of
+	// more than WarpMaxRows tokens; the SIMT kernels take the others.
+	guMMA := m.gut == "pio_bf16" && m.h%8 == 0 && xt == "float"
+	downMMA := m.dt == "pio_bf16" && m.inter%8 == 0
+	tileTable, groupScratch := "", scratch("cnt", "start", "order")
+	if guMMA || downMMA {
+		groupScratch = scratch("cnt", "start", "order", "tiles")
+		tileTable = fmt.Sprintf(`    // The tensor-core kernels' tiles: %[1]d pairs of one expert with more
+    // than %[2]d, in a step of more than %[3]d tokens.
+    int nt = 0;
+    if (T > %[3]d)
+      for (int e = 0; e < E; e++)
+        if (cnt[e] > %[2]d)
+          for (int q = start[e]; q < start[e + 1]; q += %[1]d) { tiles[1 + 2 * nt] = e; tiles[2 + 2 * nt] = q; nt++; }
+    tiles[0] = nt;
+`, moeMMARows, moeMMAMinPairs, WarpMaxRows)
+	}
+	// skip is the SIMT kernels' test for an expert the tensor cores take.
+	skip := fmt.Sprintf("  if (T > %d && p1 - p0 > %d) return;  // the tensor-core kernel's\n", WarpMaxRows, moeMMAMinPairs)
+
 	// 1. Count, offsets and the pairs grouped by expert.
 	route := g.kernel("moe_group", fmt.Sprintf(`// moe_group: the (token, slot) pairs of %[1]d experts, top-%[2]d, counted and grouped by expert on the device.
 extern "C" __global__ void __launch_bounds__(1024) KNAME(%[3]sfloat* ws, int T) {
@@ -292,7 +327,7 @@ extern "C" __global__ void __launch_bounds__(1024) KNAME(%[3]sfloat* ws, int T) 
     int s = 0;
     for (int e = 0; e < E; e++) { start[e] = s; s += cnt[e]; }
     start[E] = s;
-  }
+%[7]s  }
   __syncthreads();
   for (int e = threadIdx.x; e < E; e += blockDim.x) {
     int o = start[e];
@@ -300,7 +335,7 @@ extern "C" __global__ void __launch_bounds__(1024) KNAME(%[3]sfloat* ws, int T) 
       if (ids[p] == e) order[o++] = p;
   }
 }
-`, m.e, m.k, idsDecl, consts, scratch("cnt", "start", "order"), idsExpr))
+`, m.e, m.k, idsDecl, consts, groupScratch, idsExpr, tileTable))
 	g.launch(Launch{Step: step, Kernel: route, Block: 1024, Grid: [3]Expr{{Fixed: 1}, {Fixed: 1}, {Fixed: 1}},
 		Params: withIDs(ws, T)})
 
@@ -313,7 +348,7 @@ extern "C" __global__ void __launch_bounds__(%[6]d) KNAME(const %[7]s* __restric
   const int e = blockIdx.x / TILES, tile = blockIdx.x %% TILES;
   const int p0 = start[e], p1 = start[e + 1];
   if (p0 == p1) return;
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+%[13]s  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   for (int r = 0; r < RPW; r++) {
     const int i = tile * %[5]d + warp * RPW + r;
     if (i >= I) break;
@@ -346,9 +381,16 @@ extern "C" __global__ void __launch_bounds__(%[6]d) KNAME(const %[7]s* __restric
     }
   }
 }
-`, m.gut, m.e, 2*m.inter, m.h, rowsPerBlock, moeWarps*32, xt, consts, scratch("start", "order", "act"), guTiles, moeRowsPerWarp, moePairs))
+`, m.gut, m.e, 2*m.inter, m.h, rowsPerBlock, moeWarps*32, xt, consts, scratch("start", "order", "act"), guTiles, moeRowsPerWarp, moePairs, skipIf(guMMA, skip)))
 	g.launch(Launch{Step: step, Kernel: gateUp, Block: moeWarps * 32, Grid: [3]Expr{{Fixed: int64(m.e * guTiles)}, {Fixed: 1}, {Fixed: 1}},
 		Params: []Param{x, gu, ws, T}})
+	if guMMA {
+		name := g.kernel("moe_gate_up_mma", m.mmaKernel(true, scratch("start", "order", "act", "tiles")))
+		for _, r := range m.mmaTiles() {
+			g.launch(Launch{Step: step, Kernel: name, Block: 256, MinRows: r.minRows, MaxRows: r.maxRows, Grid: [3]Expr{{Fixed: int64(m.inter), Div: moeMMARows}, r.tiles, {Fixed: 1}},
+				Params: []Param{x, gu, ws, T}})
+		}
+	}
 
 	// 3. out[p] = down_e·act[p].
 	dTiles := (m.h + rowsPerBlock - 1) / rowsPerBlock
@@ -358,7 +400,7 @@ extern "C" __global__ void __launch_bounds__(%[6]d) KNAME(const %[1]s* __restric
   const int e = blockIdx.x / TILES, tile = blockIdx.x %% TILES;
   const int p0 = start[e], p1 = start[e + 1];
   if (p0 == p1) return;
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+%[12]s  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   for (int r = 0; r < RPW; r++) {
     const int row = tile * %[5]d + warp * RPW + r;
     if (row >= H) break;
@@ -385,9 +427,16 @@ extern "C" __global__ void __launch_bounds__(%[6]d) KNAME(const %[1]s* __restric
     }
   }
 }
-`, m.dt, m.e, m.h, m.inter, rowsPerBlock, moeWarps*32, consts, scratch("start", "order", "act", "out"), dTiles, moeRowsPerWarp, moePairs))
+`, m.dt, m.e, m.h, m.inter, rowsPerBlock, moeWarps*32, consts, scratch("start", "order", "act", "out"), dTiles, moeRowsPerWarp, moePairs, skipIf(downMMA, skip)))
 	g.launch(Launch{Step: step, Kernel: downK, Block: moeWarps * 32, Grid: [3]Expr{{Fixed: int64(m.e * dTiles)}, {Fixed: 1}, {Fixed: 1}},
 		Params: []Param{down, ws, T}})
+	if downMMA {
+		name := g.kernel("moe_down_mma", m.mmaKernel(false, scratch("start", "order", "act", "out", "tiles")))
+		for _, r := range m.mmaTiles() {
+			g.launch(Launch{Step: step, Kernel: name, Block: 256, MinRows: r.minRows, MaxRows: r.maxRows, Grid: [3]Expr{{Fixed: int64(m.h), Div: 128}, r.tiles, {Fixed: 1}},
+				Params: []Param{down, ws, T}})
+		}
+	}
 
 	// 4. y[t] = Σ_j w[t,j]·out[t,j] in increasing expert order (+ residual).
 	resDecl, resAdd := "", ""
@@ -572,4 +621,211 @@ extern "C" __global__ void __launch_bounds__(256) KNAME(%[4]sconst %[1]s* __rest
 		g.m.Launches[i].Workspace = perT + int64(re+2*k) + m.scratch()
 	}
 	return nil
+}
+
+// The tensor-core expert GEMMs: an expert with more than moeMMAMinPairs
+// pairs in a step of more than WarpMaxRows tokens is multiplied in block
+// tiles of moeMMARows of its pairs (gathered rows of x, or of act) by 128
+// weight rows.
+const (
+	moeMMAMinPairs = WarpMaxRows
+	moeMMARows     = 64
+	moeMMATerms    = 3 // bf16 terms of x, as mma.go's mmaTerms
+)
+
+// skipIf returns s when the tensor cores take some of the kernel's experts.
+func skipIf(mma bool, s string) string {
+	if mma {
+		return s
+	}
+	return ""
+}
+
+// mmaTiles gives the grid's y dimension of the tensor-core kernels by the
+// step's tokens T > WarpMaxRows: at least the tile table's entries, the
+// smaller of two bounds (blocks past the table return at once). An expert
+// in the table has c ≥ n = moeMMAMinPairs+1 pairs, and the pairs of a step
+// total T·K. Its ⌈c/64⌉ tiles are at most c/n (one for c ≤ 64, else at most
+// c/64 + 1), so T·K/n in all; and at most (c+63)/64, so (T·K + 63·E)/64.
+// The first is smaller up to T = 63·n·E / ((64−n)·K).
+func (m moeGeom) mmaTiles() []moeTileGrid {
+	n := moeMMAMinPairs + 1
+	perPair := Expr{T: int64(m.k), Div: int64(n)}
+	perExpert := Expr{T: int64(m.k), Fixed: int64((moeMMARows - 1) * m.e), Div: moeMMARows}
+	x := (moeMMARows - 1) * n * m.e / ((moeMMARows - n) * m.k)
+	if x <= WarpMaxRows {
+		return []moeTileGrid{{WarpMaxRows + 1, 0, perExpert}}
+	}
+	return []moeTileGrid{{WarpMaxRows + 1, x, perPair}, {x + 1, 0, perExpert}}
+}
+
+// moeTileGrid is the y dimension of a tensor-core expert launch for steps
+// of minRows to maxRows (0: no bound) tokens.
+type moeTileGrid struct {
+	minRows, maxRows int
+	tiles            Expr
+}
+
+// mmaKernel is the tensor-core kernel of the gate/up GEMM with its SwiGLU
+// (gateUp; x rows of the pairs' tokens, act out) or of the down GEMM (act
+// rows in, out), one block per (tile table entry: 64 pairs of one expert,
+// 64 act columns or 128 out columns). The numerics and the data path are
+// mma.go's (mmaKernel): mma.sync m16n8k16 bf16, x split into three bf16
+// terms multiplied into f32 accumulators, the smallest first; 32-deep k
+// slices in two shared buffers, each lane's 16-byte shared reads covering
+// its fragments of both 16-deep steps (the same permutation of k for A and
+// B). The rows of the tile are gathered: row r is pair order[q0 + r], so a
+// thread looks up the two rows it stages once. Warps with no valid rows
+// skip the multiplies.
+func (m moeGeom) mmaKernel(gateUp bool, scratch string) string {
+	kd, nout, cols := m.h, m.inter, 64
+	what := fmt.Sprintf("act[p, i] = silu(gate_e[i]·x[t]) · up_e[i]·x[t]; gate_up %s[%d·%d, %d]", m.gut, m.e, 2*m.inter, m.h)
+	decl := "const float* __restrict__ x, const pio_bf16* __restrict__ gu"
+	wbase, xrow := "gu + (long)ex * 2 * I * H", "x + (long)(pr[r] / K) * H"
+	// Shared W rows 0..63 are gate rows of the block's columns, 64..127 the
+	// matching up rows; tiles j = 0, 1 of a warp are gate, 2, 3 up.
+	wload := "const long gn = n0 + (r & 63), kk = K0 + c, wrow = gn + (r >> 6) * NOUT;  // gate rows, then up rows"
+	wrowS, col, jout := "(j >> 1) * 64 + wn * 16 + (j & 1) * 8", "wn * 16 + j * 8", 2
+	epi := "act[(long)pr[r] * I + gn] = __fmul_rn(acc[i][j][c] / (1.0f + expf(-acc[i][j][c])), acc[i][j + 2][c]);"
+	if !gateUp {
+		kd, nout, cols = m.inter, m.h, 128
+		what = fmt.Sprintf("out[p, r] = down_e[r]·act[p]; down %s[%d·%d, %d]", m.dt, m.e, m.h, m.inter)
+		decl = "const pio_bf16* __restrict__ down"
+		wbase, xrow = "down + (long)ex * H * I", "act + (long)pr[r] * I"
+		wload = "const long gn = n0 + r, kk = K0 + c, wrow = gn;"
+		wrowS, col, jout = "wn * 32 + j * 8", "wn * 32 + j * 8", 4
+		epi = "out[(long)pr[r] * H + gn] = acc[i][j][c];"
+	}
+	load := strings.NewReplacer("WLOAD", wload).Replace(`#pragma unroll
+    for (int i = 0; i < 2; i++) {
+      const long kk = K0 + ((tid + i * 256) & 7) * 4;  // x: 64 rows × 8 float4
+      xr[i] = (xrow[i] && kk < KD) ? pio_ld4(xrow[i] + kk) : float4{0.f, 0.f, 0.f, 0.f};
+    }
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+      const int el = tid + i * 256, r = el >> 2, c = (el & 3) * 8;  // w: 128 rows × 4 vectors of 8
+      WLOAD
+      wr[i] = (gn < NOUT && kk < KD) ? pio_ld16(w + wrow * KD + kk) : uint4{0u, 0u, 0u, 0u};
+    }
+`)
+	store := fmt.Sprintf(`#pragma unroll
+    for (int i = 0; i < 2; i++) {
+      const int el = tid + i * 256, r = el >> 3, c = (el & 7) * 2;
+      float v[4] = {xr[i].x, xr[i].y, xr[i].z, xr[i].w};
+#pragma unroll
+      for (int p = 0; p < %d; p++) {
+        xsh[BUF][p][r][c] = pio_bf16x2_take(v[0], v[1]);
+        xsh[BUF][p][r][c + 1] = pio_bf16x2_take(v[2], v[3]);
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+      const int el = tid + i * 256;
+      *reinterpret_cast<uint4*>(&wsh[BUF][el >> 2][(el & 3) * 4]) = wr[i];
+    }
+`, moeMMATerms)
+	at := func(txt, k0, buf string) string {
+		return strings.NewReplacer("K0", k0, "BUF", buf).Replace(txt)
+	}
+	name := "moe_down"
+	if gateUp {
+		name = "moe_gate_up"
+	}
+	return fmt.Sprintf(`// %[1]s, tensor cores: %[2]s, over the pairs p = (t, slot) of the experts with more than %[3]d pairs (moe_group's tile table); one block per (%[4]d pairs of one expert, %[5]d columns); mma.sync m16n8k16 bf16 on x split into %[6]d bf16 terms.
+extern "C" __global__ void __launch_bounds__(256) KNAME(%[7]s, float* ws, int T) {
+%[8]s%[9]s  constexpr long KD = %[10]d, NOUT = %[11]d;  // depth, output columns
+  constexpr int NS = %[12]d;  // k slices
+  if ((int)blockIdx.y >= tiles[0]) return;
+  const int ex = tiles[1 + 2 * blockIdx.y], q0 = tiles[2 + 2 * blockIdx.y];
+  const int M = min(start[ex + 1] - q0, %[4]d);  // rows (pairs) of the tile
+  const pio_bf16* w = %[13]s;
+  // x's bf16 terms and W: [buffer]([term])[row][k pair] (bf16 pairs, low k in the low half)
+  __align__(16) __shared__ unsigned xsh[2][%[6]d][64][16];
+  __align__(16) __shared__ unsigned wsh[2][128][16];
+  __shared__ int pr[64];  // the pair of each row
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
+  const int wm = warp >> 2, wn = warp & 3;  // warp tile: rows wm*32.., weight rows below
+  const long n0 = (long)blockIdx.x * %[5]d;
+  if (tid < 64) pr[tid] = tid < M ? order[q0 + tid] : 0;
+  __syncthreads();
+  const float* xrow[2];  // the rows this thread stages: tid / 8 and 32 + tid / 8
+#pragma unroll
+  for (int i = 0; i < 2; i++) {
+    const int r = (tid + i * 256) >> 3;
+    xrow[i] = r < M ? %[14]s : nullptr;
+  }
+  float4 xr[2];
+  uint4 wr[2];
+  float acc[2][4][4];
+#pragma unroll
+  for (int i = 0; i < 2; i++)
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+#pragma unroll
+      for (int c = 0; c < 4; c++) acc[i][j][c] = 0.f;
+  {
+%[15]s%[16]s  }
+  __syncthreads();
+  for (int s = 0; s < NS; s++) {
+    const int B = s & 1;
+    if (s + 1 < NS) {
+%[17]s    }
+    if (wm * 32 < M) {
+      // Fragments (PTX ISA m16n8k16 layouts): A rows g, g+8 of each m tile, B row g of each n tile;
+      // words 4t..4t+3 of a row are k 8t..8t+7: words 0, 1 feed the first 16-deep step, 2, 3 the second.
+      unsigned bw[4][4];
+#pragma unroll
+      for (int j = 0; j < 4; j++) pio_lds4(&wsh[B][%[18]s + g][4 * t], bw[j]);
+#pragma unroll
+      for (int p = %[19]d; p >= 0; p--) {  // the smallest term first
+        unsigned a[2][2][4];
+#pragma unroll
+        for (int i = 0; i < 2; i++)
+#pragma unroll
+          for (int h = 0; h < 2; h++) pio_lds4(&xsh[B][p][wm * 32 + i * 16 + h * 8 + g][4 * t], a[i][h]);
+#pragma unroll
+        for (int ks = 0; ks < 2; ks++)
+#pragma unroll
+          for (int i = 0; i < 2; i++) {
+            if (wm * 32 + i * 16 >= M) continue;  // no valid rows in this m tile (warp-uniform)
+            const unsigned fa[4] = {a[i][0][2 * ks], a[i][1][2 * ks], a[i][0][2 * ks + 1], a[i][1][2 * ks + 1]};
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+              const unsigned fb[2] = {bw[j][2 * ks], bw[j][2 * ks + 1]};
+              pio_mma_bf16_16816(acc[i][j], fa, fb);
+            }
+          }
+      }
+    }
+    if (s + 1 < NS) {
+%[20]s    }
+    __syncthreads();
+  }
+  // Accumulator c of tile (i, j) is row g + 8·(c >> 1), column 2t + (c & 1).
+#pragma unroll
+  for (int i = 0; i < 2; i++)
+#pragma unroll
+    for (int j = 0; j < %[21]d; j++)
+#pragma unroll
+      for (int c = 0; c < 4; c++) {
+        const int r = wm * 32 + i * 16 + g + (c >> 1) * 8;
+        const long gn = n0 + %[22]s + 2 * t + (c & 1);
+        if (r < M && gn < NOUT) %[23]s
+      }
+}
+`, name, what, moeMMAMinPairs, moeMMARows, cols, moeMMATerms, decl, fmt.Sprintf("  enum { E = %d, K = %d, H = %d, I = %d };\n", m.e, m.k, m.h, m.inter), scratch,
+		kd, nout, (kd+31)/32, wbase, xrow,
+		at(load, "0L", ""), at(store, "", "0"), moeIndent(at(load, "(s + 1) * 32L", "")), wrowS, moeMMATerms-1,
+		moeIndent(at(store, "", "B ^ 1")), jout, col, epi)
+}
+
+// moeIndent adds two spaces to every line but #pragma lines.
+func moeIndent(s string) string {
+	lines := strings.Split(strings.TrimSuffix(s, "\n"), "\n")
+	for i, l := range lines {
+		if !strings.HasPrefix(l, "#") {
+			lines[i] = "  " + l
+		}
+	}
+	return strings.Join(lines, "\n") + "\n"
 }

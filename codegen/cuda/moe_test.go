@@ -2,6 +2,11 @@ package cuda
 
 import (
 	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -104,7 +109,7 @@ func TestGenerateMoEPlans(t *testing.T) {
 			}
 		}
 	}
-	for _, k := range []string{"moe_route", "moe_group", "moe_gate_up", "moe_down", "moe_combine", "moe_norm", "moe_router",
+	for _, k := range []string{"moe_route", "moe_group", "moe_gate_up", "moe_down", "moe_gate_up_mma", "moe_down_mma", "moe_combine", "moe_norm", "moe_router",
 		"slice", "head_matmul", "head_matmul_t", "latent_append", "mla_attention", "mla_combine"} {
 		if !used[k] {
 			t.Errorf("no plan launches %s", k)
@@ -157,4 +162,149 @@ func TestCompileMoEModels(t *testing.T) {
 		}
 	}
 	t.Logf("%d kernels compiled for %v", len(names), DefaultArchs)
+}
+
+// TestMoEMMALaunches: at the real widths, the tensor-core expert kernels run
+// in steps of more than WarpMaxRows tokens only (one launch of each at any
+// T), next to the SIMT kernels (which take the experts with few pairs), and
+// their grid covers the tile table of moe_group for any split of the T·K
+// pairs: experts of 17 pairs (one mostly empty tile each, the most tiles
+// per pair), of 64, 65 and more, or of all T, at every T up to 600.
+func TestMoEMMALaunches(t *testing.T) {
+	for _, name := range []string{"qwen3-coder-30b-a3b", "glm-4.7-flash"} {
+		p := moeConfigPlan(t, name)
+		m, err := Generate(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		steps := 0
+		for i, s := range p.Steps {
+			if s.Op != ir.OpMoERouted && s.Op != ir.OpMoE {
+				continue
+			}
+			steps++
+			e, k := int(s.Attrs.Int("experts", 0)), int(s.Attrs.Int("k", 0))
+			if e <= 0 || k <= 0 {
+				t.Fatalf("%s: step %d (%v): %d experts, top-%d", name, i, s.Op, e, k)
+			}
+			for T := 1; T <= 600; T++ {
+				runs := map[string][]Launch{}
+				for _, l := range m.Launches {
+					if l.Step == i && l.Runs(T, T, T == 1) {
+						family := l.Kernel[:strings.LastIndex(l.Kernel, "_")]
+						runs[family] = append(runs[family], l)
+					}
+				}
+				for _, f := range []string{"moe_group", "moe_gate_up", "moe_down", "moe_combine"} {
+					if len(runs[f]) != 1 {
+						t.Fatalf("%s: step %d, T=%d: %d launches of %s", name, i, T, len(runs[f]), f)
+					}
+				}
+				for _, f := range []string{"moe_gate_up_mma", "moe_down_mma"} {
+					want := 0
+					if T > WarpMaxRows {
+						want = 1
+					}
+					if len(runs[f]) != want {
+						t.Fatalf("%s: step %d, T=%d: %d launches of %s, want %d", name, i, T, len(runs[f]), f, want)
+					}
+					for _, l := range runs[f] {
+						for _, per := range []int{17, 18, 33, 64, 65, 80, 129, T} {
+							tiles := moeTilesOf(T, k, e, min(per, T))
+							if g := l.Grid[1].Eval(int64(T), 0, 0, 0); g < int64(tiles) {
+								t.Fatalf("%s: %s: T=%d, experts of %d pairs: %d tiles, grid y %d", name, l.Kernel, T, per, tiles, g)
+							}
+						}
+					}
+				}
+			}
+		}
+		if steps == 0 {
+			t.Errorf("%s: no MoE step", name)
+		}
+	}
+}
+
+// moeTilesOf counts the tile table's entries (moe_group) when the T·k
+// pairs fill experts of per pairs each in turn, the rest going to the next.
+func moeTilesOf(T, k, e, per int) int {
+	tiles := 0
+	for left, ex := T*k, 0; left > 0 && ex < e; ex++ {
+		c := min(per, left)
+		if ex == e-1 {
+			c = min(left, T)
+		}
+		left -= c
+		if c > moeMMAMinPairs {
+			tiles += (c + moeMMARows - 1) / moeMMARows
+		}
+	}
+	return tiles
+}
+
+var moeRegs = regexp.MustCompile(`Used (\d+) registers`)
+
+// TestMoERegisters compiles the tensor-core expert kernels of
+// Qwen3-Coder-30B-A3B and GLM-4.7-Flash for sm_90a with ptxas's report:
+// none spills, and none needs more registers than two 256-thread blocks
+// per SM allow (128). Skips without nvcc.
+func TestMoERegisters(t *testing.T) {
+	nvcc, err := FindNVCC()
+	if err != nil {
+		t.Skipf("skipping: %v", err)
+	}
+	if testing.Short() {
+		t.Skip("skipping nvcc in -short mode")
+	}
+	var src strings.Builder
+	src.WriteString(prelude)
+	n := 0
+	for _, name := range []string{"qwen3-coder-30b-a3b", "glm-4.7-flash"} {
+		m, err := Generate(moeConfigPlan(t, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range m.bodies {
+			if strings.Contains(b, "void __launch_bounds__(256) moe_gate_up_mma_") || strings.Contains(b, "void __launch_bounds__(256) moe_down_mma_") {
+				src.WriteString("\n" + b)
+				n++
+			}
+		}
+	}
+	if n != 4 {
+		t.Fatalf("%d tensor-core expert kernels, want 4", n)
+	}
+	dir := t.TempDir()
+	in := filepath.Join(dir, "m.cu")
+	if err := os.WriteFile(in, []byte(src.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(nvcc, append([]string{"-cubin", "-gencode=arch=compute_90a,code=sm_90a", "-Xptxas", "-v", "-o", filepath.Join(dir, "m.cubin"), in}, nvccFlags...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("nvcc: %v\n%s", err, out)
+	}
+	seen := 0
+	for _, fn := range strings.Split(string(out), "Compiling entry function")[1:] {
+		name := strings.Trim(strings.Fields(fn)[0], "'")
+		if !strings.HasPrefix(name, "moe_") {
+			continue
+		}
+		seen++
+		if !strings.Contains(fn, " 0 bytes spill stores") || !strings.Contains(fn, " 0 bytes spill loads") {
+			t.Errorf("%s spills:\n%s", name, fn)
+		}
+		r := moeRegs.FindStringSubmatch(fn)
+		if r == nil {
+			t.Errorf("%s: no register count", name)
+			continue
+		}
+		regs, _ := strconv.Atoi(r[1])
+		if regs > 128 {
+			t.Errorf("%s: %d registers", name, regs)
+		}
+		t.Logf("%s: %d registers", name, regs)
+	}
+	if seen != n {
+		t.Errorf("ptxas reported on %d kernels, want %d:\n%s", seen, n, out)
+	}
 }
