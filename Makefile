@@ -20,8 +20,11 @@ demo: build
 	$(BIN)/pioc inspect $(ENGINE)
 	$(BIN)/piort run $(ENGINE) --prompt-ids 1,2,3,4,5 --max-tokens 16
 
+# The nvcc compile tests (every kernel × 4 archs, no cache) and the CUDA
+# emulation take minutes each on two cores: past go test's 10-minute default.
+TEST_TIMEOUT ?= 25m
 test: fmt-check vet
-	$(GO) test ./...
+	$(GO) test -timeout $(TEST_TIMEOUT) ./...
 
 vet:
 	$(GO) vet ./...
