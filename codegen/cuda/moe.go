@@ -604,7 +604,7 @@ extern "C" __global__ void __launch_bounds__(256) KNAME(%[4]sconst %[1]s* __rest
 		wparams = append(wparams, arg(biasArg))
 	}
 	routeWS := g.routeKernel("float", bt, re, k, softmax, true, true, s.Attrs.Int("normalize", 0) == 1, s.Attrs.Float("scale", 1), logitsOff, idsOff, wOff)
-	g.launch(Launch{Step: step, Kernel: routeWS, Block: 32, Grid: [3]Expr{{T: 1}, {Fixed: 1}, {Fixed: 1}}, Params: append(wparams, T)})
+	g.launch(Launch{Step: step, Kernel: routeWS, Block: 32, Grid: [3]Expr{{T: 1}, {Fixed: 1}, {Fixed: 1}}, Params: append(wparams, T, Param{Kind: PS})})
 
 	var res *Param
 	resT := ""

@@ -308,3 +308,41 @@ func TestMoERegisters(t *testing.T) {
 		t.Errorf("ptxas reported on %d kernels, want %d:\n%s", seen, n, out)
 	}
 }
+
+var kernelDecl = regexp.MustCompile(`(?m)^extern "C" __global__ void (?:__launch_bounds__\(\d+\) )?(\w+)\((.*)\) \{$`)
+
+// TestMoELaunchParams: every launch of an MoE kernel passes as many
+// parameters as the kernel declares, pointers where it takes pointers (the
+// driver reads one value per declared parameter from the launch's array).
+func TestMoELaunchParams(t *testing.T) {
+	for _, c := range moePlans(t) {
+		m, err := Generate(c.plan)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		sigs := map[string][]string{}
+		for _, b := range m.bodies {
+			for _, d := range kernelDecl.FindAllStringSubmatch(b, -1) {
+				sigs[d[1]] = strings.Split(d[2], ", ")
+			}
+		}
+		for _, l := range m.Launches {
+			if !strings.HasPrefix(l.Kernel, "moe_") {
+				continue
+			}
+			sig, ok := sigs[l.Kernel]
+			if !ok {
+				t.Fatalf("%s: no signature of %s", c.name, l.Kernel)
+			}
+			if len(sig) != len(l.Params) {
+				t.Errorf("%s: %s declares %d parameters (%v), the launch passes %d (%v)", c.name, l.Kernel, len(sig), sig, len(l.Params), l.Params)
+				continue
+			}
+			for i, p := range l.Params {
+				if ptr := strings.Contains(sig[i], "*"); ptr != p.IsPointer() {
+					t.Errorf("%s: %s: parameter %d is %q, the launch passes %v", c.name, l.Kernel, i, sig[i], p)
+				}
+			}
+		}
+	}
+}

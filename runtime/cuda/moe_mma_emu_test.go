@@ -34,13 +34,13 @@ func moeMMAKernels(t *testing.T, p *ir.Plan) (gateUp, down int) {
 }
 
 // TestEmulatedMoEMMAGolden: bf16 engines of the tiny Qwen3-MoE and
-// GLM-4.7-Flash (8 experts, top-3) over a 64-token prompt — 192 pairs, so
-// most experts have more than 16 and run on the tensor-core kernels, the
-// others on the SIMT ones in the same step — give the CPU backend's logits
-// within 1e-4.
+// GLM-4.7-Flash (8 experts, top-3) and Qwen3-Next MoE (top-2) over a
+// 64-token prompt — 192 or 128 pairs, so that most experts have more than
+// 16 and run on the tensor-core kernels, the others on the SIMT ones in
+// the same step — give the CPU backend's logits within 1e-4.
 func TestEmulatedMoEMMAGolden(t *testing.T) {
 	gxx := useFakeDriver(t)
-	for _, model := range []string{"qwen3moe", "glm4moelite"} {
+	for _, model := range []string{"qwen3moe", "glm4moelite", "qwen3next/moe"} {
 		t.Run(model, func(t *testing.T) {
 			gpu, ref, g, e := emuBackends(t, gxx, model, ir.BF16, false)
 			if gu, d := moeMMAKernels(t, e.Meta.Plan); gu == 0 || d == 0 {
