@@ -1,7 +1,6 @@
 package cuda
 
 import (
-	"context"
 	"strings"
 	"testing"
 
@@ -177,17 +176,8 @@ func TestGenerateDeltaNetRejects(t *testing.T) {
 // (f32 and bf16, fused and unfused) and of the real Qwen3-Coder-Next widths
 // (coderNextShape) for every target arch with nvcc, warnings as errors.
 func TestCompileDeltaNet(t *testing.T) {
-	nvcc, err := FindNVCC()
-	if err != nil {
-		t.Skipf("skipping: %v", err)
-	}
-	if testing.Short() {
-		t.Skip("skipping nvcc in -short mode")
-	}
-	var src strings.Builder
-	src.WriteString(prelude)
-	seen := map[string]bool{}
-	var names []string
+	nvcc := NVCCOrSkip(t)
+	src := NewKernelSource()
 	plans := deltaNetPlans(t)
 	for _, dt := range []ir.DType{ir.BF16, ir.F32} {
 		plans = append(plans, namedPlan{"coder-next/" + dt.String(), coderNextPlan(t, dt)})
@@ -197,29 +187,8 @@ func TestCompileDeltaNet(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, k := range m.Kernels {
-			if !seen[k] {
-				seen[k] = true
-				names = append(names, k)
-			}
-		}
-		for _, b := range m.bodies {
-			if !seen["body:"+b] {
-				seen["body:"+b] = true
-				src.WriteString("\n" + b)
-			}
-		}
+		src.Add(m, nil, nil)
 	}
-	imgs, err := Compile(context.Background(), src.String(), CompileOptions{NVCC: nvcc, CacheDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, im := range imgs {
-		for _, k := range names {
-			if !strings.Contains(string(im.Data), k) {
-				t.Errorf("%s: kernel %s missing from the image", im.Arch, k)
-			}
-		}
-	}
-	t.Logf("%d kernels compiled for %v", len(names), DefaultArchs)
+	CompileEveryArch(t, nvcc, src.String(), src.Names)
+	t.Logf("%d kernels compiled for %v", len(src.Names), DefaultArchs)
 }

@@ -1,7 +1,6 @@
 package cuda
 
 import (
-	"context"
 	"flag"
 	"os"
 	"path/filepath"
@@ -208,19 +207,9 @@ func firstDiff(a, b string) string {
 // warnings as errors, so a kernel over the shared-memory limit fails). CI
 // installs nvcc; elsewhere the test skips.
 func TestCompileAllGoldenModels(t *testing.T) {
-	nvcc, err := FindNVCC()
-	if err != nil {
-		t.Skipf("skipping: %v", err)
-	}
-	if testing.Short() {
-		t.Skip("skipping nvcc in -short mode")
-	}
-	// One module holds every distinct kernel of every plan (symbols are
-	// content hashes, so equal names are equal kernels): one nvcc run per arch.
-	var src strings.Builder
-	src.WriteString(prelude)
-	seen := map[string]bool{}
-	var names []string
+	nvcc := NVCCOrSkip(t)
+	// One module holds every distinct kernel of every plan: one nvcc run per arch.
+	src := NewKernelSource()
 	plans := allPlans(t)
 	for name := range realShapes {
 		plans = append(plans, namedPlan{name, configPlan(t, name)})
@@ -230,29 +219,8 @@ func TestCompileAllGoldenModels(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, k := range m.Kernels {
-			if !seen[k] {
-				seen[k] = true
-				names = append(names, k)
-			}
-		}
-		for _, b := range m.bodies {
-			if !seen["body:"+b] {
-				seen["body:"+b] = true
-				src.WriteString("\n" + b)
-			}
-		}
+		src.Add(m, nil, nil)
 	}
-	imgs, err := Compile(context.Background(), src.String(), CompileOptions{NVCC: nvcc, CacheDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, im := range imgs {
-		for _, k := range names {
-			if !strings.Contains(string(im.Data), k) {
-				t.Errorf("%s: kernel %s missing from the image", im.Arch, k)
-			}
-		}
-	}
-	t.Logf("%d kernels compiled for %v", len(names), DefaultArchs)
+	CompileEveryArch(t, nvcc, src.String(), src.Names)
+	t.Logf("%d kernels compiled for %v", len(src.Names), DefaultArchs)
 }

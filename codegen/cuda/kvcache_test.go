@@ -1,7 +1,6 @@
 package cuda
 
 import (
-	"context"
 	"strings"
 	"testing"
 
@@ -69,15 +68,6 @@ func TestBF16CacheKernels(t *testing.T) {
 			t.Errorf("%s: no kernel depends on the cache dtype", c.name)
 		}
 	}
-	nvcc, err := FindNVCC()
-	if err != nil {
-		t.Skipf("skipping nvcc: %v", err)
-	}
-	if testing.Short() {
-		t.Skip("skipping nvcc in -short mode")
-	}
-	if _, err := Compile(context.Background(), src.String(), CompileOptions{NVCC: nvcc, CacheDir: t.TempDir()}); err != nil {
-		t.Fatal(err)
-	}
+	CompileEveryArch(t, NVCCOrSkip(t), src.String(), nil)
 	t.Logf("%d bf16-cache kernel bodies compiled for %v", len(seen), DefaultArchs)
 }

@@ -1,7 +1,6 @@
 package cuda
 
 import (
-	"context"
 	"fmt"
 	"math"
 	"os"
@@ -91,46 +90,16 @@ var mlaRegs = regexp.MustCompile(`Used (\d+) registers`)
 // warnings as errors, and checks with ptxas -v on sm_80 and sm_90a that
 // none spills.
 func TestCompileMLARealWidths(t *testing.T) {
-	nvcc, err := FindNVCC()
-	if err != nil {
-		t.Skipf("skipping: %v", err)
-	}
-	if testing.Short() {
-		t.Skip("skipping nvcc in -short mode")
-	}
-	var src strings.Builder
-	src.WriteString(prelude)
-	var names []string
-	seen := map[string]bool{}
+	nvcc := NVCCOrSkip(t)
+	src := NewKernelSource()
 	for _, kv := range []ir.DType{ir.F32, ir.BF16} {
 		m, err := Generate(mlaPlan(t, glmHeads, glmRank, glmRope, kv))
 		if err != nil {
 			t.Fatalf("%v cache: %v", kv, err)
 		}
-		for _, b := range m.bodies {
-			if !seen[b] {
-				seen[b] = true
-				src.WriteString("\n" + b)
-			}
-		}
-		for _, k := range m.Kernels {
-			if !seen[k] {
-				seen[k] = true
-				names = append(names, k)
-			}
-		}
+		src.Add(m, nil, nil)
 	}
-	imgs, err := Compile(context.Background(), src.String(), CompileOptions{NVCC: nvcc, CacheDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, im := range imgs {
-		for _, k := range names {
-			if !strings.Contains(string(im.Data), k) {
-				t.Errorf("%s: kernel %s missing from the image", im.Arch, k)
-			}
-		}
-	}
+	CompileEveryArch(t, nvcc, src.String(), src.Names)
 	dir := t.TempDir()
 	in := filepath.Join(dir, "mla.cu")
 	if err := os.WriteFile(in, []byte(src.String()), 0o644); err != nil {

@@ -1,7 +1,6 @@
 package cuda
 
 import (
-	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -121,47 +120,17 @@ func TestGenerateMoEPlans(t *testing.T) {
 // plans for every target arch with the real nvcc (warnings as errors); it
 // skips where nvcc is absent.
 func TestCompileMoEModels(t *testing.T) {
-	nvcc, err := FindNVCC()
-	if err != nil {
-		t.Skipf("skipping: %v", err)
-	}
-	if testing.Short() {
-		t.Skip("skipping nvcc in -short mode")
-	}
-	var src strings.Builder
-	src.WriteString(prelude)
-	seen := map[string]bool{}
-	var names []string
+	nvcc := NVCCOrSkip(t)
+	src := NewKernelSource()
 	for _, c := range moePlans(t) {
 		m, err := Generate(c.plan)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, k := range m.Kernels {
-			if !seen[k] {
-				seen[k] = true
-				names = append(names, k)
-			}
-		}
-		for _, b := range m.bodies {
-			if !seen["body:"+b] {
-				seen["body:"+b] = true
-				src.WriteString("\n" + b)
-			}
-		}
+		src.Add(m, nil, nil)
 	}
-	imgs, err := Compile(context.Background(), src.String(), CompileOptions{NVCC: nvcc, CacheDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, im := range imgs {
-		for _, k := range names {
-			if !strings.Contains(string(im.Data), k) {
-				t.Errorf("%s: kernel %s missing from the image", im.Arch, k)
-			}
-		}
-	}
-	t.Logf("%d kernels compiled for %v", len(names), DefaultArchs)
+	CompileEveryArch(t, nvcc, src.String(), src.Names)
+	t.Logf("%d kernels compiled for %v", len(src.Names), DefaultArchs)
 }
 
 // TestMoEMMALaunches: at the real widths, the tensor-core expert kernels run

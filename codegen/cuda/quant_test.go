@@ -1,7 +1,6 @@
 package cuda_test
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -150,46 +149,17 @@ func TestGenerateQuantRejects(t *testing.T) {
 // with ptxas's report (sm_90a) that none of them spills registers. It
 // skips where nvcc is absent.
 func TestCompileQuantModels(t *testing.T) {
-	nvcc, err := cuda.FindNVCC()
-	if err != nil {
-		t.Skipf("skipping: %v", err)
-	}
-	if testing.Short() {
-		t.Skip("skipping nvcc in -short mode")
-	}
-	var src strings.Builder
-	src.WriteString(cuda.Prelude)
-	seen := map[string]bool{}
-	var names []string
+	nvcc := cuda.NVCCOrSkip(t)
+	src := cuda.NewKernelSource()
 	for _, p := range quantPlans(t) {
 		m, err := cuda.Generate(p)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, k := range m.Kernels {
-			if strings.HasPrefix(k, "matmul_q_") && !seen[k] {
-				seen[k] = true
-				names = append(names, k)
-			}
-		}
-		for _, b := range cuda.ModuleBodies(m) {
-			if strings.Contains(b, "matmul_q") && !seen["body:"+b] {
-				seen["body:"+b] = true
-				src.WriteString("\n" + b)
-			}
-		}
+		src.Add(m, func(k string) bool { return strings.HasPrefix(k, "matmul_q_") }, func(b string) bool { return strings.Contains(b, "matmul_q") })
 	}
-	imgs, err := cuda.Compile(context.Background(), src.String(), cuda.CompileOptions{NVCC: nvcc, CacheDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, im := range imgs {
-		for _, k := range names {
-			if !strings.Contains(string(im.Data), k) {
-				t.Errorf("%s: kernel %s missing from the image", im.Arch, k)
-			}
-		}
-	}
+	names := src.Names
+	cuda.CompileEveryArch(t, nvcc, src.String(), names)
 	dir := t.TempDir()
 	cu := filepath.Join(dir, "q.cu")
 	if err := os.WriteFile(cu, []byte(src.String()), 0o644); err != nil {

@@ -1,7 +1,6 @@
 package cuda_test
 
 import (
-	"context"
 	"maps"
 	"path/filepath"
 	"slices"
@@ -129,17 +128,8 @@ func TestGenerateVisionPlans(t *testing.T) {
 // (f32 and bf16 weights) for every target arch with the real nvcc,
 // warnings as errors. It skips without nvcc.
 func TestCompileVisionPlans(t *testing.T) {
-	nvcc, err := cuda.FindNVCC()
-	if err != nil {
-		t.Skipf("skipping: %v", err)
-	}
-	if testing.Short() {
-		t.Skip("skipping nvcc in -short mode")
-	}
-	var src strings.Builder
-	src.WriteString(cuda.Prelude)
-	seen := map[string]bool{}
-	var names []string
+	nvcc := cuda.NVCCOrSkip(t)
+	src := cuda.NewKernelSource()
 	plans := vlPlans(t)
 	maps.Copy(plans, realVLPlans(t))
 	for _, p := range plans {
@@ -147,29 +137,8 @@ func TestCompileVisionPlans(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, k := range m.Kernels {
-			if !seen[k] {
-				seen[k] = true
-				names = append(names, k)
-			}
-		}
-		for _, b := range cuda.ModuleBodies(m) {
-			if !seen["body:"+b] {
-				seen["body:"+b] = true
-				src.WriteString("\n" + b)
-			}
-		}
+		src.Add(m, nil, nil)
 	}
-	imgs, err := cuda.Compile(context.Background(), src.String(), cuda.CompileOptions{NVCC: nvcc, CacheDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, im := range imgs {
-		for _, k := range names {
-			if !strings.Contains(string(im.Data), k) {
-				t.Errorf("%s: kernel %s missing from the image", im.Arch, k)
-			}
-		}
-	}
-	t.Logf("%d kernels compiled for %v", len(names), cuda.DefaultArchs)
+	cuda.CompileEveryArch(t, nvcc, src.String(), src.Names)
+	t.Logf("%d kernels compiled for %v", len(src.Names), cuda.DefaultArchs)
 }
