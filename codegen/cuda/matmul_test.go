@@ -1,11 +1,6 @@
 package cuda
 
 import (
-	"os"
-	"os/exec"
-	"path/filepath"
-	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 )
@@ -87,20 +82,12 @@ func TestMatMulKernelByRows(t *testing.T) {
 	}
 }
 
-var usedRegs = regexp.MustCompile(`Used (\d+) registers`)
-
 // TestMatMulRegisters compiles the matmul kernels of Qwen3-4B's shapes
 // for sm_90a with ptxas's report: none spills, and none needs more
 // registers than two 256-thread blocks per SM allow (128). Skips without
 // nvcc.
 func TestMatMulRegisters(t *testing.T) {
-	nvcc, err := FindNVCC()
-	if err != nil {
-		t.Skipf("skipping: %v", err)
-	}
-	if testing.Short() {
-		t.Skip("skipping nvcc in -short mode")
-	}
+	nvcc := NVCCOrSkip(t)
 	m, err := Generate(configPlan(t, "qwen3-4b"))
 	if err != nil {
 		t.Fatal(err)
@@ -114,35 +101,7 @@ func TestMatMulRegisters(t *testing.T) {
 			n++
 		}
 	}
-	dir := t.TempDir()
-	in := filepath.Join(dir, "m.cu")
-	if err := os.WriteFile(in, []byte(src.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command(nvcc, append([]string{"-cubin", "-gencode=arch=compute_90a,code=sm_90a", "-Xptxas", "-v", "-o", filepath.Join(dir, "m.cubin"), in}, nvccFlags...)...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("nvcc: %v\n%s", err, out)
-	}
-	report := string(out)
-	for _, fn := range strings.Split(report, "Compiling entry function")[1:] {
-		name := strings.Trim(strings.Fields(fn)[0], "'")
-		if !strings.HasPrefix(name, "matmul_") {
-			continue
-		}
-		if !strings.Contains(fn, " 0 bytes spill stores") || !strings.Contains(fn, " 0 bytes spill loads") {
-			t.Errorf("%s spills:\n%s", name, fn)
-		}
-		r := usedRegs.FindStringSubmatch(fn)
-		if r == nil {
-			t.Errorf("%s: no register count", name)
-			continue
-		}
-		regs, _ := strconv.Atoi(r[1])
-		if regs > 128 {
-			t.Errorf("%s: %d registers", name, regs)
-		}
-		t.Logf("%s: %d registers", name, regs)
-	}
+	checkRegisters(t, ptxasEntries(PtxasReport(t, nvcc, src.String(), "sm_90a"), "matmul_"), 128)
 	if n == 0 {
 		t.Fatal("no matmul kernels")
 	}

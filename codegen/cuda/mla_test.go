@@ -3,10 +3,6 @@ package cuda
 import (
 	"fmt"
 	"math"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -83,8 +79,6 @@ func TestMLAPrefillTile(t *testing.T) {
 	}
 }
 
-var mlaRegs = regexp.MustCompile(`Used (\d+) registers`)
-
 // TestCompileMLARealWidths compiles GLM-4.7-Flash's latent attention
 // kernels (f32 and bf16 caches) for every target arch with the real nvcc,
 // warnings as errors, and checks with ptxas -v on sm_80 and sm_90a that
@@ -100,33 +94,19 @@ func TestCompileMLARealWidths(t *testing.T) {
 		src.Add(m, nil, nil)
 	}
 	CompileEveryArch(t, nvcc, src.String(), src.Names)
-	dir := t.TempDir()
-	in := filepath.Join(dir, "mla.cu")
-	if err := os.WriteFile(in, []byte(src.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	for _, arch := range []string{"sm_80", "sm_90a"} {
-		gen := "-gencode=arch=compute_" + strings.TrimPrefix(arch, "sm_") + ",code=" + arch
-		out, err := exec.Command(nvcc, append([]string{"-cubin", gen, "-Xptxas", "-v", "-o", filepath.Join(dir, arch+".cubin"), in}, nvccFlags...)...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("nvcc -Xptxas -v %s: %v\n%s", arch, err, out)
-		}
-		n := 0
-		for _, fn := range strings.Split(string(out), "Compiling entry function")[1:] {
-			name := strings.Trim(strings.Fields(fn)[0], "'")
-			if !strings.HasPrefix(name, "mla_") {
-				continue
+		out := PtxasReport(t, nvcc, src.String(), arch)
+		es := ptxasEntries(out, "mla_")
+		for _, e := range es {
+			if e.spills() {
+				t.Errorf("%s: %s spills:\n%s", arch, e.name, e.report)
 			}
-			n++
-			if !strings.Contains(fn, " 0 bytes spill stores") || !strings.Contains(fn, " 0 bytes spill loads") {
-				t.Errorf("%s: %s spills:\n%s", arch, name, fn)
-			}
-			if r := mlaRegs.FindStringSubmatch(fn); r != nil {
-				t.Logf("%s: %s: %s registers", arch, name, r[1])
+			if e.regs >= 0 {
+				t.Logf("%s: %s: %d registers", arch, e.name, e.regs)
 			}
 		}
-		if n < 5 {
-			t.Fatalf("%s: ptxas reported on %d mla_ kernels, want the prefill, decode and combine kernels of both caches:\n%s", arch, n, out)
+		if len(es) < 5 {
+			t.Fatalf("%s: ptxas reported on %d mla_ kernels, want the prefill, decode and combine kernels of both caches:\n%s", arch, len(es), out)
 		}
 	}
 }

@@ -1,11 +1,7 @@
 package cuda
 
 import (
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -211,20 +207,12 @@ func moeTilesOf(T, k, e, per int) int {
 	return tiles
 }
 
-var moeRegs = regexp.MustCompile(`Used (\d+) registers`)
-
 // TestMoERegisters compiles the tensor-core expert kernels of
 // Qwen3-Coder-30B-A3B and GLM-4.7-Flash for sm_90a with ptxas's report:
 // none spills, and none needs more registers than two 256-thread blocks
 // per SM allow (128). Skips without nvcc.
 func TestMoERegisters(t *testing.T) {
-	nvcc, err := FindNVCC()
-	if err != nil {
-		t.Skipf("skipping: %v", err)
-	}
-	if testing.Short() {
-		t.Skip("skipping nvcc in -short mode")
-	}
+	nvcc := NVCCOrSkip(t)
 	var src strings.Builder
 	src.WriteString(prelude)
 	n := 0
@@ -243,38 +231,11 @@ func TestMoERegisters(t *testing.T) {
 	if n != 4 {
 		t.Fatalf("%d tensor-core expert kernels, want 4", n)
 	}
-	dir := t.TempDir()
-	in := filepath.Join(dir, "m.cu")
-	if err := os.WriteFile(in, []byte(src.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command(nvcc, append([]string{"-cubin", "-gencode=arch=compute_90a,code=sm_90a", "-Xptxas", "-v", "-o", filepath.Join(dir, "m.cubin"), in}, nvccFlags...)...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("nvcc: %v\n%s", err, out)
-	}
-	seen := 0
-	for _, fn := range strings.Split(string(out), "Compiling entry function")[1:] {
-		name := strings.Trim(strings.Fields(fn)[0], "'")
-		if !strings.HasPrefix(name, "moe_") {
-			continue
-		}
-		seen++
-		if !strings.Contains(fn, " 0 bytes spill stores") || !strings.Contains(fn, " 0 bytes spill loads") {
-			t.Errorf("%s spills:\n%s", name, fn)
-		}
-		r := moeRegs.FindStringSubmatch(fn)
-		if r == nil {
-			t.Errorf("%s: no register count", name)
-			continue
-		}
-		regs, _ := strconv.Atoi(r[1])
-		if regs > 128 {
-			t.Errorf("%s: %d registers", name, regs)
-		}
-		t.Logf("%s: %d registers", name, regs)
-	}
-	if seen != n {
-		t.Errorf("ptxas reported on %d kernels, want %d:\n%s", seen, n, out)
+	out := PtxasReport(t, nvcc, src.String(), "sm_90a")
+	es := ptxasEntries(out, "moe_")
+	checkRegisters(t, es, 128)
+	if len(es) != n {
+		t.Errorf("ptxas reported on %d kernels, want %d:\n%s", len(es), n, out)
 	}
 }
 

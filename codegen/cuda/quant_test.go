@@ -2,8 +2,6 @@ package cuda_test
 
 import (
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -160,18 +158,9 @@ func TestCompileQuantModels(t *testing.T) {
 	}
 	names := src.Names
 	cuda.CompileEveryArch(t, nvcc, src.String(), names)
-	dir := t.TempDir()
-	cu := filepath.Join(dir, "q.cu")
-	if err := os.WriteFile(cu, []byte(src.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command(nvcc, "-cubin", "-gencode=arch=compute_90a,code=sm_90a", "-O3", "-std=c++17", "-Xptxas", "-v",
-		"-o", filepath.Join(dir, "q.cubin"), cu).CombinedOutput()
-	if err != nil {
-		t.Fatalf("nvcc -Xptxas -v: %v\n%s", err, out)
-	}
+	out := cuda.PtxasReport(t, nvcc, src.String(), "sm_90a")
 	spill := regexp.MustCompile(`(\d+) bytes spill stores, (\d+) bytes spill loads`)
-	reports := spill.FindAllStringSubmatch(string(out), -1)
+	reports := spill.FindAllStringSubmatch(out, -1)
 	if len(reports) < len(names) {
 		t.Fatalf("ptxas reported on %d functions, want %d:\n%s", len(reports), len(names), out)
 	}
