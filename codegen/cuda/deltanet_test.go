@@ -4,10 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/inference-pio/pio/frontends/hf"
 	"github.com/inference-pio/pio/ir"
-	"github.com/inference-pio/pio/models"
-	"github.com/inference-pio/pio/passes"
 )
 
 // coderNextShape is Qwen/Qwen3-Coder-Next's config at its real widths,
@@ -24,27 +21,7 @@ const coderNextShape = `{"architectures": ["Qwen3NextForCausalLM"], "model_type"
 
 // coderNextPlan builds the plan of coderNextShape with no checkpoint.
 func coderNextPlan(t *testing.T, dt ir.DType) *ir.Plan {
-	t.Helper()
-	cfg, err := hf.ParseConfig([]byte(coderNextShape))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := models.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := m.Build(models.BuildOptions{WeightDType: dt, Has: func(string) bool { return true }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := passes.Run(g, passes.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	p, err := passes.Lower(g)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return widthsPlan(t, "coder-next", coderNextShape, dt, func(string) bool { return true })
 }
 
 func TestGenerateCoderNextShape(t *testing.T) {

@@ -7,6 +7,11 @@ import (
 	"context"
 	"strings"
 	"testing"
+
+	"github.com/inference-pio/pio/frontends/hf"
+	"github.com/inference-pio/pio/ir"
+	"github.com/inference-pio/pio/models"
+	"github.com/inference-pio/pio/passes"
 )
 
 // NVCCOrSkip returns the nvcc the compile tests run, and skips the test
@@ -82,4 +87,45 @@ func CompileEveryArch(t *testing.T, nvcc, src string, names []string) []Image {
 		}
 	}
 	return imgs
+}
+
+// LoweredPlan finishes b's graph and lowers it to a plan, with no passes.
+func LoweredPlan(t *testing.T, b *ir.Builder) *ir.Plan {
+	t.Helper()
+	g, err := b.Finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := passes.Lower(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// widthsPlan builds the plan of a model at the widths of an HF config,
+// with no checkpoint (has says which weights exist), as pioc build does:
+// the pass pipeline, then lowering. Errors name the model.
+func widthsPlan(t *testing.T, name, config string, dt ir.DType, has func(string) bool) *ir.Plan {
+	t.Helper()
+	cfg, err := hf.ParseConfig([]byte(config))
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	m, err := models.New(cfg)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	g, err := m.Build(models.BuildOptions{WeightDType: dt, Has: has})
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	if err := passes.Run(g, passes.Options{}); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	p, err := passes.Lower(g)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return p
 }

@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/inference-pio/pio/ir"
-	"github.com/inference-pio/pio/passes"
 )
 
 // glmMLA is GLM-4.7-Flash's absorbed attention: 20 heads, kv_lora_rank
@@ -26,15 +25,7 @@ func mlaPlan(t *testing.T, heads, r, dr int, kv ir.DType) *ir.Plan {
 	c := b.Cache(ir.CacheSpec{Kind: ir.CacheLatent, DType: kv, Entries: []ir.Shape{ir.Sh(ir.Dim(r)), ir.Sh(ir.Dim(dr))}})
 	y := b.MLAAttention(in("q_lat", ir.Dim(heads), ir.Dim(r)), in("q_rope", ir.Dim(heads), ir.Dim(dr)), in("c_kv", ir.Dim(r)), in("k_rope", ir.Dim(dr)), c, 1/math.Sqrt(256))
 	b.Output("y", y)
-	g, err := b.Finish()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := passes.Lower(g)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return LoweredPlan(t, b)
 }
 
 // TestMLAPrefillTile: the prefill geometry at GLM-4.7-Flash's widths is the

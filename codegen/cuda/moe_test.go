@@ -5,10 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/inference-pio/pio/frontends/hf"
 	"github.com/inference-pio/pio/ir"
-	"github.com/inference-pio/pio/models"
-	"github.com/inference-pio/pio/passes"
 )
 
 // moeModels are the tiny MoE and MLA checkpoints of testdata/tiny.
@@ -35,27 +32,7 @@ var moeRealShapes = map[string]string{
 // moeConfigPlan builds the bf16 plan of a config with no checkpoint (every
 // weight the model asks for is taken to exist).
 func moeConfigPlan(t *testing.T, name string) *ir.Plan {
-	t.Helper()
-	cfg, err := hf.ParseConfig([]byte(moeRealShapes[name]))
-	if err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	m, err := models.New(cfg)
-	if err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	g, err := m.Build(models.BuildOptions{WeightDType: ir.BF16, Has: func(string) bool { return true }})
-	if err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	if err := passes.Run(g, passes.Options{}); err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	p, err := passes.Lower(g)
-	if err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	return p
+	return widthsPlan(t, name, moeRealShapes[name], ir.BF16, func(string) bool { return true })
 }
 
 // moePlans are the goldens' plans, fused and unfused, with bf16 and f32

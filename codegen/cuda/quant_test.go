@@ -10,7 +10,6 @@ import (
 	"github.com/inference-pio/pio/codegen/cuda"
 	"github.com/inference-pio/pio/compiler"
 	"github.com/inference-pio/pio/ir"
-	"github.com/inference-pio/pio/passes"
 	"github.com/inference-pio/pio/runtime/engine"
 )
 
@@ -65,15 +64,7 @@ func quantLayerPlan(t *testing.T, f string, group int) *ir.Plan {
 		scales := b.Weight(w.name+"@scales", ir.F32, w.n, k/ir.Dim(group))
 		b.Output(w.name, b.Op(ir.OpMatMulQ, []*ir.Value{w.in, codes, scales}, ir.Str("format", f), ir.Int("group", int64(group))))
 	}
-	g, err := b.Finish()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := passes.Lower(g)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return cuda.LoweredPlan(t, b)
 }
 
 // TestGenerateQuantPlans: every step of the quantized plans has a launch,
@@ -119,14 +110,7 @@ func TestGenerateQuantRejects(t *testing.T) {
 	x := b.Input("x", ir.F32, ir.T, 64)
 	codes := b.Input("codes", ir.I8, 8, 64) // not a weight: alignment unknown
 	b.Output("y", b.Op(ir.OpMatMulQ, []*ir.Value{x, codes, b.Weight("s", ir.F32, 8, 2)}, ir.Str("format", "int8"), ir.Int("group", 32)))
-	g, err := b.Finish()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := passes.Lower(g)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := cuda.LoweredPlan(t, b)
 	if _, err := cuda.Generate(p); err == nil || !strings.Contains(err.Error(), "step 0 (matmul_q): codes and scales must be weights") {
 		t.Errorf("codes from an input: got %v", err)
 	}

@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/inference-pio/pio/ir"
-	"github.com/inference-pio/pio/passes"
 )
 
 // TestGenerateCandidates: a plan with [S, V] f32 logits gets the
@@ -30,15 +29,7 @@ func TestGenerateCandidates(t *testing.T) {
 	b := ir.NewBuilder("nologits")
 	tokens := b.Input("tokens", ir.I32, ir.T)
 	b.Output("h", b.Embedding(b.Weight("table", ir.F32, 16, 8), tokens))
-	g, err := b.Finish()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := passes.Lower(g)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := Generate(p)
+	m, err := Generate(LoweredPlan(t, b))
 	if err != nil {
 		t.Fatal(err)
 	}

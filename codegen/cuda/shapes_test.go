@@ -4,10 +4,7 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/inference-pio/pio/frontends/hf"
 	"github.com/inference-pio/pio/ir"
-	"github.com/inference-pio/pio/models"
-	"github.com/inference-pio/pio/passes"
 )
 
 // realShapes are the configs of the models the CUDA backend is benchmarked
@@ -25,27 +22,7 @@ var realShapes = map[string]string{
 // configPlan builds the plan of a config with no checkpoint (every weight
 // the model asks for is taken to exist, bar an untied lm_head).
 func configPlan(t *testing.T, name string) *ir.Plan {
-	t.Helper()
-	cfg, err := hf.ParseConfig([]byte(realShapes[name]))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := models.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := m.Build(models.BuildOptions{WeightDType: ir.BF16, Has: func(n string) bool { return n != "lm_head.weight" }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := passes.Run(g, passes.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	p, err := passes.Lower(g)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return widthsPlan(t, name, realShapes[name], ir.BF16, func(n string) bool { return n != "lm_head.weight" })
 }
 
 func TestGenerateRealShapes(t *testing.T) {
