@@ -10,7 +10,6 @@ import (
 	"github.com/inference-pio/pio/ir"
 	"github.com/inference-pio/pio/passes"
 	"github.com/inference-pio/pio/runtime"
-	"github.com/inference-pio/pio/runtime/cpu"
 )
 
 // mlaWidths are the widths of one mla_attention: heads, latent, rope.
@@ -61,29 +60,14 @@ func TestEmulatedMLAPrefill(t *testing.T) {
 		t.Run(fmt.Sprintf("%dx%d+%d/%v", c.w.H, c.w.R, c.w.Dr, c.kv), func(t *testing.T) {
 			p := mlaOpPlan(t, c.w, c.kv)
 			opt := Options{MaxTokens: 370, NumBlocks: 48, BlockSize: 16, MaxSeqs: 2}
-			gpu, err := New(p, nil, emuKernels(t, gxx, p), opt)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer gpu.Close()
-			ref, err := cpu.New(p, nil, cpu.Options{MaxTokens: opt.MaxTokens, NumBlocks: opt.NumBlocks, BlockSize: opt.BlockSize, MaxSeqs: opt.MaxSeqs, Threads: 2})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ref.Close()
+			gpu, ref := planBackends(t, gxx, p, nil, nil, opt)
 			seqs := []runtime.SeqView{{}, {}}
 			for i := range 24 {
 				seqs[0].Blocks = append(seqs[0].Blocks, int32(47-2*i)) // interleaved, not in order
 				seqs[1].Blocks = append(seqs[1].Blocks, int32(2*i))
 			}
 			rng := rand.New(rand.NewPCG(3, 5))
-			normal := func(n int) []float32 {
-				v := make([]float32, n)
-				for i := range v {
-					v[i] = float32(rng.NormFloat64())
-				}
-				return v
-			}
+			normal := normals(rng)
 			batch := func(chunks ...[2]int) *runtime.Batch { // (start, n) for sequence 0, 1
 				bt := &runtime.Batch{Seqs: seqs}
 				for s, ch := range chunks {

@@ -11,7 +11,6 @@ import (
 	"github.com/inference-pio/pio/ir"
 	"github.com/inference-pio/pio/passes"
 	"github.com/inference-pio/pio/runtime"
-	"github.com/inference-pio/pio/runtime/cpu"
 )
 
 // mmaKernels counts the tensor-core GEMM kernels of a plan's module, so
@@ -115,24 +114,9 @@ func TestEmulatedMMAOps(t *testing.T) {
 		t.Fatalf("%d tensor-core matmul kernels, want 5 (all but K = %d)", n, K2)
 	}
 	ws, cws := fillWeights(p)
-	gpu, err := New(p, ws, emuKernels(t, gxx, p), Options{MaxTokens: 80})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer gpu.Close()
-	ref, err := cpu.New(p, cws, cpu.Options{MaxTokens: 80, Threads: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ref.Close()
+	gpu, ref := planBackends(t, gxx, p, ws, cws, Options{MaxTokens: 80})
 	r := rand.New(rand.NewPCG(5, 6))
-	normal := func(n int) []float32 {
-		v := make([]float32, n)
-		for i := range v {
-			v[i] = float32(r.NormFloat64())
-		}
-		return v
-	}
+	normal := normals(r)
 	names := outputNames(p)
 	for _, T := range []int{17, 70} {
 		t.Run(fmt.Sprint("T=", T), func(t *testing.T) {

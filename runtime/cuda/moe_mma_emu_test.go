@@ -11,7 +11,6 @@ import (
 	"github.com/inference-pio/pio/ir"
 	"github.com/inference-pio/pio/passes"
 	"github.com/inference-pio/pio/runtime"
-	"github.com/inference-pio/pio/runtime/cpu"
 )
 
 // moeMMAKernels counts the tensor-core expert kernels (gate/up, down) of a
@@ -120,16 +119,7 @@ func TestEmulatedMoEMMAOps(t *testing.T) {
 		t.Fatalf("%d tensor-core gate/up and %d down kernels, want 1 each", gu, d)
 	}
 	ws, cws := fillWeights(p)
-	gpu, err := New(p, ws, emuKernels(t, gxx, p), Options{MaxTokens: 96})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer gpu.Close()
-	ref, err := cpu.New(p, cws, cpu.Options{MaxTokens: 96, Threads: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ref.Close()
+	gpu, ref := planBackends(t, gxx, p, ws, cws, Options{MaxTokens: 96})
 	r := rand.New(rand.NewPCG(9, 10))
 	for _, c := range []struct {
 		T      int

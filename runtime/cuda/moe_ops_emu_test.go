@@ -8,7 +8,6 @@ import (
 	"github.com/inference-pio/pio/ir"
 	"github.com/inference-pio/pio/passes"
 	"github.com/inference-pio/pio/runtime"
-	"github.com/inference-pio/pio/runtime/cpu"
 )
 
 // TestEmulatedMoEOps runs the MoE templates on shapes the tiny goldens do
@@ -45,16 +44,7 @@ func TestEmulatedMoEOps(t *testing.T) {
 		t.Fatal(err)
 	}
 	ws, cws := fillWeights(p)
-	gpu, err := New(p, ws, emuKernels(t, gxx, p), Options{MaxTokens: 80})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer gpu.Close()
-	ref, err := cpu.New(p, cws, cpu.Options{MaxTokens: 80, Threads: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ref.Close()
+	gpu, ref := planBackends(t, gxx, p, ws, cws, Options{MaxTokens: 80})
 	r := rand.New(rand.NewPCG(7, 8))
 	var xs, ls []float32
 	for range T * H {

@@ -203,16 +203,7 @@ func TestEmulatedQuantShapes(t *testing.T) {
 				ws = append(ws, Weight{DType: w.DType, Shape: shape, Data: data})
 				cws = append(cws, cpu.Weight{DType: w.DType, Shape: shape, Data: data})
 			}
-			gpu, err := New(p, ws, emuKernels(t, gxx, p), Options{MaxTokens: 80})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer gpu.Close()
-			ref, err := cpu.New(p, cws, cpu.Options{MaxTokens: 80, Threads: 2})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ref.Close()
+			gpu, ref := planBackends(t, gxx, p, ws, cws, Options{MaxTokens: 80})
 			names := outputNames(p)
 			for _, T := range []int{1, 5, 16, 17, 70} {
 				in := map[string]runtime.Input{}

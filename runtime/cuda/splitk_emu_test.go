@@ -102,24 +102,9 @@ func TestEmulatedSplitKOps(t *testing.T) {
 		}
 	}
 	ws, cws := fillWeights(p)
-	gpu, err := New(p, ws, emuKernels(t, gxx, p), Options{MaxTokens: 100})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer gpu.Close()
-	ref, err := cpu.New(p, cws, cpu.Options{MaxTokens: 100, Threads: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ref.Close()
+	gpu, ref := planBackends(t, gxx, p, ws, cws, Options{MaxTokens: 100})
 	r := rand.New(rand.NewPCG(7, 8))
-	normal := func(n int) []float32 {
-		v := make([]float32, n)
-		for i := range v {
-			v[i] = float32(r.NormFloat64())
-		}
-		return v
-	}
+	normal := normals(r)
 	names := outputNames(p)
 	for _, T := range []int{5, 8, 16, 17, 40, 64, 100} {
 		t.Run(fmt.Sprint("T=", T), func(t *testing.T) {

@@ -377,16 +377,7 @@ func TestEmulatedVisionOps(t *testing.T) {
 		t.Fatal(err)
 	}
 	ws, cws := fillWeights(p)
-	gpu, err := New(p, ws, emuKernels(t, gxx, p), Options{MaxTokens: 320})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer gpu.Close()
-	ref, err := cpu.New(p, cws, cpu.Options{MaxTokens: 320, Threads: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ref.Close()
+	gpu, ref := planBackends(t, gxx, p, ws, cws, Options{MaxTokens: 320})
 	const T = 300
 	r := rand.New(rand.NewPCG(5, 6))
 	in := map[string]runtime.Input{}

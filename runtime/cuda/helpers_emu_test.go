@@ -1,0 +1,41 @@
+package cuda
+
+// The harness the emulated-kernel tests share: one plan on the emulated
+// CUDA backend and on the CPU backend, fed the same inputs.
+
+import (
+	"math/rand/v2"
+	"testing"
+
+	"github.com/inference-pio/pio/ir"
+	"github.com/inference-pio/pio/runtime/cpu"
+)
+
+// planBackends opens p with weights ws on the emulated CUDA backend (its
+// kernels compiled by gxx) and with cws on the CPU backend (two threads),
+// both with opt's sizes; both close when the test ends.
+func planBackends(t *testing.T, gxx string, p *ir.Plan, ws []Weight, cws []cpu.Weight, opt Options) (*Backend, *cpu.Backend) {
+	t.Helper()
+	gpu, err := New(p, ws, emuKernels(t, gxx, p), opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gpu.Close() })
+	ref, err := cpu.New(p, cws, cpu.Options{MaxTokens: opt.MaxTokens, NumBlocks: opt.NumBlocks, BlockSize: opt.BlockSize, MaxSeqs: opt.MaxSeqs, Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ref.Close() })
+	return gpu, ref
+}
+
+// normals returns a function that draws n standard normal values from r.
+func normals(r *rand.Rand) func(n int) []float32 {
+	return func(n int) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = float32(r.NormFloat64())
+		}
+		return v
+	}
+}
