@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/inference-pio/pio/ir"
-	"github.com/inference-pio/pio/passes"
 )
 
 // TestEmulatedCandidates: the candidates kernel against the Go reference
@@ -25,14 +24,7 @@ func TestEmulatedCandidates(t *testing.T) {
 		tokens := b.Input("tokens", ir.I32, ir.T)
 		rows := b.Input("logit_rows", ir.I32, ir.S)
 		b.Output("logits", b.GatherRows(b.Embedding(b.Weight("table", ir.F32, 16, v), tokens), rows))
-		g, err := b.Finish()
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, err := passes.Lower(g)
-		if err != nil {
-			t.Fatal(err)
-		}
+		p := loweredPlan(t, b)
 		data := make([]byte, 16*v*4)
 		for j := 0; j < 16*v; j++ {
 			binary.LittleEndian.PutUint32(data[4*j:], math.Float32bits(float32((j*7919)%1013)/64))

@@ -13,7 +13,6 @@ import (
 	"github.com/inference-pio/pio/compiler"
 	"github.com/inference-pio/pio/internal/golden"
 	"github.com/inference-pio/pio/ir"
-	"github.com/inference-pio/pio/passes"
 	"github.com/inference-pio/pio/runtime"
 	"github.com/inference-pio/pio/runtime/cpu"
 	"github.com/inference-pio/pio/runtime/engine"
@@ -194,14 +193,7 @@ func TestEmulatedDeltaRuleOps(t *testing.T) {
 	cc := b.Cache(ir.CacheSpec{Kind: ir.CacheState, DType: ir.F32, Entries: []ir.Shape{ir.Sh(c, 3)}})
 	b.Output("y", b.GatedDeltaRule(q, k, v, g, beta, rc, ir.DeltaRuleOpts{Scale: 0.125, L2Norm: true, Chunk: 16}))
 	b.Output("conv", b.Conv1DCausal(emb("wx", c), b.Weight("wc", ir.BF16, c, 1, 4), cc, true))
-	gr, err := b.Finish()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := passes.Lower(gr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := loweredPlan(t, b)
 	var ws []Weight
 	var cws []cpu.Weight
 	for i, w := range p.Weights {

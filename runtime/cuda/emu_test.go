@@ -19,7 +19,6 @@ import (
 	"github.com/inference-pio/pio/compiler"
 	"github.com/inference-pio/pio/internal/golden"
 	"github.com/inference-pio/pio/ir"
-	"github.com/inference-pio/pio/passes"
 	"github.com/inference-pio/pio/runtime"
 	"github.com/inference-pio/pio/runtime/cpu"
 	"github.com/inference-pio/pio/runtime/engine"
@@ -320,14 +319,7 @@ func TestEmulatedOps(t *testing.T) {
 	n := b.RMSNorm(m, b.Weight("norm", ir.F32, 48), 1e-5, true)
 	y := b.MatMul(b.MatMul(n, b.Weight("w1", ir.BF16, 20, 48)), b.Weight("w2", ir.F32, 12, 20))
 	b.Output("y", y)
-	g, err := b.Finish()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := passes.Lower(g)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := loweredPlan(t, b)
 	var ws []Weight
 	var cws []cpu.Weight
 	for i, w := range p.Weights {

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/inference-pio/pio/ir"
+	"github.com/inference-pio/pio/passes"
 	"github.com/inference-pio/pio/runtime/cpu"
 )
 
@@ -38,4 +39,18 @@ func normals(r *rand.Rand) func(n int) []float32 {
 		}
 		return v
 	}
+}
+
+// loweredPlan finishes b's graph and lowers it to a plan, with no passes.
+func loweredPlan(t *testing.T, b *ir.Builder) *ir.Plan {
+	t.Helper()
+	g, err := b.Finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := passes.Lower(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

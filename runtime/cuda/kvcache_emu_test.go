@@ -9,7 +9,6 @@ import (
 
 	"github.com/inference-pio/pio/internal/golden"
 	"github.com/inference-pio/pio/ir"
-	"github.com/inference-pio/pio/passes"
 	"github.com/inference-pio/pio/runtime"
 	"github.com/inference-pio/pio/runtime/cpu"
 	"github.com/inference-pio/pio/runtime/kvcache"
@@ -48,14 +47,7 @@ func kvOpsPlan(t *testing.T, kv ir.DType) *ir.Plan {
 	c3 := b.Cache(ir.CacheSpec{Kind: ir.CacheLatent, DType: kv, Entries: []ir.Shape{ir.Sh(R), ir.Sh(Dr)}})
 	y3 := b.MLAAttention(rows("q_lat", H, R), rows("q_rope", H, Dr), rows("c_kv", R), rows("k_rope", Dr), c3, 1/math.Sqrt(R+Dr))
 	b.Output("mla_attention", b.Reshape(y3, ir.T, H*R))
-	g, err := b.Finish()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := passes.Lower(g)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := loweredPlan(t, b)
 	return p
 }
 

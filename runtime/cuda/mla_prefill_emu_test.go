@@ -8,7 +8,6 @@ import (
 
 	"github.com/inference-pio/pio/internal/golden"
 	"github.com/inference-pio/pio/ir"
-	"github.com/inference-pio/pio/passes"
 	"github.com/inference-pio/pio/runtime"
 )
 
@@ -27,14 +26,7 @@ func mlaOpPlan(t *testing.T, w mlaWidths, kv ir.DType) *ir.Plan {
 	c := b.Cache(ir.CacheSpec{Kind: ir.CacheLatent, DType: kv, Entries: []ir.Shape{ir.Sh(R), ir.Sh(Dr)}})
 	y := b.MLAAttention(in("q_lat", H, R), in("q_rope", H, Dr), in("c_kv", R), in("k_rope", Dr), c, 1/math.Sqrt(256))
 	b.Output("y", b.Reshape(y, ir.T, H*R))
-	g, err := b.Finish()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := passes.Lower(g)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := loweredPlan(t, b)
 	return p
 }
 

@@ -9,7 +9,6 @@ import (
 	cg "github.com/inference-pio/pio/codegen/cuda"
 	"github.com/inference-pio/pio/internal/golden"
 	"github.com/inference-pio/pio/ir"
-	"github.com/inference-pio/pio/passes"
 	"github.com/inference-pio/pio/runtime"
 )
 
@@ -102,14 +101,7 @@ func TestEmulatedMMAOps(t *testing.T) {
 	x3 := b.Input("x3", ir.F32, ir.T, K3)
 	b.Output("k24_norm_swiglu", b.Op(ir.OpFusedMatMul, []*ir.Value{x3, b.Weight("gu24", ir.BF16, 40, K3), b.Weight("norm24", ir.F32, K3)},
 		ir.Int("norm", 1), ir.Float("eps", 1e-6), ir.Str("act", "swiglu")))
-	g, err := b.Finish()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := passes.Lower(g)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := loweredPlan(t, b)
 	if n := mmaKernels(t, p); n != 5 {
 		t.Fatalf("%d tensor-core matmul kernels, want 5 (all but K = %d)", n, K2)
 	}

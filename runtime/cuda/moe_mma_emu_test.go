@@ -9,7 +9,6 @@ import (
 	cg "github.com/inference-pio/pio/codegen/cuda"
 	"github.com/inference-pio/pio/internal/golden"
 	"github.com/inference-pio/pio/ir"
-	"github.com/inference-pio/pio/passes"
 	"github.com/inference-pio/pio/runtime"
 )
 
@@ -107,14 +106,7 @@ func TestEmulatedMoEMMAOps(t *testing.T) {
 	w := b.Input("w", ir.F32, ir.T, K)
 	gu, down := b.Weight("gu", ir.BF16, E*2*I, H), b.Weight("down", ir.BF16, E*H, I)
 	b.Output("y", b.MoE(x, ids, w, gu, down, E))
-	g, err := b.Finish()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := passes.Lower(g)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := loweredPlan(t, b)
 	if gu, d := moeMMAKernels(t, p); gu != 1 || d != 1 {
 		t.Fatalf("%d tensor-core gate/up and %d down kernels, want 1 each", gu, d)
 	}

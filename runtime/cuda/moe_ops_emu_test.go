@@ -6,7 +6,6 @@ import (
 
 	"github.com/inference-pio/pio/internal/golden"
 	"github.com/inference-pio/pio/ir"
-	"github.com/inference-pio/pio/passes"
 	"github.com/inference-pio/pio/runtime"
 )
 
@@ -35,14 +34,7 @@ func TestEmulatedMoEOps(t *testing.T) {
 		ir.Int("k", K), ir.Str("scoring", "sigmoid"), ir.Int("normalize", 1), ir.Float("scale", 2.5), ir.Int("experts", E),
 		ir.Int("bias", 1), ir.Int("norm", 1), ir.Float("eps", 1e-6), ir.Int("residual", 1))
 	b.Output("y_routed", routed)
-	g, err := b.Finish()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := passes.Lower(g)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := loweredPlan(t, b)
 	ws, cws := fillWeights(p)
 	gpu, ref := planBackends(t, gxx, p, ws, cws, Options{MaxTokens: 80})
 	r := rand.New(rand.NewPCG(7, 8))

@@ -18,7 +18,6 @@ import (
 	"github.com/inference-pio/pio/compiler"
 	"github.com/inference-pio/pio/internal/golden"
 	"github.com/inference-pio/pio/ir"
-	"github.com/inference-pio/pio/passes"
 	"github.com/inference-pio/pio/runtime"
 	"github.com/inference-pio/pio/runtime/cpu"
 	"github.com/inference-pio/pio/runtime/cpu/kern"
@@ -183,14 +182,7 @@ func TestEmulatedQuantShapes(t *testing.T) {
 				scales := b.Weight(fmt.Sprintf("w%d@scales", i), ir.F32, ir.Dim(s.n), ir.Dim(s.k/s.g))
 				b.Output(fmt.Sprintf("y%d", i), b.Op(ir.OpMatMulQ, []*ir.Value{x, codes, scales}, ir.Str("format", format), ir.Int("group", int64(s.g))))
 			}
-			g, err := b.Finish()
-			if err != nil {
-				t.Fatal(err)
-			}
-			p, err := passes.Lower(g)
-			if err != nil {
-				t.Fatal(err)
-			}
+			p := loweredPlan(t, b)
 			r := rand.New(rand.NewPCG(3, uint64(len(format))))
 			var ws []Weight
 			var cws []cpu.Weight
@@ -235,14 +227,7 @@ func TestEmulatedF8Decode(t *testing.T) {
 	x := b.Input("x", ir.F32, ir.T, 32)
 	b.Output("y", b.Op(ir.OpMatMulQ, []*ir.Value{x, b.Weight("w@fp8", ir.F8E4M3, 1, 32), b.Weight("w@scales", ir.F32, 1, 1)},
 		ir.Str("format", "fp8"), ir.Int("group", 32)))
-	g, err := b.Finish()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := passes.Lower(g)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := loweredPlan(t, b)
 	m, err := cg.Generate(p)
 	if err != nil {
 		t.Fatal(err)

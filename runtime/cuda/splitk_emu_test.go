@@ -11,7 +11,6 @@ import (
 	"github.com/inference-pio/pio/compiler"
 	"github.com/inference-pio/pio/internal/golden"
 	"github.com/inference-pio/pio/ir"
-	"github.com/inference-pio/pio/passes"
 	"github.com/inference-pio/pio/runtime"
 	"github.com/inference-pio/pio/runtime/cpu"
 	"github.com/inference-pio/pio/runtime/engine"
@@ -73,14 +72,7 @@ func TestEmulatedSplitKOps(t *testing.T) {
 		ir.Int("norm", 1), ir.Float("eps", 1e-6)))
 	b.Output("k36_norm_residual", b.Op(ir.OpFusedMatMul, []*ir.Value{x3, b.Weight("w36", ir.BF16, N2, K3), b.Weight("norm36", ir.BF16, K3), b.Input("res3", ir.F32, ir.T, N2)},
 		ir.Int("norm", 1), ir.Float("eps", 1e-6), ir.Int("residual", 1)))
-	g, err := b.Finish()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := passes.Lower(g)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := loweredPlan(t, b)
 	m, err := cg.Generate(p)
 	if err != nil {
 		t.Fatal(err)

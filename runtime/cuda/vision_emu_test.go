@@ -15,7 +15,6 @@ import (
 	"github.com/inference-pio/pio/frontends/image"
 	"github.com/inference-pio/pio/internal/golden"
 	"github.com/inference-pio/pio/ir"
-	"github.com/inference-pio/pio/passes"
 	"github.com/inference-pio/pio/runtime"
 	"github.com/inference-pio/pio/runtime/cpu"
 	"github.com/inference-pio/pio/runtime/engine"
@@ -368,14 +367,7 @@ func TestEmulatedVisionOps(t *testing.T) {
 	b.Output("y", add)
 	b.Output("wr", wr)
 	b.Output("ln", ln)
-	g, err := b.Finish()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := passes.Lower(g)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := loweredPlan(t, b)
 	ws, cws := fillWeights(p)
 	gpu, ref := planBackends(t, gxx, p, ws, cws, Options{MaxTokens: 320})
 	const T = 300
