@@ -1,7 +1,6 @@
 package cuda
 
 import (
-	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/inference-pio/pio/internal/golden"
 	"github.com/inference-pio/pio/runtime"
-	"github.com/inference-pio/pio/runtime/kvcache"
 	"github.com/inference-pio/pio/runtime/sample"
 	"github.com/inference-pio/pio/runtime/scheduler"
 )
@@ -237,42 +235,13 @@ func serveSampled(t *testing.T, gpu *Backend, ref runtime.Backend, g *golden.Mod
 		{},
 		{Temperature: 1, Seed: 4},
 	}
-	serve := func(be runtime.Backend) [][]int32 {
-		s, err := scheduler.New(be, kvcache.NewAllocator(blocks, bs), scheduler.Config{MaxStepTokens: 64, MaxSeqs: maxSeqs, MaxCandidates: maxCand})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer s.Close()
-		var streams []*scheduler.Stream
-		for i, o := range opts {
-			p := g.Prompts[i%len(g.Prompts)]
-			st, err := s.Submit(context.Background(), scheduler.Request{Prompt: p.IDs, MaxTokens: 8, Sample: o})
-			if err != nil {
-				t.Fatal(err)
-			}
-			streams = append(streams, st)
-		}
-		var out [][]int32
-		for _, st := range streams {
-			var toks []int32
-			for {
-				rs, done, _, err := st.Next(context.Background(), nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				for _, r := range rs {
-					toks = append(toks, r.Token)
-				}
-				if done {
-					break
-				}
-			}
-			out = append(out, toks)
-		}
-		return out
+	var reqs []scheduler.Request
+	for i, o := range opts {
+		reqs = append(reqs, scheduler.Request{Prompt: g.Prompts[i%len(g.Prompts)].IDs, MaxTokens: 8, Sample: o})
 	}
+	cfg := scheduler.Config{MaxStepTokens: 64, MaxSeqs: maxSeqs, MaxCandidates: maxCand}
 	c := &countingBackend{Backend: gpu}
-	got, want := serve(c), serve(ref)
+	got, want := serveAll(t, c, blocks, bs, cfg, reqs), serveAll(t, ref, blocks, bs, cfg, reqs)
 	for i := range got {
 		if len(got[i]) != 8 || !slices.Equal(got[i], want[i]) {
 			t.Errorf("request %d (%+v): CUDA %v, CPU %v", i, opts[i], got[i], want[i])

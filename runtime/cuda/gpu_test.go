@@ -338,42 +338,14 @@ func TestGPUServeSampled(t *testing.T) {
 // the CPU backend does.
 func serveParity(t *testing.T, gpu *Backend, ref runtime.Backend, g *golden.Model, blocks, bs, maxSeqs int) {
 	t.Helper()
-	serve := func(be runtime.Backend) [][]int32 {
-		s, err := scheduler.New(be, kvcache.NewAllocator(blocks, bs), scheduler.Config{MaxStepTokens: 64, MaxSeqs: maxSeqs})
-		if err != nil {
-			t.Fatal(err)
+	var reqs []scheduler.Request
+	for round := 0; round < 2; round++ {
+		for _, p := range g.Prompts {
+			reqs = append(reqs, scheduler.Request{Prompt: p.IDs, MaxTokens: len(p.Greedy)})
 		}
-		defer s.Close()
-		var streams []*scheduler.Stream
-		for round := 0; round < 2; round++ {
-			for _, p := range g.Prompts {
-				st, err := s.Submit(context.Background(), scheduler.Request{Prompt: p.IDs, MaxTokens: len(p.Greedy)})
-				if err != nil {
-					t.Fatal(err)
-				}
-				streams = append(streams, st)
-			}
-		}
-		var out [][]int32
-		for _, st := range streams {
-			var toks []int32
-			for {
-				rs, done, _, err := st.Next(context.Background(), nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				for _, r := range rs {
-					toks = append(toks, r.Token)
-				}
-				if done {
-					break
-				}
-			}
-			out = append(out, toks)
-		}
-		return out
 	}
-	got, want := serve(gpu), serve(ref)
+	cfg := scheduler.Config{MaxStepTokens: 64, MaxSeqs: maxSeqs}
+	got, want := serveAll(t, gpu, blocks, bs, cfg, reqs), serveAll(t, ref, blocks, bs, cfg, reqs)
 	for i := range got {
 		p := g.Prompts[i%len(g.Prompts)]
 		if len(got[i]) != len(p.Greedy) || !slices.Equal(got[i], want[i]) {

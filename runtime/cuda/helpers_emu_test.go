@@ -1,15 +1,20 @@
 package cuda
 
-// The harness the emulated-kernel tests share: one plan on the emulated
-// CUDA backend and on the CPU backend, fed the same inputs.
+// The harness the emulated-kernel and GPU tests share: one plan on the
+// emulated CUDA backend and on the CPU backend, fed the same inputs;
+// requests served by the scheduler on a backend.
 
 import (
+	"context"
 	"math/rand/v2"
 	"testing"
 
 	"github.com/inference-pio/pio/ir"
 	"github.com/inference-pio/pio/passes"
+	"github.com/inference-pio/pio/runtime"
 	"github.com/inference-pio/pio/runtime/cpu"
+	"github.com/inference-pio/pio/runtime/kvcache"
+	"github.com/inference-pio/pio/runtime/scheduler"
 )
 
 // planBackends opens p with weights ws on the emulated CUDA backend (its
@@ -53,4 +58,41 @@ func loweredPlan(t *testing.T, b *ir.Builder) *ir.Plan {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// serveAll submits reqs at once to a scheduler over be (blocks cache blocks
+// of bs tokens, cfg's limits) and returns each request's tokens, in order.
+func serveAll(t *testing.T, be runtime.Backend, blocks, bs int, cfg scheduler.Config, reqs []scheduler.Request) [][]int32 {
+	t.Helper()
+	s, err := scheduler.New(be, kvcache.NewAllocator(blocks, bs), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var streams []*scheduler.Stream
+	for _, r := range reqs {
+		st, err := s.Submit(context.Background(), r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		streams = append(streams, st)
+	}
+	var out [][]int32
+	for _, st := range streams {
+		var toks []int32
+		for {
+			rs, done, _, err := st.Next(context.Background(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range rs {
+				toks = append(toks, r.Token)
+			}
+			if done {
+				break
+			}
+		}
+		out = append(out, toks)
+	}
+	return out
 }
