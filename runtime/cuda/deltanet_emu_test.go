@@ -39,16 +39,7 @@ func deltaNetBackends(t *testing.T, gxx string, dt ir.DType, noFuse bool) (*Back
 	}
 	t.Cleanup(func() { e.Close() })
 	e.Meta.Kernels = emuKernels(t, gxx, e.Meta.Plan)
-	gpu, err := FromEngine(e, Options{MaxTokens: 160, NumBlocks: 96, BlockSize: 4, MaxSeqs: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { gpu.Close() })
-	ref, err := cpu.FromEngine(e, cpu.Options{MaxTokens: 160, NumBlocks: 96, BlockSize: 4, MaxSeqs: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ref.Close() })
+	gpu, ref := engineBackends(t, e, Options{MaxTokens: 160, NumBlocks: 96, BlockSize: 4, MaxSeqs: 4})
 	return gpu, ref, g, e
 }
 

@@ -144,16 +144,7 @@ func emuBackendsKV(t *testing.T, gxx, model string, dt, kv ir.DType, noFuse bool
 	}
 	t.Cleanup(func() { e.Close() })
 	e.Meta.Kernels = emuKernels(t, gxx, e.Meta.Plan)
-	gpu, err := FromEngine(e, Options{MaxTokens: 64, NumBlocks: 64, BlockSize: 4, MaxSeqs: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { gpu.Close() })
-	ref, err := cpu.FromEngine(e, cpu.Options{MaxTokens: 64, NumBlocks: 64, BlockSize: 4, MaxSeqs: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ref.Close() })
+	gpu, ref := engineBackends(t, e, Options{MaxTokens: 64, NumBlocks: 64, BlockSize: 4, MaxSeqs: 4})
 	return gpu, ref, g, e
 }
 

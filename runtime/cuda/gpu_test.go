@@ -15,7 +15,6 @@ import (
 	"github.com/inference-pio/pio/internal/golden"
 	"github.com/inference-pio/pio/ir"
 	"github.com/inference-pio/pio/runtime"
-	"github.com/inference-pio/pio/runtime/cpu"
 	"github.com/inference-pio/pio/runtime/engine"
 	"github.com/inference-pio/pio/runtime/kvcache"
 	"github.com/inference-pio/pio/runtime/scheduler"
@@ -115,17 +114,8 @@ func TestGPUGolden(t *testing.T) {
 				}
 				e := cudaEngine(t, model, dt)
 				opt := Options{MaxTokens: 64, NumBlocks: 64, BlockSize: 4, MaxSeqs: 4}
-				gpu, err := FromEngine(e, opt)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer gpu.Close()
+				gpu, ref := engineBackends(t, e, opt)
 				t.Logf("device %s (cc %d), image %s", gpu.Name, gpu.CC, gpu.Image)
-				ref, err := cpu.FromEngine(e, cpu.Options{MaxTokens: 64, NumBlocks: 64, BlockSize: 4, MaxSeqs: 4})
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer ref.Close()
 				tol := 1e-3
 				if dt == ir.BF16 {
 					tol = 3e-2
@@ -169,16 +159,7 @@ func TestGPUGolden(t *testing.T) {
 func TestGPUBatchedDecode(t *testing.T) {
 	needGPU(t)
 	e := cudaEngine(t, "qwen3-a", ir.F32)
-	gpu, err := FromEngine(e, Options{MaxTokens: 64, NumBlocks: 64, BlockSize: 4, MaxSeqs: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer gpu.Close()
-	ref, err := cpu.FromEngine(e, cpu.Options{MaxTokens: 64, NumBlocks: 64, BlockSize: 4, MaxSeqs: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ref.Close()
+	gpu, ref := engineBackends(t, e, Options{MaxTokens: 64, NumBlocks: 64, BlockSize: 4, MaxSeqs: 4})
 	// Prefill both sequences in one step (2 tiles or more), then 6 batched decode steps.
 	a, b := []int32{5, 9, 2, 7, 7, 1, 3}, []int32{11, 4, 8}
 	blocks := [][]int32{{0, 1, 2, 3}, {4, 5, 6, 7}}
@@ -289,16 +270,7 @@ func TestGPUServe(t *testing.T) {
 	if c := e.Meta.Plan.Caches; len(c) == 0 || c[0].DType != ir.BF16 {
 		t.Fatalf("default engine's caches %+v: want bf16", c)
 	}
-	gpu, err := FromEngine(e, Options{MaxTokens: 64, NumBlocks: 128, BlockSize: 4, MaxSeqs: 8})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer gpu.Close()
-	ref, err := cpu.FromEngine(e, cpu.Options{MaxTokens: 64, NumBlocks: 128, BlockSize: 4, MaxSeqs: 8})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ref.Close()
+	gpu, ref := engineBackends(t, e, Options{MaxTokens: 64, NumBlocks: 128, BlockSize: 4, MaxSeqs: 8})
 	serveParity(t, gpu, ref, g, 128, 4, 8)
 }
 
@@ -315,16 +287,7 @@ func TestGPUServeSampled(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := cudaEngine(t, "qwen3-a", ir.F32)
-	gpu, err := FromEngine(e, Options{MaxTokens: 64, NumBlocks: 128, BlockSize: 4, MaxSeqs: 8})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer gpu.Close()
-	ref, err := cpu.FromEngine(e, cpu.Options{MaxTokens: 64, NumBlocks: 128, BlockSize: 4, MaxSeqs: 8})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ref.Close()
+	gpu, ref := engineBackends(t, e, Options{MaxTokens: 64, NumBlocks: 128, BlockSize: 4, MaxSeqs: 8})
 	checkCandidates(t, gpu)
 	serveSampled(t, gpu, ref, g, 128, 4, 8, 0)
 	serveSampled(t, gpu, ref, g, 128, 4, 8, 4)
@@ -377,16 +340,7 @@ func TestGPUOtherFamilies(t *testing.T) {
 			}
 			e := cudaEngineOpt(t, c.model, c.file, compiler.Options{DType: ir.F32, KVDType: ir.F32, Quant: c.quant})
 			opt := Options{MaxTokens: 160, NumBlocks: 96, BlockSize: 4, MaxSeqs: 4}
-			gpu, err := FromEngine(e, opt)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer gpu.Close()
-			ref, err := cpu.FromEngine(e, cpu.Options{MaxTokens: 160, NumBlocks: 96, BlockSize: 4, MaxSeqs: 4})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ref.Close()
+			gpu, ref := engineBackends(t, e, opt)
 			for pi, p := range g.Prompts {
 				if len(p.IDs) > opt.MaxTokens {
 					continue

@@ -13,6 +13,7 @@ import (
 	"github.com/inference-pio/pio/passes"
 	"github.com/inference-pio/pio/runtime"
 	"github.com/inference-pio/pio/runtime/cpu"
+	"github.com/inference-pio/pio/runtime/engine"
 	"github.com/inference-pio/pio/runtime/kvcache"
 	"github.com/inference-pio/pio/runtime/scheduler"
 )
@@ -28,6 +29,24 @@ func planBackends(t *testing.T, gxx string, p *ir.Plan, ws []Weight, cws []cpu.W
 	}
 	t.Cleanup(func() { gpu.Close() })
 	ref, err := cpu.New(p, cws, cpu.Options{MaxTokens: opt.MaxTokens, NumBlocks: opt.NumBlocks, BlockSize: opt.BlockSize, MaxSeqs: opt.MaxSeqs, Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ref.Close() })
+	return gpu, ref
+}
+
+// engineBackends opens engine e on the CUDA backend and on the CPU
+// backend (default threads), both with opt's sizes; both close when the
+// test ends.
+func engineBackends(t *testing.T, e *engine.Engine, opt Options) (*Backend, *cpu.Backend) {
+	t.Helper()
+	gpu, err := FromEngine(e, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gpu.Close() })
+	ref, err := cpu.FromEngine(e, cpu.Options{MaxTokens: opt.MaxTokens, NumBlocks: opt.NumBlocks, BlockSize: opt.BlockSize, MaxSeqs: opt.MaxSeqs})
 	if err != nil {
 		t.Fatal(err)
 	}

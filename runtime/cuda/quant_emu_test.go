@@ -53,16 +53,7 @@ func quantEngine(t *testing.T, gxx, model, format string, group int) (*Backend, 
 	}
 	e.Meta.Kernels = emuKernels(t, gxx, e.Meta.Plan)
 	opt := Options{MaxTokens: 64, NumBlocks: 64, BlockSize: 4, MaxSeqs: 4}
-	gpu, err := FromEngine(e, opt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { gpu.Close() })
-	ref, err := cpu.FromEngine(e, cpu.Options{MaxTokens: 64, NumBlocks: 64, BlockSize: 4, MaxSeqs: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ref.Close() })
+	gpu, ref := engineBackends(t, e, opt)
 	return gpu, ref, e
 }
 
