@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -24,21 +23,8 @@ import (
 // golden prompt in one step: chunked prefill crosses two chunk boundaries).
 func deltaNetBackends(t *testing.T, gxx string, dt ir.DType, noFuse bool) (*Backend, *cpu.Backend, *golden.Model, *engine.Engine) {
 	t.Helper()
-	g, err := golden.Load("qwen3next/dense")
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "e.pio")
 	// An f32 KV cache: see emuBackends.
-	if _, err := compiler.Build(compiler.Options{Source: g.Dir, Output: path, DType: dt, KVDType: ir.F32, NoFuse: noFuse}); err != nil {
-		t.Fatal(err)
-	}
-	e, err := engine.Open(path, engine.OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Close() })
-	e.Meta.Kernels = emuKernels(t, gxx, e.Meta.Plan)
+	e, g := emuEngine(t, gxx, "qwen3next/dense", compiler.Options{DType: dt, KVDType: ir.F32, NoFuse: noFuse})
 	gpu, ref := engineBackends(t, e, Options{MaxTokens: 160, NumBlocks: 96, BlockSize: 4, MaxSeqs: 4})
 	return gpu, ref, g, e
 }

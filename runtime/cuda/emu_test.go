@@ -130,20 +130,7 @@ func emuBackends(t *testing.T, gxx, model string, dt ir.DType, noFuse bool) (*Ba
 // (ir.DInvalid: pioc's default).
 func emuBackendsKV(t *testing.T, gxx, model string, dt, kv ir.DType, noFuse bool) (*Backend, *cpu.Backend, *golden.Model, *engine.Engine) {
 	t.Helper()
-	g, err := golden.Load(model)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "e.pio")
-	if _, err := compiler.Build(compiler.Options{Source: g.Dir, Output: path, DType: dt, KVDType: kv, NoFuse: noFuse}); err != nil {
-		t.Fatal(err)
-	}
-	e, err := engine.Open(path, engine.OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Close() })
-	e.Meta.Kernels = emuKernels(t, gxx, e.Meta.Plan)
+	e, g := emuEngine(t, gxx, model, compiler.Options{DType: dt, KVDType: kv, NoFuse: noFuse})
 	gpu, ref := engineBackends(t, e, Options{MaxTokens: 64, NumBlocks: 64, BlockSize: 4, MaxSeqs: 4})
 	return gpu, ref, g, e
 }
@@ -263,20 +250,7 @@ func TestEmulatedBatchedDecode(t *testing.T) {
 // meaningless there, but the measurement's bookkeeping is checked.
 func TestEmulatedBench(t *testing.T) {
 	gxx := useFakeDriver(t)
-	g, err := golden.Load("qwen3-b")
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "e.pio")
-	if _, err := compiler.Build(compiler.Options{Source: g.Dir, Output: path, DType: ir.BF16}); err != nil {
-		t.Fatal(err)
-	}
-	e, err := engine.Open(path, engine.OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	e.Meta.Kernels = emuKernels(t, gxx, e.Meta.Plan)
+	e, _ := emuEngine(t, gxx, "qwen3-b", compiler.Options{DType: ir.BF16})
 	r, err := Bench(e, BenchOptions{Prompt: 8, Decode: 3, Batch: 2, Runs: 1, CopyBytes: 1 << 20})
 	if err != nil {
 		t.Fatal(err)

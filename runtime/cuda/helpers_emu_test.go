@@ -7,8 +7,11 @@ package cuda
 import (
 	"context"
 	"math/rand/v2"
+	"path/filepath"
 	"testing"
 
+	"github.com/inference-pio/pio/compiler"
+	"github.com/inference-pio/pio/internal/golden"
 	"github.com/inference-pio/pio/ir"
 	"github.com/inference-pio/pio/passes"
 	"github.com/inference-pio/pio/runtime"
@@ -34,6 +37,28 @@ func planBackends(t *testing.T, gxx string, p *ir.Plan, ws []Weight, cws []cpu.W
 	}
 	t.Cleanup(func() { ref.Close() })
 	return gpu, ref
+}
+
+// emuEngine builds the golden checkpoint model with opt (its source and
+// output filled in), opens the engine with kernels gxx compiled for the
+// emulation, and closes it when the test ends.
+func emuEngine(t *testing.T, gxx, model string, opt compiler.Options) (*engine.Engine, *golden.Model) {
+	t.Helper()
+	g, err := golden.Load(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt.Source, opt.Output = g.Dir, filepath.Join(t.TempDir(), "e.pio")
+	if _, err := compiler.Build(opt); err != nil {
+		t.Fatal(err)
+	}
+	e, err := engine.Open(opt.Output, engine.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	e.Meta.Kernels = emuKernels(t, gxx, e.Meta.Plan)
+	return e, g
 }
 
 // engineBackends opens engine e on the CUDA backend and on the CPU

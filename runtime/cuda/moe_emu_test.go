@@ -3,7 +3,6 @@ package cuda
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"testing"
 
@@ -11,8 +10,6 @@ import (
 	"github.com/inference-pio/pio/internal/golden"
 	"github.com/inference-pio/pio/ir"
 	"github.com/inference-pio/pio/runtime"
-	"github.com/inference-pio/pio/runtime/cpu"
-	"github.com/inference-pio/pio/runtime/engine"
 	"github.com/inference-pio/pio/runtime/kvcache"
 )
 
@@ -64,34 +61,12 @@ func TestEmulatedMoEMLA(t *testing.T) {
 // those 300 positions.
 func TestEmulatedMLASplitDecode(t *testing.T) {
 	gxx := useFakeDriver(t)
-	g, err := golden.Load("glm4moelite")
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "e.pio")
-	if _, err := compiler.Build(compiler.Options{Source: g.Dir, Output: path, DType: ir.F32}); err != nil {
-		t.Fatal(err)
-	}
-	e, err := engine.Open(path, engine.OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	e.Meta.Kernels = emuKernels(t, gxx, e.Meta.Plan)
+	e, _ := emuEngine(t, gxx, "glm4moelite", compiler.Options{DType: ir.F32})
 	const n, bs = 300, 4
-	gpu, err := FromEngine(e, Options{MaxTokens: n, NumBlocks: 128, BlockSize: bs, MaxSeqs: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer gpu.Close()
+	gpu, ref := engineBackends(t, e, Options{MaxTokens: n, NumBlocks: 128, BlockSize: bs, MaxSeqs: 1})
 	if gpu.splits < 2 {
 		t.Fatalf("%d decode splits: the test wants several", gpu.splits)
 	}
-	ref, err := cpu.FromEngine(e, cpu.Options{MaxTokens: n, NumBlocks: 128, BlockSize: bs, MaxSeqs: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ref.Close()
 	var blocks []int32
 	for i := 0; i < 128; i++ {
 		blocks = append(blocks, int32(127-i)) // not in order

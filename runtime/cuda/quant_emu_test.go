@@ -29,19 +29,7 @@ import (
 // and returns the emulated CUDA backend and the CPU backend over it.
 func quantEngine(t *testing.T, gxx, model, format string, group int) (*Backend, *cpu.Backend, *engine.Engine) {
 	t.Helper()
-	g, err := golden.Load(model)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "e.pio")
-	if _, err := compiler.Build(compiler.Options{Source: g.Dir, Output: path, DType: ir.BF16, Quant: format, QuantGroup: group}); err != nil {
-		t.Fatal(err)
-	}
-	e, err := engine.Open(path, engine.OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Close() })
+	e, _ := emuEngine(t, gxx, model, compiler.Options{DType: ir.BF16, Quant: format, QuantGroup: group})
 	nq := 0
 	for _, s := range e.Meta.Plan.Steps {
 		if s.Op == ir.OpMatMulQ {
@@ -51,7 +39,6 @@ func quantEngine(t *testing.T, gxx, model, format string, group int) (*Backend, 
 	if nq == 0 {
 		t.Fatalf("%s %s: no matmul_q step in the plan", model, format)
 	}
-	e.Meta.Kernels = emuKernels(t, gxx, e.Meta.Plan)
 	opt := Options{MaxTokens: 64, NumBlocks: 64, BlockSize: 4, MaxSeqs: 4}
 	gpu, ref := engineBackends(t, e, opt)
 	return gpu, ref, e

@@ -3,7 +3,6 @@ package cuda
 import (
 	"fmt"
 	"math/rand/v2"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -12,8 +11,6 @@ import (
 	"github.com/inference-pio/pio/internal/golden"
 	"github.com/inference-pio/pio/ir"
 	"github.com/inference-pio/pio/runtime"
-	"github.com/inference-pio/pio/runtime/cpu"
-	"github.com/inference-pio/pio/runtime/engine"
 )
 
 // kernelsAt are the kernel kinds (names without their hash) that a plan's
@@ -120,31 +117,8 @@ func TestEmulatedSplitKOps(t *testing.T) {
 // prompt step gives the CPU backend's logits within 1e-4.
 func TestEmulatedGEMVGolden(t *testing.T) {
 	gxx := useFakeDriver(t)
-	g, err := golden.Load("qwen3-a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "e.pio")
-	if _, err := compiler.Build(compiler.Options{Source: g.Dir, Output: path, DType: ir.BF16, KVDType: ir.F32}); err != nil {
-		t.Fatal(err)
-	}
-	e, err := engine.Open(path, engine.OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	e.Meta.Kernels = emuKernels(t, gxx, e.Meta.Plan)
-	opt := cpu.Options{MaxTokens: 64, NumBlocks: 64, BlockSize: 4, MaxSeqs: 8}
-	gpu, err := FromEngine(e, Options{MaxTokens: opt.MaxTokens, NumBlocks: opt.NumBlocks, BlockSize: opt.BlockSize, MaxSeqs: opt.MaxSeqs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer gpu.Close()
-	ref, err := cpu.FromEngine(e, opt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ref.Close()
+	e, g := emuEngine(t, gxx, "qwen3-a", compiler.Options{DType: ir.BF16, KVDType: ir.F32})
+	gpu, ref := engineBackends(t, e, Options{MaxTokens: 64, NumBlocks: 64, BlockSize: 4, MaxSeqs: 8})
 	m, err := cg.Generate(e.Meta.Plan)
 	if err != nil {
 		t.Fatal(err)
