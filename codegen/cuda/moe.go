@@ -815,17 +815,6 @@ extern "C" __global__ void __launch_bounds__(256) KNAME(%[7]s, float* ws, int T)
 }
 `, name, what, moeMMAMinPairs, moeMMARows, cols, moeMMATerms, decl, fmt.Sprintf("  enum { E = %d, K = %d, H = %d, I = %d };\n", m.e, m.k, m.h, m.inter), scratch,
 		kd, nout, (kd+31)/32, wbase, xrow,
-		at(load, "0L", ""), at(store, "", "0"), moeIndent(at(load, "(s + 1) * 32L", "")), wrowS, moeMMATerms-1,
-		moeIndent(at(store, "", "B ^ 1")), jout, col, epi)
-}
-
-// moeIndent adds two spaces to every line but #pragma lines.
-func moeIndent(s string) string {
-	lines := strings.Split(strings.TrimSuffix(s, "\n"), "\n")
-	for i, l := range lines {
-		if !strings.HasPrefix(l, "#") {
-			lines[i] = "  " + l
-		}
-	}
-	return strings.Join(lines, "\n") + "\n"
+		at(load, "0L", ""), at(store, "", "0"), indent(at(load, "(s + 1) * 32L", "")), wrowS, moeMMATerms-1,
+		indent(at(store, "", "B ^ 1")), jout, col, epi)
 }
