@@ -5,14 +5,12 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/inference-pio/pio/compiler"
-	"github.com/inference-pio/pio/frontends/image"
 	"github.com/inference-pio/pio/internal/golden"
 	"github.com/inference-pio/pio/ir"
 	"github.com/inference-pio/pio/runtime"
@@ -120,32 +118,7 @@ func TestEmulatedVisionStage(t *testing.T) {
 			names := outputNames(p)
 
 			// The test images, as the server lays them out.
-			pc, err := os.ReadFile(filepath.Join(tinyVLDir, "preprocessor_config.json"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			po, err := image.ParseOptions(pc)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var imgs []*image.Pixels
-			for _, name := range []string{"a.png", "b.png"} {
-				data, err := os.ReadFile(filepath.Join("../../testdata/images", name))
-				if err != nil {
-					t.Fatal(err)
-				}
-				px, err := image.Process(data, po)
-				if err != nil {
-					t.Fatal(err)
-				}
-				imgs = append(imgs, px)
-			}
-			vin, err := image.NewVisionInputs(imgs, 4, 2)
-			if err != nil {
-				t.Fatal(err)
-			}
-			real := map[string]runtime.Input{"pixel_values": {F32: vin.Pixels}, "pos_idx": {I32: vin.PosIdx}, "pos_w": {F32: vin.PosW},
-				"vision_pos": {I32: vin.RoPEPos}, "segments": {I32: vin.Segments}}
+			tokens, real := imageInputs(t)
 
 			// Synthetic: 3 segments of 7, 20 and 13 tokens.
 			const T = 40
@@ -183,7 +156,7 @@ func TestEmulatedVisionStage(t *testing.T) {
 				name string
 				t    int
 				in   map[string]runtime.Input
-			}{{"images", vin.Tokens, real}, {"synthetic", T, syn}} {
+			}{{"images", tokens, real}, {"synthetic", T, syn}} {
 				outs := stepBoth(t, visionBatch(c.t, c.in), names, gpu, ref)
 				for i, n := range names {
 					if e := golden.RelErr(outs[0][i], outs[1][i]); e > 1e-4 || len(outs[0][i]) != len(outs[1][i]) {
@@ -197,22 +170,22 @@ func TestEmulatedVisionStage(t *testing.T) {
 			// Bad named inputs are errors before anything runs.
 			bad := maps(real)
 			delete(bad, "segments")
-			if err := gpu.Step(visionBatch(vin.Tokens, bad)); err == nil || !strings.Contains(err.Error(), `"segments" missing`) {
+			if err := gpu.Step(visionBatch(tokens, bad)); err == nil || !strings.Contains(err.Error(), `"segments" missing`) {
 				t.Errorf("missing input: %v", err)
 			}
 			bad = maps(real)
-			bad["pos_w"] = runtime.Input{F32: vin.PosW[1:]}
-			if err := gpu.Step(visionBatch(vin.Tokens, bad)); err == nil || !strings.Contains(err.Error(), `"pos_w"`) {
+			bad["pos_w"] = runtime.Input{F32: real["pos_w"].F32[1:]}
+			if err := gpu.Step(visionBatch(tokens, bad)); err == nil || !strings.Contains(err.Error(), `"pos_w"`) {
 				t.Errorf("short input: %v", err)
 			}
 			bad = maps(real)
-			bad["segments"] = runtime.Input{F32: make([]float32, vin.Tokens)}
-			if err := gpu.Step(visionBatch(vin.Tokens, bad)); err == nil || !strings.Contains(err.Error(), `"segments"`) {
+			bad["segments"] = runtime.Input{F32: make([]float32, tokens)}
+			if err := gpu.Step(visionBatch(tokens, bad)); err == nil || !strings.Contains(err.Error(), `"segments"`) {
 				t.Errorf("f32 for an i32 input: %v", err)
 			}
 			bad = maps(real)
 			bad["nope"] = runtime.Input{I32: []int32{1}}
-			if err := gpu.Step(visionBatch(vin.Tokens, bad)); err == nil || !strings.Contains(err.Error(), `"nope"`) {
+			if err := gpu.Step(visionBatch(tokens, bad)); err == nil || !strings.Contains(err.Error(), `"nope"`) {
 				t.Errorf("unknown input: %v", err)
 			}
 		})
