@@ -79,6 +79,26 @@ func engineBackends(t *testing.T, e *engine.Engine, opt Options) (*Backend, *cpu
 	return gpu, ref
 }
 
+// fusedMatMulOutputs adds to b the matmul variants of the tensor-core and
+// split-K tests over x [T, K], each an output: plain (w [N, K]), RMSNorm +
+// SwiGLU (gu [2I, K]), unit-offset RMSNorm + residual (res [T, N]), SwiGLU
+// + residual (res2 [T, I]); w, gu and the bf16 norm are weights in that
+// order, res and res2 inputs.
+func fusedMatMulOutputs(b *ir.Builder, x *ir.Value, N, K, I int) {
+	w := b.Weight("w", ir.BF16, ir.Dim(N), ir.Dim(K))
+	gu := b.Weight("gu", ir.BF16, ir.Dim(2*I), ir.Dim(K))
+	norm := b.Weight("norm", ir.BF16, ir.Dim(K))
+	res := b.Input("res", ir.F32, ir.T, ir.Dim(N))
+	res2 := b.Input("res2", ir.F32, ir.T, ir.Dim(I))
+	b.Output("plain", b.MatMul(x, w))
+	b.Output("norm_swiglu", b.Op(ir.OpFusedMatMul, []*ir.Value{x, gu, norm},
+		ir.Int("norm", 1), ir.Float("eps", 1e-6), ir.Str("act", "swiglu")))
+	b.Output("norm1_residual", b.Op(ir.OpFusedMatMul, []*ir.Value{x, w, norm, res},
+		ir.Int("norm", 1), ir.Float("eps", 1e-5), ir.Int("unit_offset", 1), ir.Int("residual", 1)))
+	b.Output("swiglu_residual", b.Op(ir.OpFusedMatMul, []*ir.Value{x, gu, res2},
+		ir.Str("act", "swiglu"), ir.Int("residual", 1)))
+}
+
 // normals returns a function that draws n standard normal values from r.
 func normals(r *rand.Rand) func(n int) []float32 {
 	return func(n int) []float32 {

@@ -53,18 +53,7 @@ func TestEmulatedSplitKOps(t *testing.T) {
 	x := b.Input("x", ir.F32, ir.T, K)
 	x2 := b.Input("x2", ir.F32, ir.T, K2)
 	x3 := b.Input("x3", ir.F32, ir.T, K3)
-	w := b.Weight("w", ir.BF16, N, K)
-	gu := b.Weight("gu", ir.BF16, 2*I, K)
-	norm := b.Weight("norm", ir.BF16, K)
-	res := b.Input("res", ir.F32, ir.T, N)
-	res2 := b.Input("res2", ir.F32, ir.T, I)
-	b.Output("plain", b.MatMul(x, w))
-	b.Output("norm_swiglu", b.Op(ir.OpFusedMatMul, []*ir.Value{x, gu, norm},
-		ir.Int("norm", 1), ir.Float("eps", 1e-6), ir.Str("act", "swiglu")))
-	b.Output("norm1_residual", b.Op(ir.OpFusedMatMul, []*ir.Value{x, w, norm, res},
-		ir.Int("norm", 1), ir.Float("eps", 1e-5), ir.Int("unit_offset", 1), ir.Int("residual", 1)))
-	b.Output("swiglu_residual", b.Op(ir.OpFusedMatMul, []*ir.Value{x, gu, res2},
-		ir.Str("act", "swiglu"), ir.Int("residual", 1)))
+	fusedMatMulOutputs(b, x, N, K, I)
 	b.Output("k776_norm_f32", b.Op(ir.OpFusedMatMul, []*ir.Value{x2, b.Weight("w776", ir.BF16, N2, K2), b.Weight("norm776", ir.F32, K2)},
 		ir.Int("norm", 1), ir.Float("eps", 1e-6)))
 	b.Output("k36_norm_residual", b.Op(ir.OpFusedMatMul, []*ir.Value{x3, b.Weight("w36", ir.BF16, N2, K3), b.Weight("norm36", ir.BF16, K3), b.Input("res3", ir.F32, ir.T, N2)},
