@@ -97,15 +97,23 @@ func emuKernels(t *testing.T, gxx string, p *ir.Plan) *engine.Kernels {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
 	var src strings.Builder
 	src.WriteString(m.Source)
 	src.WriteString("\n#include \"invoke.h\"\n")
 	for _, k := range m.Kernels {
 		fmt.Fprintf(&src, "PIO_KERNEL(%s)\n", k)
 	}
+	so := emuBuild(t, gxx, src.String())
+	return compiler.KernelsOf(m, []cg.Image{{Arch: "sm_80", Data: append([]byte(so), 0)}}, "g++ emulation")
+}
+
+// emuBuild compiles a module's source, with its PIO_KERNEL entry points,
+// for the emulator with gxx and returns the shared object's path.
+func emuBuild(t *testing.T, gxx, src string) string {
+	t.Helper()
+	dir := t.TempDir()
 	cu, so := filepath.Join(dir, "module.cc"), filepath.Join(dir, "module.so")
-	if err := os.WriteFile(cu, []byte(src.String()), 0o644); err != nil {
+	if err := os.WriteFile(cu, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	emu, _ := filepath.Abs("testdata/emu")
@@ -113,7 +121,7 @@ func emuKernels(t *testing.T, gxx string, p *ir.Plan) *engine.Kernels {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("g++ module: %v\n%s", err, out)
 	}
-	return compiler.KernelsOf(m, []cg.Image{{Arch: "sm_80", Data: append([]byte(so), 0)}}, "g++ emulation")
+	return so
 }
 
 // emuBackends builds a golden model's engine and returns the emulated

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -100,16 +99,7 @@ func emuSection(t *testing.T, gxx string, k *engine.Kernels) *engine.Kernels {
 			fmt.Fprintf(&src, "PIO_KERNEL(%s)\n", h)
 		}
 	}
-	dir := t.TempDir()
-	cu, so := filepath.Join(dir, "module.cc"), filepath.Join(dir, "module.so")
-	if err := os.WriteFile(cu, []byte(src.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	emu, _ := filepath.Abs("testdata/emu")
-	cmd := exec.Command(gxx, "-O1", "-std=c++17", "-shared", "-fPIC", "-Wno-unknown-pragmas", "-I", emu, "-include", filepath.Join(emu, "emu.h"), "-o", so, cu)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("g++ module: %v\n%s", err, out)
-	}
+	so := emuBuild(t, gxx, src.String())
 	c := *k
 	c.Images = []engine.KernelImage{{Arch: "sm_80", Data: append([]byte(so), 0)}}
 	return &c
