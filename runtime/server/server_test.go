@@ -235,8 +235,17 @@ func TestPrefixCacheThroughMetrics(t *testing.T) {
 	}
 	req(shared + "," + ids(10, 7))
 	before := metric(t, srv.URL, "pio_prefill_tokens_total")
+	fromLogits := metric(t, srv.URL, "pio_tokens_from_logits_total")
 	u := req(shared + "," + ids(20, 300))
 	prefilled := metric(t, srv.URL, "pio_prefill_tokens_total") - before
+	// The CPU backend offers neither argmax nor candidates: both tokens
+	// come from its logits.
+	if n := metric(t, srv.URL, "pio_tokens_from_logits_total") - fromLogits; n != 2 {
+		t.Errorf("tokens from logits %v, want 2", n)
+	}
+	if n := metric(t, srv.URL, "pio_tokens_from_candidates_total"); n != 0 {
+		t.Errorf("tokens from candidates %v on the CPU backend", n)
+	}
 	if prefilled != 68-48 {
 		t.Errorf("second request prefilled %v tokens, want %d (48 cached)", prefilled, 68-48)
 	}
