@@ -311,15 +311,28 @@ func (g *gen) expertKernels(step int, m moeGeom, xt string, x, ids, w, gu, down 
 	skip := fmt.Sprintf("  if (T > %d && p1 - p0 > %d) return;  // the tensor-core kernel's\n", WarpMaxRows, moeMMAMinPairs)
 
 	// 1. Count, offsets and the pairs grouped by expert.
+	segs := max(1, 1024/m.e)
 	route := g.kernel("moe_group", fmt.Sprintf(`// moe_group: the (token, slot) pairs of %[1]d experts, top-%[2]d, counted and grouped by expert on the device.
 extern "C" __global__ void __launch_bounds__(1024) KNAME(%[3]sfloat* ws, int T) {
 %[4]s%[5]s  const int* ids = %[6]s;
   const int n = T * K;
-  // One thread per expert scans the ids: no atomics, and each expert's
-  // pairs come in increasing pair order (as on the CPU).
+  // SEG threads per expert, each scanning one contiguous segment of the
+  // pairs (so a long prefill's n pairs cost n/SEG reads a thread, not n):
+  // no atomics, and each expert's pairs come in increasing pair order (as
+  // on the CPU).
+  constexpr int SEG = %[8]d;
+  __shared__ int seg[E * SEG];  // pairs of expert e in segment s: seg[e * SEG + s]
+  const int len = (n + SEG - 1) / SEG;
+  for (int j = threadIdx.x; j < E * SEG; j += blockDim.x) {
+    const int e = j / SEG, p1 = min(n, (j %% SEG + 1) * len);
+    int c = 0;
+    for (int p = (j %% SEG) * len; p < p1; p++) c += ids[p] == e;
+    seg[j] = c;
+  }
+  __syncthreads();
   for (int e = threadIdx.x; e < E; e += blockDim.x) {
     int c = 0;
-    for (int p = 0; p < n; p++) c += ids[p] == e;
+    for (int s = 0; s < SEG; s++) c += seg[e * SEG + s];
     cnt[e] = c;
   }
   __syncthreads();
@@ -329,13 +342,15 @@ extern "C" __global__ void __launch_bounds__(1024) KNAME(%[3]sfloat* ws, int T) 
     start[E] = s;
 %[7]s  }
   __syncthreads();
-  for (int e = threadIdx.x; e < E; e += blockDim.x) {
+  for (int j = threadIdx.x; j < E * SEG; j += blockDim.x) {
+    const int e = j / SEG, p1 = min(n, (j %% SEG + 1) * len);
     int o = start[e];
-    for (int p = 0; p < n; p++)
+    for (int s = e * SEG; s < j; s++) o += seg[s];
+    for (int p = (j %% SEG) * len; p < p1; p++)
       if (ids[p] == e) order[o++] = p;
   }
 }
-`, m.e, m.k, idsDecl, consts, groupScratch, idsExpr, tileTable))
+`, m.e, m.k, idsDecl, consts, groupScratch, idsExpr, tileTable, segs))
 	g.launch(Launch{Step: step, Kernel: route, Block: 1024, Grid: [3]Expr{{Fixed: 1}, {Fixed: 1}, {Fixed: 1}},
 		Params: withIDs(ws, T)})
 
