@@ -86,10 +86,7 @@ type cublasLt struct {
 	path string // where the library was loaded from
 }
 
-var ltSymbols = []struct {
-	name string
-	fn   func(l *cublasLt) any
-}{
+var ltSymbols = []symbol[cublasLt]{
 	{"cublasLtCreate", func(l *cublasLt) any { return &l.create }},
 	{"cublasLtDestroy", func(l *cublasLt) any { return &l.destroy }},
 	{"cublasLtMatmulDescCreate", func(l *cublasLt) any { return &l.descCreate }},
@@ -200,18 +197,9 @@ func openCublasLt(candidates []string) (*cublasLt, error) {
 // bindCublasLt resolves every symbol of ltSymbols in lib, reporting all the
 // missing ones at once.
 func bindCublasLt(lib uintptr) (*cublasLt, error) {
-	var missing []string
-	for _, s := range ltSymbols {
-		if _, err := purego.Dlsym(lib, s.name); err != nil {
-			missing = append(missing, s.name)
-		}
-	}
-	if len(missing) > 0 {
-		return nil, fmt.Errorf("%w: the library lacks %v (cuBLAS 11 or older?)", ErrNoCublasLt, missing)
-	}
 	l := &cublasLt{}
-	for _, s := range ltSymbols {
-		purego.RegisterLibFunc(s.fn(l), lib, s.name)
+	if missing := bindSymbols(l, lib, ltSymbols); len(missing) > 0 {
+		return nil, fmt.Errorf("%w: the library lacks %v (cuBLAS 11 or older?)", ErrNoCublasLt, missing)
 	}
 	return l, nil
 }

@@ -64,15 +64,17 @@ type driver struct {
 	cuEventDestroy            func(e uintptr) result
 }
 
-// symbol binds one exported driver symbol to a field of driver. Versioned
-// entry points are bound by their _v2 names: the unversioned names are the
-// CUDA 3.x ABI (32-bit sizes) kept for old binaries.
-type symbol struct {
+// symbol binds one exported symbol of a library to a function field of a
+// T (driver, cublasLt).
+type symbol[T any] struct {
 	name string
-	fn   func(d *driver) any // pointer to the field
+	fn   func(t *T) any // pointer to the field
 }
 
-var driverSymbols = []symbol{
+// driverSymbols are libcuda's. Versioned entry points are bound by their
+// _v2 names: the unversioned names are the CUDA 3.x ABI (32-bit sizes)
+// kept for old binaries.
+var driverSymbols = []symbol[driver]{
 	{"cuInit", func(d *driver) any { return &d.cuInit }},
 	{"cuDriverGetVersion", func(d *driver) any { return &d.cuDriverGetVersion }},
 	{"cuDeviceGetCount", func(d *driver) any { return &d.cuDeviceGetCount }},
@@ -163,17 +165,25 @@ func loadDriver() (*driver, error) {
 // bind resolves every symbol of driverSymbols in lib, reporting all the
 // missing ones at once (an old driver).
 func bind(d *driver, lib uintptr) error {
-	var missing []string
-	for _, s := range driverSymbols {
+	if missing := bindSymbols(d, lib, driverSymbols); len(missing) > 0 {
+		return fmt.Errorf("%w: libcuda lacks %v (driver too old; CUDA 12+ drivers have them)", ErrNoDriver, missing)
+	}
+	return nil
+}
+
+// bindSymbols binds every symbol of syms in lib to its field of t, or, if
+// any is missing, binds none and returns the missing names.
+func bindSymbols[T any](t *T, lib uintptr, syms []symbol[T]) (missing []string) {
+	for _, s := range syms {
 		if _, err := purego.Dlsym(lib, s.name); err != nil {
 			missing = append(missing, s.name)
 		}
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("%w: libcuda lacks %v (driver too old; CUDA 12+ drivers have them)", ErrNoDriver, missing)
+		return missing
 	}
-	for _, s := range driverSymbols {
-		purego.RegisterLibFunc(s.fn(d), lib, s.name)
+	for _, s := range syms {
+		purego.RegisterLibFunc(s.fn(t), lib, s.name)
 	}
 	return nil
 }
