@@ -55,11 +55,9 @@ func sameCandidates(got, want runtime.Candidates) string {
 	switch {
 	case got.Full != want.Full:
 		return fmt.Sprintf("full %v, want %v", got.Full, want.Full)
-	case want.Max != want.Max:
-		if got.Max == got.Max {
-			return fmt.Sprintf("max %v, want NaN", got.Max)
-		}
-	case math.Float32bits(got.Max) != math.Float32bits(want.Max):
+	case want.Max != want.Max && got.Max == got.Max:
+		return fmt.Sprintf("max %v, want NaN", got.Max)
+	case want.Max == want.Max && math.Float32bits(got.Max) != math.Float32bits(want.Max):
 		return fmt.Sprintf("max %v, want %v", got.Max, want.Max)
 	case !slices.Equal(got.IDs, want.IDs) || !slices.Equal(bits(got.Vals), bits(want.Vals)):
 		return fmt.Sprintf("%d candidates %v, want %d %v", len(got.IDs), head(got.IDs), len(want.IDs), head(want.IDs))
