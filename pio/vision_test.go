@@ -14,6 +14,7 @@ import (
 
 	"github.com/inference-pio/pio/compiler"
 	"github.com/inference-pio/pio/frontends/hf"
+	"github.com/inference-pio/pio/internal/modeltest"
 	"github.com/inference-pio/pio/ir"
 	"github.com/inference-pio/pio/runtime"
 	"github.com/inference-pio/pio/runtime/cpu"
@@ -68,19 +69,6 @@ func vlGolden(t testing.TB) (prompt, greedyIDs []int32) {
 	return prompt, i64("greedy")
 }
 
-func vlImages(t testing.TB, names ...string) [][]byte {
-	t.Helper()
-	var out [][]byte
-	for _, n := range names {
-		b, err := os.ReadFile(filepath.Join("../testdata/images", n))
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, b)
-	}
-	return out
-}
-
 // TestVisionGenerateMatchesGolden: token ids with two images, run
 // concurrently through small steps (the image spans split across prefill
 // chunks), give transformers' greedy continuation; the repeat is served
@@ -92,7 +80,7 @@ func TestVisionGenerateMatchesGolden(t *testing.T) {
 		t.Fatal("the tiny Qwen3-VL engine reports no vision stage")
 	}
 	prompt, want := vlGolden(t)
-	imgs := vlImages(t, "a.png", "b.png")
+	imgs := modeltest.Images(t, "a.png", "b.png")
 	opt := greedy(len(want))
 	opt.Images = imgs
 	var wg sync.WaitGroup
@@ -129,7 +117,7 @@ func TestVisionGenerateMatchesGolden(t *testing.T) {
 		t.Errorf("repeat: the vision stage ran although the cache held every image token")
 	}
 	swapped := opt
-	swapped.Images = vlImages(t, "b.png", "a.png")
+	swapped.Images = modeltest.Images(t, "b.png", "a.png")
 	res, err = e.GenerateIDs(context.Background(), prompt, swapped, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -189,7 +177,7 @@ func TestVisionChatMatchesGolden(t *testing.T) {
 	if err := json.Unmarshal(b, &req); err != nil {
 		t.Fatal(err)
 	}
-	imgs := vlImages(t, "a.png", "b.png")
+	imgs := modeltest.Images(t, "a.png", "b.png")
 	var msgs []Message
 	for _, m := range req.Messages {
 		msg := Message{Role: m.Role, Parts: []Part{}}
@@ -222,7 +210,7 @@ func TestVisionPreemption(t *testing.T) {
 	e := vlEngine(t, Options{MaxStepTokens: 8, MaxSeqs: 4, CacheTokens: 40, BlockSize: 4, Threads: 1})
 	prompt, want := vlGolden(t)
 	opt := greedy(len(want))
-	opt.Images = vlImages(t, "a.png", "b.png")
+	opt.Images = modeltest.Images(t, "a.png", "b.png")
 	// Rounds of concurrent requests until one was preempted (goroutine
 	// timing decides how much they overlap).
 	for round := 0; round < 10 && e.Stats().Preemptions == 0; round++ {
@@ -269,7 +257,7 @@ func TestVisionBackendFactory(t *testing.T) {
 	}
 	prompt, want := vlGolden(t)
 	gopt := greedy(len(want))
-	gopt.Images = vlImages(t, "a.png", "b.png")
+	gopt.Images = modeltest.Images(t, "a.png", "b.png")
 	res, err := e.GenerateIDs(context.Background(), prompt, gopt, nil)
 	if err != nil {
 		t.Fatal(err)

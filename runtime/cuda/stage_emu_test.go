@@ -16,6 +16,7 @@ import (
 	"github.com/inference-pio/pio/frontends/hf"
 	"github.com/inference-pio/pio/frontends/image"
 	"github.com/inference-pio/pio/internal/golden"
+	"github.com/inference-pio/pio/internal/modeltest"
 	"github.com/inference-pio/pio/ir"
 	"github.com/inference-pio/pio/pio"
 	"github.com/inference-pio/pio/runtime"
@@ -118,7 +119,7 @@ func imageInputs(t *testing.T) (int, map[string]runtime.Input) {
 		t.Fatal(err)
 	}
 	var imgs []*image.Pixels
-	for _, data := range vlImages(t) {
+	for _, data := range modeltest.Images(t, "a.png", "b.png") {
 		px, err := image.Process(data, po)
 		if err != nil {
 			t.Fatal(err)
@@ -131,19 +132,6 @@ func imageInputs(t *testing.T) (int, map[string]runtime.Input) {
 	}
 	return vin.Tokens, map[string]runtime.Input{"pixel_values": {F32: vin.Pixels}, "pos_idx": {I32: vin.PosIdx}, "pos_w": {F32: vin.PosW},
 		"vision_pos": {I32: vin.RoPEPos}, "segments": {I32: vin.Segments}}
-}
-
-func vlImages(t *testing.T) [][]byte {
-	t.Helper()
-	var out [][]byte
-	for _, name := range []string{"a.png", "b.png"} {
-		b, err := os.ReadFile(filepath.Join("../../testdata/images", name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, b)
-	}
-	return out
 }
 
 // TestEmulatedStageFromEngine: StageFromEngine runs the vision stage of a
@@ -250,7 +238,7 @@ func vlPioGolden(t *testing.T, path string) {
 	}
 	prompt, want := vlGolden(t)
 	zero := 0.0
-	res, err := e.GenerateIDs(context.Background(), prompt, pio.GenerateOptions{MaxTokens: len(want), Temperature: &zero, IgnoreEOS: true, Images: vlImages(t)}, nil)
+	res, err := e.GenerateIDs(context.Background(), prompt, pio.GenerateOptions{MaxTokens: len(want), Temperature: &zero, IgnoreEOS: true, Images: modeltest.Images(t, "a.png", "b.png")}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
