@@ -611,13 +611,21 @@ func (b *Backend) growHost(i int, n int64) {
 		b.d.cuMemFreeHost(p)
 		delete(b.pinned, i)
 	}
-	var p unsafe.Pointer
-	if b.d.cuMemAllocHost(&p, uint64(4*n)) == 0 && p != nil {
+	p, pinned := b.hostAlloc(4 * uint64(n))
+	if pinned {
 		b.pinned[i] = p
-		b.host[i] = unsafe.Slice((*float32)(p), n)
-		return
 	}
-	b.host[i] = make([]float32, n)
+	b.host[i] = unsafe.Slice((*float32)(p), n)
+}
+
+// hostAlloc returns n bytes (a multiple of 4) of host memory for
+// downloads: page-locked (cuMemAllocHost, pinned true: the caller frees it
+// with cuMemFreeHost) or, if the driver refuses, Go memory.
+func (b *Backend) hostAlloc(n uint64) (p unsafe.Pointer, pinned bool) {
+	if b.d.cuMemAllocHost(&p, n) == 0 && p != nil {
+		return p, true
+	}
+	return unsafe.Pointer(unsafe.SliceData(make([]uint32, (n+3)/4))), false
 }
 
 // Argmax returns the greedy token of each logits row of the last Step,

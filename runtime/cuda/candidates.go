@@ -160,13 +160,12 @@ func (b *Backend) growCandidates(rows, limit int) error {
 		}
 		c.dAllocated = append(c.dAllocated, *a.p)
 	}
-	pinned := func(n int) unsafe.Pointer {
-		var p unsafe.Pointer
-		if b.d.cuMemAllocHost(&p, uint64(4*n)) == 0 && p != nil {
+	pinned := func(n int) unsafe.Pointer { // n 4-byte words
+		p, ok := b.hostAlloc(4 * uint64(n))
+		if ok {
 			c.pinned = append(c.pinned, p)
-			return p
 		}
-		return unsafe.Pointer(unsafe.SliceData(make([]uint32, n)))
+		return p
 	}
 	c.hOff = unsafe.Slice((*float32)(pinned(rows)), rows)
 	c.hMeta = unsafe.Slice((*uint32)(pinned(2*rows)), 2*rows)
