@@ -155,6 +155,17 @@ func (m *mm) epilogue(g, u, row, col string) string {
 	return fmt.Sprintf("y[(%s) * %dL + (%s)] = %s;", row, m.nOut, col, v)
 }
 
+// invNorms is the RMSNorm prologue's inverse norms of a block's rows
+// m0 + rr, rr < rows, into the shared dst[rows]: a warp per row (warp is
+// the thread's warp, lane its lane, warps the block's), then a barrier.
+// The split-K pre-pass (mmaNormKernel) computes each row's as this does.
+func (m *mm) invNorms(rows, warp, lane string, warps int, dst string) string {
+	return fmt.Sprintf("  for (int rr = %[2]s; rr < %[1]s; rr += %[4]d) {\n    float ss = 0.f;\n    if (m0 + rr < M)\n"+
+		"      for (int c = %[3]s; c < K; c += 32) { const float v = x[(m0 + rr) * K + c]; ss = fmaf(v, v, ss); }\n"+
+		"    ss = pio_warp_sum(ss);\n    if (%[3]s == 0) %[5]s[rr] = 1.0f / sqrtf(ss / %[6]d.0f + %[7]s);\n  }\n  __syncthreads();\n",
+		rows, warp, lane, warps, dst, m.k, m.eps)
+}
+
 // warpVariants are the GEMV's rows per block row (TR) and the step rows
 // each runs for. The GEMV reads W once per block row: at 16 rows TR = 4
 // reads it 4 times, TR = 16 once (from 5 rows up). Estimate for an H100
@@ -181,9 +192,7 @@ func (m *mm) warpKernel(tr, warps int) string {
 	b.WriteString("  const long m0 = (long)blockIdx.y * TR;\n")
 	if m.norm {
 		// The block's rows' inverse norms, a warp per row, once per block.
-		fmt.Fprintf(&b, "  __shared__ float invs[TR];\n  for (int r = threadIdx.x >> 5; r < TR; r += %d) {\n    float ss = 0.f;\n", warps)
-		b.WriteString("    if (m0 + r < M)\n      for (int c = lane; c < K; c += 32) { const float v = x[(m0 + r) * K + c]; ss = fmaf(v, v, ss); }\n")
-		fmt.Fprintf(&b, "    ss = pio_warp_sum(ss);\n    if (lane == 0) invs[r] = 1.0f / sqrtf(ss / %d.0f + %s);\n  }\n  __syncthreads();\n", m.k, m.eps)
+		b.WriteString("  __shared__ float invs[TR];\n" + m.invNorms("TR", "threadIdx.x >> 5", "lane", warps, "invs"))
 	}
 	b.WriteString("  if (n >= NOUT) return;\n")
 	b.WriteString("  const " + m.wt + "* wr = w + n * K;\n")
@@ -263,8 +272,7 @@ func (m *mm) tileKernel() string {
 	}
 	b.WriteString("  const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;\n  const long m0 = (long)blockIdx.y * 64;\n  const long n0 = (long)blockIdx.x * 64;\n")
 	if m.norm {
-		b.WriteString("  for (int rr = tid >> 5; rr < 64; rr += 8) {\n    float ss = 0.f;\n    if (m0 + rr < M)\n      for (int c = tid & 31; c < K; c += 32) { const float v = x[(m0 + rr) * K + c]; ss = fmaf(v, v, ss); }\n")
-		fmt.Fprintf(&b, "    ss = pio_warp_sum(ss);\n    if ((tid & 31) == 0) inv[rr] = 1.0f / sqrtf(ss / %d.0f + %s);\n  }\n  __syncthreads();\n", m.k, m.eps)
+		b.WriteString(m.invNorms("64", "tid >> 5", "(tid & 31)", 8, "inv"))
 	}
 	zero := "acc[i][j] = 0.f;"
 	b.WriteString("  float acc[4][4];\n")

@@ -95,8 +95,7 @@ func (m *mm) mmaBody(p int) string {
 	case m.norm && split: // the inverse norms of the pre-pass (mmaNormKernel), after the partials
 		b.WriteString("  if (tid < 64) inv[tid] = m0 + tid < M ? part[P * M * N + m0 + tid] : 0.f;\n  __syncthreads();\n")
 	case m.norm:
-		b.WriteString("  for (int rr = warp; rr < 64; rr += 8) {\n    float ss = 0.f;\n    if (m0 + rr < M)\n      for (int c = lane; c < K; c += 32) { const float v = x[(m0 + rr) * K + c]; ss = fmaf(v, v, ss); }\n")
-		fmt.Fprintf(&b, "    ss = pio_warp_sum(ss);\n    if (lane == 0) inv[rr] = 1.0f / sqrtf(ss / %d.0f + %s);\n  }\n  __syncthreads();\n", m.k, m.eps)
+		b.WriteString(m.invNorms("64", "warp", "lane", 8, "inv"))
 	}
 	// Staging registers of the next slice.
 	b.WriteString("  float4 xr[2];\n  uint4 wr[2];\n")

@@ -62,8 +62,9 @@ type mmq struct {
 
 // matmulQ handles matmul_q (x, codes, scales): y = x·Wᵀ with W decoded on
 // the fly from its codes and group scales (layouts in ir/op_quant.go). Like
-// matmul, two kernels: a warp-per-output-column GEMV for up to WarpMaxRows
-// rows, which streams the codes as 16-byte vectors and decodes them in
+// matmul's SIMT path: a warp-per-output-column GEMV for up to WarpMaxRows
+// rows (matmul's warpVariants: 4 rows per pass up to 4 rows, 16 above),
+// which streams the codes as 16-byte vectors and decodes them in
 // registers, and a 64×64 tiled kernel above, which decodes 32-deep slices of
 // W into shared memory as f32 (scale·q, the CPU backend's decoded weights).
 func (g *gen) matmulQ(step int, s ir.Step) error {

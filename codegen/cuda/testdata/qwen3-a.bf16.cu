@@ -186,7 +186,7 @@ extern "C" __global__ void __launch_bounds__(256) embedding_3c4baa681f(const pio
 }
 
 // matmul (rms_norm prologue), few rows: w pio_bf16[256, 64], 256 output columns; one warp per column, 4 rows per block row.
-extern "C" __global__ void __launch_bounds__(256) matmul_warp_f9e54f13f1(const float* __restrict__ x, const pio_bf16* __restrict__ w, const pio_bf16* __restrict__ nw, float* __restrict__ y, int T, int S) {
+extern "C" __global__ void __launch_bounds__(256) matmul_warp_bf9678d4ff(const float* __restrict__ x, const pio_bf16* __restrict__ w, const pio_bf16* __restrict__ nw, float* __restrict__ y, int T, int S) {
   constexpr int TR = 4;
   constexpr long K = 64, NOUT = 256;
   const long M = (1L * T);
@@ -194,12 +194,12 @@ extern "C" __global__ void __launch_bounds__(256) matmul_warp_f9e54f13f1(const f
   const int n = blockIdx.x * 8 + (threadIdx.x >> 5);
   const long m0 = (long)blockIdx.y * TR;
   __shared__ float invs[TR];
-  for (int r = threadIdx.x >> 5; r < TR; r += 8) {
+  for (int rr = threadIdx.x >> 5; rr < TR; rr += 8) {
     float ss = 0.f;
-    if (m0 + r < M)
-      for (int c = lane; c < K; c += 32) { const float v = x[(m0 + r) * K + c]; ss = fmaf(v, v, ss); }
+    if (m0 + rr < M)
+      for (int c = lane; c < K; c += 32) { const float v = x[(m0 + rr) * K + c]; ss = fmaf(v, v, ss); }
     ss = pio_warp_sum(ss);
-    if (lane == 0) invs[r] = 1.0f / sqrtf(ss / 64.0f + 9.99999997e-07f);
+    if (lane == 0) invs[rr] = 1.0f / sqrtf(ss / 64.0f + 9.99999997e-07f);
   }
   __syncthreads();
   if (n >= NOUT) return;
@@ -234,7 +234,7 @@ extern "C" __global__ void __launch_bounds__(256) matmul_warp_f9e54f13f1(const f
 }
 
 // matmul (rms_norm prologue), few rows: w pio_bf16[256, 64], 256 output columns; one warp per column, 16 rows per block row.
-extern "C" __global__ void __launch_bounds__(256) matmul_warp_b479ed44d5(const float* __restrict__ x, const pio_bf16* __restrict__ w, const pio_bf16* __restrict__ nw, float* __restrict__ y, int T, int S) {
+extern "C" __global__ void __launch_bounds__(256) matmul_warp_0aea36551e(const float* __restrict__ x, const pio_bf16* __restrict__ w, const pio_bf16* __restrict__ nw, float* __restrict__ y, int T, int S) {
   constexpr int TR = 16;
   constexpr long K = 64, NOUT = 256;
   const long M = (1L * T);
@@ -242,12 +242,12 @@ extern "C" __global__ void __launch_bounds__(256) matmul_warp_b479ed44d5(const f
   const int n = blockIdx.x * 8 + (threadIdx.x >> 5);
   const long m0 = (long)blockIdx.y * TR;
   __shared__ float invs[TR];
-  for (int r = threadIdx.x >> 5; r < TR; r += 8) {
+  for (int rr = threadIdx.x >> 5; rr < TR; rr += 8) {
     float ss = 0.f;
-    if (m0 + r < M)
-      for (int c = lane; c < K; c += 32) { const float v = x[(m0 + r) * K + c]; ss = fmaf(v, v, ss); }
+    if (m0 + rr < M)
+      for (int c = lane; c < K; c += 32) { const float v = x[(m0 + rr) * K + c]; ss = fmaf(v, v, ss); }
     ss = pio_warp_sum(ss);
-    if (lane == 0) invs[r] = 1.0f / sqrtf(ss / 64.0f + 9.99999997e-07f);
+    if (lane == 0) invs[rr] = 1.0f / sqrtf(ss / 64.0f + 9.99999997e-07f);
   }
   __syncthreads();
   if (n >= NOUT) return;
@@ -835,7 +835,7 @@ extern "C" __global__ void __launch_bounds__(256) matmul_mma_25bc23ae7d(const fl
 }
 
 // matmul (rms_norm prologue, swiglu), few rows: w pio_bf16[320, 64], 160 output columns; one warp per column, 4 rows per block row.
-extern "C" __global__ void __launch_bounds__(256) matmul_warp_4692d6ef6f(const float* __restrict__ x, const pio_bf16* __restrict__ w, const pio_bf16* __restrict__ nw, float* __restrict__ y, int T, int S) {
+extern "C" __global__ void __launch_bounds__(256) matmul_warp_f88bea8762(const float* __restrict__ x, const pio_bf16* __restrict__ w, const pio_bf16* __restrict__ nw, float* __restrict__ y, int T, int S) {
   constexpr int TR = 4;
   constexpr long K = 64, NOUT = 160;
   const long M = (1L * T);
@@ -843,12 +843,12 @@ extern "C" __global__ void __launch_bounds__(256) matmul_warp_4692d6ef6f(const f
   const int n = blockIdx.x * 8 + (threadIdx.x >> 5);
   const long m0 = (long)blockIdx.y * TR;
   __shared__ float invs[TR];
-  for (int r = threadIdx.x >> 5; r < TR; r += 8) {
+  for (int rr = threadIdx.x >> 5; rr < TR; rr += 8) {
     float ss = 0.f;
-    if (m0 + r < M)
-      for (int c = lane; c < K; c += 32) { const float v = x[(m0 + r) * K + c]; ss = fmaf(v, v, ss); }
+    if (m0 + rr < M)
+      for (int c = lane; c < K; c += 32) { const float v = x[(m0 + rr) * K + c]; ss = fmaf(v, v, ss); }
     ss = pio_warp_sum(ss);
-    if (lane == 0) invs[r] = 1.0f / sqrtf(ss / 64.0f + 9.99999997e-07f);
+    if (lane == 0) invs[rr] = 1.0f / sqrtf(ss / 64.0f + 9.99999997e-07f);
   }
   __syncthreads();
   if (n >= NOUT) return;
@@ -889,7 +889,7 @@ extern "C" __global__ void __launch_bounds__(256) matmul_warp_4692d6ef6f(const f
 }
 
 // matmul (rms_norm prologue, swiglu), few rows: w pio_bf16[320, 64], 160 output columns; one warp per column, 16 rows per block row.
-extern "C" __global__ void __launch_bounds__(256) matmul_warp_9cdfebef3a(const float* __restrict__ x, const pio_bf16* __restrict__ w, const pio_bf16* __restrict__ nw, float* __restrict__ y, int T, int S) {
+extern "C" __global__ void __launch_bounds__(256) matmul_warp_1f98ee100a(const float* __restrict__ x, const pio_bf16* __restrict__ w, const pio_bf16* __restrict__ nw, float* __restrict__ y, int T, int S) {
   constexpr int TR = 16;
   constexpr long K = 64, NOUT = 160;
   const long M = (1L * T);
@@ -897,12 +897,12 @@ extern "C" __global__ void __launch_bounds__(256) matmul_warp_9cdfebef3a(const f
   const int n = blockIdx.x * 8 + (threadIdx.x >> 5);
   const long m0 = (long)blockIdx.y * TR;
   __shared__ float invs[TR];
-  for (int r = threadIdx.x >> 5; r < TR; r += 8) {
+  for (int rr = threadIdx.x >> 5; rr < TR; rr += 8) {
     float ss = 0.f;
-    if (m0 + r < M)
-      for (int c = lane; c < K; c += 32) { const float v = x[(m0 + r) * K + c]; ss = fmaf(v, v, ss); }
+    if (m0 + rr < M)
+      for (int c = lane; c < K; c += 32) { const float v = x[(m0 + rr) * K + c]; ss = fmaf(v, v, ss); }
     ss = pio_warp_sum(ss);
-    if (lane == 0) invs[r] = 1.0f / sqrtf(ss / 64.0f + 9.99999997e-07f);
+    if (lane == 0) invs[rr] = 1.0f / sqrtf(ss / 64.0f + 9.99999997e-07f);
   }
   __syncthreads();
   if (n >= NOUT) return;
