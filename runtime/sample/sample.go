@@ -144,10 +144,15 @@ func Argmax(logits []float32) int32 {
 // Greedy reports whether the next token is the argmax of the raw logits
 // (temperature 0, no penalty, no log-probabilities), so a caller may take
 // it from a backend's own argmax (runtime.Argmaxer) and hand it to Accept.
-func (s *Sampler) Greedy() bool {
+func (s *Sampler) Greedy() bool { return s.opt.Temperature == 0 && s.rawLogits() }
+
+// rawLogits reports whether the next token depends on the row's logits
+// alone: no penalty rewrites them and no log-probability needs the whole
+// row (what Greedy and Candidates both require).
+func (s *Sampler) rawLogits() bool {
 	o := s.opt
-	return o.Temperature == 0 && (o.RepetitionPenalty == 0 || o.RepetitionPenalty == 1) &&
-		o.PresencePenalty == 0 && o.FrequencyPenalty == 0 && !o.Logprobs && o.TopLogprobs == 0
+	return (o.RepetitionPenalty == 0 || o.RepetitionPenalty == 1) && o.PresencePenalty == 0 && o.FrequencyPenalty == 0 &&
+		!o.Logprobs && o.TopLogprobs == 0
 }
 
 // Accept records tok, the argmax of the logits computed elsewhere (only
@@ -346,8 +351,7 @@ const candidateMargin = 1.0 / 1024
 // logit v has v - max >= -offset in f32 arithmetic (runtime.Candidater).
 func (s *Sampler) Candidates() (offset float32, ok bool) {
 	o := s.opt
-	if o.Temperature <= 0 || o.RepetitionPenalty != 0 && o.RepetitionPenalty != 1 ||
-		o.PresencePenalty != 0 || o.FrequencyPenalty != 0 || o.Logprobs || o.TopLogprobs > 0 {
+	if o.Temperature <= 0 || !s.rawLogits() {
 		return 0, false
 	}
 	d := float32(30 * o.Temperature * (1 + candidateMargin))
