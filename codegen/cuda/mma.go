@@ -36,7 +36,7 @@ func (m *mm) mmaCols() int64 {
 // fusions, parameters and output layout.
 //
 // Precision: x is f32 and the CPU backend computes in f32, so x is not
-// simply rounded to bf16 (that costs 2^-9: ~2e-3 relative in a matmul,
+// simply rounded to bf16 (up to 2^-8 relative per element: ~2e-3 in a matmul,
 // 1e-2 in the tiny goldens' logits). After the RMSNorm prologue (in f32),
 // each element is split into bf16 terms, hi = bf16(x), mid = bf16(x − hi),
 // lo = bf16(x − hi − mid) (each difference exact in f32), and every term
