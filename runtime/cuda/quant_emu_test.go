@@ -54,7 +54,8 @@ func quantEngine(t *testing.T, gxx, model, format string, group int) (*Backend, 
 // prompt over 16 rows is the tight one (up to 9e-5 here; the bf16 engine's
 // tiled matmuls give 5e-5 on it): the tiles sum each dot product in k
 // order, the CPU in eight or sixteen lanes, and the 3-layer model amplifies
-// the difference. Decode steps agree to 1e-6.
+// the difference. The steps of at most 16 rows (the GEMV) agree to about
+// 1e-6 (measured up to 9.8e-7) and are held to 1e-5.
 func TestEmulatedQuant(t *testing.T) {
 	gxx := useFakeDriver(t)
 	for _, c := range []struct {
@@ -93,7 +94,7 @@ func TestEmulatedQuant(t *testing.T) {
 			for i := 0; i < 5; i++ {
 				got, want := step(gpu, toks, pos), step(ref, toks, pos)
 				e := golden.RelErr(got, want)
-				if worst = max(worst, e); e > 1e-4 {
+				if worst = max(worst, e); e > 1e-5 {
 					t.Errorf("step %d (%d tokens): logits vs CPU backend: relative error %.3g", i, len(toks), e)
 				}
 				pos += len(toks)
