@@ -645,7 +645,7 @@ extern "C" __global__ void __launch_bounds__(256) KNAME(%[4]sconst %[1]s* __rest
 const (
 	moeMMAMinPairs = WarpMaxRows
 	moeMMARows     = 64
-	moeMMATerms    = 3 // bf16 terms of x, as mma.go's mmaTerms
+	moeMMATerms    = mmaTerms // bf16 terms of x (mma.go's scheme)
 )
 
 // skipIf returns s when the tensor cores take some of the kernel's experts.
@@ -786,32 +786,7 @@ extern "C" __global__ void __launch_bounds__(256) KNAME(%[7]s, float* ws, int T)
     if (s + 1 < NS) {
 %[17]s    }
     if (wm * 32 < M) {
-      // Fragments (PTX ISA m16n8k16 layouts): A rows g, g+8 of each m tile, B row g of each n tile;
-      // words 4t..4t+3 of a row are k 8t..8t+7: words 0, 1 feed the first 16-deep step, 2, 3 the second.
-      unsigned bw[4][4];
-#pragma unroll
-      for (int j = 0; j < 4; j++) pio_lds4(&wsh[B][%[18]s + g][4 * t], bw[j]);
-#pragma unroll
-      for (int p = %[19]d; p >= 0; p--) {  // the smallest term first
-        unsigned a[2][2][4];
-#pragma unroll
-        for (int i = 0; i < 2; i++)
-#pragma unroll
-          for (int h = 0; h < 2; h++) pio_lds4(&xsh[B][p][wm * 32 + i * 16 + h * 8 + g][4 * t], a[i][h]);
-#pragma unroll
-        for (int ks = 0; ks < 2; ks++)
-#pragma unroll
-          for (int i = 0; i < 2; i++) {
-            if (wm * 32 + i * 16 >= M) continue;  // no valid rows in this m tile (warp-uniform)
-            const unsigned fa[4] = {a[i][0][2 * ks], a[i][1][2 * ks], a[i][0][2 * ks + 1], a[i][1][2 * ks + 1]};
-#pragma unroll
-            for (int j = 0; j < 4; j++) {
-              const unsigned fb[2] = {bw[j][2 * ks], bw[j][2 * ks + 1]};
-              pio_mma_bf16_16816(acc[i][j], fa, fb);
-            }
-          }
-      }
-    }
+%[18]s    }
     if (s + 1 < NS) {
 %[20]s    }
     __syncthreads();
@@ -830,6 +805,6 @@ extern "C" __global__ void __launch_bounds__(256) KNAME(%[7]s, float* ws, int T)
 }
 `, name, what, moeMMAMinPairs, moeMMARows, cols, moeMMATerms, decl, fmt.Sprintf("  enum { E = %d, K = %d, H = %d, I = %d };\n", m.e, m.k, m.h, m.inter), scratch,
 		kd, nout, (kd+31)/32, wbase, xrow,
-		at(load, "0L", ""), at(store, "", "0"), indent(at(load, "(s + 1) * 32L", "")), wrowS, moeMMATerms-1,
+		at(load, "0L", ""), at(store, "", "0"), indent(at(load, "(s + 1) * 32L", "")), indent(mmaSlice("xsh", "wsh", wrowS, true)), moeMMATerms-1,
 		indent(at(store, "", "B ^ 1")), jout, col, epi)
 }
