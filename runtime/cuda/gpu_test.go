@@ -297,8 +297,8 @@ func TestGPUServeSampled(t *testing.T) {
 // continuous-batching scheduler on each backend — so decode runs batched
 // (through CUDA graphs), greedy tokens come from the backend's argmax and
 // the repeat hits the prefix cache — and checks that the CUDA backend gives
-// the CPU backend's tokens, and transformers' greedy continuation wherever
-// the CPU backend does.
+// the CPU backend's tokens, and that those are transformers' greedy
+// continuation (the golden models' continuations survive a bf16 KV cache).
 func serveParity(t *testing.T, gpu *Backend, ref runtime.Backend, g *golden.Model, blocks, bs, maxSeqs int) {
 	t.Helper()
 	var reqs []scheduler.Request
@@ -314,8 +314,8 @@ func serveParity(t *testing.T, gpu *Backend, ref runtime.Backend, g *golden.Mode
 		if len(got[i]) != len(p.Greedy) || !slices.Equal(got[i], want[i]) {
 			t.Errorf("request %d: CUDA %v, CPU %v", i, got[i], want[i])
 		}
-		if slices.Equal(want[i], p.Greedy) && !slices.Equal(got[i], p.Greedy) {
-			t.Errorf("request %d: CUDA %v, transformers %v", i, got[i], p.Greedy)
+		if !slices.Equal(want[i], p.Greedy) {
+			t.Errorf("request %d: CPU backend %v, transformers %v", i, want[i], p.Greedy)
 		}
 	}
 }
