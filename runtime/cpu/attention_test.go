@@ -313,7 +313,7 @@ func TestKVCacheDTypeRejected(t *testing.T) {
 // the block through it equals the float64 reference whose cached k and v
 // are rounded to bfloat16 (to the f32 bound, tol), through a prefill, a
 // decode step of two sequences and one token at a time; the unrounded
-// reference is further off, by the 2^-9 relative rounding of k and v.
+// reference is further off, by the up-to-2^-8 relative rounding of k and v.
 func TestBF16KVCache(t *testing.T) {
 	l := newLayer()
 	p32, p16 := l.planKV(t, ir.F32, ir.F32), l.planKV(t, ir.F32, ir.BF16)
