@@ -1,6 +1,9 @@
 package ir
 
-import "fmt"
+import (
+	"fmt"
+	"math"
+)
 
 // DType is an element type. Numbers are stored in engine files: append only.
 type DType uint8
@@ -64,4 +67,16 @@ func ParseDType(s string) (DType, error) {
 		}
 	}
 	return DInvalid, fmt.Errorf("unknown dtype %q", s)
+}
+
+// ToBF16 rounds f to bfloat16 bits, to nearest even as PyTorch and the CUDA
+// kernels' pio_st do: overflow gives ±Inf, a NaN stays a quiet NaN. The
+// build (weight conversion) and the CPU backend (bf16 KV caches) share it.
+func ToBF16(f float32) uint16 {
+	b := math.Float32bits(f)
+	if b&0x7fffffff > 0x7f800000 {
+		return uint16(b>>16) | 0x0040
+	}
+	b += 0x7fff + (b>>16)&1
+	return uint16(b >> 16)
 }

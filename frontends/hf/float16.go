@@ -1,6 +1,10 @@
 package hf
 
-import "math"
+import (
+	"math"
+
+	"github.com/inference-pio/pio/ir"
+)
 
 // BF16ToFloat32 converts a bfloat16 bit pattern to float32. The conversion is
 // exact: bfloat16 is the top half of a float32.
@@ -10,14 +14,7 @@ func BF16ToFloat32(b uint16) float32 {
 
 // Float32ToBF16 converts f to bfloat16, rounding to nearest even as PyTorch
 // does. Overflow gives ±Inf; a NaN stays a (quiet) NaN.
-func Float32ToBF16(f float32) uint16 {
-	b := math.Float32bits(f)
-	if b&0x7fffffff > 0x7f800000 {
-		return uint16(b>>16) | 0x0040
-	}
-	b += 0x7fff + (b>>16)&1
-	return uint16(b >> 16)
-}
+func Float32ToBF16(f float32) uint16 { return ir.ToBF16(f) }
 
 // F16ToFloat32 converts an IEEE 754 half-precision bit pattern to float32.
 // The conversion is exact, subnormals, infinities and NaN payloads included.

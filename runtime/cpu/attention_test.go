@@ -91,7 +91,7 @@ func (l *layer) referenceKV(tokens []int32, bf16 bool) [][]float64 {
 		if bf16 {
 			for _, r := range [][]float64{ks[i], vs[i]} {
 				for c, x := range r {
-					r[c] = float64(kern.BF16(toBF16(float32(x))))
+					r[c] = float64(kern.BF16(ir.ToBF16(float32(x))))
 				}
 			}
 		}
@@ -356,24 +356,5 @@ func TestBF16KVCache(t *testing.T) {
 	}
 	if e := maxRel(inc, flat(ra)); e > tol {
 		t.Errorf("one token per step: max relative error %.3g > %g", e, tol)
-	}
-}
-
-func TestToBF16(t *testing.T) {
-	for _, c := range []struct {
-		in   uint32
-		want uint16
-	}{
-		{0x3f800000, 0x3f80}, // 1
-		{0x3f808000, 0x3f80}, // tie, even below
-		{0x3f818000, 0x3f82}, // tie, even above
-		{0x3f808001, 0x3f81}, // above the tie
-		{0xbf807fff, 0xbf80}, // below the tie, negative
-		{0x7f7fffff, 0x7f80}, // overflow to +Inf
-		{0x7f800001, 0x7fc0}, // NaN stays NaN
-	} {
-		if got := toBF16(math.Float32frombits(c.in)); got != c.want {
-			t.Errorf("toBF16(%#08x) = %#04x, want %#04x", c.in, got, c.want)
-		}
 	}
 }

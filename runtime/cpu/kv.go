@@ -1,8 +1,7 @@
 package cpu
 
 import (
-	"math"
-
+	"github.com/inference-pio/pio/ir"
 	"github.com/inference-pio/pio/runtime/cpu/kern"
 )
 
@@ -40,7 +39,7 @@ func (p kvPool) put(off int, src []float32) {
 	if p.b16 != nil {
 		dst := p.b16[off : off+len(src)]
 		for i, x := range src {
-			dst[i] = toBF16(x)
+			dst[i] = ir.ToBF16(x)
 		}
 		return
 	}
@@ -68,15 +67,4 @@ func (p kvPool) axpy(acc []float32, a float32, off int) {
 	for c, x := range p.f32[off : off+len(acc)] {
 		acc[c] += a * x
 	}
-}
-
-// toBF16 rounds f to bfloat16 bits, to nearest even as PyTorch and the CUDA
-// kernels' pio_st do; a NaN stays a quiet NaN, overflow gives ±Inf.
-func toBF16(f float32) uint16 {
-	b := math.Float32bits(f)
-	if b&0x7fffffff > 0x7f800000 {
-		return uint16(b>>16) | 0x0040
-	}
-	b += 0x7fff + (b>>16)&1
-	return uint16(b >> 16)
 }

@@ -58,7 +58,7 @@ func mlaRefKV(ws *weightSet, g mlaGeom, toks []int32, bf16 bool) []float64 {
 		kv := lin(ws.vals["wkva"], x, g.r+g.dr, g.d)
 		if bf16 {
 			for c, v := range kv {
-				kv[c] = float64(kern.BF16(toBF16(float32(v))))
+				kv[c] = float64(kern.BF16(ir.ToBF16(float32(v))))
 			}
 		}
 		full := lin(ws.vals["wkvb"], kv[:g.r], g.heads*kd, g.r)
