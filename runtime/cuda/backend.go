@@ -647,17 +647,7 @@ func (b *Backend) Argmax() ([]int32, error) {
 	}
 	rows := int32(b.s)
 	x, out := b.a.buffers[i], b.argOut
-	params := []unsafe.Pointer{unsafe.Pointer(&x), unsafe.Pointer(&out), unsafe.Pointer(&rows)}
-	var pin goruntime.Pinner
-	pin.Pin(&params[0])
-	pin.Pin(&x)
-	pin.Pin(&out)
-	pin.Pin(&rows)
-	defer pin.Unpin()
-	if err := d.check(d.cuLaunchKernel(b.argmax, uint32(rows), 1, 1, 256, 1, 1, 0, b.stream, unsafe.Pointer(&params[0]), nil), "argmax"); err != nil {
-		return nil, err
-	}
-	if err := d.check(d.cuStreamSynchronize(b.stream), "argmax"); err != nil {
+	if err := b.runHelper(b.argmax, b.s, "argmax", unsafe.Pointer(&x), unsafe.Pointer(&out), unsafe.Pointer(&rows)); err != nil {
 		return nil, err
 	}
 	ids := make([]int32, rows)
@@ -665,6 +655,22 @@ func (b *Backend) Argmax() ([]int32, error) {
 		return nil, err
 	}
 	return ids, nil
+}
+
+// runHelper launches a sampling helper kernel (argmax, candidates) over one
+// 256-thread block per logits row, with its parameters at params (pinned
+// for the call), and waits for it.
+func (b *Backend) runHelper(fn uintptr, rows int, what string, params ...unsafe.Pointer) error {
+	var pin goruntime.Pinner
+	defer pin.Unpin()
+	pin.Pin(&params[0])
+	for _, p := range params {
+		pin.Pin(p)
+	}
+	if err := b.d.check(b.d.cuLaunchKernel(fn, uint32(rows), 1, 1, 256, 1, 1, 0, b.stream, unsafe.Pointer(&params[0]), nil), what); err != nil {
+		return err
+	}
+	return b.d.check(b.d.cuStreamSynchronize(b.stream), what)
 }
 
 // Close releases every device resource. Closing twice is harmless.

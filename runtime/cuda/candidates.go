@@ -81,18 +81,8 @@ func (b *Backend) Candidates(offsets []float32, limit int) ([]runtime.Candidates
 	}
 	x, off, recs, cnt, mx := b.a.buffers[i], c.dOff, c.dRecs, c.dMeta, c.dMeta+uint64(4*rows)
 	nrows, ncap := int32(rows), int32(c.cap)
-	params := []unsafe.Pointer{unsafe.Pointer(&x), unsafe.Pointer(&off), unsafe.Pointer(&recs), unsafe.Pointer(&cnt),
-		unsafe.Pointer(&mx), unsafe.Pointer(&nrows), unsafe.Pointer(&ncap)}
-	var pin goruntime.Pinner
-	pin.Pin(&params[0])
-	for _, p := range params {
-		pin.Pin(p)
-	}
-	defer pin.Unpin()
-	if err := d.check(d.cuLaunchKernel(c.fn, uint32(rows), 1, 1, 256, 1, 1, 0, b.stream, unsafe.Pointer(&params[0]), nil), "candidates"); err != nil {
-		return nil, 0, err
-	}
-	if err := d.check(d.cuStreamSynchronize(b.stream), "candidates"); err != nil {
+	if err := b.runHelper(c.fn, rows, "candidates", unsafe.Pointer(&x), unsafe.Pointer(&off), unsafe.Pointer(&recs), unsafe.Pointer(&cnt),
+		unsafe.Pointer(&mx), unsafe.Pointer(&nrows), unsafe.Pointer(&ncap)); err != nil {
 		return nil, 0, err
 	}
 	if err := d.check(d.cuMemcpyDtoH(unsafe.Pointer(&c.hMeta[0]), c.dMeta, uint64(8*rows)), "download candidate counts"); err != nil {
