@@ -8,6 +8,7 @@ import (
 
 	"github.com/inference-pio/pio/ir"
 	"github.com/inference-pio/pio/runtime"
+	"github.com/inference-pio/pio/runtime/cpu/kern"
 )
 
 // Options size a backend. A zero field takes its default.
@@ -156,6 +157,9 @@ var builders = map[ir.Op]func(b *Backend, s ir.Step, y tensor) (kernel, error){
 func New(p *ir.Plan, weights []Weight, opt Options) (*Backend, error) {
 	if p == nil {
 		return nil, errors.New("cpu: nil plan")
+	}
+	if err := kern.EnvError(); err != nil {
+		return nil, fmt.Errorf("cpu: %w", err)
 	}
 	opt, err := opt.withDefaults()
 	if err != nil {

@@ -2,23 +2,21 @@ package kern
 
 import "golang.org/x/sys/cpu"
 
-// useAVX2 selects the assembly kernels; tests switch it off to run the
-// portable ones on the same inputs.
-var useAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+// useAVX2 selects the assembly kernels and useAVX512 the AVX-512 dot
+// products (f32, bf16, int8, int4, fp8; the rest stays AVX2). setActive sets
+// both from the active level; tests switch them to run every level on the
+// same inputs.
+var useAVX2, useAVX512 bool
 
-// useAVX512 selects the AVX-512 dot products (f32, bf16, int8, int4, fp8);
-// the rest stays AVX2.
-var useAVX512 = useAVX2 && cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VL
-
-// Features names the instruction sets the kernels use on this CPU.
-func Features() string {
+// detectLevel is the highest level this CPU runs.
+func detectLevel() Level {
 	switch {
-	case useAVX512:
-		return "avx512+avx2+fma"
-	case useAVX2:
-		return "avx2+fma"
+	case !cpu.X86.HasAVX2 || !cpu.X86.HasFMA:
+		return Generic
+	case cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VL:
+		return AVX512
 	}
-	return "generic"
+	return AVX2
 }
 
 //go:noescape

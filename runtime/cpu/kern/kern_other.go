@@ -2,10 +2,10 @@
 
 package kern
 
-var useAVX2, useAVX512 = false, false
+var useAVX2, useAVX512 bool
 
-// Features names the instruction sets the kernels use on this CPU.
-func Features() string { return "generic" }
+// detectLevel is the highest level this CPU runs: the portable Go.
+func detectLevel() Level { return Generic }
 
 func dotF32AVX2(a, b *float32, n int) float32                                  { panic("unreachable") }
 func dotBF16AVX2(a *float32, b *uint16, n int) float32                         { panic("unreachable") }

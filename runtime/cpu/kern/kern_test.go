@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 )
 
@@ -294,4 +295,47 @@ func BenchmarkDot(b *testing.B) {
 		restore()
 	}
 	_ = sink
+}
+
+// PIO_CPU caps the level by name; an unknown name, or one above the CPU's
+// level, is refused and leaves the detected level.
+func TestLevelFromEnv(t *testing.T) {
+	for _, c := range []struct {
+		v      string
+		det    Level
+		want   Level
+		errSub string
+	}{
+		{"", AVX512, AVX512, ""},
+		{"generic", AVX512, Generic, ""},
+		{"AVX2", AVX512, AVX2, ""},
+		{" avx512 ", AVX512, AVX512, ""},
+		{"avx2", AVX2, AVX2, ""},
+		{"avx512", AVX2, AVX2, "runs kernels up to avx2"},
+		{"avx2", Generic, Generic, "runs kernels up to generic"},
+		{"neon", AVX512, AVX512, "not a kernel level"},
+	} {
+		got, err := levelFromEnv(c.v, c.det)
+		if got != c.want {
+			t.Errorf("levelFromEnv(%q, %v) = %v, want %v", c.v, c.det, got, c.want)
+		}
+		switch {
+		case c.errSub == "" && err != nil:
+			t.Errorf("levelFromEnv(%q, %v): unexpected error %v", c.v, c.det, err)
+		case c.errSub != "" && (err == nil || !strings.Contains(err.Error(), c.errSub)):
+			t.Errorf("levelFromEnv(%q, %v): error %v, want one containing %q", c.v, c.det, err, c.errSub)
+		}
+	}
+}
+
+// The active level is what PIO_CPU (or the CPU) says, and the switches the
+// kernels read follow it.
+func TestActiveLevel(t *testing.T) {
+	t.Logf("kernels: %s", Features())
+	if Active() > Detected() {
+		t.Fatalf("active level %v above the detected %v", Active(), Detected())
+	}
+	if useAVX2 != (Active() >= AVX2) || useAVX512 != (Active() >= AVX512) {
+		t.Fatalf("level %v but useAVX2=%v useAVX512=%v", Active(), useAVX2, useAVX512)
+	}
 }
