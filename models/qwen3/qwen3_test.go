@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/inference-pio/pio/compiler"
 	"github.com/inference-pio/pio/frontends/hf"
 	"github.com/inference-pio/pio/internal/golden"
 	"github.com/inference-pio/pio/ir"
@@ -15,6 +16,7 @@ import (
 	"github.com/inference-pio/pio/passes"
 	"github.com/inference-pio/pio/runtime"
 	"github.com/inference-pio/pio/runtime/cpu"
+	"github.com/inference-pio/pio/runtime/cpu/kern"
 	"github.com/inference-pio/pio/runtime/engine"
 	"github.com/inference-pio/pio/runtime/kvcache"
 	"github.com/inference-pio/pio/runtime/sample"
@@ -212,8 +214,24 @@ func abs(v float32) float32 {
 
 // Decoding token by token through the paged cache (block size 4, so blocks
 // are crossed) gives the logits of one full forward, row by row: with an
-// f32 cache, and with pioc's default bf16 engine and bf16 cache, where the
-// full forward reads the same rounded K/V through the cache.
+// f32 cache, and with pioc's default bf16 engine and bf16 cache.
+//
+// With an f32 cache the two differ only by f32 rounding: a row's
+// projections go through the GEMM micro-kernel in the 19-row forward and
+// through dot products in a 1-token decode step, which sum in different
+// orders at every kernel level. Measured up to 1.9e-6 (generic), 7.6e-7
+// (avx2), 1.3e-6 (avx512); the bound is 1e-5.
+//
+// A bf16 cache turns that f32 difference into a bf16 one: a K or V value
+// within an f32 ulp of a bf16 rounding boundary rounds one way in the full
+// forward and the other way in the decode step, a jump of one bf16 ulp
+// (2^-8 relative). Such a flip is a small part of what rounding all of K/V
+// to bf16 does, so each row is held to a fraction of that effect, measured
+// in the same run (full forward with a bf16 cache vs with an f32 cache,
+// 1.8e-3 to 8.3e-3 per row on qwen3-a). The largest ratio measured was
+// 0.029 (avx2: the 1.1e-5 to 9.7e-5 that failed the old bound of 1e-5 on
+// AVX2 machines), 5e-4 (generic), 1.6e-4 (avx512); the bound is 1/8. A wrong block or
+// position would differ by O(1), far past it.
 func TestIncrementalDecodeEqualsFullForward(t *testing.T) {
 	for _, c := range []struct{ dt, kv ir.DType }{{ir.F32, ir.F32}, {ir.BF16, ir.DInvalid}} {
 		t.Run(fmt.Sprintf("%v/kv=%s", c.dt, kvName(c.kv)), func(t *testing.T) { incrementalDecode(t, c.dt, c.kv) })
@@ -233,11 +251,34 @@ func incrementalDecode(t *testing.T, dt, kv ir.DType) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("kernels: %s", kern.Features())
 	_, be := modeltest.BuildKV(t, g.Dir, dt, kv, true, geometry)
 	p := g.Prompts[len(g.Prompts)-1]
 	fullForward(t, be, p.IDs)
 	full := slices.Clone(output(t, be, "logits"))
 	vocab := len(full) / len(p.IDs)
+
+	// bound(i) is the bound for row i: 1e-5 with an f32 cache; with a bf16
+	// cache, an eighth of what rounding K/V to bf16 does to row i.
+	bound := func(int) float64 { return 1e-5 }
+	if kv == ir.BF16 || kv == ir.DInvalid && compiler.AutoKVDType(dt, "") == ir.BF16 {
+		_, exact := modeltest.BuildKV(t, g.Dir, dt, ir.F32, true, geometry)
+		fullForward(t, exact, p.IDs)
+		f32kv := output(t, exact, "logits")
+		bound = func(i int) float64 {
+			return golden.RelErr(full[i*vocab:(i+1)*vocab], f32kv[i*vocab:(i+1)*vocab]) / 8
+		}
+	}
+	worst := 0.0 // the largest error ÷ bound, logged for re-measuring
+	defer func() { t.Logf("largest error is %.3g of its bound", worst) }()
+	check := func(what string, i int, logits []float32) {
+		t.Helper()
+		e := golden.RelErr(logits, full[i*vocab:(i+1)*vocab])
+		worst = max(worst, e/bound(i))
+		if e > bound(i) {
+			t.Errorf("%s (row %d): relative error %.3g, bound %.3g", what, i, e, bound(i))
+		}
+	}
 
 	gen := runtime.NewGenerator(be, kvcache.NewAllocator(64, 4), 64)
 	var s runtime.Sequence
@@ -247,17 +288,13 @@ func incrementalDecode(t *testing.T, dt, kv ir.DType) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e := golden.RelErr(logits, full[4*vocab:5*vocab]); e > 1e-5 {
-		t.Errorf("after the 5-token chunk: relative error %.3g", e)
-	}
+	check("after the 5-token chunk", 4, logits)
 	for i := 5; i < len(p.IDs); i++ {
 		logits, err := gen.Feed(&s, p.IDs[i:i+1])
 		if err != nil {
 			t.Fatal(err)
 		}
-		if e := golden.RelErr(logits, full[i*vocab:(i+1)*vocab]); e > 1e-5 {
-			t.Errorf("decode step at position %d: relative error %.3g", i, e)
-		}
+		check("decode step", i, logits)
 	}
 }
 
