@@ -127,6 +127,7 @@ func TestCandidatesEligibility(t *testing.T) {
 	for _, opt := range []Options{
 		{}, {Temperature: 1, RepetitionPenalty: 1.1}, {Temperature: 1, PresencePenalty: 0.5},
 		{Temperature: 1, FrequencyPenalty: -0.5}, {Temperature: 1, Logprobs: true}, {Temperature: 1, TopLogprobs: 2},
+		{Temperature: 1, LogitBias: map[int32]float32{3: -100}},
 	} {
 		s, _ := New(opt)
 		if _, ok := s.Candidates(); ok {

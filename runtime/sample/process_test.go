@@ -122,6 +122,75 @@ func TestPenaltiesGreedy(t *testing.T) {
 	}
 }
 
+// TestLogitBias: the bias moves greedy and sampled choices (-100 bans a
+// token, +100 forces one), comes after the penalties, leaves the caller's
+// logits and the reported log-probabilities (the model's) alone, and is
+// validated.
+func TestLogitBias(t *testing.T) {
+	logits := []float32{2, 1.5, 1, -1}
+	pick := func(opt Options, prompt []int32) int32 {
+		t.Helper()
+		s, err := New(opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.SetPrompt(prompt)
+		tok, err := s.Sample(logits)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	for _, c := range []struct {
+		bias map[int32]float32
+		want int32
+	}{
+		{nil, 0},
+		{map[int32]float32{0: -100}, 1},
+		{map[int32]float32{0: -100, 1: -0.6}, 2},
+		{map[int32]float32{3: 100}, 3},
+		{map[int32]float32{2: 1.01}, 2},
+	} {
+		if got := pick(Options{LogitBias: c.bias}, nil); got != c.want {
+			t.Errorf("greedy, bias %v: token %d, want %d", c.bias, got, c.want)
+		}
+	}
+	// Repetition penalty 2 on token 3 first (-1 → -2), then +4.5: 2.5 beats
+	// token 0's 2. Biasing first would give 3.5/2 = 1.75, below it.
+	if got := pick(Options{RepetitionPenalty: 2, LogitBias: map[int32]float32{3: 4.5}}, []int32{3}); got != 3 {
+		t.Errorf("penalty then bias: token %d, want 3", got)
+	}
+	if logits[0] != 2 || logits[3] != -1 {
+		t.Errorf("logits modified: %v", logits)
+	}
+	banned := drawn(t, Options{Temperature: 1.5, Seed: 3, LogitBias: map[int32]float32{0: -100}}, logits, 2000)
+	if banned[0] != 0 || len(banned) < 3 {
+		t.Errorf("sampling with token 0 banned drew %v", banned)
+	}
+	forced := drawn(t, Options{Temperature: 1.5, Seed: 3, LogitBias: map[int32]float32{3: 100}}, logits, 2000)
+	if forced[3] != 2000 {
+		t.Errorf("sampling with token 3 forced drew %v", forced)
+	}
+	s, _ := New(Options{Logprobs: true, LogitBias: map[int32]float32{3: 100}})
+	r, err := s.Next(logits)
+	lse := math.Log(math.Exp(2) + math.Exp(1.5) + math.Exp(1) + math.Exp(-1))
+	if err != nil || r.Token != 3 || math.Abs(float64(r.Logprob)-(-1-lse)) > 1e-6 {
+		t.Errorf("forced token %d logprob %v (%v), want 3 with the model's %v", r.Token, r.Logprob, err, -1-lse)
+	}
+	s, _ = New(Options{LogitBias: map[int32]float32{4: 1}})
+	if _, err := s.Next(logits); err == nil {
+		t.Error("a bias on token 4 of a 4-token row: want an error")
+	}
+	for _, b := range []map[int32]float32{{0: 100.5}, {0: -101}, {-1: 1}, {0: float32(math.NaN())}, {0: float32(math.Inf(-1))}} {
+		if _, err := New(Options{LogitBias: b}); err == nil {
+			t.Errorf("bias %v: want an error", b)
+		}
+	}
+	if _, err := New(Options{LogitBias: map[int32]float32{0: -100, 1: 100}}); err != nil {
+		t.Errorf("bias at the limits: %v", err)
+	}
+}
+
 func TestLogprobs(t *testing.T) {
 	logits := []float32{1, 3, 2, 3}
 	s, _ := New(Options{Logprobs: true, TopLogprobs: 3})

@@ -1,7 +1,7 @@
 // Package sample turns a step's logits into the next token: greedy, or
 // sampling from a seeded generator so runs are reproducible, with the
 // processing an OpenAI-style request asks for — repetition, presence and
-// frequency penalties, temperature, top-k, top-p and min-p — and the
+// frequency penalties, logit bias, temperature, top-k, top-p and min-p — and the
 // log-probabilities of the chosen and the most likely tokens.
 //
 // What it is not: it knows nothing of stop conditions or text; the
@@ -11,6 +11,7 @@ package sample
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -18,6 +19,10 @@ import (
 
 // MaxTopLogprobs is the most alternatives Options.TopLogprobs may ask for.
 const MaxTopLogprobs = 20
+
+// MaxLogitBias is the largest magnitude of an Options.LogitBias value
+// (OpenAI's range, [-100, 100]).
+const MaxLogitBias = 100
 
 // Options configure a Sampler. The zero value is greedy decoding with no
 // penalties.
@@ -40,6 +45,15 @@ type Options struct {
 	// presence penalty once, the frequency penalty once per occurrence.
 	PresencePenalty  float64
 	FrequencyPenalty float64
+	// LogitBias adds, to the logit of each token id it names, a bias in
+	// [-MaxLogitBias, MaxLogitBias] (OpenAI's logit_bias), after the
+	// penalties and before greedy selection or sampling: -100 all but bans
+	// a token, +100 all but forces it. Every id must be in the vocabulary
+	// (Next fails otherwise). A bias needs the whole row of logits, so a
+	// sampler with one is neither Greedy nor takes Candidates: its tokens
+	// never come from a backend's argmax or candidate list, which could
+	// not see a token the bias lifts from far below the best.
+	LogitBias map[int32]float32
 	// Seed makes sampling reproducible.
 	Seed uint64
 	// Logprobs asks for the log-probability of each chosen token, and
@@ -70,6 +84,14 @@ func (o Options) Validate() error {
 		return fmt.Errorf("frequency_penalty must be in [-2, 2], got %v", o.FrequencyPenalty)
 	case o.TopLogprobs < 0 || o.TopLogprobs > MaxTopLogprobs:
 		return fmt.Errorf("top_logprobs must be in [0, %d], got %d", MaxTopLogprobs, o.TopLogprobs)
+	}
+	for id, b := range o.LogitBias {
+		if id < 0 {
+			return fmt.Errorf("logit_bias: token id %d is negative", id)
+		}
+		if v := float64(b); v < -MaxLogitBias || v > MaxLogitBias || bad(v) {
+			return fmt.Errorf("logit_bias: token %d: bias must be in [-%d, %d], got %v", id, MaxLogitBias, MaxLogitBias, b)
+		}
 	}
 	return nil
 }
@@ -109,6 +131,7 @@ func New(opt Options) (*Sampler, error) {
 	if err := opt.Validate(); err != nil {
 		return nil, err
 	}
+	opt.LogitBias = maps.Clone(opt.LogitBias) // the caller may reuse its map
 	return &Sampler{
 		opt:    opt,
 		rng:    rand.New(rand.NewPCG(opt.Seed, 0x9e3779b97f4a7c15)),
@@ -147,12 +170,14 @@ func Argmax(logits []float32) int32 {
 func (s *Sampler) Greedy() bool { return s.opt.Temperature == 0 && s.rawLogits() }
 
 // rawLogits reports whether the next token depends on the row's logits
-// alone: no penalty rewrites them and no log-probability needs the whole
-// row (what Greedy and Candidates both require).
+// alone: no penalty or logit bias rewrites them and no log-probability
+// needs the whole row (what Greedy and Candidates both require). A logit
+// bias must see the whole row: it may lift a token that a backend's argmax
+// or candidate list (cut 30·T below the best) never reports.
 func (s *Sampler) rawLogits() bool {
 	o := s.opt
 	return (o.RepetitionPenalty == 0 || o.RepetitionPenalty == 1) && o.PresencePenalty == 0 && o.FrequencyPenalty == 0 &&
-		!o.Logprobs && o.TopLogprobs == 0
+		len(o.LogitBias) == 0 && !o.Logprobs && o.TopLogprobs == 0
 }
 
 // Accept records tok, the argmax of the logits computed elsewhere (only
@@ -184,7 +209,10 @@ func (s *Sampler) Next(logits []float32) (Result, error) {
 	if m := float64(maxv); math.IsNaN(m) || math.IsInf(m, 0) {
 		return Result{}, errNotFinite
 	}
-	l := s.penalized(logits)
+	l, err := s.penalized(logits)
+	if err != nil {
+		return Result{}, err
+	}
 	var tok int32
 	if s.opt.Temperature == 0 {
 		tok = Argmax(l)
@@ -199,19 +227,34 @@ func (s *Sampler) Next(logits []float32) (Result, error) {
 	return res, nil
 }
 
-// penalized returns logits with the penalties applied (logits itself when
-// none applies).
-func (s *Sampler) penalized(logits []float32) []float32 {
+// penalized returns logits with the penalties, then the logit bias,
+// applied (logits itself when none applies); a bias on a token outside
+// the row is an error.
+func (s *Sampler) penalized(logits []float32) ([]float32, error) {
 	rep := s.opt.RepetitionPenalty
 	useRep := rep != 0 && rep != 1
-	if !useRep && s.opt.PresencePenalty == 0 && s.opt.FrequencyPenalty == 0 {
-		return logits
-	}
-	if len(s.counts) == 0 && len(s.prompt) == 0 {
-		return logits
+	penalize := (useRep || s.opt.PresencePenalty != 0 || s.opt.FrequencyPenalty != 0) && (len(s.counts) > 0 || len(s.prompt) > 0)
+	if !penalize && len(s.opt.LogitBias) == 0 {
+		return logits, nil
 	}
 	s.scratch = append(s.scratch[:0], logits...)
 	l := s.scratch
+	if penalize {
+		s.penalize(l, useRep)
+	}
+	for id, b := range s.opt.LogitBias {
+		if int(id) >= len(l) {
+			return nil, fmt.Errorf("sample: logit_bias names token %d, outside the vocabulary of %d", id, len(l))
+		}
+		l[id] += b
+	}
+	return l, nil
+}
+
+// penalize applies the repetition (when useRep), presence and frequency
+// penalties to l in place.
+func (s *Sampler) penalize(l []float32, useRep bool) {
+	rep := s.opt.RepetitionPenalty
 	n := int32(len(l))
 	if useRep {
 		apply := func(id int32) {
@@ -237,7 +280,6 @@ func (s *Sampler) penalized(logits []float32) []float32 {
 			l[id] -= float32(s.opt.PresencePenalty + s.opt.FrequencyPenalty*float64(c))
 		}
 	}
-	return l
 }
 
 // draw samples from softmax(l/T) truncated by top-k, top-p and min-p, in

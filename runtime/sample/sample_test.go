@@ -58,6 +58,7 @@ func TestGreedyAccept(t *testing.T) {
 		{Options{PresencePenalty: 0.5}, false},
 		{Options{FrequencyPenalty: -0.5}, false},
 		{Options{Logprobs: true}, false},
+		{Options{LogitBias: map[int32]float32{4: 1}}, false},
 		{Options{TopLogprobs: 2}, false},
 	} {
 		s, err := New(c.opt)

@@ -2,8 +2,10 @@ package scheduler
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -188,5 +190,60 @@ func TestBackendCandidates(t *testing.T) {
 	serveAll(t, f, cfg, []Request{listed[2]})
 	if f.argmaxes == 0 || f.cands != 0 || f.outputs != 0 {
 		t.Errorf("greedy only: %d argmaxes, %d candidate lists, %d logits downloads", f.argmaxes, f.cands, f.outputs)
+	}
+}
+
+// TestLogitBiasTakesLogits: a request with a logit bias, greedy or
+// sampled, given in its options or through WithLogitBias, never takes a
+// backend's argmax or candidates — the bias lifts a token from far below
+// the best, which neither reports — and its tokens show the bias; a bias
+// outside the vocabulary is refused at Submit.
+func TestLogitBiasTakesLogits(t *testing.T) {
+	cfg := Config{MaxStepTokens: 16, MaxSeqs: 4, VocabSize: vocab}
+	const forced = 40
+	// The spread model puts token forced ~20 logits below the best at most
+	// steps: outside any temperature-0.5 candidate list.
+	bias := map[int32]float32{forced: 100}
+	for _, c := range []struct {
+		name string
+		opt  sample.Options
+		ctx  bool
+	}{
+		{"greedy", sample.Options{LogitBias: bias}, false},
+		{"greedy, bias from the context", sample.Options{}, true},
+		{"sampled", sample.Options{Temperature: 0.5, Seed: 3, LogitBias: bias}, false},
+	} {
+		f := &candBackend{spreadBackend: spreadBackend{fakeBackend: newFake(128, 4, cfg.MaxStepTokens, cfg.MaxSeqs)}}
+		s, err := New(f, kvcache.NewAllocator(128, 4), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		if c.ctx {
+			ctx = WithLogitBias(ctx, bias)
+		}
+		st, err := s.Submit(ctx, Request{Prompt: prompt(9, 1), MaxTokens: 6, Sample: c.opt})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _, err := collect(t, st)
+		stats := s.Stats()
+		s.Close()
+		if err != nil || !slices.Equal(got, slices.Repeat([]int32{forced}, 6)) {
+			t.Errorf("%s: %v %v, want token %d six times", c.name, got, err, forced)
+		}
+		if f.argmaxes != 0 || f.cands != 0 || stats.FromLogits != 6 || stats.FromCandidates != 0 {
+			t.Errorf("%s: %d argmaxes, %d candidate lists, %d tokens from logits; want 0, 0, 6", c.name, f.argmaxes, f.cands, stats.FromLogits)
+		}
+	}
+	s, _, _ := newSched(t, 8, 4, cfg)
+	for _, ctx := range []context.Context{context.Background(), WithLogitBias(context.Background(), map[int32]float32{vocab: 1})} {
+		r := Request{Prompt: []int32{1}, MaxTokens: 1}
+		if ctx == context.Background() {
+			r.Sample.LogitBias = map[int32]float32{vocab: -1}
+		}
+		if _, err := s.Submit(ctx, r); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "logit_bias") {
+			t.Errorf("bias on token %d: %v, want ErrInvalid naming logit_bias", vocab, err)
+		}
 	}
 }

@@ -239,6 +239,16 @@ func (s *Scheduler) Submit(ctx context.Context, req Request) (*Stream, error) {
 	if n := len(req.Prompt) + 1; n > s.cfg.MaxModelLen {
 		return nil, fmt.Errorf("%w: prompt of %d tokens, room for %d positions", ErrTooLong, len(req.Prompt), s.cfg.MaxModelLen)
 	}
+	if req.Sample.LogitBias == nil {
+		req.Sample.LogitBias = logitBiasFrom(ctx)
+	}
+	if s.cfg.VocabSize > 0 {
+		for id := range req.Sample.LogitBias {
+			if int(id) >= s.cfg.VocabSize {
+				return nil, fmt.Errorf("%w: logit_bias names token %d, outside the vocabulary [0, %d)", ErrInvalid, id, s.cfg.VocabSize)
+			}
+		}
+	}
 	smp, err := sample.New(req.Sample)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
@@ -270,6 +280,25 @@ func (s *Scheduler) Submit(ctx context.Context, req Request) (*Stream, error) {
 	s.mu.Unlock()
 	s.kick()
 	return q.stream, nil
+}
+
+type logitBiasKey struct{}
+
+// WithLogitBias returns a context that makes Submit give a request
+// without its own Sample.LogitBias this bias (sample.Options.LogitBias).
+// It lets a serving layer pass OpenAI's logit_bias through callers that
+// build the Request without a field for it (pio.GenerateOptions has none
+// yet); a caller that builds the Request itself sets Sample.LogitBias.
+func WithLogitBias(ctx context.Context, bias map[int32]float32) context.Context {
+	if len(bias) == 0 {
+		return ctx
+	}
+	return context.WithValue(ctx, logitBiasKey{}, bias)
+}
+
+func logitBiasFrom(ctx context.Context) map[int32]float32 {
+	b, _ := ctx.Value(logitBiasKey{}).(map[int32]float32)
+	return b
 }
 
 func (s *Scheduler) kick() {
@@ -568,7 +597,9 @@ type results struct {
 // logits); each row's sampling candidates when it offers them and every
 // sampled row is greedy or samples without penalties and log-probabilities
 // (runtime.Candidater: the tokens within 30 nats of the best); else the
-// logits.
+// logits. A row with a logit bias is neither greedy nor a candidates row
+// (sample.Sampler.Greedy, Candidates): the bias may lift a token neither
+// reports, so its step downloads the logits.
 func (s *Scheduler) results() (results, error) {
 	sampled, greedy, cand := false, true, s.cfg.MaxCandidates > 0
 	s.offsets = s.offsets[:0]
