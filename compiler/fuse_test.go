@@ -7,6 +7,7 @@ import (
 
 	"github.com/inference-pio/pio/compiler"
 	"github.com/inference-pio/pio/internal/golden"
+	"github.com/inference-pio/pio/internal/tolerance"
 	"github.com/inference-pio/pio/ir"
 	"github.com/inference-pio/pio/runtime"
 	"github.com/inference-pio/pio/runtime/cpu"
@@ -88,7 +89,7 @@ func TestFusedMatchesUnfusedAllGoldens(t *testing.T) {
 					if err1 != nil || err2 != nil {
 						t.Fatalf("output %q: %v, %v", o.Name, err1, err2)
 					}
-					if e := golden.RelErr(got, want); e > 1e-5 {
+					if e := golden.RelErr(got, want); !tolerance.Within(t, e, 1e-5) {
 						t.Errorf("prompt %d %s: fused vs unfused relative error %.3g", pi, o.Name, e)
 					}
 				}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"github.com/inference-pio/pio/internal/golden"
+	"github.com/inference-pio/pio/internal/tolerance"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -95,7 +96,7 @@ func CheckGolden(t testing.TB, be runtime.Backend, opt cpu.Options, pi int, p go
 	Forward(t, be, opt, p.IDs)
 	check := func(name string, want []float32) {
 		t.Helper()
-		if e := golden.RelErr(Output(t, be, name), want); e > tol {
+		if e := golden.RelErr(Output(t, be, name), want); !tolerance.Within(t, e, tol) {
 			t.Errorf("prompt %d %s: relative error %.3g > %.3g", pi, name, e, tol)
 		}
 	}

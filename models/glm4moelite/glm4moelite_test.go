@@ -3,6 +3,7 @@ package glm4moelite_test
 import (
 	"context"
 	"github.com/inference-pio/pio/internal/modeltest"
+	"github.com/inference-pio/pio/internal/tolerance"
 	"os"
 	"path/filepath"
 	"slices"
@@ -188,7 +189,7 @@ func TestGoldenFused(t *testing.T) {
 	gen := runtime.NewGenerator(be, kvcache.NewAllocator(64, 4), 64)
 	for pi, p := range g.Prompts {
 		fullForward(t, be, p.IDs)
-		if e := golden.RelErr(output(t, be, "logits"), p.Logits); e > tol {
+		if e := golden.RelErr(output(t, be, "logits"), p.Logits); !tolerance.Within(t, e, tol) {
 			t.Errorf("prompt %d logits: relative error %.3g > %.3g", pi, e, tol)
 		}
 		got, err := gen.Generate(context.Background(), p.IDs, runtime.GenerateOptions{MaxTokens: len(p.Greedy)}, nil)
@@ -220,7 +221,7 @@ func TestIncrementalDecodeEqualsFullForward(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e := golden.RelErr(logits, full[4*vocab:5*vocab]); e > 1e-5 {
+	if e := golden.RelErr(logits, full[4*vocab:5*vocab]); !tolerance.Within(t, e, 1e-5) {
 		t.Errorf("after the 5-token chunk: relative error %.3g", e)
 	}
 	for i := 5; i < len(p.IDs); i++ {
@@ -228,7 +229,7 @@ func TestIncrementalDecodeEqualsFullForward(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if e := golden.RelErr(logits, full[i*vocab:(i+1)*vocab]); e > 1e-5 {
+		if e := golden.RelErr(logits, full[i*vocab:(i+1)*vocab]); !tolerance.Within(t, e, 1e-5) {
 			t.Errorf("decode step at position %d: relative error %.3g", i, e)
 		}
 	}

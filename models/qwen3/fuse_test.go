@@ -10,6 +10,7 @@ import (
 	"github.com/inference-pio/pio/compiler"
 	"github.com/inference-pio/pio/frontends/hf"
 	"github.com/inference-pio/pio/internal/golden"
+	"github.com/inference-pio/pio/internal/tolerance"
 	"github.com/inference-pio/pio/ir"
 	"github.com/inference-pio/pio/models"
 	"github.com/inference-pio/pio/passes"
@@ -73,7 +74,7 @@ func TestFusedMatchesUnfused(t *testing.T) {
 						fullForward(t, fused, p.IDs)
 						fullForward(t, plain, p.IDs)
 						for _, name := range names {
-							if e := golden.RelErr(output(t, fused, name), output(t, plain, name)); e > tol {
+							if e := golden.RelErr(output(t, fused, name), output(t, plain, name)); !tolerance.Within(t, e, tol) {
 								t.Errorf("prompt %d %s: fused vs unfused relative error %.3g > %g", pi, name, e, tol)
 							}
 						}

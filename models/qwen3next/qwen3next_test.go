@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"github.com/inference-pio/pio/internal/modeltest"
+	"github.com/inference-pio/pio/internal/tolerance"
 	"go/parser"
 	"go/token"
 	"os"
@@ -193,7 +194,7 @@ func TestGolden(t *testing.T) {
 				for pi, p := range g.Prompts {
 					forward(t, be, p.IDs)
 					check := func(what string, got, want []float32) {
-						if e := golden.RelErr(got, want); e > tol {
+						if e := golden.RelErr(got, want); !tolerance.Within(t, e, tol) {
 							t.Errorf("prompt %d (%d tokens) %s: relative error %.3g > %.3g", pi, len(p.IDs), what, e, tol)
 						}
 					}
@@ -248,7 +249,7 @@ func TestDecodeAfterPrefillEqualsFullForward(t *testing.T) {
 					t.Fatal(err)
 				}
 				at += n
-				if e := golden.RelErr(logits, full[(at-1)*vocab:at*vocab]); e > 1e-5 {
+				if e := golden.RelErr(logits, full[(at-1)*vocab:at*vocab]); !tolerance.Within(t, e, 1e-5) {
 					t.Errorf("after a run of %d ending at position %d: relative error %.3g", n, at-1, e)
 				}
 			}
@@ -280,7 +281,7 @@ func TestBatchEqualsAlone(t *testing.T) {
 			got := output(t, be, "logits")
 			off := 0
 			for i, want := range alone {
-				if e := golden.RelErr(got[off:off+len(want)], want); e > 1e-5 {
+				if e := golden.RelErr(got[off:off+len(want)], want); !tolerance.Within(t, e, 1e-5) {
 					t.Errorf("prompt %d in the batch: relative error %.3g", i, e)
 				}
 				off += len(want)

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/inference-pio/pio/internal/tolerance"
 	"github.com/inference-pio/pio/ir"
 	"github.com/inference-pio/pio/runtime"
 	"github.com/inference-pio/pio/runtime/cpu/kern"
@@ -146,21 +147,21 @@ func TestAttentionMatchesReference(t *testing.T) {
 		t.Fatalf("hidden shape %v, want [12 %d]", shape, l.H)
 	}
 	want := append(l.reference(a[:7]), l.reference(c[:5])...)
-	if e := maxRel(got, flat(want)); e > tol {
+	if e := maxRel(got, flat(want)); !tolerance.Within(t, e, tol) {
 		t.Errorf("prefill: max relative error %.3g > %g", e, tol)
 	}
 	last, shape := output(t, be, "last")
 	if shape[0] != 2 {
 		t.Fatalf("last shape %v, want [2 %d]", shape, l.H)
 	}
-	if e := maxRel(last, flat([][]float64{want[6], want[11]})); e > tol {
+	if e := maxRel(last, flat([][]float64{want[6], want[11]})); !tolerance.Within(t, e, tol) {
 		t.Errorf("prefill last rows: max relative error %.3g > %g", e, tol)
 	}
 
 	step(t, be, makeBatch(chunk{ba, 7, a[7:9]}, chunk{bc, 5, c[5:6]}))
 	got, _ = output(t, be, "hidden")
 	ra, rc := l.reference(a), l.reference(c)
-	if e := maxRel(got, flat([][]float64{ra[7], ra[8], rc[5]})); e > tol {
+	if e := maxRel(got, flat([][]float64{ra[7], ra[8], rc[5]})); !tolerance.Within(t, e, tol) {
 		t.Errorf("decode: max relative error %.3g > %g", e, tol)
 	}
 }
@@ -194,11 +195,11 @@ func TestPrefillEqualsDecode(t *testing.T) {
 	}
 	for name, got := range map[string][]float32{"one token per step": run(ones...), "chunks 3+5+3": run(3, 5, 3)} {
 		// Rows of few tokens take the matmul's row path, so the last bits may differ.
-		if e := maxRel(got, f64s(prefill)); e > 1e-6 {
+		if e := maxRel(got, f64s(prefill)); !tolerance.Within(t, e, 1e-6) {
 			t.Errorf("%s vs prefill: max relative error %.3g", name, e)
 		}
 	}
-	if e := maxRel(prefill, flat(l.reference(tokens))); e > tol {
+	if e := maxRel(prefill, flat(l.reference(tokens))); !tolerance.Within(t, e, tol) {
 		t.Errorf("prefill vs reference: max relative error %.3g > %g", e, tol)
 	}
 }
@@ -240,7 +241,7 @@ func TestBatchEqualsAlone(t *testing.T) {
 	want = append(want, aloneC[7*H:9*H]...)
 	want = append(want, aloneC[9*H:]...)
 	want = append(want, aloneA[7*H:]...)
-	if e := maxRel(together, f64s(want)); e > 1e-6 {
+	if e := maxRel(together, f64s(want)); !tolerance.Within(t, e, 1e-6) {
 		t.Errorf("batched vs alone: max relative error %.3g", e)
 	}
 	// Each output element is computed by one worker in a fixed order.
@@ -333,7 +334,7 @@ func TestBF16KVCache(t *testing.T) {
 	ra, rc := l.referenceKV(a, true), l.referenceKV(c, true)
 	step(t, be16, makeBatch(chunk{ba, 0, a[:7]}, chunk{bc, 0, c[:5]}))
 	got, _ := output(t, be16, "hidden")
-	if e := maxRel(got, flat(append(ra[:7:7], rc[:5]...))); e > tol {
+	if e := maxRel(got, flat(append(ra[:7:7], rc[:5]...))); !tolerance.Within(t, e, tol) {
 		t.Errorf("prefill: max relative error %.3g > %g vs the bf16-rounded reference", e, tol)
 	}
 	unrounded := append(l.reference(a)[:7:7], l.reference(c)[:5]...)
@@ -342,7 +343,7 @@ func TestBF16KVCache(t *testing.T) {
 	}
 	step(t, be16, makeBatch(chunk{ba, 7, a[7:9]}, chunk{bc, 5, c[5:6]}))
 	got, _ = output(t, be16, "hidden")
-	if e := maxRel(got, flat([][]float64{ra[7], ra[8], rc[5]})); e > tol {
+	if e := maxRel(got, flat([][]float64{ra[7], ra[8], rc[5]})); !tolerance.Within(t, e, tol) {
 		t.Errorf("decode: max relative error %.3g > %g", e, tol)
 	}
 
@@ -354,7 +355,7 @@ func TestBF16KVCache(t *testing.T) {
 		o, _ := output(t, one, "hidden")
 		inc = append(inc, o...)
 	}
-	if e := maxRel(inc, flat(ra)); e > tol {
+	if e := maxRel(inc, flat(ra)); !tolerance.Within(t, e, tol) {
 		t.Errorf("one token per step: max relative error %.3g > %g", e, tol)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/inference-pio/pio/internal/tolerance"
 	"github.com/inference-pio/pio/ir"
 	"github.com/inference-pio/pio/runtime"
 )
@@ -158,10 +159,10 @@ func TestGatedDeltaRuleMatchesRecurrence(t *testing.T) {
 			wantConv, wantO := ref.step(t, be, cw)
 			gotConv, _ := output(t, be, "conv")
 			gotO, _ := output(t, be, "o")
-			if e := maxRel(gotConv, wantConv); e > 1e-5 {
+			if e := maxRel(gotConv, wantConv); !tolerance.Within(t, e, 1e-5) {
 				t.Errorf("chunk %d, run of %d at %d: conv relative error %.3g", chunkLen, n, pos, e)
 			}
-			if e := maxRel(gotO, wantO); e > 2e-5 {
+			if e := maxRel(gotO, wantO); !tolerance.Within(t, e, 2e-5) {
 				t.Errorf("chunk %d, run of %d at %d: delta rule relative error %.3g", chunkLen, n, pos, e)
 			}
 			pos += n
@@ -183,7 +184,7 @@ func TestDeltaNetDecay(t *testing.T) {
 		x := float64(av + dtb[i%dnHv])
 		want[i] = -math.Exp(float64(alog[i%dnHv])) * math.Log1p(math.Exp(x))
 	}
-	if e := maxRel(g, want); e > 1e-6 {
+	if e := maxRel(g, want); !tolerance.Within(t, e, 1e-6) {
 		t.Errorf("decay relative error %.3g", e)
 	}
 }
@@ -208,10 +209,10 @@ func TestDeltaNetSlots(t *testing.T) {
 	step(t, be, bt)
 	o, _ := output(t, be, "o")
 	nb := len(bTok) * dnHv * dnDv
-	if e := maxRel(o[:nb], f64s(wantB)); e > 1e-6 {
+	if e := maxRel(o[:nb], f64s(wantB)); !tolerance.Within(t, e, 1e-6) {
 		t.Errorf("sequence in a reused slot: relative error %.3g", e)
 	}
-	if e := maxRel(o[nb:], f64s(wantA)); e > 1e-6 {
+	if e := maxRel(o[nb:], f64s(wantA)); !tolerance.Within(t, e, 1e-6) {
 		t.Errorf("batched with another sequence: relative error %.3g", e)
 	}
 }
@@ -253,7 +254,7 @@ func TestDeltaNetStateContinuity(t *testing.T) {
 	got, _ := output(t, be, "o")
 	step(t, be, oneSeq(0, toks[:20], 1))
 	want, _ := output(t, be, "o")
-	if e := maxRel(got, f64s(want[10*dnHv*dnDv:])); e > 1e-5 {
+	if e := maxRel(got, f64s(want[10*dnHv*dnDv:])); !tolerance.Within(t, e, 1e-5) {
 		t.Errorf("continuation after rejected steps: relative error %.3g", e)
 	}
 }

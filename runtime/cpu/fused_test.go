@@ -6,6 +6,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/inference-pio/pio/internal/tolerance"
 	"github.com/inference-pio/pio/ir"
 	"github.com/inference-pio/pio/passes"
 	"github.com/inference-pio/pio/runtime"
@@ -197,7 +198,7 @@ func TestFusedKernelsMatchUnfused(t *testing.T) {
 					if !slices.Equal(gs, wsh) {
 						t.Fatalf("step %d %s: shape %v vs %v", si, name, gs, wsh)
 					}
-					if e := maxRel(got, f64s(want)); e > 1e-5 {
+					if e := maxRel(got, f64s(want)); !tolerance.Within(t, e, 1e-5) {
 						t.Errorf("step %d %s: fused vs unfused max relative error %.3g", si, name, e)
 					}
 				}
@@ -284,7 +285,7 @@ func TestMoERoutedMatchesUnfused(t *testing.T) {
 				step(t, plain, bt)
 				got, _ := output(t, fused, "y")
 				want, _ := output(t, plain, "y")
-				if e := maxRel(got, f64s(want)); e > 1e-5 {
+				if e := maxRel(got, f64s(want)); !tolerance.Within(t, e, 1e-5) {
 					t.Errorf("%d tokens: fused vs unfused max relative error %.3g", n, e)
 				}
 				if a := testing.AllocsPerRun(5, func() { step(t, fused, bt) }); a != 0 {

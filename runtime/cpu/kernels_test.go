@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/inference-pio/pio/internal/tolerance"
 	"github.com/inference-pio/pio/ir"
 	"github.com/inference-pio/pio/runtime"
 )
@@ -75,7 +76,7 @@ func TestKernels(t *testing.T) {
 					step(t, be, makeBatch(chunk{start: 0, tokens: tokens}))
 					got, _ := output(t, be, "out")
 					xs, ys := ws.rows("x", tokens), ws.rows("y", tokens)
-					if e := maxRel(got, tc.ref(ws, xs, ys)); e > tol {
+					if e := maxRel(got, tc.ref(ws, xs, ys)); !tolerance.Within(t, e, tol) {
 						t.Errorf("max relative error %.3g > %g", e, tol)
 					}
 				})
@@ -166,7 +167,7 @@ func TestRoPE(t *testing.T) {
 						want = append(want, out...)
 					}
 				}
-				if e := maxRel(got, want); e > tol {
+				if e := maxRel(got, want); !tolerance.Within(t, e, tol) {
 					t.Errorf("max relative error %.3g > %g", e, tol)
 				}
 				for i := range got { // pass-through channels are copied exactly

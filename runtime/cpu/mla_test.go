@@ -4,6 +4,7 @@ import (
 	"math"
 	"testing"
 
+	"github.com/inference-pio/pio/internal/tolerance"
 	"github.com/inference-pio/pio/ir"
 	"github.com/inference-pio/pio/runtime/cpu/kern"
 )
@@ -112,7 +113,7 @@ func TestMLAAbsorbedEqualsExpanded(t *testing.T) {
 		blocks := []int32{5, 2, 7}
 		step(t, be, makeBatch(chunk{blocks: blocks, tokens: toks}))
 		full, _ := output(t, be, "o")
-		if e := maxRel(full, want); e > 1e-5 {
+		if e := maxRel(full, want); !tolerance.Within(t, e, 1e-5) {
 			t.Errorf("%v: full step: relative error %.3g", dt, e)
 		}
 		row := g.heads * g.dv
@@ -123,10 +124,10 @@ func TestMLAAbsorbedEqualsExpanded(t *testing.T) {
 			o, _ := output(t, be, "o")
 			got = append(got, o...)
 		}
-		if e := maxRel(got, want); e > 1e-5 {
+		if e := maxRel(got, want); !tolerance.Within(t, e, 1e-5) {
 			t.Errorf("%v: incremental: relative error %.3g", dt, e)
 		}
-		if e := maxRel(got[len(got)-row:], want[len(want)-row:]); e > 1e-5 {
+		if e := maxRel(got[len(got)-row:], want[len(want)-row:]); !tolerance.Within(t, e, 1e-5) {
 			t.Errorf("%v: last decode step: relative error %.3g", dt, e)
 		}
 	}
@@ -175,7 +176,7 @@ func TestMLABF16Cache(t *testing.T) {
 	blocks := []int32{5, 2, 7}
 	step(t, be, makeBatch(chunk{blocks: blocks, tokens: toks}))
 	full, _ := output(t, be, "o")
-	if e := maxRel(full, want); e > 1e-5 {
+	if e := maxRel(full, want); !tolerance.Within(t, e, 1e-5) {
 		t.Errorf("full step: relative error %.3g vs the bf16-rounded reference", e)
 	}
 	if e := maxRel(full, mlaRef(ws, g, toks)); e <= 1e-5 {
@@ -188,7 +189,7 @@ func TestMLABF16Cache(t *testing.T) {
 		o, _ := output(t, one, "o")
 		got = append(got, o...)
 	}
-	if e := maxRel(got, want); e > 1e-5 {
+	if e := maxRel(got, want); !tolerance.Within(t, e, 1e-5) {
 		t.Errorf("one token per step: relative error %.3g", e)
 	}
 }

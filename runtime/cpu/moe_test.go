@@ -6,6 +6,7 @@ import (
 	"sort"
 	"testing"
 
+	"github.com/inference-pio/pio/internal/tolerance"
 	"github.com/inference-pio/pio/ir"
 )
 
@@ -147,12 +148,12 @@ func TestMoEAgainstReference(t *testing.T) {
 						break
 					}
 				}
-				if e := maxRel(wts[i*tc.g.k:(i+1)*tc.g.k], rw); e > 1e-6 {
+				if e := maxRel(wts[i*tc.g.k:(i+1)*tc.g.k], rw); !tolerance.Within(t, e, 1e-6) {
 					t.Errorf("token %d: weights %v, want %v", i, wts[i*tc.g.k:(i+1)*tc.g.k], rw)
 				}
 				wantY = append(wantY, ry...)
 			}
-			if e := maxRel(y, wantY); e > 1e-5 {
+			if e := maxRel(y, wantY); !tolerance.Within(t, e, 1e-5) {
 				t.Errorf("moe output: relative error %.3g", e)
 			}
 		})

@@ -9,6 +9,7 @@ import (
 	"github.com/inference-pio/pio/compiler"
 	"github.com/inference-pio/pio/frontends/hf"
 	"github.com/inference-pio/pio/frontends/image"
+	"github.com/inference-pio/pio/internal/tolerance"
 	"github.com/inference-pio/pio/ir"
 	"github.com/inference-pio/pio/models/qwen3vl"
 	"github.com/inference-pio/pio/runtime"
@@ -146,7 +147,7 @@ func TestQwen3VLMatchesTransformers(t *testing.T) {
 		{qwen3vl.OutDeep + "0", "vision.deepstack.0"}, {qwen3vl.OutDeep + "1", "vision.deepstack.1"}, {qwen3vl.OutDeep + "2", "vision.deepstack.2"},
 	} {
 		got, _ := output(t, vb, c.ours)
-		if e := maxRel(got, goldenF32(t, gf, c.hf)); e > tol {
+		if e := maxRel(got, goldenF32(t, gf, c.hf)); !tolerance.Within(t, e, tol) {
 			t.Errorf("%s vs %s: rel err %.3g", c.ours, c.hf, e)
 		} else {
 			t.Logf("%s: rel err %.3g", c.ours, e)
@@ -177,13 +178,13 @@ func TestQwen3VLMatchesTransformers(t *testing.T) {
 	step(t, tb, bt)
 	for i := 0; i < cfg.Text.Layers; i++ {
 		got, _ := output(t, tb, "hidden."+strconv.Itoa(i))
-		if e := maxRel(got, goldenF32(t, gf, "hidden."+strconv.Itoa(i))); e > tol {
+		if e := maxRel(got, goldenF32(t, gf, "hidden."+strconv.Itoa(i))); !tolerance.Within(t, e, tol) {
 			t.Errorf("hidden.%d: rel err %.3g", i, e)
 		}
 	}
 	for _, n := range []string{"norm", "logits"} {
 		got, _ := output(t, tb, n)
-		if e := maxRel(got, goldenF32(t, gf, n)); e > tol {
+		if e := maxRel(got, goldenF32(t, gf, n)); !tolerance.Within(t, e, tol) {
 			t.Errorf("%s: rel err %.3g", n, e)
 		} else {
 			t.Logf("%s: rel err %.3g", n, e)

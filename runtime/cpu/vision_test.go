@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/inference-pio/pio/internal/tolerance"
 	"github.com/inference-pio/pio/ir"
 	"github.com/inference-pio/pio/runtime"
 )
@@ -57,7 +58,7 @@ func TestLayerNormGELUBias(t *testing.T) {
 			want[r*d+i] = (float64(x[r*d+i])-m)/math.Sqrt(v+1e-6)*float64(w[i]) + float64(bias[i])
 		}
 	}
-	if e := maxRel(y, want); e > 1e-6 {
+	if e := maxRel(y, want); !tolerance.Within(t, e, 1e-6) {
 		t.Errorf("layer_norm: rel err %g", e)
 	}
 
@@ -124,7 +125,7 @@ func TestSegmentAttention(t *testing.T) {
 			}
 		}
 	}
-	if e := maxRel(y, want); e > 1e-6 {
+	if e := maxRel(y, want); !tolerance.Within(t, e, 1e-6) {
 		t.Errorf("segment_attention: rel err %g", e)
 	}
 	kr.seg = i32T([]int32{1, 2, 1, 1, 1}, ir.T)

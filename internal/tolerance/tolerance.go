@@ -1,0 +1,63 @@
+// Package tolerance checks a test's measured numeric error against its
+// bound and, when asked, records every check so that the bounds can be
+// re-measured at each CPU kernel level.
+//
+// Bounds in this repository are set from measurements at every kernel level
+// (PIO_CPU=generic|avx2|avx512), never from one machine. Tests compare
+// through Within; `make tolerances` runs the numeric packages once per level
+// with PIO_TOL_LOG set and prints, for each check, the largest error
+// measured at each level as a fraction of its bound (scripts/tolerances.sh).
+package tolerance
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+)
+
+// LogEnv names the environment variable holding the file that Within
+// appends its records to; unset, nothing is recorded.
+const LogEnv = "PIO_TOL_LOG"
+
+var mu sync.Mutex
+
+// Within reports whether err ≤ bound (the caller reports a failure in its
+// own words), and records the check when PIO_TOL_LOG names a file: one
+// tab-separated line of the caller's file:line, the test name, err and
+// bound. A NaN err is never within its bound.
+func Within(t testing.TB, err, bound float64) bool {
+	t.Helper()
+	if path := os.Getenv(LogEnv); path != "" {
+		_, file, line, _ := runtime.Caller(1)
+		record(t, path, fmt.Sprintf("%s:%d\t%s\t%g\t%g\n", rel(file), line, t.Name(), err, bound))
+	}
+	return err <= bound
+}
+
+// rel shortens a source path to the part under the module root, so that
+// records from different packages read alike.
+func rel(file string) string {
+	dir, base := filepath.Split(file)
+	pkg := filepath.Base(dir)
+	if up := filepath.Base(filepath.Dir(filepath.Clean(dir))); up != "." && up != "/" {
+		return up + "/" + pkg + "/" + base
+	}
+	return pkg + "/" + base
+}
+
+func record(t testing.TB, path, line string) {
+	mu.Lock()
+	defer mu.Unlock()
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Errorf("%s: %v", LogEnv, err)
+		return
+	}
+	defer f.Close()
+	if _, err := f.WriteString(line); err != nil {
+		t.Errorf("%s: %v", LogEnv, err)
+	}
+}
