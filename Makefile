@@ -6,7 +6,7 @@ ENGINE    := build/demo.pio
 GOFLAGS_STATIC := CGO_ENABLED=0
 FUZZTIME  ?= 10s
 
-.PHONY: all build demo test vet fmt-check fuzz golden generate clean tokenizer-data tokenizer-golden bench cuda-check gpu-check-prep gpu-check
+.PHONY: all build demo test test-levels tolerances cross-arm64 vet fmt-check fuzz golden generate clean tokenizer-data tokenizer-golden bench cuda-check gpu-check-prep gpu-check
 
 all: build
 
@@ -25,6 +25,29 @@ demo: build
 TEST_TIMEOUT ?= 25m
 test: fmt-check vet
 	$(GO) test -timeout $(TEST_TIMEOUT) ./...
+
+# The numeric packages again at each CPU kernel level below this CPU's own
+# (make test ran that one): PIO_CPU=generic|avx2 force the paths that other
+# machines take (scripts/cpu-levels.sh lists this machine's levels). The
+# long CUDA emulation (runtime/cuda) runs once, in make test.
+NUMERIC_PKGS ?= ./runtime/cpu/... ./models/... ./compiler ./pio
+test-levels:
+	@levels=$$(sh scripts/cpu-levels.sh); top=$$(echo "$$levels" | tail -1); \
+	for l in $$levels; do [ $$l = $$top ] && continue; \
+		echo "PIO_CPU=$$l go test $(NUMERIC_PKGS)"; \
+		PIO_CPU=$$l $(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(NUMERIC_PKGS) || exit 1; \
+	done
+
+# Every tolerance check of the numeric packages at every kernel level here:
+# the largest error measured at each level as a fraction of its bound.
+tolerances:
+	@sh scripts/tolerances.sh $(NUMERIC_PKGS)
+
+# The portable (non-amd64) path: arm64 builds, vets, and its tests compile.
+cross-arm64:
+	GOARCH=arm64 $(GO) vet ./...
+	GOARCH=arm64 CGO_ENABLED=0 $(GO) build ./...
+	GOARCH=arm64 $(GO) test -count=1 -run '^$$' ./... >/dev/null
 
 vet:
 	$(GO) vet ./...
