@@ -13,6 +13,7 @@ import (
 	"github.com/inference-pio/pio/ir"
 	"github.com/inference-pio/pio/runtime"
 	"github.com/inference-pio/pio/runtime/cpu"
+	"github.com/inference-pio/pio/runtime/cpu/kern"
 	"github.com/inference-pio/pio/runtime/engine"
 	"github.com/inference-pio/pio/runtime/kvcache"
 )
@@ -50,6 +51,7 @@ func BuildKV(t testing.TB, dir string, dt, kv ir.DType, taps bool, opt cpu.Optio
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { be.Close() })
+	t.Logf("cpu backend, kernels %s", kern.Features()) // which level a failure ran at
 	return e, be
 }
 

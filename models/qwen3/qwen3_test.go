@@ -17,7 +17,6 @@ import (
 	"github.com/inference-pio/pio/passes"
 	"github.com/inference-pio/pio/runtime"
 	"github.com/inference-pio/pio/runtime/cpu"
-	"github.com/inference-pio/pio/runtime/cpu/kern"
 	"github.com/inference-pio/pio/runtime/engine"
 	"github.com/inference-pio/pio/runtime/kvcache"
 	"github.com/inference-pio/pio/runtime/sample"
@@ -252,7 +251,6 @@ func incrementalDecode(t *testing.T, dt, kv ir.DType) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("kernels: %s", kern.Features())
 	_, be := modeltest.BuildKV(t, g.Dir, dt, kv, true, geometry)
 	p := g.Prompts[len(g.Prompts)-1]
 	fullForward(t, be, p.IDs)
