@@ -29,60 +29,46 @@ import (
 // --ref, the agreement of next-token distributions with a reference engine.
 // Several engines give one table (make bench).
 func benchCmd() *cli.Command {
+	flags := []cli.Flag{
+		&cli.IntFlag{Name: "prompt", Value: 128, Usage: "prompt tokens for the prefill measurement (random ids)"},
+		&cli.IntFlag{Name: "decode", Value: 32, Usage: "decode steps per measurement"},
+		&cli.IntFlag{Name: "batch", Value: 4, Usage: "sequences decoded together for the batch-B measurement"},
+		&cli.IntFlag{Name: "runs", Value: 3, Usage: "repetitions; the median is reported"},
+		&cli.StringFlag{Name: "ref", Usage: "reference `ENGINE` (e.g. the bf16 build) for top-1 agreement and mean KL over the prompt"},
+		&cli.BoolFlag{Name: "json", Usage: "print JSON (one object per engine, in an array) instead of a table"},
+		&cli.StringFlag{Name: "cpuprofile", Usage: "write a CPU profile of the measurements to `FILE` (go tool pprof)"},
+	}
 	return &cli.Command{
 		Name:      "bench",
 		Usage:     "measure load time, prefill and decode speed, latency percentiles, peak RSS and the bandwidth roofline",
 		ArgsUsage: "ENGINE...",
-		Flags: []cli.Flag{
-			&cli.IntFlag{Name: "prompt", Value: 128, Usage: "prompt tokens for the prefill measurement (random ids)"},
-			&cli.IntFlag{Name: "decode", Value: 32, Usage: "decode steps per measurement"},
-			&cli.IntFlag{Name: "batch", Value: 4, Usage: "sequences decoded together for the batch-B measurement"},
-			&cli.IntFlag{Name: "runs", Value: 3, Usage: "repetitions; the median is reported"},
-			&cli.IntFlag{Name: "threads", Value: 0, Usage: "CPU threads (0 = all)"},
-			&cli.IntFlag{Name: "max-step-tokens", Value: 512, Usage: "largest prefill chunk per step"},
-			&cli.StringFlag{Name: "ref", Usage: "reference `ENGINE` (e.g. the bf16 build) for top-1 agreement and mean KL over the prompt"},
-			&cli.BoolFlag{Name: "json", Usage: "print JSON (one object per engine, in an array) instead of a table"},
-			&cli.StringFlag{Name: "cpuprofile", Usage: "write a CPU profile of the measurements to `FILE` (go tool pprof)"},
-			&cli.StringFlag{Name: "device", Value: "cpu", Usage: "cpu, or cuda[:N]: TTFT, decode ITL and tok/s at batch 1 and --batch, % of the HBM roofline (engines built with --target cuda)"},
-		},
+		Description: "Decoding is greedy (no sampling flags); the KV cache is sized for the prompt, the decode steps and --batch.\n" +
+			"With --device cuda[:N] (engines built with --target cuda) it measures TTFT, decode ITL and tok/s at batch 1 and --batch\n" +
+			"and the % of the HBM roofline; the GPU backend sizes its own steps and cache, so the CPU-only flags are refused.",
+		Flags: append(flags, pickFlags(engineFlags(false), "threads", "max-step-tokens", "block-size", "device")...),
 		Action: func(c *cli.Context) error {
-			if c.NArg() < 1 {
-				return fmt.Errorf("bench: want at least one ENGINE")
-			}
-			o := benchOptions{
-				prompt: c.Int("prompt"), decode: c.Int("decode"), batch: c.Int("batch"), runs: c.Int("runs"),
-				threads: c.Int("threads"), maxStep: c.Int("max-step-tokens"),
-			}
-			if o.prompt < 1 || o.decode < 1 || o.batch < 1 || o.runs < 1 || o.maxStep < 1 || o.threads < 0 {
-				return fmt.Errorf("bench: --prompt, --decode, --batch, --runs and --max-step-tokens must be >= 1, --threads >= 0")
+			o, err := parseBench(c)
+			if err != nil {
+				return fmt.Errorf("bench: %w", err)
 			}
 			if o.threads == 0 {
 				o.threads = goruntime.GOMAXPROCS(0)
 			}
-			logw := c.App.ErrWriter
-			if logw == nil {
-				logw = os.Stderr
-			}
-			kind, dev, err := parseDevice(c.String("device"))
-			if err != nil {
-				return fmt.Errorf("bench: %w", err)
-			}
+			logw := errWriter(c)
+			kind, dev, _ := parseDevice(o.device)
 			if kind == "cuda" {
-				if c.String("ref") != "" || c.String("cpuprofile") != "" {
-					return fmt.Errorf("bench: --ref and --cpuprofile apply to --device cpu only")
-				}
-				return benchCUDA(c.App.Writer, logw, c.Args().Slice(), dev, o, c.Bool("json"))
+				return benchCUDA(c.App.Writer, logw, c.Args().Slice(), dev, o)
 			}
 			fmt.Fprintf(logw, "%d threads, kernels %s\n", o.threads, kern.Features())
 			var refLogits []float32
-			if ref := c.String("ref"); ref != "" {
+			if o.ref != "" {
 				var err error
-				if refLogits, _, err = promptLogits(ref, o); err != nil {
+				if refLogits, _, err = promptLogits(o.ref, o); err != nil {
 					return fmt.Errorf("bench: --ref: %w", err)
 				}
 			}
-			if p := c.String("cpuprofile"); p != "" {
-				f, err := os.Create(p)
+			if o.cpuprofile != "" {
+				f, err := os.Create(o.cpuprofile)
 				if err != nil {
 					return err
 				}
@@ -101,7 +87,7 @@ func benchCmd() *cli.Command {
 				}
 				results = append(results, r)
 			}
-			if c.Bool("json") {
+			if o.json {
 				enc := json.NewEncoder(c.App.Writer)
 				enc.SetIndent("", "  ")
 				return enc.Encode(results)
@@ -112,8 +98,38 @@ func benchCmd() *cli.Command {
 	}
 }
 
+// benchOptions is what `piort bench`'s flags say.
 type benchOptions struct {
-	prompt, decode, batch, runs, threads, maxStep int
+	prompt, decode, batch, runs int
+	threads, maxStep, blockSize int // CPU only; threads 0 = all
+	ref, cpuprofile, device     string
+	json                        bool
+}
+
+// parseBench reads `piort bench`'s flags; with --device cuda it refuses
+// those only the CPU measurements use.
+func parseBench(c *cli.Context) (benchOptions, error) {
+	o := benchOptions{prompt: c.Int("prompt"), decode: c.Int("decode"), batch: c.Int("batch"), runs: c.Int("runs"),
+		ref: c.String("ref"), cpuprofile: c.String("cpuprofile"), json: c.Bool("json")}
+	if c.NArg() < 1 {
+		return o, fmt.Errorf("want at least one ENGINE")
+	}
+	if o.prompt < 1 || o.decode < 1 || o.batch < 1 || o.runs < 1 {
+		return o, fmt.Errorf("--prompt, --decode, --batch and --runs must be >= 1")
+	}
+	ec, err := engineOptions(c)
+	if err != nil {
+		return o, err
+	}
+	o.threads, o.maxStep, o.blockSize, o.device = ec.opt.Threads, ec.opt.MaxStepTokens, ec.opt.BlockSize, ec.device
+	if kind, _, _ := parseDevice(o.device); kind == "cuda" {
+		for _, n := range []string{"max-step-tokens", "block-size", "ref", "cpuprofile"} {
+			if c.IsSet(n) {
+				return o, fmt.Errorf("--%s applies to --device cpu only", n)
+			}
+		}
+	}
+	return o, nil
 }
 
 // benchResult is one engine's measurements (JSON field names are stable).
@@ -151,7 +167,7 @@ func benchEngine(path string, o benchOptions, refLogits []float32) (*benchResult
 	}
 	// Load: warm the page cache once, then time Open + FromEngine.
 	ctx := o.prompt + o.decode + 1
-	bs := 16
+	bs := o.blockSize
 	perSeq := (ctx + bs - 1) / bs
 	opt := cpu.Options{MaxTokens: min(o.maxStep, o.prompt), BlockSize: bs, NumBlocks: perSeq * max(o.batch, 1), MaxSeqs: max(o.batch, 1), Threads: o.threads}
 	if err := warmPageCache(path); err != nil {
@@ -336,7 +352,7 @@ func promptLogits(path string, o benchOptions) ([]float32, int, error) {
 		return nil, 0, err
 	}
 	defer e.Close()
-	bs := 16
+	bs := o.blockSize
 	be, err := cpu.FromEngine(e, cpu.Options{MaxTokens: o.prompt, BlockSize: bs, NumBlocks: (o.prompt + bs - 1) / bs, MaxSeqs: 1, Threads: o.threads})
 	if err != nil {
 		return nil, 0, err

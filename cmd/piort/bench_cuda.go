@@ -30,7 +30,7 @@ type cudaBenchResult struct {
 
 // benchCUDA measures engines built with --target cuda on GPU ordinal dev:
 // batch 1 and, if different, --batch sequences decoding together.
-func benchCUDA(w, logw io.Writer, paths []string, dev int, o benchOptions, asJSON bool) error {
+func benchCUDA(w, logw io.Writer, paths []string, dev int, o benchOptions) error {
 	batches := []int{1}
 	if o.batch != 1 {
 		batches = append(batches, o.batch)
@@ -53,7 +53,7 @@ func benchCUDA(w, logw io.Writer, paths []string, dev int, o benchOptions, asJSO
 		}
 		e.Close()
 	}
-	if asJSON {
+	if o.json {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		return enc.Encode(rs)

@@ -22,38 +22,33 @@ import (
 )
 
 func loadCmd() *cli.Command {
+	flags := []cli.Flag{
+		&cli.StringFlag{Name: "url", Usage: "server base URL, e.g. http://127.0.0.1:8000"},
+		&cli.StringFlag{Name: "api-key", EnvVars: []string{"PIO_API_KEY"}, Usage: "Bearer key"},
+		&cli.IntFlag{Name: "concurrency", Aliases: []string{"c"}, Value: 64, Usage: "concurrent streaming clients"},
+		&cli.DurationFlag{Name: "duration", Value: 20 * time.Second, Usage: "how long clients start new requests"},
+		&cli.IntFlag{Name: "max-tokens", Value: 64, Usage: "tokens per request"},
+		&cli.StringFlag{Name: "endpoint", Value: "chat", Usage: "chat or completions"},
+	}
+	flags = append(flags, engineFlags(true)...)
 	return &cli.Command{
 		Name:  "load",
 		Usage: "load-test a server: N concurrent streaming clients for a bounded time",
-		Description: "With --url, drives a running `piort serve`; with an ENGINE argument, serves it in-process on loopback first.\n" +
+		Description: "With --url, drives a running `piort serve`; with an ENGINE argument, serves it in-process on loopback first\n" +
+			"(the engine flags size it, and only then apply).\n" +
+			"Every request carries the sampling flags given (the others are the server's defaults) and a seed: request i\n" +
+			"of client w is seeded with --seed + 1000·w + i.\n" +
 			"Reports throughput, TTFT and inter-token latency percentiles, errors, and the server's goroutines and RSS before and after.",
 		ArgsUsage: "[ENGINE]",
-		Flags: append(engineFlags(),
-			&cli.StringFlag{Name: "url", Usage: "server base URL, e.g. http://127.0.0.1:8000"},
-			&cli.StringFlag{Name: "api-key", EnvVars: []string{"PIO_API_KEY"}, Usage: "Bearer key"},
-			&cli.IntFlag{Name: "concurrency", Aliases: []string{"c"}, Value: 64, Usage: "concurrent streaming clients"},
-			&cli.DurationFlag{Name: "duration", Value: 20 * time.Second, Usage: "how long clients start new requests"},
-			&cli.IntFlag{Name: "max-tokens", Value: 64, Usage: "tokens per request"},
-			&cli.StringFlag{Name: "endpoint", Value: "chat", Usage: "chat or completions"},
-		),
+		Flags:     append(flags, sampleFlags()...),
 		Action: func(c *cli.Context) error {
-			url := strings.TrimRight(c.String("url"), "/")
-			if (url == "") == (c.NArg() == 0) {
-				return fmt.Errorf("load: give either --url or an ENGINE argument")
+			cfg, err := parseLoad(c)
+			if err != nil {
+				return fmt.Errorf("load: %w", err)
 			}
-			if c.Int("concurrency") < 1 || c.Int("max-tokens") < 1 || c.Duration("duration") <= 0 {
-				return fmt.Errorf("load: --concurrency, --max-tokens and --duration must be positive")
-			}
-			ep := c.String("endpoint")
-			if ep != "chat" && ep != "completions" {
-				return fmt.Errorf("load: --endpoint must be chat or completions")
-			}
+			url := cfg.url
 			if url == "" {
-				opt, err := engineOptions(c)
-				if err != nil {
-					return err
-				}
-				e, err := pio.Load(c.Args().First(), opt)
+				e, err := cfg.engine.load(c.Args().First())
 				if err != nil {
 					return err
 				}
@@ -64,11 +59,11 @@ func loadCmd() *cli.Command {
 				}
 				ctx, cancel := context.WithCancel(context.Background())
 				done := make(chan error, 1)
-				go func() { done <- serve(ctx, ln, e, server.Config{APIKey: c.String("api-key")}, 10*time.Second) }()
+				go func() { done <- serve(ctx, ln, e, server.Config{APIKey: cfg.apiKey}, nil, 10*time.Second) }()
 				defer func() { cancel(); <-done }()
 				url = "http://" + ln.Addr().String()
 			}
-			r, err := runLoad(url, c.String("api-key"), ep, c.Int("concurrency"), c.Int("max-tokens"), c.Duration("duration"))
+			r, err := runLoad(url, cfg)
 			if err != nil {
 				return err
 			}
@@ -79,6 +74,44 @@ func loadCmd() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// loadConfig is what `piort load`'s flags say.
+type loadConfig struct {
+	engine                engineConfig // for an in-process ENGINE
+	url, apiKey, endpoint string
+	concurrency           int
+	maxTokens             int
+	duration              time.Duration
+	sample                pio.GenerateOptions // what every request asks for
+}
+
+// parseLoad reads `piort load`'s flags; with --url it refuses the engine
+// flags, which size only an in-process ENGINE.
+func parseLoad(c *cli.Context) (loadConfig, error) {
+	cfg := loadConfig{url: strings.TrimRight(c.String("url"), "/"), apiKey: c.String("api-key"), endpoint: c.String("endpoint"),
+		concurrency: c.Int("concurrency"), maxTokens: c.Int("max-tokens"), duration: c.Duration("duration")}
+	if (cfg.url == "") == (c.NArg() == 0) || c.NArg() > 1 {
+		return cfg, fmt.Errorf("give either --url or one ENGINE argument")
+	}
+	if cfg.concurrency < 1 || cfg.maxTokens < 1 || cfg.duration <= 0 {
+		return cfg, fmt.Errorf("--concurrency, --max-tokens and --duration must be positive")
+	}
+	if cfg.endpoint != "chat" && cfg.endpoint != "completions" {
+		return cfg, fmt.Errorf("--endpoint must be chat or completions")
+	}
+	if cfg.url != "" {
+		for _, f := range engineFlags(true) {
+			if n := f.Names()[0]; c.IsSet(n) {
+				return cfg, fmt.Errorf("--%s sizes an in-process ENGINE; with --url the server's own flags do", n)
+			}
+		}
+	}
+	var err error
+	if cfg.engine, cfg.sample, err = sharedOptions(c); err != nil {
+		return cfg, err
+	}
+	return cfg, checkGreedy(cfg.sample, "--temperature 0")
 }
 
 type loadReport struct {
@@ -140,7 +173,8 @@ func scrape(url string) (m serverMem, err error) {
 	return m, nil
 }
 
-func runLoad(url, key, endpoint string, n, maxTokens int, dur time.Duration) (*loadReport, error) {
+func runLoad(url string, cfg loadConfig) (*loadReport, error) {
+	n := cfg.concurrency
 	r := &loadReport{Concurrency: n}
 	var err error
 	if r.Before, err = scrape(url); err != nil {
@@ -151,13 +185,13 @@ func runLoad(url, key, endpoint string, n, maxTokens int, dur time.Duration) (*l
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	start := time.Now()
-	deadline := start.Add(dur)
+	deadline := start.Add(cfg.duration)
 	for w := 0; w < n; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := 0; time.Now().Before(deadline); i++ {
-				one := loadRequest(client, url, key, endpoint, w, i, maxTokens)
+				one := loadRequest(client, url, cfg, w, i)
 				mu.Lock()
 				r.Requests++
 				if one.err != nil {
@@ -199,13 +233,20 @@ type oneResult struct {
 }
 
 // loadRequest sends one streaming request: a shared system prompt (the
-// prefix cache's case) and a question of its own.
-func loadRequest(client *http.Client, url, key, endpoint string, worker, i, maxTokens int) (res oneResult) {
+// prefix cache's case) and a question of its own, with cfg's sampling and
+// the seed of client worker's request i.
+func loadRequest(client *http.Client, url string, cfg loadConfig, worker, i int) (res oneResult) {
 	question := fmt.Sprintf("Client %d, request %d: write a short story about the number %d.", worker, i, worker*1000+i)
-	body := map[string]any{"max_tokens": maxTokens, "stream": true, "stream_options": map[string]any{"include_usage": true},
-		"temperature": 0.8, "seed": worker*1000 + i, "ignore_eos": true}
+	body := sampleParams(cfg.sample)
+	var seed uint64
+	if cfg.sample.Seed != nil {
+		seed = *cfg.sample.Seed
+	}
+	body["seed"] = int64(seed + uint64(worker*1000+i))
+	body["max_tokens"], body["stream"], body["stream_options"], body["ignore_eos"] = cfg.maxTokens, true, map[string]any{"include_usage": true}, true
+	maxTokens, key := cfg.maxTokens, cfg.apiKey
 	path := "/v1/chat/completions"
-	if endpoint == "chat" {
+	if cfg.endpoint == "chat" {
 		body["messages"] = []map[string]string{{"role": "system", "content": "You are a helpful assistant who answers briefly and precisely."}, {"role": "user", "content": question}}
 	} else {
 		path = "/v1/completions"
