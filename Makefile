@@ -56,7 +56,12 @@ fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-# Short runs of every fuzz target (FUZZTIME each).
+# Short runs of every fuzz target (FUZZTIME each), each printing how many
+# inputs it executed and failing under FUZZ_MIN_EXECS (a stalled fuzzer);
+# minimisation of a new input is bounded by FUZZ_MINIMIZE_TIME.
+FUZZ_MIN_EXECS     ?= 1000
+FUZZ_MINIMIZE_TIME ?= 2s
+export FUZZ_MIN_EXECS FUZZ_MINIMIZE_TIME
 fuzz:
 	sh scripts/fuzz.sh ./frontends/hf FuzzParseSafetensorsHeader $(FUZZTIME)
 	sh scripts/fuzz.sh ./runtime/engine FuzzParse $(FUZZTIME)
