@@ -37,15 +37,23 @@ func Within(t testing.TB, err, bound float64) bool {
 	return err <= bound
 }
 
-// rel shortens a source path to the part under the module root, so that
-// records from different packages read alike.
+// rel shortens a source path to the part under the module root (the
+// nearest directory above it holding go.mod), so records read alike on
+// every machine.
 func rel(file string) string {
-	dir, base := filepath.Split(file)
-	pkg := filepath.Base(dir)
-	if up := filepath.Base(filepath.Dir(filepath.Clean(dir))); up != "." && up != "/" {
-		return up + "/" + pkg + "/" + base
+	for dir := filepath.Dir(file); ; {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			if r, err := filepath.Rel(dir, file); err == nil {
+				return filepath.ToSlash(r)
+			}
+			return file
+		}
+		up := filepath.Dir(dir)
+		if up == dir {
+			return file
+		}
+		dir = up
 	}
-	return pkg + "/" + base
 }
 
 func record(t testing.TB, path, line string) {

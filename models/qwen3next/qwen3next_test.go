@@ -221,7 +221,12 @@ func TestGolden(t *testing.T) {
 
 // Prefill in steps of several sizes (a 70-token chunked run, short runs,
 // one-token recurrent steps) gives the logits of one full forward, row by
-// row: the conv and recurrent states carry across steps exactly.
+// row: the conv and recurrent states carry across steps exactly. The two
+// sides differ by f32 rounding of different algorithms (the chunked form
+// over up to 131 positions vs the recurrent one), which varies by CPU:
+// measured up to 4.4e-6 (generic), 6.3e-6 (avx2), 7.7e-6 (avx512) over the
+// 42 checks, so the bound is 3e-5; a step that lost the states (position
+// 70 fed after dropping the 70-token run) differs by 1.0 to 1.8.
 func TestDecodeAfterPrefillEqualsFullForward(t *testing.T) {
 	for _, name := range variants {
 		t.Run(name, func(t *testing.T) {
@@ -249,7 +254,7 @@ func TestDecodeAfterPrefillEqualsFullForward(t *testing.T) {
 					t.Fatal(err)
 				}
 				at += n
-				if e := golden.RelErr(logits, full[(at-1)*vocab:at*vocab]); !tolerance.Within(t, e, 1e-5) {
+				if e := golden.RelErr(logits, full[(at-1)*vocab:at*vocab]); !tolerance.Within(t, e, 3e-5) {
 					t.Errorf("after a run of %d ending at position %d: relative error %.3g", n, at-1, e)
 				}
 			}
