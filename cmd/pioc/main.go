@@ -56,11 +56,11 @@ func buildCmd() *cli.Command {
 			&cli.StringFlag{Name: "dtype", Value: "bf16", Usage: "weight storage dtype: f32 or bf16 (compute is f32 either way)"},
 			&cli.StringFlag{Name: "kv-dtype", Value: "auto", Usage: "KV cache storage dtype: auto, f32 or bf16 (auto: f32 for an f32 engine, bf16 for bf16 or quantized engines)"},
 			&cli.StringFlag{Name: "quant", Usage: "weight-only quantization of matmul weights: int8, int4 or fp8 (group-wise f32 scales)"},
-			&cli.IntFlag{Name: "quant-group", Value: 32, Usage: "weights per quantization scale (a multiple of 32: 32, 64, 128, ...)"},
+			&cli.IntFlag{Name: "quant-group", Value: 32, Usage: "with --quant: weights per quantization scale (a multiple of 32: 32, 64, 128, ...)"},
 			&cli.StringFlag{Name: "quant-lm-head", Usage: "lm_head format with --quant: int8, int4, fp8 or none (default: int8 for int4, else as --quant)"},
 			&cli.BoolFlag{Name: "check", Usage: "verify the graph before and after every pass"},
 			&cli.StringFlag{Name: "dump-ir", Usage: "write the graph text after each pass into `DIR`"},
-			&cli.StringFlag{Name: "dump-only", Usage: "with --dump-ir, dump after this pass only"},
+			&cli.StringFlag{Name: "dump-only", Usage: "with --dump-ir, dump after this pass only (a pass the build runs, or input)"},
 			&cli.BoolFlag{Name: "taps", Usage: "keep per-layer hidden states as engine outputs (debugging)"},
 			&cli.BoolFlag{Name: "no-fuse", Usage: "skip the fusion passes (an unfused engine, to compare with)"},
 			&cli.StringSliceFlag{Name: "skip-pass", Usage: "leave pass `NAME` out of the pipeline (repeatable; see pioc passes)"},
@@ -68,19 +68,7 @@ func buildCmd() *cli.Command {
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress output"},
 		},
 		Action: func(c *cli.Context) error {
-			if c.NArg() != 1 {
-				return fmt.Errorf("build: want one MODEL or DIR argument, got %d (try `pioc list`)", c.NArg())
-			}
-			var dt ir.DType
-			switch c.String("dtype") {
-			case "f32":
-				dt = ir.F32
-			case "bf16":
-				dt = ir.BF16
-			default:
-				return fmt.Errorf("build: --dtype must be f32 or bf16, got %q", c.String("dtype"))
-			}
-			kvdt, err := compiler.ParseKVDType(c.String("kv-dtype"))
+			cfg, err := buildOptions(c)
 			if err != nil {
 				return fmt.Errorf("build: %w", err)
 			}
@@ -89,13 +77,8 @@ func buildCmd() *cli.Command {
 			if errw == nil {
 				errw = os.Stderr
 			}
-			opt := compiler.Options{
-				Source: c.Args().First(), Output: c.String("output"), DType: dt, KVDType: kvdt,
-				Check: c.Bool("check"), DumpIR: c.String("dump-ir"), DumpOnly: c.String("dump-only"), Taps: c.Bool("taps"), NoFuse: c.Bool("no-fuse"), SkipPasses: c.StringSlice("skip-pass"),
-				Quant: c.String("quant"), QuantGroup: c.Int("quant-group"), QuantHead: c.String("quant-lm-head"),
-				Target: c.String("target"),
-			}
-			if !c.Bool("quiet") {
+			opt := cfg.opt
+			if !cfg.quiet {
 				opt.Log = func(format string, args ...any) {
 					fmt.Fprintf(errw, "[%6.2fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
 				}
@@ -133,17 +116,18 @@ func inspectCmd() *cli.Command {
 			&cli.BoolFlag{Name: "verify", Usage: "check every weight's checksum"},
 		},
 		Action: func(c *cli.Context) error {
-			if c.NArg() != 1 {
-				return fmt.Errorf("inspect: want one ENGINE argument")
+			cfg, err := inspectOptions(c)
+			if err != nil {
+				return fmt.Errorf("inspect: %w", err)
 			}
-			e, err := engine.Open(c.Args().First(), engine.OpenOptions{VerifyWeights: c.Bool("verify")})
+			e, err := engine.Open(cfg.path, engine.OpenOptions{VerifyWeights: cfg.verify})
 			if err != nil {
 				return err
 			}
 			defer e.Close()
 			w := c.App.Writer
 			m := e.Meta
-			fmt.Fprintf(w, "engine     %s\nformat     %d.%d\nproducer   %s\n", c.Args().First(), e.Header.Major, e.Header.Minor, m.Producer)
+			fmt.Fprintf(w, "engine     %s\nformat     %d.%d\nproducer   %s\n", cfg.path, e.Header.Major, e.Header.Minor, m.Producer)
 			fmt.Fprintf(w, "model      %s (%s) %s\n", orDash(m.Model.Name), m.Model.Architecture, m.Model.HFRepo)
 			var wbytes int64
 			for _, we := range e.Weights {
@@ -162,10 +146,10 @@ func inspectCmd() *cli.Command {
 			fmt.Fprintf(w, "outputs    %s\n", strings.Join(outs, ", "))
 			fmt.Fprintf(w, "tokenizer  %s\nchat tmpl  %s\n", present(len(m.TokenizerJSON)), present(len(m.ChatTemplate)))
 			fmt.Fprintf(w, "kernels    %s\n", kernelsLine(m.Kernels))
-			if c.Bool("verify") {
+			if cfg.verify {
 				fmt.Fprintln(w, "checksums  ok")
 			}
-			if c.Bool("plan") {
+			if cfg.plan {
 				fmt.Fprint(w, ir.PrintPlan(p))
 			}
 			return nil

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -35,31 +34,7 @@ func anyParser[T any](f func(*cli.Context) (T, error)) func(*cli.Context) (any, 
 // parseArgs runs command name's parser on args, as the command line
 // `piort name args...` would, without the command's action.
 func parseArgs(name string, args ...string) (any, error) {
-	app := newApp()
-	app.Writer, app.ErrWriter = io.Discard, io.Discard
-	var got any
-	var perr error
-	ran := false
-	for _, cmd := range app.Commands {
-		if cmd.Name == name {
-			cmd.Action = func(c *cli.Context) error {
-				ran = true
-				got, perr = parsers[name](c)
-				return nil
-			}
-		}
-	}
-	full, err := cliargs.Reorder(app, append([]string{"piort", name}, args...))
-	if err != nil {
-		return nil, err
-	}
-	if err := app.Run(full); err != nil {
-		return nil, err
-	}
-	if !ran {
-		return nil, fmt.Errorf("%s did not run", name)
-	}
-	return got, perr
+	return cliargs.Parse(newApp(), name, args, parsers[name])
 }
 
 // flagCase says where one flag's value must arrive: set (the flag and

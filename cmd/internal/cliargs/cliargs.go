@@ -7,6 +7,7 @@ package cliargs
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -86,4 +87,35 @@ func Main(app *cli.App) {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", app.Name, err)
 		os.Exit(1)
 	}
+}
+
+// Parse runs `app.Name name args...` (flags reordered as Main does) with
+// the command's action replaced by parse, and returns what parse returned:
+// a command's options read from its flags without running it, for tests
+// of option parsing. The app's output is discarded.
+func Parse[T any](app *cli.App, name string, args []string, parse func(*cli.Context) (T, error)) (T, error) {
+	var got T
+	var perr error
+	ran := false
+	cmd := app.Command(name)
+	if cmd == nil {
+		return got, fmt.Errorf("%s: no command %q", app.Name, name)
+	}
+	cmd.Action = func(c *cli.Context) error {
+		ran = true
+		got, perr = parse(c)
+		return nil
+	}
+	app.Writer, app.ErrWriter = io.Discard, io.Discard
+	full, err := Reorder(app, append([]string{app.Name, name}, args...))
+	if err == nil {
+		err = app.Run(full)
+	}
+	if err == nil && !ran {
+		err = fmt.Errorf("%s %s did not run", app.Name, name)
+	}
+	if err != nil {
+		return got, err
+	}
+	return got, perr
 }

@@ -65,3 +65,29 @@ func TestReorderRejectsUnknownAndDangling(t *testing.T) {
 		}
 	}
 }
+
+// Parse hands the parser the context of the command line, flags after
+// the positional too, and returns its result; the action does not run.
+func TestParse(t *testing.T) {
+	var got []string
+	var out string
+	var check bool
+	app := testApp(&got, &out, &check)
+	type opts struct {
+		out   string
+		check bool
+		args  []string
+	}
+	o, err := Parse(app, "build", []string{"m", "-o", "x.pio", "--check"}, func(c *cli.Context) (opts, error) {
+		return opts{c.String("output"), c.Bool("check"), c.Args().Slice()}, nil
+	})
+	if err != nil || o.out != "x.pio" || !o.check || !cmp.Equal(o.args, []string{"m"}) || got != nil {
+		t.Errorf("Parse: %+v, %v; action ran: %v", o, err, got != nil)
+	}
+	if _, err := Parse(app, "build", []string{"--nope"}, func(c *cli.Context) (opts, error) { return opts{}, nil }); err == nil {
+		t.Error("unknown flag: want an error")
+	}
+	if _, err := Parse(app, "missing", nil, func(c *cli.Context) (opts, error) { return opts{}, nil }); err == nil {
+		t.Error("unknown command: want an error")
+	}
+}
