@@ -97,7 +97,7 @@ func findShards(dir string) ([]string, map[string]string, error) {
 			WeightMap map[string]string `json:"weight_map"`
 		}
 		if err := json.Unmarshal(data, &idx); err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", indexPath, jsonError(data, err))
+			return nil, nil, fmt.Errorf("%s: %w", indexPath, JSONError(data, err))
 		}
 		if len(idx.WeightMap) == 0 {
 			return nil, nil, fmt.Errorf("%s: no weight_map", indexPath)

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 )
 
@@ -18,10 +20,8 @@ import (
 // because each model builder validates what it needs. Architecture-specific
 // fields are read from Raw with Decode.
 //
-// Where v4 and v5 spell a field differently (torch_dtype and dtype;
-// rope_theta, partial_rotary_factor and rope_scaling against
-// rope_parameters), both are accepted and the v5 spelling wins when both are
-// present.
+// Where v4 and v5 spell a field differently, both are accepted: dtype wins
+// over torch_dtype, and RoPE follows transformers 5.17 (see RopeParams).
 type Config struct {
 	Architectures         []string
 	ModelType             string
@@ -47,10 +47,20 @@ type Config struct {
 	Raw []byte
 }
 
-// RopeParams are the rotary position embedding parameters, gathered from
-// rope_theta, partial_rotary_factor and rope_scaling (v4) or
-// rope_parameters (v5).
+// RopeParams are the rotary position embedding parameters, gathered as
+// transformers 5.17 does (PreTrainedConfig.convert_rope_params_to_dict):
+// from the RoPE dict — rope_scaling (v4) or rope_parameters (v5); a config
+// that sets both is an error, since transformers would silently read
+// rope_scaling alone — with the top-level rope_theta and
+// partial_rotary_factor used only where the dict does not set them.
 type RopeParams struct {
+	// Source is the key the RoPE dict was read from: "rope_scaling",
+	// "rope_parameters", or "" when the config has neither (or null).
+	Source string
+	// Given lists, sorted, the RoPE keys the config sets (in the dict or,
+	// for rope_theta and partial_rotary_factor, at the top level), so a
+	// model can tell an absent key from its zero value.
+	Given []string
 	// Type is rope_type (or the older "type"): "default" when absent, and
 	// also for the legacy "mrope", whose sections are in MRopeSection.
 	Type                string
@@ -58,11 +68,17 @@ type RopeParams struct {
 	PartialRotaryFactor float64 // fraction of head_dim rotated, in (0, 1]; 1 when absent
 	Factor              float64 // scaling factor; 0 when absent
 	MRopeSection        []int
-	MRopeInterleaved    bool
-	// Extra holds the other keys of rope_scaling / rope_parameters
+	MRopeInterleaved    bool // false when absent (see Given)
+	// Extra holds the other keys of the dict
 	// (original_max_position_embeddings, beta_fast, ...) as decoded by
 	// encoding/json; nil when there are none.
 	Extra map[string]any
+}
+
+// Has reports whether the config sets the RoPE key (see Given).
+func (r *RopeParams) Has(key string) bool {
+	_, ok := slices.BinarySearch(r.Given, key)
+	return ok
 }
 
 // ropeKeys are the rope_scaling / rope_parameters keys RopeParams names.
@@ -89,6 +105,29 @@ func (c *Config) Decode(v any) error {
 		return fmt.Errorf("config.json: %w", err)
 	}
 	return nil
+}
+
+// Has reports whether the config sets key at its top level to something
+// other than null: transformers gives an absent key its class default.
+func (c *Config) Has(key string) bool {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(c.Raw, &m) != nil {
+		return false
+	}
+	raw, ok := m[key]
+	return ok && jsonKind(raw) != "null"
+}
+
+// Text returns the config of the text decoder, as transformers'
+// get_text_config(decoder=True) does: the "text_config" object of a
+// vision-language config such as Qwen3-VL's (where max_position_embeddings,
+// vocab_size and the RoPE parameters live), else c itself.
+func (c *Config) Text() (*Config, error) {
+	t, err := c.Sub("text_config")
+	if t == nil && err == nil {
+		return c, nil
+	}
+	return t, err
 }
 
 // Sub parses the object under key, such as the "text_config" of a
@@ -138,14 +177,34 @@ func parseConfig(data []byte, file string) (*Config, error) {
 	p.intOrInts("eos_token_id", &c.EOSTokenIDs)
 	p.optInt("pad_token_id", &c.PadTokenID)
 
-	p.float("rope_theta", &c.Rope.Theta)
-	p.float("partial_rotary_factor", &c.Rope.PartialRotaryFactor)
-	for _, key := range []string{"rope_scaling", "rope_parameters"} { // v5 last, so it wins
-		if q := p.object(key); q != nil {
-			q.rope(&c.Rope)
-			p.err = q.err
+	given := map[string]bool{}
+	for _, key := range []string{"rope_theta", "partial_rotary_factor"} {
+		if _, ok := p.get(key); ok {
+			given[key] = true
 		}
 	}
+	p.float("rope_theta", &c.Rope.Theta)
+	p.float("partial_rotary_factor", &c.Rope.PartialRotaryFactor)
+	var dicts []*parser
+	for _, key := range []string{"rope_scaling", "rope_parameters"} {
+		if q := p.object(key); q != nil && len(q.m) > 0 { // transformers treats {} as absent
+			dicts = append(dicts, q)
+			c.Rope.Source = key
+		}
+	}
+	switch {
+	case p.err != nil:
+	case len(dicts) == 2:
+		p.err = fmt.Errorf("%s: rope_scaling and rope_parameters are both set; transformers reads only rope_scaling then, so keep one", file)
+	case len(dicts) == 1:
+		q := dicts[0]
+		q.rope(&c.Rope)
+		p.err = q.err
+		for k := range q.m {
+			given[k] = true
+		}
+	}
+	c.Rope.Given = slices.Sorted(maps.Keys(given))
 	if p.err == nil {
 		if f := c.Rope.PartialRotaryFactor; f <= 0 || f > 1 {
 			p.err = fmt.Errorf("%s: partial_rotary_factor: want a value in (0, 1], got %v", file, f)
@@ -235,7 +294,7 @@ func newParser(data []byte, file string) (*parser, error) {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(data, &m); err != nil {
 		if _, ok := errors.AsType[*json.SyntaxError](err); ok {
-			return nil, fmt.Errorf("%s: %w", file, jsonError(data, err))
+			return nil, fmt.Errorf("%s: %w", file, JSONError(data, err))
 		}
 		if k := jsonKind(data); k != "object" {
 			return nil, fmt.Errorf("%s: want a JSON object, got %s", file, k)
@@ -458,9 +517,9 @@ func (p *parser) rope(r *RopeParams) {
 	}
 }
 
-// jsonError adds the position of an encoding/json syntax error in data, as
+// JSONError adds the position of an encoding/json syntax error in data, as
 // line, column and byte offset; other errors are returned as they are.
-func jsonError(data []byte, err error) error {
+func JSONError(data []byte, err error) error {
 	se, ok := errors.AsType[*json.SyntaxError](err)
 	if !ok {
 		return err

@@ -98,7 +98,7 @@ func TestParseConfigQwen3(t *testing.T) {
 			if string(got.Raw) != src.json {
 				t.Error("Raw is not the original JSON")
 			}
-			if diff := cmp.Diff(got, want, cmpopts.IgnoreFields(Config{}, "Raw")); diff != "" {
+			if diff := cmp.Diff(got, want, cmpopts.IgnoreFields(Config{}, "Raw"), cmpopts.IgnoreFields(RopeParams{}, "Source", "Given")); diff != "" {
 				t.Errorf("(-got +want):\n%s", diff)
 			}
 			var own struct {
@@ -122,39 +122,45 @@ func TestParseConfigRope(t *testing.T) {
 		want RopeParams
 	}{
 		{"absent", `{}`, RopeParams{Type: "default", PartialRotaryFactor: 1}},
+		{"empty dict is absent", `{"rope_scaling": {}, "rope_parameters": null}`, RopeParams{Type: "default", PartialRotaryFactor: 1}},
 		{
 			"qwen3-next v4", `{"rope_theta": 10000000, "partial_rotary_factor": 0.25, "rope_scaling": null}`,
-			RopeParams{Type: "default", Theta: 1e7, PartialRotaryFactor: 0.25},
+			RopeParams{Given: []string{"partial_rotary_factor", "rope_theta"}, Type: "default", Theta: 1e7, PartialRotaryFactor: 0.25},
 		},
 		{
 			"qwen3-next v5", `{"rope_parameters": {"rope_type": "default", "rope_theta": 1e7, "partial_rotary_factor": 0.25}}`,
-			RopeParams{Type: "default", Theta: 1e7, PartialRotaryFactor: 0.25},
+			RopeParams{Source: "rope_parameters", Given: []string{"partial_rotary_factor", "rope_theta", "rope_type"},
+				Type: "default", Theta: 1e7, PartialRotaryFactor: 0.25},
 		},
 		{
 			"qwen3-vl v4", `{"rope_theta": 5000000, "rope_scaling": {"rope_type": "default", "mrope_interleaved": true, "mrope_section": [24, 20, 20]}}`,
-			RopeParams{Type: "default", Theta: 5e6, PartialRotaryFactor: 1, MRopeSection: []int{24, 20, 20}, MRopeInterleaved: true},
+			RopeParams{Source: "rope_scaling", Given: []string{"mrope_interleaved", "mrope_section", "rope_theta", "rope_type"},
+				Type: "default", Theta: 5e6, PartialRotaryFactor: 1, MRopeSection: []int{24, 20, 20}, MRopeInterleaved: true},
 		},
 		{
 			"qwen3-vl v5", `{"rope_parameters": {"rope_type": "default", "rope_theta": 5000000, "mrope_interleaved": true, "mrope_section": [24, 20, 20]}}`,
-			RopeParams{Type: "default", Theta: 5e6, PartialRotaryFactor: 1, MRopeSection: []int{24, 20, 20}, MRopeInterleaved: true},
+			RopeParams{Source: "rope_parameters", Given: []string{"mrope_interleaved", "mrope_section", "rope_theta", "rope_type"},
+				Type: "default", Theta: 5e6, PartialRotaryFactor: 1, MRopeSection: []int{24, 20, 20}, MRopeInterleaved: true},
+		},
+		{
+			"dict beats top level", `{"rope_theta": 1e6, "partial_rotary_factor": 0.5,
+				"rope_parameters": {"rope_type": "default", "rope_theta": 5e6, "partial_rotary_factor": 0.25}}`,
+			RopeParams{Source: "rope_parameters", Given: []string{"partial_rotary_factor", "rope_theta", "rope_type"},
+				Type: "default", Theta: 5e6, PartialRotaryFactor: 0.25},
 		},
 		{
 			"legacy mrope", `{"rope_scaling": {"type": "mrope", "mrope_section": [16, 24, 24]}}`,
-			RopeParams{Type: "default", PartialRotaryFactor: 1, MRopeSection: []int{16, 24, 24}},
+			RopeParams{Source: "rope_scaling", Given: []string{"mrope_section", "type"}, Type: "default", PartialRotaryFactor: 1, MRopeSection: []int{16, 24, 24}},
 		},
 		{
 			"yarn extras", `{"rope_theta": 1e6, "rope_scaling": {"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768, "beta_fast": 32}}`,
-			RopeParams{Type: "yarn", Theta: 1e6, PartialRotaryFactor: 1, Factor: 4,
+			RopeParams{Source: "rope_scaling", Given: []string{"beta_fast", "factor", "original_max_position_embeddings", "rope_theta", "type"},
+				Type: "yarn", Theta: 1e6, PartialRotaryFactor: 1, Factor: 4,
 				Extra: map[string]any{"original_max_position_embeddings": 32768.0, "beta_fast": 32.0}},
 		},
 		{
 			"rope_type beats type", `{"rope_scaling": {"type": "linear", "rope_type": "dynamic", "factor": 2}}`,
-			RopeParams{Type: "dynamic", PartialRotaryFactor: 1, Factor: 2},
-		},
-		{
-			"v5 wins", `{"rope_theta": 1e6, "partial_rotary_factor": 0.5, "rope_scaling": {"type": "linear", "factor": 2, "x": 1},
-				"rope_parameters": {"rope_type": "default", "rope_theta": 5e6, "partial_rotary_factor": 0.25, "x": 2}}`,
-			RopeParams{Type: "default", Theta: 5e6, PartialRotaryFactor: 0.25, Factor: 2, Extra: map[string]any{"x": 2.0}},
+			RopeParams{Source: "rope_scaling", Given: []string{"factor", "rope_type", "type"}, Type: "dynamic", PartialRotaryFactor: 1, Factor: 2},
 		},
 	}
 	for _, tt := range tests {
@@ -165,6 +171,14 @@ func TestParseConfigRope(t *testing.T) {
 			}
 			if diff := cmp.Diff(c.Rope, tt.want); diff != "" {
 				t.Errorf("Rope (-got +want):\n%s", diff)
+			}
+			for _, k := range tt.want.Given {
+				if !c.Rope.Has(k) {
+					t.Errorf("Has(%q) = false", k)
+				}
+			}
+			if c.Rope.Has("mrope_sectio") || c.Rope.Has("zzz") {
+				t.Error("Has reports a key the config does not set")
 			}
 		})
 	}
@@ -185,6 +199,9 @@ func TestParseConfigFields(t *testing.T) {
 		}},
 		{"integral float", `{"hidden_size": 1024.0, "vocab_size": 1e3}`, func(c *Config) bool { return c.HiddenSize == 1024 && c.VocabSize == 1000 }},
 		{"unknown fields ignored", `{"foo": {"bar": [1, "x"]}, "attention_bias": true}`, func(c *Config) bool { return c.AttentionBias }},
+		{"has", `{"head_dim": 0, "q_lora_rank": null}`, func(c *Config) bool {
+			return c.Has("head_dim") && !c.Has("q_lora_rank") && !c.Has("absent")
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -225,6 +242,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{`{"rope_scaling": {"mrope_interleaved": "yes"}}`, "config.json: rope_scaling.mrope_interleaved: want a bool, got string"},
 		{`{"partial_rotary_factor": 0}`, "config.json: partial_rotary_factor: want a value in (0, 1], got 0"},
 		{`{"rope_parameters": {"partial_rotary_factor": 1.5}}`, "partial_rotary_factor: want a value in (0, 1], got 1.5"},
+		{`{"rope_scaling": {"type": "linear", "factor": 2}, "rope_parameters": {"rope_type": "default"}}`,
+			"config.json: rope_scaling and rope_parameters are both set"},
 	}
 	for _, tt := range tests {
 		_, err := ParseConfig([]byte(tt.json))
@@ -252,6 +271,12 @@ func TestConfigSub(t *testing.T) {
 	}
 	if text.HiddenSize != 2048 || text.Rope.Theta != 5e6 || !text.Rope.MRopeInterleaved {
 		t.Errorf("text_config = %+v", text)
+	}
+	if tc, err := c.Text(); err != nil || tc.HiddenSize != 2048 {
+		t.Errorf("Text() = %+v, %v; want text_config", tc, err)
+	}
+	if tc, err := text.Text(); err != nil || tc != text {
+		t.Errorf("Text() of a config without text_config = %p, %v; want itself (%p)", tc, err, text)
 	}
 	if sub, err := c.Sub("audio_config"); sub != nil || err != nil {
 		t.Errorf(`Sub("audio_config") = %v, %v; want nil, nil`, sub, err)

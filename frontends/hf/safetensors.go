@@ -202,7 +202,7 @@ func ParseSafetensorsHeader(buf []byte, fileSize int64) ([]TensorInfo, map[strin
 		} else if err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
-		return fmt.Errorf("header JSON: %w", jsonError(header, err))
+		return fmt.Errorf("header JSON: %w", JSONError(header, err))
 	}
 	if tok, err := dec.Token(); err != nil {
 		return nil, nil, jsonErr(err)
