@@ -5,7 +5,9 @@ package golden
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -56,9 +58,23 @@ func Load(name string) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Model{Dir: filepath.Join(root, name)}
-	if b, err := os.ReadFile(filepath.Join(m.Dir, "golden.json")); err == nil {
-		_ = json.Unmarshal(b, &m.Meta)
+	return LoadDir(filepath.Join(root, name))
+}
+
+// LoadDir reads the goldens of the checkpoint directory dir:
+// golden.safetensors, and golden.json into Meta when the file exists (an
+// unreadable or malformed golden.json is an error, never skipped).
+func LoadDir(dir string) (*Model, error) {
+	m := &Model{Dir: dir}
+	meta := filepath.Join(m.Dir, "golden.json")
+	b, err := os.ReadFile(meta)
+	switch {
+	case err == nil:
+		if err := json.Unmarshal(b, &m.Meta); err != nil {
+			return nil, fmt.Errorf("golden %s: %w", meta, hf.JSONError(b, err))
+		}
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("golden: %w", err)
 	}
 	f, err := hf.OpenSafetensors(filepath.Join(m.Dir, "golden.safetensors"))
 	if err != nil {
@@ -81,11 +97,14 @@ func Load(name string) (*Model, error) {
 	}
 	ints := func(name string) ([]int32, error) {
 		v, err := get(name)
+		if err != nil {
+			return nil, err
+		}
 		out := make([]int32, len(v))
 		for i, x := range v {
 			out[i] = int32(x)
 		}
-		return out, err
+		return out, nil
 	}
 	for i := 0; ; i++ {
 		p := "p" + strconv.Itoa(i) + "."
