@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/inference-pio/pio/frontends/hf"
 	"github.com/inference-pio/pio/ir"
 )
 
@@ -19,6 +20,23 @@ type TensorInfo struct {
 type Source interface {
 	Names() []string
 	Info(name string) (TensorInfo, bool)
+}
+
+// CheckpointSource is a checkpoint as a Source: its f32, bf16 and f16
+// tensors are Float.
+func CheckpointSource(ck *hf.Checkpoint) Source { return checkpointSource{ck} }
+
+type checkpointSource struct{ ck *hf.Checkpoint }
+
+func (s checkpointSource) Names() []string { return s.ck.Names() }
+
+func (s checkpointSource) Info(name string) (TensorInfo, bool) {
+	t, ok := s.ck.Tensor(name)
+	if !ok {
+		return TensorInfo{}, false
+	}
+	float := t.DType == hf.F32 || t.DType == hf.BF16 || t.DType == hf.F16
+	return TensorInfo{Float: float, DType: t.DType.String(), Shape: t.Shape}, true
 }
 
 // BindError lists every problem found matching a graph's weights to a

@@ -48,36 +48,71 @@ type Config struct {
 	Dense                                      []bool // per layer
 	Eps, RopeTheta                             float64
 	Tied                                       bool
+	// MaxPositions is max_position_embeddings (transformers' default,
+	// 202752, when absent): the context limit, not part of the graph.
+	MaxPositions int
+}
+
+// Class is transformers' Glm4MoeLiteConfig (5.17), with the DeepSeek-style
+// keys of v4 hub configs: its keys, RoPE and defaults. transformers 5.17
+// hard-codes sigmoid scoring with noaux_tc selection and ignores
+// topk_method, scoring_func and moe_layer_freq, so they are held to what it
+// computes; first_k_dense_replace is read only to check it against
+// mlp_layer_types. pretraining_tp is not read by the modeling code,
+// num_nextn_predict_layers counts the MTP layers that are not run (see
+// Ignored), ep_size is expert parallelism.
+var Class = models.Class{
+	Keys: models.Keys{
+		Read: []string{"vocab_size", "hidden_size", "intermediate_size", "moe_intermediate_size", "num_hidden_layers",
+			"num_attention_heads", "num_key_value_heads", "n_shared_experts", "n_routed_experts", "num_local_experts",
+			"routed_scaling_factor", "kv_lora_rank", "q_lora_rank", "qk_rope_head_dim", "head_dim", "v_head_dim",
+			"qk_nope_head_dim", "qk_head_dim", "n_group", "topk_group", "num_experts_per_tok", "norm_topk_prob",
+			"max_position_embeddings", "rms_norm_eps", "tie_word_embeddings", "mlp_layer_types", "first_k_dense_replace"},
+		Fixed: map[string][]any{"attention_bias": {false}, "hidden_act": {"silu", "swish"}, "rope_interleave": {true},
+			"topk_method": {"noaux_tc"}, "scoring_func": {"sigmoid"}, "moe_layer_freq": {1.0}},
+		Inert: []string{"pretraining_tp", "num_nextn_predict_layers", "ep_size"},
+	},
+	Rope: models.RopeSpec{DefaultTheta: 10000}, MaxPositions: 202752, Eps: 1e-5,
 }
 
 // Model builds GLM-4.7-Flash graphs.
 type Model struct{ cfg Config }
 
-// New validates cfg and returns the model.
+// Config returns the validated configuration.
+func (m *Model) Config() Config { return m.cfg }
+
+// New validates cfg and returns the model. Absent keys take transformers'
+// Glm4MoeLiteConfig defaults (q_lora_rank 768, null: no q LoRA;
+// num_key_value_heads 20, which must equal num_attention_heads;
+// n_shared_experts 1, routed_scaling_factor 1.8, norm_topk_prob true,
+// n_group and topk_group 1, mlp_layer_types dense then sparse, rope_theta
+// 10000, rms_norm_eps 1e-5, max_position_embeddings 202752); the aliases
+// num_local_experts and head_dim set n_routed_experts and qk_rope_head_dim
+// as in transformers. A key that would change the math and is not
+// implemented is an error naming it (see Class).
 func New(c *hf.Config) (models.Model, error) {
+	common, err := Class.Check(c)
+	if err != nil {
+		return nil, err
+	}
 	var x struct {
-		QRank        *int     `json:"q_lora_rank"`
-		KVRank       int      `json:"kv_lora_rank"`
-		Nope         int      `json:"qk_nope_head_dim"`
-		Rope         int      `json:"qk_rope_head_dim"`
-		V            int      `json:"v_head_dim"`
-		Experts      int      `json:"n_routed_experts"`
-		TopK         int      `json:"num_experts_per_tok"`
-		MoEInter     int      `json:"moe_intermediate_size"`
-		Shared       *int     `json:"n_shared_experts"`
-		Scale        *float64 `json:"routed_scaling_factor"`
-		NormTopK     *bool    `json:"norm_topk_prob"`
-		NGroup       *int     `json:"n_group"`
-		TopKGroup    *int     `json:"topk_group"`
-		FirstDense   *int     `json:"first_k_dense_replace"`
-		LayerTypes   []string `json:"mlp_layer_types"`
-		Interleave   *bool    `json:"rope_interleave"`
-		TopKMethod   string   `json:"topk_method"`
-		AttnBias     bool     `json:"attention_bias"`
-		ScoringFunc  string   `json:"scoring_func"`
-		NumNextN     int      `json:"num_nextn_predict_layers"`
-		HiddenAct    string   `json:"hidden_act"`
-		TieEmbedding bool     `json:"tie_word_embeddings"`
+		KVRank     int      `json:"kv_lora_rank"`
+		Nope       int      `json:"qk_nope_head_dim"`
+		Rope       int      `json:"qk_rope_head_dim"`
+		RopeAlias  *int     `json:"head_dim"`
+		QKDim      *int     `json:"qk_head_dim"`
+		V          int      `json:"v_head_dim"`
+		Experts    int      `json:"n_routed_experts"`
+		ExpAlias   *int     `json:"num_local_experts"`
+		TopK       int      `json:"num_experts_per_tok"`
+		MoEInter   int      `json:"moe_intermediate_size"`
+		Shared     *int     `json:"n_shared_experts"`
+		Scale      *float64 `json:"routed_scaling_factor"`
+		NormTopK   *bool    `json:"norm_topk_prob"`
+		NGroup     *int     `json:"n_group"`
+		TopKGroup  *int     `json:"topk_group"`
+		FirstDense *int     `json:"first_k_dense_replace"`
+		LayerTypes []string `json:"mlp_layer_types"`
 	}
 	if err := c.Decode(&x); err != nil {
 		return nil, err
@@ -85,11 +120,24 @@ func New(c *hf.Config) (models.Model, error) {
 	cfg := Config{
 		Hidden: c.HiddenSize, Intermediate: c.IntermediateSize, Layers: c.NumHiddenLayers, Heads: c.NumAttentionHeads,
 		Vocab: c.VocabSize, KVRank: x.KVRank, NopeDim: x.Nope, RopeDim: x.Rope, VDim: x.V,
-		Experts: x.Experts, TopK: x.TopK, MoEIntermediate: x.MoEInter, Shared: 1, RoutedScale: 1, NormTopK: true,
-		Eps: c.RMSNormEps, RopeTheta: c.Rope.Theta, Tied: c.TieWordEmbeddings,
+		Experts: x.Experts, TopK: x.TopK, MoEIntermediate: x.MoEInter, Shared: 1, RoutedScale: 1.8, NormTopK: true,
+		Eps: common.Eps, RopeTheta: common.RopeTheta, Tied: c.TieWordEmbeddings, MaxPositions: common.MaxPositions,
 	}
-	if x.QRank != nil {
-		cfg.QRank = *x.QRank
+	if cfg.QRank, err = models.IntKey(c, "q_lora_rank", 768, 0); err != nil {
+		return nil, err
+	}
+	if c.Has("q_lora_rank") && cfg.QRank == 0 {
+		return nil, fmt.Errorf("config.json: q_lora_rank must be > 0, or null for no query LoRA")
+	}
+	kvHeads, err := models.IntKey(c, "num_key_value_heads", 20, 0)
+	if err != nil {
+		return nil, err
+	}
+	if x.RopeAlias != nil && *x.RopeAlias != cfg.RopeDim {
+		return nil, fmt.Errorf("config.json: head_dim %d (transformers' alias of qk_rope_head_dim) disagrees with qk_rope_head_dim %d", *x.RopeAlias, cfg.RopeDim)
+	}
+	if x.ExpAlias != nil {
+		cfg.Experts = *x.ExpAlias
 	}
 	if x.Shared != nil {
 		cfg.Shared = *x.Shared
@@ -105,15 +153,16 @@ func New(c *hf.Config) (models.Model, error) {
 		v    int
 	}{{"hidden_size", cfg.Hidden}, {"num_hidden_layers", cfg.Layers}, {"num_attention_heads", cfg.Heads},
 		{"vocab_size", cfg.Vocab}, {"kv_lora_rank", cfg.KVRank}, {"qk_nope_head_dim", cfg.NopeDim},
-		{"qk_rope_head_dim", cfg.RopeDim}, {"v_head_dim", cfg.VDim}} {
+		{"qk_rope_head_dim", cfg.RopeDim}, {"v_head_dim", cfg.VDim}, {"max_position_embeddings", cfg.MaxPositions}} {
 		if f.v <= 0 {
 			return nil, fmt.Errorf("config.json: %s must be > 0, got %d", f.name, f.v)
 		}
 	}
-	// Which layers are dense: mlp_layer_types (v5), else first_k_dense_replace (v4), else layer 0.
+	// Which layers are dense: mlp_layer_types, else transformers 5.17's
+	// default (layer 0 only: it does not read first_k_dense_replace, so a
+	// v4 config asking for another count is refused rather than guessed).
 	cfg.Dense = make([]bool, cfg.Layers)
-	switch {
-	case x.LayerTypes != nil:
+	if x.LayerTypes != nil {
 		if len(x.LayerTypes) != cfg.Layers {
 			return nil, fmt.Errorf("config.json: mlp_layer_types has %d entries for %d layers", len(x.LayerTypes), cfg.Layers)
 		}
@@ -126,18 +175,26 @@ func New(c *hf.Config) (models.Model, error) {
 				return nil, fmt.Errorf("config.json: mlp_layer_types[%d] is %q, want \"dense\" or \"sparse\"", i, t)
 			}
 		}
-	default:
-		first := 1
-		if x.FirstDense != nil {
-			first = *x.FirstDense
-		}
-		for i := 0; i < min(first, cfg.Layers); i++ {
-			cfg.Dense[i] = true
+	} else {
+		cfg.Dense[0] = true
+	}
+	if x.FirstDense != nil {
+		for i, d := range cfg.Dense {
+			if d != (i < *x.FirstDense) {
+				return nil, fmt.Errorf("config.json: first_k_dense_replace %d disagrees with the dense layers transformers builds (mlp_layer_types, default: layer 0 only); transformers 5.17 does not read it, so set mlp_layer_types", *x.FirstDense)
+			}
 		}
 	}
 	anySparse, anyDense := false, false
 	for _, d := range cfg.Dense {
 		anySparse, anyDense = anySparse || !d, anyDense || d
+	}
+	nGroup, topKGroup := 1, 1
+	if x.NGroup != nil {
+		nGroup = *x.NGroup
+	}
+	if x.TopKGroup != nil {
+		topKGroup = *x.TopKGroup
 	}
 	switch {
 	case anyDense && cfg.Intermediate <= 0:
@@ -146,26 +203,19 @@ func New(c *hf.Config) (models.Model, error) {
 		return nil, fmt.Errorf("config.json: n_routed_experts %d, num_experts_per_tok %d, moe_intermediate_size %d do not make a MoE", cfg.Experts, cfg.TopK, cfg.MoEIntermediate)
 	case cfg.Shared < 0:
 		return nil, fmt.Errorf("config.json: n_shared_experts must be >= 0")
-	case (x.NGroup != nil && *x.NGroup != 1) || (x.TopKGroup != nil && *x.TopKGroup != 1):
-		return nil, fmt.Errorf("config.json: grouped routing (n_group, topk_group ≠ 1) is not supported")
-	case x.TopKMethod != "" && x.TopKMethod != "noaux_tc":
-		return nil, fmt.Errorf("config.json: topk_method %q is not supported (only noaux_tc)", x.TopKMethod)
-	case x.ScoringFunc != "" && x.ScoringFunc != "sigmoid":
-		return nil, fmt.Errorf("config.json: scoring_func %q is not supported (only sigmoid)", x.ScoringFunc)
-	case x.Interleave != nil && !*x.Interleave:
-		return nil, fmt.Errorf("config.json: rope_interleave=false is not supported")
-	case x.AttnBias:
-		return nil, fmt.Errorf("config.json: attention_bias is not supported")
+	case nGroup != topKGroup || nGroup <= 0 || (anySparse && cfg.Experts%nGroup != 0):
+		// topk_group == n_group keeps every group: a no-op.
+		return nil, fmt.Errorf("config.json: grouped routing (n_group %d, topk_group %d) is not supported; only topk_group == n_group, which keeps every group", nGroup, topKGroup)
+	case x.QKDim != nil && *x.QKDim != cfg.NopeDim+cfg.RopeDim:
+		return nil, fmt.Errorf("config.json: qk_head_dim %d is not qk_nope_head_dim + qk_rope_head_dim = %d", *x.QKDim, cfg.NopeDim+cfg.RopeDim)
 	case cfg.RopeDim%2 != 0:
 		return nil, fmt.Errorf("config.json: qk_rope_head_dim %d must be even", cfg.RopeDim)
 	case !(cfg.Eps > 0):
 		return nil, fmt.Errorf("config.json: rms_norm_eps must be > 0")
-	case !(cfg.RopeTheta > 0):
-		return nil, fmt.Errorf("config.json: rope theta must be > 0")
 	case !(cfg.RoutedScale > 0):
 		return nil, fmt.Errorf("config.json: routed_scaling_factor must be > 0")
-	case c.Rope.Type != "" && c.Rope.Type != "default":
-		return nil, fmt.Errorf("config.json: rope type %q is not supported yet (only default)", c.Rope.Type)
+	case kvHeads != cfg.Heads:
+		return nil, fmt.Errorf("config.json: num_key_value_heads %d must equal num_attention_heads %d: MLA expands keys and values per head (transformers' default is 20)", kvHeads, cfg.Heads)
 	}
 	return &Model{cfg: cfg}, nil
 }

@@ -21,29 +21,57 @@ type Config struct {
 	Hidden, Intermediate, Layers, Heads, KVHeads, HeadDim, Vocab int
 	Eps, RopeTheta                                               float64
 	Tied                                                         bool
+	// MaxPositions is max_position_embeddings (transformers' default,
+	// 32768, when absent): the context limit, not part of the graph.
+	MaxPositions int
+}
+
+// Class is transformers' Qwen3Config (5.17): its keys (the sliding-window
+// keys and layer_types are read by models.CheckSlidingWindow), RoPE and
+// defaults.
+var Class = models.Class{
+	Keys: models.Keys{
+		Read: []string{"vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+			"num_key_value_heads", "head_dim", "max_position_embeddings", "rms_norm_eps", "tie_word_embeddings",
+			"use_sliding_window", "sliding_window", "max_window_layers", "layer_types"},
+		Fixed: map[string][]any{"attention_bias": {false}, "hidden_act": {"silu", "swish"}},
+	},
+	Rope: models.RopeSpec{DefaultTheta: 10000}, MaxPositions: 32768, Eps: 1e-6,
 }
 
 // Model builds Qwen3 graphs.
 type Model struct{ cfg Config }
 
-// New validates cfg and returns the model.
+// New validates cfg and returns the model. Absent keys take transformers'
+// Qwen3Config defaults (num_key_value_heads 32, head_dim 128, rope_theta
+// 10000, rms_norm_eps 1e-6, max_position_embeddings 32768); a key that would change the math and is
+// not implemented is an error naming it (see Class).
 func New(c *hf.Config) (models.Model, error) {
+	common, err := Class.Check(c)
+	if err != nil {
+		return nil, err
+	}
+	if err := models.CheckSlidingWindow(c, true); err != nil {
+		return nil, err
+	}
 	cfg := Config{
 		Hidden: c.HiddenSize, Intermediate: c.IntermediateSize, Layers: c.NumHiddenLayers,
 		Heads: c.NumAttentionHeads, KVHeads: c.NumKeyValueHeads, HeadDim: c.HeadDim, Vocab: c.VocabSize,
-		Eps: c.RMSNormEps, RopeTheta: c.Rope.Theta, Tied: c.TieWordEmbeddings,
+		Eps: common.Eps, RopeTheta: common.RopeTheta, Tied: c.TieWordEmbeddings, MaxPositions: common.MaxPositions,
 	}
-	if cfg.KVHeads == 0 {
-		cfg.KVHeads = cfg.Heads
+	// Qwen3Config: num_key_value_heads 32 when absent, num_attention_heads when null.
+	if cfg.KVHeads, err = models.IntKey(c, "num_key_value_heads", 32, cfg.Heads); err != nil {
+		return nil, err
 	}
-	if cfg.HeadDim == 0 && cfg.Heads > 0 {
-		cfg.HeadDim = cfg.Hidden / cfg.Heads
+	if !c.Has("head_dim") {
+		cfg.HeadDim = 128 // Qwen3Config's default, not hidden_size/num_attention_heads
 	}
 	for _, f := range []struct {
 		name string
 		v    int
 	}{{"hidden_size", cfg.Hidden}, {"intermediate_size", cfg.Intermediate}, {"num_hidden_layers", cfg.Layers},
-		{"num_attention_heads", cfg.Heads}, {"num_key_value_heads", cfg.KVHeads}, {"head_dim", cfg.HeadDim}, {"vocab_size", cfg.Vocab}} {
+		{"num_attention_heads", cfg.Heads}, {"num_key_value_heads", cfg.KVHeads}, {"head_dim", cfg.HeadDim}, {"vocab_size", cfg.Vocab},
+		{"max_position_embeddings", cfg.MaxPositions}} {
 		if f.v <= 0 {
 			return nil, fmt.Errorf("config.json: %s must be > 0, got %d", f.name, f.v)
 		}
@@ -55,13 +83,12 @@ func New(c *hf.Config) (models.Model, error) {
 		return nil, fmt.Errorf("config.json: head_dim %d must be even for RoPE", cfg.HeadDim)
 	case !(cfg.Eps > 0):
 		return nil, fmt.Errorf("config.json: rms_norm_eps must be > 0")
-	case !(cfg.RopeTheta > 0):
-		return nil, fmt.Errorf("config.json: rope theta must be > 0")
-	case c.Rope.Type != "" && c.Rope.Type != "default":
-		return nil, fmt.Errorf("config.json: rope type %q is not supported yet (only default)", c.Rope.Type)
 	}
 	return &Model{cfg: cfg}, nil
 }
+
+// Config returns the validated configuration.
+func (m *Model) Config() Config { return m.cfg }
 
 // Ignored: Qwen3 checkpoints hold nothing the model skips.
 func (m *Model) Ignored(string) bool { return false }

@@ -27,41 +27,79 @@ type Config struct {
 	NormTopK                                                     bool
 	Eps, RopeTheta                                               float64
 	Tied                                                         bool
+	// MaxPositions is max_position_embeddings (transformers' default,
+	// 32768, when absent): the context limit, not part of the graph.
+	MaxPositions int
+}
+
+// Class is transformers' Qwen3MoeConfig (5.17): its keys, RoPE and
+// defaults. The sliding-window keys are read by models.CheckSlidingWindow.
+// qkv_bias, use_qk_norm and shared_expert_intermediate_size come from
+// Qwen's own modeling code and hub configs; transformers does not read them
+// and runs the math their Fixed values describe. max_window_layers and
+// layer_types are Qwen3Config keys that Qwen3MoeConfig does not have:
+// nothing reads them.
+var Class = models.Class{
+	Keys: models.Keys{
+		Read: []string{"vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+			"num_key_value_heads", "head_dim", "max_position_embeddings", "rms_norm_eps", "tie_word_embeddings",
+			"use_sliding_window", "sliding_window", "decoder_sparse_step", "moe_intermediate_size", "num_experts_per_tok",
+			"num_experts", "num_local_experts", "norm_topk_prob", "mlp_only_layers"},
+		Fixed: map[string][]any{"attention_bias": {false}, "hidden_act": {"silu", "swish"},
+			"qkv_bias": {false}, "use_qk_norm": {true}, "shared_expert_intermediate_size": {0.0}},
+		Inert: []string{"max_window_layers", "layer_types"},
+	},
+	Rope: models.RopeSpec{DefaultTheta: 10000}, MaxPositions: 32768, Eps: 1e-6,
 }
 
 // Model builds Qwen3-MoE graphs.
 type Model struct{ cfg Config }
 
-// New validates cfg and returns the model.
+// Config returns the validated configuration.
+func (m *Model) Config() Config { return m.cfg }
+
+// New validates cfg and returns the model. Absent keys take transformers'
+// Qwen3MoeConfig defaults (num_key_value_heads 4, head_dim
+// hidden_size/num_attention_heads, norm_topk_prob false,
+// decoder_sparse_step 1, rope_theta 10000, rms_norm_eps 1e-6,
+// max_position_embeddings 32768); num_local_experts, the spelling v5
+// re-saves use, wins over num_experts as in transformers. A key that would
+// change the math and is not implemented is an error naming it (see Class).
 func New(c *hf.Config) (models.Model, error) {
+	common, err := Class.Check(c)
+	if err != nil {
+		return nil, err
+	}
+	if err := models.CheckSlidingWindow(c, false); err != nil {
+		return nil, err
+	}
 	var x struct {
-		Experts     int   `json:"num_experts"`
-		LocalExp    int   `json:"num_local_experts"` // v5 re-saves spell num_experts this way
-		TopK        int   `json:"num_experts_per_tok"`
-		MoEInter    int   `json:"moe_intermediate_size"`
-		NormTopK    bool  `json:"norm_topk_prob"`
-		SparseStep  *int  `json:"decoder_sparse_step"`
-		MLPOnly     []int `json:"mlp_only_layers"`
-		Sliding     bool  `json:"use_sliding_window"`
-		AttnBiasSet bool  `json:"attention_bias"`
+		Experts    int   `json:"num_experts"`
+		LocalExp   *int  `json:"num_local_experts"` // v5 re-saves spell num_experts this way
+		TopK       int   `json:"num_experts_per_tok"`
+		MoEInter   int   `json:"moe_intermediate_size"`
+		NormTopK   bool  `json:"norm_topk_prob"`
+		SparseStep *int  `json:"decoder_sparse_step"`
+		MLPOnly    []int `json:"mlp_only_layers"`
 	}
 	if err := c.Decode(&x); err != nil {
 		return nil, err
 	}
 	cfg := Config{
 		Hidden: c.HiddenSize, Intermediate: c.IntermediateSize, Layers: c.NumHiddenLayers,
-		Heads: c.NumAttentionHeads, KVHeads: c.NumKeyValueHeads, HeadDim: c.HeadDim, Vocab: c.VocabSize,
+		Heads: c.NumAttentionHeads, HeadDim: c.HeadDim, Vocab: c.VocabSize,
 		Experts: x.Experts, TopK: x.TopK, MoEIntermediate: x.MoEInter, SparseStep: 1, MLPOnly: x.MLPOnly, NormTopK: x.NormTopK,
-		Eps: c.RMSNormEps, RopeTheta: c.Rope.Theta, Tied: c.TieWordEmbeddings,
+		Eps: common.Eps, RopeTheta: common.RopeTheta, Tied: c.TieWordEmbeddings, MaxPositions: common.MaxPositions,
 	}
-	if cfg.Experts == 0 {
-		cfg.Experts = x.LocalExp
+	expertsKey := "num_experts"
+	if x.LocalExp != nil { // the attribute num_experts maps to: set after it, so it wins
+		cfg.Experts, expertsKey = *x.LocalExp, "num_local_experts"
 	}
 	if x.SparseStep != nil {
 		cfg.SparseStep = *x.SparseStep
 	}
-	if cfg.KVHeads == 0 {
-		cfg.KVHeads = cfg.Heads
+	if cfg.KVHeads, err = models.IntKey(c, "num_key_value_heads", 4, 0); err != nil {
+		return nil, err
 	}
 	if cfg.HeadDim == 0 && cfg.Heads > 0 {
 		cfg.HeadDim = cfg.Hidden / cfg.Heads
@@ -71,8 +109,8 @@ func New(c *hf.Config) (models.Model, error) {
 		v    int
 	}{{"hidden_size", cfg.Hidden}, {"num_hidden_layers", cfg.Layers}, {"num_attention_heads", cfg.Heads},
 		{"num_key_value_heads", cfg.KVHeads}, {"head_dim", cfg.HeadDim}, {"vocab_size", cfg.Vocab},
-		{"num_experts", cfg.Experts}, {"num_experts_per_tok", cfg.TopK}, {"moe_intermediate_size", cfg.MoEIntermediate},
-		{"decoder_sparse_step", cfg.SparseStep}} {
+		{expertsKey, cfg.Experts}, {"num_experts_per_tok", cfg.TopK}, {"moe_intermediate_size", cfg.MoEIntermediate},
+		{"decoder_sparse_step", cfg.SparseStep}, {"max_position_embeddings", cfg.MaxPositions}} {
 		if f.v <= 0 {
 			return nil, fmt.Errorf("config.json: %s must be > 0, got %d", f.name, f.v)
 		}
@@ -92,14 +130,6 @@ func New(c *hf.Config) (models.Model, error) {
 		return nil, fmt.Errorf("config.json: head_dim %d must be even for RoPE", cfg.HeadDim)
 	case !(cfg.Eps > 0):
 		return nil, fmt.Errorf("config.json: rms_norm_eps must be > 0")
-	case !(cfg.RopeTheta > 0):
-		return nil, fmt.Errorf("config.json: rope theta must be > 0")
-	case c.Rope.Type != "" && c.Rope.Type != "default":
-		return nil, fmt.Errorf("config.json: rope type %q is not supported yet (only default)", c.Rope.Type)
-	case x.Sliding:
-		return nil, fmt.Errorf("config.json: use_sliding_window is not supported")
-	case x.AttnBiasSet:
-		return nil, fmt.Errorf("config.json: attention_bias is not supported")
 	}
 	return m, nil
 }

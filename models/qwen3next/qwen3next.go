@@ -37,6 +37,9 @@ type Config struct {
 	Eps, RopeTheta                      float64
 	Tied                                bool
 	LayerTypes                          []string // per layer: LinearAttention or FullAttention
+	// MaxPositions is max_position_embeddings (transformers' default,
+	// 32768, when absent): the context limit, not part of the graph.
+	MaxPositions int
 
 	// Gated DeltaNet geometry.
 	LinKeyHeads, LinValueHeads, LinKeyDim, LinValueDim, ConvKernel int
@@ -66,6 +69,24 @@ type extra struct {
 	MLPOnly               []int    `json:"mlp_only_layers"`
 }
 
+// Class is transformers' Qwen3NextConfig (5.17), with the v4 spelling
+// full_attention_interval: its keys, RoPE (partial) and defaults.
+var Class = models.Class{
+	Keys: models.Keys{
+		Read: []string{"vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+			"num_key_value_heads", "head_dim", "max_position_embeddings", "rms_norm_eps", "tie_word_embeddings",
+			"linear_conv_kernel_dim", "linear_key_head_dim", "linear_value_head_dim", "linear_num_key_heads",
+			"linear_num_value_heads", "decoder_sparse_step", "moe_intermediate_size", "shared_expert_intermediate_size",
+			"num_experts_per_tok", "num_experts", "norm_topk_prob", "mlp_only_layers", "layer_types", "full_attention_interval"},
+		Fixed: map[string][]any{"attention_bias": {false}, "hidden_act": {"silu", "swish"}},
+	},
+	Rope: models.RopeSpec{DefaultTheta: 10000, Partial: true}, MaxPositions: 32768, Eps: 1e-6,
+}
+
+// legacyLayerTypes are the older layer_types names transformers maps to
+// the current ones (remap_legacy_layer_types).
+var legacyLayerTypes = map[string]string{"attention": FullAttention, "mamba": LinearAttention, "conv": LinearAttention}
+
 // Model builds Qwen3-Next graphs.
 type Model struct{ cfg Config }
 
@@ -78,37 +99,48 @@ func New(c *hf.Config) (models.Model, error) {
 	return &Model{cfg: cfg}, nil
 }
 
-// ParseConfig reads and validates the fields the model needs. Defaults are
-// transformers' (Qwen3NextConfig): layer_types from full_attention_interval
-// (4: every 4th layer full attention), head_dim 256, norm_topk_prob true,
-// decoder_sparse_step 1.
+// ParseConfig reads and validates the fields the model needs. Absent keys
+// take transformers' Qwen3NextConfig defaults: layer_types from
+// full_attention_interval (4: every 4th layer full attention; legacy names
+// remapped), num_key_value_heads 2, head_dim 256, partial_rotary_factor
+// 0.25, rope_theta 10000, rms_norm_eps 1e-6, norm_topk_prob true,
+// decoder_sparse_step 1, max_position_embeddings 32768. num_experts must
+// be given (0: every layer dense). A key that would change the math and is
+// not implemented is an error naming it (see Class).
 func ParseConfig(c *hf.Config) (Config, error) {
+	common, err := Class.Check(c)
+	if err != nil {
+		return Config{}, err
+	}
 	var x extra
 	if err := c.Decode(&x); err != nil {
 		return Config{}, err
 	}
 	cfg := Config{
 		Hidden: c.HiddenSize, Intermediate: c.IntermediateSize, Layers: c.NumHiddenLayers, Vocab: c.VocabSize,
-		Heads: c.NumAttentionHeads, KVHeads: c.NumKeyValueHeads, HeadDim: c.HeadDim,
-		Eps: c.RMSNormEps, RopeTheta: c.Rope.Theta, Tied: c.TieWordEmbeddings,
+		Heads: c.NumAttentionHeads, HeadDim: c.HeadDim,
+		Eps: common.Eps, RopeTheta: common.RopeTheta, Tied: c.TieWordEmbeddings, MaxPositions: common.MaxPositions,
 		LinKeyHeads: x.LinKeyHeads, LinValueHeads: x.LinValueHeads, LinKeyDim: x.LinKeyDim, LinValueDim: x.LinValueDim,
 		ConvKernel: x.ConvKernel, Experts: x.Experts, TopK: x.TopK, MoEIntermediate: x.MoEIntermediate,
 		SharedIntermediate: x.SharedIntermediate, NormTopK: true, SparseStep: 1, MLPOnly: x.MLPOnly,
 	}
-	if cfg.HeadDim == 0 {
+	fail := func(format string, args ...any) (Config, error) {
+		return Config{}, fmt.Errorf("config.json: "+format, args...)
+	}
+	if !c.Has("head_dim") {
 		cfg.HeadDim = 256
 	}
-	if cfg.KVHeads == 0 {
-		cfg.KVHeads = cfg.Heads
+	if cfg.KVHeads, err = models.IntKey(c, "num_key_value_heads", 2, 0); err != nil {
+		return Config{}, err
+	}
+	if !c.Has("num_experts") {
+		return fail("num_experts must be set (transformers' default is 512; 0 makes every layer dense)")
 	}
 	if x.NormTopK != nil {
 		cfg.NormTopK = *x.NormTopK
 	}
 	if x.SparseStep != nil {
 		cfg.SparseStep = *x.SparseStep
-	}
-	fail := func(format string, args ...any) (Config, error) {
-		return Config{}, fmt.Errorf("config.json: "+format, args...)
 	}
 	for _, f := range []struct {
 		name string
@@ -117,7 +149,8 @@ func ParseConfig(c *hf.Config) (Config, error) {
 		{"num_attention_heads", cfg.Heads}, {"num_key_value_heads", cfg.KVHeads}, {"head_dim", cfg.HeadDim},
 		{"linear_num_key_heads", cfg.LinKeyHeads}, {"linear_num_value_heads", cfg.LinValueHeads},
 		{"linear_key_head_dim", cfg.LinKeyDim}, {"linear_value_head_dim", cfg.LinValueDim},
-		{"linear_conv_kernel_dim", cfg.ConvKernel}, {"decoder_sparse_step", cfg.SparseStep}} {
+		{"linear_conv_kernel_dim", cfg.ConvKernel}, {"decoder_sparse_step", cfg.SparseStep},
+		{"max_position_embeddings", cfg.MaxPositions}} {
 		if f.v <= 0 {
 			return fail("%s must be > 0, got %d", f.name, f.v)
 		}
@@ -139,11 +172,18 @@ func ParseConfig(c *hf.Config) (Config, error) {
 		return fail("layer_types has %d entries for %d layers", len(cfg.LayerTypes), cfg.Layers)
 	}
 	for i, t := range cfg.LayerTypes {
+		if now, ok := legacyLayerTypes[t]; ok {
+			cfg.LayerTypes[i], t = now, now
+		}
 		if t != LinearAttention && t != FullAttention {
 			return fail("layer_types[%d] is %q, want %q or %q", i, t, LinearAttention, FullAttention)
 		}
 	}
-	cfg.RotaryDims = int(float64(cfg.HeadDim) * c.Rope.PartialRotaryFactor)
+	rotary := 0.25 // Qwen3NextConfig's default partial_rotary_factor
+	if c.Rope.Has("partial_rotary_factor") {
+		rotary = c.Rope.PartialRotaryFactor
+	}
+	cfg.RotaryDims = int(float64(cfg.HeadDim) * rotary)
 	switch {
 	case cfg.Heads%cfg.KVHeads != 0:
 		return fail("num_attention_heads %d is not a multiple of num_key_value_heads %d", cfg.Heads, cfg.KVHeads)
@@ -155,10 +195,6 @@ func ParseConfig(c *hf.Config) (Config, error) {
 		return fail("linear_conv_kernel_dim %d must be in [2, 64]", cfg.ConvKernel)
 	case !(cfg.Eps > 0):
 		return fail("rms_norm_eps must be > 0")
-	case !(cfg.RopeTheta > 0):
-		return fail("rope theta must be > 0")
-	case c.Rope.Type != "" && c.Rope.Type != "default":
-		return fail("rope type %q is not supported yet (only default)", c.Rope.Type)
 	}
 	for i := range cfg.Layers {
 		if cfg.sparse(i) {

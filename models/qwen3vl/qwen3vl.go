@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 
 	"github.com/inference-pio/pio/frontends/hf"
@@ -35,6 +36,10 @@ type TextConfig struct {
 	Eps, RopeTheta                                               float64
 	MRopeSection                                                 []int64 // [t, h, w] frequency slots, interleaved
 	Tied                                                         bool
+	// MaxPositions is text_config.max_position_embeddings (transformers'
+	// default, 128000, when absent): the context limit, not part of the
+	// graph.
+	MaxPositions int
 }
 
 // VisionConfig is vision_config.
@@ -42,9 +47,21 @@ type VisionConfig struct {
 	Depth, Hidden, Intermediate, Heads, OutHidden       int
 	PatchSize, TemporalPatchSize, MergeSize, InChannels int
 	NumPositionEmbeddings                               int // a side×side learned grid
-	DeepStack                                           []int
-	RopeTheta                                           float64
+	// DeepStack is deepstack_visual_indexes as written: the vision blocks
+	// whose output a DeepStack merger taps; merger k is
+	// deepstack_merger_list.k for the block DeepStack[k]. The features
+	// reach the text layers in block order (see DeepStackTaps).
+	DeepStack []int
+	RopeTheta float64
 }
+
+// DeepStackTaps returns the vision blocks that feed DeepStack feature
+// j = 0, 1, ... (deepstack.<j>, added after text layer j) in transformers'
+// order: the vision tower appends a feature as it walks its blocks, so the
+// features come in increasing block order whatever the order of
+// deepstack_visual_indexes, and block b's feature is computed by merger
+// deepstack_merger_list.<k> with k the position of b in that list.
+func (v VisionConfig) DeepStackTaps() []int { return slices.Sorted(slices.Values(v.DeepStack)) }
 
 // Config is the model's configuration with its special token ids.
 type Config struct {
@@ -68,12 +85,69 @@ func New(c *hf.Config) (models.Model, error) {
 	return &Model{cfg: cfg}, nil
 }
 
-// ParseConfig reads and validates a Qwen3-VL config.json.
+// Keys classifies Qwen3VLConfig's keys (transformers 5.17): the top level
+// holds the special token ids, tie_word_embeddings (which alone decides
+// whether lm_head is tied) and the two sub-configs.
+var Keys = models.Keys{
+	Read: []string{"text_config", "vision_config", "image_token_id", "video_token_id", "vision_start_token_id",
+		"vision_end_token_id", "tie_word_embeddings"},
+}
+
+// TextClass is Qwen3VLTextConfig: its keys, RoPE (interleaved MRoPE) and
+// defaults. tie_word_embeddings is not a key of the class (the top level's
+// decides) and is checked against the top level's; layer_types is read by
+// transformers but changes nothing (it has no sliding-window attention),
+// and the sliding-window keys of pre-5 configs are not read at all, so
+// use_sliding_window is held to false.
+var TextClass = models.Class{
+	Keys: models.Keys{
+		Prefix: "text_config.",
+		Read: []string{"vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+			"num_key_value_heads", "head_dim", "max_position_embeddings", "rms_norm_eps", "tie_word_embeddings"},
+		Fixed: map[string][]any{"attention_bias": {false}, "hidden_act": {"silu", "swish"}, "use_sliding_window": {false}},
+		Inert: []string{"layer_types", "sliding_window", "max_window_layers"},
+	},
+	Rope: models.RopeSpec{Prefix: "text_config.", DefaultTheta: 500000, MRope: true}, MaxPositions: 128000, Eps: 1e-6,
+}
+
+// VisionKeys classifies Qwen3VLVisionConfig's keys; num_attention_heads is
+// transformers' alias of num_heads, and the RoPE keys (axial RoPE over the
+// patch grid) are read by models.CheckRope.
+var VisionKeys = models.Keys{
+	Prefix: "vision_config.",
+	Read: []string{"depth", "hidden_size", "intermediate_size", "num_heads", "num_attention_heads", "in_channels",
+		"patch_size", "spatial_merge_size", "temporal_patch_size", "out_hidden_size", "num_position_embeddings",
+		"deepstack_visual_indexes"},
+	Fixed: map[string][]any{"hidden_act": {"gelu_pytorch_tanh"}},
+}
+
+// ParseConfig reads and validates a Qwen3-VL config.json. Absent keys take
+// transformers' defaults: text num_key_value_heads 32 (null:
+// num_attention_heads), head_dim 128, rope_theta 500000, rms_norm_eps
+// 1e-6, max_position_embeddings 128000, mrope_section [24, 20, 20]
+// (interleaved: transformers 5.17 always interleaves, so an explicit
+// mrope_interleaved false is refused); vision in_channels 3, patch_size
+// 16, temporal_patch_size 2, spatial_merge_size 2, num_position_embeddings
+// 2304, deepstack_visual_indexes [8, 16, 24], rope_theta 10000; top-level
+// tie_word_embeddings false. A key that would change the math and is not
+// implemented is an error naming it (see Keys, TextClass, VisionKeys).
 func ParseConfig(c *hf.Config) (Config, error) {
 	var cfg Config
 	tc, err := c.Sub("text_config")
 	if err != nil || tc == nil {
 		return cfg, fmt.Errorf("config.json: text_config: missing or invalid (%v)", err)
+	}
+	vcRaw, err := c.Sub("vision_config")
+	if err != nil || vcRaw == nil {
+		return cfg, fmt.Errorf("config.json: vision_config: missing or invalid (%v)", err)
+	}
+	for _, k := range []struct {
+		keys *models.Keys
+		raw  []byte
+	}{{&Keys, c.Raw}, {&VisionKeys, vcRaw.Raw}} { // text_config: parseText
+		if err := k.keys.Check(k.raw); err != nil {
+			return cfg, err
+		}
 	}
 	var top struct {
 		Image       *int32 `json:"image_token_id"`
@@ -81,105 +155,143 @@ func ParseConfig(c *hf.Config) (Config, error) {
 		VisionStart *int32 `json:"vision_start_token_id"`
 		VisionEnd   *int32 `json:"vision_end_token_id"`
 		Tied        *bool  `json:"tie_word_embeddings"`
-		Vision      *struct {
-			Depth        int     `json:"depth"`
-			Hidden       int     `json:"hidden_size"`
-			Intermediate int     `json:"intermediate_size"`
-			Heads        int     `json:"num_heads"`
-			OutHidden    int     `json:"out_hidden_size"`
-			Patch        int     `json:"patch_size"`
-			Temporal     int     `json:"temporal_patch_size"`
-			Merge        int     `json:"spatial_merge_size"`
-			InChannels   int     `json:"in_channels"`
-			NumPos       int     `json:"num_position_embeddings"`
-			DeepStack    []int   `json:"deepstack_visual_indexes"`
-			HiddenAct    string  `json:"hidden_act"`
-			RopeTheta    float64 `json:"rope_theta"`
-			Rope         *struct {
-				Theta float64 `json:"rope_theta"`
-				Type  string  `json:"rope_type"`
-			} `json:"rope_parameters"`
+		Vision      struct {
+			Depth        int    `json:"depth"`
+			Hidden       int    `json:"hidden_size"`
+			Intermediate int    `json:"intermediate_size"`
+			Heads        int    `json:"num_heads"`
+			HeadsAlias   *int   `json:"num_attention_heads"`
+			OutHidden    int    `json:"out_hidden_size"`
+			Patch        *int   `json:"patch_size"`
+			Temporal     *int   `json:"temporal_patch_size"`
+			Merge        *int   `json:"spatial_merge_size"`
+			InChannels   *int   `json:"in_channels"`
+			NumPos       *int   `json:"num_position_embeddings"`
+			DeepStack    *[]int `json:"deepstack_visual_indexes"`
 		} `json:"vision_config"`
 	}
 	if err := c.Decode(&top); err != nil {
 		return cfg, err
 	}
-	if top.Image == nil || top.VisionStart == nil || top.VisionEnd == nil || top.Vision == nil {
-		return cfg, errors.New("config.json: image_token_id, vision_start_token_id, vision_end_token_id and vision_config are required")
+	if top.Image == nil || top.VisionStart == nil || top.VisionEnd == nil {
+		return cfg, errors.New("config.json: image_token_id, vision_start_token_id and vision_end_token_id are required")
 	}
 	cfg.ImageToken, cfg.VisionStart, cfg.VisionEnd = *top.Image, *top.VisionStart, *top.VisionEnd
 	if top.Video != nil {
 		cfg.VideoToken = *top.Video
 	}
-	t := TextConfig{Hidden: tc.HiddenSize, Intermediate: tc.IntermediateSize, Layers: tc.NumHiddenLayers,
-		Heads: tc.NumAttentionHeads, KVHeads: tc.NumKeyValueHeads, HeadDim: tc.HeadDim, Vocab: tc.VocabSize,
-		Eps: tc.RMSNormEps, RopeTheta: tc.Rope.Theta, Tied: tc.TieWordEmbeddings || (top.Tied != nil && *top.Tied)}
-	if t.KVHeads == 0 {
-		t.KVHeads = t.Heads
-	}
-	if t.HeadDim == 0 && t.Heads > 0 {
-		t.HeadDim = t.Hidden / t.Heads
-	}
-	for _, s := range tc.Rope.MRopeSection {
-		t.MRopeSection = append(t.MRopeSection, int64(s))
+	t, err := parseText(tc, top.Tied != nil && *top.Tied)
+	if err != nil {
+		return cfg, err
 	}
 	v := top.Vision
-	vc := VisionConfig{Depth: v.Depth, Hidden: v.Hidden, Intermediate: v.Intermediate, Heads: v.Heads, OutHidden: v.OutHidden,
-		PatchSize: v.Patch, TemporalPatchSize: v.Temporal, MergeSize: v.Merge, InChannels: v.InChannels,
-		NumPositionEmbeddings: v.NumPos, DeepStack: v.DeepStack, RopeTheta: 10000}
-	if v.Rope != nil && v.Rope.Theta > 0 {
-		vc.RopeTheta = v.Rope.Theta
-	} else if v.RopeTheta > 0 {
-		vc.RopeTheta = v.RopeTheta
+	or := func(p *int, def int) int {
+		if p != nil {
+			return *p
+		}
+		return def
 	}
-	if vc.InChannels == 0 {
-		vc.InChannels = 3
+	vc := VisionConfig{Depth: v.Depth, Hidden: v.Hidden, Intermediate: v.Intermediate, Heads: or(v.HeadsAlias, v.Heads),
+		OutHidden: v.OutHidden, PatchSize: or(v.Patch, 16), TemporalPatchSize: or(v.Temporal, 2), MergeSize: or(v.Merge, 2),
+		InChannels: or(v.InChannels, 3), NumPositionEmbeddings: or(v.NumPos, 2304), DeepStack: []int{8, 16, 24}}
+	if v.DeepStack != nil {
+		vc.DeepStack = *v.DeepStack
+	}
+	vr := vcRaw.Rope
+	if vr.Type == "axial" { // the vision tower's only RoPE (default_rope_type)
+		vr.Type = "default"
+	}
+	if vc.RopeTheta, err = models.CheckRope(&vr, models.RopeSpec{Prefix: "vision_config.", DefaultTheta: 10000}); err != nil {
+		return cfg, err
+	}
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"vision_config.depth", vc.Depth}, {"vision_config.hidden_size", vc.Hidden},
+		{"vision_config.intermediate_size", vc.Intermediate}, {"vision_config.num_heads", vc.Heads},
+		{"vision_config.out_hidden_size", vc.OutHidden}, {"vision_config.patch_size", vc.PatchSize},
+		{"vision_config.temporal_patch_size", vc.TemporalPatchSize}, {"vision_config.spatial_merge_size", vc.MergeSize},
+		{"vision_config.in_channels", vc.InChannels}, {"vision_config.num_position_embeddings", vc.NumPositionEmbeddings}} {
+		if f.v <= 0 {
+			return cfg, fmt.Errorf("config.json: %s must be > 0, got %d", f.name, f.v)
+		}
+	}
+	side := int(math.Sqrt(float64(vc.NumPositionEmbeddings)))
+	switch {
+	case vc.Hidden%vc.Heads != 0 || (vc.Hidden/vc.Heads)%4 != 0:
+		return cfg, fmt.Errorf("config.json: vision_config.hidden_size %d / num_heads %d: the head dim must be a multiple of 4 (2-D RoPE)", vc.Hidden, vc.Heads)
+	case side*side != vc.NumPositionEmbeddings:
+		return cfg, fmt.Errorf("config.json: vision_config.num_position_embeddings %d is not a square", vc.NumPositionEmbeddings)
+	case vc.OutHidden != t.Hidden:
+		return cfg, fmt.Errorf("config.json: vision_config.out_hidden_size %d != text_config.hidden_size %d", vc.OutHidden, t.Hidden)
+	case len(vc.DeepStack) > t.Layers:
+		return cfg, fmt.Errorf("config.json: vision_config.deepstack_visual_indexes has %d DeepStack taps but text_config has %d layers", len(vc.DeepStack), t.Layers)
+	}
+	for i, d := range vc.DeepStack {
+		if d < 0 || d >= vc.Depth {
+			return cfg, fmt.Errorf("config.json: vision_config.deepstack_visual_indexes %v: outside depth %d", vc.DeepStack, vc.Depth)
+		}
+		if slices.Index(vc.DeepStack, d) != i {
+			// transformers would tap block d once, with the first of its mergers, and load the other unused.
+			return cfg, fmt.Errorf("config.json: vision_config.deepstack_visual_indexes %v lists block %d twice", vc.DeepStack, d)
+		}
+	}
+	cfg.Text, cfg.Vision = t, vc
+	return cfg, nil
+}
+
+// parseText reads and validates text_config; tied is the top level's
+// tie_word_embeddings.
+func parseText(tc *hf.Config, tied bool) (TextConfig, error) {
+	common, err := TextClass.Check(tc)
+	if err != nil {
+		return TextConfig{}, err
+	}
+	t := TextConfig{Hidden: tc.HiddenSize, Intermediate: tc.IntermediateSize, Layers: tc.NumHiddenLayers,
+		Heads: tc.NumAttentionHeads, HeadDim: tc.HeadDim, Vocab: tc.VocabSize, Eps: common.Eps, Tied: tied,
+		MaxPositions: common.MaxPositions, RopeTheta: common.RopeTheta}
+	if tc.Has("tie_word_embeddings") && tc.TieWordEmbeddings != tied {
+		return t, fmt.Errorf("config.json: text_config.tie_word_embeddings is %v but tie_word_embeddings is %v: transformers ties lm_head by the top-level key alone, so make them agree", tc.TieWordEmbeddings, tied)
+	}
+	if t.KVHeads, err = models.IntKey(tc, "num_key_value_heads", 32, t.Heads); err != nil {
+		return t, fmt.Errorf("text_config: %w", err)
+	}
+	if !tc.Has("head_dim") {
+		t.HeadDim = 128 // Qwen3VLTextConfig's default, not hidden_size/num_attention_heads
 	}
 	for _, f := range []struct {
 		name string
 		v    int
 	}{{"text_config.hidden_size", t.Hidden}, {"text_config.intermediate_size", t.Intermediate},
 		{"text_config.num_hidden_layers", t.Layers}, {"text_config.num_attention_heads", t.Heads},
-		{"text_config.head_dim", t.HeadDim}, {"text_config.vocab_size", t.Vocab},
-		{"vision_config.depth", vc.Depth}, {"vision_config.hidden_size", vc.Hidden},
-		{"vision_config.intermediate_size", vc.Intermediate}, {"vision_config.num_heads", vc.Heads},
-		{"vision_config.out_hidden_size", vc.OutHidden}, {"vision_config.patch_size", vc.PatchSize},
-		{"vision_config.temporal_patch_size", vc.TemporalPatchSize}, {"vision_config.spatial_merge_size", vc.MergeSize},
-		{"vision_config.num_position_embeddings", vc.NumPositionEmbeddings}} {
+		{"text_config.num_key_value_heads", t.KVHeads}, {"text_config.head_dim", t.HeadDim},
+		{"text_config.vocab_size", t.Vocab}, {"text_config.max_position_embeddings", t.MaxPositions}} {
 		if f.v <= 0 {
-			return cfg, fmt.Errorf("config.json: %s must be > 0, got %d", f.name, f.v)
+			return t, fmt.Errorf("config.json: %s must be > 0, got %d", f.name, f.v)
 		}
 	}
-	side := int(math.Sqrt(float64(vc.NumPositionEmbeddings)))
-	var secSum int64
-	for _, s := range t.MRopeSection {
-		secSum += s
+	sections := tc.Rope.MRopeSection
+	if !tc.Rope.Has("mrope_section") {
+		sections = []int{24, 20, 20} // Qwen3VLTextRotaryEmbedding's default
 	}
+	var sum int64
+	for _, s := range sections {
+		t.MRopeSection = append(t.MRopeSection, int64(s))
+		sum += int64(s)
+	}
+	slots := int64(t.HeadDim / 2)
+	where := "text_config." + tc.Rope.Source + "."
 	switch {
 	case t.Heads%t.KVHeads != 0:
-		return cfg, fmt.Errorf("config.json: num_attention_heads %d is not a multiple of num_key_value_heads %d", t.Heads, t.KVHeads)
-	case len(t.MRopeSection) != 3 || 2*secSum != int64(t.HeadDim) || !tc.Rope.MRopeInterleaved:
-		return cfg, fmt.Errorf("config.json: text rope must be interleaved MRoPE with 3 sections summing to head_dim/2 (%d), got %v interleaved=%v", t.HeadDim/2, t.MRopeSection, tc.Rope.MRopeInterleaved)
-	case !(t.Eps > 0) || !(t.RopeTheta > 0):
-		return cfg, errors.New("config.json: text rms_norm_eps and rope_theta must be > 0")
-	case vc.Hidden%vc.Heads != 0 || (vc.Hidden/vc.Heads)%4 != 0:
-		return cfg, fmt.Errorf("config.json: vision head dim %d/%d must be a multiple of 4 (2-D rope)", vc.Hidden, vc.Heads)
-	case side*side != vc.NumPositionEmbeddings:
-		return cfg, fmt.Errorf("config.json: vision num_position_embeddings %d is not a square", vc.NumPositionEmbeddings)
-	case vc.OutHidden != t.Hidden:
-		return cfg, fmt.Errorf("config.json: vision out_hidden_size %d != text hidden_size %d", vc.OutHidden, t.Hidden)
-	case len(vc.DeepStack) > t.Layers:
-		return cfg, fmt.Errorf("config.json: %d DeepStack taps but %d text layers", len(vc.DeepStack), t.Layers)
-	case v.HiddenAct != "" && v.HiddenAct != "gelu_pytorch_tanh":
-		return cfg, fmt.Errorf("config.json: vision hidden_act %q is not supported (gelu_pytorch_tanh)", v.HiddenAct)
+		return t, fmt.Errorf("config.json: text_config.num_attention_heads %d is not a multiple of num_key_value_heads %d", t.Heads, t.KVHeads)
+	case tc.Rope.Has("mrope_interleaved") && !tc.Rope.MRopeInterleaved:
+		return t, fmt.Errorf("config.json: %smrope_interleaved is false: only the interleaved layout is supported (transformers 5.17 interleaves whatever the key says)", where)
+	case len(t.MRopeSection) != 3 || sum != slots || 3*t.MRopeSection[1] > slots || 3*t.MRopeSection[2] > slots:
+		return t, fmt.Errorf("config.json: %smrope_section %v: want 3 sections (t, h, w) summing to head_dim/2 = %d, with 3·h and 3·w at most %d", where, t.MRopeSection, slots, slots)
+	case !(t.Eps > 0):
+		return t, errors.New("config.json: text_config.rms_norm_eps must be > 0")
 	}
-	for _, d := range vc.DeepStack {
-		if d < 0 || d >= vc.Depth {
-			return cfg, fmt.Errorf("config.json: deepstack_visual_indexes %v outside depth %d", vc.DeepStack, vc.Depth)
-		}
-	}
-	cfg.Text, cfg.Vision = t, vc
-	return cfg, nil
+	return t, nil
 }
 
 // Ignored: nothing in a Qwen3-VL checkpoint is skipped.
@@ -289,11 +401,7 @@ func (m *Model) BuildVision(opt models.BuildOptions) (*ir.Graph, error) {
 	x = b.Add(x, b.WeightedRows(pos, posIdx, posW)) // + bilinear position embedding
 
 	rope := ir.MRoPEOpts{Theta: v.RopeTheta, FreqDim: hd / 2, Sections: []int64{int64(hd / 4), int64(hd / 4)}, Layout: "chunked"}
-	deep := map[int]int{}
-	for k, d := range v.DeepStack {
-		deep[d] = k
-	}
-	outs := make([]*ir.Value, len(v.DeepStack))
+	var outs []*ir.Value // deepstack.<j>, in block order (VisionConfig.DeepStackTaps)
 	for i := 0; i < v.Depth; i++ {
 		p := "model.visual.blocks." + strconv.Itoa(i) + "."
 		n1, n2 := newLayerNorm(c, p+"norm1", v.Hidden), newLayerNorm(c, p+"norm2", v.Hidden)
@@ -310,8 +418,8 @@ func (m *Model) BuildVision(opt models.BuildOptions) (*ir.Graph, error) {
 		a := b.SegmentAttention(q, k, vv, seg, 1/math.Sqrt(float64(hd)))
 		x = b.Add(x, proj.forward(b, b.Reshape(a, ir.T, g, D)))
 		x = b.Add(x, fc2.forward(b, b.GELU(fc1.forward(b, n2.forward(b, x)), "tanh")))
-		if kk, ok := deep[i]; ok {
-			outs[kk] = newMerger(c, "model.visual.deepstack_merger_list."+strconv.Itoa(kk)+".", v, true).forward(b, x, int(g))
+		if k := slices.Index(v.DeepStack, i); k >= 0 {
+			outs = append(outs, newMerger(c, "model.visual.deepstack_merger_list."+strconv.Itoa(k)+".", v, true).forward(b, x, int(g)))
 		}
 	}
 	if opt.Taps {

@@ -50,7 +50,7 @@ func TestConfigErrors(t *testing.T) {
 			text["rope_parameters"].(map[string]any)["mrope_section"] = []int{4, 2, 1}
 		}, "summing to head_dim/2"},
 		{func(_, _, v map[string]any) { v["num_position_embeddings"] = 15 }, "not a square"},
-		{func(_, _, v map[string]any) { v["out_hidden_size"] = 32 }, "!= text hidden_size"},
+		{func(_, _, v map[string]any) { v["out_hidden_size"] = 32 }, "!= text_config.hidden_size"},
 		{func(_, _, v map[string]any) { v["deepstack_visual_indexes"] = []int{0, 2, 9} }, "outside depth"},
 		{func(_, _, v map[string]any) { v["hidden_act"] = "relu" }, "hidden_act"},
 		{func(top, _, _ map[string]any) { delete(top, "image_token_id") }, "image_token_id"},
@@ -128,18 +128,6 @@ func shapeIs(a []int64, s ir.Shape) bool {
 	return true
 }
 
-type ckSource struct{ ck *hf.Checkpoint }
-
-func (s ckSource) Names() []string { return s.ck.Names() }
-
-func (s ckSource) Info(name string) (models.TensorInfo, bool) {
-	x, ok := s.ck.Tensor(name)
-	if !ok {
-		return models.TensorInfo{}, false
-	}
-	return models.TensorInfo{Float: true, DType: x.DType.String(), Shape: x.Shape}, true
-}
-
 func TestBindStages(t *testing.T) {
 	ck, m := tiny(t)
 	gs, err := m.Stages(models.BuildOptions{WeightDType: ir.BF16, Has: func(n string) bool { _, ok := ck.Tensor(n); return ok }})
@@ -149,24 +137,24 @@ func TestBindStages(t *testing.T) {
 	if len(gs) != len(StageNames) {
 		t.Fatalf("%d stages", len(gs))
 	}
-	if err := BindStages(gs, ckSource{ck}, nil); err != nil {
+	if err := BindStages(gs, models.CheckpointSource(ck), nil); err != nil {
 		t.Fatal(err)
 	}
 	// Each stage alone leaves the other's tensors unused.
-	if err := models.Bind(gs[1], ckSource{ck}, nil); err == nil || !strings.Contains(err.Error(), "model.visual.") {
+	if err := models.Bind(gs[1], models.CheckpointSource(ck), nil); err == nil || !strings.Contains(err.Error(), "model.visual.") {
 		t.Errorf("text stage alone: %v", err)
 	}
 	// A missing tensor is still reported.
-	if err := BindStages(gs, hiding{ckSource{ck}, "model.visual.merger.norm.bias"}, nil); err == nil || !strings.Contains(err.Error(), "merger.norm.bias") {
+	if err := BindStages(gs, hiding{models.CheckpointSource(ck), "model.visual.merger.norm.bias"}, nil); err == nil || !strings.Contains(err.Error(), "merger.norm.bias") {
 		t.Errorf("missing tensor: %v", err)
 	}
-	if err := BindStages(gs[:1], ckSource{ck}, nil); err == nil || !strings.Contains(err.Error(), "language_model") {
+	if err := BindStages(gs[:1], models.CheckpointSource(ck), nil); err == nil || !strings.Contains(err.Error(), "language_model") {
 		t.Errorf("vision stage alone: %v", err)
 	}
 }
 
 type hiding struct {
-	ckSource
+	models.Source
 	name string
 }
 
@@ -174,7 +162,7 @@ func (h hiding) Info(name string) (models.TensorInfo, bool) {
 	if name == h.name {
 		return models.TensorInfo{}, false
 	}
-	return h.ckSource.Info(name)
+	return h.Source.Info(name)
 }
 
 // qwen3VL2B is Qwen3-VL-2B-Instruct's config.json as transformers 4.57
