@@ -174,7 +174,9 @@ func TestMRoPEInterleaved(t *testing.T) {
 				} else {
 					rot = xs[c-d/2]
 				}
-				want := xs[c]*cs + rot*sn
+				// float32(·) rounds each product as the kernel does: Go may
+				// otherwise fuse a*b+c into one FMA (it does on arm64).
+				want := float32(xs[c]*cs) + float32(rot*sn)
 				if got := y[(tk*h+hh)*d+c]; got != want {
 					t.Fatalf("token %d head %d ch %d: %v, want %v", tk, hh, c, got, want)
 				}
@@ -225,7 +227,7 @@ func TestMRoPEVision(t *testing.T) {
 			if c < d/2 {
 				rot = -rot
 			}
-			if want := xs[c]*cs + rot*sn; y[row*d+c] != want {
+			if want := float32(xs[c]*cs) + float32(rot*sn); y[row*d+c] != want { // rounded products, as in TestMRoPEInterleaved
 				t.Fatalf("row %d ch %d: %v, want %v", row, c, y[row*d+c], want)
 			}
 		}
