@@ -4,11 +4,21 @@
 // arguments), Jinja's trim_blocks and lstrip_blocks, and transformers' Python-style tojson.
 //
 // Templates run on github.com/nikolalohinski/gonja/v2 with a shim for where it differs from
-// Python Jinja: JSON objects keep their key order (tojson, dict.items/keys/values), tojson writes
-// Python's json.dumps text (", " and ": " separators, non-ASCII unescaped, Python float repr),
-// str.replace works without a count, str.startswith/endswith/find/rfind follow Python on empty
-// strings, tuples and bounds, the reverse filter reverses, and raise_exception and strftime_now
-// exist. Known remaining difference: gonja's ** always gives a float (2 ** 5 prints 32.0).
+// Python Jinja. JSON objects (tool definitions, tool call arguments) and messages reach the
+// template as gonja's ordered *exec.Dict, so `for k in d`, d|items, d.items()/keys()/values(),
+// dictsort's ties and tojson follow insertion order as Python dicts do, and one request always
+// renders to one text; JSON null and transformers' tools=None are a None that is defined and
+// that the string filter writes as "None". tojson writes Python's json.dumps text (", " and ": "
+// separators, non-ASCII unescaped, Python float repr, transformers' keyword arguments), the
+// string filter is Python's str() (True, 1.0, ['a', None], {'k': 1}), str.replace works without
+// a count, str.startswith/endswith/find/rfind follow Python on empty strings, tuples and bounds,
+// the reverse filter reverses, and raise_exception and strftime_now exist.
+//
+// Known remaining differences: gonja's ** always gives a float (2 ** 5 prints 32.0); printing a
+// None directly ({{ x }}, x ~ "") writes "" where Python writes "None", and a dict printed so is
+// not Python's repr (the string filter is); gonja cannot tell an undefined name from None in
+// tests other than defined and undefined; a dict's attribute whose name is a method or field of
+// exec.Dict (x.Keys, x.Get, x.String, x.Pairs) is that, not the item.
 //
 // It does not tokenize: the rendered text goes to frontends/tokenizer, whose Encode matches the
 // special tokens it contains.
@@ -19,6 +29,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,6 +37,7 @@ import (
 	"github.com/nikolalohinski/gonja/v2/config"
 	"github.com/nikolalohinski/gonja/v2/exec"
 	"github.com/nikolalohinski/gonja/v2/loaders"
+	"github.com/nikolalohinski/gonja/v2/tokens"
 )
 
 // Message is one turn of a conversation, in OpenAI's chat form.
@@ -70,8 +82,9 @@ type ToolCall struct {
 	ID, Type string // Type "" is rendered as "function"
 	Function struct {
 		Name string
-		// Arguments is JSON text, as in OpenAI's API. Valid JSON reaches the template as an
-		// object (as vLLM passes it), so `arguments | tojson` prints Python's json.dumps of it;
+		// Arguments is JSON text, as in OpenAI's API. Valid JSON reaches the template decoded
+		// (as vLLM passes it), an object with its keys in the text's order, so that
+		// `arguments|items` and `arguments | tojson` give what Python's json.loads would;
 		// anything else reaches it as the string.
 		Arguments string
 	}
@@ -83,13 +96,15 @@ type Options struct {
 	EnableThinking      *bool             // nil: not defined in the template
 	Tools               []json.RawMessage // OpenAI tool definitions, each a JSON object
 	// Extra holds further template variables (chat_template_kwargs; bos_token and eos_token for
-	// templates that use them). They override the variables above of the same name.
+	// templates that use them). They override the variables above of the same name. A Go map
+	// among them has no key order: templates iterate it sorted by key.
 	Extra map[string]any
 }
 
 // Render returns the text of template applied to msgs, as transformers'
 // apply_chat_template(msgs, tools=..., add_generation_prompt=..., tokenize=False, **kwargs).
-// A template error (a parse error, or raise_exception called) is returned, never a panic.
+// A template error (a parse error, raise_exception called, a filter given the wrong value) or a
+// tool that is not valid JSON is returned as an error, never a panic.
 func Render(template string, msgs []Message, opt Options) (out string, err error) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -100,29 +115,26 @@ func Render(template string, msgs []Message, opt Options) (out string, err error
 	if err != nil {
 		return "", err
 	}
-	reg := newRegistry()
-	defer reg.release()
-
 	messages := make([]any, len(msgs))
 	for i, m := range msgs {
-		messages[i] = reg.message(m)
+		messages[i] = message(m)
 	}
 	data := map[string]any{
 		"messages":              messages,
 		"add_generation_prompt": opt.AddGenerationPrompt,
+		"tools":                 none, // transformers passes tools=None and documents=None
+		"documents":             none,
 	}
 	if opt.Tools != nil {
 		tools := make([]any, len(opt.Tools))
 		for i, raw := range opt.Tools {
-			v, err := reg.decode(raw)
+			v, err := decodeJSON(raw)
 			if err != nil {
 				return "", fmt.Errorf("chat template: tool %d: %w", i, err)
 			}
 			tools[i] = v
 		}
 		data["tools"] = tools
-	} else {
-		data["tools"] = nil // transformers passes tools=None
 	}
 	if opt.EnableThinking != nil {
 		data["enable_thinking"] = *opt.EnableThinking
@@ -154,7 +166,7 @@ func compile(src string) (*exec.Template, error) {
 	cfg := config.New()
 	cfg.TrimBlocks = true // transformers: jinja2 Environment(trim_blocks=True, lstrip_blocks=True)
 	cfg.LeftStripBlocks = true
-	loader, err := loaders.NewShiftedLoader("chat_template", bytes.NewReader([]byte(src)), loaders.MustNewFileSystemLoader(""))
+	loader, err := loaders.NewShiftedLoader("chat_template", bytes.NewReader([]byte(midLineTags(src, cfg))), loaders.MustNewFileSystemLoader(""))
 	if err != nil {
 		return nil, fmt.Errorf("chat template: %w", err)
 	}
@@ -178,9 +190,16 @@ var (
 func environment() *exec.Environment {
 	envOnce.Do(func() {
 		filters := exec.NewFilterSet(map[string]exec.FilterFunction{}).Update(builtins.Filters)
-		for name, f := range map[string]exec.FilterFunction{"tojson": filterToJSON, "reverse": filterReverse} {
+		for name, f := range map[string]exec.FilterFunction{"tojson": filterToJSON, "reverse": filterReverse,
+			"items": filterItems, "dictsort": filterDictSort, "string": filterString} {
 			if err := filters.Replace(name, f); err != nil {
 				panic(err) // gonja always has these filters
+			}
+		}
+		tests := exec.NewTestSet(map[string]exec.TestFunction{}).Update(builtins.Tests)
+		for name, f := range map[string]exec.TestFunction{"defined": testDefined, "undefined": testUndefined} {
+			if err := tests.Replace(name, f); err != nil {
+				panic(err) // gonja always has these tests
 			}
 		}
 		ctx := exec.EmptyContext().Update(builtins.GlobalFunctions).Update(builtins.GlobalVariables)
@@ -193,10 +212,55 @@ func environment() *exec.Environment {
 		env = &exec.Environment{
 			Context:           ctx,
 			Filters:           filters,
-			Tests:             builtins.Tests,
+			Tests:             tests,
 			ControlStructures: builtins.ControlStructures,
 			Methods:           methods(),
 		}
 	})
 	return env
+}
+
+// midLineTags returns src (newlines normalized as gonja does) with a '+' ({%+, {#+) on each block
+// or comment tag that follows spaces or tabs in the middle of a line. Jinja's lstrip_blocks
+// strips the blanks before a tag only where they start a line; gonja's strips them after any
+// other tag too ("{{ x }} {% endif %}" loses its space), and '+' turns lstrip_blocks off for one
+// tag in both. A template gonja cannot lex is returned as it is, for the parser to report.
+func midLineTags(src string, cfg *config.Config) string {
+	src = strings.ReplaceAll(strings.ReplaceAll(src, "\r\n", "\n"), "\r", "\n")
+	lexCfg := cfg.Inherit()
+	lexCfg.LeftStripBlocks = false
+	lexCfg.KeepTrailingNewline = true // positions in src as it is
+	stream := tokens.LexAll(src, lexCfg)
+	var at []int // positions just after the "{%" or "{#" to mark
+	var prev, data *tokens.Token
+	for ; !stream.End(); stream.Next() {
+		tok := stream.Current()
+		switch tok.Type {
+		case tokens.BlockBegin, tokens.CommentBegin:
+			if data != nil && (tok.Val == cfg.BlockStartString || tok.Val == cfg.CommentStartString) &&
+				data.Pos > 0 && src[data.Pos-1] != '\n' && prev != nil && !strings.HasPrefix(prev.Val, "-") &&
+				strings.Trim(src[data.Pos:tok.Pos], " \t") == "" {
+				at = append(at, tok.Pos+len(tok.Val))
+			}
+		}
+		data = nil
+		switch tok.Type {
+		case tokens.Data:
+			data = tok
+		case tokens.BlockEnd, tokens.VariableEnd, tokens.CommentEnd:
+			prev = tok
+		}
+	}
+	if stream.IsError() || len(at) == 0 {
+		return src
+	}
+	var b strings.Builder
+	last := 0
+	for _, p := range at {
+		b.WriteString(src[last:p])
+		b.WriteByte('+')
+		last = p
+	}
+	b.WriteString(src[last:])
+	return b.String()
 }

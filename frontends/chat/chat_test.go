@@ -116,9 +116,7 @@ func TestToJSON(t *testing.T) {
 		}
 	}
 	tmpl := `{{ x | tojson }}|{{ x | tojson(indent=2) }}|{{ x | tojson(sort_keys=true) }}`
-	r := newRegistry()
-	defer r.release()
-	x, err := r.decode([]byte(`{"b": [1, 2.50, {}], "a": "é\"\n\u0001", "c": null, "d": []}`))
+	x, err := decodeJSON([]byte(`{"b": [1, 2.50, {}], "a": "é\"\n\u0001", "c": null, "d": []}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,10 +160,11 @@ func TestTemplateFeatures(t *testing.T) {
 	}
 	for _, c := range cases {
 		if c.name == "items in order" {
-			r := newRegistry()
-			d, _ := r.decode([]byte(`{"z": 1, "a": 2}`))
+			d, err := decodeJSON([]byte(`{"z": 1, "a": 2}`))
+			if err != nil {
+				t.Fatal(err)
+			}
 			c.opt.Extra["d"] = d
-			defer r.release()
 		}
 		got, err := Render(c.tmpl, c.msgs, c.opt)
 		if err != nil {
@@ -214,6 +213,8 @@ func FuzzRender(f *testing.F) {
 	f.Add(`{% for m in messages %}{{ m.role }}: {{ m.content }}{% endfor %}`, "hi", `{"a": 1}`)
 	f.Add(`{{ tools | tojson }}{{ x.y[0] }}`, "", `[1, "x"]`)
 	f.Add(`{% if messages[0].content.startswith('<') %}{{ messages[::-1] | length }}{% endif %}`, "<x>", `{}`)
+	f.Add(`{% for k, v in tools[0]|items %}{{ k }} {{ v|string }} {% endfor %}{{ tools[0]|dictsort|string }}{{ tools[0].get('b') }}`, "", `{"b": {"c": null}, "a": [1, 2.5, "x"], "b": true}`)
+	f.Add("{{ messages[0].content }} {% if true %}\n  {#- c #} {%+ endif %}\t{% raw %} {% endraw %}", "x", `[]`)
 	f.Fuzz(func(t *testing.T, tmpl, content, tool string) {
 		_, _ = Render(tmpl, []Message{{Role: "user", Content: content}}, Options{Tools: []json.RawMessage{json.RawMessage(tool)}})
 	})
@@ -335,6 +336,70 @@ func TestVisionMacro(t *testing.T) {
 	}
 	want := "<|im_start|>user\nPicture 1: <|vision_start|><|image_pad|><|vision_end|>Describe.<|im_end|>\n<|im_start|>assistant\nA cat.<|im_end|>\n" +
 		"<|im_start|>user\nAnd Picture 2: <|vision_start|><|image_pad|><|vision_end|>?<|im_end|>\n<|im_start|>assistant\n"
+	if got != want {
+		t.Errorf("got  %q\nwant %q", got, want)
+	}
+}
+
+// TestPyQuote: expected strings are Python 3.11's repr() of the same strings.
+func TestPyQuote(t *testing.T) {
+	for in, want := range map[string]string{
+		"it's":               `"it's"`,
+		`q"`:                 `'q"'`,
+		`a'b"c`:              `'a\'b"c'`,
+		"\t\n\r\\":           `'\t\n\r\\'`,
+		"\x00\x1f\x7f":       `'\x00\x1f\x7f'`,
+		"\u00a0\u00ad":       `'\xa0\xad'`,
+		"\u2028\u200b\ufeff": `'\u2028\u200b\ufeff'`,
+		"é中🚀":                `'é中🚀'`,
+		"\U000e0001\ue000":   `'\U000e0001\ue000'`,
+		"":                   `''`,
+	} {
+		var b strings.Builder
+		pyQuote(&b, in)
+		if b.String() != want {
+			t.Errorf("pyQuote(%q) = %s, want %s", in, b.String(), want)
+		}
+	}
+}
+
+// TestBadJSON: malformed tool JSON is an error naming the tool, never a panic; nesting is bounded.
+func TestBadJSON(t *testing.T) {
+	deep := strings.Repeat("[", maxJSONDepth+2) + strings.Repeat("]", maxJSONDepth+2)
+	for name, raw := range map[string]string{
+		"truncated": `{"a":`, "trailing": `{} {}`, "empty": ``, "bad number": `{"a": 01}`,
+		"too deep": deep, "not a value": `}`,
+	} {
+		_, err := Render(`{{ tools }}`, nil, Options{Tools: []json.RawMessage{json.RawMessage(`{}`), json.RawMessage(raw)}})
+		if err == nil || !strings.Contains(err.Error(), "tool 1") {
+			t.Errorf("%s: err = %v, want an error about tool 1", name, err)
+		}
+	}
+	ok := strings.Repeat("[", maxJSONDepth) + strings.Repeat("]", maxJSONDepth)
+	if _, err := Render(`{{ tools | tojson }}`, nil, Options{Tools: []json.RawMessage{json.RawMessage(ok)}}); err != nil {
+		t.Errorf("nesting %d: %v", maxJSONDepth, err)
+	}
+}
+
+// TestOrderedMappings: the order of a JSON object survives every way a template reaches its
+// members, and duplicate keys keep the first one's place with the last one's value, as
+// json.loads does (want is what transformers' Jinja environment, _compile_jinja_template,
+// renders from json.loads of the same text).
+func TestOrderedMappings(t *testing.T) {
+	d, err := decodeJSON([]byte(`{"b": 1, "B": 2, "a": {"z": null, "y": [true]}, "b": 3, "é": {}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := `{% for k in d %}{{ k }} {% endfor %}|{% for k, v in d|items %}{{ k }}={{ v|string }} {% endfor %}|` +
+		`{% for k, v in d.items() %}{{ k }} {% endfor %}|{{ d.keys()|join(',') }}|{{ d.a|tojson }}|{{ d|tojson(indent=1) }}|` +
+		`{{ d.a.z is none }}{{ d.a.z is defined }}{{ d.a.q is defined }}|{{ d['é'] is mapping }}{{ 'y' if d['é'] else 'n' }}|` +
+		`{% for k, v in d|dictsort %}{{ k }}{% endfor %}|{% for k, v in d|dictsort(true) %}{{ k }}{% endfor %}|{% for k, v in d.a|dictsort(by='key', reverse=true) %}{{ k }}{% endfor %}`
+	got, err := Render(tmpl, nil, Options{Extra: map[string]any{"d": d}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "b B a é |b=3 B=2 a={'z': None, 'y': [True]} é={} |b B a é |b,B,a,é|{\"z\": null, \"y\": [true]}|{\n \"b\": 3,\n \"B\": 2,\n" +
+		" \"a\": {\n  \"z\": null,\n  \"y\": [\n   true\n  ]\n },\n \"é\": {}\n}|TrueTrueFalse|Truen|abBé|Babé|zy"
 	if got != want {
 		t.Errorf("got  %q\nwant %q", got, want)
 	}

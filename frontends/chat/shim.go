@@ -1,194 +1,21 @@
 package chat
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"reflect"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
 	"github.com/nikolalohinski/gonja/v2/builtins"
 	"github.com/nikolalohinski/gonja/v2/exec"
 )
-
-// keyOrder remembers the key order of the JSON objects (map[string]any) handed to a template,
-// keyed by map identity, for as long as the render that made them runs: gonja's maps are Go maps,
-// while Python dicts keep insertion order, which tojson and items() show.
-var keyOrder sync.Map // uintptr -> []string
-
-func mapID(m map[string]any) uintptr { return reflect.ValueOf(m).Pointer() }
-
-func orderedKeys(m map[string]any) []string {
-	if v, ok := keyOrder.Load(mapID(m)); ok {
-		if keys := v.([]string); len(keys) == len(m) {
-			return keys
-		}
-	}
-	keys := make([]string, 0, len(m)) // made by the template, or modified: no order known
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
-// registry records the maps of one render, and forgets them after it.
-type registry struct{ ids []uintptr }
-
-func newRegistry() *registry { return &registry{} }
-
-func (r *registry) object(keys []string, m map[string]any) map[string]any {
-	id := mapID(m)
-	keyOrder.Store(id, keys)
-	r.ids = append(r.ids, id)
-	return m
-}
-
-func (r *registry) release() {
-	for _, id := range r.ids {
-		keyOrder.Delete(id)
-	}
-}
-
-// message converts a Message to the dict transformers would see; empty optional fields are absent.
-func (r *registry) message(m Message) map[string]any {
-	keys := []string{"role", "content"}
-	d := map[string]any{"role": m.Role, "content": m.Content}
-	if m.Parts != nil {
-		parts := make([]any, len(m.Parts))
-		for i, p := range m.Parts {
-			if p.Type == "text" {
-				parts[i] = r.object([]string{"type", "text"}, map[string]any{"type": p.Type, "text": p.Text})
-			} else {
-				parts[i] = r.object([]string{"type"}, map[string]any{"type": p.Type})
-			}
-		}
-		d["content"] = parts
-	}
-	add := func(k string, v any) {
-		keys = append(keys, k)
-		d[k] = v
-	}
-	if m.ReasoningContent != "" {
-		add("reasoning_content", m.ReasoningContent)
-	}
-	if len(m.ToolCalls) > 0 {
-		calls := make([]any, len(m.ToolCalls))
-		for i, c := range m.ToolCalls {
-			typ := c.Type
-			if typ == "" {
-				typ = "function"
-			}
-			var args any = c.Function.Arguments
-			if v, err := r.decode([]byte(c.Function.Arguments)); err == nil {
-				args = v
-			}
-			fn := r.object([]string{"name", "arguments"}, map[string]any{"name": c.Function.Name, "arguments": args})
-			ck := []string{"type", "function"}
-			cm := map[string]any{"type": typ, "function": fn}
-			if c.ID != "" {
-				ck = append([]string{"id"}, ck...)
-				cm["id"] = c.ID
-			}
-			calls[i] = r.object(ck, cm)
-		}
-		add("tool_calls", calls)
-	}
-	if m.ToolCallID != "" {
-		add("tool_call_id", m.ToolCallID)
-	}
-	if m.Name != "" {
-		add("name", m.Name)
-	}
-	return r.object(keys, d)
-}
-
-// decode parses one JSON value into template values: objects as ordered map[string]any, arrays
-// as []any, integers as int (json.Number beyond int64), other numbers as float64.
-func (r *registry) decode(raw []byte) (any, error) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	v, err := r.value(dec)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("trailing data after the JSON value")
-	}
-	return v, nil
-}
-
-func (r *registry) value(dec *json.Decoder) (any, error) {
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, err
-	}
-	switch t := tok.(type) {
-	case json.Delim:
-		switch t {
-		case '{':
-			var keys []string
-			m := map[string]any{}
-			for dec.More() {
-				kt, err := dec.Token()
-				if err != nil {
-					return nil, err
-				}
-				k := kt.(string)
-				v, err := r.value(dec)
-				if err != nil {
-					return nil, err
-				}
-				if _, dup := m[k]; !dup {
-					keys = append(keys, k)
-				}
-				m[k] = v // the last duplicate wins, in the first one's place, as in Python
-			}
-			if _, err := dec.Token(); err != nil {
-				return nil, err
-			}
-			return r.object(keys, m), nil
-		case '[':
-			l := []any{}
-			for dec.More() {
-				v, err := r.value(dec)
-				if err != nil {
-					return nil, err
-				}
-				l = append(l, v)
-			}
-			if _, err := dec.Token(); err != nil {
-				return nil, err
-			}
-			return l, nil
-		}
-		return nil, fmt.Errorf("unexpected %v", t)
-	case json.Number:
-		s := string(t)
-		if !strings.ContainsAny(s, ".eE") {
-			if i, err := strconv.ParseInt(s, 10, 0); err == nil {
-				return int(i), nil
-			}
-			return t, nil // a Python int beyond int64: printed as written
-		}
-		f, err := strconv.ParseFloat(s, 64)
-		if err != nil && !errors.Is(err, strconv.ErrRange) {
-			return nil, err
-		}
-		return f, nil // overflow gives ±Inf, as Python's float()
-	default: // string, bool, nil
-		return t, nil
-	}
-}
 
 // filterToJSON is transformers' tojson: json.dumps(x, ensure_ascii=False, indent=None,
 // separators=None, sort_keys=False), with the same keyword arguments.
@@ -266,36 +93,28 @@ func (o *pyJSON) write(b *strings.Builder, v any, level int) error {
 	case int32:
 		b.WriteString(strconv.FormatInt(int64(x), 10))
 	case float64:
-		b.WriteString(pyFloat(x))
+		b.WriteString(jsonFloat(x))
 	case float32:
-		b.WriteString(pyFloat(float64(x)))
-	case map[string]any:
-		keys := orderedKeys(x)
-		if o.sortKeys {
-			keys = slices.Sorted(slices.Values(keys))
-		}
-		return o.object(b, keys, func(k string) any { return x[k] }, level)
-	case exec.Dict:
-		return o.dict(b, &x, level)
-	case *exec.Dict:
-		return o.dict(b, x, level)
-	case []any:
-		return o.list(b, len(x), func(i int) any { return x[i] }, level)
+		b.WriteString(jsonFloat(float64(x)))
 	case *exec.Value:
 		return o.write(b, x.Interface(), level)
+	case *pyNone:
+		b.WriteString("null")
 	default:
+		if level > maxJSONDepth {
+			return errors.New("nested too deeply")
+		}
+		if pairs, ok := entries(exec.ToValue(v)); ok {
+			return o.mapping(b, pairs, level)
+		}
 		rv := reflect.ValueOf(v)
 		switch rv.Kind() {
 		case reflect.Slice, reflect.Array:
 			return o.list(b, rv.Len(), func(i int) any { return rv.Index(i).Interface() }, level)
-		case reflect.Map:
-			if rv.Type().Key().Kind() == reflect.String {
-				keys := make([]string, 0, rv.Len())
-				for _, k := range rv.MapKeys() {
-					keys = append(keys, k.String())
-				}
-				sort.Strings(keys)
-				return o.object(b, keys, func(k string) any { return rv.MapIndex(reflect.ValueOf(k)).Interface() }, level)
+		case reflect.Pointer:
+			if rv.IsNil() {
+				b.WriteString("null")
+				return nil
 			}
 		}
 		return fmt.Errorf("object of type %T is not JSON serializable", v)
@@ -303,33 +122,51 @@ func (o *pyJSON) write(b *strings.Builder, v any, level int) error {
 	return nil
 }
 
-func (o *pyJSON) dict(b *strings.Builder, d *exec.Dict, level int) error {
-	keys := make([]string, len(d.Pairs))
-	vals := map[string]any{}
-	for i, p := range d.Pairs {
-		keys[i] = p.Key.String()
-		vals[keys[i]] = p.Value.Interface()
+// jsonKey is json.dumps's text of a dict key: str as it is, int and float as str() writes them,
+// bool and None as JSON does; other keys are an error.
+func jsonKey(k *exec.Value) (string, error) {
+	switch {
+	case k.IsString():
+		return k.String(), nil
+	case k.IsBool():
+		return strconv.FormatBool(k.Bool()), nil
+	case k.IsNil():
+		return "null", nil
+	case k.IsInteger():
+		return k.String(), nil
+	case k.IsFloat():
+		return jsonFloat(k.Float()), nil
 	}
-	if o.sortKeys {
-		sort.Strings(keys)
-	}
-	return o.object(b, keys, func(k string) any { return vals[k] }, level)
+	return "", fmt.Errorf("keys must be str, int, float, bool or None, not %T", k.Interface())
 }
 
-func (o *pyJSON) object(b *strings.Builder, keys []string, get func(string) any, level int) error {
-	if len(keys) == 0 {
+// mapping writes a dict's members in its order (entries), or sorted by key with sort_keys.
+func (o *pyJSON) mapping(b *strings.Builder, pairs []*exec.Pair, level int) error {
+	keys := make([]string, len(pairs))
+	order := make([]int, len(pairs))
+	for i, p := range pairs {
+		k, err := jsonKey(p.Key)
+		if err != nil {
+			return err
+		}
+		keys[i], order[i] = k, i
+	}
+	if o.sortKeys {
+		sort.SliceStable(order, func(i, j int) bool { return keys[order[i]] < keys[order[j]] })
+	}
+	if len(pairs) == 0 {
 		b.WriteString("{}")
 		return nil
 	}
 	b.WriteByte('{')
-	for i, k := range keys {
-		if i > 0 {
+	for n, i := range order {
+		if n > 0 {
 			b.WriteString(o.itemSep)
 		}
 		o.newline(b, level+1)
-		o.str(b, k)
+		o.str(b, keys[i])
 		b.WriteString(o.keySep)
-		if err := o.write(b, get(k), level+1); err != nil {
+		if err := o.write(b, pairs[i].Value, level+1); err != nil {
 			return err
 		}
 	}
@@ -401,17 +238,31 @@ func utf16Pair(r rune) (rune, rune) {
 	return 0xD800 + (r>>10)&0x3FF, 0xDC00 + r&0x3FF
 }
 
+// jsonFloat is json.dumps's text of a float: Python's repr, with inf and nan as Infinity,
+// -Infinity and NaN.
+func jsonFloat(f float64) string {
+	switch s := pyFloat(f); s {
+	case "inf":
+		return "Infinity"
+	case "-inf":
+		return "-Infinity"
+	case "nan":
+		return "NaN"
+	default:
+		return s
+	}
+}
+
 // pyFloat is Python's repr(float): the shortest round-tripping digits, in fixed notation when the
-// decimal exponent is in [-4, 16), else d.ddde±XX; integral values keep ".0". json.dumps writes
-// inf and nan as Infinity and NaN.
+// decimal exponent is in [-4, 16), else d.ddde±XX; integral values keep ".0"; inf, -inf, nan.
 func pyFloat(f float64) string {
 	switch {
 	case math.IsInf(f, 1):
-		return "Infinity"
+		return "inf"
 	case math.IsInf(f, -1):
-		return "-Infinity"
+		return "-inf"
 	case math.IsNaN(f):
-		return "NaN"
+		return "nan"
 	}
 	e := strconv.FormatFloat(f, 'e', -1, 64) // [-]d[.ddd]e±XX
 	sign := ""
@@ -445,10 +296,12 @@ var strMethodNames = strings.Fields(`capitalize casefold center count encode end
 	isspace istitle isupper join ljust lower lstrip partition removeprefix removesuffix rfind rindex
 	rjust rpartition rsplit rstrip split splitlines startswith strip swapcase title translate upper zfill`)
 
-var dictMethodNames = strings.Fields(`get pop popitem setdefault update copy clear`)
+// dictMethodNames are gonja's mutating dict methods kept (on the copy gonja hands them); the others
+// are dictMethods.
+var dictMethodNames = strings.Fields(`pop popitem setdefault update clear`)
 
-// methods is gonja's method table with Python's str.replace (count optional) and dict
-// keys/values/items in insertion order.
+// methods is gonja's method table with Python's str.replace (count optional), str.startswith,
+// endswith, find and rfind, and dict get/keys/values/items/copy in the dict's order.
 func methods() exec.Methods {
 	str := map[string]exec.Method[string]{}
 	for _, n := range strMethodNames {
@@ -479,34 +332,9 @@ func methods() exec.Methods {
 			dict[n] = m
 		}
 	}
-	noArgs := func(name string, f func(map[string]any) any) exec.Method[map[string]any] {
-		return func(self map[string]any, selfValue *exec.Value, args *exec.VarArgs) (any, error) {
-			if len(args.Args) > 0 || len(args.KwArgs) > 0 {
-				return nil, exec.ErrInvalidCall(fmt.Errorf("%s() takes no arguments", name))
-			}
-			// gonja hands methods a converted copy; the original map carries the key order
-			// (and its nested maps theirs).
-			if orig, ok := selfValue.Interface().(map[string]any); ok {
-				self = orig
-			}
-			return f(self), nil
-		}
+	for n, m := range dictMethods() {
+		dict[n] = m
 	}
-	dict["keys"] = noArgs("keys", func(m map[string]any) any { return orderedKeys(m) })
-	dict["values"] = noArgs("values", func(m map[string]any) any {
-		var out []any
-		for _, k := range orderedKeys(m) {
-			out = append(out, m[k])
-		}
-		return out
-	})
-	dict["items"] = noArgs("items", func(m map[string]any) any {
-		var out []any
-		for _, k := range orderedKeys(m) {
-			out = append(out, []any{k, m[k]})
-		}
-		return out
-	})
 	return exec.Methods{
 		Bool:  builtins.Methods.Bool,
 		Int:   builtins.Methods.Int,
