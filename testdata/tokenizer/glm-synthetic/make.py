@@ -1,17 +1,16 @@
 #!/usr/bin/env python3
 """Write a synthetic tokenizer of GLM-4.7-Flash's shape and its references (glm-synthetic/).
 
-Not the real GLM tokenizer or template (neither is available offline). What has GLM's shape:
+Not the real GLM tokenizer (not available offline). What has GLM's shape:
 
 * tokenizer.json: byte-level BPE, no normalizer, pre-tokenizer Sequence[Split(the GLM-4
   cl100k-like regex with `\\p{N}{1,3}` digit groups, Isolated), ByteLevel(use_regex=false)],
   ByteLevel decoder (docs/MODELS.md §7.3). Vocabulary: 256 byte tokens, N_MERGES merges learnt
   from make_tiny.py's training text with this regex, then GLM's added tokens (all special here;
   [U] whether the real file marks the tool/think markers special).
-* chat_template.jinja (copied into tokenizer_config.json): written from MODELS.md §7.3
-  ([gMASK]<sop>, role tokens with no newline after them, <think> / </think> generation prompt,
-  arg_key/arg_value tool calls, one <|observation|> per run of tool results). It is NOT checked
-  against GLM-4.7-Flash's real chat_template.
+* chat_template.jinja (copied into tokenizer_config.json): the real GLM-4.7-Flash chat template,
+  copied from ../../templates/GLM-4.7-Flash.jinja (published with zai-org/GLM-4.7-Flash; see
+  ../../templates/README.md for its source and sha256).
 
 References (HF only, never our code):
 * expected.jsonl: HF tokenizers encode(text, add_special_tokens=False) ids and decode(ids,
@@ -113,7 +112,8 @@ def main():
             "merges": [[a, b] for a, b in merges],
         },
     }
-    template = (HERE / "chat_template.jinja").read_text(encoding="utf-8")
+    template = (HERE.parent.parent / "templates" / "GLM-4.7-Flash.jinja").read_text(encoding="utf-8")
+    (HERE / "chat_template.jinja").write_text(template, encoding="utf-8")
     cfg = {
         "added_tokens_decoder": {
             str(t["id"]): {k: t[k] for k in ("content", "lstrip", "normalized", "rstrip", "single_word", "special")}
