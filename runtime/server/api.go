@@ -1,11 +1,11 @@
 package server
 
 import (
-	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 
 	"github.com/inference-pio/pio/pio"
@@ -46,7 +46,7 @@ func (s *stopField) UnmarshalJSON(b []byte) error {
 	}
 	var many []string
 	if err := json.Unmarshal(b, &many); err != nil {
-		return fmt.Errorf("stop must be a string or a list of strings")
+		return fmt.Errorf("must be a string or a list of strings")
 	}
 	*s = many
 	return nil
@@ -54,29 +54,49 @@ func (s *stopField) UnmarshalJSON(b []byte) error {
 
 // samplingParams are the fields both endpoints share (OpenAI's, plus
 // vLLM's extensions top_k, min_p, repetition_penalty, stop_token_ids,
-// ignore_eos).
+// ignore_eos), and what options makes of them.
 type samplingParams struct {
-	Model             string    `json:"model"`
-	MaxTokens         *int      `json:"max_tokens"`
-	Temperature       *float64  `json:"temperature"`
-	TopP              *float64  `json:"top_p"`
-	TopK              *int      `json:"top_k"`
-	MinP              *float64  `json:"min_p"`
-	RepetitionPenalty *float64  `json:"repetition_penalty"`
-	PresencePenalty   *float64  `json:"presence_penalty"`
-	FrequencyPenalty  *float64  `json:"frequency_penalty"`
-	Seed              *int64    `json:"seed"`
-	Stop              stopField `json:"stop"`
-	StopTokenIDs      []int32   `json:"stop_token_ids"`
-	IgnoreEOS         bool      `json:"ignore_eos"`
-	N                 *int      `json:"n"`
-	Stream            bool      `json:"stream"`
-	StreamOptions     *struct {
-		IncludeUsage bool `json:"include_usage"`
-	} `json:"stream_options"`
+	Model             string
+	MaxTokens         *int
+	Temperature       *float64
+	TopP              *float64
+	TopK              *int
+	MinP              *float64
+	RepetitionPenalty *float64
+	PresencePenalty   *float64
+	FrequencyPenalty  *float64
+	LogitBias         map[string]float64
+	Seed              *int64
+	Stop              stopField
+	StopTokenIDs      []int32
+	IgnoreEOS         bool
+	N                 *int
+	Stream            bool
+	StreamOptions     json.RawMessage
+
+	// Set by options.
+	n            int               // choices, 1..maxChoices
+	bias         map[int32]float32 // logit_bias by token id
+	includeUsage bool              // stream_options.include_usage
+	extras       []string          // fields neither honoured nor refused (fields.go)
+}
+
+// fields are the targets of the fields samplingParams honours.
+func (p *samplingParams) fields() map[string]any {
+	return map[string]any{
+		"model": &p.Model, "max_tokens": &p.MaxTokens, "temperature": &p.Temperature, "top_p": &p.TopP,
+		"top_k": &p.TopK, "min_p": &p.MinP, "repetition_penalty": &p.RepetitionPenalty,
+		"presence_penalty": &p.PresencePenalty, "frequency_penalty": &p.FrequencyPenalty,
+		"logit_bias": &p.LogitBias, "seed": &p.Seed, "stop": &p.Stop, "stop_token_ids": &p.StopTokenIDs,
+		"ignore_eos": &p.IgnoreEOS, "n": &p.N, "stream": &p.Stream, "stream_options": &p.StreamOptions,
+	}
 }
 
 const maxStopStrings = 16
+
+// maxChoices is the most choices (n, and completions' best_of) one request
+// may ask for: each is a sequence of its own in the batch.
+const maxChoices = 16
 
 // options validates p and converts it; topLogprobs < 0 means no logprobs.
 func (p *samplingParams) options(maxTokens *int, logprobs bool, topLogprobs int) (pio.GenerateOptions, *apiError) {
@@ -91,8 +111,12 @@ func (p *samplingParams) options(maxTokens *int, logprobs bool, topLogprobs int)
 		}
 		o.MaxTokens = *maxTokens
 	}
-	if p.N != nil && *p.N != 1 {
-		return o, badRequest("n", "only n=1 is supported, got %d", *p.N)
+	p.n = 1
+	if p.N != nil {
+		if *p.N < 1 || *p.N > maxChoices {
+			return o, badRequest("n", "n must be in [1, %d], got %d", maxChoices, *p.N)
+		}
+		p.n = *p.N
 	}
 	if t := p.Temperature; t != nil && (*t < 0 || *t > 2 || !finite(t)) {
 		return o, badRequest("temperature", "temperature must be in [0, 2], got %v", *t)
@@ -128,6 +152,12 @@ func (p *samplingParams) options(maxTokens *int, logprobs bool, topLogprobs int)
 	if topLogprobs < 0 && logprobs {
 		topLogprobs = 0
 	}
+	if e := p.logitBias(); e != nil {
+		return o, e
+	}
+	if e := p.streamOptions(); e != nil {
+		return o, e
+	}
 	o.Temperature, o.TopP, o.MinP, o.RepetitionPenalty = p.Temperature, p.TopP, p.MinP, p.RepetitionPenalty
 	if p.TopK != nil {
 		k := max(*p.TopK, 0)
@@ -149,13 +179,52 @@ func (p *samplingParams) options(maxTokens *int, logprobs bool, topLogprobs int)
 	return o, nil
 }
 
+// logitBias reads logit_bias: token ids (decimal strings, as JSON object
+// keys must be) to biases in [-100, 100]. Ids beyond the vocabulary are
+// refused when the request is submitted (scheduler.Config.VocabSize).
+func (p *samplingParams) logitBias() *apiError {
+	if len(p.LogitBias) == 0 {
+		return nil
+	}
+	p.bias = make(map[int32]float32, len(p.LogitBias))
+	for k, v := range p.LogitBias {
+		id, err := strconv.ParseInt(k, 10, 32)
+		if err != nil || id < 0 || strconv.Itoa(int(id)) != k {
+			return badRequest("logit_bias", "logit_bias keys must be token ids (decimal, >= 0), got %q", k)
+		}
+		if v < -sample.MaxLogitBias || v > sample.MaxLogitBias || math.IsNaN(v) {
+			return badRequest("logit_bias", "logit_bias values must be in [-%d, %d], got %v for token %d", sample.MaxLogitBias, sample.MaxLogitBias, v, id)
+		}
+		p.bias[int32(id)] = float32(v)
+	}
+	return nil
+}
+
+// streamOptions reads stream_options. include_obfuscation (OpenAI pads
+// streamed chunks with a random field against length side channels) is
+// accepted: no chunk here carries the padding, which clients discard.
+func (p *samplingParams) streamOptions() *apiError {
+	if isNull(p.StreamOptions) {
+		return nil
+	}
+	var obfuscate bool
+	extras, e := decodeObject(p.StreamOptions, "stream_options.", map[string]any{
+		"include_usage": &p.includeUsage, "include_obfuscation": &obfuscate,
+	}, nil)
+	for _, x := range extras {
+		p.extras = append(p.extras, "stream_options."+x)
+	}
+	return e
+}
+
 // chatMessage is a message as the API sends it.
 type chatMessage struct {
-	Role             string          `json:"role"`
-	Content          json.RawMessage `json:"content"`
-	ReasoningContent *string         `json:"reasoning_content"`
-	Name             string          `json:"name"`
-	ToolCallID       string          `json:"tool_call_id"`
+	Role             string
+	Content          json.RawMessage
+	ReasoningContent *string // vLLM's field for an assistant turn's thinking
+	Refusal          *string
+	Name             string
+	ToolCallID       string
 	ToolCalls        []struct {
 		ID       string `json:"id"`
 		Type     string `json:"type"`
@@ -163,38 +232,73 @@ type chatMessage struct {
 			Name      string `json:"name"`
 			Arguments string `json:"arguments"`
 		} `json:"function"`
-	} `json:"tool_calls"`
+	}
+}
+
+func (m *chatMessage) fields() map[string]any {
+	return map[string]any{
+		"role": &m.Role, "content": &m.Content, "reasoning_content": &m.ReasoningContent, "refusal": &m.Refusal,
+		"name": &m.Name, "tool_call_id": &m.ToolCallID, "tool_calls": &m.ToolCalls,
+	}
+}
+
+// messageChecks are the OpenAI message fields refused.
+var messageChecks = map[string]fieldCheck{
+	"audio":         unsupported("audio is not supported"),
+	"function_call": unsupported("function_call (deprecated) is not supported; use tool_calls"),
 }
 
 type chatRequest struct {
 	samplingParams
-	Messages            []chatMessage     `json:"messages"`
-	Tools               []json.RawMessage `json:"tools"`
-	ToolChoice          json.RawMessage   `json:"tool_choice"`
-	MaxCompletionTokens *int              `json:"max_completion_tokens"`
-	Logprobs            bool              `json:"logprobs"`
-	TopLogprobs         *int              `json:"top_logprobs"`
-	ChatTemplateKwargs  map[string]any    `json:"chat_template_kwargs"`
+	Messages            []json.RawMessage
+	Tools               []json.RawMessage
+	ToolChoice          json.RawMessage
+	ParallelToolCalls   *bool
+	MaxCompletionTokens *int
+	Logprobs            bool
+	TopLogprobs         *int
+	ChatTemplateKwargs  map[string]any
 }
+
+func (r *chatRequest) fields() map[string]any {
+	f := r.samplingParams.fields()
+	f["messages"], f["tools"], f["tool_choice"], f["parallel_tool_calls"] = &r.Messages, &r.Tools, &r.ToolChoice, &r.ParallelToolCalls
+	f["max_completion_tokens"], f["logprobs"], f["top_logprobs"] = &r.MaxCompletionTokens, &r.Logprobs, &r.TopLogprobs
+	f["chat_template_kwargs"] = &r.ChatTemplateKwargs
+	return f
+}
+
+// oneToolCall reports whether the answer may hold one tool call at most
+// (parallel_tool_calls: false).
+func (r *chatRequest) oneToolCall() bool { return r.ParallelToolCalls != nil && !*r.ParallelToolCalls }
 
 type completionRequest struct {
 	samplingParams
-	Prompt   json.RawMessage `json:"prompt"`
-	Logprobs *int            `json:"logprobs"`
-	Echo     bool            `json:"echo"`
-	Suffix   *string         `json:"suffix"`
+	Prompt   json.RawMessage
+	Logprobs *int
+	Echo     bool
+	Suffix   *string
+	BestOf   *int
+
+	bestOf int // candidates generated, >= n
 }
 
-// decodeJSON reads one JSON object; trailing data is an error.
-func decodeJSON(body []byte, v any) *apiError {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(v); err != nil {
-		return badRequest("", "invalid JSON body: %v", err)
+func (r *completionRequest) fields() map[string]any {
+	f := r.samplingParams.fields()
+	f["prompt"], f["logprobs"], f["echo"], f["suffix"], f["best_of"] = &r.Prompt, &r.Logprobs, &r.Echo, &r.Suffix, &r.BestOf
+	return f
+}
+
+// decodeRequest reads body, one JSON object, into fields, and records the
+// fields neither honoured nor refused in p.extras.
+func decodeRequest(body []byte, p *samplingParams, fields map[string]any, checks map[string]fieldCheck) *apiError {
+	raw, e := readObject(body)
+	if e != nil {
+		return e
 	}
-	if dec.More() {
-		return badRequest("", "invalid JSON body: data after the object")
-	}
-	return nil
+	extras, e := decodeObject(raw, "", fields, checks)
+	p.extras = append(p.extras, extras...)
+	return e
 }
 
 // MaxImageBytes is the most bytes one decoded image_url data may have;
@@ -289,25 +393,41 @@ func decodeDataURL(u, param string) ([]byte, *apiError) {
 func parseChat(body []byte) (*chatRequest, []pio.Message, pio.ChatOptions, *apiError) {
 	var req chatRequest
 	var opt pio.ChatOptions
-	if e := decodeJSON(body, &req); e != nil {
+	if e := decodeRequest(body, &req.samplingParams, req.fields(), chatChecks); e != nil {
 		return nil, nil, opt, e
 	}
 	if len(req.Messages) == 0 {
 		return nil, nil, opt, badRequest("messages", "messages must not be empty")
 	}
 	msgs := make([]pio.Message, 0, len(req.Messages))
-	for i, m := range req.Messages {
+	for i, raw := range req.Messages {
+		var m chatMessage
+		prefix := fmt.Sprintf("messages[%d].", i)
+		extras, e := decodeObject(raw, prefix, m.fields(), messageChecks)
+		if e != nil {
+			return nil, nil, opt, e
+		}
+		for _, x := range extras {
+			req.extras = append(req.extras, "messages[]."+x)
+		}
 		role := m.Role
 		switch role {
 		case "system", "user", "assistant", "tool":
 		case "developer":
 			role = "system"
 		default:
-			return nil, nil, opt, badRequest(fmt.Sprintf("messages[%d].role", i), "unknown role %q", m.Role)
+			return nil, nil, opt, badRequest(prefix+"role", "unknown role %q", m.Role)
 		}
 		text, parts, e := contentParts(m.Content, i)
 		if e != nil {
 			return nil, nil, opt, e
+		}
+		if m.Refusal != nil && *m.Refusal != "" {
+			// An assistant's earlier refusal is what it said.
+			if text != "" || parts != nil {
+				return nil, nil, opt, badRequest(prefix+"refusal", "%srefusal: a message has content or a refusal, not both", prefix)
+			}
+			text = *m.Refusal
 		}
 		msg := pio.Message{Role: role, Content: text, Parts: parts, Name: m.Name, ToolCallID: m.ToolCallID}
 		if m.ReasoningContent != nil {
@@ -340,27 +460,23 @@ func parseChat(body []byte) (*chatRequest, []pio.Message, pio.ChatOptions, *apiE
 		var def struct {
 			Type     string `json:"type"`
 			Function struct {
-				Name string `json:"name"`
+				Name   string `json:"name"`
+				Strict *bool  `json:"strict"`
 			} `json:"function"`
 		}
 		if json.Unmarshal(t, &def) != nil || def.Type != "function" || def.Function.Name == "" {
-			return nil, nil, opt, badRequest(fmt.Sprintf("tools[%d]", i), "a tool must be {\"type\": \"function\", \"function\": {\"name\": ...}}")
+			return nil, nil, opt, badRequest(fmt.Sprintf("tools[%d]", i), "tools[%d]: a tool must be {\"type\": \"function\", \"function\": {\"name\": ...}}", i)
+		}
+		if def.Function.Strict != nil && *def.Function.Strict {
+			return nil, nil, opt, badRequest(fmt.Sprintf("tools[%d].function.strict", i),
+				"tools[%d].function.strict: true is not supported: arguments are parsed from the model's text, not constrained to the schema", i)
 		}
 	}
-	useTools := len(req.Tools) > 0
-	if len(req.ToolChoice) > 0 && string(req.ToolChoice) != "null" {
-		var choice string
-		if json.Unmarshal(req.ToolChoice, &choice) == nil {
-			switch choice {
-			case "none":
-				useTools = false
-			case "auto", "required":
-			default:
-				return nil, nil, opt, badRequest("tool_choice", "tool_choice must be none, auto, required or a function, got %q", choice)
-			}
-		}
+	useTools, e := toolChoice(req.ToolChoice)
+	if e != nil {
+		return nil, nil, opt, e
 	}
-	if useTools {
+	if useTools && len(req.Tools) > 0 {
 		opt.Tools = req.Tools
 		opt.ParseToolCalls = true
 	}
@@ -377,12 +493,44 @@ func parseChat(body []byte) (*chatRequest, []pio.Message, pio.ChatOptions, *apiE
 	return &req, msgs, opt, nil
 }
 
+// toolChoice reads tool_choice and reports whether the request's tools are
+// used. "auto" (the default) renders them into the prompt and parses tool
+// calls out of the answer; "none" does neither — the template never shows
+// the model the tools, and markup it writes anyway stays content — so no
+// call can come back, as OpenAI defines "none". "required", a named
+// function and allowed_tools would need generation constrained to a call,
+// which this server does not do: they are refused.
+func toolChoice(raw json.RawMessage) (bool, *apiError) {
+	if isNull(raw) {
+		return true, nil
+	}
+	var choice string
+	if json.Unmarshal(raw, &choice) == nil {
+		switch choice {
+		case "auto":
+			return true, nil
+		case "none":
+			return false, nil
+		case "required":
+			return false, badRequest("tool_choice", `tool_choice "required" is not supported: the server cannot force a tool call; use "auto"`)
+		}
+		return false, badRequest("tool_choice", `tool_choice must be "none" or "auto", got %q`, choice)
+	}
+	var named struct {
+		Type string `json:"type"`
+	}
+	if json.Unmarshal(raw, &named) == nil && named.Type != "" {
+		return false, badRequest("tool_choice", "tool_choice of type %q (forcing a tool) is not supported: the server cannot force a tool call; use \"auto\"", named.Type)
+	}
+	return false, badRequest("tool_choice", `tool_choice must be "none" or "auto"`)
+}
+
 // parseCompletion validates a completion request; the prompt is text or
 // token ids (exactly one of the results).
 func parseCompletion(body []byte) (*completionRequest, string, []int32, pio.GenerateOptions, *apiError) {
 	var req completionRequest
 	var none pio.GenerateOptions
-	if e := decodeJSON(body, &req); e != nil {
+	if e := decodeRequest(body, &req.samplingParams, req.fields(), completionChecks); e != nil {
 		return nil, "", nil, none, e
 	}
 	if req.Echo {
@@ -396,7 +544,7 @@ func parseCompletion(body []byte) (*completionRequest, string, []int32, pio.Gene
 	var texts []string
 	var idLists [][]int32
 	switch {
-	case len(req.Prompt) == 0 || string(req.Prompt) == "null":
+	case isNull(req.Prompt):
 		return nil, "", nil, none, badRequest("prompt", "prompt is required")
 	case json.Unmarshal(req.Prompt, &text) == nil:
 	case json.Unmarshal(req.Prompt, &ids) == nil:
@@ -423,6 +571,17 @@ func parseCompletion(body []byte) (*completionRequest, string, []int32, pio.Gene
 	}
 	if req.MaxTokens == nil {
 		opt.MaxTokens = 16 // OpenAI's default for completions
+	}
+	req.bestOf = req.n
+	if req.BestOf != nil {
+		// best_of = n is the default and changes nothing, so it may stream.
+		switch {
+		case *req.BestOf < req.n || *req.BestOf > maxChoices:
+			return nil, "", nil, none, badRequest("best_of", "best_of must be in [n, %d] (n = %d), got %d", maxChoices, req.n, *req.BestOf)
+		case *req.BestOf > req.n && req.Stream:
+			return nil, "", nil, none, badRequest("best_of", "best_of (%d candidates for n = %d) cannot be streamed", *req.BestOf, req.n)
+		}
+		req.bestOf = *req.BestOf
 	}
 	return &req, text, ids, opt, nil
 }

@@ -1,38 +1,16 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"net/http"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/inference-pio/pio/pio"
+	"github.com/inference-pio/pio/runtime/scheduler"
 )
-
-type logprobEntry struct {
-	Token       string         `json:"token"`
-	Logprob     float32        `json:"logprob"`
-	Bytes       []int          `json:"bytes"`
-	TopLogprobs []logprobEntry `json:"top_logprobs"`
-}
-
-func chatLogprobs(lps []pio.Logprob) map[string]any {
-	out := make([]logprobEntry, 0, len(lps))
-	entry := func(t pio.TokenLogprob) logprobEntry {
-		b := make([]int, len(t.Text))
-		for i := range t.Text {
-			b[i] = int(t.Text[i])
-		}
-		return logprobEntry{Token: t.Text, Logprob: t.Logprob, Bytes: b, TopLogprobs: []logprobEntry{}}
-	}
-	for _, lp := range lps {
-		e := entry(lp.TokenLogprob)
-		for _, t := range lp.Top {
-			e.TopLogprobs = append(e.TopLogprobs, entry(t))
-		}
-		out = append(out, e)
-	}
-	return map[string]any{"content": out}
-}
 
 type toolCallJSON struct {
 	Index    *int   `json:"index,omitempty"`
@@ -44,6 +22,38 @@ type toolCallJSON struct {
 	} `json:"function"`
 }
 
+// chatChoice is choice i of a whole (not streamed) chat answer.
+func (s *Server) chatChoice(i int, res pio.ChatResult, req *chatRequest) map[string]any {
+	msg := map[string]any{"role": "assistant", "content": trimSpaceOrNil(res.Content)}
+	if res.ReasoningContent != "" {
+		msg["reasoning_content"] = res.ReasoningContent
+	}
+	calls := res.ToolCalls
+	if req.oneToolCall() && len(calls) > 1 {
+		calls = calls[:1]
+	}
+	if len(calls) > 0 {
+		var list []toolCallJSON
+		for _, c := range calls {
+			var j toolCallJSON
+			j.ID, j.Type = c.ID, c.Type
+			j.Function.Name, j.Function.Arguments = c.Function.Name, c.Function.Arguments
+			list = append(list, j)
+		}
+		msg["tool_calls"] = list
+	}
+	choice := map[string]any{"index": i, "message": msg, "finish_reason": res.FinishReason, "logprobs": nil}
+	if req.Logprobs {
+		choice["logprobs"] = s.chatLogprobs(res.Logprobs)
+	}
+	return choice
+}
+
+// chat serves /v1/chat/completions. With n > 1 every choice is a sequence
+// of its own (fanOut), streamed interleaved, each chunk carrying its
+// choice's index. parallel_tool_calls: false keeps the first tool call of
+// each choice and drops the others the model wrote (generation is not cut
+// short: the answer is what the model wrote, less those calls).
 func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
 	t := timing{m: s.metrics, start: time.Now()}
 	body, e := s.readBody(w, r)
@@ -59,12 +69,39 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, e)
 		return
 	}
-	ctx, cancel := context.WithCancel(r.Context())
+	s.noteIgnored(r.URL.Path, req.extras)
+	ctx, cancel := context.WithCancel(scheduler.WithLogitBias(r.Context(), req.bias))
 	defer cancel()
 	id, created := newID("chatcmpl"), time.Now().Unix()
-	wantLogprobs := req.Logprobs
+	head := map[string]any{"id": id, "object": "chat.completion", "created": created, "model": s.cfg.ModelName}
+	results := make([]pio.Result, req.n)
+	// run calls fn with each chunk of choice i (res empty), then with the
+	// choice's result and a nil chunk when it is done.
+	run := func(fn func(i int, res pio.ChatResult, c *pio.ChatChunk)) error {
+		return fanOut(ctx, req.n, func(ctx context.Context, i int, started func()) error {
+			o := opt
+			o.GenerateOptions = choiceOptions(opt.GenerateOptions, i)
+			res, err := s.eng.Chat(ctx, msgs, o, func(c pio.ChatChunk) {
+				if i == 0 {
+					t.tokens(len(c.Tokens))
+				}
+				started()
+				fn(i, pio.ChatResult{}, &c)
+			})
+			if err == nil {
+				results[i] = res.Result
+				fn(i, res, nil)
+			}
+			return err
+		})
+	}
 	if !req.Stream {
-		res, err := s.eng.Chat(ctx, msgs, opt, func(c pio.ChatChunk) { t.tokens(len(c.Tokens)) })
+		choices := make([]any, req.n)
+		err := run(func(i int, res pio.ChatResult, c *pio.ChatChunk) {
+			if c == nil {
+				choices[i] = s.chatChoice(i, res, req)
+			}
+		})
 		s.outcome(ctx, err)
 		if err != nil {
 			if ctx.Err() == nil {
@@ -73,47 +110,45 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		t.done()
-		msg := map[string]any{"role": "assistant", "content": trimSpaceOrNil(res.Content)}
-		if res.ReasoningContent != "" {
-			msg["reasoning_content"] = res.ReasoningContent
-		}
-		if len(res.ToolCalls) > 0 {
-			var calls []toolCallJSON
-			for _, c := range res.ToolCalls {
-				var j toolCallJSON
-				j.ID, j.Type = c.ID, c.Type
-				j.Function.Name, j.Function.Arguments = c.Function.Name, c.Function.Arguments
-				calls = append(calls, j)
-			}
-			msg["tool_calls"] = calls
-		}
-		choice := map[string]any{"index": 0, "message": msg, "finish_reason": res.FinishReason, "logprobs": nil}
-		if wantLogprobs {
-			choice["logprobs"] = chatLogprobs(res.Logprobs)
-		}
-		writeJSON(w, map[string]any{
-			"id": id, "object": "chat.completion", "created": created, "model": s.cfg.ModelName,
-			"choices": []any{choice}, "usage": usageOf(res.Result),
-		})
+		head["choices"], head["usage"] = choices, usageOfChoices(results)
+		writeJSON(w, head)
 		return
 	}
 
+	head["object"] = "chat.completion.chunk"
 	ev := newSSE(w)
-	chunk := func(delta map[string]any, finish *string, lps []pio.Logprob) map[string]any {
-		choice := map[string]any{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": nil}
-		if wantLogprobs && len(lps) > 0 {
-			choice["logprobs"] = chatLogprobs(lps)
-		}
-		return map[string]any{"id": id, "object": "chat.completion.chunk", "created": created, "model": s.cfg.ModelName, "choices": []any{choice}}
-	}
-	sendRole := func() {
-		if !ev.started {
-			ev.send(chunk(map[string]any{"role": "assistant", "content": ""}, nil, nil))
+	var mu sync.Mutex // the choices' goroutines share ev
+	send := func(choice map[string]any) {
+		mu.Lock()
+		defer mu.Unlock()
+		head["choices"] = []any{choice}
+		ev.send(head)
+		if ev.err != nil {
+			cancel() // the client is gone
 		}
 	}
-	calls := 0
-	res, err := s.eng.Chat(ctx, msgs, opt, func(c pio.ChatChunk) {
-		t.tokens(len(c.Tokens))
+	chunk := func(i int, delta map[string]any, finish *string, lps []pio.Logprob) map[string]any {
+		choice := map[string]any{"index": i, "delta": delta, "finish_reason": finish, "logprobs": nil}
+		if req.Logprobs && len(lps) > 0 {
+			choice["logprobs"] = s.chatLogprobs(lps)
+		}
+		return choice
+	}
+	roleSent := make([]bool, req.n)
+	calls := make([]int, req.n)
+	sendRole := func(i int) {
+		if !roleSent[i] {
+			roleSent[i] = true
+			send(chunk(i, map[string]any{"role": "assistant", "content": ""}, nil, nil))
+		}
+	}
+	err := run(func(i int, res pio.ChatResult, c *pio.ChatChunk) {
+		if c == nil { // the choice is done
+			sendRole(i)
+			finish := res.FinishReason
+			send(chunk(i, map[string]any{}, &finish, nil))
+			return
+		}
 		delta := map[string]any{}
 		if c.Content != "" {
 			delta["content"] = c.Content
@@ -121,26 +156,26 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
 		if c.Reasoning != "" {
 			delta["reasoning_content"] = c.Reasoning
 		}
-		if len(c.ToolCalls) > 0 {
-			var list []toolCallJSON
-			for _, tc := range c.ToolCalls {
-				var j toolCallJSON
-				idx := calls
-				calls++
-				j.Index, j.ID, j.Type = &idx, newID("call"), "function"
-				j.Function.Name, j.Function.Arguments = tc.Name, tc.Arguments
-				list = append(list, j)
+		var list []toolCallJSON
+		for _, tc := range c.ToolCalls {
+			if req.oneToolCall() && calls[i] > 0 {
+				break
 			}
+			var j toolCallJSON
+			idx := calls[i]
+			calls[i]++
+			j.Index, j.ID, j.Type = &idx, newID("call"), "function"
+			j.Function.Name, j.Function.Arguments = tc.Name, tc.Arguments
+			list = append(list, j)
+		}
+		if len(list) > 0 {
 			delta["tool_calls"] = list
 		}
-		if len(delta) == 0 && !(wantLogprobs && len(c.Logprobs) > 0) {
+		if len(delta) == 0 && !(req.Logprobs && len(c.Logprobs) > 0) {
 			return
 		}
-		sendRole()
-		ev.send(chunk(delta, nil, c.Logprobs))
-		if ev.err != nil {
-			cancel() // the client is gone
-		}
+		sendRole(i)
+		send(chunk(i, delta, nil, c.Logprobs))
 	})
 	s.outcome(ctx, err)
 	if err != nil {
@@ -148,34 +183,36 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	t.done()
-	sendRole()
-	finish := res.FinishReason
-	ev.send(chunk(map[string]any{}, &finish, nil))
-	if req.StreamOptions != nil && req.StreamOptions.IncludeUsage {
-		ev.send(map[string]any{"id": id, "object": "chat.completion.chunk", "created": created, "model": s.cfg.ModelName,
-			"choices": []any{}, "usage": usageOf(res.Result)})
+	if req.includeUsage {
+		head["choices"], head["usage"] = []any{}, usageOfChoices(results)
+		ev.send(head)
 	}
 	ev.done()
 }
 
-// completionLogprobs is the legacy completions format.
-func completionLogprobs(lps []pio.Logprob, offset int) (map[string]any, int) {
-	toks, lp, offs := []string{}, []float32{}, []int{}
-	tops := []map[string]float32{}
-	for _, l := range lps {
-		toks = append(toks, l.Text)
-		lp = append(lp, l.Logprob)
-		offs = append(offs, offset)
-		offset += len(l.Text)
-		top := map[string]float32{}
-		for _, t := range l.Top {
-			top[t.Text] = t.Logprob
+// bestOf returns the indices of the n results with the highest cumulative
+// log-probability (of the model's distribution, before penalties,
+// temperature and logit bias), best first, the lower index first on ties.
+// vLLM ranks best_of the same way; OpenAI's reference says "highest log
+// probability per token", which would favour long answers over short ones
+// that stopped early.
+func bestOf(rs []pio.Result, n int) []int {
+	sum := make([]float64, len(rs))
+	for i, r := range rs {
+		for _, lp := range r.Logprobs {
+			sum[i] += float64(lp.Logprob)
 		}
-		tops = append(tops, top)
 	}
-	return map[string]any{"tokens": toks, "token_logprobs": lp, "top_logprobs": tops, "text_offset": offs}, offset
+	idx := make([]int, len(rs))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(sum[b], sum[a]) })
+	return idx[:n]
 }
 
+// completions serves /v1/completions: n choices as chat's, or with best_of
+// the n best of best_of candidates (bestOf), which cannot be streamed.
 func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
 	t := timing{m: s.metrics, start: time.Now()}
 	body, e := s.readBody(w, r)
@@ -191,6 +228,7 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, e)
 		return
 	}
+	s.noteIgnored(r.URL.Path, req.extras)
 	if ids == nil {
 		var err error
 		if ids, err = s.eng.Encode(text); err != nil {
@@ -202,12 +240,37 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	ctx, cancel := context.WithCancel(r.Context())
+	ctx, cancel := context.WithCancel(scheduler.WithLogitBias(r.Context(), req.bias))
 	defer cancel()
 	id, created := newID("cmpl"), time.Now().Unix()
+	head := map[string]any{"id": id, "object": "text_completion", "created": created, "model": s.cfg.ModelName}
 	wantLogprobs := req.Logprobs != nil
+	rank := req.bestOf > req.n
+	if rank {
+		opt.Logprobs = true // to rank the candidates by
+	}
+	prompt := s.promptOffsets(text, ids)
+	results := make([]pio.Result, req.bestOf)
+	// run calls fn with each chunk of choice i, then with nil when the
+	// choice is done.
+	run := func(fn func(i int, c *pio.Chunk)) error {
+		return fanOut(ctx, req.bestOf, func(ctx context.Context, i int, started func()) error {
+			res, err := s.eng.GenerateIDs(ctx, ids, choiceOptions(opt, i), func(c pio.Chunk) {
+				if i == 0 {
+					t.tokens(len(c.Tokens))
+				}
+				started()
+				fn(i, &c)
+			})
+			if err == nil {
+				results[i] = res
+				fn(i, nil)
+			}
+			return err
+		})
+	}
 	if !req.Stream {
-		res, err := s.eng.GenerateIDs(ctx, ids, opt, func(c pio.Chunk) { t.tokens(len(c.Tokens)) })
+		err := run(func(int, *pio.Chunk) {})
 		s.outcome(ctx, err)
 		if err != nil {
 			if ctx.Err() == nil {
@@ -216,31 +279,53 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		t.done()
-		choice := map[string]any{"index": 0, "text": res.Text, "finish_reason": res.FinishReason, "logprobs": nil}
-		if wantLogprobs {
-			choice["logprobs"], _ = completionLogprobs(res.Logprobs, 0)
+		order := make([]int, req.n)
+		for i := range order {
+			order[i] = i
 		}
-		writeJSON(w, map[string]any{"id": id, "object": "text_completion", "created": created, "model": s.cfg.ModelName,
-			"choices": []any{choice}, "usage": usageOf(res)})
+		if rank {
+			order = bestOf(results, req.n)
+		}
+		choices := make([]any, 0, req.n)
+		for i, k := range order {
+			res := results[k]
+			choice := map[string]any{"index": i, "text": res.Text, "finish_reason": res.FinishReason, "logprobs": nil}
+			if wantLogprobs {
+				o := prompt
+				choice["logprobs"] = s.completionLogprobs(res.Logprobs, &o)
+			}
+			choices = append(choices, choice)
+		}
+		head["choices"], head["usage"] = choices, usageOfChoices(results)
+		writeJSON(w, head)
 		return
 	}
 	ev := newSSE(w)
-	offset := 0
-	chunk := func(text string, finish *string, lps []pio.Logprob) map[string]any {
-		choice := map[string]any{"index": 0, "text": text, "finish_reason": finish, "logprobs": nil}
-		if wantLogprobs && len(lps) > 0 {
-			choice["logprobs"], offset = completionLogprobs(lps, offset)
-		}
-		return map[string]any{"id": id, "object": "text_completion", "created": created, "model": s.cfg.ModelName, "choices": []any{choice}}
+	var mu sync.Mutex // the choices' goroutines share ev
+	offsets := make([]textOffsets, req.n)
+	for i := range offsets {
+		offsets[i] = prompt
 	}
-	res, err := s.eng.GenerateIDs(ctx, ids, opt, func(c pio.Chunk) {
-		t.tokens(len(c.Tokens))
-		if c.Text == "" && !(wantLogprobs && len(c.Logprobs) > 0) {
-			return
+	send := func(i int, text string, finish *string, lps []pio.Logprob) {
+		choice := map[string]any{"index": i, "text": text, "finish_reason": finish, "logprobs": nil}
+		if wantLogprobs && len(lps) > 0 {
+			choice["logprobs"] = s.completionLogprobs(lps, &offsets[i])
 		}
-		ev.send(chunk(c.Text, nil, c.Logprobs))
+		mu.Lock()
+		defer mu.Unlock()
+		head["choices"] = []any{choice}
+		ev.send(head)
 		if ev.err != nil {
 			cancel()
+		}
+	}
+	err := run(func(i int, c *pio.Chunk) {
+		switch {
+		case c == nil: // the choice is done
+			finish := results[i].FinishReason
+			send(i, "", &finish, nil)
+		case c.Text != "" || wantLogprobs && len(c.Logprobs) > 0:
+			send(i, c.Text, nil, c.Logprobs)
 		}
 	})
 	s.outcome(ctx, err)
@@ -249,11 +334,9 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	t.done()
-	finish := res.FinishReason
-	ev.send(chunk("", &finish, nil))
-	if req.StreamOptions != nil && req.StreamOptions.IncludeUsage {
-		ev.send(map[string]any{"id": id, "object": "text_completion", "created": created, "model": s.cfg.ModelName,
-			"choices": []any{}, "usage": usageOf(res)})
+	if req.includeUsage {
+		head["choices"], head["usage"] = []any{}, usageOfChoices(results)
+		ev.send(head)
 	}
 	ev.done()
 }

@@ -10,7 +10,6 @@ import (
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
-	"github.com/openai/openai-go/v3/shared"
 
 	"github.com/inference-pio/pio/internal/golden"
 	"github.com/inference-pio/pio/pio"
@@ -211,14 +210,7 @@ func TestToolCallsAndReasoning(t *testing.T) {
 	}
 	srv := httptestServer(t, New(scripted{Engine: e, pieces: pieces}, Config{ModelName: "tiny"}))
 	c := client(srv, "")
-	params := openai.ChatCompletionNewParams{
-		Model:    "tiny",
-		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Weather in Paris?")},
-		Tools: []openai.ChatCompletionToolUnionParam{openai.ChatCompletionFunctionTool(shared.FunctionDefinitionParam{
-			Name:       "get_weather",
-			Parameters: shared.FunctionParameters{"type": "object", "properties": map[string]any{"city": map[string]any{"type": "string"}}},
-		})},
-	}
+	params := weatherParams("Weather in Paris?")
 	ctx := context.Background()
 	whole, err := c.Chat.Completions.New(ctx, params)
 	if err != nil {

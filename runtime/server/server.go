@@ -7,6 +7,15 @@
 // engine's queue is full, and cancels a request — freeing its KV blocks —
 // when its client disconnects. Batching, sampling and parsing live in the
 // packages below it; this one only speaks HTTP.
+//
+// Every OpenAI request field is honoured or refused: a field, or a value
+// of one, that the server cannot honour (response_format json_schema,
+// tool_choice "required", audio, ...) is a 400 naming it, never silently
+// dropped; fields that are not OpenAI's are accepted and named once in the
+// log (fields.go). n choices (and completions' best_of) run as sequences
+// of their own that share the prompt's cached blocks (choices.go).
+// Logprobs give each token's raw bytes and OpenAI's names and character
+// offsets for tokens that hold part of a character (tokens.go).
 package server
 
 import (
@@ -20,6 +29,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -36,7 +46,9 @@ type Config struct {
 	APIKey string
 	// MaxBodyBytes limits a request body; default 4 MiB.
 	MaxBodyBytes int64
-	// Log receives one line per failed request; default slog.Default().
+	// Log receives a line per generation failing on the server's side and one per request
+	// field name that is neither OpenAI's nor implemented (the first time
+	// a request sends it); default slog.Default().
 	Log *slog.Logger
 }
 
@@ -57,6 +69,7 @@ type Server struct {
 	metrics  *metrics
 	draining atomic.Bool
 	created  int64
+	ignored  sync.Map // field names logged by noteIgnored
 }
 
 // New returns a server for e (a *pio.Engine).
@@ -139,11 +152,28 @@ func engineError(err error) *apiError {
 		code := "context_length_exceeded"
 		return &apiError{status: 400, Message: err.Error(), Type: "invalid_request_error", Code: &code}
 	case errors.Is(err, scheduler.ErrInvalid):
-		return &apiError{status: 400, Message: err.Error(), Type: "invalid_request_error"}
+		e := &apiError{status: 400, Message: err.Error(), Type: "invalid_request_error"}
+		if strings.Contains(e.Message, "logit_bias") { // a token id outside the vocabulary
+			param := "logit_bias"
+			e.Param = &param
+		}
+		return e
 	case errors.Is(err, scheduler.ErrClosed):
 		return &apiError{status: 503, Message: "server shutting down", Type: "server_error"}
 	}
 	return &apiError{status: 500, Message: err.Error(), Type: "server_error"}
+}
+
+// noteIgnored logs the request fields that are neither OpenAI's nor
+// implemented here (fields.go), once per field name for the server's life,
+// so that an operator learns a client relies on them and the log does not
+// fill with one line per request.
+func (s *Server) noteIgnored(path string, fields []string) {
+	for _, f := range fields {
+		if _, seen := s.ignored.LoadOrStore(f, true); !seen {
+			s.cfg.Log.Warn("request field ignored: not an OpenAI field and not implemented here (logged once)", "field", f, "path", path)
+		}
+	}
 }
 
 func (s *Server) models(w http.ResponseWriter, r *http.Request) {

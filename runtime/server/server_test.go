@@ -158,7 +158,7 @@ func TestErrors(t *testing.T) {
 		{chat, "sekret", `{` + msgs + `,"top_k":-2}`, 400, "top_k"},
 		{chat, "sekret", `{` + msgs + `,"max_tokens":0}`, 400, "max_tokens"},
 		{chat, "sekret", `{` + msgs + `,"max_completion_tokens":-5}`, 400, "max_tokens"},
-		{chat, "sekret", `{` + msgs + `,"n":2}`, 400, "n"},
+		{chat, "sekret", `{` + msgs + `,"n":17}`, 400, "n"},
 		{chat, "sekret", `{` + msgs + `,"presence_penalty":2.5}`, 400, "presence_penalty"},
 		{chat, "sekret", `{` + msgs + `,"logprobs":true,"top_logprobs":21}`, 400, "top_logprobs"},
 		{chat, "sekret", `{` + msgs + `,"top_logprobs":2}`, 400, "top_logprobs"},
@@ -332,9 +332,14 @@ func FuzzDecodeRequest(f *testing.F) {
 	f.Add([]byte(`{"messages":[{"role":"assistant","content":null,"tool_calls":[{"id":"1","type":"function","function":{"name":"f","arguments":"{}"}}]}],"chat_template_kwargs":{"enable_thinking":false}}`))
 	f.Add([]byte(imageMsg("data:image/png;base64,iVBORw0KGgo=")))
 	f.Add([]byte(imageMsg("data:image/jpeg;base64,/9j/4AAQ")))
+	f.Add([]byte(`{"messages":[{"role":"user","content":"hi","refusal":null}],"n":3,"logit_bias":{"5":-100,"7":100},"parallel_tool_calls":false,"tool_choice":"none","stream_options":{"include_usage":true}}`))
+	f.Add([]byte(`{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema"},"tool_choice":{"type":"function","function":{"name":"f"}},"audio":{},"store":true}`))
+	f.Add([]byte(`{"prompt":"hi","n":2,"best_of":4,"logit_bias":{"1":1e400},"user":"u","metadata":{"a":"b"},"guided_json":{},"Temperature":1}`))
+	f.Add([]byte(`{"prompt":[[1,2]],"best_of":3,"stream":true,"logit_bias":{"-0":5},"stream_options":{"x":1}}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		if _, msgs, opt, e := parseChat(body); e == nil {
+		if req, msgs, opt, e := parseChat(body); e == nil {
 			checkOptions(t, opt.GenerateOptions)
+			checkParams(t, &req.samplingParams)
 			for _, m := range msgs {
 				for _, p := range m.Parts {
 					if (p.Type == "image") != (len(p.Image) > 0) || (p.Type != "image" && p.Type != "text") {
@@ -345,11 +350,15 @@ func FuzzDecodeRequest(f *testing.F) {
 		} else if e.status != 400 || e.Message == "" {
 			t.Errorf("chat: error %+v", e)
 		}
-		if _, text, ids, opt, e := parseCompletion(body); e == nil {
+		if req, text, ids, opt, e := parseCompletion(body); e == nil {
 			if text == "" && len(ids) == 0 {
 				t.Errorf("completion accepted with no prompt")
 			}
 			checkOptions(t, opt)
+			checkParams(t, &req.samplingParams)
+			if req.bestOf < req.n || req.bestOf > maxChoices || req.bestOf > req.n && req.Stream {
+				t.Errorf("accepted best_of %d with n %d, stream %v", req.bestOf, req.n, req.Stream)
+			}
 		} else if e.status != 400 || e.Message == "" {
 			t.Errorf("completion: error %+v", e)
 		}
@@ -366,6 +375,20 @@ func checkOptions(t *testing.T, o pio.GenerateOptions) {
 	for _, s := range o.Stop {
 		if s == "" {
 			t.Errorf("accepted an empty stop string")
+		}
+	}
+}
+
+// checkParams asserts that an accepted request's choices and logit bias
+// are in range.
+func checkParams(t *testing.T, p *samplingParams) {
+	t.Helper()
+	if p.n < 1 || p.n > maxChoices {
+		t.Errorf("accepted n = %d", p.n)
+	}
+	for id, b := range p.bias {
+		if id < 0 || !(b >= -100 && b <= 100) {
+			t.Errorf("accepted logit_bias %d: %v", id, b)
 		}
 	}
 }
