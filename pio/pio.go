@@ -122,13 +122,32 @@ func newEngine(f *engine.Engine, opt Options) (*Engine, error) {
 		return nil, fmt.Errorf("pio: negative option in %+v", opt)
 	}
 	e := &Engine{file: f, name: f.Meta.Model.Name, arch: f.Meta.Model.Architecture}
-	var cfg struct {
-		MaxPos int             `json:"max_position_embeddings"`
-		Vocab  int             `json:"vocab_size"`
-		EOS    json.RawMessage `json:"eos_token_id"`
+	// The text decoder's config holds the context limit and the vocabulary:
+	// the top level for text models, text_config for Qwen3-VL.
+	full, err := hf.ParseConfig(f.Meta.Model.ConfigJSON)
+	if err != nil {
+		return nil, fmt.Errorf("pio: %w", err)
 	}
-	if err := json.Unmarshal(f.Meta.Model.ConfigJSON, &cfg); err != nil {
-		return nil, fmt.Errorf("pio: config.json: %w", err)
+	text, err := full.Text()
+	if err != nil {
+		return nil, fmt.Errorf("pio: %w", err)
+	}
+	var cfg struct {
+		MaxPos int
+		Vocab  int
+		EOS    json.RawMessage
+	}
+	cfg.MaxPos, cfg.Vocab = text.MaxPositionEmbeddings, text.VocabSize
+	for _, raw := range [][]byte{full.Raw, text.Raw} { // eos_token_id: the top level first
+		var keys struct {
+			EOS json.RawMessage `json:"eos_token_id"`
+		}
+		if err := json.Unmarshal(raw, &keys); err != nil {
+			return nil, fmt.Errorf("pio: config.json: %w", err)
+		}
+		if len(cfg.EOS) == 0 {
+			cfg.EOS = keys.EOS
+		}
 	}
 	e.vocab = cfg.Vocab
 	if len(f.Meta.GenerationConfigJSON) > 0 {
@@ -153,7 +172,6 @@ func newEngine(f *engine.Engine, opt Options) (*Engine, error) {
 	numBlocks := (opt.CacheTokens + opt.BlockSize - 1) / opt.BlockSize
 	size := BackendSize{MaxTokens: opt.MaxStepTokens, NumBlocks: numBlocks, BlockSize: opt.BlockSize, MaxSeqs: opt.MaxSeqs, Threads: opt.Threads}
 	var be runtime.Backend
-	var err error
 	if opt.Backend != nil {
 		be, err = opt.Backend(f, size)
 	} else {
