@@ -108,6 +108,7 @@ func serveAll(t *testing.T, be runtime.Backend, cfg Config, reqs []Request) ([][
 		}()
 	}
 	wg.Wait()
+	s.Close() // publishes the last step's counts, which may land after the streams end
 	return out, s.Stats()
 }
 
@@ -227,8 +228,8 @@ func TestLogitBiasTakesLogits(t *testing.T) {
 			t.Fatal(err)
 		}
 		got, _, err := collect(t, st)
+		s.Close() // publishes the last step's counts, which may land after the stream ends
 		stats := s.Stats()
-		s.Close()
 		if err != nil || !slices.Equal(got, slices.Repeat([]int32{forced}, 6)) {
 			t.Errorf("%s: %v %v, want token %d six times", c.name, got, err, forced)
 		}
