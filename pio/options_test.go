@@ -27,8 +27,8 @@ func TestGenerationConfigDefaults(t *testing.T) {
 	}{
 		{"model defaults", withGen, GenerateOptions{Seed: &seed},
 			sample.Options{Temperature: 0.6, TopK: 20, TopP: 0.95, Seed: 9}},
-		{"request wins", withGen, GenerateOptions{Seed: &seed, Temperature: ptr(0.0), TopK: ptr(0), TopP: ptr(1.0), PresencePenalty: 0.5},
-			sample.Options{Temperature: 0, TopK: 0, TopP: 1, PresencePenalty: 0.5, Seed: 9}},
+		{"request wins", withGen, GenerateOptions{Seed: &seed, Temperature: ptr(0.0), TopK: ptr(0), TopP: ptr(1.0), PresencePenalty: 0.5, LogitBias: map[int32]float32{3: -100}},
+			sample.Options{Temperature: 0, TopK: 0, TopP: 1, PresencePenalty: 0.5, Seed: 9, LogitBias: map[int32]float32{3: -100}}},
 		{"no generation config", &Engine{}, GenerateOptions{Seed: &seed, MinP: ptr(0.1), Logprobs: true, TopLogprobs: 3},
 			sample.Options{Temperature: 1, TopP: 1, MinP: 0.1, Seed: 9, Logprobs: true, TopLogprobs: 3}},
 	} {

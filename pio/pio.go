@@ -262,6 +262,14 @@ type GenerateOptions struct {
 	IgnoreEOS         bool
 	Logprobs          bool
 	TopLogprobs       int
+	// LogitBias adds, to the logit of each token id it names, a bias in
+	// [-sample.MaxLogitBias, sample.MaxLogitBias] (OpenAI's logit_bias):
+	// -100 all but bans a token, +100 all but forces it, greedy or
+	// sampled. A value out of range, or an id outside the model's
+	// vocabulary, makes the generation fail with ErrInvalid. A biased
+	// request takes its tokens from the full row of logits, never from a
+	// device-side argmax or candidate list (sample.Options.LogitBias).
+	LogitBias map[int32]float32
 	// Images are encoded image files (PNG, JPEG, WebP) for a
 	// vision-language engine: the k-th <|image_pad|> token of the prompt
 	// stands for Images[k] (Chat fills this from the messages' image parts).
@@ -312,7 +320,7 @@ var (
 // sampleOptions resolves o against the generation config.
 func (e *Engine) sampleOptions(o *GenerateOptions) (sample.Options, error) {
 	s := sample.Options{Temperature: 1, TopP: 1, PresencePenalty: o.PresencePenalty, FrequencyPenalty: o.FrequencyPenalty,
-		Logprobs: o.Logprobs, TopLogprobs: o.TopLogprobs}
+		LogitBias: o.LogitBias, Logprobs: o.Logprobs, TopLogprobs: o.TopLogprobs}
 	if g := e.gen; g != nil {
 		if g.Temperature != nil {
 			s.Temperature = *g.Temperature

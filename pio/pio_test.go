@@ -265,3 +265,48 @@ func TestBackendFactory(t *testing.T) {
 		t.Errorf("factory error: got %v", err)
 	}
 }
+
+// TestLogitBias: GenerateOptions.LogitBias reaches the sampler: -100 on
+// the greedy token makes greedy decoding take the runner-up, +100 on a
+// token makes every step take it, greedy or sampled; a bias out of range
+// or on a token outside the vocabulary is ErrInvalid naming logit_bias.
+func TestLogitBias(t *testing.T) {
+	e, g := load(t, Options{MaxStepTokens: 32, CacheTokens: 1024})
+	ctx := context.Background()
+	p := g.Prompts[1]
+	opt := greedy(4)
+	opt.TopLogprobs = 2
+	plain, err := e.GenerateIDs(ctx, p.IDs, opt, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(plain.Tokens, p.Greedy[:4]) {
+		t.Fatalf("unbiased: %v, want transformers' %v", plain.Tokens, p.Greedy[:4])
+	}
+	runnerUp := plain.Logprobs[0].Top[1].Token // the model's second choice
+	opt.LogitBias = map[int32]float32{p.Greedy[0]: -100}
+	banned, err := e.GenerateIDs(ctx, p.IDs, opt, nil)
+	if err != nil || banned.Tokens[0] != runnerUp {
+		t.Errorf("-100 on the greedy token %d: %v %v, want the runner-up %d first", p.Greedy[0], banned.Tokens, err, runnerUp)
+	}
+	forced := int32(37)
+	if slices.Contains(p.Greedy[:4], forced) {
+		t.Fatalf("pick a forced token the model does not choose")
+	}
+	one, seed := 1.0, uint64(4)
+	sampled := GenerateOptions{MaxTokens: 4, IgnoreEOS: true, Temperature: &one, Seed: &seed}
+	for name, o := range map[string]GenerateOptions{"greedy": greedy(4), "sampled": sampled} {
+		o.LogitBias = map[int32]float32{forced: 100}
+		res, err := e.GenerateIDs(ctx, p.IDs, o, nil)
+		if err != nil || !slices.Equal(res.Tokens, []int32{forced, forced, forced, forced}) {
+			t.Errorf("%s, +100 on token %d: %v %v, want it four times", name, forced, res.Tokens, err)
+		}
+	}
+	for _, bias := range []map[int32]float32{{forced: 101}, {512: 1}, {-1: 1}} { // the tiny vocabulary is 512
+		o := greedy(1)
+		o.LogitBias = bias
+		if _, err := e.GenerateIDs(ctx, p.IDs, o, nil); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "logit_bias") {
+			t.Errorf("logit bias %v: %v, want ErrInvalid naming logit_bias", bias, err)
+		}
+	}
+}

@@ -195,10 +195,9 @@ func TestBackendCandidates(t *testing.T) {
 }
 
 // TestLogitBiasTakesLogits: a request with a logit bias, greedy or
-// sampled, given in its options or through WithLogitBias, never takes a
-// backend's argmax or candidates — the bias lifts a token from far below
-// the best, which neither reports — and its tokens show the bias; a bias
-// outside the vocabulary is refused at Submit.
+// sampled, never takes a backend's argmax or candidates — the bias lifts a
+// token from far below the best, which neither reports — and its tokens
+// show the bias; a bias outside the vocabulary is refused at Submit.
 func TestLogitBiasTakesLogits(t *testing.T) {
 	cfg := Config{MaxStepTokens: 16, MaxSeqs: 4, VocabSize: vocab}
 	const forced = 40
@@ -208,22 +207,16 @@ func TestLogitBiasTakesLogits(t *testing.T) {
 	for _, c := range []struct {
 		name string
 		opt  sample.Options
-		ctx  bool
 	}{
-		{"greedy", sample.Options{LogitBias: bias}, false},
-		{"greedy, bias from the context", sample.Options{}, true},
-		{"sampled", sample.Options{Temperature: 0.5, Seed: 3, LogitBias: bias}, false},
+		{"greedy", sample.Options{LogitBias: bias}},
+		{"sampled", sample.Options{Temperature: 0.5, Seed: 3, LogitBias: bias}},
 	} {
 		f := &candBackend{spreadBackend: spreadBackend{fakeBackend: newFake(128, 4, cfg.MaxStepTokens, cfg.MaxSeqs)}}
 		s, err := New(f, kvcache.NewAllocator(128, 4), cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
-		ctx := context.Background()
-		if c.ctx {
-			ctx = WithLogitBias(ctx, bias)
-		}
-		st, err := s.Submit(ctx, Request{Prompt: prompt(9, 1), MaxTokens: 6, Sample: c.opt})
+		st, err := s.Submit(context.Background(), Request{Prompt: prompt(9, 1), MaxTokens: 6, Sample: c.opt})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -238,13 +231,8 @@ func TestLogitBiasTakesLogits(t *testing.T) {
 		}
 	}
 	s, _, _ := newSched(t, 8, 4, cfg)
-	for _, ctx := range []context.Context{context.Background(), WithLogitBias(context.Background(), map[int32]float32{vocab: 1})} {
-		r := Request{Prompt: []int32{1}, MaxTokens: 1}
-		if ctx == context.Background() {
-			r.Sample.LogitBias = map[int32]float32{vocab: -1}
-		}
-		if _, err := s.Submit(ctx, r); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "logit_bias") {
-			t.Errorf("bias on token %d: %v, want ErrInvalid naming logit_bias", vocab, err)
-		}
+	r := Request{Prompt: []int32{1}, MaxTokens: 1, Sample: sample.Options{LogitBias: map[int32]float32{vocab: -1}}}
+	if _, err := s.Submit(context.Background(), r); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "logit_bias") {
+		t.Errorf("bias on token %d: %v, want ErrInvalid naming logit_bias", vocab, err)
 	}
 }

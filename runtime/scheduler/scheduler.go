@@ -239,9 +239,6 @@ func (s *Scheduler) Submit(ctx context.Context, req Request) (*Stream, error) {
 	if n := len(req.Prompt) + 1; n > s.cfg.MaxModelLen {
 		return nil, fmt.Errorf("%w: prompt of %d tokens, room for %d positions", ErrTooLong, len(req.Prompt), s.cfg.MaxModelLen)
 	}
-	if req.Sample.LogitBias == nil {
-		req.Sample.LogitBias = logitBiasFrom(ctx)
-	}
 	if s.cfg.VocabSize > 0 {
 		for id := range req.Sample.LogitBias {
 			if int(id) >= s.cfg.VocabSize {
@@ -280,25 +277,6 @@ func (s *Scheduler) Submit(ctx context.Context, req Request) (*Stream, error) {
 	s.mu.Unlock()
 	s.kick()
 	return q.stream, nil
-}
-
-type logitBiasKey struct{}
-
-// WithLogitBias returns a context that makes Submit give a request
-// without its own Sample.LogitBias this bias (sample.Options.LogitBias).
-// It lets a serving layer pass OpenAI's logit_bias through callers that
-// build the Request without a field for it (pio.GenerateOptions has none
-// yet); a caller that builds the Request itself sets Sample.LogitBias.
-func WithLogitBias(ctx context.Context, bias map[int32]float32) context.Context {
-	if len(bias) == 0 {
-		return ctx
-	}
-	return context.WithValue(ctx, logitBiasKey{}, bias)
-}
-
-func logitBiasFrom(ctx context.Context) map[int32]float32 {
-	b, _ := ctx.Value(logitBiasKey{}).(map[int32]float32)
-	return b
 }
 
 func (s *Scheduler) kick() {

@@ -75,10 +75,9 @@ type samplingParams struct {
 	StreamOptions     json.RawMessage
 
 	// Set by options.
-	n            int               // choices, 1..maxChoices
-	bias         map[int32]float32 // logit_bias by token id
-	includeUsage bool              // stream_options.include_usage
-	extras       []string          // fields neither honoured nor refused (fields.go)
+	n            int      // choices, 1..maxChoices
+	includeUsage bool     // stream_options.include_usage
+	extras       []string // fields neither honoured nor refused (fields.go)
 }
 
 // fields are the targets of the fields samplingParams honours.
@@ -152,7 +151,8 @@ func (p *samplingParams) options(maxTokens *int, logprobs bool, topLogprobs int)
 	if topLogprobs < 0 && logprobs {
 		topLogprobs = 0
 	}
-	if e := p.logitBias(); e != nil {
+	var e *apiError
+	if o.LogitBias, e = p.logitBias(); e != nil {
 		return o, e
 	}
 	if e := p.streamOptions(); e != nil {
@@ -179,25 +179,26 @@ func (p *samplingParams) options(maxTokens *int, logprobs bool, topLogprobs int)
 	return o, nil
 }
 
-// logitBias reads logit_bias: token ids (decimal strings, as JSON object
-// keys must be) to biases in [-100, 100]. Ids beyond the vocabulary are
-// refused when the request is submitted (scheduler.Config.VocabSize).
-func (p *samplingParams) logitBias() *apiError {
+// logitBias reads logit_bias (pio.GenerateOptions.LogitBias): token ids
+// (decimal strings, as JSON object keys must be) to biases in [-100, 100].
+// Ids beyond the vocabulary are refused when the request is submitted
+// (scheduler.Config.VocabSize).
+func (p *samplingParams) logitBias() (map[int32]float32, *apiError) {
 	if len(p.LogitBias) == 0 {
-		return nil
+		return nil, nil
 	}
-	p.bias = make(map[int32]float32, len(p.LogitBias))
+	bias := make(map[int32]float32, len(p.LogitBias))
 	for k, v := range p.LogitBias {
 		id, err := strconv.ParseInt(k, 10, 32)
 		if err != nil || id < 0 || strconv.Itoa(int(id)) != k {
-			return badRequest("logit_bias", "logit_bias keys must be token ids (decimal, >= 0), got %q", k)
+			return nil, badRequest("logit_bias", "logit_bias keys must be token ids (decimal, >= 0), got %q", k)
 		}
 		if v < -sample.MaxLogitBias || v > sample.MaxLogitBias || math.IsNaN(v) {
-			return badRequest("logit_bias", "logit_bias values must be in [-%d, %d], got %v for token %d", sample.MaxLogitBias, sample.MaxLogitBias, v, id)
+			return nil, badRequest("logit_bias", "logit_bias values must be in [-%d, %d], got %v for token %d", sample.MaxLogitBias, sample.MaxLogitBias, v, id)
 		}
-		p.bias[int32(id)] = float32(v)
+		bias[int32(id)] = float32(v)
 	}
-	return nil
+	return bias, nil
 }
 
 // streamOptions reads stream_options. include_obfuscation (OpenAI pads

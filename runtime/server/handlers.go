@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/inference-pio/pio/pio"
-	"github.com/inference-pio/pio/runtime/scheduler"
 )
 
 type toolCallJSON struct {
@@ -70,7 +69,7 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.noteIgnored(r.URL.Path, req.extras)
-	ctx, cancel := context.WithCancel(scheduler.WithLogitBias(r.Context(), req.bias))
+	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	id, created := newID("chatcmpl"), time.Now().Unix()
 	head := map[string]any{"id": id, "object": "chat.completion", "created": created, "model": s.cfg.ModelName}
@@ -240,7 +239,7 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	ctx, cancel := context.WithCancel(scheduler.WithLogitBias(r.Context(), req.bias))
+	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	id, created := newID("cmpl"), time.Now().Unix()
 	head := map[string]any{"id": id, "object": "text_completion", "created": created, "model": s.cfg.ModelName}

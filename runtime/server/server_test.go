@@ -365,7 +365,8 @@ func FuzzDecodeRequest(f *testing.F) {
 	})
 }
 
-// checkOptions asserts that accepted options are in range.
+// checkOptions asserts that accepted options (logit bias included) are in
+// range.
 func checkOptions(t *testing.T, o pio.GenerateOptions) {
 	t.Helper()
 	if o.MaxTokens < 0 || o.TopLogprobs < 0 || o.TopLogprobs > 20 || (o.Temperature != nil && (*o.Temperature < 0 || *o.Temperature > 2)) ||
@@ -377,19 +378,18 @@ func checkOptions(t *testing.T, o pio.GenerateOptions) {
 			t.Errorf("accepted an empty stop string")
 		}
 	}
+	for id, b := range o.LogitBias {
+		if id < 0 || !(b >= -100 && b <= 100) {
+			t.Errorf("accepted logit_bias %d: %v", id, b)
+		}
+	}
 }
 
-// checkParams asserts that an accepted request's choices and logit bias
-// are in range.
+// checkParams asserts that an accepted request's choices are in range.
 func checkParams(t *testing.T, p *samplingParams) {
 	t.Helper()
 	if p.n < 1 || p.n > maxChoices {
 		t.Errorf("accepted n = %d", p.n)
-	}
-	for id, b := range p.bias {
-		if id < 0 || !(b >= -100 && b <= 100) {
-			t.Errorf("accepted logit_bias %d: %v", id, b)
-		}
 	}
 }
 
