@@ -245,6 +245,20 @@ func (e *Engine) Encode(text string) ([]int32, error) {
 	return e.text.Encode(text), nil
 }
 
+// TokenBytes returns the raw bytes of token id: its byte-level decoding
+// alone, so a token that holds part of a UTF-8 character (a CJK character
+// or an emoji is often two or three tokens) gives those bytes, where its
+// text (TokenLogprob.Text) has U+FFFD; a special or added token gives its
+// content. It returns nil for an id the tokenizer does not know, and on an
+// engine without a tokenizer. The server's logprobs take a token's bytes
+// from it (server.TokenByter).
+func (e *Engine) TokenBytes(id int32) []byte {
+	if e.text == nil {
+		return nil
+	}
+	return e.text.TokenBytes(id)
+}
+
 // GenerateOptions configure one generation. Nil pointers take the model's
 // generation_config.json value, else the OpenAI default.
 type GenerateOptions struct {

@@ -310,3 +310,32 @@ func TestLogitBias(t *testing.T) {
 		}
 	}
 }
+
+// TestTokenBytes: Engine.TokenBytes gives a token's raw bytes: each of the
+// three byte tokens 你 encodes to (in the tiny vocabulary) is one byte of
+// it, where the token's text is U+FFFD; a special token gives its content;
+// an id outside the vocabulary gives nil.
+func TestTokenBytes(t *testing.T) {
+	e, _ := load(t, Options{CacheTokens: 256})
+	ids, err := e.Encode("你")
+	if err != nil || len(ids) != 3 {
+		t.Fatalf("encode 你: %v %v", ids, err)
+	}
+	var joined []byte
+	for i, id := range ids {
+		b := e.TokenBytes(id)
+		if len(b) != 1 || b[0] != "你"[i] || e.tokenLogprob(id, 0).Text != "\uFFFD" {
+			t.Errorf("token %d of 你: bytes %q, text %q; want %q and U+FFFD", id, b, e.tokenLogprob(id, 0).Text, "你"[i:i+1])
+		}
+		joined = append(joined, b...)
+	}
+	if string(joined) != "你" {
+		t.Errorf("the tokens' bytes join to %q", joined)
+	}
+	if id, ok := e.text.TokenID("<|im_end|>"); !ok || string(e.TokenBytes(id)) != "<|im_end|>" {
+		t.Errorf("<|im_end|> (%d, %v): bytes %q", id, ok, e.TokenBytes(id))
+	}
+	if b := e.TokenBytes(512); b != nil {
+		t.Errorf("id 512: bytes %q, want nil", b)
+	}
+}

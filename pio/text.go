@@ -13,6 +13,7 @@ type textCodec interface {
 	Decode(ids []int32, skipSpecial bool) string
 	NewStreamDecoder(skipSpecial bool) streamDecoder
 	TokenID(s string) (int32, bool)
+	TokenBytes(id int32) []byte
 	Render(msgs []Message, opt templateOptions) (string, error)
 }
 

@@ -8,7 +8,8 @@
 // Encode gives the ids HF tokenizers gives with add_special_tokens=False and
 // split_special_tokens=False: added tokens written in the text are matched. Decode and
 // StreamDecoder reproduce HF's ByteLevel decoding, including its replacement of invalid UTF-8
-// (one U+FFFD per maximal invalid subpart, as Rust's String::from_utf8_lossy does).
+// (one U+FFFD per maximal invalid subpart, as Rust's String::from_utf8_lossy does); TokenBytes
+// gives one token's raw bytes, the part of a character where Decode has U+FFFD.
 //
 // Besides Qwen3 (checked in the tests), the same code gave HF's ids on the tokenizers of
 // DeepSeek-V3 (three chained Split regexes) and Llama 3 (ignore_merges) in a one-off check.

@@ -239,6 +239,13 @@ func (t *Tokenizer) Decode(ids []int32, skipSpecial bool) string {
 	return string(appendLossy(nil, b))
 }
 
+// TokenBytes returns the raw bytes of one token: its ByteLevel decoding alone, before invalid
+// UTF-8 is replaced, so a token holding part of a character gives that part ("\xe4\xbd" of 你)
+// where Decode gives U+FFFD. An added token, special or not, gives its content as Decode does
+// with skipSpecial false. It returns nil for an id the tokenizer does not know. The bytes of a
+// sequence of ids joined are what Decode turns into text.
+func (t *Tokenizer) TokenBytes(id int32) []byte { return t.appendID(nil, id, false) }
+
 func (t *Tokenizer) appendID(b []byte, id int32, skipSpecial bool) []byte {
 	if id < 0 || int(id) >= len(t.tokens) || !t.known[id] {
 		return b

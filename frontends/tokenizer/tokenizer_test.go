@@ -488,3 +488,67 @@ func TestTinyModelCarriesTokenizer(t *testing.T) {
 		t.Errorf("<|im_end|> = %d, model eos %d", id, cfg.EOS)
 	}
 }
+
+// TestTokenBytes: a token's raw bytes are its ByteLevel decoding alone (the part of a character
+// a token holds, where Decode gives U+FFFD), an added token's are its content, and an unknown id
+// gives nil. The ids and bytes of the cases are read from tokenizer.json's vocabulary. Joined over
+// HF's ids of each corpus line, the bytes are HF's decoded text; over HF's decode cases of the
+// tiny tokenizer (broken UTF-8, special tokens in between, unknown ids), their lossy UTF-8 is
+// HF's decode.
+func TestTokenBytes(t *testing.T) {
+	type tokenCase struct {
+		id   int32
+		want string
+	}
+	for _, c := range []struct {
+		name  string
+		cases []tokenCase
+	}{
+		{"qwen3", []tokenCase{
+			{160, "\xe4"}, {8519, "\xe4\xbd"}, {11336, "\xe9\x80"}, {9284, "\xf0\x9f"}, // parts of 你, 适, 😀
+			{56568, "你"}, {108386, "你好"}, {99340, "适"}, {141334, "😀"}, {220, " "}, {1879, " world"},
+			{151645, "<|im_end|>"}, {151667, "<think>"}, {151657, "<tool_call>"},
+		}},
+		{"tiny", []tokenCase{
+			{228, "\xe4"}, {226, "\xe2"}, {300, " wor"}, {400, "content"}, {511, "<|im_end|>"}, {506, "<think>"},
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := map[string]string{"qwen3": qwen3Dir, "tiny": tinyDir}[c.name]
+			tok := loadDir(t, dir)
+			for _, tc := range c.cases {
+				if got := tok.TokenBytes(tc.id); string(got) != tc.want {
+					t.Errorf("TokenBytes(%d) = %q, want %q", tc.id, got, tc.want)
+				}
+				if d, lossy := tok.Decode([]int32{tc.id}, false), string(appendLossy(nil, []byte(tc.want))); d != lossy {
+					t.Errorf("token %d: Decode %q, want the lossy text %q of its bytes", tc.id, d, lossy)
+				}
+			}
+			for _, id := range []int32{-1, int32(tok.VocabSize()), 1 << 30} {
+				if b := tok.TokenBytes(id); b != nil {
+					t.Errorf("unknown id %d: TokenBytes = %q, want nil", id, b)
+				}
+			}
+			for i, w := range readJSONL[expected](t, "../../testdata/tokenizer/expected_"+c.name+".jsonl") {
+				if joined := joinBytes(tok, w.IDs); string(joined) != w.Text {
+					t.Errorf("corpus line %d: the tokens' bytes join to %q, HF decodes %q", i+1, short(string(joined)), short(w.Text))
+				}
+			}
+		})
+	}
+	tok := loadDir(t, tinyDir)
+	for i, w := range readJSONL[expected](t, "../../testdata/tokenizer/expected_decode_tiny.jsonl") {
+		if g := string(appendLossy(nil, joinBytes(tok, w.IDs))); g != w.Text {
+			t.Errorf("decode case %d %v: the tokens' bytes read %q, HF decodes %q", i+1, w.IDs, g, w.Text)
+		}
+	}
+}
+
+// joinBytes is the raw bytes of ids, one token after another.
+func joinBytes(tok *Tokenizer, ids []int32) []byte {
+	var b []byte
+	for _, id := range ids {
+		b = append(b, tok.TokenBytes(id)...)
+	}
+	return b
+}

@@ -14,8 +14,9 @@
 // dropped; fields that are not OpenAI's are accepted and named once in the
 // log (fields.go). n choices (and completions' best_of) run as sequences
 // of their own that share the prompt's cached blocks (choices.go).
-// Logprobs give each token's raw bytes and OpenAI's names and character
-// offsets for tokens that hold part of a character (tokens.go).
+// Logprobs give each token's raw bytes (pio.Engine.TokenBytes) and
+// OpenAI's names and character offsets for tokens that hold part of a
+// character (tokens.go).
 package server
 
 import (

@@ -15,13 +15,16 @@ import (
 // client put the character back together, which is what the logprobs'
 // bytes are for. TokenBytes returns nil for an id it does not know.
 //
-// The server uses the method when its engine has it; without it a token's
-// bytes are its text's UTF-8 bytes, right for every token that is whole
-// characters (a partial token then reads as U+FFFD, [239, 191, 189], as
-// vLLM returns it).
+// The server uses the method when its engine has it, as *pio.Engine does
+// (pio.Engine.TokenBytes); without it a token's bytes are its text's UTF-8
+// bytes, right for every token that is whole characters (a partial token
+// then reads as U+FFFD, [239, 191, 189], as vLLM returns it), and a prompt
+// of token ids starts text_offset at 0.
 type TokenByter interface {
 	TokenBytes(id int32) []byte
 }
+
+var _ TokenByter = (*pio.Engine)(nil)
 
 // tokenBytes returns t's raw bytes.
 func (s *Server) tokenBytes(t pio.TokenLogprob) []byte {

@@ -1,13 +1,21 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"testing"
 	"unicode/utf8"
 
+	"github.com/inference-pio/pio/compiler"
+	"github.com/inference-pio/pio/frontends/tokenizer"
+	"github.com/inference-pio/pio/internal/golden"
+	"github.com/inference-pio/pio/ir"
 	"github.com/inference-pio/pio/pio"
 )
 
@@ -210,36 +218,151 @@ func TestChatLogprobsBytes(t *testing.T) {
 	}
 }
 
-// TestLogprobBytesTiny: on a real engine (which gives no token bytes yet),
-// a token that is one byte of a character reads as U+FFFD with all three
-// of its bytes, and whole tokens' bytes are their text.
-func TestLogprobBytesTiny(t *testing.T) {
-	srv, e := start(t, pio.Options{MaxStepTokens: 32, CacheTokens: 1024}, Config{})
-	partial, err := e.Encode("\xe4")
-	if err != nil || len(partial) != 1 {
-		t.Fatalf("encode one byte: %v %v", partial, err)
+// multiByteEngine builds the tiny engine with the tokens of its last two
+// merges (" tests" and " tiny", which no other merge uses) renamed to the
+// byte-level spellings of "\xe4\xbd" (the first two bytes of 你) and 你, and
+// those merges dropped: tokens the shape of Qwen3's 8519 and 56568, which
+// the synthetic 512-id vocabulary lacks, for logit_bias to force. It
+// returns the engine and the two ids.
+func multiByteEngine(t *testing.T) (e *pio.Engine, partial, whole int32) {
+	t.Helper()
+	g, err := golden.Load("qwen3-a")
+	if err != nil {
+		t.Fatal(err)
 	}
-	r := postOK(t, srv.URL+"/v1/chat/completions", fmt.Sprintf(`{"messages":[{"role":"user","content":"你好"}],"max_tokens":3,"ignore_eos":true,`+
-		`"temperature":0,"logprobs":true,"top_logprobs":5,"logit_bias":{"%d":100}}`, partial[0]))
-	content := choicesOf(t, r, 1)[0]["logprobs"].(map[string]any)["content"].([]any)
-	if len(content) != 3 {
-		t.Fatalf("%d logprobs entries, want 3", len(content))
-	}
-	seen := 0
-	for _, e := range content {
-		m := e.(map[string]any)
-		if m["token"] != "\uFFFD" || !slices.Equal(m["bytes"].([]any), []any{239.0, 191.0, 189.0}) {
-			t.Errorf("forced partial token: %q %v", m["token"], m["bytes"])
+	dir := t.TempDir()
+	for _, f := range []string{"config.json", "generation_config.json", "model.safetensors", "tokenizer_config.json", "tokenizer.json"} {
+		b, err := os.ReadFile(filepath.Join(g.Dir, f))
+		if err != nil {
+			t.Fatal(err)
 		}
-		for _, alt := range m["top_logprobs"].([]any) {
-			a := alt.(map[string]any)
-			if tok := a["token"].(string); !slices.Equal(a["bytes"].([]any), byteList(tok)) {
-				t.Errorf("alternative %q: bytes %v", tok, a["bytes"])
+		if f == "tokenizer.json" {
+			b = renameTokens(t, b)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := filepath.Join(dir, "e.pio")
+	if _, err := compiler.Build(compiler.Options{Source: dir, Output: path, DType: ir.F32}); err != nil {
+		t.Fatal(err)
+	}
+	if e, err = pio.Load(path, pio.Options{MaxStepTokens: 32, CacheTokens: 1024}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e, 500, 501
+}
+
+// renameTokens rewrites tokenizer.json as multiByteEngine says.
+func renameTokens(t *testing.T, tokJSON []byte) []byte {
+	t.Helper()
+	tok, err := tokenizer.Load(tokJSON, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var file map[string]any
+	d := json.NewDecoder(bytes.NewReader(tokJSON))
+	d.UseNumber()
+	if err := d.Decode(&file); err != nil {
+		t.Fatal(err)
+	}
+	model := file["model"].(map[string]any)
+	vocab := model["vocab"].(map[string]any)
+	name := map[int64]string{} // id -> its byte-level spelling
+	for k, v := range vocab {
+		id, _ := v.(json.Number).Int64()
+		name[id] = k
+	}
+	ni := tok.Encode("你") // three single-byte tokens
+	if len(ni) != 3 {
+		t.Fatalf("你 encodes to %v, want three byte tokens", ni)
+	}
+	spell := map[int64]string{500: name[int64(ni[0])] + name[int64(ni[1])], 501: name[int64(ni[0])] + name[int64(ni[1])] + name[int64(ni[2])]}
+	var merges []any
+	for _, m := range model["merges"].([]any) {
+		pair := m.([]any)
+		a, b := pair[0].(string), pair[1].(string)
+		if a == name[500] || b == name[500] || a == name[501] || b == name[501] {
+			t.Fatalf("merge %q %q uses a token renamed", a, b)
+		}
+		if a+b != name[500] && a+b != name[501] {
+			merges = append(merges, m)
+		}
+	}
+	model["merges"] = merges
+	for id, s := range spell {
+		delete(vocab, name[id])
+		vocab[s] = json.Number(strconv.FormatInt(id, 10))
+	}
+	out, err := json.Marshal(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestLogprobBytesEngine: through a real engine (pio.Engine gives token
+// bytes), a token that is part of a character — one byte, or two of 你's
+// three — gives its own bytes in logprobs' bytes, named "\xe4\xbd" in chat
+// and "bytes:\xe4\xbd" in completions, and a token that is a whole
+// multi-byte character its UTF-8 bytes; every alternative's name agrees with
+// its bytes; a prompt of token ids counts its characters in text_offset.
+func TestLogprobBytesEngine(t *testing.T) {
+	e, partial, whole := multiByteEngine(t)
+	url := httptestServer(t, New(e, Config{ModelName: "m"}))
+	if _, ok := any(e).(TokenByter); !ok {
+		t.Fatal("*pio.Engine is not a TokenByter")
+	}
+	oneByte, err := e.Encode("\xe4")
+	if err != nil || len(oneByte) != 1 {
+		t.Fatalf("encode one byte: %v %v", oneByte, err)
+	}
+	for _, c := range []struct {
+		id          int32
+		raw         string
+		chat, compl string
+	}{
+		{oneByte[0], "\xe4", `\xe4`, `bytes:\xe4`},
+		{partial, "\xe4\xbd", `\xe4\xbd`, `bytes:\xe4\xbd`},
+		{whole, "你", "你", "你"},
+	} {
+		bias := fmt.Sprintf(`"max_tokens":3,"ignore_eos":true,"temperature":0,"logit_bias":{"%d":100}`, c.id)
+		r := postOK(t, url+"/v1/chat/completions", `{"messages":[{"role":"user","content":"你好"}],"logprobs":true,"top_logprobs":5,`+bias+`}`)
+		content := choicesOf(t, r, 1)[0]["logprobs"].(map[string]any)["content"].([]any)
+		if len(content) != 3 {
+			t.Fatalf("%d logprobs entries, want 3", len(content))
+		}
+		alts := 0
+		for _, x := range content {
+			m := x.(map[string]any)
+			if m["token"] != c.chat || !slices.Equal(m["bytes"].([]any), byteList(c.raw)) {
+				t.Errorf("forced token %d: %q %v, want %q %v", c.id, m["token"], m["bytes"], c.chat, byteList(c.raw))
 			}
-			seen++
+			for _, alt := range m["top_logprobs"].([]any) {
+				a := alt.(map[string]any)
+				var raw []byte
+				for _, b := range a["bytes"].([]any) {
+					raw = append(raw, byte(b.(float64)))
+				}
+				if len(raw) == 0 || a["token"] != chatToken(raw) {
+					t.Errorf("alternative %q: bytes %v", a["token"], a["bytes"])
+				}
+				alts++
+			}
 		}
-	}
-	if seen != 15 {
-		t.Errorf("%d alternatives, want 15", seen)
+		if alts != 15 {
+			t.Errorf("%d alternatives, want 15", alts)
+		}
+		prompt, _ := e.Encode("你好") // six byte tokens: two characters
+		ids, _ := json.Marshal(prompt)
+		r = postOK(t, url+"/v1/completions", `{"prompt":`+string(ids)+`,"logprobs":0,`+bias+`}`)
+		lp := choicesOf(t, r, 1)[0]["logprobs"].(map[string]any)
+		if want := []any{c.compl, c.compl, c.compl}; !slices.Equal(lp["tokens"].([]any), want) {
+			t.Errorf("completion, forced token %d: tokens %q, want %q", c.id, lp["tokens"], want)
+		}
+		if c.id == whole && !slices.Equal(lp["text_offset"].([]any), []any{2.0, 3.0, 4.0}) {
+			t.Errorf("completion of 你好's six token ids: text_offset %v, want [2 3 4]", lp["text_offset"])
+		}
 	}
 }
