@@ -1,6 +1,7 @@
 #!/bin/sh
 # tolerances.sh [PKG...]: runs the numeric test packages once per CPU kernel
-# level this machine has (scripts/cpu-levels.sh) with PIO_TOL_LOG set, then
+# level this machine has (scripts/cpu-levels.sh), and for arm64 under qemu
+# when it can, with PIO_TOL_LOG set, then
 # prints each tolerance check (internal/tolerance.Within) with its bound and
 # the largest error measured at each level, as a fraction of the bound.
 # A fraction near 1 is a bound with no margin; one above 1 failed.
@@ -14,6 +15,15 @@ for l in $levels; do
 	PIO_CPU=$l PIO_TOL_LOG=$dir/$l.tsv go test -count=1 -timeout 25m $pkgs >&2 || true
 	touch "$dir/$l.tsv"
 done
+# arm64's portable kernels, whose Go code the compiler fuses into FMAs, under
+# qemu-aarch64 when this amd64 machine has it (see make cross-arm64).
+if [ "$(go env GOARCH)" = amd64 ] && command -v qemu-aarch64 >/dev/null 2>&1; then
+	echo "tolerances.sh: GOARCH=arm64 go test -exec qemu-aarch64 $pkgs" >&2
+	QEMU_LD_PREFIX=${QEMU_LD_PREFIX:-/usr/aarch64-linux-gnu} GOARCH=arm64 PIO_TOL_LOG=$dir/arm64.tsv \
+		go test -count=1 -timeout 25m -exec qemu-aarch64 $pkgs >&2 || true
+	touch "$dir/arm64.tsv"
+	levels="$levels arm64"
+fi
 # Per check (file:line and bound; a check whose bound varies by case, more
 # than four values, is one row "varies"), per level: the largest err/bound.
 cat "$dir"/*.tsv | awk -F'\t' '{ if (!(($1, $4) in seen)) { seen[$1, $4] = 1; nb[$1]++ } }
