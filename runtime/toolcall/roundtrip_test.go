@@ -11,8 +11,9 @@ import (
 )
 
 // TestGLM47RoundTrip renders each assistant turn with tool calls of the chat test conversations
-// through the GLM-4.7-style template (testdata/tokenizer/glm-synthetic, written from docs, not
-// the real file) and parses the turn back: the calls must come out as they went in.
+// through GLM-4.7-Flash's published template (testdata/tokenizer/glm-synthetic carries the real
+// file, as testdata/templates/GLM-4.7-Flash.jinja) and parses the turn back: the calls must come
+// out as they went in.
 func TestGLM47RoundTrip(t *testing.T) {
 	tmpl, err := os.ReadFile("../../testdata/tokenizer/glm-synthetic/chat_template.jinja")
 	if err != nil {
