@@ -114,7 +114,7 @@ func Build(opt Options) (*Result, error) {
 	}
 	has := func(n string) bool { _, ok := ck.Tensor(n); return ok }
 	bo := models.BuildOptions{WeightDType: opt.DType, Has: has, Taps: opt.Taps}
-	graphs, stageNames, err := buildGraphs(m, bo, checkpointSource{ck})
+	graphs, stageNames, err := buildGraphs(m, bo, models.CheckpointSource(ck))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", dir, err)
 	}
@@ -278,17 +278,4 @@ func countOp(g *ir.Graph, op ir.Op) int {
 		}
 	}
 	return n
-}
-
-type checkpointSource struct{ ck *hf.Checkpoint }
-
-func (s checkpointSource) Names() []string { return s.ck.Names() }
-
-func (s checkpointSource) Info(name string) (models.TensorInfo, bool) {
-	t, ok := s.ck.Tensor(name)
-	if !ok {
-		return models.TensorInfo{}, false
-	}
-	float := t.DType == hf.F32 || t.DType == hf.BF16 || t.DType == hf.F16
-	return models.TensorInfo{Float: float, DType: t.DType.String(), Shape: t.Shape}, true
 }
