@@ -1,14 +1,19 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"math"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +21,7 @@ import (
 
 	"github.com/inference-pio/pio/cmd/internal/cliargs"
 	"github.com/inference-pio/pio/pio"
+	"github.com/inference-pio/pio/runtime/scheduler"
 )
 
 // parsers are the commands' option parsers, each a pure function of the
@@ -74,7 +80,7 @@ func engineCases(ec func(any) engineConfig, batching bool) map[string]flagCase {
 }
 
 // sampleCases are the sampling flags' cases for a command whose options
-// hold a pio.GenerateOptions.
+// hold a pio.GenerateOptions or a server.Defaults (serve's).
 func sampleCases(g func(any) any) map[string]flagCase {
 	gen := func(c any) reflect.Value { return reflect.ValueOf(g(c)) }
 	field := func(name string) func(any) any {
@@ -133,7 +139,7 @@ func flagTable() map[string]map[string]flagCase {
 			"model-name":     {set: []string{"--model-name", "m"}, field: func(c any) any { return serve(c).server.ModelName }, want: "m"},
 			"max-body-bytes": {set: []string{"--max-body-bytes", "1000"}, field: func(c any) any { return serve(c).server.MaxBodyBytes }, want: int64(1000)},
 			"drain-timeout":  {set: []string{"--drain-timeout", "3s"}, field: func(c any) any { return serve(c).drain }, want: 3 * time.Second},
-		}, sampleCases(func(c any) any { return serve(c).defaults }), engineCases(func(c any) engineConfig { return serve(c).engine }, true)),
+		}, sampleCases(func(c any) any { return serve(c).server.Defaults }), engineCases(func(c any) engineConfig { return serve(c).engine }, true)),
 		"load": merge(map[string]flagCase{
 			"url":         {set: []string{"--url", "http://h:1/"}, alone: true, field: func(c any) any { return load(c).url }, want: "http://h:1"},
 			"api-key":     {set: []string{"--api-key", "k"}, field: func(c any) any { return load(c).apiKey }, want: "k"},
@@ -317,55 +323,109 @@ func TestFlagErrors(t *testing.T) {
 	}
 }
 
-// serve's sampling flags are the defaults of requests that leave the
-// parameter out; a request's own value wins, and what is not a JSON
-// object, or is not a completion request, goes through untouched.
+// serve's sampling flags are the server's defaults (server.Config.Defaults)
+// for requests that leave a parameter out: through a running serve, a
+// request without them is generated with the flags' values (the seed's
+// full 64 bits), a request's own value wins, and a flag not given sets
+// nothing.
 func TestServeDefaults(t *testing.T) {
-	var got []byte
-	h := withDefaults(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got, _ = io.ReadAll(r.Body)
-		if r.ContentLength >= 0 && int(r.ContentLength) != len(got) {
-			t.Errorf("Content-Length %d for a %d-byte body", r.ContentLength, len(got))
-		}
-	}), map[string]any{"temperature": 0.5, "seed": int64(7)}, 100)
-	post := func(path, body string) map[string]any {
-		t.Helper()
-		got = nil
-		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("POST", path, strings.NewReader(body)))
-		var m map[string]any
-		if json.Unmarshal(got, &m) != nil {
-			return map[string]any{"raw": string(got)}
-		}
-		return m
-	}
-	if m := post("/v1/completions", `{"prompt":"x","temperature":0.1}`); m["temperature"] != 0.1 || m["seed"] != 7.0 || m["prompt"] != "x" {
-		t.Errorf("completions: %v, want the request's temperature and the default seed", m)
-	}
-	if m := post("/v1/chat/completions", `{"messages":[]}`); m["temperature"] != 0.5 || m["seed"] != 7.0 {
-		t.Errorf("chat: %v, want both defaults", m)
-	}
-	if m := post("/v1/models", `{"a":1}`); m["temperature"] != nil {
-		t.Errorf("not a completion: %v, want it untouched", m)
-	}
-	if m := post("/v1/completions", `[1, 2]`); m["raw"] != `[1, 2]` {
-		t.Errorf("not an object: %v, want it untouched", m)
-	}
-	big := `{"prompt":"` + strings.Repeat("x", 200) + `"}`
-	if post("/v1/completions", big); string(got) != big {
-		t.Errorf("over the body limit: %d bytes went on, want the %d sent, untouched", len(got), len(big))
-	}
-	if p := sampleParams(mustSample(t, "--top-k", "3", "--presence-penalty", "1", "--seed", "18446744073709551615")); !reflect.DeepEqual(p, map[string]any{"top_k": 3, "presence_penalty": 1.0, "seed": int64(-1)}) {
-		t.Errorf("sampleParams: %v", p)
-	}
-}
-
-func mustSample(t *testing.T, args ...string) pio.GenerateOptions {
-	t.Helper()
-	cfg, err := parseArgs("serve", append(args, "e.pio")...)
+	cfg, err := parseArgs("serve", "--temperature", "0.5", "--top-k", "3", "--presence-penalty", "1", "--seed", "18446744073709551615", "e.pio")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return cfg.(serveConfig).defaults
+	rec := &recordEngine{}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, ln, rec, cfg.(serveConfig).server, time.Second) }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	}()
+	url := "http://" + ln.Addr().String()
+	for _, c := range []struct {
+		path, body string
+		want       pio.GenerateOptions
+	}{
+		{"/v1/completions", `{"prompt":"x","max_tokens":2}`,
+			pio.GenerateOptions{MaxTokens: 2, Temperature: ptr(0.5), TopK: ptr(3), PresencePenalty: 1, Seed: ptr(uint64(math.MaxUint64))}},
+		{"/v1/chat/completions", `{"messages":[{"role":"user","content":"x"}],"max_tokens":2,"temperature":0.1,"top_k":-1,"presence_penalty":0,"seed":5}`,
+			pio.GenerateOptions{MaxTokens: 2, Temperature: ptr(0.1), TopK: ptr(0), Seed: ptr(uint64(5))}},
+	} {
+		resp, err := http.Post(url+c.path, "application/json", strings.NewReader(c.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: %d %s", c.path, resp.StatusCode, b)
+		}
+		rec.mu.Lock()
+		got := rec.last
+		rec.mu.Unlock()
+		if !reflect.DeepEqual(got, c.want) {
+			t.Errorf("%s %s: generated with %s, want %s", c.path, c.body, show(got), show(c.want))
+		}
+	}
+}
+
+// recordEngine is a server.Engine that records the options of the last
+// generation and answers "ok".
+type recordEngine struct {
+	mu   sync.Mutex
+	last pio.GenerateOptions
+}
+
+func (r *recordEngine) Name() string                   { return "m" }
+func (r *recordEngine) MaxModelLen() int               { return 100 }
+func (r *recordEngine) Stats() scheduler.Stats         { return scheduler.Stats{} }
+func (r *recordEngine) Encode(string) ([]int32, error) { return []int32{1}, nil }
+
+func (r *recordEngine) GenerateIDs(ctx context.Context, prompt []int32, opt pio.GenerateOptions, fn func(pio.Chunk)) (pio.Result, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.last = opt
+	return pio.Result{Text: "ok", FinishReason: "stop", PromptTokens: 1}, nil
+}
+
+func (r *recordEngine) Chat(ctx context.Context, msgs []pio.Message, opt pio.ChatOptions, fn func(pio.ChatChunk)) (pio.ChatResult, error) {
+	res, err := r.GenerateIDs(ctx, nil, opt.GenerateOptions, nil)
+	out := pio.ChatResult{Result: res}
+	out.Role, out.Content = "assistant", res.Text
+	return out, err
+}
+
+// show spells out o's sampling pointers for a failure message.
+func show(o pio.GenerateOptions) string {
+	p := func(v any) string {
+		rv := reflect.ValueOf(v)
+		if rv.IsNil() {
+			return "nil"
+		}
+		return fmt.Sprint(rv.Elem().Interface())
+	}
+	return fmt.Sprintf("{max_tokens %d, temperature %s, top_p %s, top_k %s, min_p %s, repetition_penalty %s, presence %v, frequency %v, seed %s}",
+		o.MaxTokens, p(o.Temperature), p(o.TopP), p(o.TopK), p(o.MinP), p(o.RepetitionPenalty), o.PresencePenalty, o.FrequencyPenalty, p(o.Seed))
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// sampleParams writes the sampling flags set as OpenAI request parameters
+// (load's requests), the seed as the int64 of its bits.
+func TestSampleParams(t *testing.T) {
+	cfg, err := parseArgs("load", "--top-k", "3", "--presence-penalty", "1", "--seed", "18446744073709551615", "e.pio")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := sampleParams(cfg.(loadConfig).sample); !reflect.DeepEqual(p, map[string]any{"top_k": 3, "presence_penalty": 1.0, "seed": int64(-1)}) {
+		t.Errorf("sampleParams: %v", p)
+	}
 }
 
 // load's sampling flags go into every request, with the seed of client

@@ -59,7 +59,7 @@ func loadCmd() *cli.Command {
 				}
 				ctx, cancel := context.WithCancel(context.Background())
 				done := make(chan error, 1)
-				go func() { done <- serve(ctx, ln, e, server.Config{APIKey: cfg.apiKey}, nil, 10*time.Second) }()
+				go func() { done <- serve(ctx, ln, e, server.Config{APIKey: cfg.apiKey}, 10*time.Second) }()
 				defer func() { cancel(); <-done }()
 				url = "http://" + ln.Addr().String()
 			}

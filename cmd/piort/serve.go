@@ -1,12 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -52,18 +49,18 @@ func serveCmd() *cli.Command {
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 			defer stop()
-			return serve(ctx, ln, e, cfg.server, sampleParams(cfg.defaults), cfg.drain)
+			return serve(ctx, ln, e, cfg.server, cfg.drain)
 		},
 	}
 }
 
-// serveConfig is what `piort serve`'s flags say.
+// serveConfig is what `piort serve`'s flags say; the sampling flags are
+// server.Defaults.
 type serveConfig struct {
-	engine   engineConfig
-	server   server.Config
-	addr     string
-	drain    time.Duration
-	defaults pio.GenerateOptions // sampling of requests that leave a parameter out
+	engine engineConfig
+	server server.Config
+	addr   string
+	drain  time.Duration
 }
 
 // parseServe reads `piort serve`'s flags.
@@ -73,10 +70,12 @@ func parseServe(c *cli.Context) (serveConfig, error) {
 		return cfg, fmt.Errorf("want one ENGINE argument")
 	}
 	var err error
-	if cfg.engine, cfg.defaults, err = sharedOptions(c); err != nil {
+	var sampling pio.GenerateOptions
+	if cfg.engine, sampling, err = sharedOptions(c); err != nil {
 		return cfg, err
 	}
-	cfg.server = server.Config{ModelName: c.String("model-name"), APIKey: c.String("api-key"), MaxBodyBytes: c.Int64("max-body-bytes")}
+	cfg.server = server.Config{ModelName: c.String("model-name"), APIKey: c.String("api-key"), MaxBodyBytes: c.Int64("max-body-bytes"),
+		Defaults: serverDefaults(sampling)}
 	if cfg.server.MaxBodyBytes < 1 {
 		return cfg, fmt.Errorf("--max-body-bytes must be >= 1, got %d", cfg.server.MaxBodyBytes)
 	}
@@ -87,14 +86,29 @@ func parseServe(c *cli.Context) (serveConfig, error) {
 	return cfg, nil
 }
 
-// serve runs the API on ln until ctx ends, then drains: new requests get
-// 503, requests in flight run to the end (up to drain), and it returns.
-// defaults are the sampling parameters (OpenAI names) of completion
-// requests that leave them out.
-func serve(ctx context.Context, ln net.Listener, e *pio.Engine, cfg server.Config, defaults map[string]any, drain time.Duration) error {
-	s := server.New(e, cfg)
+// serverDefaults are the sampling flags' values (sampleOptions) as the
+// server's defaults for requests that leave a parameter out.
+func serverDefaults(o pio.GenerateOptions) server.Defaults {
+	d := server.Defaults{Temperature: o.Temperature, TopP: o.TopP, TopK: o.TopK, MinP: o.MinP, RepetitionPenalty: o.RepetitionPenalty, Seed: o.Seed}
+	if o.PresencePenalty != 0 {
+		d.PresencePenalty = &o.PresencePenalty
+	}
+	if o.FrequencyPenalty != 0 {
+		d.FrequencyPenalty = &o.FrequencyPenalty
+	}
+	return d
+}
+
+// serve runs the API over e (a *pio.Engine) on ln until ctx ends, then
+// drains: new requests get 503, requests in flight run to the end (up to
+// drain), and it returns.
+func serve(ctx context.Context, ln net.Listener, e server.Engine, cfg server.Config, drain time.Duration) error {
+	s, err := server.New(e, cfg)
+	if err != nil {
+		return err
+	}
 	hs := &http.Server{
-		Handler:           withDefaults(s.Handler(), defaults, cfg.MaxBodyBytes),
+		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    1 << 20,
@@ -111,47 +125,10 @@ func serve(ctx context.Context, ln net.Listener, e *pio.Engine, cfg server.Confi
 	s.Drain()
 	sctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
-	err := hs.Shutdown(sctx)
+	err = hs.Shutdown(sctx)
 	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
 		err = serr
 	}
 	slog.Info("stopped")
 	return err
-}
-
-// withDefaults adds the parameters of defaults that a completion
-// request's JSON body leaves out. A body that is not a JSON object, or
-// one over maxBody bytes (0: server.Config's default, 4 MiB), goes through
-// untouched for the server to refuse.
-func withDefaults(h http.Handler, defaults map[string]any, maxBody int64) http.Handler {
-	if len(defaults) == 0 {
-		return h
-	}
-	if maxBody <= 0 {
-		maxBody = 4 << 20
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost || (r.URL.Path != "/v1/completions" && r.URL.Path != "/v1/chat/completions") {
-			h.ServeHTTP(w, r)
-			return
-		}
-		body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
-		var req map[string]json.RawMessage
-		if err == nil && int64(len(body)) <= maxBody && json.Unmarshal(body, &req) == nil && req != nil {
-			for k, v := range defaults {
-				if _, ok := req[k]; !ok {
-					req[k], _ = json.Marshal(v)
-				}
-			}
-			body, _ = json.Marshal(req)
-			r.ContentLength = int64(len(body))
-			r.Body = io.NopCloser(bytes.NewReader(body))
-		} else {
-			r.Body = struct {
-				io.Reader
-				io.Closer
-			}{io.MultiReader(bytes.NewReader(body), r.Body), r.Body}
-		}
-		h.ServeHTTP(w, r)
-	})
 }

@@ -59,7 +59,7 @@ func TestServeDrains(t *testing.T) {
 	url := "http://" + ln.Addr().String()
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, ln, e, server.Config{}, nil, 30*time.Second) }()
+	go func() { done <- serve(ctx, ln, e, server.Config{}, 30*time.Second) }()
 
 	resp, err := http.Post(url+"/v1/completions", "application/json",
 		strings.NewReader(`{"prompt":[1,2,3],"max_tokens":400,"ignore_eos":true,"stream":true,"stream_options":{"include_usage":true}}`))
@@ -172,7 +172,7 @@ func TestServeImageOpenAIClient(t *testing.T) {
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- serve(ctx, ln, e, server.Config{ModelName: "tiny-vl", APIKey: "k"}, nil, 10*time.Second)
+		done <- serve(ctx, ln, e, server.Config{ModelName: "tiny-vl", APIKey: "k"}, 10*time.Second)
 	}()
 	defer func() {
 		stop()
@@ -292,7 +292,7 @@ func TestServeHybrid(t *testing.T) {
 	url := "http://" + ln.Addr().String()
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, ln, e, server.Config{}, nil, 10*time.Second) }()
+	go func() { done <- serve(ctx, ln, e, server.Config{}, 10*time.Second) }()
 	defer func() {
 		stop()
 		if err := <-done; err != nil {

@@ -390,8 +390,9 @@ func decodeDataURL(u, param string) ([]byte, *apiError) {
 	return data, nil
 }
 
-// parseChat validates a chat request.
-func parseChat(body []byte) (*chatRequest, []pio.Message, pio.ChatOptions, *apiError) {
+// parseChat validates a chat request; d fills the sampling parameters it
+// leaves out.
+func parseChat(body []byte, d *Defaults) (*chatRequest, []pio.Message, pio.ChatOptions, *apiError) {
 	var req chatRequest
 	var opt pio.ChatOptions
 	if e := decodeRequest(body, &req.samplingParams, req.fields(), chatChecks); e != nil {
@@ -452,6 +453,7 @@ func parseChat(body []byte) (*chatRequest, []pio.Message, pio.ChatOptions, *apiE
 		}
 		top = *req.TopLogprobs
 	}
+	req.withDefaults(d)
 	gen, e := req.options(req.MaxCompletionTokens, req.Logprobs, top)
 	if e != nil {
 		return nil, nil, opt, e
@@ -527,8 +529,9 @@ func toolChoice(raw json.RawMessage) (bool, *apiError) {
 }
 
 // parseCompletion validates a completion request; the prompt is text or
-// token ids (exactly one of the results).
-func parseCompletion(body []byte) (*completionRequest, string, []int32, pio.GenerateOptions, *apiError) {
+// token ids (exactly one of the results); d fills the sampling parameters
+// it leaves out.
+func parseCompletion(body []byte, d *Defaults) (*completionRequest, string, []int32, pio.GenerateOptions, *apiError) {
 	var req completionRequest
 	var none pio.GenerateOptions
 	if e := decodeRequest(body, &req.samplingParams, req.fields(), completionChecks); e != nil {
@@ -566,6 +569,7 @@ func parseCompletion(body []byte) (*completionRequest, string, []int32, pio.Gene
 		}
 		top = *req.Logprobs
 	}
+	req.withDefaults(d)
 	opt, e := req.options(nil, req.Logprobs != nil, top)
 	if e != nil {
 		return nil, "", nil, none, e

@@ -336,7 +336,7 @@ func TestToolChoiceAndParallelCalls(t *testing.T) {
 	}
 	var got pio.ChatOptions
 	eng := optsRecorder{formatted{Engine: e, arch: "Qwen3MoeForCausalLM", pieces: pieces}, &got}
-	c := client(httptestServer(t, New(eng, Config{ModelName: "tiny"})), "")
+	c := client(httptestServer(t, mustNew(t, eng, Config{ModelName: "tiny"})), "")
 	params := weatherParams("Weather in Paris and Tokyo?")
 	ctx := context.Background()
 	for _, parallel := range []bool{true, false} {

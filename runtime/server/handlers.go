@@ -60,7 +60,7 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, e)
 		return
 	}
-	req, msgs, opt, e := parseChat(body)
+	req, msgs, opt, e := parseChat(body, &s.cfg.Defaults)
 	if e == nil {
 		e = s.checkModel(req.Model)
 	}
@@ -219,7 +219,7 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, e)
 		return
 	}
-	req, text, ids, opt, e := parseCompletion(body)
+	req, text, ids, opt, e := parseCompletion(body, &s.cfg.Defaults)
 	if e == nil {
 		e = s.checkModel(req.Model)
 	}

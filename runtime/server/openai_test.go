@@ -208,7 +208,7 @@ func TestToolCallsAndReasoning(t *testing.T) {
 	for i := 0; i < len(out); i += 5 {
 		pieces = append(pieces, out[i:min(i+5, len(out))])
 	}
-	srv := httptestServer(t, New(scripted{Engine: e, pieces: pieces}, Config{ModelName: "tiny"}))
+	srv := httptestServer(t, mustNew(t, scripted{Engine: e, pieces: pieces}, Config{ModelName: "tiny"}))
 	c := client(srv, "")
 	params := weatherParams("Weather in Paris?")
 	ctx := context.Background()

@@ -12,8 +12,10 @@
 // of one, that the server cannot honour (response_format json_schema,
 // tool_choice "required", audio, ...) is a 400 naming it, never silently
 // dropped; fields that are not OpenAI's are accepted and named once in the
-// log (fields.go). n choices (and completions' best_of) run as sequences
-// of their own that share the prompt's cached blocks (choices.go).
+// log (fields.go). Config.Defaults give the sampling parameters a request
+// leaves out (`piort serve`'s sampling flags; defaults.go). n choices (and
+// completions' best_of) run as sequences of their own that share the
+// prompt's cached blocks (choices.go).
 // Logprobs give each token's raw bytes (pio.Engine.TokenBytes) and
 // OpenAI's names and character offsets for tokens that hold part of a
 // character (tokens.go).
@@ -51,6 +53,9 @@ type Config struct {
 	// field name that is neither OpenAI's nor implemented (the first time
 	// a request sends it); default slog.Default().
 	Log *slog.Logger
+	// Defaults are the sampling parameters of requests that leave them
+	// out (`piort serve --temperature ...`); the zero value sets none.
+	Defaults Defaults
 }
 
 // Engine is what the server needs of a *pio.Engine.
@@ -73,8 +78,12 @@ type Server struct {
 	ignored  sync.Map // field names logged by noteIgnored
 }
 
-// New returns a server for e (a *pio.Engine).
-func New(e Engine, cfg Config) *Server {
+// New returns a server for e (a *pio.Engine), or an error naming a
+// default of cfg.Defaults that is out of range.
+func New(e Engine, cfg Config) (*Server, error) {
+	if err := cfg.Defaults.check(); err != nil {
+		return nil, err
+	}
 	if cfg.ModelName == "" {
 		cfg.ModelName = e.Name()
 	}
@@ -87,7 +96,7 @@ func New(e Engine, cfg Config) *Server {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	return &Server{eng: e, cfg: cfg, metrics: newMetrics(), created: time.Now().Unix()}
+	return &Server{eng: e, cfg: cfg, metrics: newMetrics(), created: time.Now().Unix()}, nil
 }
 
 // Drain makes /health report 503 and new generation requests fail with

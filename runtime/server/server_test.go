@@ -67,7 +67,7 @@ func start(t testing.TB, opt pio.Options, cfg Config) (*httptest.Server, *pio.En
 		t.Fatal(err)
 	}
 	cfg.ModelName = "tiny"
-	srv := httptest.NewServer(New(e, cfg).Handler())
+	srv := httptest.NewServer(mustNew(t, e, cfg).Handler())
 	t.Cleanup(func() {
 		srv.Close()
 		e.Close()
@@ -337,7 +337,7 @@ func FuzzDecodeRequest(f *testing.F) {
 	f.Add([]byte(`{"prompt":"hi","n":2,"best_of":4,"logit_bias":{"1":1e400},"user":"u","metadata":{"a":"b"},"guided_json":{},"Temperature":1}`))
 	f.Add([]byte(`{"prompt":[[1,2]],"best_of":3,"stream":true,"logit_bias":{"-0":5},"stream_options":{"x":1}}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		if req, msgs, opt, e := parseChat(body); e == nil {
+		if req, msgs, opt, e := parseChat(body, &Defaults{}); e == nil {
 			checkOptions(t, opt.GenerateOptions)
 			checkParams(t, &req.samplingParams)
 			for _, m := range msgs {
@@ -350,7 +350,7 @@ func FuzzDecodeRequest(f *testing.F) {
 		} else if e.status != 400 || e.Message == "" {
 			t.Errorf("chat: error %+v", e)
 		}
-		if req, text, ids, opt, e := parseCompletion(body); e == nil {
+		if req, text, ids, opt, e := parseCompletion(body, &Defaults{}); e == nil {
 			if text == "" && len(ids) == 0 {
 				t.Errorf("completion accepted with no prompt")
 			}
@@ -391,6 +391,16 @@ func checkParams(t *testing.T, p *samplingParams) {
 	if p.n < 1 || p.n > maxChoices {
 		t.Errorf("accepted n = %d", p.n)
 	}
+}
+
+// mustNew is New, failing the test on an error.
+func mustNew(t testing.TB, e Engine, cfg Config) *Server {
+	t.Helper()
+	s, err := New(e, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 func httptestServer(t testing.TB, s *Server) string {

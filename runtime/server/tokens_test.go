@@ -133,7 +133,7 @@ func byteList(s string) []any {
 // prompt (text or token ids), exactly as OpenAI's recorded answer does,
 // whole and streamed.
 func TestCompletionLogprobsBytes(t *testing.T) {
-	url := httptestServer(t, New(byteScript{tokenScript{toks: openAIExample}}, Config{ModelName: "m"}))
+	url := httptestServer(t, mustNew(t, byteScript{tokenScript{toks: openAIExample}}, Config{ModelName: "m"}))
 	wantTokens := []any{"，", `bytes:\xe9\x80`, `bytes:\x82`, "合", "出", "门", `bytes:\xe6\x97`, `bytes:\x85`, "行"}
 	wantOffsets := []any{5.0, 6.0, 6.0, 7.0, 8.0, 9.0, 10.0, 10.0, 11.0}
 	for _, prompt := range []string{`"天气非常好"`, `[100,101,102,103]`} {
@@ -182,7 +182,7 @@ func TestCompletionLogprobsBytes(t *testing.T) {
 func TestChatLogprobsBytes(t *testing.T) {
 	body := `{"messages":[{"role":"user","content":"天气非常好"}],"logprobs":true,"top_logprobs":1}`
 	entries := func(eng Engine) []any {
-		url := httptestServer(t, New(eng, Config{ModelName: "m"}))
+		url := httptestServer(t, mustNew(t, eng, Config{ModelName: "m"}))
 		c := choicesOf(t, postOK(t, url+"/v1/chat/completions", body), 1)[0]
 		return c["logprobs"].(map[string]any)["content"].([]any)
 	}
@@ -310,7 +310,7 @@ func renameTokens(t *testing.T, tokJSON []byte) []byte {
 // its bytes; a prompt of token ids counts its characters in text_offset.
 func TestLogprobBytesEngine(t *testing.T) {
 	e, partial, whole := multiByteEngine(t)
-	url := httptestServer(t, New(e, Config{ModelName: "m"}))
+	url := httptestServer(t, mustNew(t, e, Config{ModelName: "m"}))
 	if _, ok := any(e).(TokenByter); !ok {
 		t.Fatal("*pio.Engine is not a TokenByter")
 	}

@@ -73,7 +73,7 @@ func TestToolFormats(t *testing.T) {
 		for i := 0; i < len(tc.out); i += 3 {
 			pieces = append(pieces, tc.out[i:min(i+3, len(tc.out))])
 		}
-		c := client(httptestServer(t, New(formatted{Engine: e, arch: tc.arch, pieces: pieces}, Config{ModelName: "tiny"})), "")
+		c := client(httptestServer(t, mustNew(t, formatted{Engine: e, arch: tc.arch, pieces: pieces}, Config{ModelName: "tiny"})), "")
 		params := openai.ChatCompletionNewParams{
 			Model:    "tiny",
 			Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Weather in Paris and Tokyo?")},
