@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -26,15 +27,33 @@ var mu sync.Mutex
 
 // Within reports whether err ≤ bound (the caller reports a failure in its
 // own words), and records the check when PIO_TOL_LOG names a file: one
-// tab-separated line of the caller's file:line, the test name, err and
-// bound. A NaN err is never within its bound.
+// tab-separated line of the check's file:line (the first caller in a
+// _test.go file: see site), the test name, err and bound. A NaN err is
+// never within its bound.
 func Within(t testing.TB, err, bound float64) bool {
 	t.Helper()
 	if path := os.Getenv(LogEnv); path != "" {
-		_, file, line, _ := runtime.Caller(1)
+		file, line := site()
 		record(t, path, fmt.Sprintf("%s:%d\t%s\t%g\t%g\n", rel(file), line, t.Name(), err, bound))
 	}
 	return err <= bound
+}
+
+// site is where a check is made: the first caller in a _test.go file, so
+// that a shared helper (modeltest.CheckGolden) called by several models'
+// tests is recorded once per calling test, not merged into one row; else
+// Within's direct caller.
+func site() (string, int) {
+	var pcs [16]uintptr
+	n := runtime.Callers(3, pcs[:]) // skip Callers, site, Within
+	frames := runtime.CallersFrames(pcs[:n])
+	first, ok := frames.Next()
+	for f := first; ok; f, ok = frames.Next() {
+		if strings.HasSuffix(f.File, "_test.go") {
+			return f.File, f.Line
+		}
+	}
+	return first.File, first.Line
 }
 
 // rel shortens a source path to the part under the module root (the
