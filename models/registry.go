@@ -59,6 +59,10 @@ type Model interface {
 	// Ignored reports checkpoint tensors the model deliberately does not
 	// load (for example a multi-token-prediction layer).
 	Ignored(name string) bool
+	// MaxPositions is the context limit: max_position_embeddings (of the
+	// text decoder), or transformers' class default when the key is absent.
+	// It is not part of the graph; the runtime applies it.
+	MaxPositions() int
 }
 
 // Staged is a model whose engine runs several plans in order — Qwen3-VL:

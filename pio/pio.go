@@ -31,6 +31,8 @@ import (
 	"github.com/inference-pio/pio/frontends/chat"
 
 	"github.com/inference-pio/pio/frontends/hf"
+	"github.com/inference-pio/pio/models"
+	_ "github.com/inference-pio/pio/models/all" // the architectures, for their context limits
 	"github.com/inference-pio/pio/runtime"
 	"github.com/inference-pio/pio/runtime/cpu"
 	"github.com/inference-pio/pio/runtime/engine"
@@ -122,8 +124,10 @@ func newEngine(f *engine.Engine, opt Options) (*Engine, error) {
 		return nil, fmt.Errorf("pio: negative option in %+v", opt)
 	}
 	e := &Engine{file: f, name: f.Meta.Model.Name, arch: f.Meta.Model.Architecture}
-	// The text decoder's config holds the context limit and the vocabulary:
-	// the top level for text models, text_config for Qwen3-VL.
+	// The text decoder's config holds the vocabulary: the top level for
+	// text models, text_config for Qwen3-VL. The context limit is the
+	// model's (max_position_embeddings there, or transformers' class
+	// default when absent).
 	full, err := hf.ParseConfig(f.Meta.Model.ConfigJSON)
 	if err != nil {
 		return nil, fmt.Errorf("pio: %w", err)
@@ -132,12 +136,16 @@ func newEngine(f *engine.Engine, opt Options) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pio: %w", err)
 	}
+	model, err := models.New(full)
+	if err != nil {
+		return nil, fmt.Errorf("pio: %w", err)
+	}
 	var cfg struct {
 		MaxPos int
 		Vocab  int
 		EOS    json.RawMessage
 	}
-	cfg.MaxPos, cfg.Vocab = text.MaxPositionEmbeddings, text.VocabSize
+	cfg.MaxPos, cfg.Vocab = model.MaxPositions(), text.VocabSize
 	for _, raw := range [][]byte{full.Raw, text.Raw} { // eos_token_id: the top level first
 		var keys struct {
 			EOS json.RawMessage `json:"eos_token_id"`

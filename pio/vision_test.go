@@ -276,16 +276,3 @@ func TestVisionBackendFactory(t *testing.T) {
 		t.Errorf("stage factory error: got %v", err)
 	}
 }
-
-// Qwen3-VL keeps max_position_embeddings and vocab_size in text_config: the
-// engine's context limit and vocabulary come from there (the tiny model:
-// 1024 positions, 256 tokens), not from the top level, where they are absent.
-func TestVisionTextConfigLimits(t *testing.T) {
-	e := vlEngine(t, Options{CacheTokens: 4096})
-	if e.MaxModelLen() != 1024 {
-		t.Errorf("MaxModelLen %d, want text_config's max_position_embeddings 1024", e.MaxModelLen())
-	}
-	if e.vocab != 256 {
-		t.Errorf("vocabulary %d, want text_config's vocab_size 256", e.vocab)
-	}
-}

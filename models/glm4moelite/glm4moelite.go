@@ -220,6 +220,9 @@ func New(c *hf.Config) (models.Model, error) {
 	return &Model{cfg: cfg}, nil
 }
 
+// MaxPositions is the context limit (models.Model).
+func (m *Model) MaxPositions() int { return m.cfg.MaxPositions }
+
 // Ignored skips the multi-token-prediction layer(s) stored after the
 // decoder layers: model.layers.<i>.* with i >= num_hidden_layers.
 func (m *Model) Ignored(name string) bool {

@@ -90,6 +90,9 @@ func New(c *hf.Config) (models.Model, error) {
 // Config returns the validated configuration.
 func (m *Model) Config() Config { return m.cfg }
 
+// MaxPositions is the context limit (models.Model).
+func (m *Model) MaxPositions() int { return m.cfg.MaxPositions }
+
 // Ignored: Qwen3 checkpoints hold nothing the model skips.
 func (m *Model) Ignored(string) bool { return false }
 

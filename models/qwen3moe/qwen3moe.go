@@ -139,6 +139,9 @@ func (m *Model) sparse(i int) bool {
 	return !slices.Contains(m.cfg.MLPOnly, i) && (i+1)%m.cfg.SparseStep == 0
 }
 
+// MaxPositions is the context limit (models.Model).
+func (m *Model) MaxPositions() int { return m.cfg.MaxPositions }
+
 // Ignored: Qwen3-MoE checkpoints hold nothing the model skips.
 func (m *Model) Ignored(string) bool { return false }
 

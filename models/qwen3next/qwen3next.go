@@ -214,6 +214,9 @@ func (c *Config) sparse(i int) bool {
 	return c.Experts > 0 && !slices.Contains(c.MLPOnly, i) && (i+1)%c.SparseStep == 0
 }
 
+// MaxPositions is the context limit (models.Model).
+func (m *Model) MaxPositions() int { return m.cfg.MaxPositions }
+
 // Ignored: the multi-token-prediction head (mtp.*), which transformers
 // does not load either.
 func (m *Model) Ignored(name string) bool { return strings.HasPrefix(name, "mtp.") }

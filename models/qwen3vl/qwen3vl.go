@@ -294,6 +294,9 @@ func parseText(tc *hf.Config, tied bool) (TextConfig, error) {
 	return t, nil
 }
 
+// MaxPositions is the context limit (models.Model).
+func (m *Model) MaxPositions() int { return m.cfg.Text.MaxPositions }
+
 // Ignored: nothing in a Qwen3-VL checkpoint is skipped.
 func (m *Model) Ignored(string) bool { return false }
 
