@@ -52,6 +52,11 @@ func buildOptions(c *cli.Context) (buildConfig, error) {
 	} else if opt.QuantGroup < 32 || opt.QuantGroup%32 != 0 {
 		return buildConfig{}, fmt.Errorf("--quant-group must be a positive multiple of 32, got %d", opt.QuantGroup)
 	}
+	for _, name := range opt.SkipPasses {
+		if !runs(opt.NoFuse, name) {
+			return buildConfig{}, fmt.Errorf("--skip-pass %q: not a pass this build runs (see pioc passes; --no-fuse leaves out the fusions)", name)
+		}
+	}
 	if opt.DumpOnly != "" {
 		if opt.DumpIR == "" {
 			return buildConfig{}, fmt.Errorf("--dump-only needs --dump-ir")
@@ -70,11 +75,17 @@ func dumps(opt compiler.Options, name string) bool {
 	if name == "input" {
 		return true
 	}
+	return runs(opt.NoFuse, name) && !slices.Contains(opt.SkipPasses, name)
+}
+
+// runs reports whether name is a pass of the pipeline a build runs: the
+// whole one, or without the fusions under --no-fuse.
+func runs(noFuse bool, name string) bool {
 	list := passes.Pipeline
-	if opt.NoFuse {
+	if noFuse {
 		list = passes.Unfused()
 	}
-	return slices.ContainsFunc(list, func(p passes.Pass) bool { return p.Name == name }) && !slices.Contains(opt.SkipPasses, name)
+	return slices.ContainsFunc(list, func(p passes.Pass) bool { return p.Name == name })
 }
 
 // inspectConfig is what `pioc inspect`'s flags say.

@@ -113,6 +113,8 @@ func TestPiocFlagErrors(t *testing.T) {
 		{[]string{"--dump-ir", "d", "--dump-only", "nope"}, `--dump-only "nope": not a pass this build runs`},
 		{[]string{"--dump-ir", "d", "--dump-only", "fuse-qkv", "--no-fuse"}, `--dump-only "fuse-qkv": not a pass this build runs`},
 		{[]string{"--dump-ir", "d", "--dump-only", "cse", "--skip-pass", "cse"}, `--dump-only "cse": not a pass this build runs`},
+		{[]string{"--skip-pass", "nosuchpass"}, `--skip-pass "nosuchpass": not a pass this build runs`},
+		{[]string{"--no-fuse", "--skip-pass", "fuse-qkv"}, `--skip-pass "fuse-qkv": not a pass this build runs`},
 		{[]string{"--dtype", "f16"}, "--dtype must be f32 or bf16"},
 		{[]string{"--kv-dtype", "f16"}, "--kv-dtype must be auto, f32 or bf16"},
 	} {
