@@ -52,78 +52,65 @@ const (
 	slotLaunchRows      = 16
 )
 
-func encodeKernels(b *flatbuffers.Builder, k *Kernels) flatbuffers.UOffsetT {
+// kernels writes a kernels section (0 for none). Unlike the rest of the
+// metadata it writes every string and vector even when empty, as format
+// 1.1 did, except candidates (absent when empty, as writers before it
+// left it).
+func (e *encoder) kernels(k *Kernels) flatbuffers.UOffsetT {
 	if k == nil {
 		return 0
 	}
-	longs := func(v []int64) flatbuffers.UOffsetT {
-		b.StartVector(8, len(v), 8)
-		for i := len(v) - 1; i >= 0; i-- {
-			b.PrependInt64(v[i])
-		}
-		return b.EndVector(len(v))
-	}
-	tables := func(offs []flatbuffers.UOffsetT) flatbuffers.UOffsetT {
-		b.StartVector(4, len(offs), 4)
-		for i := len(offs) - 1; i >= 0; i-- {
-			b.PrependUOffsetT(offs[i])
-		}
-		return b.EndVector(len(offs))
-	}
-	imgs := make([]flatbuffers.UOffsetT, len(k.Images))
-	for i, im := range k.Images {
-		arch, data := b.CreateString(im.Arch), b.CreateByteVector(im.Data)
-		pio.KernelImageStart(b)
-		pio.KernelImageAddArch(b, arch)
-		pio.KernelImageAddData(b, data)
-		imgs[i] = pio.KernelImageEnd(b)
-	}
-	imgVec := tables(imgs)
-	ls := make([]flatbuffers.UOffsetT, len(k.Launches))
-	for i, l := range k.Launches {
-		name := b.CreateString(l.Kernel)
-		b.StartVector(4, len(l.Params), 4)
-		for j := len(l.Params) - 1; j >= 0; j-- {
-			b.PrependUint32(l.Params[j])
-		}
-		params := b.EndVector(len(l.Params))
-		var g []int64
-		for _, d := range l.Grid {
-			g = append(g, d[:]...)
-		}
-		grid, rows := longs(g), longs(l.Rows[:])
-		pio.LaunchStart(b)
-		pio.LaunchAddStep(b, l.Step)
-		pio.LaunchAddKernel(b, name)
-		pio.LaunchAddParams(b, params)
-		pio.LaunchAddGrid(b, grid)
-		pio.LaunchAddBlock(b, l.Block)
-		pio.LaunchAddMode(b, l.Mode)
-		pio.LaunchAddRows(b, rows)
-		pio.LaunchAddMinRows(b, l.MinRows)
-		pio.LaunchAddMaxRows(b, l.MaxRows)
-		pio.LaunchAddWorkspace(b, l.Workspace)
-		ls[i] = pio.LaunchEnd(b)
-	}
-	launchVec := tables(ls)
+	images := e.vector(each(k.Images, e.kernelImage))
+	launches := e.vector(each(k.Launches, e.launch))
+	b := e.b
 	src, argmax, comp := b.CreateByteVector(k.Source), b.CreateString(k.Argmax), b.CreateString(k.Compiler)
-	var cands flatbuffers.UOffsetT // absent when empty, as older writers left it
-	if k.Candidates != "" {
-		cands = b.CreateString(k.Candidates)
-	}
+	cands := e.str(k.Candidates)
 	pio.KernelsStart(b)
 	pio.KernelsAddSource(b, src)
-	pio.KernelsAddImages(b, imgVec)
-	pio.KernelsAddLaunches(b, launchVec)
+	pio.KernelsAddImages(b, images)
+	pio.KernelsAddLaunches(b, launches)
 	pio.KernelsAddTileTokens(b, k.TileTokens)
 	pio.KernelsAddSplitSize(b, k.SplitSize)
 	pio.KernelsAddArgmax(b, argmax)
 	pio.KernelsAddArgmaxVocab(b, k.ArgmaxVocab)
 	pio.KernelsAddCompiler(b, comp)
-	if cands != 0 {
-		pio.KernelsAddCandidates(b, cands)
-	}
+	pio.KernelsAddCandidates(b, cands)
 	return pio.KernelsEnd(b)
+}
+
+func (e *encoder) kernelImage(im KernelImage) flatbuffers.UOffsetT {
+	arch, data := e.b.CreateString(im.Arch), e.b.CreateByteVector(im.Data)
+	pio.KernelImageStart(e.b)
+	pio.KernelImageAddArch(e.b, arch)
+	pio.KernelImageAddData(e.b, data)
+	return pio.KernelImageEnd(e.b)
+}
+
+func (e *encoder) launch(l KernelLaunch) flatbuffers.UOffsetT {
+	b := e.b
+	name := b.CreateString(l.Kernel)
+	b.StartVector(4, len(l.Params), 4)
+	for j := len(l.Params) - 1; j >= 0; j-- {
+		b.PrependUint32(l.Params[j])
+	}
+	params := b.EndVector(len(l.Params))
+	grid := make([]int64, 0, 18)
+	for _, d := range l.Grid {
+		grid = append(grid, d[:]...)
+	}
+	gridVec, rows := e.longs(grid), e.longs(l.Rows[:])
+	pio.LaunchStart(b)
+	pio.LaunchAddStep(b, l.Step)
+	pio.LaunchAddKernel(b, name)
+	pio.LaunchAddParams(b, params)
+	pio.LaunchAddGrid(b, gridVec)
+	pio.LaunchAddBlock(b, l.Block)
+	pio.LaunchAddMode(b, l.Mode)
+	pio.LaunchAddRows(b, rows)
+	pio.LaunchAddMinRows(b, l.MinRows)
+	pio.LaunchAddMaxRows(b, l.MaxRows)
+	pio.LaunchAddWorkspace(b, l.Workspace)
+	return pio.LaunchEnd(b)
 }
 
 func (d *decoder) kernels(fk *pio.Kernels) *Kernels {

@@ -65,218 +65,106 @@ func encodeMetadata(m *Metadata, weights []WeightEntry) (buf []byte, err error) 
 			buf, err = nil, fmt.Errorf("engine: encoding metadata: %v", r)
 		}
 	}()
-	b := flatbuffers.NewBuilder(1 << 16)
-	str := func(s string) flatbuffers.UOffsetT {
-		if s == "" {
-			return 0
-		}
-		return b.CreateString(s)
-	}
-	bytes := func(v []byte) flatbuffers.UOffsetT {
-		if v == nil {
-			return 0
-		}
-		return b.CreateByteVector(v)
-	}
-	longs := func(v []int64) flatbuffers.UOffsetT {
-		if v == nil {
-			return 0
-		}
-		b.StartVector(8, len(v), 8)
-		for i := len(v) - 1; i >= 0; i-- {
-			b.PrependInt64(v[i])
-		}
-		return b.EndVector(len(v))
-	}
-	dims := func(s ir.Shape) flatbuffers.UOffsetT {
-		if s == nil {
-			return 0
-		}
-		v := make([]int64, len(s))
-		for i, d := range s {
-			v[i] = int64(d)
-		}
-		return longs(v)
-	}
-	tables := func(offs []flatbuffers.UOffsetT) flatbuffers.UOffsetT {
-		if offs == nil {
-			return 0
-		}
-		b.StartVector(4, len(offs), 4)
-		for i := len(offs) - 1; i >= 0; i-- {
-			b.PrependUOffsetT(offs[i])
-		}
-		return b.EndVector(len(offs))
-	}
+	e := &encoder{b: flatbuffers.NewBuilder(1 << 16)}
+	e.b.FinishWithFileIdentifier(e.engine(m, weights), []byte(metaIdent))
+	return e.b.FinishedBytes(), nil
+}
 
-	// Children are built before their parents.
-	wOffs := make([]flatbuffers.UOffsetT, len(weights))
-	for i, w := range weights {
-		name, shape := str(w.Name), longs(w.Shape)
-		pio.WeightEntryStart(b)
-		pio.WeightEntryAddName(b, name)
-		pio.WeightEntryAddDtype(b, byte(w.DType))
-		pio.WeightEntryAddShape(b, shape)
-		pio.WeightEntryAddOffset(b, w.Offset)
-		pio.WeightEntryAddLength(b, w.Length)
-		pio.WeightEntryAddChecksum(b, w.Checksum)
-		wOffs[i] = pio.WeightEntryEnd(b)
+// encoder writes the metadata FlatBuffer: one method per table, the
+// counterpart of decoder. A FlatBuffer is built bottom-up, so each method
+// first builds its table's strings, vectors and child tables, in field
+// order, then the table, and returns the table's offset. That order is the
+// byte order of every engine written: changing it changes the files (not
+// what they decode to), which the engines' byte-for-byte comparisons
+// would catch.
+//
+// Absent and empty stay apart, as the decoder keeps them: "" and a nil
+// slice are absent fields, an empty slice is an empty vector. The kernels
+// section (kernels.go) writes its strings and vectors even when empty, as
+// it always has.
+type encoder struct{ b *flatbuffers.Builder }
+
+func (e *encoder) str(s string) flatbuffers.UOffsetT {
+	if s == "" {
+		return 0
 	}
-	weightsVec := tables(wOffs)
+	return e.b.CreateString(s)
+}
 
-	encodePlan := func(p *ir.Plan) (plan flatbuffers.UOffsetT) {
-		if p == nil {
-			return 0
-		}
-		tensors := func(ts []ir.PlanTensor) flatbuffers.UOffsetT {
-			if ts == nil {
-				return 0
-			}
-			offs := make([]flatbuffers.UOffsetT, len(ts))
-			for i, t := range ts {
-				name, shape := str(t.Name), dims(t.Shape)
-				pio.TensorStart(b)
-				pio.TensorAddName(b, name)
-				pio.TensorAddDtype(b, byte(t.DType))
-				pio.TensorAddShape(b, shape)
-				offs[i] = pio.TensorEnd(b)
-			}
-			return tables(offs)
-		}
-		inputs, pweights := tensors(p.Inputs), tensors(p.Weights)
-
-		var buffers flatbuffers.UOffsetT
-		if p.Buffers != nil {
-			offs := make([]flatbuffers.UOffsetT, len(p.Buffers))
-			for i, bu := range p.Buffers {
-				shape := dims(bu.Shape)
-				pio.BufferStart(b)
-				pio.BufferAddDtype(b, byte(bu.DType))
-				pio.BufferAddShape(b, shape)
-				pio.BufferAddOffsetPerT(b, bu.OffsetPerT)
-				pio.BufferAddOffsetFixed(b, bu.OffsetFixed)
-				pio.BufferAddView(b, int32(bu.View))
-				offs[i] = pio.BufferEnd(b)
-			}
-			buffers = tables(offs)
-		}
-
-		var caches flatbuffers.UOffsetT
-		if p.Caches != nil {
-			offs := make([]flatbuffers.UOffsetT, len(p.Caches))
-			for i, c := range p.Caches {
-				var entries flatbuffers.UOffsetT
-				if c.Entries != nil {
-					eo := make([]flatbuffers.UOffsetT, len(c.Entries))
-					for j, e := range c.Entries {
-						d := dims(e)
-						pio.ShapeStart(b)
-						pio.ShapeAddDims(b, d)
-						eo[j] = pio.ShapeEnd(b)
-					}
-					entries = tables(eo)
-				}
-				pio.CacheStart(b)
-				pio.CacheAddKind(b, byte(c.Kind))
-				pio.CacheAddLayer(b, int32(c.Layer))
-				pio.CacheAddDtype(b, byte(c.DType))
-				pio.CacheAddEntries(b, entries)
-				offs[i] = pio.CacheEnd(b)
-			}
-			caches = tables(offs)
-		}
-
-		var steps flatbuffers.UOffsetT
-		if p.Steps != nil {
-			offs := make([]flatbuffers.UOffsetT, len(p.Steps))
-			for i, s := range p.Steps {
-				var args, attrs flatbuffers.UOffsetT
-				if s.Args != nil {
-					pio.StepStartArgsVector(b, len(s.Args))
-					for j := len(s.Args) - 1; j >= 0; j-- {
-						pio.CreateRef(b, byte(s.Args[j].Kind), int32(s.Args[j].Index))
-					}
-					args = b.EndVector(len(s.Args))
-				}
-				if s.Attrs != nil {
-					ao := make([]flatbuffers.UOffsetT, len(s.Attrs))
-					for j, a := range s.Attrs {
-						key, sv, ints := str(a.Key), str(a.S), longs(a.Is)
-						pio.AttrStart(b)
-						pio.AttrAddKey(b, key)
-						pio.AttrAddKind(b, byte(a.Kind))
-						pio.AttrAddI(b, a.I)
-						pio.AttrAddF(b, a.F)
-						pio.AttrAddS(b, sv)
-						pio.AttrAddInts(b, ints)
-						ao[j] = pio.AttrEnd(b)
-					}
-					attrs = tables(ao)
-				}
-				pio.StepStart(b)
-				pio.StepAddOp(b, uint16(s.Op))
-				pio.StepAddArgs(b, args)
-				pio.StepAddOut(b, int32(s.Out))
-				pio.StepAddAttrs(b, attrs)
-				offs[i] = pio.StepEnd(b)
-			}
-			steps = tables(offs)
-		}
-
-		var outputs flatbuffers.UOffsetT
-		if p.Outputs != nil {
-			offs := make([]flatbuffers.UOffsetT, len(p.Outputs))
-			for i, o := range p.Outputs {
-				name := str(o.Name)
-				pio.OutputStart(b)
-				pio.OutputAddName(b, name)
-				pio.OutputAddBuffer(b, int32(o.Buffer))
-				offs[i] = pio.OutputEnd(b)
-			}
-			outputs = tables(offs)
-		}
-
-		pio.PlanStart(b)
-		pio.PlanAddInputs(b, inputs)
-		pio.PlanAddWeights(b, pweights)
-		pio.PlanAddBuffers(b, buffers)
-		pio.PlanAddCaches(b, caches)
-		pio.PlanAddSteps(b, steps)
-		pio.PlanAddOutputs(b, outputs)
-		pio.PlanAddArenaPerT(b, p.ArenaPerT)
-		pio.PlanAddArenaFixed(b, p.ArenaFixed)
-		return pio.PlanEnd(b)
+func (e *encoder) bytes(v []byte) flatbuffers.UOffsetT {
+	if v == nil {
+		return 0
 	}
-	plan := encodePlan(m.Plan)
+	return e.b.CreateByteVector(v)
+}
+
+func (e *encoder) longs(v []int64) flatbuffers.UOffsetT {
+	if v == nil {
+		return 0
+	}
+	e.b.StartVector(8, len(v), 8)
+	for i := len(v) - 1; i >= 0; i-- {
+		e.b.PrependInt64(v[i])
+	}
+	return e.b.EndVector(len(v))
+}
+
+func (e *encoder) dims(s ir.Shape) flatbuffers.UOffsetT {
+	if s == nil {
+		return 0
+	}
+	v := make([]int64, len(s))
+	for i, d := range s {
+		v[i] = int64(d)
+	}
+	return e.longs(v)
+}
+
+// vector writes the vector of the tables at offs, empty for none.
+func (e *encoder) vector(offs []flatbuffers.UOffsetT) flatbuffers.UOffsetT {
+	e.b.StartVector(4, len(offs), 4)
+	for i := len(offs) - 1; i >= 0; i-- {
+		e.b.PrependUOffsetT(offs[i])
+	}
+	return e.b.EndVector(len(offs))
+}
+
+// tables is vector with nil offs an absent field.
+func (e *encoder) tables(offs []flatbuffers.UOffsetT) flatbuffers.UOffsetT {
+	if offs == nil {
+		return 0
+	}
+	return e.vector(offs)
+}
+
+// each builds table(x) for every x of xs, in order, and returns their
+// offsets: nil for a nil xs.
+func each[T any](xs []T, table func(T) flatbuffers.UOffsetT) []flatbuffers.UOffsetT {
+	if xs == nil {
+		return nil
+	}
+	offs := make([]flatbuffers.UOffsetT, len(xs))
+	for i, x := range xs {
+		offs[i] = table(x)
+	}
+	return offs
+}
+
+// engine writes the root table. The weight table is always present (empty
+// for none), the stages only for a multi-stage engine.
+func (e *encoder) engine(m *Metadata, weights []WeightEntry) flatbuffers.UOffsetT {
+	ws := e.vector(each(weights, e.weight))
+	plan := e.plan(m.Plan)
 	var stages flatbuffers.UOffsetT
 	if len(m.Stages) > 0 {
-		offs := make([]flatbuffers.UOffsetT, len(m.Stages))
-		for i, st := range m.Stages {
-			sp, name, sk := encodePlan(st.Plan), str(st.Name), encodeKernels(b, st.Kernels)
-			pio.StageStart(b)
-			pio.StageAddName(b, name)
-			pio.StageAddPlan(b, sp)
-			if sk != 0 {
-				pio.StageAddKernels(b, sk)
-			}
-			offs[i] = pio.StageEnd(b)
-		}
-		stages = tables(offs)
+		stages = e.vector(each(m.Stages, e.stage))
 	}
-
-	mi := m.Model
-	mName, mArch, mRepo, mConfig := str(mi.Name), str(mi.Architecture), str(mi.HFRepo), bytes(mi.ConfigJSON)
-	pio.ModelStart(b)
-	pio.ModelAddName(b, mName)
-	pio.ModelAddArchitecture(b, mArch)
-	pio.ModelAddHfRepo(b, mRepo)
-	pio.ModelAddConfigJson(b, mConfig)
-	model := pio.ModelEnd(b)
-
-	kernels := encodeKernels(b, m.Kernels)
-	producer, chat := str(m.Producer), str(m.ChatTemplate)
-	tok, tokCfg, genCfg := bytes(m.TokenizerJSON), bytes(m.TokenizerConfigJSON), bytes(m.GenerationConfigJSON)
-	pre := bytes(m.PreprocessorConfigJSON)
+	model := e.model(m.Model)
+	kernels := e.kernels(m.Kernels)
+	producer, chat := e.str(m.Producer), e.str(m.ChatTemplate)
+	tok, tokCfg, genCfg := e.bytes(m.TokenizerJSON), e.bytes(m.TokenizerConfigJSON), e.bytes(m.GenerationConfigJSON)
+	pre := e.bytes(m.PreprocessorConfigJSON)
+	b := e.b
 	pio.EngineStart(b)
 	pio.EngineAddProducer(b, producer)
 	pio.EngineAddModel(b, model)
@@ -285,19 +173,156 @@ func encodeMetadata(m *Metadata, weights []WeightEntry) (buf []byte, err error) 
 	pio.EngineAddChatTemplate(b, chat)
 	pio.EngineAddGenerationConfigJson(b, genCfg)
 	pio.EngineAddPlan(b, plan)
-	pio.EngineAddWeights(b, weightsVec)
-	if kernels != 0 {
-		pio.EngineAddKernels(b, kernels)
+	pio.EngineAddWeights(b, ws)
+	pio.EngineAddKernels(b, kernels) // a 0 offset (none) leaves the field out
+	pio.EngineAddStages(b, stages)
+	pio.EngineAddPreprocessorConfigJson(b, pre)
+	return pio.EngineEnd(b)
+}
+
+func (e *encoder) model(mi ModelInfo) flatbuffers.UOffsetT {
+	name, arch, repo, config := e.str(mi.Name), e.str(mi.Architecture), e.str(mi.HFRepo), e.bytes(mi.ConfigJSON)
+	b := e.b
+	pio.ModelStart(b)
+	pio.ModelAddName(b, name)
+	pio.ModelAddArchitecture(b, arch)
+	pio.ModelAddHfRepo(b, repo)
+	pio.ModelAddConfigJson(b, config)
+	return pio.ModelEnd(b)
+}
+
+func (e *encoder) weight(w WeightEntry) flatbuffers.UOffsetT {
+	name, shape := e.str(w.Name), e.longs(w.Shape)
+	b := e.b
+	pio.WeightEntryStart(b)
+	pio.WeightEntryAddName(b, name)
+	pio.WeightEntryAddDtype(b, byte(w.DType))
+	pio.WeightEntryAddShape(b, shape)
+	pio.WeightEntryAddOffset(b, w.Offset)
+	pio.WeightEntryAddLength(b, w.Length)
+	pio.WeightEntryAddChecksum(b, w.Checksum)
+	return pio.WeightEntryEnd(b)
+}
+
+func (e *encoder) stage(st Stage) flatbuffers.UOffsetT {
+	plan := e.plan(st.Plan)
+	name := e.str(st.Name)
+	kernels := e.kernels(st.Kernels)
+	b := e.b
+	pio.StageStart(b)
+	pio.StageAddName(b, name)
+	pio.StageAddPlan(b, plan)
+	pio.StageAddKernels(b, kernels)
+	return pio.StageEnd(b)
+}
+
+func (e *encoder) plan(p *ir.Plan) flatbuffers.UOffsetT {
+	if p == nil {
+		return 0
 	}
-	if stages != 0 {
-		pio.EngineAddStages(b, stages)
+	inputs := e.tables(each(p.Inputs, e.tensor))
+	weights := e.tables(each(p.Weights, e.tensor))
+	buffers := e.tables(each(p.Buffers, e.buffer))
+	caches := e.tables(each(p.Caches, e.cache))
+	steps := e.tables(each(p.Steps, e.step))
+	outputs := e.tables(each(p.Outputs, e.output))
+	b := e.b
+	pio.PlanStart(b)
+	pio.PlanAddInputs(b, inputs)
+	pio.PlanAddWeights(b, weights)
+	pio.PlanAddBuffers(b, buffers)
+	pio.PlanAddCaches(b, caches)
+	pio.PlanAddSteps(b, steps)
+	pio.PlanAddOutputs(b, outputs)
+	pio.PlanAddArenaPerT(b, p.ArenaPerT)
+	pio.PlanAddArenaFixed(b, p.ArenaFixed)
+	return pio.PlanEnd(b)
+}
+
+func (e *encoder) tensor(t ir.PlanTensor) flatbuffers.UOffsetT {
+	name, shape := e.str(t.Name), e.dims(t.Shape)
+	b := e.b
+	pio.TensorStart(b)
+	pio.TensorAddName(b, name)
+	pio.TensorAddDtype(b, byte(t.DType))
+	pio.TensorAddShape(b, shape)
+	return pio.TensorEnd(b)
+}
+
+func (e *encoder) buffer(bu ir.Buffer) flatbuffers.UOffsetT {
+	shape := e.dims(bu.Shape)
+	b := e.b
+	pio.BufferStart(b)
+	pio.BufferAddDtype(b, byte(bu.DType))
+	pio.BufferAddShape(b, shape)
+	pio.BufferAddOffsetPerT(b, bu.OffsetPerT)
+	pio.BufferAddOffsetFixed(b, bu.OffsetFixed)
+	pio.BufferAddView(b, int32(bu.View))
+	return pio.BufferEnd(b)
+}
+
+func (e *encoder) cache(c ir.CacheSpec) flatbuffers.UOffsetT {
+	entries := e.tables(each(c.Entries, e.shape))
+	b := e.b
+	pio.CacheStart(b)
+	pio.CacheAddKind(b, byte(c.Kind))
+	pio.CacheAddLayer(b, int32(c.Layer))
+	pio.CacheAddDtype(b, byte(c.DType))
+	pio.CacheAddEntries(b, entries)
+	return pio.CacheEnd(b)
+}
+
+// shape writes one entry shape of a cache.
+func (e *encoder) shape(s ir.Shape) flatbuffers.UOffsetT {
+	dims := e.dims(s)
+	pio.ShapeStart(e.b)
+	pio.ShapeAddDims(e.b, dims)
+	return pio.ShapeEnd(e.b)
+}
+
+func (e *encoder) step(s ir.Step) flatbuffers.UOffsetT {
+	args := e.refs(s.Args)
+	attrs := e.tables(each(s.Attrs, e.attr))
+	b := e.b
+	pio.StepStart(b)
+	pio.StepAddOp(b, uint16(s.Op))
+	pio.StepAddArgs(b, args)
+	pio.StepAddOut(b, int32(s.Out))
+	pio.StepAddAttrs(b, attrs)
+	return pio.StepEnd(b)
+}
+
+// refs writes a step's operands, a vector of Ref structs.
+func (e *encoder) refs(rs []ir.Ref) flatbuffers.UOffsetT {
+	if rs == nil {
+		return 0
 	}
-	if pre != 0 {
-		pio.EngineAddPreprocessorConfigJson(b, pre)
+	pio.StepStartArgsVector(e.b, len(rs))
+	for i := len(rs) - 1; i >= 0; i-- {
+		pio.CreateRef(e.b, byte(rs[i].Kind), int32(rs[i].Index))
 	}
-	root := pio.EngineEnd(b)
-	b.FinishWithFileIdentifier(root, []byte(metaIdent))
-	return b.FinishedBytes(), nil
+	return e.b.EndVector(len(rs))
+}
+
+func (e *encoder) attr(a ir.Attr) flatbuffers.UOffsetT {
+	key, s, ints := e.str(a.Key), e.str(a.S), e.longs(a.Is)
+	b := e.b
+	pio.AttrStart(b)
+	pio.AttrAddKey(b, key)
+	pio.AttrAddKind(b, byte(a.Kind))
+	pio.AttrAddI(b, a.I)
+	pio.AttrAddF(b, a.F)
+	pio.AttrAddS(b, s)
+	pio.AttrAddInts(b, ints)
+	return pio.AttrEnd(b)
+}
+
+func (e *encoder) output(o ir.PlanOutput) flatbuffers.UOffsetT {
+	name := e.str(o.Name)
+	pio.OutputStart(e.b)
+	pio.OutputAddName(e.b, name)
+	pio.OutputAddBuffer(e.b, int32(o.Buffer))
+	return pio.OutputEnd(e.b)
 }
 
 // checkInt32s reports a plan whose indices do not fit the file's int32
