@@ -404,3 +404,34 @@ func TestOrderedMappings(t *testing.T) {
 		t.Errorf("got  %q\nwant %q", got, want)
 	}
 }
+
+// TestTemplateVars: chat_template_kwargs decoded by TemplateVars reach the template as
+// Python's json.loads gives them to jinja2 — 1 an int, null a defined None, an object in its
+// keys' order — where encoding/json's map[string]any gave 1.0, an undefined z and sorted keys.
+// Anything but one JSON object is an error.
+func TestTemplateVars(t *testing.T) {
+	const tmpl = `n={{n}} z_defined={{z is defined}} z={{z|string}} d={{d|tojson}} items={% for k,v in d|items %}{{k}},{% endfor %}`
+	// Python 3, jinja2 3.1.6:
+	//   jinja2.Environment().from_string(tmpl).render(**json.loads('{"n":1,"z":null,"d":{"b":1,"a":2}}'))
+	const want = `n=1 z_defined=True z=None d={"b": 1, "a": 2} items=b,a,`
+	vars, err := TemplateVars([]byte(`{"n":1,"z":null,"d":{"b":1,"a":2}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Render(tmpl, nil, Options{Extra: vars})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != want {
+		t.Errorf("got  %q\nwant %q", got, want)
+	}
+	if vars, err := TemplateVars([]byte(` {} `)); err != nil || len(vars) != 0 {
+		t.Errorf("{}: %v, %v", vars, err)
+	}
+	deep := `{"x":` + strings.Repeat("[", 600) + strings.Repeat("]", 600) + `}`
+	for _, bad := range []string{`null`, `[]`, `1`, `"x"`, `{"a":1} {}`, `{"a":`, deep} {
+		if _, err := TemplateVars([]byte(bad)); err == nil {
+			t.Errorf("TemplateVars accepted %.40s", bad)
+		}
+	}
+}

@@ -134,6 +134,28 @@ func decodeJSON(raw []byte) (any, error) {
 	return v, nil
 }
 
+// TemplateVars decodes a JSON object into template variables, one a key, each value as
+// json.loads gives it to Jinja (decodeJSON): integers stay integers, null is None, objects keep
+// their keys' order. It is how chat_template_kwargs reach Options.Extra, as vLLM passes them
+// to apply_chat_template. raw that is not one JSON object (null included) is an error.
+func TemplateVars(raw []byte) (map[string]any, error) {
+	v, err := decodeJSON(raw)
+	if err != nil {
+		return nil, err
+	}
+	vars := map[string]any{}
+	switch d := v.(type) {
+	case *exec.Dict:
+		for _, p := range d.Pairs {
+			vars[p.Key.String()] = p.Value.Interface()
+		}
+	case map[string]any: // {}
+	default:
+		return nil, errors.New("not a JSON object")
+	}
+	return vars, nil
+}
+
 func jsonValue(dec *json.Decoder, depth int) (any, error) {
 	if depth > maxJSONDepth {
 		return nil, fmt.Errorf("JSON nested deeper than %d", maxJSONDepth)
