@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/inference-pio/pio/frontends/chat"
 	"github.com/inference-pio/pio/pio"
 	"github.com/inference-pio/pio/runtime/sample"
 )
@@ -75,9 +76,9 @@ type samplingParams struct {
 	StreamOptions     json.RawMessage
 
 	// Set by options.
-	n            int      // choices, 1..maxChoices
-	includeUsage bool     // stream_options.include_usage
-	extras       []string // fields neither honoured nor refused (fields.go)
+	n            int         // choices, 1..maxChoices
+	includeUsage bool        // stream_options.include_usage
+	extras       extraFields // fields neither honoured nor refused (fields.go)
 }
 
 // fields are the targets of the fields samplingParams honours.
@@ -201,7 +202,8 @@ func (p *samplingParams) logitBias() (map[int32]float32, *apiError) {
 	return bias, nil
 }
 
-// streamOptions reads stream_options. include_obfuscation (OpenAI pads
+// streamOptions reads stream_options, which only a streamed request may
+// send (as OpenAI and vLLM answer). include_obfuscation (OpenAI pads
 // streamed chunks with a random field against length side channels) is
 // accepted: no chunk here carries the padding, which clients discard.
 func (p *samplingParams) streamOptions() *apiError {
@@ -212,10 +214,14 @@ func (p *samplingParams) streamOptions() *apiError {
 	extras, e := decodeObject(p.StreamOptions, "stream_options.", map[string]any{
 		"include_usage": &p.includeUsage, "include_obfuscation": &obfuscate,
 	}, nil)
-	for _, x := range extras {
-		p.extras = append(p.extras, "stream_options."+x)
+	if e != nil {
+		return e
 	}
-	return e
+	if !p.Stream {
+		return badRequest("stream_options", "stream_options is only allowed with stream: true")
+	}
+	p.extras.add("stream_options.", extras)
+	return nil
 }
 
 // chatMessage is a message as the API sends it.
@@ -226,14 +232,7 @@ type chatMessage struct {
 	Refusal          *string
 	Name             string
 	ToolCallID       string
-	ToolCalls        []struct {
-		ID       string `json:"id"`
-		Type     string `json:"type"`
-		Function struct {
-			Name      string `json:"name"`
-			Arguments string `json:"arguments"`
-		} `json:"function"`
-	}
+	ToolCalls        []json.RawMessage // each read by toolCall
 }
 
 func (m *chatMessage) fields() map[string]any {
@@ -258,7 +257,7 @@ type chatRequest struct {
 	MaxCompletionTokens *int
 	Logprobs            bool
 	TopLogprobs         *int
-	ChatTemplateKwargs  map[string]any
+	ChatTemplateKwargs  json.RawMessage // template variables (chat.TemplateVars)
 }
 
 func (r *chatRequest) fields() map[string]any {
@@ -298,7 +297,7 @@ func decodeRequest(body []byte, p *samplingParams, fields map[string]any, checks
 		return e
 	}
 	extras, e := decodeObject(raw, "", fields, checks)
-	p.extras = append(p.extras, extras...)
+	p.extras.add("", extras)
 	return e
 }
 
@@ -309,46 +308,57 @@ const MaxImageBytes = 32 << 20
 // contentParts reads a message's content: a string, null, or a list of
 // content parts. Text-only lists come back as one string; a list with
 // image_url parts (data: URLs of base64 PNG, JPEG or WebP) comes back as
-// parts, for vision-language engines.
-func contentParts(raw json.RawMessage, i int) (string, []pio.Part, *apiError) {
-	if len(raw) == 0 || string(raw) == "null" {
+// parts, for vision-language engines. A part's fields are read as the
+// request's are (decodeObject; its extras go to x); image_url.detail is
+// honoured as "auto" only: an image is seen at the resolution the engine's
+// preprocessor config gives it, and no request can change that.
+func contentParts(raw json.RawMessage, i int, x *extraFields) (string, []pio.Part, *apiError) {
+	if isNull(raw) {
 		return "", nil, nil
 	}
 	var s string
 	if json.Unmarshal(raw, &s) == nil {
 		return s, nil, nil
 	}
-	var parts []struct {
-		Type     string `json:"type"`
-		Text     string `json:"text"`
-		ImageURL *struct {
-			URL string `json:"url"`
-		} `json:"image_url"`
-	}
+	var parts []json.RawMessage
 	if err := json.Unmarshal(raw, &parts); err != nil {
 		return "", nil, badRequest(fmt.Sprintf("messages[%d].content", i), "content must be a string or a list of content parts")
 	}
 	var b strings.Builder
 	var out []pio.Part
 	images := false
-	for j, p := range parts {
+	for j, raw := range parts {
 		param := fmt.Sprintf("messages[%d].content[%d]", i, j)
-		switch p.Type {
+		var typ string
+		var text *string
+		var image json.RawMessage
+		extras, e := decodeObject(raw, param+".", map[string]any{"type": &typ, "text": &text, "image_url": &image}, nil)
+		if e != nil {
+			return "", nil, e
+		}
+		x.add("messages[].content[].", extras)
+		switch {
+		case typ == "text" && !isNull(image):
+			return "", nil, badRequest(param+".image_url", "%s.image_url: a text part has no image_url", param)
+		case typ == "image_url" && text != nil:
+			return "", nil, badRequest(param+".text", "%s.text: an image_url part has no text", param)
+		}
+		switch typ {
 		case "text":
-			b.WriteString(p.Text)
-			out = append(out, pio.Part{Type: "text", Text: p.Text})
-		case "image_url":
-			if p.ImageURL == nil {
-				return "", nil, badRequest(param+".image_url", "an image_url part needs image_url.url")
+			if text == nil {
+				return "", nil, badRequest(param+".text", "%s.text: a text part needs text", param)
 			}
-			data, e := decodeDataURL(p.ImageURL.URL, param+".image_url.url")
+			b.WriteString(*text)
+			out = append(out, pio.Part{Type: "text", Text: *text})
+		case "image_url":
+			data, e := imageURL(image, param+".image_url", x)
 			if e != nil {
 				return "", nil, e
 			}
 			out = append(out, pio.Part{Type: "image", Image: data})
 			images = true
 		default:
-			return "", nil, badRequest(param+".type", "content part type %q is not supported (text and image_url)", p.Type)
+			return "", nil, badRequest(param+".type", "%s.type: content part type %q is not supported (text and image_url)", param, typ)
 		}
 	}
 	if !images {
@@ -357,35 +367,59 @@ func contentParts(raw json.RawMessage, i int) (string, []pio.Part, *apiError) {
 	return "", out, nil
 }
 
+// imageURL reads an image_url part's image_url object (param names it).
+func imageURL(raw json.RawMessage, param string, x *extraFields) ([]byte, *apiError) {
+	if isNull(raw) {
+		return nil, badRequest(param, "%s: an image_url part needs image_url.url", param)
+	}
+	var url string
+	var detail *string
+	extras, e := decodeObject(raw, param+".", map[string]any{"url": &url, "detail": &detail}, nil)
+	if e != nil {
+		return nil, e
+	}
+	x.add("messages[].content[].image_url.", extras)
+	if detail != nil && *detail != "auto" {
+		return nil, badRequest(param+".detail", `%s.detail %q is not supported: an image is seen at the engine's own resolution; send "auto" or leave it out`, param, *detail)
+	}
+	return decodeDataURL(url, param+".url")
+}
+
 // decodeDataURL reads data:image/{png,jpeg,webp};base64,... (the only
 // image URLs served: the server fetches nothing).
 func decodeDataURL(u, param string) ([]byte, *apiError) {
+	bad := func(format string, args ...any) *apiError {
+		return badRequest(param, "%s: %s", param, fmt.Sprintf(format, args...))
+	}
+	if u == "" {
+		return nil, bad("an image_url part needs image_url.url")
+	}
 	rest, ok := strings.CutPrefix(u, "data:")
 	if !ok {
-		return nil, badRequest(param, "image_url must be a data: URL (data:image/png;base64,...); the server fetches no URLs")
+		return nil, bad("image_url must be a data: URL (data:image/png;base64,...); the server fetches no URLs")
 	}
 	meta, payload, ok := strings.Cut(rest, ",")
 	if !ok {
-		return nil, badRequest(param, "malformed data: URL (no comma)")
+		return nil, bad("malformed data: URL (no comma)")
 	}
 	media, enc, _ := strings.Cut(meta, ";")
 	switch strings.ToLower(media) {
 	case "image/png", "image/jpeg", "image/jpg", "image/webp":
 	default:
-		return nil, badRequest(param, "image media type %q is not supported (image/png, image/jpeg, image/webp)", media)
+		return nil, bad("image media type %q is not supported (image/png, image/jpeg, image/webp)", media)
 	}
 	if !strings.EqualFold(enc, "base64") {
-		return nil, badRequest(param, "image data: URL must be base64-encoded")
+		return nil, bad("image data: URL must be base64-encoded")
 	}
 	if base64.StdEncoding.DecodedLen(len(payload)) > MaxImageBytes {
-		return nil, badRequest(param, "image of about %d bytes is over the %d-byte limit", base64.StdEncoding.DecodedLen(len(payload)), MaxImageBytes)
+		return nil, bad("image of about %d bytes is over the %d-byte limit", base64.StdEncoding.DecodedLen(len(payload)), MaxImageBytes)
 	}
 	data, err := base64.StdEncoding.DecodeString(payload)
 	if err != nil {
-		return nil, badRequest(param, "image data is not valid base64: %v", err)
+		return nil, bad("image data is not valid base64: %v", err)
 	}
 	if len(data) == 0 {
-		return nil, badRequest(param, "image data is empty")
+		return nil, bad("image data is empty")
 	}
 	return data, nil
 }
@@ -409,9 +443,7 @@ func parseChat(body []byte, d *Defaults) (*chatRequest, []pio.Message, pio.ChatO
 		if e != nil {
 			return nil, nil, opt, e
 		}
-		for _, x := range extras {
-			req.extras = append(req.extras, "messages[]."+x)
-		}
+		req.extras.add("messages[].", extras)
 		role := m.Role
 		switch role {
 		case "system", "user", "assistant", "tool":
@@ -420,7 +452,7 @@ func parseChat(body []byte, d *Defaults) (*chatRequest, []pio.Message, pio.ChatO
 		default:
 			return nil, nil, opt, badRequest(prefix+"role", "unknown role %q", m.Role)
 		}
-		text, parts, e := contentParts(m.Content, i)
+		text, parts, e := contentParts(m.Content, i, &req.extras)
 		if e != nil {
 			return nil, nil, opt, e
 		}
@@ -435,10 +467,11 @@ func parseChat(body []byte, d *Defaults) (*chatRequest, []pio.Message, pio.ChatO
 		if m.ReasoningContent != nil {
 			msg.ReasoningContent = *m.ReasoningContent
 		}
-		for _, tc := range m.ToolCalls {
-			var c pio.ToolCall
-			c.ID, c.Type = tc.ID, tc.Type
-			c.Function.Name, c.Function.Arguments = tc.Function.Name, tc.Function.Arguments
+		for j, raw := range m.ToolCalls {
+			c, e := toolCall(raw, fmt.Sprintf("%stool_calls[%d]", prefix, j), &req.extras)
+			if e != nil {
+				return nil, nil, opt, e
+			}
 			msg.ToolCalls = append(msg.ToolCalls, c)
 		}
 		msgs = append(msgs, msg)
@@ -460,19 +493,8 @@ func parseChat(body []byte, d *Defaults) (*chatRequest, []pio.Message, pio.ChatO
 	}
 	opt.GenerateOptions = gen
 	for i, t := range req.Tools {
-		var def struct {
-			Type     string `json:"type"`
-			Function struct {
-				Name   string `json:"name"`
-				Strict *bool  `json:"strict"`
-			} `json:"function"`
-		}
-		if json.Unmarshal(t, &def) != nil || def.Type != "function" || def.Function.Name == "" {
-			return nil, nil, opt, badRequest(fmt.Sprintf("tools[%d]", i), "tools[%d]: a tool must be {\"type\": \"function\", \"function\": {\"name\": ...}}", i)
-		}
-		if def.Function.Strict != nil && *def.Function.Strict {
-			return nil, nil, opt, badRequest(fmt.Sprintf("tools[%d].function.strict", i),
-				"tools[%d].function.strict: true is not supported: arguments are parsed from the model's text, not constrained to the schema", i)
+		if e := checkTool(t, i, &req.extras); e != nil {
+			return nil, nil, opt, e
 		}
 	}
 	useTools, e := toolChoice(req.ToolChoice)
@@ -483,17 +505,101 @@ func parseChat(body []byte, d *Defaults) (*chatRequest, []pio.Message, pio.ChatO
 		opt.Tools = req.Tools
 		opt.ParseToolCalls = true
 	}
-	if v, ok := req.ChatTemplateKwargs["enable_thinking"]; ok {
+	if opt.TemplateExtra, e = templateKwargs(req.ChatTemplateKwargs); e != nil {
+		return nil, nil, opt, e
+	}
+	if v, ok := opt.TemplateExtra["enable_thinking"]; ok {
 		b, isBool := v.(bool)
 		if !isBool {
-			return nil, nil, opt, badRequest("chat_template_kwargs.enable_thinking", "enable_thinking must be a boolean")
+			return nil, nil, opt, badRequest("chat_template_kwargs.enable_thinking", "chat_template_kwargs.enable_thinking must be a boolean")
 		}
 		opt.EnableThinking = &b
 	}
-	if len(req.ChatTemplateKwargs) > 0 {
-		opt.TemplateExtra = req.ChatTemplateKwargs
-	}
 	return &req, msgs, opt, nil
+}
+
+// templateKwargs reads chat_template_kwargs, vLLM's extra template
+// variables: an object, each value as Python's json.loads would give it to
+// the template (chat.TemplateVars: 1 stays an integer, null is None, an
+// object keeps its keys' order). Null or {} gives none.
+func templateKwargs(raw json.RawMessage) (map[string]any, *apiError) {
+	if isNull(raw) {
+		return nil, nil
+	}
+	vars, err := chat.TemplateVars(raw)
+	if err != nil {
+		return nil, badRequest("chat_template_kwargs", "chat_template_kwargs: %v", err)
+	}
+	if len(vars) == 0 {
+		return nil, nil
+	}
+	return vars, nil
+}
+
+// toolCall reads an assistant message's tool call (param names it:
+// "messages[2].tool_calls[0]"): {"id", "type": "function", "function":
+// {"name", "arguments"}}, its fields read as the request's are
+// (decodeObject; extras go to x).
+func toolCall(raw json.RawMessage, param string, x *extraFields) (pio.ToolCall, *apiError) {
+	var c pio.ToolCall
+	var fn json.RawMessage
+	extras, e := decodeObject(raw, param+".", map[string]any{"id": &c.ID, "type": &c.Type, "function": &fn}, nil)
+	if e != nil {
+		return c, e
+	}
+	x.add("messages[].tool_calls[].", extras)
+	if c.Type != "" && c.Type != "function" {
+		return c, badRequest(param+".type", `%s.type: tool call type %q is not supported (only "function")`, param, c.Type)
+	}
+	if isNull(fn) {
+		return c, badRequest(param+".function", "%s.function: a tool call needs function", param)
+	}
+	extras, e = decodeObject(fn, param+".function.", map[string]any{"name": &c.Function.Name, "arguments": &c.Function.Arguments}, nil)
+	if e != nil {
+		return c, e
+	}
+	x.add("messages[].tool_calls[].function.", extras)
+	if c.Function.Name == "" {
+		return c, badRequest(param+".function.name", "%s.function.name: a tool call needs the function's name", param)
+	}
+	return c, nil
+}
+
+// checkTool checks tools[i], a tool definition: {"type": "function",
+// "function": {"name", "description", "parameters", "strict"}}, its fields
+// read as the request's are (decodeObject; extras go to x). The template
+// is given the definition as the request wrote it.
+func checkTool(raw json.RawMessage, i int, x *extraFields) *apiError {
+	param := fmt.Sprintf("tools[%d]", i)
+	var typ string
+	var fn json.RawMessage
+	extras, e := decodeObject(raw, param+".", map[string]any{"type": &typ, "function": &fn}, nil)
+	if e != nil {
+		return e
+	}
+	x.add("tools[].", extras)
+	if typ != "function" || isNull(fn) {
+		return badRequest(param, `%s: a tool must be {"type": "function", "function": {"name": ...}}`, param)
+	}
+	var name string
+	var description *string
+	var parameters map[string]json.RawMessage
+	var strict *bool
+	extras, e = decodeObject(fn, param+".function.", map[string]any{
+		"name": &name, "description": &description, "parameters": &parameters, "strict": &strict,
+	}, nil)
+	if e != nil {
+		return e
+	}
+	x.add("tools[].function.", extras)
+	if name == "" {
+		return badRequest(param+".function.name", "%s.function.name: a tool needs a name", param)
+	}
+	if strict != nil && *strict {
+		return badRequest(param+".function.strict",
+			"%s.function.strict: true is not supported: arguments are parsed from the model's text, not constrained to the schema", param)
+	}
+	return nil
 }
 
 // toolChoice reads tool_choice and reports whether the request's tools are

@@ -124,3 +124,17 @@ func TestDefaults(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestDefaultsReadBodyAsSent: Defaults are applied to the parsed request,
+// never by rewriting its body (json.Marshal would escape <, > and & as
+// \u003c..., six bytes for one), so a body of exactly MaxBodyBytes that is
+// full of them is served.
+func TestDefaultsReadBodyAsSent(t *testing.T) {
+	body := `{"messages":[{"role":"user","content":"` + strings.Repeat("<&>", 300) + `"}],"max_tokens":2}`
+	eng := &optionsEngine{}
+	url := httptestServer(t, mustNew(t, eng, Config{MaxBodyBytes: int64(len(body)), Defaults: Defaults{Temperature: ptr(0.5), Seed: ptr(uint64(1))}}))
+	postOK(t, url+"/v1/chat/completions", body)
+	if len(eng.got) != 1 || eng.got[0].Temperature == nil || *eng.got[0].Temperature != 0.5 {
+		t.Errorf("options %+v, want the default temperature", eng.got)
+	}
+}

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
+	"unicode/utf8"
 )
 
 // Every field of a request body is one of four kinds:
@@ -20,7 +22,13 @@ import (
 //   - extra: any other field. Frameworks add their own (vLLM's guided_json,
 //     min_tokens, ...); refusing them would break clients written for those
 //     servers, so they are accepted, and the first request that sends one
-//     names it in the server log (Server.noteIgnored), as vLLM does.
+//     names it in the server log (Server.noteIgnored, which bounds how many
+//     it names), as vLLM does.
+//
+// The objects inside a request are read the same way: stream_options, each
+// message, its content parts (and their image_url), its tool_calls, and
+// each tool definition; their extras are logged by path
+// ("messages[].content[].cache_control").
 //
 // The fields vLLM added that this server implements (top_k, min_p,
 // repetition_penalty, stop_token_ids, ignore_eos, chat_template_kwargs,
@@ -91,10 +99,8 @@ var harmless = map[string]fieldCheck{
 // refuses outright, as it does every chat field.
 var chatOnly = map[string]fieldCheck{
 	"response_format": func(raw json.RawMessage) string {
-		var f struct {
-			Type string `json:"type"`
-		}
-		if isNull(raw) || json.Unmarshal(raw, &f) == nil && f.Type == "text" {
+		var f map[string]json.RawMessage // "type" exactly: encoding/json would take "Type" too
+		if isNull(raw) || json.Unmarshal(raw, &f) == nil && string(f["type"]) == `"text"` {
 			return ""
 		}
 		return `only {"type": "text"} is supported: structured output (json_object, json_schema) is not implemented`
@@ -149,17 +155,57 @@ func init() {
 		chatChecks[k] = c
 	}
 	refuseAll(chatChecks, completionFields, "a /v1/completions field, not one of /v1/chat/completions")
-	refuseAll(completionChecks, append(slices.Collect(mapKeys(chatOnly)), chatFields...), "a /v1/chat/completions field, not one of /v1/completions")
+	refuseAll(completionChecks, append(slices.Collect(maps.Keys(chatOnly)), chatFields...), "a /v1/chat/completions field, not one of /v1/completions")
 }
 
-func mapKeys[V any](m map[string]V) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
+// Extra field names are the client's: these bound what the server keeps
+// and logs of them (Server.noteIgnored), so that neither one request (a
+// body of 20 MiB holds over a million names) nor many grow its memory or
+// its log without end.
+const (
+	maxRememberedFields = 256 // names logged, and remembered, for the server's life
+	maxNamedPerRequest  = 16  // new names one request may log
+	maxFieldNameBytes   = 64  // a longer name is logged, and remembered, cut to this length and "…"
+)
+
+// extraFields are the names of a request's extra fields, each once and cut
+// to maxFieldNameBytes, the first maxRememberedFields of them (more could
+// not all be remembered).
+type extraFields struct {
+	names []string
+	seen  map[string]bool
+}
+
+// add records names, the extra fields of one object, each after prefix
+// ("messages[].").
+func (x *extraFields) add(prefix string, names []string) {
+	for _, n := range names {
+		if len(x.names) == maxRememberedFields {
+			return
 		}
+		n = shortName(prefix + n)
+		if x.seen[n] {
+			continue
+		}
+		if x.seen == nil {
+			x.seen = map[string]bool{}
+		}
+		x.seen[n] = true
+		x.names = append(x.names, n)
 	}
+}
+
+// shortName is name, or when it is over maxFieldNameBytes its first bytes
+// (whole characters) and "…".
+func shortName(name string) string {
+	if len(name) <= maxFieldNameBytes {
+		return name
+	}
+	cut := maxFieldNameBytes
+	for cut > 0 && !utf8.RuneStart(name[cut]) {
+		cut--
+	}
+	return strings.ToValidUTF8(name[:cut], "\ufffd") + "…"
 }
 
 // decodeObject decodes the JSON object raw field by field: a field named in

@@ -5,7 +5,6 @@ import (
 	"context"
 	"net/http"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/inference-pio/pio/pio"
@@ -49,12 +48,12 @@ func (s *Server) chatChoice(i int, res pio.ChatResult, req *chatRequest) map[str
 }
 
 // chat serves /v1/chat/completions. With n > 1 every choice is a sequence
-// of its own (fanOut), streamed interleaved, each chunk carrying its
-// choice's index. parallel_tool_calls: false keeps the first tool call of
-// each choice and drops the others the model wrote (generation is not cut
-// short: the answer is what the model wrote, less those calls).
+// of its own (generation.run), streamed interleaved, each chunk carrying
+// its choice's index. parallel_tool_calls: false keeps the first tool call
+// of each choice and drops the others the model wrote (generation is not
+// cut short: the answer is what the model wrote, less those calls).
 func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
-	t := timing{m: s.metrics, start: time.Now()}
+	start := time.Now()
 	body, e := s.readBody(w, r)
 	if e != nil {
 		s.fail(w, e)
@@ -62,70 +61,38 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
 	}
 	req, msgs, opt, e := parseChat(body, &s.cfg.Defaults)
 	if e == nil {
-		e = s.checkModel(req.Model)
+		e = s.accept(r, &req.samplingParams)
 	}
 	if e != nil {
 		s.fail(w, e)
 		return
 	}
-	s.noteIgnored(r.URL.Path, req.extras)
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
-	id, created := newID("chatcmpl"), time.Now().Unix()
-	head := map[string]any{"id": id, "object": "chat.completion", "created": created, "model": s.cfg.ModelName}
-	results := make([]pio.Result, req.n)
-	// run calls fn with each chunk of choice i (res empty), then with the
-	// choice's result and a nil chunk when it is done.
-	run := func(fn func(i int, res pio.ChatResult, c *pio.ChatChunk)) error {
-		return fanOut(ctx, req.n, func(ctx context.Context, i int, started func()) error {
+	g := s.newGeneration(w, r, start, "chatcmpl", "chat.completion", req.n)
+	defer g.cancel()
+	// run calls chunk with each chunk of choice i, then done with the
+	// choice's result.
+	run := func(chunk func(i int, c pio.ChatChunk), done func(i int, res pio.ChatResult)) error {
+		return g.run(func(ctx context.Context, i int, tokens func(int)) (pio.Result, error) {
 			o := opt
 			o.GenerateOptions = choiceOptions(opt.GenerateOptions, i)
 			res, err := s.eng.Chat(ctx, msgs, o, func(c pio.ChatChunk) {
-				if i == 0 {
-					t.tokens(len(c.Tokens))
-				}
-				started()
-				fn(i, pio.ChatResult{}, &c)
+				tokens(len(c.Tokens))
+				chunk(i, c)
 			})
 			if err == nil {
-				results[i] = res.Result
-				fn(i, res, nil)
+				done(i, res)
 			}
-			return err
+			return res.Result, err
 		})
 	}
 	if !req.Stream {
 		choices := make([]any, req.n)
-		err := run(func(i int, res pio.ChatResult, c *pio.ChatChunk) {
-			if c == nil {
-				choices[i] = s.chatChoice(i, res, req)
-			}
-		})
-		s.outcome(ctx, err)
-		if err != nil {
-			if ctx.Err() == nil {
-				s.fail(w, engineError(err))
-			}
-			return
-		}
-		t.done()
-		head["choices"], head["usage"] = choices, usageOfChoices(results)
-		writeJSON(w, head)
+		err := run(func(int, pio.ChatChunk) {}, func(i int, res pio.ChatResult) { choices[i] = s.chatChoice(i, res, req) })
+		g.reply(err, func() []any { return choices })
 		return
 	}
 
-	head["object"] = "chat.completion.chunk"
-	ev := newSSE(w)
-	var mu sync.Mutex // the choices' goroutines share ev
-	send := func(choice map[string]any) {
-		mu.Lock()
-		defer mu.Unlock()
-		head["choices"] = []any{choice}
-		ev.send(head)
-		if ev.err != nil {
-			cancel() // the client is gone
-		}
-	}
+	g.head["object"] = "chat.completion.chunk"
 	chunk := func(i int, delta map[string]any, finish *string, lps []pio.Logprob) map[string]any {
 		choice := map[string]any{"index": i, "delta": delta, "finish_reason": finish, "logprobs": nil}
 		if req.Logprobs && len(lps) > 0 {
@@ -138,16 +105,10 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
 	sendRole := func(i int) {
 		if !roleSent[i] {
 			roleSent[i] = true
-			send(chunk(i, map[string]any{"role": "assistant", "content": ""}, nil, nil))
+			g.send(chunk(i, map[string]any{"role": "assistant", "content": ""}, nil, nil))
 		}
 	}
-	err := run(func(i int, res pio.ChatResult, c *pio.ChatChunk) {
-		if c == nil { // the choice is done
-			sendRole(i)
-			finish := res.FinishReason
-			send(chunk(i, map[string]any{}, &finish, nil))
-			return
-		}
+	err := run(func(i int, c pio.ChatChunk) {
 		delta := map[string]any{}
 		if c.Content != "" {
 			delta["content"] = c.Content
@@ -174,19 +135,13 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		sendRole(i)
-		send(chunk(i, delta, nil, c.Logprobs))
+		g.send(chunk(i, delta, nil, c.Logprobs))
+	}, func(i int, res pio.ChatResult) {
+		sendRole(i)
+		finish := res.FinishReason
+		g.send(chunk(i, map[string]any{}, &finish, nil))
 	})
-	s.outcome(ctx, err)
-	if err != nil {
-		s.streamFail(w, ctx, ev, err)
-		return
-	}
-	t.done()
-	if req.includeUsage {
-		head["choices"], head["usage"] = []any{}, usageOfChoices(results)
-		ev.send(head)
-	}
-	ev.done()
+	g.endStream(err, req.includeUsage)
 }
 
 // bestOf returns the indices of the n results with the highest cumulative
@@ -213,7 +168,7 @@ func bestOf(rs []pio.Result, n int) []int {
 // completions serves /v1/completions: n choices as chat's, or with best_of
 // the n best of best_of candidates (bestOf), which cannot be streamed.
 func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
-	t := timing{m: s.metrics, start: time.Now()}
+	start := time.Now()
 	body, e := s.readBody(w, r)
 	if e != nil {
 		s.fail(w, e)
@@ -221,13 +176,12 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
 	}
 	req, text, ids, opt, e := parseCompletion(body, &s.cfg.Defaults)
 	if e == nil {
-		e = s.checkModel(req.Model)
+		e = s.accept(r, &req.samplingParams)
 	}
 	if e != nil {
 		s.fail(w, e)
 		return
 	}
-	s.noteIgnored(r.URL.Path, req.extras)
 	if ids == nil {
 		var err error
 		if ids, err = s.eng.Encode(text); err != nil {
@@ -239,68 +193,52 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
-	id, created := newID("cmpl"), time.Now().Unix()
-	head := map[string]any{"id": id, "object": "text_completion", "created": created, "model": s.cfg.ModelName}
+	g := s.newGeneration(w, r, start, "cmpl", "text_completion", req.bestOf)
+	defer g.cancel()
 	wantLogprobs := req.Logprobs != nil
 	rank := req.bestOf > req.n
 	if rank {
 		opt.Logprobs = true // to rank the candidates by
 	}
 	prompt := s.promptOffsets(text, ids)
-	results := make([]pio.Result, req.bestOf)
-	// run calls fn with each chunk of choice i, then with nil when the
-	// choice is done.
-	run := func(fn func(i int, c *pio.Chunk)) error {
-		return fanOut(ctx, req.bestOf, func(ctx context.Context, i int, started func()) error {
+	// run calls chunk with each chunk of choice i, then done with the
+	// choice's result.
+	run := func(chunk func(i int, c pio.Chunk), done func(i int, res pio.Result)) error {
+		return g.run(func(ctx context.Context, i int, tokens func(int)) (pio.Result, error) {
 			res, err := s.eng.GenerateIDs(ctx, ids, choiceOptions(opt, i), func(c pio.Chunk) {
-				if i == 0 {
-					t.tokens(len(c.Tokens))
-				}
-				started()
-				fn(i, &c)
+				tokens(len(c.Tokens))
+				chunk(i, c)
 			})
 			if err == nil {
-				results[i] = res
-				fn(i, nil)
+				done(i, res)
 			}
-			return err
+			return res, err
 		})
 	}
 	if !req.Stream {
-		err := run(func(int, *pio.Chunk) {})
-		s.outcome(ctx, err)
-		if err != nil {
-			if ctx.Err() == nil {
-				s.fail(w, engineError(err))
+		err := run(func(int, pio.Chunk) {}, func(int, pio.Result) {})
+		g.reply(err, func() []any {
+			order := make([]int, req.n)
+			for i := range order {
+				order[i] = i
 			}
-			return
-		}
-		t.done()
-		order := make([]int, req.n)
-		for i := range order {
-			order[i] = i
-		}
-		if rank {
-			order = bestOf(results, req.n)
-		}
-		choices := make([]any, 0, req.n)
-		for i, k := range order {
-			res := results[k]
-			choice := map[string]any{"index": i, "text": res.Text, "finish_reason": res.FinishReason, "logprobs": nil}
-			if wantLogprobs {
-				o := prompt
-				choice["logprobs"] = s.completionLogprobs(res.Logprobs, &o)
+			if rank {
+				order = bestOf(g.results, req.n)
 			}
-			choices = append(choices, choice)
-		}
-		head["choices"], head["usage"] = choices, usageOfChoices(results)
-		writeJSON(w, head)
+			choices := make([]any, 0, req.n)
+			for i, k := range order {
+				res := g.results[k]
+				choice := map[string]any{"index": i, "text": res.Text, "finish_reason": res.FinishReason, "logprobs": nil}
+				if wantLogprobs {
+					o := prompt
+					choice["logprobs"] = s.completionLogprobs(res.Logprobs, &o)
+				}
+				choices = append(choices, choice)
+			}
+			return choices
+		})
 		return
 	}
-	ev := newSSE(w)
-	var mu sync.Mutex // the choices' goroutines share ev
 	offsets := make([]textOffsets, req.n)
 	for i := range offsets {
 		offsets[i] = prompt
@@ -310,46 +248,15 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
 		if wantLogprobs && len(lps) > 0 {
 			choice["logprobs"] = s.completionLogprobs(lps, &offsets[i])
 		}
-		mu.Lock()
-		defer mu.Unlock()
-		head["choices"] = []any{choice}
-		ev.send(head)
-		if ev.err != nil {
-			cancel()
-		}
+		g.send(choice)
 	}
-	err := run(func(i int, c *pio.Chunk) {
-		switch {
-		case c == nil: // the choice is done
-			finish := results[i].FinishReason
-			send(i, "", &finish, nil)
-		case c.Text != "" || wantLogprobs && len(c.Logprobs) > 0:
+	err := run(func(i int, c pio.Chunk) {
+		if c.Text != "" || wantLogprobs && len(c.Logprobs) > 0 {
 			send(i, c.Text, nil, c.Logprobs)
 		}
+	}, func(i int, res pio.Result) {
+		finish := res.FinishReason
+		send(i, "", &finish, nil)
 	})
-	s.outcome(ctx, err)
-	if err != nil {
-		s.streamFail(w, ctx, ev, err)
-		return
-	}
-	t.done()
-	if req.includeUsage {
-		head["choices"], head["usage"] = []any{}, usageOfChoices(results)
-		ev.send(head)
-	}
-	ev.done()
-}
-
-// streamFail reports err: as an HTTP error if no event went out yet, else
-// as an error event.
-func (s *Server) streamFail(w http.ResponseWriter, ctx context.Context, ev *sse, err error) {
-	switch {
-	case ctx.Err() != nil:
-	case !ev.started:
-		s.fail(w, engineError(err))
-	default:
-		s.metrics.count("stream_error")
-		ev.fail(engineError(err))
-		ev.done()
-	}
+	g.endStream(err, req.includeUsage)
 }

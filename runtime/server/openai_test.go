@@ -92,16 +92,17 @@ func TestOpenAIClient(t *testing.T) {
 	}
 
 	// Chat, whole and streamed, gives the same message; N concurrent
-	// streams each give it too.
+	// streams each give it too. (stream_options is only for streams: a
+	// whole request with it is a 400, as OpenAI's.)
 	params := openai.ChatCompletionNewParams{
-		Model:         "tiny",
-		Messages:      []openai.ChatCompletionMessageParamUnion{openai.SystemMessage("Be brief."), openai.UserMessage("Hello there")},
-		MaxTokens:     openai.Int(12),
-		Temperature:   openai.Float(0),
-		Seed:          openai.Int(1),
-		StreamOptions: openai.ChatCompletionStreamOptionsParam{IncludeUsage: openai.Bool(true)},
+		Model:       "tiny",
+		Messages:    []openai.ChatCompletionMessageParamUnion{openai.SystemMessage("Be brief."), openai.UserMessage("Hello there")},
+		MaxTokens:   openai.Int(12),
+		Temperature: openai.Float(0),
+		Seed:        openai.Int(1),
 	}
 	whole, err := c.Chat.Completions.New(ctx, params)
+	params.StreamOptions = openai.ChatCompletionStreamOptionsParam{IncludeUsage: openai.Bool(true)}
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -51,7 +51,8 @@ type Config struct {
 	MaxBodyBytes int64
 	// Log receives a line per generation failing on the server's side and one per request
 	// field name that is neither OpenAI's nor implemented (the first time
-	// a request sends it); default slog.Default().
+	// a request sends it, for the first 256 such names; Server.noteIgnored);
+	// default slog.Default().
 	Log *slog.Logger
 	// Defaults are the sampling parameters of requests that leave them
 	// out (`piort serve --temperature ...`); the zero value sets none.
@@ -75,7 +76,10 @@ type Server struct {
 	metrics  *metrics
 	draining atomic.Bool
 	created  int64
-	ignored  sync.Map // field names logged by noteIgnored
+
+	ignoredMu   sync.Mutex
+	ignored     map[string]bool // extra field names logged by noteIgnored
+	ignoredFull bool            // ignored holds maxRememberedFields names
 }
 
 // New returns a server for e (a *pio.Engine), or an error naming a
@@ -174,15 +178,36 @@ func engineError(err error) *apiError {
 	return &apiError{status: 500, Message: err.Error(), Type: "server_error"}
 }
 
-// noteIgnored logs the request fields that are neither OpenAI's nor
-// implemented here (fields.go), once per field name for the server's life,
-// so that an operator learns a client relies on them and the log does not
-// fill with one line per request.
-func (s *Server) noteIgnored(path string, fields []string) {
-	for _, f := range fields {
-		if _, seen := s.ignored.LoadOrStore(f, true); !seen {
-			s.cfg.Log.Warn("request field ignored: not an OpenAI field and not implemented here (logged once)", "field", f, "path", path)
+// noteIgnored logs the request's extra fields (fields.go), each name once
+// for the server's life, so that an operator learns a client relies on
+// them and the log does not fill with one line per request. The names are
+// the client's, so their number is bounded: a request logs at most
+// maxNamedPerRequest new names (a later request that sends the others logs
+// them), the server remembers at most maxRememberedFields, and once that
+// many are logged it says, once, that it names no more.
+func (s *Server) noteIgnored(path string, x *extraFields) {
+	s.ignoredMu.Lock()
+	defer s.ignoredMu.Unlock()
+	named := 0
+	for _, f := range x.names {
+		switch {
+		case s.ignored[f]:
+			continue
+		case len(s.ignored) >= maxRememberedFields:
+			if !s.ignoredFull {
+				s.ignoredFull = true
+				s.cfg.Log.Warn("further request fields that are not OpenAI's and not implemented here are ignored without being named", "named", maxRememberedFields)
+			}
+			return
+		case named == maxNamedPerRequest:
+			return
 		}
+		if s.ignored == nil {
+			s.ignored = map[string]bool{}
+		}
+		s.ignored[f] = true
+		named++
+		s.cfg.Log.Warn("request field ignored: not an OpenAI field and not implemented here (logged once)", "field", f, "path", path)
 	}
 }
 

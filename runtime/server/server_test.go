@@ -336,6 +336,9 @@ func FuzzDecodeRequest(f *testing.F) {
 	f.Add([]byte(`{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema"},"tool_choice":{"type":"function","function":{"name":"f"}},"audio":{},"store":true}`))
 	f.Add([]byte(`{"prompt":"hi","n":2,"best_of":4,"logit_bias":{"1":1e400},"user":"u","metadata":{"a":"b"},"guided_json":{},"Temperature":1}`))
 	f.Add([]byte(`{"prompt":[[1,2]],"best_of":3,"stream":true,"logit_bias":{"-0":5},"stream_options":{"x":1}}`))
+	f.Add([]byte(`{"messages":[{"role":"user","content":[{"type":"text","text":"a","x":1},{"type":"image_url","image_url":{"url":"data:image/png;base64,iVBORw0KGgo=","detail":"auto"}}]},` +
+		`{"role":"assistant","tool_calls":[{"id":"1","function":{"name":"f","arguments":"{}"},"y":2}]}],` +
+		`"tools":[{"type":"function","function":{"name":"f","parameters":{},"z":3}}],"chat_template_kwargs":{"n":1,"d":{"b":null,"a":[1.5]}}}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		if req, msgs, opt, e := parseChat(body, &Defaults{}); e == nil {
 			checkOptions(t, opt.GenerateOptions)
@@ -385,11 +388,20 @@ func checkOptions(t *testing.T, o pio.GenerateOptions) {
 	}
 }
 
-// checkParams asserts that an accepted request's choices are in range.
+// checkParams asserts that an accepted request's choices are in range and
+// its extra field names bounded.
 func checkParams(t *testing.T, p *samplingParams) {
 	t.Helper()
 	if p.n < 1 || p.n > maxChoices {
 		t.Errorf("accepted n = %d", p.n)
+	}
+	if len(p.extras.names) > maxRememberedFields {
+		t.Errorf("%d extra field names collected", len(p.extras.names))
+	}
+	for _, n := range p.extras.names {
+		if len(n) > maxFieldNameBytes+len("…") {
+			t.Errorf("extra field name of %d bytes collected", len(n))
+		}
 	}
 }
 
