@@ -26,7 +26,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/inference-pio/pio/frontends/chat"
 
@@ -323,8 +322,8 @@ type Chunk struct {
 
 // Result is a finished generation.
 type Result struct {
-	Text             string
-	Tokens           []int32
+	Text             string  // up to the stop string, if one ended it
+	Tokens           []int32 // up to the token that completed the stop string, if one ended it
 	Logprobs         []Logprob
 	FinishReason     string // "stop" or "length"
 	PromptTokens     int
@@ -456,41 +455,10 @@ func (e *Engine) generate(ctx context.Context, prompt []int32, opt GenerateOptio
 	if e.text != nil {
 		dec = e.text.NewStreamDecoder(true)
 	}
-	maxStop := 0
-	for _, s := range opt.Stop {
-		maxStop = max(maxStop, len(s))
-	}
-	var full strings.Builder // all text so far
-	emitted := 0
+	stop := newStopMatcher(opt.Stop)
+	var text strings.Builder // what has been handed out: res.Text
 	stopped := false
 	var buf []sample.Result
-	// flushText emits the text that can no longer be part of a stop string.
-	flushText := func(c *Chunk, final bool) {
-		s := full.String()
-		if !stopped && maxStop > 0 {
-			from, best := max(0, emitted-maxStop+1), -1
-			for _, stop := range opt.Stop {
-				if i := strings.Index(s[from:], stop); i >= 0 && (best < 0 || from+i < best) {
-					best = from + i
-				}
-			}
-			if best >= 0 {
-				s, stopped = s[:best], true
-			}
-		}
-		end := len(s)
-		if !final && !stopped && maxStop > 0 {
-			end = max(emitted, len(s)-maxStop+1)
-			for end > emitted && end < len(s) && !utf8.RuneStart(s[end]) {
-				end--
-			}
-		}
-		c.Text += s[emitted:end]
-		emitted = end
-		if stopped {
-			res.Text = s
-		}
-	}
 	for !stopped {
 		toks, done, why, err := st.Next(ctx, buf)
 		if done {
@@ -511,7 +479,9 @@ func (e *Engine) generate(ctx context.Context, prompt []int32, opt GenerateOptio
 			res.Tokens = append(res.Tokens, r.Token)
 			c.Tokens = append(c.Tokens, r.Token)
 			if dec != nil && !(containsID(stopIDs, r.Token) && !containsID(opt.StopTokenIDs, r.Token)) {
-				full.WriteString(dec.Add(r.Token))
+				var out string
+				out, stopped = stop.Add(dec.Add(r.Token))
+				c.Text += out
 			}
 			if so.Logprobs || so.TopLogprobs > 0 {
 				lp := Logprob{TokenLogprob: e.tokenLogprob(r.Token, r.Logprob)}
@@ -521,8 +491,11 @@ func (e *Engine) generate(ctx context.Context, prompt []int32, opt GenerateOptio
 				c.Logprobs = append(c.Logprobs, lp)
 				res.Logprobs = append(res.Logprobs, lp)
 			}
+			if stopped { // the token that completed the stop string is the last
+				break
+			}
 		}
-		flushText(&c, false)
+		text.WriteString(c.Text)
 		if stopped {
 			res.FinishReason = "stop"
 			cancel() // frees the sequence
@@ -532,18 +505,18 @@ func (e *Engine) generate(ctx context.Context, prompt []int32, opt GenerateOptio
 		}
 	}
 	if !stopped && dec != nil {
-		full.WriteString(dec.Flush())
-		var c Chunk
-		flushText(&c, true)
-		if fn != nil && c.Text != "" {
-			fn(c)
-		}
-		res.Text = full.String()
-		if stopped {
-			res.Text = res.Text[:emitted]
+		out, found := stop.Add(dec.Flush())
+		if !found {
+			out += stop.Flush()
+		} else {
 			res.FinishReason = "stop"
 		}
+		text.WriteString(out)
+		if fn != nil && out != "" {
+			fn(Chunk{Text: out})
+		}
 	}
+	res.Text = text.String()
 	res.CompletionTokens = len(res.Tokens)
 	res.CachedTokens = st.CachedTokens()
 	return res, nil
