@@ -5,11 +5,13 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
 	"github.com/inference-pio/pio/frontends/hf"
 	"github.com/inference-pio/pio/frontends/image"
+	"github.com/inference-pio/pio/ir"
 	"github.com/inference-pio/pio/models/qwen3vl"
 	"github.com/inference-pio/pio/runtime"
 	"github.com/inference-pio/pio/runtime/cpu"
@@ -19,73 +21,93 @@ import (
 // DefaultMaxImageTokens is the default of Options.MaxImageTokens.
 const DefaultMaxImageTokens = 4096
 
-// vision is a Qwen3-VL engine's image path: the preprocessing options, the
-// vision stage (run once per request with images, under mu) and what the
-// text stage needs to place its outputs.
+// The inputs pio feeds a vision-language engine, by the names its plans
+// declare them under: a binding like the runtime's "tokens", "positions"
+// and "logit_rows" (runtime.Backend), checked against the plans at Load.
+// The rest comes from the engine's plans: the vision stage is the stage
+// whose plan takes pixel_values, and every input of that plan must be one
+// of visionInputs; the stage's outputs that the text plan takes as inputs,
+// by name, are the image features (Qwen3-VL: image_embeds and
+// deepstack.<k>), each f32[T, hidden], zero at text rows.
+const (
+	inPixels = "pixel_values"    // vision stage: f32[T, merge², C·Tp·P·P]
+	inMRoPE  = "mrope_positions" // text plan: i32[T, 3]
+	inMask   = "image_mask"      // text plan: i32[T], 1 at image tokens
+)
+
+// visionInputs are the vision stage's inputs, each taken from one
+// request's preprocessed images.
+var visionInputs = map[string]struct {
+	dtype ir.DType
+	get   func(*image.VisionInputs) runtime.Input
+}{
+	inPixels:     {ir.F32, func(vi *image.VisionInputs) runtime.Input { return runtime.Input{F32: vi.Pixels} }},
+	"pos_idx":    {ir.I32, func(vi *image.VisionInputs) runtime.Input { return runtime.Input{I32: vi.PosIdx} }},  // i32[T, merge², 4]
+	"pos_w":      {ir.F32, func(vi *image.VisionInputs) runtime.Input { return runtime.Input{F32: vi.PosW} }},    // f32[T, merge², 4]
+	"vision_pos": {ir.I32, func(vi *image.VisionInputs) runtime.Input { return runtime.Input{I32: vi.RoPEPos} }}, // i32[T, merge², 2]
+	"segments":   {ir.I32, func(vi *image.VisionInputs) runtime.Input { return runtime.Input{I32: vi.Segments} }},
+}
+
+// vision is a vision-language engine's image path: the preprocessing
+// options, the vision stage (run once per request with images, under mu)
+// and what the text plan needs to place its outputs.
 type vision struct {
 	mu     sync.Mutex
 	be     runtime.Backend
+	inputs []string // the vision stage's inputs (visionInputs)
 	opt    image.Options
 	tok    image.TokenIDs
 	side   int      // √num_position_embeddings
-	hidden int      // text hidden size: the width of image_embeds and deepstack.<k>
-	feats  []string // vision outputs the text stage reads: image_embeds, deepstack.0, ...
+	hidden int      // text hidden size: the width of the image features
+	feats  []string // the image features, in the stage's output order
 	max    int      // merged image tokens per request (the vision stage's MaxTokens)
 	runs   atomic.Int64
 }
 
-// newVision opens the vision stage of a multi-stage Qwen3-VL engine; it
-// returns nil, nil for a text-only engine.
+// newVision opens the vision stage of a multi-stage engine (Qwen3-VL's);
+// it returns nil, nil for a single-plan engine.
 func newVision(f *engine.Engine, opt Options) (*vision, error) {
-	has := false
-	for _, st := range f.Meta.Stages {
-		has = has || st.Name == qwen3vl.StageNames[0]
-	}
-	if !has {
+	if len(f.Meta.Stages) == 0 {
 		return nil, nil
+	}
+	st, err := visionStage(f.Meta.Stages)
+	if err != nil {
+		return nil, err
+	}
+	v := &vision{max: opt.MaxImageTokens}
+	if v.max == 0 {
+		v.max = DefaultMaxImageTokens
+	}
+	for _, in := range st.Plan.Inputs {
+		v.inputs = append(v.inputs, in.Name)
+	}
+	if v.feats, v.hidden, err = imageFeatures(st, f.Meta.Plan); err != nil {
+		return nil, err
 	}
 	hc, err := hf.ParseConfig(f.Meta.Model.ConfigJSON)
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := qwen3vl.ParseConfig(hc)
+	cfg, err := qwen3vl.ParseConfig(hc) // the token ids and the patch geometry
 	if err != nil {
 		return nil, err
 	}
 	if len(f.Meta.PreprocessorConfigJSON) == 0 {
 		return nil, fmt.Errorf("pio: the engine has a vision stage but no preprocessor_config.json")
 	}
-	po, err := image.ParseOptions(f.Meta.PreprocessorConfigJSON)
-	if err != nil {
+	if v.opt, err = image.ParseOptions(f.Meta.PreprocessorConfigJSON); err != nil {
 		return nil, fmt.Errorf("pio: %w", err)
 	}
-	if po.MergeSize != cfg.Vision.MergeSize || po.PatchSize != cfg.Vision.PatchSize || po.TemporalPatchSize != cfg.Vision.TemporalPatchSize {
+	if po := v.opt; po.MergeSize != cfg.Vision.MergeSize || po.PatchSize != cfg.Vision.PatchSize || po.TemporalPatchSize != cfg.Vision.TemporalPatchSize {
 		return nil, fmt.Errorf("pio: preprocessor patch %d, merge %d, temporal %d disagree with the model's %d, %d, %d",
 			po.PatchSize, po.MergeSize, po.TemporalPatchSize, cfg.Vision.PatchSize, cfg.Vision.MergeSize, cfg.Vision.TemporalPatchSize)
 	}
-	side := int(math.Round(math.Sqrt(float64(cfg.Vision.NumPositionEmbeddings))))
-	if side*side != cfg.Vision.NumPositionEmbeddings {
+	v.side = int(math.Round(math.Sqrt(float64(cfg.Vision.NumPositionEmbeddings))))
+	if v.side*v.side != cfg.Vision.NumPositionEmbeddings {
 		return nil, fmt.Errorf("pio: num_position_embeddings %d is not a square", cfg.Vision.NumPositionEmbeddings)
 	}
-	v := &vision{opt: po, side: side, hidden: cfg.Text.Hidden, max: opt.MaxImageTokens,
-		tok: image.TokenIDs{Image: cfg.ImageToken, VisionStart: cfg.VisionStart, VisionEnd: cfg.VisionEnd}}
-	if v.max == 0 {
-		v.max = DefaultMaxImageTokens
-	}
-	v.feats = append(v.feats, qwen3vl.OutImage)
-	for k := range cfg.Vision.DeepStack {
-		v.feats = append(v.feats, qwen3vl.OutDeep+strconv.Itoa(k))
-	}
-	for _, name := range append([]string{qwen3vl.InMRoPE, qwen3vl.InMask}, v.feats...) {
-		found := false
-		for _, in := range f.Meta.Plan.Inputs {
-			found = found || in.Name == name
-		}
-		if !found {
-			return nil, fmt.Errorf("pio: the text plan has no input %q", name)
-		}
-	}
-	size := BackendSize{Stage: qwen3vl.StageNames[0], MaxTokens: v.max, MaxSeqs: 1, NumBlocks: 1, Threads: opt.Threads}
+	v.tok = image.TokenIDs{Image: cfg.ImageToken, VisionStart: cfg.VisionStart, VisionEnd: cfg.VisionEnd}
+	size := BackendSize{Stage: st.Name, MaxTokens: v.max, MaxSeqs: 1, NumBlocks: 1, Threads: opt.Threads}
 	if opt.Backend != nil {
 		v.be, err = opt.Backend(f, size)
 	} else {
@@ -95,6 +117,58 @@ func newVision(f *engine.Engine, opt Options) (*vision, error) {
 		return nil, fmt.Errorf("pio: %s stage: %w", size.Stage, err)
 	}
 	return v, nil
+}
+
+// visionStage returns the engine's vision stage, the one stage it may
+// have, after checking that pio can feed every input of its plan.
+func visionStage(stages []engine.Stage) (engine.Stage, error) {
+	st := stages[0]
+	if len(stages) > 1 || !slices.ContainsFunc(st.Plan.Inputs, func(in ir.PlanTensor) bool { return in.Name == inPixels }) {
+		var names []string
+		for _, s := range stages {
+			names = append(names, strconv.Quote(s.Name))
+		}
+		return st, fmt.Errorf("pio: the engine's stages %s are not one vision stage (a plan that takes %s)", strings.Join(names, ", "), inPixels)
+	}
+	for _, in := range st.Plan.Inputs {
+		b, ok := visionInputs[in.Name]
+		if !ok || in.DType != b.dtype {
+			return st, fmt.Errorf("pio: %s stage: input %s %s is none of the inputs pio computes from images", st.Name, in.Name, in.DType)
+		}
+	}
+	return st, nil
+}
+
+// imageFeatures returns the outputs of the vision stage st that the text
+// plan takes as inputs, in output order, and their width, after checking
+// that the text plan also takes the image positions and mask.
+func imageFeatures(st engine.Stage, text *ir.Plan) (feats []string, hidden int, err error) {
+	input := func(name string) (ir.PlanTensor, bool) {
+		i := slices.IndexFunc(text.Inputs, func(in ir.PlanTensor) bool { return in.Name == name })
+		if i < 0 {
+			return ir.PlanTensor{}, false
+		}
+		return text.Inputs[i], true
+	}
+	for _, name := range []string{inMRoPE, inMask} {
+		if in, ok := input(name); !ok || in.DType != ir.I32 {
+			return nil, 0, fmt.Errorf("pio: the text plan has no input %q (i32)", name)
+		}
+	}
+	for _, o := range st.Plan.Outputs {
+		in, ok := input(o.Name)
+		if !ok {
+			continue // not for the text plan (a debugging tap)
+		}
+		if in.DType != ir.F32 || len(in.Shape) != 2 || in.Shape[0] != ir.T || in.Shape[1] <= 0 || (hidden > 0 && int(in.Shape[1]) != hidden) {
+			return nil, 0, fmt.Errorf("pio: text plan input %s %s %v is not an image feature (f32[T, hidden], one hidden size for all)", in.Name, in.DType, in.Shape)
+		}
+		feats, hidden = append(feats, o.Name), int(in.Shape[1])
+	}
+	if len(feats) == 0 {
+		return nil, 0, fmt.Errorf("pio: no output of the %s stage is an input of the text plan", st.Name)
+	}
+	return feats, hidden, nil
 }
 
 func (v *vision) close() {
@@ -134,16 +208,17 @@ func (v *vision) run(vi *image.VisionInputs) ([][]float32, error) {
 	for i := range pos {
 		pos[i] = int32(i)
 	}
+	in := make(map[string]runtime.Input, len(v.inputs))
+	for _, name := range v.inputs {
+		in[name] = visionInputs[name].get(vi)
+	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.runs.Add(1)
 	err := v.be.Step(&runtime.Batch{
 		Tokens: make([]int32, vi.Tokens), Positions: pos, SeqOfToken: make([]int32, vi.Tokens),
 		Seqs: []runtime.SeqView{{}}, LogitRows: []int32{int32(vi.Tokens - 1)},
-		Inputs: map[string]runtime.Input{
-			qwen3vl.InPixels: {F32: vi.Pixels}, qwen3vl.InPosIdx: {I32: vi.PosIdx}, qwen3vl.InPosW: {F32: vi.PosW},
-			qwen3vl.InRoPEPos: {I32: vi.RoPEPos}, qwen3vl.InSegments: {I32: vi.Segments},
-		},
+		Inputs: in,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("pio: vision stage: %w", err)
@@ -189,7 +264,7 @@ func (in *vlInputs) AppendInputs(dst map[string]runtime.Input, from, n int) erro
 		}
 		in.feats, in.pending = f, nil
 	}
-	pos, mask := dst[qwen3vl.InMRoPE], dst[qwen3vl.InMask]
+	pos, mask := dst[inMRoPE], dst[inMask]
 	for i := from; i < from+n; i++ {
 		if i < len(in.lay.Tokens) {
 			pos.I32 = append(pos.I32, in.lay.Positions[3*i:3*i+3]...)
@@ -200,7 +275,7 @@ func (in *vlInputs) AppendInputs(dst map[string]runtime.Input, from, n int) erro
 			mask.I32 = append(mask.I32, 0)
 		}
 	}
-	dst[qwen3vl.InMRoPE], dst[qwen3vl.InMask] = pos, mask
+	dst[inMRoPE], dst[inMask] = pos, mask
 	H := in.hidden
 	for k, name := range in.names {
 		v := dst[name]

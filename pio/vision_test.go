@@ -276,3 +276,74 @@ func TestVisionBackendFactory(t *testing.T) {
 		t.Errorf("stage factory error: got %v", err)
 	}
 }
+
+// TestVisionBindsByPlan: pio takes the vision stage, its inputs and the
+// image features from the engine's plans: the tiny engine's features are
+// the vision outputs the text plan takes (image_embeds, deepstack.0-2,
+// 64 wide), and an engine whose plans pio cannot feed fails to load,
+// naming what is wrong.
+func TestVisionBindsByPlan(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "vl.pio")
+	if _, err := compiler.Build(compiler.Options{Source: tinyVLDir, Output: path, DType: ir.BF16, Taps: true}); err != nil {
+		t.Fatal(err)
+	}
+	rename := func(ts []ir.PlanTensor, from, to string) {
+		i := slices.IndexFunc(ts, func(x ir.PlanTensor) bool { return x.Name == from })
+		if i < 0 {
+			t.Fatalf("no tensor %q", from)
+		}
+		ts[i].Name = to
+	}
+	for _, tc := range []struct {
+		name, want string
+		edit       func(m *engine.Metadata)
+	}{
+		{"ok", "", func(*engine.Metadata) {}},
+		{"no pixel_values", `stages "vision" are not one vision stage`, func(m *engine.Metadata) {
+			rename(m.Stages[0].Plan.Inputs, "pixel_values", "pixels")
+		}},
+		{"two stages", `stages "vision", "vision2" are not one vision stage`, func(m *engine.Metadata) {
+			m.Stages = append(m.Stages, engine.Stage{Name: "vision2", Plan: m.Stages[0].Plan})
+		}},
+		{"unknown input", "vision stage: input seg i32 is none of the inputs pio computes from images", func(m *engine.Metadata) {
+			rename(m.Stages[0].Plan.Inputs, "segments", "seg")
+		}},
+		{"no image mask", `the text plan has no input "image_mask"`, func(m *engine.Metadata) {
+			rename(m.Plan.Inputs, "image_mask", "mask")
+		}},
+		{"no features", "no output of the vision stage is an input of the text plan", func(m *engine.Metadata) {
+			for i := range m.Stages[0].Plan.Outputs {
+				m.Stages[0].Plan.Outputs[i].Name += ".renamed"
+			}
+		}},
+		{"not a feature", "text plan input mrope_positions i32 [T, 3] is not an image feature", func(m *engine.Metadata) {
+			m.Stages[0].Plan.Outputs[len(m.Stages[0].Plan.Outputs)-1].Name = "mrope_positions"
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := engine.Open(path, engine.OpenOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			tc.edit(&f.Meta)
+			e, err := newEngine(f, Options{Threads: 1, CacheTokens: 64})
+			if tc.want != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Errorf("load: %v, want an error with %q", err, tc.want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer e.sched.Close()
+			defer e.be.Close()
+			defer e.vis.close()
+			want := []string{"image_embeds", "deepstack.0", "deepstack.1", "deepstack.2"}
+			if !slices.Equal(e.vis.feats, want) || e.vis.hidden != 64 || len(e.vis.inputs) != 5 || !slices.Contains(e.vis.inputs, "pixel_values") {
+				t.Errorf("features %q (%d wide), inputs %q; want %q, 64 wide, the five of visionInputs", e.vis.feats, e.vis.hidden, e.vis.inputs, want)
+			}
+		})
+	}
+}
