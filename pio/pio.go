@@ -41,14 +41,16 @@ import (
 	"github.com/inference-pio/pio/runtime/toolcall"
 )
 
-// Options configure Load. A zero field takes its default.
+// Options configure Load. A zero field takes its default: the Default
+// constants below (piort's flags default to them too), and for Threads
+// every CPU (GOMAXPROCS, which the CPU backend takes for 0).
 type Options struct {
-	Threads       int  // CPU threads; default all
-	MaxStepTokens int  // tokens per step (the batching budget); default 256
-	MaxSeqs       int  // sequences per step; default 16
-	CacheTokens   int  // KV cache positions shared by all sequences; default 8192
-	BlockSize     int  // positions per KV block; default 16
-	MaxQueue      int  // requests waiting beyond the running ones; default 256
+	Threads       int  // CPU threads
+	MaxStepTokens int  // tokens per step (the batching budget)
+	MaxSeqs       int  // sequences per step
+	CacheTokens   int  // KV cache positions shared by all sequences
+	BlockSize     int  // positions per KV block
+	MaxQueue      int  // requests waiting beyond the running ones
 	VerifyWeights bool // check weight checksums at load
 	// Backend, when set, makes the backends instead of the CPU ones
 	// (`piort serve --device cuda:0`). It is called once for the main
@@ -58,9 +60,39 @@ type Options struct {
 	// image tokens of one request, MaxSeqs 1, no cache).
 	Backend func(f *engine.Engine, size BackendSize) (runtime.Backend, error)
 	// MaxImageTokens caps the merged image tokens of one request's images
-	// on a vision-language engine (the vision stage's step size); default
-	// DefaultMaxImageTokens.
+	// on a vision-language engine (the vision stage's step size).
 	MaxImageTokens int
+}
+
+// The defaults of Options' zero fields, set here only: piort's flags and
+// Load take them from here.
+const (
+	DefaultMaxStepTokens  = 256  // Options.MaxStepTokens
+	DefaultMaxSeqs        = 16   // Options.MaxSeqs
+	DefaultCacheTokens    = 8192 // Options.CacheTokens
+	DefaultBlockSize      = 16   // Options.BlockSize
+	DefaultMaxQueue       = 256  // Options.MaxQueue
+	DefaultMaxImageTokens = 4096 // Options.MaxImageTokens
+)
+
+// withDefaults gives o's zero fields their defaults (Threads stays 0: the
+// backend's all) and refuses negative ones.
+func (o Options) withDefaults() (Options, error) {
+	if o.MaxStepTokens < 0 || o.MaxSeqs < 0 || o.CacheTokens < 0 || o.BlockSize < 0 || o.MaxQueue < 0 || o.Threads < 0 || o.MaxImageTokens < 0 {
+		return o, fmt.Errorf("pio: negative option in %+v", o)
+	}
+	for _, f := range []struct {
+		v   *int
+		def int
+	}{
+		{&o.MaxStepTokens, DefaultMaxStepTokens}, {&o.MaxSeqs, DefaultMaxSeqs}, {&o.CacheTokens, DefaultCacheTokens},
+		{&o.BlockSize, DefaultBlockSize}, {&o.MaxQueue, DefaultMaxQueue}, {&o.MaxImageTokens, DefaultMaxImageTokens},
+	} {
+		if *f.v == 0 {
+			*f.v = f.def
+		}
+	}
+	return o, nil
 }
 
 // BackendSize is what a backend must hold: the plan (Stage), the step
@@ -107,20 +139,9 @@ func Load(path string, opt Options) (*Engine, error) {
 }
 
 func newEngine(f *engine.Engine, opt Options) (*Engine, error) {
-	if opt.MaxStepTokens == 0 {
-		opt.MaxStepTokens = 256
-	}
-	if opt.MaxSeqs == 0 {
-		opt.MaxSeqs = 16
-	}
-	if opt.CacheTokens == 0 {
-		opt.CacheTokens = 8192
-	}
-	if opt.BlockSize == 0 {
-		opt.BlockSize = 16
-	}
-	if opt.MaxStepTokens < 0 || opt.MaxSeqs < 0 || opt.CacheTokens < 0 || opt.BlockSize < 0 || opt.MaxQueue < 0 || opt.Threads < 0 || opt.MaxImageTokens < 0 {
-		return nil, fmt.Errorf("pio: negative option in %+v", opt)
+	opt, err := opt.withDefaults()
+	if err != nil {
+		return nil, err
 	}
 	e := &Engine{file: f, name: f.Meta.Model.Name, arch: f.Meta.Model.Architecture}
 	// The text decoder's config holds the vocabulary: the top level for

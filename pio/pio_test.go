@@ -339,3 +339,26 @@ func TestTokenBytes(t *testing.T) {
 		t.Errorf("id 512: bytes %q, want nil", b)
 	}
 }
+
+// TestLoadDefaults: zero Options take the Default constants (the backend
+// sees them through its size; Threads stays 0, all CPUs), and a negative
+// one fails Load.
+func TestLoadDefaults(t *testing.T) {
+	path, _ := tinyEngine(t)
+	var got BackendSize
+	e, err := Load(path, Options{Backend: func(f *engine.Engine, sz BackendSize) (runtime.Backend, error) {
+		got = sz
+		return cpu.FromEngine(f, cpu.Options{MaxTokens: sz.MaxTokens, NumBlocks: sz.NumBlocks, BlockSize: sz.BlockSize, MaxSeqs: sz.MaxSeqs, Threads: sz.Threads})
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Close()
+	want := BackendSize{MaxTokens: DefaultMaxStepTokens, NumBlocks: DefaultCacheTokens / DefaultBlockSize, BlockSize: DefaultBlockSize, MaxSeqs: DefaultMaxSeqs}
+	if got != want {
+		t.Errorf("backend size %+v, want %+v", got, want)
+	}
+	if _, err := Load(path, Options{MaxQueue: -1}); err == nil || !strings.Contains(err.Error(), "negative option") {
+		t.Errorf("MaxQueue -1: %v", err)
+	}
+}

@@ -18,9 +18,6 @@ import (
 	"github.com/inference-pio/pio/runtime/engine"
 )
 
-// DefaultMaxImageTokens is the default of Options.MaxImageTokens.
-const DefaultMaxImageTokens = 4096
-
 // The inputs pio feeds a vision-language engine, by the names its plans
 // declare them under: a binding like the runtime's "tokens", "positions"
 // and "logit_rows" (runtime.Backend), checked against the plans at Load.
@@ -75,9 +72,6 @@ func newVision(f *engine.Engine, opt Options) (*vision, error) {
 		return nil, err
 	}
 	v := &vision{max: opt.MaxImageTokens}
-	if v.max == 0 {
-		v.max = DefaultMaxImageTokens
-	}
 	for _, in := range st.Plan.Inputs {
 		v.inputs = append(v.inputs, in.Name)
 	}

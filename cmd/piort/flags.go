@@ -22,17 +22,17 @@ import (
 func engineFlags(batching bool) []cli.Flag {
 	fs := []cli.Flag{
 		&cli.IntFlag{Name: "threads", Usage: "CPU threads, 0 = all (--device cpu only)"},
-		&cli.IntFlag{Name: "max-step-tokens", Value: 256, Usage: "tokens per step: the largest prefill chunk; batched prefill chunks and decodes share it"},
-		&cli.IntFlag{Name: "cache-tokens", Value: 8192, Usage: "KV cache positions, rounded up to whole blocks: the most one sequence holds (prompt and output), shared by all sequences when batching"},
-		&cli.IntFlag{Name: "block-size", Value: 16, Usage: "positions per KV cache block"},
+		&cli.IntFlag{Name: "max-step-tokens", Value: pio.DefaultMaxStepTokens, Usage: "tokens per step: the largest prefill chunk; batched prefill chunks and decodes share it"},
+		&cli.IntFlag{Name: "cache-tokens", Value: pio.DefaultCacheTokens, Usage: "KV cache positions, rounded up to whole blocks: the most one sequence holds (prompt and output), shared by all sequences when batching"},
+		&cli.IntFlag{Name: "block-size", Value: pio.DefaultBlockSize, Usage: "positions per KV cache block"},
 		&cli.BoolFlag{Name: "verify", Usage: "check weight checksums when loading"},
 		&cli.IntFlag{Name: "max-image-tokens", Value: pio.DefaultMaxImageTokens, Usage: "vision-language engines only: merged image tokens per request, all its images together"},
 		deviceFlag(),
 	}
 	if batching {
 		fs = append(fs,
-			&cli.IntFlag{Name: "max-seqs", Value: 16, Usage: "sequences per batched step (at most --max-step-tokens)"},
-			&cli.IntFlag{Name: "max-queue", Value: 256, Usage: "requests waiting beyond the running ones; more get 429"},
+			&cli.IntFlag{Name: "max-seqs", Value: pio.DefaultMaxSeqs, Usage: "sequences per batched step (at most --max-step-tokens)"},
+			&cli.IntFlag{Name: "max-queue", Value: pio.DefaultMaxQueue, Usage: "requests waiting beyond the running ones; more get 429"},
 		)
 	}
 	return fs
