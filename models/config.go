@@ -149,33 +149,125 @@ type Class struct {
 	Rope         RopeSpec
 	MaxPositions int     // max_position_embeddings when absent
 	Eps          float64 // rms_norm_eps when absent
+	// GQA, for a class with grouped-query attention (every one but MLA),
+	// gives its defaults for the attention geometry, which Check then reads
+	// and checks.
+	GQA *GQA
 }
 
-// Common are the values of c that every builder reads, with the class's
-// defaults for absent keys.
-type Common struct {
-	RopeTheta, Eps float64
-	MaxPositions   int // the context limit, not part of the graph
+// GQA holds a config class's defaults for grouped-query attention.
+type GQA struct {
+	KVHeads int // num_key_value_heads when absent
+	// NullKVHeadsIsHeads reads a null num_key_value_heads as
+	// num_attention_heads (Qwen3Config's __post_init__); otherwise null is
+	// refused as not > 0.
+	NullKVHeadsIsHeads bool
+	HeadDim            int // head_dim when absent; 0: hidden_size / num_attention_heads
+}
+
+// TextConfig is what every text decoder's config class gives its
+// builder, read and checked by Class.Check with the class's defaults.
+type TextConfig struct {
+	Hidden, Intermediate, Layers, Heads, Vocab int
+	// KVHeads, HeadDim and RotaryDims (the channels of a head RoPE
+	// rotates: head_dim × partial_rotary_factor) are read for classes with
+	// grouped-query attention (Class.GQA); 0 otherwise.
+	KVHeads, HeadDim, RotaryDims int
+	Eps, RopeTheta               float64
+	Tied                         bool
+	// MaxPositions is max_position_embeddings (the class's default when
+	// absent): the context limit, not part of the graph.
+	MaxPositions int
 }
 
 // Check refuses what the builder does not implement (Keys.Check, then
-// CheckRope) and returns the common values of c.
-func (cl *Class) Check(c *hf.Config) (Common, error) {
+// CheckRope) and returns the text decoder's config with the class's
+// defaults for absent keys. It also checks what every builder needs: the
+// model's sizes (hidden_size, num_hidden_layers, num_attention_heads,
+// vocab_size, max_position_embeddings; with GQA, num_key_value_heads,
+// head_dim, their ratio and even rotary dims) and rms_norm_eps. Sizes only
+// some layers use (intermediate_size, experts) are the builder's to check,
+// with CheckSizes.
+func (cl *Class) Check(c *hf.Config) (TextConfig, error) {
 	if err := cl.Keys.Check(c.Raw); err != nil {
-		return Common{}, err
+		return TextConfig{}, err
 	}
 	theta, err := CheckRope(&c.Rope, cl.Rope)
 	if err != nil {
-		return Common{}, err
+		return TextConfig{}, err
 	}
-	v := Common{RopeTheta: theta, Eps: c.RMSNormEps, MaxPositions: c.MaxPositionEmbeddings}
+	t := TextConfig{Hidden: c.HiddenSize, Intermediate: c.IntermediateSize, Layers: c.NumHiddenLayers,
+		Heads: c.NumAttentionHeads, Vocab: c.VocabSize, Eps: c.RMSNormEps, RopeTheta: theta,
+		Tied: c.TieWordEmbeddings, MaxPositions: c.MaxPositionEmbeddings}
 	if !c.Has("max_position_embeddings") {
-		v.MaxPositions = cl.MaxPositions
+		t.MaxPositions = cl.MaxPositions
 	}
 	if !c.Has("rms_norm_eps") {
-		v.Eps = cl.Eps
+		t.Eps = cl.Eps
 	}
-	return v, nil
+	p := cl.Keys.Prefix
+	sizes := []Size{{"hidden_size", t.Hidden}, {"num_hidden_layers", t.Layers}, {"num_attention_heads", t.Heads},
+		{"vocab_size", t.Vocab}, {"max_position_embeddings", t.MaxPositions}}
+	if g := cl.GQA; g != nil {
+		null := 0
+		if g.NullKVHeadsIsHeads {
+			null = t.Heads
+		}
+		if t.KVHeads, err = intKey(c, p, "num_key_value_heads", g.KVHeads, null); err != nil {
+			return t, err
+		}
+		t.HeadDim = c.HeadDim
+		switch {
+		case g.HeadDim > 0 && !c.Has("head_dim"):
+			t.HeadDim = g.HeadDim // the class's default, not hidden_size/num_attention_heads
+		case g.HeadDim == 0 && t.HeadDim == 0 && t.Heads > 0:
+			t.HeadDim = t.Hidden / t.Heads
+		}
+		sizes = append(sizes, Size{"num_key_value_heads", t.KVHeads}, Size{"head_dim", t.HeadDim})
+	}
+	if err := CheckSizes(p, sizes...); err != nil {
+		return t, err
+	}
+	if !(t.Eps > 0) {
+		return t, fmt.Errorf("config.json: %srms_norm_eps must be > 0", p)
+	}
+	if cl.GQA == nil {
+		return t, nil
+	}
+	factor := 1.0
+	if cl.Rope.Partial {
+		factor = cl.Rope.DefaultPartial
+		if c.Rope.Has("partial_rotary_factor") {
+			factor = c.Rope.PartialRotaryFactor
+		}
+	}
+	t.RotaryDims = int(float64(t.HeadDim) * factor)
+	switch {
+	case t.Heads%t.KVHeads != 0:
+		return t, fmt.Errorf("config.json: %snum_attention_heads %d is not a multiple of num_key_value_heads %d", p, t.Heads, t.KVHeads)
+	case factor == 1 && t.HeadDim%2 != 0:
+		return t, fmt.Errorf("config.json: %shead_dim %d must be even for RoPE", p, t.HeadDim)
+	case t.RotaryDims <= 0 || t.RotaryDims%2 != 0:
+		return t, fmt.Errorf("config.json: %srotary dims %d (head_dim × partial_rotary_factor) must be even and > 0", p, t.RotaryDims)
+	}
+	return t, nil
+}
+
+// Size is a config key and its value, for CheckSizes.
+type Size struct {
+	Key string
+	N   int
+}
+
+// CheckSizes returns an error naming the first key (under prefix, "" or
+// "text_config.") whose value is not > 0.
+func CheckSizes(prefix string, sizes ...Size) error {
+	for _, s := range sizes {
+		if s.N <= 0 {
+			return fmt.Errorf("config.json: %s%s must be > 0, got %d", prefix, s.Key, s.N)
+		}
+	}
+	return nil
 }
 
 // RopeSpec says which RoPE settings an architecture implements, for
@@ -184,7 +276,10 @@ type RopeSpec struct {
 	Prefix       string  // names the object in errors: "" or "text_config."
 	DefaultTheta float64 // transformers' default_theta for the class, used when rope_theta is absent
 	Partial      bool    // partial_rotary_factor is honoured; otherwise it must be 1
-	MRope        bool    // mrope_section and mrope_interleaved are honoured; otherwise they must be absent
+	// DefaultPartial is partial_rotary_factor when absent, where Partial
+	// (Qwen3-Next: 0.25).
+	DefaultPartial float64
+	MRope          bool // mrope_section and mrope_interleaved are honoured; otherwise they must be absent
 }
 
 // CheckRope refuses RoPE settings an architecture does not implement —
@@ -286,9 +381,15 @@ func CheckSlidingWindow(c *hf.Config, perLayer bool) error {
 // place of None; 0 where None would break transformers too, so that the
 // builder's "must be > 0" check names the key).
 func IntKey(c *hf.Config, key string, absent, null int) (int, error) {
+	return intKey(c, "", key, absent, null)
+}
+
+// intKey is IntKey for the object under prefix ("" or "text_config."),
+// which errors name.
+func intKey(c *hf.Config, prefix, key string, absent, null int) (int, error) {
 	m, err := object(c.Raw)
 	if err != nil {
-		return 0, fmt.Errorf("config.json: %v", err)
+		return 0, fmt.Errorf("config.json: %s%v", prefix, err)
 	}
 	raw, ok := m[key]
 	switch {
@@ -301,7 +402,7 @@ func IntKey(c *hf.Config, key string, absent, null int) (int, error) {
 	if err != nil {
 		var f float64
 		if json.Unmarshal(raw, &f) != nil || f != float64(int64(f)) {
-			return 0, fmt.Errorf("config.json: %s: want an integer, got %s", key, compact(raw))
+			return 0, fmt.Errorf("config.json: %s%s: want an integer, got %s", prefix, key, compact(raw))
 		}
 		n = int64(f)
 	}

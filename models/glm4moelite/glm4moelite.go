@@ -38,19 +38,15 @@ func init() { models.Register("Glm4MoeLiteForCausalLM", New) }
 // module default, not rms_norm_eps.
 const latentEps = 1e-6
 
-// Config is the part of config.json the model uses, validated.
+// Config is the part of config.json the model uses, validated. MLA has
+// no GQA geometry: the embedded KVHeads, HeadDim and RotaryDims are 0.
 type Config struct {
-	Hidden, Intermediate, Layers, Heads, Vocab int
-	QRank, KVRank, NopeDim, RopeDim, VDim      int // QRank 0: no q LoRA (q_proj)
-	Experts, TopK, MoEIntermediate, Shared     int
-	RoutedScale                                float64
-	NormTopK                                   bool
-	Dense                                      []bool // per layer
-	Eps, RopeTheta                             float64
-	Tied                                       bool
-	// MaxPositions is max_position_embeddings (transformers' default,
-	// 202752, when absent): the context limit, not part of the graph.
-	MaxPositions int
+	models.TextConfig
+	QRank, KVRank, NopeDim, RopeDim, VDim  int // QRank 0: no q LoRA (q_proj)
+	Experts, TopK, MoEIntermediate, Shared int
+	RoutedScale                            float64
+	NormTopK                               bool
+	Dense                                  []bool // per layer
 }
 
 // Class is transformers' Glm4MoeLiteConfig (5.17), with the DeepSeek-style
@@ -91,7 +87,7 @@ func (m *Model) Config() Config { return m.cfg }
 // as in transformers. A key that would change the math and is not
 // implemented is an error naming it (see Class).
 func New(c *hf.Config) (models.Model, error) {
-	common, err := Class.Check(c)
+	t, err := Class.Check(c)
 	if err != nil {
 		return nil, err
 	}
@@ -117,12 +113,8 @@ func New(c *hf.Config) (models.Model, error) {
 	if err := c.Decode(&x); err != nil {
 		return nil, err
 	}
-	cfg := Config{
-		Hidden: c.HiddenSize, Intermediate: c.IntermediateSize, Layers: c.NumHiddenLayers, Heads: c.NumAttentionHeads,
-		Vocab: c.VocabSize, KVRank: x.KVRank, NopeDim: x.Nope, RopeDim: x.Rope, VDim: x.V,
-		Experts: x.Experts, TopK: x.TopK, MoEIntermediate: x.MoEInter, Shared: 1, RoutedScale: 1.8, NormTopK: true,
-		Eps: common.Eps, RopeTheta: common.RopeTheta, Tied: c.TieWordEmbeddings, MaxPositions: common.MaxPositions,
-	}
+	cfg := Config{TextConfig: t, KVRank: x.KVRank, NopeDim: x.Nope, RopeDim: x.Rope, VDim: x.V,
+		Experts: x.Experts, TopK: x.TopK, MoEIntermediate: x.MoEInter, Shared: 1, RoutedScale: 1.8, NormTopK: true}
 	if cfg.QRank, err = models.IntKey(c, "q_lora_rank", 768, 0); err != nil {
 		return nil, err
 	}
@@ -148,15 +140,9 @@ func New(c *hf.Config) (models.Model, error) {
 	if x.NormTopK != nil {
 		cfg.NormTopK = *x.NormTopK
 	}
-	for _, f := range []struct {
-		name string
-		v    int
-	}{{"hidden_size", cfg.Hidden}, {"num_hidden_layers", cfg.Layers}, {"num_attention_heads", cfg.Heads},
-		{"vocab_size", cfg.Vocab}, {"kv_lora_rank", cfg.KVRank}, {"qk_nope_head_dim", cfg.NopeDim},
-		{"qk_rope_head_dim", cfg.RopeDim}, {"v_head_dim", cfg.VDim}, {"max_position_embeddings", cfg.MaxPositions}} {
-		if f.v <= 0 {
-			return nil, fmt.Errorf("config.json: %s must be > 0, got %d", f.name, f.v)
-		}
+	if err := models.CheckSizes("", models.Size{Key: "kv_lora_rank", N: cfg.KVRank}, models.Size{Key: "qk_nope_head_dim", N: cfg.NopeDim},
+		models.Size{Key: "qk_rope_head_dim", N: cfg.RopeDim}, models.Size{Key: "v_head_dim", N: cfg.VDim}); err != nil {
+		return nil, err
 	}
 	// Which layers are dense: mlp_layer_types, else transformers 5.17's
 	// default (layer 0 only: it does not read first_k_dense_replace, so a
@@ -210,8 +196,6 @@ func New(c *hf.Config) (models.Model, error) {
 		return nil, fmt.Errorf("config.json: qk_head_dim %d is not qk_nope_head_dim + qk_rope_head_dim = %d", *x.QKDim, cfg.NopeDim+cfg.RopeDim)
 	case cfg.RopeDim%2 != 0:
 		return nil, fmt.Errorf("config.json: qk_rope_head_dim %d must be even", cfg.RopeDim)
-	case !(cfg.Eps > 0):
-		return nil, fmt.Errorf("config.json: rms_norm_eps must be > 0")
 	case !(cfg.RoutedScale > 0):
 		return nil, fmt.Errorf("config.json: routed_scaling_factor must be > 0")
 	case kvHeads != cfg.Heads:
@@ -237,26 +221,29 @@ func (m *Model) Ignored(name string) bool {
 
 // MLA is multi-head latent attention with its latent cache.
 type MLA struct {
-	cfg            Config
-	QA, QANorm, QB *ir.Value // q LoRA (QA nil: Q is q_proj)
-	Q              *ir.Value
-	KVA, KVANorm   *ir.Value // kv_a_proj_with_mqa [r+dr, H], kv_a_layernorm [r]
-	KVB, O         *ir.Value // kv_b_proj [heads·(dn+dv), r], o_proj
-	Cache          int
+	cfg     Config
+	QA, QB  *ir.Value   // q LoRA (QA nil: Q is q_proj)
+	QANorm  *nn.RMSNorm // q_a_layernorm [q_lora_rank]
+	Q       *ir.Value
+	KVA     *ir.Value   // kv_a_proj_with_mqa [r+dr, H]
+	KVANorm *nn.RMSNorm // kv_a_layernorm [r]
+	KVB, O  *ir.Value   // kv_b_proj [heads·(dn+dv), r], o_proj
+	Cache   int
 }
 
 func newMLA(c *nn.Ctx, p string, layer int, cfg Config) *MLA {
 	a := &MLA{cfg: cfg}
 	qd := cfg.NopeDim + cfg.RopeDim
+	latent := nn.NormOpts{Eps: latentEps}
 	if cfg.QRank > 0 {
 		a.QA = c.W(p+"q_a_proj.weight", cfg.QRank, cfg.Hidden)
-		a.QANorm = c.W(p+"q_a_layernorm.weight", cfg.QRank)
+		a.QANorm = nn.NewRMSNorm(c, p+"q_a_layernorm.weight", cfg.QRank, latent)
 		a.QB = c.W(p+"q_b_proj.weight", cfg.Heads*qd, cfg.QRank)
 	} else {
 		a.Q = c.W(p+"q_proj.weight", cfg.Heads*qd, cfg.Hidden)
 	}
 	a.KVA = c.W(p+"kv_a_proj_with_mqa.weight", cfg.KVRank+cfg.RopeDim, cfg.Hidden)
-	a.KVANorm = c.W(p+"kv_a_layernorm.weight", cfg.KVRank)
+	a.KVANorm = nn.NewRMSNorm(c, p+"kv_a_layernorm.weight", cfg.KVRank, latent)
 	a.KVB = c.W(p+"kv_b_proj.weight", cfg.Heads*(cfg.NopeDim+cfg.VDim), cfg.KVRank)
 	a.O = c.W(p+"o_proj.weight", cfg.Hidden, cfg.Heads*cfg.VDim)
 	a.Cache = c.B.Cache(ir.CacheSpec{Kind: ir.CacheLatent, Layer: layer, DType: ir.F32,
@@ -268,21 +255,21 @@ func newMLA(c *nn.Ctx, p string, layer int, cfg Config) *MLA {
 func (a *MLA) Forward(c *nn.Ctx, x, pos *ir.Value) *ir.Value {
 	b, cfg := c.B, a.cfg
 	h, dn, dr, r := ir.Dim(cfg.Heads), cfg.NopeDim, cfg.RopeDim, cfg.KVRank
-	rope := ir.RoPEOpts{Theta: cfg.RopeTheta, RotaryDims: dr, Style: "interleaved"}
+	rope := nn.RoPE{Theta: cfg.RopeTheta, RotaryDims: dr, Style: "interleaved"}
 
 	var q *ir.Value
 	if a.QA != nil {
-		q = b.MatMul(b.RMSNorm(b.MatMul(x, a.QA), a.QANorm, latentEps, false), a.QB)
+		q = b.MatMul(a.QANorm.Forward(c, b.MatMul(x, a.QA)), a.QB)
 	} else {
 		q = b.MatMul(x, a.Q)
 	}
 	q = b.Reshape(q, ir.T, h, ir.Dim(dn+dr))                    // [T, heads, dn+dr]
-	qRope := b.RoPE(b.Slice(q, dn, dr), pos, rope)              // [T, heads, dr]
+	qRope := rope.Rotate(b, b.Slice(q, dn, dr), pos)            // [T, heads, dr]
 	qLat := b.HeadMatMul(b.Slice(q, 0, dn), a.KVB, 0, dn, true) // W_UKᵀ·q_nope: [T, heads, r]
 
 	kv := b.MatMul(x, a.KVA) // [T, r+dr]
-	ckv := b.RMSNorm(b.Slice(kv, 0, r), a.KVANorm, latentEps, false)
-	kRope := b.Reshape(b.RoPE(b.Reshape(b.Slice(kv, r, dr), ir.T, 1, ir.Dim(dr)), pos, rope), ir.T, ir.Dim(dr))
+	ckv := a.KVANorm.Forward(c, b.Slice(kv, 0, r))
+	kRope := b.Reshape(rope.Rotate(b, b.Reshape(b.Slice(kv, r, dr), ir.T, 1, ir.Dim(dr)), pos), ir.T, ir.Dim(dr))
 
 	scale := 1 / math.Sqrt(float64(dn+dr))
 	oLat := b.MLAAttention(qLat, qRope, ckv, kRope, a.Cache, scale) // [T, heads, r]
@@ -290,73 +277,23 @@ func (a *MLA) Forward(c *nn.Ctx, x, pos *ir.Value) *ir.Value {
 	return b.MatMul(b.Reshape(o, ir.T, h*ir.Dim(cfg.VDim)), a.O)
 }
 
-type layer struct {
-	inNorm, postNorm *ir.Value
-	attn             *MLA
-	mlp              nn.FFN
-}
-
-// Build returns the graph: inputs tokens i32[T], positions i32[T],
-// logit_rows i32[S]; output logits [S, vocab]. With taps it adds
-// "hidden.<i>", "norm" and, per MoE layer, "router.<i>" (the chosen
-// experts, i32[T, k]).
+// Build returns the graph (nn.Decoder.Build): Glm4MoeLiteDecoderLayer is
+// MLA and, on layers not listed dense, the DeepSeek-V3-style MoE with its
+// shared expert in place of the SwiGLU MLP.
 func (m *Model) Build(opt models.BuildOptions) (*ir.Graph, error) {
 	cfg := m.cfg
-	b := ir.NewBuilder("glm4moelite")
-	c := &nn.Ctx{B: b, WDType: opt.WeightDType, Has: opt.Has}
-	if c.WDType == ir.DInvalid {
-		c.WDType = ir.F32
-	}
-
-	tokens := b.Input("tokens", ir.I32, ir.T)
-	pos := b.Input("positions", ir.I32, ir.T)
-	rows := b.Input("logit_rows", ir.I32, ir.S)
-	embed := c.W("model.embed_tokens.weight", cfg.Vocab, cfg.Hidden)
-
-	layers := make([]layer, cfg.Layers)
-	for i := range layers {
-		p := "model.layers." + strconv.Itoa(i) + "."
-		l := layer{
-			inNorm:   c.W(p+"input_layernorm.weight", cfg.Hidden),
-			postNorm: c.W(p+"post_attention_layernorm.weight", cfg.Hidden),
-			attn:     newMLA(c, p+"self_attn.", i, cfg),
-		}
+	return nn.NewDecoder(cfg.TextConfig, func(c *nn.Ctx, i int, p string) (nn.Mixer, nn.FFN) {
+		attn := newMLA(c, p+"self_attn.", i, cfg)
 		if cfg.Dense[i] {
-			l.mlp = nn.NewSwiGLU(c, p+"mlp.", cfg.Hidden, cfg.Intermediate)
-		} else {
-			l.mlp = nn.NewMoE(c, p+"mlp.", nn.MoEConfig{
-				Hidden: cfg.Hidden, Inter: cfg.MoEIntermediate, Experts: cfg.Experts,
-				Router:        ir.RouterOpts{K: cfg.TopK, Scoring: "sigmoid", Normalize: cfg.NormTopK, Scale: cfg.RoutedScale},
-				SelectionBias: true,
-				SharedInter:   cfg.MoEIntermediate * cfg.Shared, SharedName: "shared_experts.",
-			})
+			return attn, nn.NewSwiGLU(c, p+"mlp.", cfg.Hidden, cfg.Intermediate)
 		}
-		layers[i] = l
-	}
-	norm := c.W("model.norm.weight", cfg.Hidden)
-	head := embed
-	if !cfg.Tied || (opt.Has != nil && opt.Has("lm_head.weight")) {
-		head = c.W("lm_head.weight", cfg.Vocab, cfg.Hidden)
-	}
-
-	h := b.Embedding(embed, tokens) // [T, hidden]
-	for i, l := range layers {
-		h = b.Add(h, l.attn.Forward(c, b.RMSNorm(h, l.inNorm, cfg.Eps, false), pos))
-		y, ids := l.mlp.Route(c, b.RMSNorm(h, l.postNorm, cfg.Eps, false))
-		h = b.Add(h, y)
-		if opt.Taps {
-			b.Output("hidden."+strconv.Itoa(i), h)
-			if ids != nil {
-				b.Output("router."+strconv.Itoa(i), ids)
-			}
-		}
-	}
-	h = b.RMSNorm(h, norm, cfg.Eps, false)
-	if opt.Taps {
-		b.Output("norm", h)
-	}
-	b.Output("logits", b.MatMul(b.GatherRows(h, rows), head)) // [S, vocab]
-	return b.Finish()
+		return attn, nn.NewMoE(c, p+"mlp.", nn.MoEConfig{
+			Hidden: cfg.Hidden, Inter: cfg.MoEIntermediate, Experts: cfg.Experts,
+			Router:        ir.RouterOpts{K: cfg.TopK, Scoring: "sigmoid", Normalize: cfg.NormTopK, Scale: cfg.RoutedScale},
+			SelectionBias: true,
+			SharedInter:   cfg.MoEIntermediate * cfg.Shared, SharedName: "shared_experts.",
+		})
+	}).Build("glm4moelite", opt)
 }
 
 // CacheBytesPerToken returns the bytes one token occupies in the caches of

@@ -2,6 +2,7 @@ package nn
 
 import (
 	"strconv"
+	"strings"
 
 	"github.com/inference-pio/pio/ir"
 )
@@ -13,19 +14,25 @@ type MoEConfig struct {
 	// SelectionBias declares gate.e_score_correction_bias [E] (kept in
 	// f32), added to the scores to choose experts but not to weigh them.
 	SelectionBias bool
-	// SharedInter > 0 adds an ungated shared SwiGLU expert of that size
-	// under SharedName ("shared_experts." for GLM).
+	// SharedInter > 0 adds a shared SwiGLU expert of that size under
+	// SharedName ("shared_experts." for GLM, "shared_expert." for
+	// Qwen3-Next).
 	SharedInter int
 	SharedName  string
+	// SharedGate scales the shared expert per token by sigmoid(x·w_sgᵀ),
+	// w_sg [1, H] declared as the shared expert's name + "_gate.weight"
+	// (Qwen3-Next's shared_expert_gate).
+	SharedGate bool
 }
 
 // MoE is a router over stacked SwiGLU experts, plus an optional shared
-// expert: y = Σ_j w_j · Expert_{ids_j}(x) (+ Shared(x)).
+// expert: y = Σ_j w_j · Expert_{ids_j}(x) (+ [sigmoid(x·w_sgᵀ) ⊙] Shared(x)).
 type MoE struct {
 	Cfg          MoEConfig
 	Gate, Bias   *ir.Value // router [E, H]; selection bias [E] or nil
 	GateUp, Down *ir.Value // [E·2I, H] (or [E, 2I, H]) and [E·H, I] (or [E, H, I])
 	Shared       *SwiGLU
+	SharedGate   *ir.Value // [1, H] or nil
 }
 
 // NewMoE declares the block's weights under prefix (e.g.
@@ -42,7 +49,7 @@ func NewMoE(c *Ctx, prefix string, cfg MoEConfig) *MoE {
 		m.Bias = b.Weight(prefix+"gate.e_score_correction_bias", ir.F32, ir.Dim(e))
 	}
 	fused := prefix + "experts.gate_up_proj"
-	if c.Has != nil && c.Has(fused) {
+	if c.has(fused) {
 		m.GateUp = c.W(fused, e, 2*in, h)
 		m.Down = c.W(prefix+"experts.down_proj", e, h, in)
 	} else {
@@ -57,6 +64,9 @@ func NewMoE(c *Ctx, prefix string, cfg MoEConfig) *MoE {
 	}
 	if cfg.SharedInter > 0 {
 		m.Shared = NewSwiGLU(c, prefix+cfg.SharedName, h, cfg.SharedInter)
+		if cfg.SharedGate {
+			m.SharedGate = c.W(prefix+strings.TrimSuffix(cfg.SharedName, ".")+"_gate.weight", 1, h)
+		}
 	}
 	return m
 }
@@ -68,20 +78,14 @@ func (m *MoE) Forward(c *Ctx, x *ir.Value) (y, ids *ir.Value) {
 	ids, w := b.Router(logits, m.Bias, m.Cfg.Router)
 	y = b.MoE(x, ids, w, m.GateUp, m.Down, m.Cfg.Experts)
 	if m.Shared != nil {
-		y = b.Add(y, m.Shared.Forward(c, x))
+		s := m.Shared.Forward(c, x)
+		if m.SharedGate != nil {
+			s = b.MulRows(s, b.Sigmoid(b.MatMul(x, m.SharedGate)))
+		}
+		y = b.Add(y, s)
 	}
 	return y, ids
 }
 
-// FFN is a decoder layer's MLP, dense (SwiGLU) or sparse (MoE), chosen once
-// per layer. Route returns the block's output and, for a sparse block, the
-// chosen experts i32[T, k] (nil for a dense one).
-type FFN interface {
-	Route(c *Ctx, x *ir.Value) (y, ids *ir.Value)
-}
-
 // Route implements FFN.
-func (m *SwiGLU) Route(c *Ctx, x *ir.Value) (*ir.Value, *ir.Value) { return m.Forward(c, x), nil }
-
-// Route implements FFN.
-func (m *MoE) Route(c *Ctx, x *ir.Value) (*ir.Value, *ir.Value) { return m.Forward(c, x) }
+func (m *MoE) Route(c *Ctx, x *ir.Value) (y, ids *ir.Value) { return m.Forward(c, x) }

@@ -1,13 +1,18 @@
-// Package nn holds the building blocks several architectures share —
-// attention with optional q/k norms, the SwiGLU MLP — written once against
-// the IR builder. A block declares its weights under checkpoint names and
-// its Forward builds IR that reads like the Hugging Face modeling code.
+// Package nn holds the blocks the architectures share, written once
+// against the IR builder: the decoder skeleton (Decoder: embedding, layers
+// of a token mixer and an FFN, final norm, head), attention with its
+// rotary variants, the SwiGLU MLP, the sparse MoE and RMSNorm. A block
+// declares its weights under checkpoint names and its Forward builds IR
+// that reads like the Hugging Face modeling code.
+//
+// It is not for what one architecture alone has (MLA, Gated DeltaNet, the
+// vision tower): those live with their model and plug into Decoder through
+// the Mixer and FFN interfaces.
 package nn
 
 import (
-	"math"
-
 	"github.com/inference-pio/pio/ir"
+	"github.com/inference-pio/pio/models"
 )
 
 // Ctx is the builder plus the dtype weights are declared in.
@@ -20,6 +25,16 @@ type Ctx struct {
 	Has func(name string) bool
 }
 
+// NewCtx is the context of a build: weights in opt.WeightDType (F32 when
+// unset), checkpoint lookups through opt.Has.
+func NewCtx(b *ir.Builder, opt models.BuildOptions) *Ctx {
+	c := &Ctx{B: b, WDType: opt.WeightDType, Has: opt.Has}
+	if c.WDType == ir.DInvalid {
+		c.WDType = ir.F32
+	}
+	return c
+}
+
 // W declares a weight under its checkpoint name.
 func (c *Ctx) W(name string, shape ...int) *ir.Value {
 	dims := make([]ir.Dim, len(shape))
@@ -29,55 +44,32 @@ func (c *Ctx) W(name string, shape ...int) *ir.Value {
 	return c.B.Weight(name, c.WDType, dims...)
 }
 
-// AttentionConfig is the geometry of a multi-head (GQA) attention block.
-type AttentionConfig struct {
-	Hidden, Heads, KVHeads, HeadDim int
-	QKNorm                          bool    // per-head RMSNorm on q and k before RoPE (Qwen3)
-	NormEps                         float64 // eps of the q/k norms
-	RoPE                            ir.RoPEOpts
+// has reports whether the checkpoint holds name (false without one).
+func (c *Ctx) has(name string) bool { return c.Has != nil && c.Has(name) }
+
+// NormOpts configures an RMSNorm.
+type NormOpts struct {
+	Eps float64
+	// UnitOffset scales by (1+w) instead of w, the weight initialised to
+	// zero (Qwen3NextRMSNorm).
+	UnitOffset bool
 }
 
-// Attention is self-attention with q/k/v/o projections, optional q/k
-// RMSNorm, RoPE and a paged KV cache.
-type Attention struct {
-	Cfg          AttentionConfig
-	Q, K, V, O   *ir.Value
-	QNorm, KNorm *ir.Value
-	Cache        int
+// RMSNorm is x / sqrt(mean(x²) + eps) over the last dim, scaled by its
+// weight.
+type RMSNorm struct {
+	W    *ir.Value // [dim]
+	Opts NormOpts
 }
 
-// NewAttention declares the block's weights under prefix (e.g.
-// "model.layers.3.self_attn.") and its KV cache for layer.
-func NewAttention(c *Ctx, prefix string, layer int, cfg AttentionConfig) *Attention {
-	a := &Attention{Cfg: cfg}
-	a.Q = c.W(prefix+"q_proj.weight", cfg.Heads*cfg.HeadDim, cfg.Hidden)
-	a.K = c.W(prefix+"k_proj.weight", cfg.KVHeads*cfg.HeadDim, cfg.Hidden)
-	a.V = c.W(prefix+"v_proj.weight", cfg.KVHeads*cfg.HeadDim, cfg.Hidden)
-	a.O = c.W(prefix+"o_proj.weight", cfg.Hidden, cfg.Heads*cfg.HeadDim)
-	if cfg.QKNorm {
-		a.QNorm = c.W(prefix+"q_norm.weight", cfg.HeadDim)
-		a.KNorm = c.W(prefix+"k_norm.weight", cfg.HeadDim)
-	}
-	kv := ir.Sh(ir.Dim(cfg.KVHeads), ir.Dim(cfg.HeadDim))
-	a.Cache = c.B.Cache(ir.CacheSpec{Kind: ir.CacheKV, Layer: layer, DType: ir.F32, Entries: []ir.Shape{kv, kv.Clone()}})
-	return a
+// NewRMSNorm declares the norm's weight [dim] under name.
+func NewRMSNorm(c *Ctx, name string, dim int, o NormOpts) *RMSNorm {
+	return &RMSNorm{W: c.W(name, dim), Opts: o}
 }
 
-// Forward: x [T, hidden], pos i32[T] -> [T, hidden].
-func (a *Attention) Forward(c *Ctx, x, pos *ir.Value) *ir.Value {
-	b, cfg := c.B, a.Cfg
-	h, kvh, d := ir.Dim(cfg.Heads), ir.Dim(cfg.KVHeads), ir.Dim(cfg.HeadDim)
-	q := b.Reshape(b.MatMul(x, a.Q), ir.T, h, d)   // [T, heads, headDim]
-	k := b.Reshape(b.MatMul(x, a.K), ir.T, kvh, d) // [T, kvHeads, headDim]
-	v := b.Reshape(b.MatMul(x, a.V), ir.T, kvh, d)
-	if cfg.QKNorm {
-		q = b.RMSNorm(q, a.QNorm, cfg.NormEps, false)
-		k = b.RMSNorm(k, a.KNorm, cfg.NormEps, false)
-	}
-	q = b.RoPE(q, pos, cfg.RoPE)
-	k = b.RoPE(k, pos, cfg.RoPE)
-	o := b.Attention(q, k, v, a.Cache, 1/math.Sqrt(float64(cfg.HeadDim))) // [T, heads, headDim]
-	return b.MatMul(b.Reshape(o, ir.T, h*d), a.O)
+// Forward: x [..., dim] -> [..., dim].
+func (n *RMSNorm) Forward(c *Ctx, x *ir.Value) *ir.Value {
+	return c.B.RMSNorm(x, n.W, n.Opts.Eps, n.Opts.UnitOffset)
 }
 
 // SwiGLU is the gated MLP down(silu(gate(x)) ⊙ up(x)).
@@ -99,3 +91,6 @@ func (m *SwiGLU) Forward(c *Ctx, x *ir.Value) *ir.Value {
 	b := c.B
 	return b.MatMul(b.Mul(b.SiLU(b.MatMul(x, m.Gate)), b.MatMul(x, m.Up)), m.Down)
 }
+
+// Route implements FFN: a dense MLP chooses no experts.
+func (m *SwiGLU) Route(c *Ctx, x *ir.Value) (y, ids *ir.Value) { return m.Forward(c, x), nil }

@@ -9,27 +9,22 @@ package qwen3moe
 import (
 	"fmt"
 	"slices"
-	"strconv"
 
 	"github.com/inference-pio/pio/frontends/hf"
 	"github.com/inference-pio/pio/ir"
 	"github.com/inference-pio/pio/models"
 	"github.com/inference-pio/pio/models/nn"
+	"github.com/inference-pio/pio/models/qwen3"
 )
 
 func init() { models.Register("Qwen3MoeForCausalLM", New) }
 
 // Config is the part of config.json the model uses, validated.
 type Config struct {
-	Hidden, Intermediate, Layers, Heads, KVHeads, HeadDim, Vocab int
-	Experts, TopK, MoEIntermediate, SparseStep                   int
-	MLPOnly                                                      []int
-	NormTopK                                                     bool
-	Eps, RopeTheta                                               float64
-	Tied                                                         bool
-	// MaxPositions is max_position_embeddings (transformers' default,
-	// 32768, when absent): the context limit, not part of the graph.
-	MaxPositions int
+	models.TextConfig
+	Experts, TopK, MoEIntermediate, SparseStep int
+	MLPOnly                                    []int
+	NormTopK                                   bool
 }
 
 // Class is transformers' Qwen3MoeConfig (5.17): its keys, RoPE and
@@ -50,6 +45,7 @@ var Class = models.Class{
 		Inert: []string{"max_window_layers", "layer_types"},
 	},
 	Rope: models.RopeSpec{DefaultTheta: 10000}, MaxPositions: 32768, Eps: 1e-6,
+	GQA: &models.GQA{KVHeads: 4},
 }
 
 // Model builds Qwen3-MoE graphs.
@@ -66,7 +62,7 @@ func (m *Model) Config() Config { return m.cfg }
 // re-saves use, wins over num_experts as in transformers. A key that would
 // change the math and is not implemented is an error naming it (see Class).
 func New(c *hf.Config) (models.Model, error) {
-	common, err := Class.Check(c)
+	t, err := Class.Check(c)
 	if err != nil {
 		return nil, err
 	}
@@ -85,12 +81,8 @@ func New(c *hf.Config) (models.Model, error) {
 	if err := c.Decode(&x); err != nil {
 		return nil, err
 	}
-	cfg := Config{
-		Hidden: c.HiddenSize, Intermediate: c.IntermediateSize, Layers: c.NumHiddenLayers,
-		Heads: c.NumAttentionHeads, HeadDim: c.HeadDim, Vocab: c.VocabSize,
-		Experts: x.Experts, TopK: x.TopK, MoEIntermediate: x.MoEInter, SparseStep: 1, MLPOnly: x.MLPOnly, NormTopK: x.NormTopK,
-		Eps: common.Eps, RopeTheta: common.RopeTheta, Tied: c.TieWordEmbeddings, MaxPositions: common.MaxPositions,
-	}
+	cfg := Config{TextConfig: t, Experts: x.Experts, TopK: x.TopK, MoEIntermediate: x.MoEInter, SparseStep: 1,
+		MLPOnly: x.MLPOnly, NormTopK: x.NormTopK}
 	expertsKey := "num_experts"
 	if x.LocalExp != nil { // the attribute num_experts maps to: set after it, so it wins
 		cfg.Experts, expertsKey = *x.LocalExp, "num_local_experts"
@@ -98,45 +90,24 @@ func New(c *hf.Config) (models.Model, error) {
 	if x.SparseStep != nil {
 		cfg.SparseStep = *x.SparseStep
 	}
-	if cfg.KVHeads, err = models.IntKey(c, "num_key_value_heads", 4, 0); err != nil {
+	if err := models.CheckSizes("", models.Size{Key: expertsKey, N: cfg.Experts}, models.Size{Key: "num_experts_per_tok", N: cfg.TopK},
+		models.Size{Key: "moe_intermediate_size", N: cfg.MoEIntermediate}, models.Size{Key: "decoder_sparse_step", N: cfg.SparseStep}); err != nil {
 		return nil, err
 	}
-	if cfg.HeadDim == 0 && cfg.Heads > 0 {
-		cfg.HeadDim = cfg.Hidden / cfg.Heads
-	}
-	for _, f := range []struct {
-		name string
-		v    int
-	}{{"hidden_size", cfg.Hidden}, {"num_hidden_layers", cfg.Layers}, {"num_attention_heads", cfg.Heads},
-		{"num_key_value_heads", cfg.KVHeads}, {"head_dim", cfg.HeadDim}, {"vocab_size", cfg.Vocab},
-		{expertsKey, cfg.Experts}, {"num_experts_per_tok", cfg.TopK}, {"moe_intermediate_size", cfg.MoEIntermediate},
-		{"decoder_sparse_step", cfg.SparseStep}, {"max_position_embeddings", cfg.MaxPositions}} {
-		if f.v <= 0 {
-			return nil, fmt.Errorf("config.json: %s must be > 0, got %d", f.name, f.v)
-		}
-	}
-	m := &Model{cfg: cfg}
 	for i := range cfg.Layers {
-		if !m.sparse(i) && cfg.Intermediate <= 0 {
+		if !cfg.sparse(i) && cfg.Intermediate <= 0 {
 			return nil, fmt.Errorf("config.json: layer %d is dense but intermediate_size is %d", i, cfg.Intermediate)
 		}
 	}
-	switch {
-	case cfg.TopK > cfg.Experts:
+	if cfg.TopK > cfg.Experts {
 		return nil, fmt.Errorf("config.json: num_experts_per_tok %d exceeds num_experts %d", cfg.TopK, cfg.Experts)
-	case cfg.Heads%cfg.KVHeads != 0:
-		return nil, fmt.Errorf("config.json: num_attention_heads %d is not a multiple of num_key_value_heads %d", cfg.Heads, cfg.KVHeads)
-	case cfg.HeadDim%2 != 0:
-		return nil, fmt.Errorf("config.json: head_dim %d must be even for RoPE", cfg.HeadDim)
-	case !(cfg.Eps > 0):
-		return nil, fmt.Errorf("config.json: rms_norm_eps must be > 0")
 	}
-	return m, nil
+	return &Model{cfg: cfg}, nil
 }
 
 // sparse reports whether layer i has the MoE MLP (transformers' rule).
-func (m *Model) sparse(i int) bool {
-	return !slices.Contains(m.cfg.MLPOnly, i) && (i+1)%m.cfg.SparseStep == 0
+func (c *Config) sparse(i int) bool {
+	return !slices.Contains(c.MLPOnly, i) && (i+1)%c.SparseStep == 0
 }
 
 // MaxPositions is the context limit (models.Model).
@@ -145,73 +116,19 @@ func (m *Model) MaxPositions() int { return m.cfg.MaxPositions }
 // Ignored: Qwen3-MoE checkpoints hold nothing the model skips.
 func (m *Model) Ignored(string) bool { return false }
 
-type layer struct {
-	inNorm, postNorm *ir.Value
-	attn             *nn.Attention
-	mlp              nn.FFN
-}
-
-// Build returns the graph: inputs tokens i32[T], positions i32[T],
-// logit_rows i32[S]; output logits [S, vocab]. With taps it adds
-// "hidden.<i>", "norm" and, per MoE layer, "router.<i>" (the chosen
-// experts, i32[T, k]).
+// Build returns the graph (nn.Decoder.Build): Qwen3MoeDecoderLayer is
+// Qwen3's attention and, on sparse layers, a softmax-routed MoE in place of
+// the SwiGLU MLP.
 func (m *Model) Build(opt models.BuildOptions) (*ir.Graph, error) {
 	cfg := m.cfg
-	b := ir.NewBuilder("qwen3moe")
-	c := &nn.Ctx{B: b, WDType: opt.WeightDType, Has: opt.Has}
-	if c.WDType == ir.DInvalid {
-		c.WDType = ir.F32
-	}
-
-	tokens := b.Input("tokens", ir.I32, ir.T)
-	pos := b.Input("positions", ir.I32, ir.T)
-	rows := b.Input("logit_rows", ir.I32, ir.S)
-	embed := c.W("model.embed_tokens.weight", cfg.Vocab, cfg.Hidden)
-
-	layers := make([]layer, cfg.Layers)
-	for i := range layers {
-		p := "model.layers." + strconv.Itoa(i) + "."
-		l := layer{
-			inNorm:   c.W(p+"input_layernorm.weight", cfg.Hidden),
-			postNorm: c.W(p+"post_attention_layernorm.weight", cfg.Hidden),
-			attn: nn.NewAttention(c, p+"self_attn.", i, nn.AttentionConfig{
-				Hidden: cfg.Hidden, Heads: cfg.Heads, KVHeads: cfg.KVHeads, HeadDim: cfg.HeadDim,
-				QKNorm: true, NormEps: cfg.Eps,
-				RoPE: ir.RoPEOpts{Theta: cfg.RopeTheta, RotaryDims: cfg.HeadDim, Style: "neox"},
-			}),
+	return nn.NewDecoder(cfg.TextConfig, func(c *nn.Ctx, i int, p string) (nn.Mixer, nn.FFN) {
+		attn := nn.NewAttention(c, p+"self_attn.", i, qwen3.Attention(cfg.TextConfig))
+		if !cfg.sparse(i) {
+			return attn, nn.NewSwiGLU(c, p+"mlp.", cfg.Hidden, cfg.Intermediate)
 		}
-		if m.sparse(i) {
-			l.mlp = nn.NewMoE(c, p+"mlp.", nn.MoEConfig{
-				Hidden: cfg.Hidden, Inter: cfg.MoEIntermediate, Experts: cfg.Experts,
-				Router: ir.RouterOpts{K: cfg.TopK, Scoring: "softmax", Normalize: cfg.NormTopK},
-			})
-		} else {
-			l.mlp = nn.NewSwiGLU(c, p+"mlp.", cfg.Hidden, cfg.Intermediate)
-		}
-		layers[i] = l
-	}
-	norm := c.W("model.norm.weight", cfg.Hidden)
-	head := embed
-	if !cfg.Tied || (opt.Has != nil && opt.Has("lm_head.weight")) {
-		head = c.W("lm_head.weight", cfg.Vocab, cfg.Hidden)
-	}
-
-	h := b.Embedding(embed, tokens) // [T, hidden]
-	for i, l := range layers {
-		h = b.Add(h, l.attn.Forward(c, b.RMSNorm(h, l.inNorm, cfg.Eps, false), pos))
-		y, ids := l.mlp.Route(c, b.RMSNorm(h, l.postNorm, cfg.Eps, false))
-		h = b.Add(h, y)
-		if opt.Taps {
-			b.Output("hidden."+strconv.Itoa(i), h)
-			if ids != nil {
-				b.Output("router."+strconv.Itoa(i), ids)
-			}
-		}
-	}
-	h = b.RMSNorm(h, norm, cfg.Eps, false)
-	if opt.Taps {
-		b.Output("norm", h)
-	}
-	b.Output("logits", b.MatMul(b.GatherRows(h, rows), head)) // [S, vocab]
-	return b.Finish()
+		return attn, nn.NewMoE(c, p+"mlp.", nn.MoEConfig{
+			Hidden: cfg.Hidden, Inter: cfg.MoEIntermediate, Experts: cfg.Experts,
+			Router: ir.RouterOpts{K: cfg.TopK, Scoring: "softmax", Normalize: cfg.NormTopK},
+		})
+	}).Build("qwen3moe", opt)
 }

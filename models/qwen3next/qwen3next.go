@@ -13,13 +13,13 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/inference-pio/pio/frontends/hf"
 	"github.com/inference-pio/pio/ir"
 	"github.com/inference-pio/pio/models"
 	"github.com/inference-pio/pio/models/nn"
+	"github.com/inference-pio/pio/models/qwen3"
 )
 
 func init() { models.Register("Qwen3NextForCausalLM", New) }
@@ -32,14 +32,8 @@ const (
 
 // Config is the part of config.json the model uses, validated.
 type Config struct {
-	Hidden, Intermediate, Layers, Vocab int
-	Heads, KVHeads, HeadDim, RotaryDims int
-	Eps, RopeTheta                      float64
-	Tied                                bool
-	LayerTypes                          []string // per layer: LinearAttention or FullAttention
-	// MaxPositions is max_position_embeddings (transformers' default,
-	// 32768, when absent): the context limit, not part of the graph.
-	MaxPositions int
+	models.TextConfig
+	LayerTypes []string // per layer: LinearAttention or FullAttention
 
 	// Gated DeltaNet geometry.
 	LinKeyHeads, LinValueHeads, LinKeyDim, LinValueDim, ConvKernel int
@@ -80,7 +74,8 @@ var Class = models.Class{
 			"num_experts_per_tok", "num_experts", "norm_topk_prob", "mlp_only_layers", "layer_types", "full_attention_interval"},
 		Fixed: map[string][]any{"attention_bias": {false}, "hidden_act": {"silu", "swish"}},
 	},
-	Rope: models.RopeSpec{DefaultTheta: 10000, Partial: true}, MaxPositions: 32768, Eps: 1e-6,
+	Rope: models.RopeSpec{DefaultTheta: 10000, Partial: true, DefaultPartial: 0.25}, MaxPositions: 32768, Eps: 1e-6,
+	GQA: &models.GQA{KVHeads: 2, HeadDim: 256},
 }
 
 // legacyLayerTypes are the older layer_types names transformers maps to
@@ -108,7 +103,7 @@ func New(c *hf.Config) (models.Model, error) {
 // be given (0: every layer dense). A key that would change the math and is
 // not implemented is an error naming it (see Class).
 func ParseConfig(c *hf.Config) (Config, error) {
-	common, err := Class.Check(c)
+	text, err := Class.Check(c)
 	if err != nil {
 		return Config{}, err
 	}
@@ -117,21 +112,13 @@ func ParseConfig(c *hf.Config) (Config, error) {
 		return Config{}, err
 	}
 	cfg := Config{
-		Hidden: c.HiddenSize, Intermediate: c.IntermediateSize, Layers: c.NumHiddenLayers, Vocab: c.VocabSize,
-		Heads: c.NumAttentionHeads, HeadDim: c.HeadDim,
-		Eps: common.Eps, RopeTheta: common.RopeTheta, Tied: c.TieWordEmbeddings, MaxPositions: common.MaxPositions,
+		TextConfig:  text,
 		LinKeyHeads: x.LinKeyHeads, LinValueHeads: x.LinValueHeads, LinKeyDim: x.LinKeyDim, LinValueDim: x.LinValueDim,
 		ConvKernel: x.ConvKernel, Experts: x.Experts, TopK: x.TopK, MoEIntermediate: x.MoEIntermediate,
 		SharedIntermediate: x.SharedIntermediate, NormTopK: true, SparseStep: 1, MLPOnly: x.MLPOnly,
 	}
 	fail := func(format string, args ...any) (Config, error) {
 		return Config{}, fmt.Errorf("config.json: "+format, args...)
-	}
-	if !c.Has("head_dim") {
-		cfg.HeadDim = 256
-	}
-	if cfg.KVHeads, err = models.IntKey(c, "num_key_value_heads", 2, 0); err != nil {
-		return Config{}, err
 	}
 	if !c.Has("num_experts") {
 		return fail("num_experts must be set (transformers' default is 512; 0 makes every layer dense)")
@@ -142,18 +129,11 @@ func ParseConfig(c *hf.Config) (Config, error) {
 	if x.SparseStep != nil {
 		cfg.SparseStep = *x.SparseStep
 	}
-	for _, f := range []struct {
-		name string
-		v    int
-	}{{"hidden_size", cfg.Hidden}, {"num_hidden_layers", cfg.Layers}, {"vocab_size", cfg.Vocab},
-		{"num_attention_heads", cfg.Heads}, {"num_key_value_heads", cfg.KVHeads}, {"head_dim", cfg.HeadDim},
-		{"linear_num_key_heads", cfg.LinKeyHeads}, {"linear_num_value_heads", cfg.LinValueHeads},
-		{"linear_key_head_dim", cfg.LinKeyDim}, {"linear_value_head_dim", cfg.LinValueDim},
-		{"linear_conv_kernel_dim", cfg.ConvKernel}, {"decoder_sparse_step", cfg.SparseStep},
-		{"max_position_embeddings", cfg.MaxPositions}} {
-		if f.v <= 0 {
-			return fail("%s must be > 0, got %d", f.name, f.v)
-		}
+	if err := models.CheckSizes("", models.Size{Key: "linear_num_key_heads", N: cfg.LinKeyHeads},
+		models.Size{Key: "linear_num_value_heads", N: cfg.LinValueHeads}, models.Size{Key: "linear_key_head_dim", N: cfg.LinKeyDim},
+		models.Size{Key: "linear_value_head_dim", N: cfg.LinValueDim}, models.Size{Key: "linear_conv_kernel_dim", N: cfg.ConvKernel},
+		models.Size{Key: "decoder_sparse_step", N: cfg.SparseStep}); err != nil {
+		return Config{}, err
 	}
 	cfg.LayerTypes = x.LayerTypes
 	if cfg.LayerTypes == nil {
@@ -179,22 +159,11 @@ func ParseConfig(c *hf.Config) (Config, error) {
 			return fail("layer_types[%d] is %q, want %q or %q", i, t, LinearAttention, FullAttention)
 		}
 	}
-	rotary := 0.25 // Qwen3NextConfig's default partial_rotary_factor
-	if c.Rope.Has("partial_rotary_factor") {
-		rotary = c.Rope.PartialRotaryFactor
-	}
-	cfg.RotaryDims = int(float64(cfg.HeadDim) * rotary)
 	switch {
-	case cfg.Heads%cfg.KVHeads != 0:
-		return fail("num_attention_heads %d is not a multiple of num_key_value_heads %d", cfg.Heads, cfg.KVHeads)
 	case cfg.LinValueHeads%cfg.LinKeyHeads != 0:
 		return fail("linear_num_value_heads %d is not a multiple of linear_num_key_heads %d", cfg.LinValueHeads, cfg.LinKeyHeads)
-	case cfg.RotaryDims <= 0 || cfg.RotaryDims%2 != 0:
-		return fail("rotary dims %d (head_dim × partial_rotary_factor) must be even and > 0", cfg.RotaryDims)
 	case cfg.ConvKernel < 2 || cfg.ConvKernel > 64:
 		return fail("linear_conv_kernel_dim %d must be in [2, 64]", cfg.ConvKernel)
-	case !(cfg.Eps > 0):
-		return fail("rms_norm_eps must be > 0")
 	}
 	for i := range cfg.Layers {
 		if cfg.sparse(i) {
@@ -221,117 +190,41 @@ func (m *Model) MaxPositions() int { return m.cfg.MaxPositions }
 // does not load either.
 func (m *Model) Ignored(name string) bool { return strings.HasPrefix(name, "mtp.") }
 
-// mixer is a layer's token mixer: gated attention or Gated DeltaNet.
-type mixer interface {
-	// Forward: x [T, hidden], pos i32[T] -> [T, hidden].
-	Forward(c *nn.Ctx, x, pos *ir.Value) *ir.Value
-}
-
-// mlp is a layer's channel mixer: the sparse MoE or a dense SwiGLU.
-type mlp interface {
-	// Forward: x [T, hidden] -> [T, hidden].
-	Forward(c *nn.Ctx, x *ir.Value) *ir.Value
-}
-
-type layer struct {
-	inNorm, postNorm *ir.Value
-	mix              mixer
-	mlp              mlp
-}
-
-// Build returns the graph: inputs tokens i32[T], positions i32[T],
-// logit_rows i32[S]; output logits [S, vocab] (plus taps when asked).
+// Build returns the graph (nn.Decoder.Build): Qwen3NextDecoderLayer is
+// Gated DeltaNet or gated attention, as layer_types says, then the sparse
+// MoE with its sigmoid-gated shared expert (a SwiGLU MLP on dense layers);
+// every Qwen3NextRMSNorm scales by (1+w).
 func (m *Model) Build(opt models.BuildOptions) (*ir.Graph, error) {
 	cfg := m.cfg
-	b := ir.NewBuilder("qwen3next")
-	c := &nn.Ctx{B: b, WDType: opt.WeightDType}
-	if c.WDType == ir.DInvalid {
-		c.WDType = ir.F32
-	}
-	tokens := b.Input("tokens", ir.I32, ir.T)
-	pos := b.Input("positions", ir.I32, ir.T)
-	rows := b.Input("logit_rows", ir.I32, ir.S)
-	embed := c.W("model.embed_tokens.weight", cfg.Vocab, cfg.Hidden)
-
-	layers := make([]layer, cfg.Layers)
-	for i := range layers {
-		p := "model.layers." + strconv.Itoa(i) + "."
-		l := layer{
-			inNorm:   c.W(p+"input_layernorm.weight", cfg.Hidden),
-			postNorm: c.W(p+"post_attention_layernorm.weight", cfg.Hidden),
-		}
+	d := nn.NewDecoder(cfg.TextConfig, func(c *nn.Ctx, i int, p string) (mix nn.Mixer, ffn nn.FFN) {
 		if cfg.LayerTypes[i] == FullAttention {
-			l.mix = newGatedAttention(c, p+"self_attn.", i, &cfg)
+			mix = nn.NewAttention(c, p+"self_attn.", i, attention(cfg.TextConfig))
 		} else {
-			l.mix = newGatedDeltaNet(c, p+"linear_attn.", i, &cfg)
+			mix = newGatedDeltaNet(c, p+"linear_attn.", i, &cfg)
 		}
-		if cfg.sparse(i) {
-			l.mlp = newSparseMoE(c, p+"mlp.", &cfg, opt.Has)
-		} else {
-			l.mlp = nn.NewSwiGLU(c, p+"mlp.", cfg.Hidden, cfg.Intermediate)
+		if !cfg.sparse(i) {
+			return mix, nn.NewSwiGLU(c, p+"mlp.", cfg.Hidden, cfg.Intermediate)
 		}
-		layers[i] = l
-	}
-	norm := c.W("model.norm.weight", cfg.Hidden)
-	head := embed
-	if !cfg.Tied || (opt.Has != nil && opt.Has("lm_head.weight")) {
-		head = c.W("lm_head.weight", cfg.Vocab, cfg.Hidden)
-	}
-
-	h := b.Embedding(embed, tokens) // [T, hidden]
-	for i, l := range layers {
-		h = b.Add(h, l.mix.Forward(c, b.RMSNorm(h, l.inNorm, cfg.Eps, true), pos))
-		h = b.Add(h, l.mlp.Forward(c, b.RMSNorm(h, l.postNorm, cfg.Eps, true)))
-		if opt.Taps {
-			b.Output("hidden."+strconv.Itoa(i), h)
-		}
-	}
-	h = b.RMSNorm(h, norm, cfg.Eps, true)
-	if opt.Taps {
-		b.Output("norm", h)
-	}
-	b.Output("logits", b.MatMul(b.GatherRows(h, rows), head)) // [S, vocab]
-	return b.Finish()
+		return mix, nn.NewMoE(c, p+"mlp.", nn.MoEConfig{
+			Hidden: cfg.Hidden, Inter: cfg.MoEIntermediate, Experts: cfg.Experts,
+			Router:      ir.RouterOpts{K: cfg.TopK, Scoring: "softmax", Normalize: cfg.NormTopK},
+			SharedInter: cfg.SharedIntermediate, SharedName: "shared_expert.", SharedGate: true,
+		})
+	})
+	d.Norm.UnitOffset = true
+	d.NoRouterTaps = true
+	return d.Build("qwen3next", opt)
 }
 
-// gatedAttention is Qwen3NextAttention: q_proj yields per head the query
-// and an output gate (interleaved: head j's rows are [query_j ‖ gate_j]),
-// (1+w) q/k norms, partial RoPE, and o ⊙ sigmoid(gate) before o_proj.
-type gatedAttention struct {
-	cfg          *Config
-	q, k, v, o   *ir.Value
-	qNorm, kNorm *ir.Value
-	cache        int
-}
-
-func newGatedAttention(c *nn.Ctx, prefix string, layer int, cfg *Config) *gatedAttention {
-	h, kv, d := cfg.Heads, cfg.KVHeads, cfg.HeadDim
-	a := &gatedAttention{
-		cfg:   cfg,
-		q:     c.W(prefix+"q_proj.weight", 2*h*d, cfg.Hidden),
-		k:     c.W(prefix+"k_proj.weight", kv*d, cfg.Hidden),
-		v:     c.W(prefix+"v_proj.weight", kv*d, cfg.Hidden),
-		o:     c.W(prefix+"o_proj.weight", cfg.Hidden, h*d),
-		qNorm: c.W(prefix+"q_norm.weight", d),
-		kNorm: c.W(prefix+"k_norm.weight", d),
-	}
-	e := ir.Sh(ir.Dim(kv), ir.Dim(d))
-	a.cache = c.B.Cache(ir.CacheSpec{Kind: ir.CacheKV, Layer: layer, DType: ir.F32, Entries: []ir.Shape{e, e.Clone()}})
+// attention is Qwen3NextAttention: Qwen3's, with an output gate from
+// q_proj (o ⊙ sigmoid(gate) before o_proj), (1+w) q/k norms and partial
+// RoPE (t.RotaryDims of each head).
+func attention(t models.TextConfig) nn.AttentionConfig {
+	a := qwen3.Attention(t)
+	a.Gated = true
+	a.Norm.UnitOffset = true
+	a.LegacyOrder = false
 	return a
-}
-
-func (a *gatedAttention) Forward(c *nn.Ctx, x, pos *ir.Value) *ir.Value {
-	b, cfg := c.B, a.cfg
-	h, kv, d := ir.Dim(cfg.Heads), ir.Dim(cfg.KVHeads), ir.Dim(cfg.HeadDim)
-	qg := b.Reshape(b.MatMul(x, a.q), ir.T, h, 2*d) // [T, heads, query ‖ gate]
-	q := b.RMSNorm(b.Slice(qg, 0, int(d)), a.qNorm, cfg.Eps, true)
-	gate := b.Slice(qg, int(d), int(d))
-	k := b.RMSNorm(b.Reshape(b.MatMul(x, a.k), ir.T, kv, d), a.kNorm, cfg.Eps, true)
-	v := b.Reshape(b.MatMul(x, a.v), ir.T, kv, d)
-	rope := ir.RoPEOpts{Theta: cfg.RopeTheta, RotaryDims: cfg.RotaryDims, Style: "neox"}
-	o := b.Attention(b.RoPE(q, pos, rope), b.RoPE(k, pos, rope), v, a.cache, 1/math.Sqrt(float64(cfg.HeadDim)))
-	o = b.Mul(o, b.Sigmoid(gate)) // [T, heads, headDim]
-	return b.MatMul(b.Reshape(o, ir.T, h*d), a.o)
 }
 
 // gatedDeltaNet is Qwen3NextGatedDeltaNet. in_proj_qkvz is grouped per key
@@ -343,7 +236,8 @@ func (a *gatedAttention) Forward(c *nn.Ctx, x, pos *ir.Value) *ir.Value {
 type gatedDeltaNet struct {
 	cfg                 *Config
 	qkvz, ba, conv, out *ir.Value
-	aLog, dtBias, norm  *ir.Value
+	aLog, dtBias        *ir.Value
+	norm                *nn.RMSNorm
 	convCache, rec      int
 }
 
@@ -357,7 +251,7 @@ func newGatedDeltaNet(c *nn.Ctx, prefix string, layer int, cfg *Config) *gatedDe
 		conv:   c.W(prefix+"conv1d.weight", channels, 1, cfg.ConvKernel),
 		aLog:   c.W(prefix+"A_log", hv),
 		dtBias: c.W(prefix+"dt_bias", hv),
-		norm:   c.W(prefix+"norm.weight", dv),
+		norm:   nn.NewRMSNorm(c, prefix+"norm.weight", dv, nn.NormOpts{Eps: cfg.Eps}),
 		out:    c.W(prefix+"out_proj.weight", cfg.Hidden, hv*dv),
 	}
 	n.convCache = c.B.Cache(ir.CacheSpec{Kind: ir.CacheState, Layer: layer, DType: ir.F32,
@@ -387,52 +281,8 @@ func (n *gatedDeltaNet) Forward(c *nn.Ctx, x, _ *ir.Value) *ir.Value {
 	v = b.Reshape(b.Slice(mixed, 2*hk*dk, hv*dv), T, ir.Dim(hv), ir.Dim(dv))
 
 	o := b.GatedDeltaRule(q, k, v, g, beta, n.rec, ir.DeltaRuleOpts{Scale: 1 / math.Sqrt(float64(dk)), L2Norm: true})
-	o = b.Mul(b.RMSNorm(o, n.norm, cfg.Eps, false), b.SiLU(z)) // [T, Hv, dv]
+	o = b.Mul(n.norm.Forward(c, o), b.SiLU(z)) // [T, Hv, dv]
 	return b.MatMul(b.Reshape(o, T, ir.Dim(hv*dv)), n.out)
-}
-
-// sparseMoE is Qwen3NextSparseMoeBlock: softmax top-k routing over the
-// experts (renormalised when norm_topk_prob), plus the shared SwiGLU expert
-// scaled per token by sigmoid(x·w_sgᵀ).
-type sparseMoE struct {
-	cfg          *Config
-	router       *ir.Value
-	gateUp, down *ir.Value // stacked [E·2I, H] and [E·H, I] (or v5's [E, 2I, H], [E, H, I])
-	shared       *nn.SwiGLU
-	sharedGate   *ir.Value
-}
-
-func newSparseMoE(c *nn.Ctx, prefix string, cfg *Config, has func(string) bool) *sparseMoE {
-	e, in, h := cfg.Experts, cfg.MoEIntermediate, cfg.Hidden
-	m := &sparseMoE{cfg: cfg, router: c.W(prefix+"gate.weight", e, h)}
-	if has != nil && has(prefix+"experts.gate_up_proj") {
-		m.gateUp = c.W(prefix+"experts.gate_up_proj", e, 2*in, h)
-		m.down = c.W(prefix+"experts.down_proj", e, h, in)
-	} else { // hub per-expert tensors, stacked at build time
-		var gu, down []*ir.Value
-		for i := range e {
-			ep := prefix + "experts." + strconv.Itoa(i) + "."
-			gu = append(gu, c.W(ep+"gate_proj.weight", in, h), c.W(ep+"up_proj.weight", in, h))
-			down = append(down, c.W(ep+"down_proj.weight", h, in))
-		}
-		m.gateUp = c.B.Concat(0, prefix+"experts.gate_up_proj", gu...)
-		m.down = c.B.Concat(0, prefix+"experts.down_proj", down...)
-	}
-	if cfg.SharedIntermediate > 0 {
-		m.shared = nn.NewSwiGLU(c, prefix+"shared_expert.", h, cfg.SharedIntermediate)
-		m.sharedGate = c.W(prefix+"shared_expert_gate.weight", 1, h)
-	}
-	return m
-}
-
-func (m *sparseMoE) Forward(c *nn.Ctx, x *ir.Value) *ir.Value {
-	b := c.B
-	ids, w := b.Router(b.MatMul(x, m.router), nil, ir.RouterOpts{K: m.cfg.TopK, Scoring: "softmax", Normalize: m.cfg.NormTopK})
-	y := b.MoE(x, ids, w, m.gateUp, m.down, m.cfg.Experts)
-	if m.shared == nil {
-		return y
-	}
-	return b.Add(y, b.MulRows(m.shared.Forward(c, x), b.Sigmoid(b.MatMul(x, m.sharedGate))))
 }
 
 // StateBytesPerSequence is the size of one sequence's state slots over all

@@ -26,20 +26,16 @@ import (
 	"github.com/inference-pio/pio/ir"
 	"github.com/inference-pio/pio/models"
 	"github.com/inference-pio/pio/models/nn"
+	"github.com/inference-pio/pio/models/qwen3"
 )
 
 func init() { models.Register("Qwen3VLForConditionalGeneration", New) }
 
-// TextConfig is text_config.
+// TextConfig is text_config; Tied is the top level's
+// tie_word_embeddings.
 type TextConfig struct {
-	Hidden, Intermediate, Layers, Heads, KVHeads, HeadDim, Vocab int
-	Eps, RopeTheta                                               float64
-	MRopeSection                                                 []int64 // [t, h, w] frequency slots, interleaved
-	Tied                                                         bool
-	// MaxPositions is text_config.max_position_embeddings (transformers'
-	// default, 128000, when absent): the context limit, not part of the
-	// graph.
-	MaxPositions int
+	models.TextConfig
+	MRopeSection []int64 // [t, h, w] frequency slots, interleaved
 }
 
 // VisionConfig is vision_config.
@@ -108,6 +104,7 @@ var TextClass = models.Class{
 		Inert: []string{"layer_types", "sliding_window", "max_window_layers"},
 	},
 	Rope: models.RopeSpec{Prefix: "text_config.", DefaultTheta: 500000, MRope: true}, MaxPositions: 128000, Eps: 1e-6,
+	GQA: &models.GQA{KVHeads: 32, NullKVHeadsIsHeads: true, HeadDim: 128},
 }
 
 // VisionKeys classifies Qwen3VLVisionConfig's keys; num_attention_heads is
@@ -247,28 +244,13 @@ func parseText(tc *hf.Config, tied bool) (TextConfig, error) {
 	if err != nil {
 		return TextConfig{}, err
 	}
-	t := TextConfig{Hidden: tc.HiddenSize, Intermediate: tc.IntermediateSize, Layers: tc.NumHiddenLayers,
-		Heads: tc.NumAttentionHeads, HeadDim: tc.HeadDim, Vocab: tc.VocabSize, Eps: common.Eps, Tied: tied,
-		MaxPositions: common.MaxPositions, RopeTheta: common.RopeTheta}
+	t := TextConfig{TextConfig: common}
 	if tc.Has("tie_word_embeddings") && tc.TieWordEmbeddings != tied {
 		return t, fmt.Errorf("config.json: text_config.tie_word_embeddings is %v but tie_word_embeddings is %v: transformers ties lm_head by the top-level key alone, so make them agree", tc.TieWordEmbeddings, tied)
 	}
-	if t.KVHeads, err = models.IntKey(tc, "num_key_value_heads", 32, t.Heads); err != nil {
-		return t, fmt.Errorf("text_config: %w", err)
-	}
-	if !tc.Has("head_dim") {
-		t.HeadDim = 128 // Qwen3VLTextConfig's default, not hidden_size/num_attention_heads
-	}
-	for _, f := range []struct {
-		name string
-		v    int
-	}{{"text_config.hidden_size", t.Hidden}, {"text_config.intermediate_size", t.Intermediate},
-		{"text_config.num_hidden_layers", t.Layers}, {"text_config.num_attention_heads", t.Heads},
-		{"text_config.num_key_value_heads", t.KVHeads}, {"text_config.head_dim", t.HeadDim},
-		{"text_config.vocab_size", t.Vocab}, {"text_config.max_position_embeddings", t.MaxPositions}} {
-		if f.v <= 0 {
-			return t, fmt.Errorf("config.json: %s must be > 0, got %d", f.name, f.v)
-		}
+	t.Tied = tied
+	if err := models.CheckSizes("text_config.", models.Size{Key: "intermediate_size", N: t.Intermediate}); err != nil {
+		return t, err
 	}
 	sections := tc.Rope.MRopeSection
 	if !tc.Rope.Has("mrope_section") {
@@ -282,14 +264,10 @@ func parseText(tc *hf.Config, tied bool) (TextConfig, error) {
 	slots := int64(t.HeadDim / 2)
 	where := "text_config." + tc.Rope.Source + "."
 	switch {
-	case t.Heads%t.KVHeads != 0:
-		return t, fmt.Errorf("config.json: text_config.num_attention_heads %d is not a multiple of num_key_value_heads %d", t.Heads, t.KVHeads)
 	case tc.Rope.Has("mrope_interleaved") && !tc.Rope.MRopeInterleaved:
 		return t, fmt.Errorf("config.json: %smrope_interleaved is false: only the interleaved layout is supported (transformers 5.17 interleaves whatever the key says)", where)
 	case len(t.MRopeSection) != 3 || sum != slots || 3*t.MRopeSection[1] > slots || 3*t.MRopeSection[2] > slots:
 		return t, fmt.Errorf("config.json: %smrope_section %v: want 3 sections (t, h, w) summing to head_dim/2 = %d, with 3·h and 3·w at most %d", where, t.MRopeSection, slots, slots)
-	case !(t.Eps > 0):
-		return t, errors.New("config.json: text_config.rms_norm_eps must be > 0")
 	}
 	return t, nil
 }
@@ -306,14 +284,6 @@ var ErrNeedsStages = errors.New("qwen3vl: the model has two plan stages (vision,
 
 // Build reports ErrNeedsStages.
 func (m *Model) Build(models.BuildOptions) (*ir.Graph, error) { return nil, ErrNeedsStages }
-
-func ctx(b *ir.Builder, opt models.BuildOptions) *nn.Ctx {
-	c := &nn.Ctx{B: b, WDType: opt.WeightDType, Has: opt.Has}
-	if c.WDType == ir.DInvalid {
-		c.WDType = ir.F32
-	}
-	return c
-}
 
 // Vision stage inputs and outputs.
 const (
@@ -384,7 +354,7 @@ func (m merger) forward(b *ir.Builder, x *ir.Value, g int) *ir.Value {
 func (m *Model) BuildVision(opt models.BuildOptions) (*ir.Graph, error) {
 	v := m.cfg.Vision
 	b := ir.NewBuilder("qwen3vl.vision")
-	c := ctx(b, opt)
+	c := nn.NewCtx(b, opt)
 	g := ir.Dim(v.MergeSize * v.MergeSize)
 	row := v.InChannels * v.TemporalPatchSize * v.PatchSize * v.PatchSize
 	hd := v.Hidden / v.Heads
@@ -441,10 +411,16 @@ func (m *Model) BuildVision(opt models.BuildOptions) (*ir.Graph, error) {
 // output logits [S, vocab] (plus hidden.<i> and norm when opt.Taps; hidden.<i>
 // is a layer's output before its DeepStack injection, as transformers' layer
 // hooks see it).
+//
+// Qwen3VLTextModel is Qwen3's decoder (under model.language_model.) with
+// MRoPE attention in transformers' order, the image features in place of
+// their placeholder tokens' embeddings, and DeepStack feature k added to
+// those rows after layer k. Its weights are declared as the layers are
+// reached (nn.Decoder.Forward), the order its engines keep.
 func (m *Model) BuildText(opt models.BuildOptions) (*ir.Graph, error) {
 	t := m.cfg.Text
 	b := ir.NewBuilder("qwen3vl.text")
-	c := ctx(b, opt)
+	c := nn.NewCtx(b, opt)
 	tokens := b.Input("tokens", ir.I32, ir.T)
 	pos := b.Input(InMRoPE, ir.I32, ir.T, 3)
 	rows := b.Input("logit_rows", ir.I32, ir.S)
@@ -454,48 +430,21 @@ func (m *Model) BuildText(opt models.BuildOptions) (*ir.Graph, error) {
 	for k := range deep {
 		deep[k] = b.Input(OutDeep+strconv.Itoa(k), ir.F32, ir.T, ir.Dim(t.Hidden))
 	}
-	embed := c.W("model.language_model.embed_tokens.weight", t.Vocab, t.Hidden)
-	rope := ir.MRoPEOpts{Theta: t.RopeTheta, FreqDim: t.HeadDim, Sections: t.MRopeSection, Layout: "interleaved"}
 
-	h := b.SetRows(b.Embedding(embed, tokens), img, mask) // [T, hidden]
-	for i := 0; i < t.Layers; i++ {
-		p := "model.language_model.layers." + strconv.Itoa(i) + "."
-		inNorm := c.W(p+"input_layernorm.weight", t.Hidden)
-		postNorm := c.W(p+"post_attention_layernorm.weight", t.Hidden)
-		attn := nn.NewAttention(c, p+"self_attn.", i, nn.AttentionConfig{
-			Hidden: t.Hidden, Heads: t.Heads, KVHeads: t.KVHeads, HeadDim: t.HeadDim, QKNorm: true, NormEps: t.Eps,
-		})
-		mlp := nn.NewSwiGLU(c, p+"mlp.", t.Hidden, t.Intermediate)
-		h = b.Add(h, attention(b, attn, b.RMSNorm(h, inNorm, t.Eps, false), pos, rope))
-		h = b.Add(h, mlp.Forward(c, b.RMSNorm(h, postNorm, t.Eps, false)))
-		if opt.Taps {
-			b.Output("hidden."+strconv.Itoa(i), h)
-		}
+	attn := qwen3.Attention(t.TextConfig)
+	attn.LegacyOrder = false
+	attn.Rotary = nn.MRoPE{Theta: t.RopeTheta, FreqDim: t.HeadDim, Sections: t.MRopeSection, Layout: "interleaved"}
+	d := nn.NewDecoder(t.TextConfig, func(c *nn.Ctx, i int, p string) (nn.Mixer, nn.FFN) {
+		return nn.NewAttention(c, p+"self_attn.", i, attn), nn.NewSwiGLU(c, p+"mlp.", t.Hidden, t.Intermediate)
+	})
+	d.Prefix = "model.language_model."
+	d.Embedded = func(c *nn.Ctx, h *ir.Value) *ir.Value { return c.B.SetRows(h, img, mask) }
+	d.AfterLayer = func(c *nn.Ctx, i int, h *ir.Value) *ir.Value {
 		if i < len(deep) {
-			h = b.AddRows(h, deep[i], mask)
+			return c.B.AddRows(h, deep[i], mask)
 		}
+		return h
 	}
-	h = b.RMSNorm(h, c.W("model.language_model.norm.weight", t.Hidden), t.Eps, false)
-	if opt.Taps {
-		b.Output("norm", h)
-	}
-	head := embed
-	if !t.Tied || (opt.Has != nil && opt.Has("lm_head.weight")) {
-		head = c.W("lm_head.weight", t.Vocab, t.Hidden)
-	}
-	b.Output("logits", b.MatMul(b.GatherRows(h, rows), head))
+	d.Forward(c, tokens, pos, rows, opt)
 	return b.Finish()
-}
-
-// attention is nn.Attention's forward with MRoPE positions i32[T, 3] in
-// place of rope(pos i32[T]); the weights and cache are nn.Attention's.
-func attention(b *ir.Builder, a *nn.Attention, x, pos *ir.Value, rope ir.MRoPEOpts) *ir.Value {
-	cfg := a.Cfg
-	h, kvh, d := ir.Dim(cfg.Heads), ir.Dim(cfg.KVHeads), ir.Dim(cfg.HeadDim)
-	q := b.RMSNorm(b.Reshape(b.MatMul(x, a.Q), ir.T, h, d), a.QNorm, cfg.NormEps, false)
-	k := b.RMSNorm(b.Reshape(b.MatMul(x, a.K), ir.T, kvh, d), a.KNorm, cfg.NormEps, false)
-	v := b.Reshape(b.MatMul(x, a.V), ir.T, kvh, d)
-	q, k = b.MRoPE(q, pos, rope), b.MRoPE(k, pos, rope)
-	o := b.Attention(q, k, v, a.Cache, 1/math.Sqrt(float64(cfg.HeadDim)))
-	return b.MatMul(b.Reshape(o, ir.T, h*d), a.O)
 }
