@@ -85,7 +85,7 @@ fuzz:
 	sh scripts/fuzz.sh ./frontends/tokenizer FuzzLoad $(FUZZTIME)
 	sh scripts/fuzz.sh ./frontends/chat FuzzRender $(FUZZTIME)
 	sh scripts/fuzz.sh ./frontends/image FuzzDecode $(FUZZTIME)
-	sh scripts/fuzz.sh ./runtime/server FuzzDecodeRequest $(FUZZTIME)
+	sh scripts/fuzz.sh ./server FuzzDecodeRequest $(FUZZTIME)
 	sh scripts/fuzz.sh ./runtime/toolcall 'FuzzQwen3$$' $(FUZZTIME)
 	sh scripts/fuzz.sh ./runtime/toolcall FuzzGLM47 $(FUZZTIME)
 	sh scripts/fuzz.sh ./runtime/toolcall FuzzQwen3Coder $(FUZZTIME)

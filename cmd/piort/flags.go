@@ -178,7 +178,7 @@ func sampleFlags() []cli.Flag {
 
 // sampleOptions reads the sampling flags that were set into the sampling
 // fields of pio.GenerateOptions (the others stay nil or 0) and checks
-// their ranges, which are those the OpenAI API (runtime/server) accepts.
+// their ranges, which are those the OpenAI API (package server) accepts.
 func sampleOptions(c *cli.Context) (pio.GenerateOptions, error) {
 	var o pio.GenerateOptions
 	var err error

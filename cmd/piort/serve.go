@@ -15,7 +15,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/inference-pio/pio/pio"
-	"github.com/inference-pio/pio/runtime/server"
+	"github.com/inference-pio/pio/server"
 )
 
 func serveCmd() *cli.Command {

@@ -27,7 +27,7 @@ import (
 	"github.com/inference-pio/pio/internal/golden"
 	"github.com/inference-pio/pio/ir"
 	"github.com/inference-pio/pio/pio"
-	"github.com/inference-pio/pio/runtime/server"
+	"github.com/inference-pio/pio/server"
 )
 
 func tinyEngine(t *testing.T) string {
