@@ -15,7 +15,6 @@ import (
 	"github.com/inference-pio/pio/ir"
 	"github.com/inference-pio/pio/models"
 	"github.com/inference-pio/pio/passes"
-	"github.com/inference-pio/pio/runtime"
 	"github.com/inference-pio/pio/runtime/cpu"
 	"github.com/inference-pio/pio/runtime/kvcache"
 )
@@ -85,8 +84,8 @@ func BenchDecode(b *testing.B, config string, layers, k, experts int) {
 		b.Fatal(err)
 	}
 	defer be.Close()
-	gen := runtime.NewGenerator(be, kvcache.NewAllocator(64, 16), 16)
-	var s runtime.Sequence
+	gen := NewGenerator(be, kvcache.NewAllocator(64, 16), 16)
+	var s Sequence
 	defer gen.Release(&s)
 	if _, err := gen.Feed(&s, []int32{1, 2, 3, 4, 5, 6, 7, 8}); err != nil {
 		b.Fatal(err)

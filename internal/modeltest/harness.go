@@ -109,14 +109,14 @@ func CheckGolden(t testing.TB, be runtime.Backend, opt cpu.Options, pi int, p go
 	check("logits", p.Logits)
 }
 
-// CheckGreedy decodes each prompt's continuation through runtime.Generator
+// CheckGreedy decodes each prompt's continuation through Generator
 // (chunked prefill, then one token per step through the paged cache) and
 // compares it with the reference's greedy tokens.
 func CheckGreedy(t testing.TB, be runtime.Backend, opt cpu.Options, prompts []golden.Prompt) {
 	t.Helper()
-	gen := runtime.NewGenerator(be, kvcache.NewAllocator(opt.NumBlocks, opt.BlockSize), opt.MaxTokens)
+	gen := NewGenerator(be, kvcache.NewAllocator(opt.NumBlocks, opt.BlockSize), opt.MaxTokens)
 	for pi, p := range prompts {
-		got, err := gen.Generate(context.Background(), p.IDs, runtime.GenerateOptions{MaxTokens: len(p.Greedy)}, nil)
+		got, err := gen.Generate(context.Background(), p.IDs, GenerateOptions{MaxTokens: len(p.Greedy)}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/inference-pio/pio/internal/golden"
+	"github.com/inference-pio/pio/internal/modeltest"
 	"github.com/inference-pio/pio/ir"
-	"github.com/inference-pio/pio/runtime"
 	"github.com/inference-pio/pio/runtime/cpu"
 	"github.com/inference-pio/pio/runtime/kvcache"
 )
@@ -55,8 +55,8 @@ func BenchmarkFusion(b *testing.B) {
 			// run times one prefill and m.decode decode steps, in wall time
 			// and in CPU time.
 			run := func(be *cpu.Backend) (prefill, decode, prefillCPU, decodeCPU time.Duration) {
-				gen := runtime.NewGenerator(be, kvcache.NewAllocator(64, 4), 64)
-				var s runtime.Sequence
+				gen := modeltest.NewGenerator(be, kvcache.NewAllocator(64, 4), 64)
+				var s modeltest.Sequence
 				defer gen.Release(&s)
 				t0, c0 := time.Now(), cpuTime()
 				if _, err := gen.Feed(&s, ids); err != nil {

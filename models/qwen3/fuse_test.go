@@ -10,11 +10,11 @@ import (
 	"github.com/inference-pio/pio/compiler"
 	"github.com/inference-pio/pio/frontends/hf"
 	"github.com/inference-pio/pio/internal/golden"
+	"github.com/inference-pio/pio/internal/modeltest"
 	"github.com/inference-pio/pio/internal/tolerance"
 	"github.com/inference-pio/pio/ir"
 	"github.com/inference-pio/pio/models"
 	"github.com/inference-pio/pio/passes"
-	"github.com/inference-pio/pio/runtime"
 	"github.com/inference-pio/pio/runtime/cpu"
 	"github.com/inference-pio/pio/runtime/engine"
 	"github.com/inference-pio/pio/runtime/kvcache"
@@ -82,8 +82,8 @@ func TestFusedMatchesUnfused(t *testing.T) {
 					for pi, p := range g.Prompts {
 						var got [2][]int32
 						for i, be := range []*cpu.Backend{fused, plain} {
-							gen := runtime.NewGenerator(be, kvcache.NewAllocator(64, 4), 64)
-							got[i], err = gen.Generate(context.Background(), p.IDs, runtime.GenerateOptions{MaxTokens: 8}, nil)
+							gen := modeltest.NewGenerator(be, kvcache.NewAllocator(64, 4), 64)
+							got[i], err = gen.Generate(context.Background(), p.IDs, modeltest.GenerateOptions{MaxTokens: 8}, nil)
 							if err != nil {
 								t.Fatal(err)
 							}

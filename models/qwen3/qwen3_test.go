@@ -15,7 +15,6 @@ import (
 	"github.com/inference-pio/pio/ir"
 	"github.com/inference-pio/pio/models"
 	"github.com/inference-pio/pio/passes"
-	"github.com/inference-pio/pio/runtime"
 	"github.com/inference-pio/pio/runtime/cpu"
 	"github.com/inference-pio/pio/runtime/engine"
 	"github.com/inference-pio/pio/runtime/kvcache"
@@ -279,8 +278,8 @@ func incrementalDecode(t *testing.T, dt, kv ir.DType) {
 		}
 	}
 
-	gen := runtime.NewGenerator(be, kvcache.NewAllocator(64, 4), 64)
-	var s runtime.Sequence
+	gen := modeltest.NewGenerator(be, kvcache.NewAllocator(64, 4), 64)
+	var s modeltest.Sequence
 	defer gen.Release(&s)
 	// A prefill chunk of 5 tokens, then one token per step.
 	logits, err := gen.Feed(&s, p.IDs[:5])
@@ -304,9 +303,9 @@ func TestSeededSampling(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, be := build(t, g.Dir, ir.BF16)
-	gen := runtime.NewGenerator(be, kvcache.NewAllocator(64, 4), 64)
+	gen := modeltest.NewGenerator(be, kvcache.NewAllocator(64, 4), 64)
 	run := func(seed uint64) []int32 {
-		out, err := gen.Generate(context.Background(), g.Prompts[1].IDs, runtime.GenerateOptions{MaxTokens: 16, Sample: sample.Options{Temperature: 1.5, Seed: seed}}, nil)
+		out, err := gen.Generate(context.Background(), g.Prompts[1].IDs, modeltest.GenerateOptions{MaxTokens: 16, Sample: sample.Options{Temperature: 1.5, Seed: seed}}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

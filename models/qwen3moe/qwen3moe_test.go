@@ -18,7 +18,6 @@ import (
 	"github.com/inference-pio/pio/ir"
 	"github.com/inference-pio/pio/models"
 	"github.com/inference-pio/pio/passes"
-	"github.com/inference-pio/pio/runtime"
 	"github.com/inference-pio/pio/runtime/cpu"
 	"github.com/inference-pio/pio/runtime/engine"
 	"github.com/inference-pio/pio/runtime/kvcache"
@@ -157,13 +156,13 @@ func TestGoldenFused(t *testing.T) {
 		t.Fatal(err)
 	}
 	be := buildTaps(t, g.Dir, ir.BF16, false)
-	gen := runtime.NewGenerator(be, kvcache.NewAllocator(64, 4), 64)
+	gen := modeltest.NewGenerator(be, kvcache.NewAllocator(64, 4), 64)
 	for pi, p := range g.Prompts {
 		fullForward(t, be, p.IDs)
 		if e := golden.RelErr(output(t, be, "logits"), p.Logits); !tolerance.Within(t, e, tol) {
 			t.Errorf("prompt %d logits: relative error %.3g > %.3g", pi, e, tol)
 		}
-		got, err := gen.Generate(context.Background(), p.IDs, runtime.GenerateOptions{MaxTokens: len(p.Greedy)}, nil)
+		got, err := gen.Generate(context.Background(), p.IDs, modeltest.GenerateOptions{MaxTokens: len(p.Greedy)}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -185,8 +184,8 @@ func TestIncrementalDecodeEqualsFullForward(t *testing.T) {
 	fullForward(t, be, p.IDs)
 	full := slices.Clone(output(t, be, "logits"))
 	vocab := len(full) / len(p.IDs)
-	gen := runtime.NewGenerator(be, kvcache.NewAllocator(64, 4), 64)
-	var s runtime.Sequence
+	gen := modeltest.NewGenerator(be, kvcache.NewAllocator(64, 4), 64)
+	var s modeltest.Sequence
 	defer gen.Release(&s)
 	logits, err := gen.Feed(&s, p.IDs[:5])
 	if err != nil {
@@ -326,7 +325,7 @@ func TestBuildFromHFCache(t *testing.T) {
 	}
 	defer be.Close()
 	p := g.Prompts[1]
-	got, err := runtime.NewGenerator(be, kvcache.NewAllocator(16, 4), 32).Generate(context.Background(), p.IDs, runtime.GenerateOptions{MaxTokens: len(p.Greedy)}, nil)
+	got, err := modeltest.NewGenerator(be, kvcache.NewAllocator(16, 4), 32).Generate(context.Background(), p.IDs, modeltest.GenerateOptions{MaxTokens: len(p.Greedy)}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

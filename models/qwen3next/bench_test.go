@@ -8,11 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/inference-pio/pio/internal/modeltest"
 	"github.com/inference-pio/pio/ir"
 	"github.com/inference-pio/pio/models"
 	"github.com/inference-pio/pio/models/qwen3next"
 	"github.com/inference-pio/pio/passes"
-	"github.com/inference-pio/pio/runtime"
 	"github.com/inference-pio/pio/runtime/cpu"
 	"github.com/inference-pio/pio/runtime/kvcache"
 )
@@ -109,8 +109,8 @@ func benchDecode(b *testing.B, js string) {
 		b.Fatal(err)
 	}
 	defer be.Close()
-	gen := runtime.NewGenerator(be, kvcache.NewAllocator(256, 16), 256)
-	var s runtime.Sequence
+	gen := modeltest.NewGenerator(be, kvcache.NewAllocator(256, 16), 256)
+	var s modeltest.Sequence
 	prompt := make([]int32, 64)
 	for i := range prompt {
 		prompt[i] = int32(i * 31 % qc.Vocab)

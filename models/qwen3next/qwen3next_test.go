@@ -21,7 +21,6 @@ import (
 	_ "github.com/inference-pio/pio/models/all"
 	"github.com/inference-pio/pio/models/qwen3next"
 	"github.com/inference-pio/pio/passes"
-	"github.com/inference-pio/pio/runtime"
 	"github.com/inference-pio/pio/runtime/cpu"
 	"github.com/inference-pio/pio/runtime/engine"
 	"github.com/inference-pio/pio/runtime/kvcache"
@@ -180,7 +179,7 @@ var variants = []string{"qwen3next/dense", "qwen3next/moe"}
 // Per-layer hidden states, the final norm and the logits of full forwards
 // (prompts of 5, 70 and 131 tokens: the chunked form crosses one and two
 // chunk boundaries) match transformers, and so does the greedy
-// continuation through runtime.Generator (chunked prefill, then recurrent
+// continuation through modeltest.Generator (chunked prefill, then recurrent
 // one-token decode).
 func TestGolden(t *testing.T) {
 	for _, name := range variants {
@@ -204,9 +203,9 @@ func TestGolden(t *testing.T) {
 					check("norm", output(t, be, "norm"), p.Norm)
 					check("logits", output(t, be, "logits"), p.Logits)
 				}
-				gen := runtime.NewGenerator(be, kvcache.NewAllocator(64, 16), 64)
+				gen := modeltest.NewGenerator(be, kvcache.NewAllocator(64, 16), 64)
 				for pi, p := range g.Prompts {
-					got, err := gen.Generate(context.Background(), p.IDs, runtime.GenerateOptions{MaxTokens: len(p.Greedy)}, nil)
+					got, err := gen.Generate(context.Background(), p.IDs, modeltest.GenerateOptions{MaxTokens: len(p.Greedy)}, nil)
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -240,8 +239,8 @@ func TestDecodeAfterPrefillEqualsFullForward(t *testing.T) {
 			full := output(t, be, "logits")
 			vocab := len(full) / len(p.IDs)
 
-			gen := runtime.NewGenerator(be, kvcache.NewAllocator(64, 16), 256)
-			var s runtime.Sequence
+			gen := modeltest.NewGenerator(be, kvcache.NewAllocator(64, 16), 256)
+			var s modeltest.Sequence
 			defer gen.Release(&s)
 			at := 0
 			runs := []int{70, 1, 1, 1, 3, 1, 40}
@@ -363,7 +362,7 @@ func TestBuildByNameFromHFCache(t *testing.T) {
 	}
 	defer be.Close()
 	p := g.Prompts[1]
-	got, err := runtime.NewGenerator(be, kvcache.NewAllocator(64, 16), 64).Generate(context.Background(), p.IDs, runtime.GenerateOptions{MaxTokens: len(p.Greedy)}, nil)
+	got, err := modeltest.NewGenerator(be, kvcache.NewAllocator(64, 16), 64).Generate(context.Background(), p.IDs, modeltest.GenerateOptions{MaxTokens: len(p.Greedy)}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

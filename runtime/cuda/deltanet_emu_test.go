@@ -11,6 +11,7 @@ import (
 
 	"github.com/inference-pio/pio/compiler"
 	"github.com/inference-pio/pio/internal/golden"
+	"github.com/inference-pio/pio/internal/modeltest"
 	"github.com/inference-pio/pio/ir"
 	"github.com/inference-pio/pio/runtime"
 	"github.com/inference-pio/pio/runtime/cpu"
@@ -64,8 +65,8 @@ func TestEmulatedDeltaNet(t *testing.T) {
 				n := min(len(p.Greedy), 6)
 				var toks [2][]int32
 				for i, be := range []runtime.Backend{gpu2, ref} {
-					gen := runtime.NewGenerator(be, kvcache.NewAllocator(96, 4), 128)
-					toks[i], err = gen.Generate(context.Background(), p.IDs, runtime.GenerateOptions{MaxTokens: n}, nil)
+					gen := modeltest.NewGenerator(be, kvcache.NewAllocator(96, 4), 128)
+					toks[i], err = gen.Generate(context.Background(), p.IDs, modeltest.GenerateOptions{MaxTokens: n}, nil)
 					if err != nil {
 						t.Fatal(err)
 					}

@@ -18,6 +18,7 @@ import (
 	cg "github.com/inference-pio/pio/codegen/cuda"
 	"github.com/inference-pio/pio/compiler"
 	"github.com/inference-pio/pio/internal/golden"
+	"github.com/inference-pio/pio/internal/modeltest"
 	"github.com/inference-pio/pio/ir"
 	"github.com/inference-pio/pio/runtime"
 	"github.com/inference-pio/pio/runtime/cpu"
@@ -177,8 +178,8 @@ func TestEmulatedGolden(t *testing.T) {
 				}
 				var toks [2][]int32
 				for i, be := range []runtime.Backend{gpu2, ref} {
-					gen := runtime.NewGenerator(be, kvcache.NewAllocator(64, 4), 64)
-					toks[i], err = gen.Generate(context.Background(), p.IDs, runtime.GenerateOptions{MaxTokens: 6}, nil)
+					gen := modeltest.NewGenerator(be, kvcache.NewAllocator(64, 4), 64)
+					toks[i], err = gen.Generate(context.Background(), p.IDs, modeltest.GenerateOptions{MaxTokens: 6}, nil)
 					if err != nil {
 						t.Fatal(err)
 					}

@@ -13,6 +13,7 @@ import (
 	cg "github.com/inference-pio/pio/codegen/cuda"
 	"github.com/inference-pio/pio/compiler"
 	"github.com/inference-pio/pio/internal/golden"
+	"github.com/inference-pio/pio/internal/modeltest"
 	"github.com/inference-pio/pio/ir"
 	"github.com/inference-pio/pio/runtime"
 	"github.com/inference-pio/pio/runtime/engine"
@@ -137,8 +138,8 @@ func TestGPUGolden(t *testing.T) {
 					for pi, p := range g.Prompts {
 						var toks [2][]int32
 						for i, be := range []runtime.Backend{gpu2, ref} {
-							gen := runtime.NewGenerator(be, kvcache.NewAllocator(64, 4), 64)
-							toks[i], err = gen.Generate(context.Background(), p.IDs, runtime.GenerateOptions{MaxTokens: 12}, nil)
+							gen := modeltest.NewGenerator(be, kvcache.NewAllocator(64, 4), 64)
+							toks[i], err = gen.Generate(context.Background(), p.IDs, modeltest.GenerateOptions{MaxTokens: 12}, nil)
 							if err != nil {
 								t.Fatal(err)
 							}
@@ -352,8 +353,8 @@ func TestGPUOtherFamilies(t *testing.T) {
 			p := g.Prompts[len(g.Prompts)/2]
 			var toks [2][]int32
 			for i, be := range []runtime.Backend{gpu, ref} {
-				gen := runtime.NewGenerator(be, kvcache.NewAllocator(96, 4), 128)
-				toks[i], err = gen.Generate(context.Background(), p.IDs, runtime.GenerateOptions{MaxTokens: 8}, nil)
+				gen := modeltest.NewGenerator(be, kvcache.NewAllocator(96, 4), 128)
+				toks[i], err = gen.Generate(context.Background(), p.IDs, modeltest.GenerateOptions{MaxTokens: 8}, nil)
 				if err != nil {
 					t.Fatal(err)
 				}

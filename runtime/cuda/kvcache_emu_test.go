@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/inference-pio/pio/internal/golden"
+	"github.com/inference-pio/pio/internal/modeltest"
 	"github.com/inference-pio/pio/ir"
 	"github.com/inference-pio/pio/runtime"
 	"github.com/inference-pio/pio/runtime/cpu"
@@ -176,9 +177,9 @@ func TestEmulatedBF16KVGolden(t *testing.T) {
 			p := g.Prompts[len(g.Prompts)-1]
 			var toks [2][]int32
 			for i, be := range []runtime.Backend{gpu, ref} {
-				gen := runtime.NewGenerator(be, kvcache.NewAllocator(64, 4), 64)
+				gen := modeltest.NewGenerator(be, kvcache.NewAllocator(64, 4), 64)
 				var err error
-				if toks[i], err = gen.Generate(context.Background(), p.IDs, runtime.GenerateOptions{MaxTokens: 8}, nil); err != nil {
+				if toks[i], err = gen.Generate(context.Background(), p.IDs, modeltest.GenerateOptions{MaxTokens: 8}, nil); err != nil {
 					t.Fatal(err)
 				}
 			}

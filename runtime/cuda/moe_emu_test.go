@@ -8,6 +8,7 @@ import (
 
 	"github.com/inference-pio/pio/compiler"
 	"github.com/inference-pio/pio/internal/golden"
+	"github.com/inference-pio/pio/internal/modeltest"
 	"github.com/inference-pio/pio/ir"
 	"github.com/inference-pio/pio/runtime"
 	"github.com/inference-pio/pio/runtime/kvcache"
@@ -41,9 +42,9 @@ func TestEmulatedMoEMLA(t *testing.T) {
 			p := g.Prompts[0]
 			var toks [2][]int32
 			for i, be := range []runtime.Backend{gpu, ref} {
-				gen := runtime.NewGenerator(be, kvcache.NewAllocator(64, 4), 64)
+				gen := modeltest.NewGenerator(be, kvcache.NewAllocator(64, 4), 64)
 				var err error
-				toks[i], err = gen.Generate(context.Background(), p.IDs, runtime.GenerateOptions{MaxTokens: 6}, nil)
+				toks[i], err = gen.Generate(context.Background(), p.IDs, modeltest.GenerateOptions{MaxTokens: 6}, nil)
 				if err != nil {
 					t.Fatal(err)
 				}

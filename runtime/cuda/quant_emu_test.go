@@ -17,6 +17,7 @@ import (
 	cg "github.com/inference-pio/pio/codegen/cuda"
 	"github.com/inference-pio/pio/compiler"
 	"github.com/inference-pio/pio/internal/golden"
+	"github.com/inference-pio/pio/internal/modeltest"
 	"github.com/inference-pio/pio/ir"
 	"github.com/inference-pio/pio/runtime"
 	"github.com/inference-pio/pio/runtime/cpu"
@@ -108,8 +109,8 @@ func TestEmulatedQuant(t *testing.T) {
 			defer gpu2.Close()
 			var greedy [2][]int32
 			for i, be := range []runtime.Backend{gpu2, ref} {
-				gen := runtime.NewGenerator(be, kvcache.NewAllocator(64, 4), 64)
-				if greedy[i], err = gen.Generate(context.Background(), long, runtime.GenerateOptions{MaxTokens: 6}, nil); err != nil {
+				gen := modeltest.NewGenerator(be, kvcache.NewAllocator(64, 4), 64)
+				if greedy[i], err = gen.Generate(context.Background(), long, modeltest.GenerateOptions{MaxTokens: 6}, nil); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -1,28 +1,29 @@
-package runtime
+package modeltest
 
 import (
 	"context"
 	"fmt"
 
+	"github.com/inference-pio/pio/runtime"
 	"github.com/inference-pio/pio/runtime/kvcache"
 	"github.com/inference-pio/pio/runtime/sample"
 )
 
-// Generator runs one sequence at a time through a Backend: prefill in
-// chunks of at most MaxStepTokens, then token-by-token decode through the
-// paged KV cache. (Continuous batching of many sequences is the
-// scheduler's job; this is the single-stream path that `piort run` and the
-// golden tests use.)
+// Generator runs one sequence at a time through a runtime.Backend: prefill
+// in chunks of at most maxStepTokens, then token-by-token decode through
+// the paged KV cache. It is the single-stream path the model and backend
+// tests drive a backend with; nothing outside tests uses it (serving goes
+// through pio and runtime/scheduler, which batch many sequences).
 type Generator struct {
-	be            Backend
+	be            runtime.Backend
 	alloc         *kvcache.Allocator
 	maxStepTokens int
-	batch         Batch
+	batch         runtime.Batch
 }
 
 // NewGenerator returns a generator over a backend whose cache has the
 // allocator's geometry.
-func NewGenerator(be Backend, alloc *kvcache.Allocator, maxStepTokens int) *Generator {
+func NewGenerator(be runtime.Backend, alloc *kvcache.Allocator, maxStepTokens int) *Generator {
 	if maxStepTokens <= 0 {
 		maxStepTokens = 1
 	}
@@ -61,7 +62,7 @@ func (g *Generator) Feed(s *Sequence, tokens []int32) ([]float32, error) {
 			b.Positions = append(b.Positions, int32(start+i))
 			b.SeqOfToken = append(b.SeqOfToken, 0)
 		}
-		b.Seqs = append(b.Seqs[:0], SeqView{Blocks: s.KV.Blocks})
+		b.Seqs = append(b.Seqs[:0], runtime.SeqView{Blocks: s.KV.Blocks})
 		b.LogitRows = append(b.LogitRows[:0], int32(n-1))
 		if err := g.be.Step(b); err != nil {
 			return nil, err
