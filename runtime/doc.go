@@ -6,5 +6,9 @@
 //
 // What it is not: it does not read engine files, schedule requests, sample
 // tokens or tokenize text; those live in their own packages and meet here
-// only through Batch and Backend.
+// only through Batch and Backend. It imports no other package of the
+// module, and no runtime package imports the build side (passes, models,
+// compiler, codegen) or what sits above it (pio, server): see "Layers" in
+// docs/design.md, checked by internal/layers (runtime/cuda's use of
+// codegen/cuda's launch ABI is the one exception left).
 package runtime
