@@ -164,16 +164,16 @@ func materializeQuant(t ir.PlanTensor, lookup func(string) (*hf.Tensor, bool), d
 			return fmt.Errorf("weight %q: cannot quantize %v", t.Name, src.DType)
 		}
 	}
-	at := t.Recipe.Attrs
-	group := int(at.Int("group", 0))
+	at := t.Recipe.Attr()
+	group := int(at.Int("group"))
 	if group <= 0 || k%group != 0 {
 		return fmt.Errorf("weight %q: group %d does not divide K = %d", t.Name, group, k)
 	}
-	codes, scales, err := quantizeCached(src.Name, w, n, k, at.String("format", ""), group)
+	codes, scales, err := quantizeCached(src.Name, w, n, k, at.String("format"), group)
 	if err != nil {
 		return fmt.Errorf("weight %q: %w", t.Name, err)
 	}
-	switch at.String("part", "") {
+	switch at.String("part") {
 	case "codes":
 		if len(dst) != len(codes) {
 			return fmt.Errorf("weight %q: %d bytes, codes are %d", t.Name, len(dst), len(codes))

@@ -20,7 +20,7 @@ func materialize(t ir.PlanTensor, lookup func(string) (*hf.Tensor, bool), dst []
 	}
 	switch t.Recipe.Op {
 	case ir.OpConcat:
-		axis := int(t.Recipe.Attrs.Int("axis", -1))
+		axis := int(t.Recipe.Attr().Int("axis"))
 		if axis < 0 || axis >= len(t.Shape) {
 			return fmt.Errorf("weight %q: concat axis %d out of range", t.Name, axis)
 		}

@@ -96,45 +96,10 @@ func (a Attrs) find(key string) (Attr, bool) {
 	return Attr{}, false
 }
 
-// Has reports whether key is set.
+// Has reports whether key is set. Values are read through the op's
+// declarations (AttrReader, schema.go), which give absent ones their
+// defaults.
 func (a Attrs) Has(key string) bool { _, ok := a.find(key); return ok }
-
-// Int returns an integer attribute, or def when it is absent.
-func (a Attrs) Int(key string, def int64) int64 {
-	if v, ok := a.find(key); ok && v.Kind == AttrInt {
-		return v.I
-	}
-	return def
-}
-
-// Float returns a float attribute (an integer one converts), or def.
-func (a Attrs) Float(key string, def float64) float64 {
-	if v, ok := a.find(key); ok {
-		switch v.Kind {
-		case AttrFloat:
-			return v.F
-		case AttrInt:
-			return float64(v.I)
-		}
-	}
-	return def
-}
-
-// String returns a string attribute, or def.
-func (a Attrs) String(key string, def string) string {
-	if v, ok := a.find(key); ok && v.Kind == AttrString {
-		return v.S
-	}
-	return def
-}
-
-// Ints returns an integer-list attribute, or nil.
-func (a Attrs) Ints(key string) []int64 {
-	if v, ok := a.find(key); ok && v.Kind == AttrInts {
-		return v.Is
-	}
-	return nil
-}
 
 // Equal reports whether two attribute lists are identical.
 func (a Attrs) Equal(b Attrs) bool {

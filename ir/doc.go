@@ -24,6 +24,16 @@
 //
 // Op and DType numbers are written into engine files, so both tables are
 // append-only: never renumber an entry; retire one by leaving a tombstone.
+// A retired op (one that another op computes the same as) still reads, in
+// engines and in text, as the op that replaced it (retired.go).
+//
+// # Attributes
+//
+// Each op declares the attributes it takes in its OpInfo (schema.go): key,
+// type, required or optional with a default. The verifier rejects any other
+// key and any value of the wrong type, and code reads attributes through an
+// AttrReader (Value.Attr, Step.Attr), which gives an absent optional one
+// its declared default, so no reader states a default of its own.
 //
 // # Text form
 //

@@ -16,8 +16,16 @@ type Value struct {
 	Attrs Attrs
 }
 
-// Name returns the "name" attribute (inputs and weights), or "".
-func (v *Value) Name() string { return v.Attrs.String("name", "") }
+// Name returns the "name" attribute of inputs, weights and build-time
+// concats of weights, or "" for other ops.
+func (v *Value) Name() string {
+	if info, ok := v.Op.Info(); !ok {
+		return ""
+	} else if _, ok := info.Attr("name"); !ok {
+		return ""
+	}
+	return v.Attr().String("name")
+}
 
 // String returns "v<ID>".
 func (v *Value) String() string { return fmt.Sprintf("v%d", v.ID) }
@@ -81,7 +89,9 @@ type Graph struct {
 // inferred one (the parser relies on this).
 func (g *Graph) NewValue(op Op, dt DType, shape Shape, args []*Value, attrs ...Attr) (*Value, error) {
 	info, ok := op.Info()
-	if !ok {
+	if by, retired := op.Retired(); retired {
+		return nil, fmt.Errorf("op %v is retired (%v replaced it)", op, by)
+	} else if !ok {
 		return nil, fmt.Errorf("unknown op %v", op)
 	}
 	at, err := MakeAttrs(attrs...)
@@ -96,7 +106,9 @@ func (g *Graph) NewValue(op Op, dt DType, shape Shape, args []*Value, attrs ...A
 	return v, nil
 }
 
-// checkValue checks arity and attributes and checks v's recorded type
+// checkValue checks arity and attributes (against the op's declarations:
+// no unknown key, every type right, every required one present) and checks
+// v's recorded type
 // against inference (or the declared type of inputs and weights). With fill,
 // a value with no recorded type (DInvalid, nil shape) takes the inferred
 // one; without it (the verifier) a missing type is an error, so that
@@ -113,10 +125,8 @@ func checkValue(v *Value, info OpInfo, fill bool) error {
 	if err := v.Attrs.check(); err != nil {
 		return fmt.Errorf("%v %v: %w", v, info.Name, err)
 	}
-	for _, k := range info.Attrs {
-		if !v.Attrs.Has(k) {
-			return fmt.Errorf("%v %v: missing attribute %q", v, info.Name, k)
-		}
+	if err := info.checkAttrs(v.Attrs); err != nil {
+		return fmt.Errorf("%v %v: %w", v, info.Name, err)
 	}
 	if info.Infer == nil {
 		if !v.DType.Valid() {
@@ -130,7 +140,7 @@ func checkValue(v *Value, info OpInfo, fill bool) error {
 		}
 		return nil
 	}
-	dt, sh, err := info.Infer(v.Args, v.Attrs)
+	dt, sh, err := info.Infer(v.Args, v.Attr())
 	if err != nil {
 		return fmt.Errorf("%v %v: %w", v, info.Name, err)
 	}

@@ -22,10 +22,20 @@ const (
 // maxDeltaNetKernel bounds the conv kernel length (Qwen3-Next uses 4).
 const maxDeltaNetKernel = 64
 
+// The delta rule's attributes, shared with deltanet_core
+// (ir/op_fused_deltanet.go).
+var specDeltaRule = []AttrSpec{
+	specCache,
+	req("scale", TFloat), // applied to q after normalisation, > 0
+	optBool("l2norm"),    // l2-normalise q and k (eps 1e-6) first
+	optInt("chunk", 64),  // chunk length of the chunked form, in [1, 1024]
+}
+
 func init() {
-	defineOp(OpConv1DCausal, OpInfo{Name: "conv1d_causal", Args: 2, Attrs: []string{"cache"}, Infer: inferConv1DCausal, Pure: false,
+	defineOp(OpConv1DCausal, OpInfo{Name: "conv1d_causal", Args: 2, Attrs: []AttrSpec{specCache, optString("activation", "")},
+		Infer: inferConv1DCausal, Pure: false,
 		Comment: "depthwise causal conv over T per sequence (activation=\"silu\" optional); reads and rewrites the conv state"})
-	defineOp(OpGatedDeltaRule, OpInfo{Name: "gated_delta_rule", Args: 5, Attrs: []string{"cache", "scale"}, Infer: inferGatedDeltaRule, Pure: false,
+	defineOp(OpGatedDeltaRule, OpInfo{Name: "gated_delta_rule", Args: 5, Attrs: specDeltaRule, Infer: inferGatedDeltaRule, Pure: false,
 		Comment: "gated delta rule per value head (chunked for runs > 1 token, chunk attr, default 64); l2norm=1 normalises q, k; updates the state"})
 	defineOp(OpDeltaNetDecay, OpInfo{Name: "deltanet_decay", Args: 3, Infer: inferDeltaNetDecay, Pure: true,
 		Comment: "g = −exp(A_log)·softplus(a + dt_bias)"})
@@ -33,12 +43,25 @@ func init() {
 		Comment: "y[t] = x[t]·s[t, 0]"})
 }
 
-func inferConv1DCausal(a []*Value, at Attrs) (DType, Shape, error) {
+func inferConv1DCausal(a []*Value, at AttrReader) (DType, Shape, error) {
 	x, w := a[0], a[1]
 	if !isFloat(x) || !isTokenRows(x.Shape) {
 		return 0, nil, fmt.Errorf("x must be float [T, channels], got %v%v", x.DType, x.Shape)
 	}
-	c := x.Shape[1]
+	if err := checkConvWeight(w, x.Shape[1]); err != nil {
+		return 0, nil, err
+	}
+	if s := at.String("activation"); s != "" && s != "silu" {
+		return 0, nil, fmt.Errorf("activation must be \"silu\" or absent, got %q", s)
+	}
+	if at.Int("cache") < 0 {
+		return 0, nil, fmt.Errorf("cache index must be >= 0")
+	}
+	return F32, x.Shape.Clone(), nil
+}
+
+// checkConvWeight checks a depthwise conv weight of c channels.
+func checkConvWeight(w *Value, c Dim) error {
 	var k Dim
 	switch {
 	case len(w.Shape) == 2 && w.Shape[0] == c && !w.Shape[1].Symbolic():
@@ -47,22 +70,16 @@ func inferConv1DCausal(a []*Value, at Attrs) (DType, Shape, error) {
 		k = w.Shape[2]
 	}
 	if !isFloat(w) || k < 2 || k > maxDeltaNetKernel {
-		return 0, nil, fmt.Errorf("weight must be float [%v, K] or [%v, 1, K] with 2 <= K <= %d, got %v%v", c, c, maxDeltaNetKernel, w.DType, w.Shape)
+		return fmt.Errorf("weight must be float [%v, K] or [%v, 1, K] with 2 <= K <= %d, got %v%v", c, c, maxDeltaNetKernel, w.DType, w.Shape)
 	}
-	if s := at.String("activation", ""); s != "" && s != "silu" {
-		return 0, nil, fmt.Errorf("activation must be \"silu\" or absent, got %q", s)
-	}
-	if at.Int("cache", -1) < 0 {
-		return 0, nil, fmt.Errorf("cache index must be >= 0")
-	}
-	return F32, x.Shape.Clone(), nil
+	return nil
 }
 
 func isHeads(s Shape) bool {
 	return len(s) == 3 && s[0] == T && !s[1].Symbolic() && !s[2].Symbolic() && s[1] > 0 && s[2] > 0
 }
 
-func inferGatedDeltaRule(a []*Value, at Attrs) (DType, Shape, error) {
+func inferGatedDeltaRule(a []*Value, at AttrReader) (DType, Shape, error) {
 	q, k, v, g, beta := a[0], a[1], a[2], a[3], a[4]
 	for _, x := range a[:3] {
 		if !isFloat(x) || !isHeads(x.Shape) {
@@ -81,22 +98,16 @@ func inferGatedDeltaRule(a []*Value, at Attrs) (DType, Shape, error) {
 			return 0, nil, fmt.Errorf("g and beta must be float [T, %v], got %v%v", hv, x.DType, x.Shape)
 		}
 	}
-	if sc := at.Float("scale", 0); !(sc > 0) {
-		return 0, nil, fmt.Errorf("scale must be > 0")
-	}
-	if c := at.Int("chunk", 64); c < 1 || c > 1024 {
+	if c := at.Int("chunk"); c < 1 || c > 1024 {
 		return 0, nil, fmt.Errorf("chunk %d must be in [1, 1024]", c)
 	}
-	if n := at.Int("l2norm", 0); n != 0 && n != 1 {
-		return 0, nil, fmt.Errorf("l2norm must be 0 or 1")
-	}
-	if at.Int("cache", -1) < 0 {
-		return 0, nil, fmt.Errorf("cache index must be >= 0")
+	if err := checkCacheScale(at); err != nil {
+		return 0, nil, err
 	}
 	return F32, v.Shape.Clone(), nil
 }
 
-func inferDeltaNetDecay(a []*Value, _ Attrs) (DType, Shape, error) {
+func inferDeltaNetDecay(a []*Value, _ AttrReader) (DType, Shape, error) {
 	x, alog, bias := a[0], a[1], a[2]
 	if !isFloat(x) || !isTokenRows(x.Shape) {
 		return 0, nil, fmt.Errorf("a must be float [T, heads], got %v%v", x.DType, x.Shape)
@@ -110,7 +121,7 @@ func inferDeltaNetDecay(a []*Value, _ Attrs) (DType, Shape, error) {
 	return F32, x.Shape.Clone(), nil
 }
 
-func inferMulRows(a []*Value, _ Attrs) (DType, Shape, error) {
+func inferMulRows(a []*Value, _ AttrReader) (DType, Shape, error) {
 	x, s := a[0], a[1]
 	if !isFloat(x) || len(x.Shape) < 2 || x.Shape[0] != T {
 		return 0, nil, fmt.Errorf("x must be float [T, ...], got %v%v", x.DType, x.Shape)

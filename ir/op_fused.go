@@ -20,8 +20,9 @@ const (
 	// The optional args come in that order, present when their flag is 1.
 	// sections lists the widths of the row blocks of W (so of z's columns)
 	// when W is a build-time concat of several projections; they must sum to
-	// N. Consumers take a block with `section`, or read the blocks in place
-	// when fused further (qkv_attention reads q, k, v out of one row).
+	// N. Consumers take a block with `section` (ir/op.go), or read the
+	// blocks in place when fused further (qkv_attention reads q, k, v out of
+	// one row).
 	//
 	// How the architectures map onto it:
 	//   - Qwen3 q/k/v (GQA): W = concat(Wq, Wk, Wv), sections=[Hq·D, Hkv·D, Hkv·D].
@@ -34,10 +35,7 @@ const (
 	//     norm: W = concat(Wq_a, Wkv_a), norm=1, sections=[q_lora_rank,
 	//     kv_lora_rank+rope_dim]; each block then takes its own RMSNorm.
 	OpFusedMatMul Op = 32
-	// OpSection copies a range of the last dim: section(x [..., D]) {start, size}
-	// -> [..., size] = x[..., start:start+size]. It is how consumers that are
-	// not fused read one block of a fused_matmul.
-	OpSection Op = 33
+	// 33 is section (ir/op.go), a core op that models use too.
 	// OpAddRMSNorm is the residual add and the following RMSNorm in one pass:
 	// add_rms_norm(a, b, w) {eps, unit_offset} = rms_norm(a + b, w). Used
 	// where the sum has no other reader (the final norm); where it has (the
@@ -78,30 +76,33 @@ const (
 )
 
 func init() {
-	defineOp(OpFusedMatMul, OpInfo{Name: "fused_matmul", Args: -1, Infer: inferFusedMatMul, Pure: true,
+	defineOp(OpFusedMatMul, OpInfo{Name: "fused_matmul", Args: -1,
+		Attrs: []AttrSpec{optBool("norm"), specNormEps, specUnitOffset, optString("act", "none"), optBool("residual"), optInts("sections")},
+		Infer: inferFusedMatMul, Pure: true,
 		Comment: "y = act(rms_norm?(x)·Wᵀ) + residual?; W may hold concatenated sections"})
-	defineOp(OpSection, OpInfo{Name: "section", Args: 1, Attrs: []string{"start", "size"}, Infer: inferSection, Pure: true,
-		Comment: "y = x[..., start:start+size]"})
-	defineOp(OpAddRMSNorm, OpInfo{Name: "add_rms_norm", Args: 3, Attrs: []string{"eps"}, Infer: inferAddRMSNorm, Pure: true,
+	defineOp(OpAddRMSNorm, OpInfo{Name: "add_rms_norm", Args: 3, Attrs: []AttrSpec{specEps, specUnitOffset}, Infer: inferAddRMSNorm, Pure: true,
 		Comment: "y = rms_norm(a + b, w)"})
 	defineOp(OpQKVAttention, OpInfo{Name: "qkv_attention", Args: -1,
-		Attrs: []string{"heads", "head_dim", "theta", "rotary_dims", "style", "cache", "scale"},
+		Attrs: append([]AttrSpec{req("heads", TInts), req("head_dim", TInt), optIntSameAs("v_head_dim", "head_dim"), optBool("gate"),
+			specNormEps, specUnitOffset, specCache, specScale}, specRoPE...),
 		Infer: inferQKVAttention, Pure: false,
 		Comment: "q/k norm + rope + kv-cache write + causal attention over one fused qkv row"})
-	defineOp(OpMoERouted, OpInfo{Name: "moe_routed", Args: -1, Attrs: []string{"k", "scoring", "experts"},
+	defineOp(OpMoERouted, OpInfo{Name: "moe_routed", Args: -1,
+		Attrs: []AttrSpec{specK, specScoring, specNormalize, specRouterScale, specExperts,
+			optBool("bias"), optBool("norm"), specNormEps, specUnitOffset, optBool("residual")},
 		Infer: inferMoERouted, Pure: true,
 		Comment: "moe(x, router_topk(x·Rᵀ), router_weights(x·Rᵀ, ·), gate_up, down) in one step"})
 }
 
 // MoERoutedLayout returns the arg positions of a moe_routed's optional
 // operands from its attributes (-1 when absent) and the number of args.
-func MoERoutedLayout(at Attrs) (biasArg, normArg, residualArg, nargs int) {
+func MoERoutedLayout(at AttrReader) (biasArg, normArg, residualArg, nargs int) {
 	biasArg, normArg, residualArg, nargs = -1, -1, -1, 4
 	for _, f := range []struct {
 		key string
 		arg *int
 	}{{"bias", &biasArg}, {"norm", &normArg}, {"residual", &residualArg}} {
-		if at.Int(f.key, 0) == 1 {
+		if at.Bool(f.key) {
 			*f.arg = nargs
 			nargs++
 		}
@@ -109,12 +110,7 @@ func MoERoutedLayout(at Attrs) (biasArg, normArg, residualArg, nargs int) {
 	return
 }
 
-func inferMoERouted(a []*Value, at Attrs) (DType, Shape, error) {
-	for _, k := range []string{"bias", "norm", "residual"} {
-		if f := at.Int(k, 0); f != 0 && f != 1 {
-			return 0, nil, fmt.Errorf("%s must be 0 or 1", k)
-		}
-	}
+func inferMoERouted(a []*Value, at AttrReader) (DType, Shape, error) {
 	biasArg, normArg, resArg, nargs := MoERoutedLayout(at)
 	if len(a) != nargs {
 		return 0, nil, fmt.Errorf("want %d args (x, router, gate_up, down, then bias, norm_w, residual as flagged), got %d", nargs, len(a))
@@ -127,7 +123,7 @@ func inferMoERouted(a []*Value, at Attrs) (DType, Shape, error) {
 	if resArg >= 0 && (!isFloat(a[resArg]) || !a[resArg].Shape.Equal(a[0].Shape)) {
 		return 0, nil, fmt.Errorf("residual %v%v does not match x %v", a[resArg].DType, a[resArg].Shape, a[0].Shape)
 	}
-	dt, sh, err := inferMatMul(a[:2], nil)
+	dt, sh, err := inferMatMul(a[:2], AttrReader{})
 	if err != nil {
 		return 0, nil, fmt.Errorf("router: %w", err)
 	}
@@ -150,31 +146,25 @@ func inferMoERouted(a []*Value, at Attrs) (DType, Shape, error) {
 
 // FusedMatMulLayout returns the arg positions of a fused_matmul's optional
 // operands from its attributes (-1 when absent) and the number of args.
-func FusedMatMulLayout(at Attrs) (normArg, residualArg, nargs int) {
+func FusedMatMulLayout(at AttrReader) (normArg, residualArg, nargs int) {
 	normArg, residualArg, nargs = -1, -1, 2
-	if at.Int("norm", 0) == 1 {
+	if at.Bool("norm") {
 		normArg = nargs
 		nargs++
 	}
-	if at.Int("residual", 0) == 1 {
+	if at.Bool("residual") {
 		residualArg = nargs
 		nargs++
 	}
 	return
 }
 
-func inferFusedMatMul(a []*Value, at Attrs) (DType, Shape, error) {
-	if n := at.Int("norm", 0); n != 0 && n != 1 {
-		return 0, nil, fmt.Errorf("norm must be 0 or 1")
-	}
-	if r := at.Int("residual", 0); r != 0 && r != 1 {
-		return 0, nil, fmt.Errorf("residual must be 0 or 1")
-	}
+func inferFusedMatMul(a []*Value, at AttrReader) (DType, Shape, error) {
 	normArg, resArg, nargs := FusedMatMulLayout(at)
 	if len(a) != nargs {
-		return 0, nil, fmt.Errorf("want %d args for norm=%d residual=%d, got %d", nargs, at.Int("norm", 0), at.Int("residual", 0), len(a))
+		return 0, nil, fmt.Errorf("want %d args for norm=%d residual=%d, got %d", nargs, b2i(at.Bool("norm")), b2i(at.Bool("residual")), len(a))
 	}
-	_, out, err := inferMatMul(a[:2], nil)
+	_, out, err := inferMatMul(a[:2], AttrReader{})
 	if err != nil {
 		return 0, nil, err
 	}
@@ -184,7 +174,8 @@ func inferFusedMatMul(a []*Value, at Attrs) (DType, Shape, error) {
 			return 0, nil, fmt.Errorf("norm: %w", err)
 		}
 	}
-	if s := at.Ints("sections"); s != nil {
+	s := at.Ints("sections")
+	if at.Has("sections") {
 		var sum Dim
 		for _, d := range s {
 			if d <= 0 {
@@ -195,16 +186,14 @@ func inferFusedMatMul(a []*Value, at Attrs) (DType, Shape, error) {
 		if sum != n {
 			return 0, nil, fmt.Errorf("sections %v do not sum to W's %v rows", s, n)
 		}
-	} else if at.Has("sections") {
-		return 0, nil, fmt.Errorf("sections must be an integer list")
 	}
-	switch act := at.String("act", "none"); act {
+	switch act := at.String("act"); act {
 	case "none":
 	case "swiglu":
 		if n%2 != 0 {
 			return 0, nil, fmt.Errorf("swiglu needs an even number of rows, W has %v", n)
 		}
-		if s := at.Ints("sections"); s != nil && (len(s) != 2 || s[0] != s[1]) {
+		if at.Has("sections") && (len(s) != 2 || s[0] != s[1]) {
 			return 0, nil, fmt.Errorf("swiglu sections must be [I, I], got %v", s)
 		}
 		out[len(out)-1] = n / 2
@@ -220,46 +209,30 @@ func inferFusedMatMul(a []*Value, at Attrs) (DType, Shape, error) {
 	return F32, out, nil
 }
 
-func inferSection(a []*Value, at Attrs) (DType, Shape, error) {
-	x := a[0]
-	if !isFloat(x) || len(x.Shape) == 0 || x.Shape.Last().Symbolic() {
-		return 0, nil, fmt.Errorf("x must be float with a static last dim, got %v%v", x.DType, x.Shape)
-	}
-	start, size := at.Int("start", -1), at.Int("size", -1)
-	if start < 0 || size <= 0 || start+size > int64(x.Shape.Last()) {
-		return 0, nil, fmt.Errorf("range [%d, %d+%d) is outside the last dim %v", start, start, size, x.Shape.Last())
-	}
-	out := x.Shape.Clone()
-	out[len(out)-1] = Dim(size)
-	return x.DType, out, nil
-}
-
-func inferAddRMSNorm(a []*Value, at Attrs) (DType, Shape, error) {
-	if _, _, err := inferBinary(a[:2], nil); err != nil {
+func inferAddRMSNorm(a []*Value, at AttrReader) (DType, Shape, error) {
+	if _, _, err := inferBinary(a[:2], AttrReader{}); err != nil {
 		return 0, nil, err
 	}
 	return inferRMSNorm([]*Value{a[0], a[2]}, at)
 }
 
-func inferQKVAttention(a []*Value, at Attrs) (DType, Shape, error) {
+func inferQKVAttention(a []*Value, at AttrReader) (DType, Shape, error) {
 	if len(a) != 2 && len(a) != 4 {
 		return 0, nil, fmt.Errorf("want 2 args (qkv, pos) or 4 (with q_norm, k_norm), got %d", len(a))
 	}
 	qkv, pos := a[0], a[1]
 	heads := at.Ints("heads")
-	d := at.Int("head_dim", 0)
-	dv := at.Int("v_head_dim", d)
+	d, dv := at.Int("head_dim"), at.Int("v_head_dim")
 	if len(heads) != 2 || heads[0] <= 0 || heads[1] <= 0 || heads[0]%heads[1] != 0 {
 		return 0, nil, fmt.Errorf("heads must be [Hq, Hkv] with Hq a multiple of Hkv, got %v", heads)
 	}
 	if d <= 0 || dv <= 0 {
 		return 0, nil, fmt.Errorf("head_dim %d and v_head_dim %d must be > 0", d, dv)
 	}
-	gate := at.Int("gate", 0)
-	if gate != 0 && gate != 1 {
-		return 0, nil, fmt.Errorf("gate must be 0 or 1")
+	dq := d
+	if at.Bool("gate") {
+		dq = 2 * d
 	}
-	dq := d * (1 + gate)
 	want := Dim(heads[0]*dq + heads[1]*d + heads[1]*dv)
 	if !isFloat(qkv) || len(qkv.Shape) != 2 || qkv.Shape[0] != T || qkv.Shape[1] != want {
 		return 0, nil, fmt.Errorf("qkv must be float [T, %v], got %v%v", want, qkv.DType, qkv.Shape)
@@ -273,21 +246,22 @@ func inferQKVAttention(a []*Value, at Attrs) (DType, Shape, error) {
 				return 0, nil, fmt.Errorf("q/k norm weights must be float [%d], got %v%v", d, w.DType, w.Shape)
 			}
 		}
-		if eps := at.Float("eps", -1); !(eps > 0) {
+		if eps := at.Float("eps"); !(eps > 0) {
 			return 0, nil, fmt.Errorf("eps must be > 0")
-		}
-		if u := at.Int("unit_offset", 0); u != 0 && u != 1 {
-			return 0, nil, fmt.Errorf("unit_offset must be 0 or 1")
 		}
 	}
 	if _, _, err := inferRoPE([]*Value{{DType: F32, Shape: Sh(T, Dim(heads[0]), Dim(d))}, pos}, at); err != nil {
 		return 0, nil, err
 	}
-	if sc := at.Float("scale", 0); !(sc > 0) {
-		return 0, nil, fmt.Errorf("scale must be > 0")
-	}
-	if at.Int("cache", -1) < 0 {
-		return 0, nil, fmt.Errorf("cache index must be >= 0")
+	if err := checkCacheScale(at); err != nil {
+		return 0, nil, err
 	}
 	return F32, Sh(T, Dim(heads[0]), Dim(dv)), nil
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -38,15 +38,18 @@ const (
 )
 
 func init() {
-	defineOp(OpDeltaNetCore, OpInfo{Name: "deltanet_core", Args: 7, Attrs: []string{"cache", "scale", "eps"}, Infer: inferDeltaNetCore, Pure: false,
+	defineOp(OpDeltaNetCore, OpInfo{Name: "deltanet_core", Args: 7,
+		Attrs: append([]AttrSpec{specEps, optInt("zrow", -1)}, specDeltaRule...), Infer: inferDeltaNetCore, Pure: false,
 		Comment: "rms_norm(gated_delta_rule(q, k, v, g, beta), w) ⊙ silu(z) in one step; updates the state"})
-	defineOp(OpDeltaNetPrep, OpInfo{Name: "deltanet_prep", Args: 4, Attrs: []string{"cache", "heads", "dims", "qkvz", "ba"}, Infer: inferDeltaNetPrep, Pure: false,
+	defineOp(OpDeltaNetPrep, OpInfo{Name: "deltanet_prep", Args: 4,
+		Attrs: []AttrSpec{specCache, req("heads", TInts), req("dims", TInts), req("qkvz", TInt), req("ba", TInt)},
+		Infer: inferDeltaNetPrep, Pure: false,
 		Comment: "[silu(conv1d_causal(q ‖ k ‖ v)) ‖ decay(a) ‖ sigmoid(b)] from the projected qkvz/ba row; updates the conv state"})
 }
 
 // DeltaNetPrepLayout returns deltanet_prep's head counts and dims, and the
 // conv channels C = 2·Hk·dk + Hv·dv.
-func DeltaNetPrepLayout(at Attrs) (hk, hv, dk, dv, c int) {
+func DeltaNetPrepLayout(at AttrReader) (hk, hv, dk, dv, c int) {
 	h, d := at.Ints("heads"), at.Ints("dims")
 	if len(h) != 2 || len(d) != 2 {
 		return 0, 0, 0, 0, 0
@@ -55,7 +58,7 @@ func DeltaNetPrepLayout(at Attrs) (hk, hv, dk, dv, c int) {
 	return hk, hv, dk, dv, 2*hk*dk + hv*dv
 }
 
-func inferDeltaNetPrep(a []*Value, at Attrs) (DType, Shape, error) {
+func inferDeltaNetPrep(a []*Value, at AttrReader) (DType, Shape, error) {
 	x, alog, bias := a[0], a[2], a[3]
 	hk, hv, dk, dv, c := DeltaNetPrepLayout(at)
 	if hk <= 0 || hv <= 0 || dk <= 0 || dv <= 0 || hv%hk != 0 {
@@ -65,26 +68,29 @@ func inferDeltaNetPrep(a []*Value, at Attrs) (DType, Shape, error) {
 		return 0, nil, fmt.Errorf("x must be float [T, width], got %v%v", x.DType, x.Shape)
 	}
 	w := int64(x.Shape[1])
-	qkvz, ba := at.Int("qkvz", -1), at.Int("ba", -1)
+	qkvz, ba := at.Int("qkvz"), at.Int("ba")
 	if qkvz < 0 || qkvz+int64(2*hk*dk+2*hv*dv) > w || ba < 0 || ba+int64(2*hv) > w {
 		return 0, nil, fmt.Errorf("qkvz block [%d, +%d) or ba block [%d, +%d) outside the row of %d", qkvz, 2*hk*dk+2*hv*dv, ba, 2*hv, w)
 	}
-	if _, _, err := inferConv1DCausal([]*Value{{DType: F32, Shape: Sh(T, Dim(c))}, a[1]}, at); err != nil {
+	if err := checkConvWeight(a[1], Dim(c)); err != nil {
 		return 0, nil, err
 	}
-	if _, _, err := inferDeltaNetDecay([]*Value{{DType: F32, Shape: Sh(T, Dim(hv))}, alog, bias}, nil); err != nil {
+	if at.Int("cache") < 0 {
+		return 0, nil, fmt.Errorf("cache index must be >= 0")
+	}
+	if _, _, err := inferDeltaNetDecay([]*Value{{DType: F32, Shape: Sh(T, Dim(hv))}, alog, bias}, AttrReader{}); err != nil {
 		return 0, nil, err
 	}
 	return F32, Sh(T, Dim(c+2*hv)), nil
 }
 
-func inferDeltaNetCore(a []*Value, at Attrs) (DType, Shape, error) {
+func inferDeltaNetCore(a []*Value, at AttrReader) (DType, Shape, error) {
 	dt, sh, err := inferGatedDeltaRule(a[:5], at)
 	if err != nil {
 		return 0, nil, err
 	}
 	z, w := a[5], a[6]
-	if off := at.Int("zrow", -1); off >= 0 {
+	if off := at.Int("zrow"); off >= 0 {
 		hk, dk, hv, dv := int64(a[0].Shape[1]), int64(a[0].Shape[2]), int64(sh[1]), int64(sh[2])
 		if !isFloat(z) || !isTokenRows(z.Shape) || off+2*hk*dk+2*hv*dv > int64(z.Shape[1]) {
 			return 0, nil, fmt.Errorf("z row must be float [T, W] holding the qkvz block [%d, +%d), got %v%v", off, 2*hk*dk+2*hv*dv, z.DType, z.Shape)
@@ -95,7 +101,7 @@ func inferDeltaNetCore(a []*Value, at Attrs) (DType, Shape, error) {
 	if !isFloat(w) || !w.Shape.Equal(Sh(sh[2])) {
 		return 0, nil, fmt.Errorf("norm weight must be float [%v], got %v%v", sh[2], w.DType, w.Shape)
 	}
-	if e := at.Float("eps", 0); !(e > 0) {
+	if e := at.Float("eps"); !(e > 0) {
 		return 0, nil, fmt.Errorf("eps must be > 0")
 	}
 	return dt, sh, nil

@@ -21,30 +21,42 @@ const (
 	OpRouterTopK    Op = 64 // ids[t] = the k experts of highest score(logits[t]) (+ bias); i32[T, k]
 	OpRouterWeights Op = 65 // w[t, j] = score(logits[t])[ids[t, j]], optionally /Σ, then ·scale
 	OpMoE           Op = 66 // y[t] = Σ_j w[t,j] · down_e(silu(gate_e x[t]) ⊙ up_e x[t]), e = ids[t,j]
-	OpSlice         Op = 67 // y = x[..., start:start+len] (last-dim range)
-	OpHeadMatMul    Op = 68 // y[t,h] = B_h·x[t,h] (or B_hᵀ·x[t,h]), B_h = rows start.. of head h's block of W
-	OpMLAAttention  Op = 69 // causal attention over the latent cache in absorbed form; appends c_kv, k_rope
+	// 67 was slice, x[..., start:start+len]: retired, read as section
+	// (ir/op.go) with len renamed size.
+	opSliceRetired Op = 67
+	OpHeadMatMul   Op = 68 // y[t,h] = B_h·x[t,h] (or B_hᵀ·x[t,h]), B_h = rows start.. of head h's block of W
+	OpMLAAttention Op = 69 // causal attention over the latent cache in absorbed form; appends c_kv, k_rope
+)
+
+// The routing attributes, shared with moe_routed (ir/op_fused.go).
+var (
+	specK           = req("k", TInt)          // experts per token
+	specScoring     = req("scoring", TString) // "softmax" or "sigmoid"
+	specNormalize   = optBool("normalize")    // divide the k weights by their sum
+	specRouterScale = optFloat("scale", 1)    // multiply the weights (routed_scaling_factor)
+	specExperts     = req("experts", TInt)    // experts stacked in the gate_up and down weights
 )
 
 func init() {
-	defineOp(OpRouterTopK, OpInfo{Name: "router_topk", Args: -1, Attrs: []string{"k", "scoring"}, Infer: inferRouterTopK, Pure: true,
+	defineOp(OpRouterTopK, OpInfo{Name: "router_topk", Args: -1, Attrs: []AttrSpec{specK, specScoring}, Infer: inferRouterTopK, Pure: true,
 		Comment: "top-k experts of softmax|sigmoid(logits) (+ selection-only bias); ties go to the lower index"})
-	defineOp(OpRouterWeights, OpInfo{Name: "router_weights", Args: 2, Attrs: []string{"scoring"}, Infer: inferRouterWeights, Pure: true,
+	defineOp(OpRouterWeights, OpInfo{Name: "router_weights", Args: 2, Attrs: []AttrSpec{specScoring, specNormalize, specRouterScale},
+		Infer: inferRouterWeights, Pure: true,
 		Comment: "scores of the chosen experts; /Σ if normalize=1; ·scale"})
-	defineOp(OpMoE, OpInfo{Name: "moe", Args: 5, Attrs: []string{"experts"}, Infer: inferMoE, Pure: true,
+	defineOp(OpMoE, OpInfo{Name: "moe", Args: 5, Attrs: []AttrSpec{specExperts}, Infer: inferMoE, Pure: true,
 		Comment: "Σ_j w_j · down_e(silu(gate_e x) ⊙ up_e x) over the chosen experts e = ids_j"})
-	defineOp(OpSlice, OpInfo{Name: "slice", Args: 1, Attrs: []string{"start", "len"}, Infer: inferSlice, Pure: true,
-		Comment: "x[..., start:start+len]"})
-	defineOp(OpHeadMatMul, OpInfo{Name: "head_matmul", Args: 2, Attrs: []string{"start", "rows"}, Infer: inferHeadMatMul, Pure: true,
+	retire(opSliceRetired, "slice", Retirement{By: OpSection, Rename: map[string]string{"len": "size"}})
+	defineOp(OpHeadMatMul, OpInfo{Name: "head_matmul", Args: 2, Attrs: []AttrSpec{req("start", TInt), req("rows", TInt), optBool("transpose")},
+		Infer: inferHeadMatMul, Pure: true,
 		Comment: "per-head y[h] = W[h][start:start+rows]·x[h] (transpose=1: its transpose)"})
-	defineOp(OpMLAAttention, OpInfo{Name: "mla_attention", Args: 4, Attrs: []string{"cache", "scale"}, Infer: inferMLAAttention, Pure: false,
+	defineOp(OpMLAAttention, OpInfo{Name: "mla_attention", Args: 4, Attrs: []AttrSpec{specCache, specScale}, Infer: inferMLAAttention, Pure: false,
 		Comment: "causal latent attention: softmax((q_lat·c_kv + q_rope·k_rope)·scale)·c_kv; appends c_kv, k_rope to the cache"})
 }
 
 // isTokenRows reports whether s is [T, n] with n static.
 func isTokenRows(s Shape) bool { return len(s) == 2 && s[0] == T && !s[1].Symbolic() }
 
-func inferRouterTopK(a []*Value, at Attrs) (DType, Shape, error) {
+func inferRouterTopK(a []*Value, at AttrReader) (DType, Shape, error) {
 	if len(a) != 1 && len(a) != 2 {
 		return 0, nil, fmt.Errorf("want logits and an optional bias, got %d args", len(a))
 	}
@@ -56,23 +68,23 @@ func inferRouterTopK(a []*Value, at Attrs) (DType, Shape, error) {
 	if len(a) == 2 && (!isFloat(a[1]) || !a[1].Shape.Equal(Sh(e))) {
 		return 0, nil, fmt.Errorf("bias must be float [%v], got %v%v", e, a[1].DType, a[1].Shape)
 	}
-	if k := at.Int("k", 0); k < 1 || Dim(k) > e {
+	if k := at.Int("k"); k < 1 || Dim(k) > e {
 		return 0, nil, fmt.Errorf("k %d must be in [1, %v]", k, e)
 	}
 	if err := checkScoring(at); err != nil {
 		return 0, nil, err
 	}
-	return I32, Sh(T, Dim(at.Int("k", 0))), nil
+	return I32, Sh(T, Dim(at.Int("k"))), nil
 }
 
-func checkScoring(at Attrs) error {
-	if s := at.String("scoring", ""); s != "softmax" && s != "sigmoid" {
+func checkScoring(at AttrReader) error {
+	if s := at.String("scoring"); s != "softmax" && s != "sigmoid" {
 		return fmt.Errorf("scoring must be \"softmax\" or \"sigmoid\", got %q", s)
 	}
 	return nil
 }
 
-func inferRouterWeights(a []*Value, at Attrs) (DType, Shape, error) {
+func inferRouterWeights(a []*Value, at AttrReader) (DType, Shape, error) {
 	logits, ids := a[0], a[1]
 	if !isFloat(logits) || !isTokenRows(logits.Shape) {
 		return 0, nil, fmt.Errorf("logits must be float [T, experts], got %v%v", logits.DType, logits.Shape)
@@ -83,16 +95,13 @@ func inferRouterWeights(a []*Value, at Attrs) (DType, Shape, error) {
 	if err := checkScoring(at); err != nil {
 		return 0, nil, err
 	}
-	if n := at.Int("normalize", 0); n != 0 && n != 1 {
-		return 0, nil, fmt.Errorf("normalize must be 0 or 1")
-	}
-	if sc := at.Float("scale", 1); !(sc > 0) {
+	if sc := at.Float("scale"); !(sc > 0) {
 		return 0, nil, fmt.Errorf("scale must be > 0")
 	}
 	return F32, ids.Shape.Clone(), nil
 }
 
-func inferMoE(a []*Value, at Attrs) (DType, Shape, error) {
+func inferMoE(a []*Value, at AttrReader) (DType, Shape, error) {
 	x, ids, w, gu, down := a[0], a[1], a[2], a[3], a[4]
 	if !isFloat(x) || !isTokenRows(x.Shape) {
 		return 0, nil, fmt.Errorf("x must be float [T, hidden], got %v%v", x.DType, x.Shape)
@@ -103,7 +112,7 @@ func inferMoE(a []*Value, at Attrs) (DType, Shape, error) {
 	if w.DType != F32 || !w.Shape.Equal(ids.Shape) {
 		return 0, nil, fmt.Errorf("weights must be f32%v like ids, got %v%v", ids.Shape, w.DType, w.Shape)
 	}
-	e := at.Int("experts", 0)
+	e := at.Int("experts")
 	if e < 1 {
 		return 0, nil, fmt.Errorf("experts must be >= 1")
 	}
@@ -140,21 +149,7 @@ func stackedExperts(v *Value, e int64) (rows, cols Dim, ok bool) {
 	return 0, 0, false
 }
 
-func inferSlice(a []*Value, at Attrs) (DType, Shape, error) {
-	x := a[0]
-	if !isFloat(x) || len(x.Shape) == 0 || x.Shape.Last().Symbolic() {
-		return 0, nil, fmt.Errorf("x must be float with a static last dim, got %v%v", x.DType, x.Shape)
-	}
-	start, n := at.Int("start", -1), at.Int("len", 0)
-	if start < 0 || n < 1 || Dim(start+n) > x.Shape.Last() {
-		return 0, nil, fmt.Errorf("range [%d, %d) is not inside the last dim %v", start, start+n, x.Shape.Last())
-	}
-	out := x.Shape.Clone()
-	out[len(out)-1] = Dim(n)
-	return F32, out, nil
-}
-
-func inferHeadMatMul(a []*Value, at Attrs) (DType, Shape, error) {
+func inferHeadMatMul(a []*Value, at AttrReader) (DType, Shape, error) {
 	x, w := a[0], a[1]
 	if !isFloat(x) || len(x.Shape) != 3 || x.Shape[0] != T || x.Shape[1].Symbolic() || x.Shape[2].Symbolic() {
 		return 0, nil, fmt.Errorf("x must be float [T, heads, K], got %v%v", x.DType, x.Shape)
@@ -167,18 +162,13 @@ func inferHeadMatMul(a []*Value, at Attrs) (DType, Shape, error) {
 		return 0, nil, fmt.Errorf("weight rows %v are not a multiple of heads %v", w.Shape[0], heads)
 	}
 	per := w.Shape[0] / heads
-	start, rows := at.Int("start", -1), at.Int("rows", 0)
+	start, rows := at.Int("start"), at.Int("rows")
 	if start < 0 || rows < 1 || Dim(start+rows) > per {
 		return 0, nil, fmt.Errorf("rows [%d, %d) are not inside a head's %v rows", start, start+rows, per)
 	}
-	var k, n Dim
-	switch at.Int("transpose", 0) {
-	case 0:
-		k, n = w.Shape[1], Dim(rows)
-	case 1:
-		k, n = Dim(rows), w.Shape[1]
-	default:
-		return 0, nil, fmt.Errorf("transpose must be 0 or 1")
+	k, n := w.Shape[1], Dim(rows)
+	if at.Bool("transpose") {
+		k, n = n, k
 	}
 	if x.Shape[2] != k {
 		return 0, nil, fmt.Errorf("x %v and the head blocks of %v disagree on K (%v)", x.Shape, w.Shape, k)
@@ -186,7 +176,7 @@ func inferHeadMatMul(a []*Value, at Attrs) (DType, Shape, error) {
 	return F32, Sh(T, heads, n), nil
 }
 
-func inferMLAAttention(a []*Value, at Attrs) (DType, Shape, error) {
+func inferMLAAttention(a []*Value, at AttrReader) (DType, Shape, error) {
 	qLat, qRope, ckv, kRope := a[0], a[1], a[2], a[3]
 	for _, q := range a[:2] {
 		if !isFloat(q) || len(q.Shape) != 3 || q.Shape[0] != T || q.Shape[1].Symbolic() || q.Shape[2].Symbolic() {
@@ -201,11 +191,8 @@ func inferMLAAttention(a []*Value, at Attrs) (DType, Shape, error) {
 	if qLat.Shape[1] != qRope.Shape[1] || qLat.Shape[2] != ckv.Shape[1] || qRope.Shape[2] != kRope.Shape[1] {
 		return 0, nil, fmt.Errorf("q_lat %v, q_rope %v, c_kv %v and k_rope %v disagree", qLat.Shape, qRope.Shape, ckv.Shape, kRope.Shape)
 	}
-	if sc := at.Float("scale", 0); !(sc > 0) {
-		return 0, nil, fmt.Errorf("scale must be > 0")
-	}
-	if at.Int("cache", -1) < 0 {
-		return 0, nil, fmt.Errorf("cache index must be >= 0")
+	if err := checkCacheScale(at); err != nil {
+		return 0, nil, err
 	}
 	return F32, qLat.Shape.Clone(), nil
 }
@@ -242,9 +229,9 @@ func (b *Builder) MoE(x, ids, weights, gateUp, down *Value, experts int) *Value 
 	return b.Op(OpMoE, []*Value{x, ids, weights, gateUp, down}, Int("experts", int64(experts)))
 }
 
-// Slice keeps channels [start, start+n) of the last dim.
+// Slice keeps channels [start, start+n) of the last dim: a section.
 func (b *Builder) Slice(x *Value, start, n int) *Value {
-	return b.Op(OpSlice, []*Value{x}, Int("start", int64(start)), Int("len", int64(n)))
+	return b.Op(OpSection, []*Value{x}, Int("start", int64(start)), Int("size", int64(n)))
 }
 
 // HeadMatMul applies per-head weight blocks: w [heads·P, R] is viewed as

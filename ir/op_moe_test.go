@@ -135,7 +135,7 @@ func TestMoEOpsRoundTrip(t *testing.T) {
 	if got := Print(g2); got != text {
 		t.Errorf("round trip changed the graph:\n%s\nvs\n%s", got, text)
 	}
-	for _, want := range []string{"router_topk(", "router_weights(", "moe(", "slice(", "head_matmul(", "mla_attention(", "= latent"} {
+	for _, want := range []string{"router_topk(", "router_weights(", "moe(", "section(", "head_matmul(", "mla_attention(", "= latent"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("text form lacks %q:\n%s", want, text)
 		}

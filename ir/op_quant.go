@@ -43,22 +43,27 @@ func QuantCodes(f string, n, k Dim) (DType, Shape, error) {
 }
 
 func init() {
-	defineOp(OpMatMulQ, OpInfo{Name: "matmul_q", Args: 3, Attrs: []string{"format", "group"}, Infer: inferMatMulQ, Pure: true,
+	defineOp(OpMatMulQ, OpInfo{Name: "matmul_q", Args: 3, Attrs: []AttrSpec{specFormat, specGroup}, Infer: inferMatMulQ, Pure: true,
 		Comment: "y = x·Wᵀ, W[n,k] = scales[n, k/group]·codes[n,k] (int8 | int4 | fp8)"})
-	defineOp(OpQuantize, OpInfo{Name: "quantize", Args: 1, Attrs: []string{"format", "group", "part"}, Infer: inferQuantize, Pure: true,
+	defineOp(OpQuantize, OpInfo{Name: "quantize", Args: 1, Attrs: []AttrSpec{specFormat, specGroup, req("part", TString)}, Infer: inferQuantize, Pure: true,
 		Comment: "build time: part=codes|scales of the group-wise quantization of a float [N, K] weight"})
 }
 
+var (
+	specFormat = req("format", TString) // one of QuantFormats
+	specGroup  = req("group", TInt)     // weights per scale: a multiple of 32 dividing K
+)
+
 // checkGroup checks that group is a positive multiple of 32 dividing k.
-func checkGroup(at Attrs, k Dim) (Dim, error) {
-	g := Dim(at.Int("group", 0))
+func checkGroup(at AttrReader, k Dim) (Dim, error) {
+	g := Dim(at.Int("group"))
 	if g <= 0 || g%32 != 0 || k%g != 0 {
 		return 0, fmt.Errorf("group %d must be a positive multiple of 32 that divides K = %v", g, k)
 	}
 	return g, nil
 }
 
-func inferMatMulQ(a []*Value, at Attrs) (DType, Shape, error) {
+func inferMatMulQ(a []*Value, at AttrReader) (DType, Shape, error) {
 	x, codes, scales := a[0], a[1], a[2]
 	if !isFloat(x) || len(x.Shape) == 0 || x.Shape.Last().Symbolic() {
 		return 0, nil, fmt.Errorf("x must be float [..., K], got %v%v", x.DType, x.Shape)
@@ -67,12 +72,12 @@ func inferMatMulQ(a []*Value, at Attrs) (DType, Shape, error) {
 		return 0, nil, fmt.Errorf("codes must be a static [N, ...] matrix, got %v", codes.Shape)
 	}
 	k, n := x.Shape.Last(), codes.Shape[0]
-	dt, sh, err := QuantCodes(at.String("format", ""), n, k)
+	dt, sh, err := QuantCodes(at.String("format"), n, k)
 	if err != nil {
 		return 0, nil, err
 	}
 	if codes.DType != dt || !codes.Shape.Equal(sh) {
-		return 0, nil, fmt.Errorf("codes are %v%v, %s with K = %v needs %v%v", codes.DType, codes.Shape, at.String("format", ""), k, dt, sh)
+		return 0, nil, fmt.Errorf("codes are %v%v, %s with K = %v needs %v%v", codes.DType, codes.Shape, at.String("format"), k, dt, sh)
 	}
 	g, err := checkGroup(at, k)
 	if err != nil {
@@ -86,13 +91,13 @@ func inferMatMulQ(a []*Value, at Attrs) (DType, Shape, error) {
 	return F32, out, nil
 }
 
-func inferQuantize(a []*Value, at Attrs) (DType, Shape, error) {
+func inferQuantize(a []*Value, at AttrReader) (DType, Shape, error) {
 	w := a[0]
 	if !isFloat(w) || len(w.Shape) != 2 || w.Shape[0].Symbolic() || w.Shape[1].Symbolic() {
 		return 0, nil, fmt.Errorf("weight must be a static float [N, K], got %v%v", w.DType, w.Shape)
 	}
 	n, k := w.Shape[0], w.Shape[1]
-	dt, sh, err := QuantCodes(at.String("format", ""), n, k)
+	dt, sh, err := QuantCodes(at.String("format"), n, k)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -100,11 +105,11 @@ func inferQuantize(a []*Value, at Attrs) (DType, Shape, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	switch at.String("part", "") {
+	switch at.String("part") {
 	case "codes":
 		return dt, sh, nil
 	case "scales":
 		return F32, Sh(n, k/g), nil
 	}
-	return 0, nil, fmt.Errorf("part must be codes or scales, got %q", at.String("part", ""))
+	return 0, nil, fmt.Errorf("part must be codes or scales, got %q", at.String("part"))
 }

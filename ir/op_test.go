@@ -191,7 +191,7 @@ func TestInference(t *testing.T) {
 		{"attention/negative cache", func(e *opEnv) *Value { return e.b.Attention(e.q, e.k, e.v, -1, 0.25) }, "", "cache index must be >= 0"},
 		{"attention/float cache", func(e *opEnv) *Value {
 			return e.b.Op(OpAttention, vals(e.q, e.k, e.v), Float("cache", 0), Float("scale", 0.25))
-		}, "", "cache index must be >= 0"},
+		}, "", "attention: attribute cache=0.0 is a float, want an integer"},
 		{"attention/no scale", func(e *opEnv) *Value {
 			return e.b.Op(OpAttention, vals(e.q, e.k, e.v), Int("cache", 0))
 		}, "", `missing attribute "scale"`},
@@ -236,9 +236,9 @@ func TestInference(t *testing.T) {
 		}, "", `duplicate attribute "a"`},
 		{"attribute key", func(e *opEnv) *Value { return e.b.Op(OpSiLU, vals(e.x), Int("a b", 1)) }, "", "not an identifier"},
 		{"attribute kind", func(e *opEnv) *Value { return e.b.Op(OpSiLU, vals(e.x), Attr{Key: "a", Kind: 9}) }, "", "unknown kind"},
-		{"extra attributes", func(e *opEnv) *Value {
+		{"unknown attributes", func(e *opEnv) *Value {
 			return e.b.Op(OpSiLU, vals(e.x), Str("note", "kept"), Ints("l", 1, 2))
-		}, "f32[T, 64]", ""},
+		}, "", "silu: unknown attribute l=[1, 2] (silu takes none)"},
 		{"failed arg", func(e *opEnv) *Value { return e.b.SiLU(&Value{ID: -1}) }, "", "failed step"},
 		{"nil arg", func(e *opEnv) *Value { return e.b.SiLU(nil) }, "", "failed step"},
 	}

@@ -24,13 +24,14 @@ const (
 )
 
 func init() {
-	defineOp(OpLayerNorm, OpInfo{Name: "layer_norm", Args: 3, Attrs: []string{"eps"}, Infer: inferLayerNorm, Pure: true,
+	defineOp(OpLayerNorm, OpInfo{Name: "layer_norm", Args: 3, Attrs: []AttrSpec{specEps}, Infer: inferLayerNorm, Pure: true,
 		Comment: "(x−mean)/sqrt(var+eps)·w + b over the last dim"})
-	defineOp(OpGELU, OpInfo{Name: "gelu", Args: 1, Attrs: []string{"approximate"}, Infer: inferGELU, Pure: true,
+	defineOp(OpGELU, OpInfo{Name: "gelu", Args: 1, Attrs: []AttrSpec{req("approximate", TString)}, Infer: inferGELU, Pure: true,
 		Comment: "x·Φ(x), approximate=\"erf\" (exact) or \"tanh\""})
-	defineOp(OpSegmentAttention, OpInfo{Name: "segment_attention", Args: 4, Attrs: []string{"scale"}, Infer: inferSegmentAttention, Pure: true,
+	defineOp(OpSegmentAttention, OpInfo{Name: "segment_attention", Args: 4, Attrs: []AttrSpec{specScale}, Infer: inferSegmentAttention, Pure: true,
 		Comment: "bidirectional attention within each segment: q, k, v [T, (G,) H, D], seg i32[T] (equal ids contiguous)"})
-	defineOp(OpMRoPE, OpInfo{Name: "mrope", Args: 2, Attrs: []string{"theta", "freq_dim", "sections", "layout"}, Infer: inferMRoPE, Pure: true,
+	defineOp(OpMRoPE, OpInfo{Name: "mrope", Args: 2,
+		Attrs: []AttrSpec{req("theta", TFloat), req("freq_dim", TInt), req("sections", TInts), req("layout", TString)}, Infer: inferMRoPE, Pure: true,
 		Comment: "rotate-half RoPE on the first 2·Σsections channels; slot i uses inv_freq[i mod freq_dim/2] and the position of its section's axis"})
 	defineOp(OpWeightedRows, OpInfo{Name: "weighted_rows", Args: 3, Infer: inferWeightedRows, Pure: true,
 		Comment: "y[r] = Σ_k w[r,k]·table[idx[r,k]], summed in k order"})
@@ -42,7 +43,7 @@ func init() {
 		Comment: "y = x + b broadcast over the last dim"})
 }
 
-func inferLayerNorm(a []*Value, at Attrs) (DType, Shape, error) {
+func inferLayerNorm(a []*Value, at AttrReader) (DType, Shape, error) {
 	x := a[0]
 	if !isFloat(x) || len(x.Shape) == 0 || x.Shape.Last().Symbolic() {
 		return 0, nil, fmt.Errorf("x must be float with a static last dim, got %v%v", x.DType, x.Shape)
@@ -52,14 +53,14 @@ func inferLayerNorm(a []*Value, at Attrs) (DType, Shape, error) {
 			return 0, nil, fmt.Errorf("weight and bias must be float [%v], got %v%v", x.Shape.Last(), w.DType, w.Shape)
 		}
 	}
-	if eps := at.Float("eps", -1); !(eps > 0) {
+	if eps := at.Float("eps"); !(eps > 0) {
 		return 0, nil, fmt.Errorf("eps must be > 0")
 	}
 	return F32, x.Shape.Clone(), nil
 }
 
-func inferGELU(a []*Value, at Attrs) (DType, Shape, error) {
-	if s := at.String("approximate", ""); s != "erf" && s != "tanh" {
+func inferGELU(a []*Value, at AttrReader) (DType, Shape, error) {
+	if s := at.String("approximate"); s != "erf" && s != "tanh" {
 		return 0, nil, fmt.Errorf("approximate must be \"erf\" or \"tanh\", got %q", s)
 	}
 	return inferUnary(a, at)
@@ -79,7 +80,7 @@ func isPatchHeads(s Shape) bool {
 	return true
 }
 
-func inferSegmentAttention(a []*Value, at Attrs) (DType, Shape, error) {
+func inferSegmentAttention(a []*Value, at AttrReader) (DType, Shape, error) {
 	q, k, v, seg := a[0], a[1], a[2], a[3]
 	for _, x := range a[:3] {
 		if !isFloat(x) || !isPatchHeads(x.Shape) {
@@ -92,19 +93,16 @@ func inferSegmentAttention(a []*Value, at Attrs) (DType, Shape, error) {
 	if seg.DType != I32 || !seg.Shape.Equal(Sh(T)) {
 		return 0, nil, fmt.Errorf("segments must be i32[T], got %v%v", seg.DType, seg.Shape)
 	}
-	if sc := at.Float("scale", 0); !(sc > 0) {
+	if sc := at.Float("scale"); !(sc > 0) {
 		return 0, nil, fmt.Errorf("scale must be > 0")
 	}
 	return F32, q.Shape.Clone(), nil
 }
 
-func inferMRoPE(a []*Value, at Attrs) (DType, Shape, error) {
+func inferMRoPE(a []*Value, at AttrReader) (DType, Shape, error) {
 	x, pos := a[0], a[1]
 	if !isFloat(x) || !isPatchHeads(x.Shape) {
 		return 0, nil, fmt.Errorf("x must be float [T, H, D] or [T, G, H, D], got %v%v", x.DType, x.Shape)
-	}
-	if v, _ := at.find("sections"); v.Kind != AttrInts {
-		return 0, nil, fmt.Errorf("sections must be an integer list")
 	}
 	secs := at.Ints("sections")
 	if len(secs) < 1 || len(secs) > 4 {
@@ -125,13 +123,13 @@ func inferMRoPE(a []*Value, at Attrs) (DType, Shape, error) {
 	if pos.DType != I32 || !pos.Shape.Equal(want) {
 		return 0, nil, fmt.Errorf("positions must be i32%v, got %v%v", want, pos.DType, pos.Shape)
 	}
-	if fd := at.Int("freq_dim", 0); fd <= 0 || fd%2 != 0 {
+	if fd := at.Int("freq_dim"); fd <= 0 || fd%2 != 0 {
 		return 0, nil, fmt.Errorf("freq_dim %d must be even and > 0", fd)
 	}
-	if th := at.Float("theta", 0); !(th > 0) {
+	if th := at.Float("theta"); !(th > 0) {
 		return 0, nil, fmt.Errorf("theta must be > 0")
 	}
-	switch at.String("layout", "") {
+	switch at.String("layout") {
 	case "chunked":
 	case "interleaved":
 		// axis a ≥ 1 takes slots a, a+3, …, below 3·sections[a]; axis 0 the rest
@@ -144,12 +142,12 @@ func inferMRoPE(a []*Value, at Attrs) (DType, Shape, error) {
 			}
 		}
 	default:
-		return 0, nil, fmt.Errorf("layout must be \"chunked\" or \"interleaved\", got %q", at.String("layout", ""))
+		return 0, nil, fmt.Errorf("layout must be \"chunked\" or \"interleaved\", got %q", at.String("layout"))
 	}
 	return F32, x.Shape.Clone(), nil
 }
 
-func inferWeightedRows(a []*Value, _ Attrs) (DType, Shape, error) {
+func inferWeightedRows(a []*Value, _ AttrReader) (DType, Shape, error) {
 	table, idx, w := a[0], a[1], a[2]
 	if !isFloat(table) || len(table.Shape) != 2 || table.Shape[0].Symbolic() || table.Shape[1].Symbolic() {
 		return 0, nil, fmt.Errorf("table must be a float static [N, D], got %v%v", table.DType, table.Shape)
@@ -165,7 +163,7 @@ func inferWeightedRows(a []*Value, _ Attrs) (DType, Shape, error) {
 	return F32, out, nil
 }
 
-func inferMaskRows(a []*Value, _ Attrs) (DType, Shape, error) {
+func inferMaskRows(a []*Value, _ AttrReader) (DType, Shape, error) {
 	h, f, mask := a[0], a[1], a[2]
 	if !isFloat(h) || !isTokenRows(h.Shape) {
 		return 0, nil, fmt.Errorf("h must be float [T, H], got %v%v", h.DType, h.Shape)
@@ -179,7 +177,7 @@ func inferMaskRows(a []*Value, _ Attrs) (DType, Shape, error) {
 	return F32, h.Shape.Clone(), nil
 }
 
-func inferBiasAdd(a []*Value, _ Attrs) (DType, Shape, error) {
+func inferBiasAdd(a []*Value, _ AttrReader) (DType, Shape, error) {
 	x, b := a[0], a[1]
 	if !isFloat(x) || len(x.Shape) == 0 || x.Shape.Last().Symbolic() {
 		return 0, nil, fmt.Errorf("x must be float with a static last dim, got %v%v", x.DType, x.Shape)

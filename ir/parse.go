@@ -11,8 +11,10 @@ import (
 // each label (v<N>) in an argument or output refers to the earlier value
 // defined with that label, so labels need not be dense. Every value carries
 // its type; for computed ops it must equal the inferred type. Blank lines and
-// comments from '#' to the end of a line are ignored. Errors name the line
-// ("line 7: ..."), except those of the final Verify, which name the value.
+// comments from '#' to the end of a line are ignored. A retired op reads as
+// the op that replaced it (Upgrade), so older dumps and goldens still parse.
+// Errors name the line ("line 7: ..."), except those of the final Verify,
+// which name the value.
 func Parse(text string) (*Graph, error) {
 	p := &parser{labels: map[string]*Value{}}
 	g, err := p.parse(text)
@@ -405,6 +407,13 @@ func (p *parser) value(lab string) error {
 	}
 	if err := p.end(); err != nil {
 		return err
+	}
+	if _, retired := op.Retired(); retired { // text written before the op was retired
+		up, a, err := Upgrade(op, attrs)
+		if err != nil {
+			return p.errorf("%v", err)
+		}
+		op, attrs = up, a
 	}
 	v, err := p.g.NewValue(op, dt, sh, args, attrs...)
 	if err != nil {

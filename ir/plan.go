@@ -197,8 +197,8 @@ func (p *Plan) Validate() (err error) {
 		if err := checkValue(out, info, false); err != nil {
 			return fmt.Errorf("plan: step %d: %w", si, err)
 		}
-		if c := s.Attrs.Int("cache", -1); s.Op == OpAttention && int(c) >= len(p.Caches) {
-			return fmt.Errorf("plan: step %d (%v): cache %d not declared", si, s.Op, c)
+		if s.Op == OpAttention && s.Attr().Int("cache") >= int64(len(p.Caches)) {
+			return fmt.Errorf("plan: step %d (%v): cache %d not declared", si, s.Op, s.Attr().Int("cache"))
 		}
 		written[s.Out] = true
 	}

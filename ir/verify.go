@@ -24,7 +24,9 @@ func Verify(g *Graph) error {
 			return fail("value at index %d has ID %d", i, v.ID)
 		}
 		info, ok := v.Op.Info()
-		if !ok {
+		if by, retired := v.Op.Retired(); retired {
+			return fail("%v: op %v is retired (%v replaced it)", v, v.Op, by)
+		} else if !ok {
 			return fail("%v: unknown op %v", v, v.Op)
 		}
 		for _, a := range v.Args {
@@ -45,8 +47,8 @@ func Verify(g *Graph) error {
 			}
 			names[key] = v
 		}
-		if c := v.Attrs.Int("cache", -1); v.Op == OpAttention && int(c) >= len(g.Caches) {
-			return fail("%v %v: cache %d not declared", v, info.Name, c)
+		if v.Op == OpAttention && v.Attr().Int("cache") >= int64(len(g.Caches)) {
+			return fail("%v %v: cache %d not declared", v, info.Name, v.Attr().Int("cache"))
 		}
 	}
 	if len(g.Outputs) == 0 {

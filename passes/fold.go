@@ -4,8 +4,8 @@ import "github.com/inference-pio/pio/ir"
 
 // Fold simplifies what can be decided at build time: a reshape of a reshape
 // becomes one reshape, a reshape to the same shape and a section covering
-// the whole last dim disappear, a range of a range of the last dim
-// (section or slice) is one section, a concat of one arg is that arg, and a
+// the whole last dim disappear, a section of a section is one section, a
+// concat of one arg is that arg, and a
 // concat of a concat along the same axis is flattened (so a fused weight
 // built from fused parts is still one build-time concat). Expressions over
 // weights only are not evaluated here: Lower turns them into recipes that
@@ -31,14 +31,15 @@ func Fold(g *ir.Graph) error {
 					r.replace(v, r.add(ir.OpReshape, []*ir.Value{root}, v.Attrs...), x)
 				}
 			}
-		case ir.OpSection, ir.OpSlice:
+		case ir.OpSection:
 			x := args[0]
-			start, size := lastDimRange(v)
+			start, size := v.Attr().Int("start"), v.Attr().Int("size")
 			if start == 0 && x.Shape.Equal(v.Shape) && x.DType == v.DType {
 				r.replace(v, x)
 				continue
 			}
-			if xs, xn := lastDimRange(x); xn > 0 && x.DType == v.DType {
+			if x.Op == ir.OpSection && x.DType == v.DType {
+				xs := x.Attr().Int("start")
 				r.replace(v, r.add(ir.OpSection, []*ir.Value{r.resolve(x.Args[0])}, ir.Int("start", xs+start), ir.Int("size", size)), x)
 			}
 		case ir.OpConcat:
@@ -46,10 +47,10 @@ func Fold(g *ir.Graph) error {
 				r.replace(v, args[0])
 				continue
 			}
-			axis := v.Attrs.Int("axis", -1)
+			axis := v.Attr().Int("axis")
 			var flat, inner []*ir.Value
 			for _, a := range args {
-				if a.Op == ir.OpConcat && a.Attrs.Int("axis", -2) == axis {
+				if a.Op == ir.OpConcat && a.Attr().Int("axis") == axis {
 					for _, b := range a.Args {
 						flat = append(flat, r.resolve(b))
 					}
@@ -64,16 +65,4 @@ func Fold(g *ir.Graph) error {
 		}
 	}
 	return r.finish()
-}
-
-// lastDimRange returns the start and size of a section or slice, or size 0
-// for any other value.
-func lastDimRange(v *ir.Value) (start, size int64) {
-	switch v.Op {
-	case ir.OpSection:
-		return v.Attrs.Int("start", 0), v.Attrs.Int("size", 0)
-	case ir.OpSlice:
-		return v.Attrs.Int("start", 0), v.Attrs.Int("len", 0)
-	}
-	return 0, 0
 }

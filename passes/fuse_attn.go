@@ -16,7 +16,7 @@ import "github.com/inference-pio/pio/ir"
 // neither has, and every intermediate has no other reader and is not an
 // output. Qwen3-Next's gated attention also matches: q is the first half
 // of each head's [query | gate] rows, section(F, 0, Hq·2D) viewed as
-// [T, Hq, 2D] and cut by a section or slice, and the attention's only
+// [T, Hq, 2D] and cut by a section, and the attention's only
 // reader is mul(attention, sigmoid(gate half)); then qkv_attention{gate=1}
 // replaces the mul. Anything else is left as it is.
 func FuseAttnInput(g *ir.Graph) error {
@@ -83,9 +83,9 @@ func FuseAttnInput(g *ir.Graph) error {
 			continue
 		}
 		f := sq.Args[0]
-		nq, nk, nv := sq.Attrs.Int("size", 0), sk.Attrs.Int("size", 0), sv.Attrs.Int("size", 0)
+		nq, nk, nv := sq.Attr().Int("size"), sk.Attr().Int("size"), sv.Attr().Int("size")
 		if sk.Args[0] != f || sv.Args[0] != f || len(f.Shape) != 2 || f.Shape[0] != ir.T ||
-			sq.Attrs.Int("start", -1) != 0 || sk.Attrs.Int("start", -1) != nq || sv.Attrs.Int("start", -1) != nq+nk ||
+			sq.Attr().Int("start") != 0 || sk.Attr().Int("start") != nq || sv.Attr().Int("start") != nq+nk ||
 			int64(f.Shape[1]) != nq+nk+nv {
 			continue
 		}
@@ -105,11 +105,12 @@ func FuseAttnInput(g *ir.Graph) error {
 		if nq != int64(q.Shape[1])*dq || nk != int64(k.Shape[1])*d || nv != int64(v.Shape[1])*dv {
 			continue
 		}
+		rope, attn := q.Attr(), at.Attr()
 		attrs := []ir.Attr{
 			ir.Ints("heads", int64(q.Shape[1]), int64(k.Shape[1])), ir.Int("head_dim", d),
-			ir.Float("theta", q.Attrs.Float("theta", 0)), ir.Int("rotary_dims", q.Attrs.Int("rotary_dims", 0)),
-			ir.Str("style", q.Attrs.String("style", "")),
-			ir.Int("cache", at.Attrs.Int("cache", -1)), ir.Float("scale", at.Attrs.Float("scale", 0)),
+			ir.Float("theta", rope.Float("theta")), ir.Int("rotary_dims", rope.Int("rotary_dims")),
+			ir.Str("style", rope.String("style")),
+			ir.Int("cache", attn.Int("cache")), ir.Float("scale", attn.Float("scale")),
 		}
 		if dv != d {
 			attrs = append(attrs, ir.Int("v_head_dim", dv))
@@ -122,9 +123,9 @@ func FuseAttnInput(g *ir.Graph) error {
 		args := []*ir.Value{f, q.Args[1]}
 		if len(norms) == 2 {
 			args = append(args, norms[0].Args[1], norms[1].Args[1])
-			attrs = append(attrs, ir.Float("eps", norms[0].Attrs.Float("eps", 0)))
-			if uo := norms[0].Attrs.Int("unit_offset", 0); uo != 0 {
-				attrs = append(attrs, ir.Int("unit_offset", uo))
+			attrs = append(attrs, ir.Float("eps", norms[0].Attr().Float("eps")))
+			if norms[0].Attr().Bool("unit_offset") {
+				attrs = append(attrs, ir.Int("unit_offset", 1))
 			}
 		}
 		r.replace(target, r.add(ir.OpQKVAttention, args, attrs...), chain...)
@@ -132,16 +133,10 @@ func FuseAttnInput(g *ir.Graph) error {
 	return r.finish()
 }
 
-// isLastDimRange reports whether v is a section or slice of its arg's last
-// dim starting at start with n elements.
+// isLastDimRange reports whether v is a section of its arg's last dim
+// starting at start with n elements.
 func isLastDimRange(v *ir.Value, start, n int64) bool {
-	switch v.Op {
-	case ir.OpSection:
-		return v.Attrs.Int("start", -1) == start && v.Attrs.Int("size", -1) == n
-	case ir.OpSlice:
-		return v.Attrs.Int("start", -1) == start && v.Attrs.Int("len", -1) == n
-	}
-	return false
+	return v.Op == ir.OpSection && v.Attr().Int("start") == start && v.Attr().Int("size") == n
 }
 
 func lastDimOf(v *ir.Value) ir.Dim { return v.Shape.Last() }

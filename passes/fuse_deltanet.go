@@ -7,12 +7,12 @@ import "github.com/inference-pio/pio/ir"
 // read only by that norm (plain weight, no unit offset), the norm and the
 // SiLU read only by the mul, becomes deltanet_core(q, k, v, g, beta, z, w)
 // with the rule's attributes and the norm's eps (z read in place from the
-// projected row, zrow, where it is a grouped slice of it). Either mul
+// projected row, zrow, where it is a grouped section of it). Either mul
 // operand order matches. The rule's output, the normalised rows and silu(z) never reach
 // memory.
 //
 // It also puts what feeds the rule into one deltanet_prep that reads the
-// projected row in place (see fusePrep): the q/k/v/z and b/a slices, the
+// projected row in place (see fusePrep): the q/k/v/z and b/a sections, the
 // concat, the causal conv + SiLU, the decay and the sigmoid.
 func FuseDeltaNet(g *ir.Graph) error {
 	r := newRewriter(g)
@@ -24,7 +24,7 @@ func FuseDeltaNet(g *ir.Graph) error {
 		for _, order := range [][2]int{{0, 1}, {1, 0}} {
 			norm, act := m.Args[order[0]], m.Args[order[1]]
 			if norm.Op != ir.OpRMSNorm || act.Op != ir.OpSiLU || !u.only(norm, m) || !u.only(act, m) ||
-				norm.Attrs.Int("unit_offset", 0) != 0 {
+				norm.Attr().Bool("unit_offset") {
 				continue
 			}
 			o := norm.Args[0]
@@ -32,8 +32,8 @@ func FuseDeltaNet(g *ir.Graph) error {
 				continue
 			}
 			z := act.Args[0]
-			attrs := append(attrsWithout(o.Attrs, "eps"), ir.Float("eps", norm.Attrs.Float("eps", 0)))
-			// z read in place: reshape(slice(reshape(row[off:]) [T, Hk, 2dk+2r·dv], 2dk+r·dv, r·dv)).
+			attrs := append(attrsWithout(o.Attrs, "eps"), ir.Float("eps", norm.Attr().Float("eps")))
+			// z read in place: reshape(section(reshape(row[off:]) [T, Hk, 2dk+2r·dv], 2dk+r·dv, r·dv)).
 			hk, dk, hv, dv := int64(o.Args[0].Shape[1]), int64(o.Args[0].Shape[2]), int64(o.Shape[1]), int64(o.Shape[2])
 			if row, off, p, st, n, ok := grouped(z); ok && hk > 0 && int64(p.Shape[1]) == hk &&
 				int64(p.Shape[2]) == 2*dk+2*hv/hk*dv && st == 2*dk+hv/hk*dv && n == hv/hk*dv {
@@ -49,11 +49,11 @@ func FuseDeltaNet(g *ir.Graph) error {
 	return r.finish()
 }
 
-// grouped matches reshape(slice(P, start, len)) with P = reshape(X) of
+// grouped matches reshape(section(P, start, size)) with P = reshape(X) of
 // shape [T, heads, group], X a value [T, W] or a section of one; it
-// returns the row value, the offset of X in its row, P, and start, len.
+// returns the row value, the offset of X in its row, P, and start, size.
 func grouped(v *ir.Value) (row *ir.Value, off int64, p *ir.Value, start, n int64, ok bool) {
-	if v.Op != ir.OpReshape || v.Args[0].Op != ir.OpSlice {
+	if v.Op != ir.OpReshape || v.Args[0].Op != ir.OpSection {
 		return
 	}
 	sl := v.Args[0]
@@ -63,12 +63,12 @@ func grouped(v *ir.Value) (row *ir.Value, off int64, p *ir.Value, start, n int64
 	}
 	row = p.Args[0]
 	if row.Op == ir.OpSection {
-		off, row = row.Attrs.Int("start", 0), row.Args[0]
+		off, row = row.Attr().Int("start"), row.Args[0]
 	}
 	if len(row.Shape) != 2 || row.Shape[0] != ir.T {
 		return
 	}
-	return row, off, p, sl.Attrs.Int("start", -1), sl.Attrs.Int("len", -1), true
+	return row, off, p, sl.Attr().Int("start"), sl.Attr().Int("size"), true
 }
 
 // fusePrep finds conv1d_causal{silu}(concat(q, k, v)) over the grouped
@@ -78,11 +78,11 @@ func grouped(v *ir.Value) (row *ir.Value, off int64, p *ir.Value, start, n int64
 func fusePrep(g *ir.Graph, r *rewriter, u useInfo) {
 	type gate struct{ sig, dec *ir.Value }
 	for _, conv := range g.Values {
-		if conv.Op != ir.OpConv1DCausal || conv.Attrs.String("activation", "") != "silu" {
+		if conv.Op != ir.OpConv1DCausal || conv.Attr().String("activation") != "silu" {
 			continue
 		}
 		cc := conv.Args[0]
-		if cc.Op != ir.OpConcat || cc.Attrs.Int("axis", -1) != 1 || len(cc.Args) != 3 || !u.only(cc, conv) {
+		if cc.Op != ir.OpConcat || cc.Attr().Int("axis") != 1 || len(cc.Args) != 3 || !u.only(cc, conv) {
 			continue
 		}
 		row, qoff, p, qs, dk, ok := grouped(cc.Args[0])
@@ -96,7 +96,7 @@ func fusePrep(g *ir.Graph, r *rewriter, u useInfo) {
 			ks != dk || kn != dk || vs != 2*dk || int64(p.Shape[2]) != 2*dk+2*rdv {
 			continue
 		}
-		// The gates: sigmoid(b) and decay(a) over reshape(slice(reshape(row[ba:]))).
+		// The gates: sigmoid(b) and decay(a) over reshape(section(reshape(row[ba:]))).
 		var gt gate
 		var baOff, rr int64
 		for _, d := range g.Values {
@@ -110,7 +110,7 @@ func fusePrep(g *ir.Graph, r *rewriter, u useInfo) {
 			for _, s := range u.users[dp.ID] {
 				for _, sv := range u.users[s.ID] {
 					for _, sg := range u.users[sv.ID] {
-						if sg.Op == ir.OpSigmoid && s.Op == ir.OpSlice && s.Attrs.Int("start", -1) == 0 && s.Attrs.Int("len", -1) == an &&
+						if sg.Op == ir.OpSigmoid && isLastDimRange(s, 0, an) &&
 							sv.Op == ir.OpReshape && sg.Shape.Equal(d.Shape) {
 							gt, baOff, rr = gate{sg, d}, doff, an
 						}
@@ -127,7 +127,7 @@ func fusePrep(g *ir.Graph, r *rewriter, u useInfo) {
 		hv, dv := hk*rr, rdv/rr
 		c := 2*hk*dk + hv*dv
 		prep := r.add(ir.OpDeltaNetPrep, []*ir.Value{row, conv.Args[1], gt.dec.Args[1], gt.dec.Args[2]},
-			ir.Int("cache", conv.Attrs.Int("cache", -1)), ir.Ints("heads", hk, hv), ir.Ints("dims", dk, dv),
+			ir.Int("cache", conv.Attr().Int("cache")), ir.Ints("heads", hk, hv), ir.Ints("dims", dk, dv),
 			ir.Int("qkvz", qoff), ir.Int("ba", baOff))
 		if prep == nil {
 			return

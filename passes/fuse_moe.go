@@ -24,7 +24,7 @@ func FuseMoE(g *ir.Graph) error {
 		}
 		l := ids.Args[0]
 		if w.Args[0] != l || l.Op != ir.OpMatMul || l.Args[0] != x || !isWeightExpr(l.Args[1]) ||
-			ids.Attrs.String("scoring", "") != w.Attrs.String("scoring", "") ||
+			ids.Attr().String("scoring") != w.Attr().String("scoring") ||
 			!u.only(w, m) || u.output[ids.ID] || len(u.users[ids.ID]) != 2 || u.output[l.ID] || len(u.users[l.ID]) != 2 {
 			continue
 		}

@@ -23,9 +23,9 @@ func FuseNormMatMul(g *ir.Graph) error {
 			continue
 		}
 		for _, m := range u.users[n.ID] {
-			attrs := append(attrsWithout(m.Attrs, "norm", "eps", "unit_offset"), ir.Int("norm", 1), ir.Float("eps", n.Attrs.Float("eps", 0)))
-			if uo := n.Attrs.Int("unit_offset", 0); uo != 0 {
-				attrs = append(attrs, ir.Int("unit_offset", uo))
+			attrs := append(attrsWithout(m.Attrs, "norm", "eps", "unit_offset"), ir.Int("norm", 1), ir.Float("eps", n.Attr().Float("eps")))
+			if n.Attr().Bool("unit_offset") {
+				attrs = append(attrs, ir.Int("unit_offset", 1))
 			}
 			op := m.Op
 			if op == ir.OpMatMul {
@@ -41,7 +41,7 @@ func FuseNormMatMul(g *ir.Graph) error {
 // m's prologue, or nil when m cannot take it: m must read n as its
 // activation (arg 0) only and have no norm yet.
 func normArgs(m, n *ir.Value) []*ir.Value {
-	if m.Args[0] != n || argIn(n, m.Args[1:]) || m.Attrs.Int("norm", 0) != 0 {
+	if m.Args[0] != n || argIn(n, m.Args[1:]) {
 		return nil
 	}
 	x, w := n.Args[0], n.Args[1]
@@ -49,9 +49,15 @@ func normArgs(m, n *ir.Value) []*ir.Value {
 	case ir.OpMatMul:
 		return []*ir.Value{x, m.Args[1], w}
 	case ir.OpFusedMatMul: // x, W [, residual]
+		if m.Attr().Bool("norm") {
+			return nil
+		}
 		return append([]*ir.Value{x, m.Args[1], w}, m.Args[2:]...)
 	case ir.OpMoERouted: // x, router, gate_up, down [, bias] [, residual]
-		bias, _, res, _ := ir.MoERoutedLayout(m.Attrs)
+		if m.Attr().Bool("norm") {
+			return nil
+		}
+		bias, _, res, _ := ir.MoERoutedLayout(m.Attr())
 		args := []*ir.Value{x, m.Args[1], m.Args[2], m.Args[3]}
 		if bias >= 0 {
 			args = append(args, m.Args[bias])

@@ -25,7 +25,7 @@ func FuseResidual(g *ir.Graph) error {
 			switch {
 			case m.Op == ir.OpMatMul:
 				args = []*ir.Value{m.Args[0], m.Args[1]}
-			case (m.Op == ir.OpFusedMatMul || m.Op == ir.OpMoERouted) && m.Attrs.Int("residual", 0) == 0:
+			case (m.Op == ir.OpFusedMatMul || m.Op == ir.OpMoERouted) && !m.Attr().Bool("residual"):
 				args = append([]*ir.Value(nil), m.Args...)
 				attrs = attrsWithout(m.Attrs, "residual")
 			default:

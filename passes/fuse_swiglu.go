@@ -22,10 +22,13 @@ func FuseSwiGLU(g *ir.Graph) error {
 			}
 			gate := act.Args[0]
 			f := gate.Args[0]
-			s := f.Attrs.Ints("sections")
-			if f.Op != ir.OpFusedMatMul || up.Args[0] != f || len(s) != 2 || s[0] != s[1] ||
-				f.Attrs.String("act", "none") != "none" || f.Attrs.Int("residual", 0) != 0 ||
-				gate.Attrs.Int("start", -1) != 0 || up.Attrs.Int("start", -1) != s[0] ||
+			if f.Op != ir.OpFusedMatMul || up.Args[0] != f {
+				continue
+			}
+			fa := f.Attr()
+			s := fa.Ints("sections")
+			if len(s) != 2 || s[0] != s[1] || fa.String("act") != "none" || fa.Bool("residual") ||
+				gate.Attr().Int("start") != 0 || up.Attr().Int("start") != s[0] ||
 				!u.only(gate, act) || !u.only(up, m) || len(u.users[f.ID]) != 2 || u.output[f.ID] {
 				continue
 			}

@@ -77,7 +77,8 @@ func Lower(g *ir.Graph) (*ir.Plan, error) {
 			}
 			step.Args = append(step.Args, r)
 		}
-		if c := v.Attrs.Int("cache", -1); c >= 0 {
+		if info, _ := v.Op.Info(); hasAttr(info, "cache") {
+			c := v.Attr().Int("cache")
 			if c >= int64(len(g.Caches)) {
 				return nil, fmt.Errorf("lower: %v: cache %d not declared", v, c)
 			}
@@ -132,4 +133,10 @@ func weightTensor(v *ir.Value) ir.PlanTensor {
 		}
 	}
 	return t
+}
+
+// hasAttr reports whether the op declares attribute key.
+func hasAttr(info ir.OpInfo, key string) bool {
+	_, ok := info.Attr(key)
+	return ok
 }

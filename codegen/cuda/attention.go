@@ -22,13 +22,13 @@ func (g *gen) attnShape(s ir.Step) (attn, error) {
 		if dt, _ := g.operand(s.Args[0]); dt != ir.F32 {
 			return attn{}, fmt.Errorf("qkv has dtype %v: want f32", dt)
 		}
-		h := s.Attrs.Ints("heads")
-		d := int(s.Attrs.Int("head_dim", 0))
-		dv := int(s.Attrs.Int("v_head_dim", int64(d)))
+		at := s.Attr()
+		h := at.Ints("heads")
+		d, dv := int(at.Int("head_dim")), int(at.Int("v_head_dim"))
 		if dv != d {
 			return attn{}, fmt.Errorf("v_head_dim %d != head_dim %d has no CUDA template yet", dv, d)
 		}
-		return g.attnGeom(int(h[0]), int(h[1]), d, dv, s.Attrs)
+		return g.attnGeom(int(h[0]), int(h[1]), d, dv, at)
 	}
 	_, q := g.operand(s.Args[0])
 	_, k := g.operand(s.Args[1])
@@ -38,11 +38,11 @@ func (g *gen) attnShape(s ir.Step) (attn, error) {
 			return attn{}, fmt.Errorf("operand %d has dtype %v: want f32", i, dt)
 		}
 	}
-	return g.attnGeom(int(q[1]), int(k[1]), int(q[2]), int(v[2]), s.Attrs)
+	return g.attnGeom(int(q[1]), int(k[1]), int(q[2]), int(v[2]), s.Attr())
 }
 
-func (g *gen) attnGeom(hq, hkv, d, dv int, at ir.Attrs) (attn, error) {
-	a := attn{hq: hq, hkv: hkv, d: d, dv: dv, cache: int(at.Int("cache", -1)), scale: at.Float("scale", 0)}
+func (g *gen) attnGeom(hq, hkv, d, dv int, at ir.AttrReader) (attn, error) {
+	a := attn{hq: hq, hkv: hkv, d: d, dv: dv, cache: int(at.Int("cache")), scale: at.Float("scale")}
 	a.g = a.hq / a.hkv
 	if a.cache < 0 || a.cache >= len(g.p.Caches) {
 		return a, fmt.Errorf("cache %d not declared", a.cache)
@@ -320,10 +320,10 @@ func (g *gen) qkvAttention(step int, s ir.Step) error {
 		return err
 	}
 	a.bq = g.m.TileTokens
-	at := s.Attrs
+	at := s.Attr()
 	norm := len(s.Args) == 4
-	rd := at.Int("rotary_dims", 0)
-	neox := at.String("style", "") == "neox"
+	rd := at.Int("rotary_dims")
+	neox := at.String("style") == "neox"
 	decl, normCode := "", ""
 	if norm {
 		qdt, _ := g.operand(s.Args[2])
@@ -337,7 +337,7 @@ func (g *gen) qkvAttention(step int, s ir.Step) error {
 			return err
 		}
 		off := "0.0f"
-		if at.Int("unit_offset", 0) == 1 {
+		if at.Bool("unit_offset") {
 			off = "1.0f"
 		}
 		decl = fmt.Sprintf("const %s* __restrict__ qn, const %s* __restrict__ kn, ", qt, kt)
@@ -345,7 +345,7 @@ func (g *gen) qkvAttention(step int, s ir.Step) error {
     for (int c = lane; c < D; c += 32) ss = fmaf(src[c], src[c], ss);
     const float inv = 1.0f / sqrtf(pio_warp_sum(ss) / %[1]d.0f + %[2]s);
     for (int c = lane; c < D; c += 32) buf[c] = __fmul_rn(__fmul_rn(src[c], inv), %[3]s + (isq ? pio_f32(qn[c]) : pio_f32(kn[c])));
-`, a.d, cf(at.Float("eps", 0)), off)
+`, a.d, cf(at.Float("eps")), off)
 	} else {
 		normCode = "    for (int c = lane; c < D; c += 32) buf[c] = src[c];\n"
 	}
@@ -392,7 +392,7 @@ extern "C" __global__ void __launch_bounds__(128) KNAME(const float* __restrict_
   for (int i = threadIdx.x; i < HKV * DV; i += blockDim.x) pio_st(vc + slot * HKV * DV + i, vsrc[i]);
 }
 `, a.ct, a.hq, a.hkv, a.d, a.dv, rd, rd/2, style, invTable(at), decl, normCode, pair)
-	gated := at.Int("gate", 0) == 1
+	gated := at.Bool("gate")
 	if gated {
 		prepText = gateRows(prepText)
 	}

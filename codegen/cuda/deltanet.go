@@ -8,7 +8,7 @@ import (
 )
 
 // Templates of the Gated DeltaNet family (ir/op_deltanet.go) and the concat
-// of activations its graphs use (its slices take mla.go's slice template),
+// of activations its graphs use (its sections take gen.go's template),
 // with the semantics of runtime/cpu/deltanet.go.
 //
 // The state kernels (conv1d_causal, gated_delta_rule) run one block per
@@ -108,12 +108,12 @@ func (g *gen) conv1dCausal(step int, s ir.Step) error {
 	_, xsh := g.operand(s.Args[0])
 	_, wsh := g.operand(s.Args[1])
 	c, k := int64(xsh[1]), int64(wsh.Last())
-	ci := s.Attrs.Int("cache", -1)
+	ci := s.Attr().Int("cache")
 	if err := g.stateCache(ci, ir.Sh(ir.Dim(c), ir.Dim(k-1))); err != nil {
 		return err
 	}
 	act, what := "", "y"
-	if s.Attrs.String("activation", "") == "silu" {
+	if s.Attr().String("activation") == "silu" {
 		act, what = "    acc = acc / (1.0f + expf(-acc));\n", "silu(y)"
 	}
 	name := g.kernel("conv1d_causal", fmt.Sprintf(`// conv1d_causal: %[5]s over C=%[3]d channels, K=%[4]d, per sequence run; y[t,c] = Σ_j w[c,j]·x[t−K+1+j, c], the K−1 inputs before the run from the conv state [slot, C, K−1], which gets the run's last K−1 inputs.
@@ -195,7 +195,7 @@ func (g *gen) deltaConcat(step int, s ir.Step) error {
 	if err != nil {
 		return err
 	}
-	axis := int(s.Attrs.Int("axis", 0))
+	axis := int(s.Attr().Int("axis"))
 	var decl, body strings.Builder
 	var total int64
 	for i, a := range s.Args {
@@ -261,17 +261,17 @@ func (g *gen) gatedDeltaRule(step int, s ir.Step) error {
 	if dk > maxDeltaDK || dv > maxDeltaDV {
 		return fmt.Errorf("key dim %d (at most %d) or value dim %d (at most %d) too large", dk, maxDeltaDK, dv, maxDeltaDV)
 	}
-	ci := s.Attrs.Int("cache", -1)
+	ci := s.Attr().Int("cache")
 	if err := g.stateCache(ci, ir.Sh(ir.Dim(hv), ir.Dim(dk), ir.Dim(dv))); err != nil {
 		return err
 	}
-	chunk := s.Attrs.Int("chunk", 64)
+	chunk := s.Attr().Int("chunk")
 	l2 := "false"
-	if s.Attrs.Int("l2norm", 0) == 1 {
+	if s.Attr().Bool("l2norm") {
 		l2 = "true"
 	}
 	defs := fmt.Sprintf("  constexpr int HK = %d, HV = %d, DK = %d, DV = %d;\n  constexpr bool L2 = %s;\n  constexpr float SCALE = %s;\n",
-		hk, hv, dk, dv, l2, cf(s.Attrs.Float("scale", 0)))
+		hk, hv, dk, dv, l2, cf(s.Attr().Float("scale")))
 	head := fmt.Sprintf(`extern "C" __global__ void __launch_bounds__(NTHREADS) KNAME(const %s* __restrict__ q, const %s* __restrict__ k, const %s* __restrict__ v, const %s* __restrict__ g, const %s* __restrict__ beta, float* __restrict__ y, int T, int S, %s`,
 		ts[0], ts[1], ts[2], ts[3], ts[4], stateDecl)
 	// Decode: the recurrent form. Thread (p, j) holds rows [p·R, (p+1)·R)

@@ -84,7 +84,7 @@ func TestGenerateDeltaNet(t *testing.T) {
 				var slots, cache bool
 				for _, p := range l.Params {
 					slots = slots || p.Kind == PSlots
-					cache = cache || p.Kind == PCacheK && int64(p.Index) == s.Attrs.Int("cache", -1)
+					cache = cache || p.Kind == PCacheK && int64(p.Index) == s.Attr().Int("cache")
 				}
 				if !slots || !cache {
 					t.Errorf("%s: step %d (%v): params %v lack the slots or the state cache", c.name, l.Step, s.Op, l.Params)
@@ -114,7 +114,7 @@ func TestGenerateDeltaNet(t *testing.T) {
 		if n != 3 {
 			t.Errorf("%s: %d delta-rule steps, want 3", c.name, n)
 		}
-		wants := []string{"conv1d_causal_", "gated_delta_rule_rec_", "gated_delta_rule_chunk_", "deltanet_decay_", "slice_", "concat_"}
+		wants := []string{"conv1d_causal_", "gated_delta_rule_rec_", "gated_delta_rule_chunk_", "deltanet_decay_", "section_", "concat_"}
 		if !strings.HasSuffix(c.name, "unfused") { // fuse-deltanet: prep and core
 			wants = []string{"deltanet_prep_conv_", "deltanet_prep_gates_", "gated_delta_rule_rec_", "gated_delta_rule_chunk_", "deltanet_gated_norm_"}
 		}

@@ -23,12 +23,13 @@ func (g *gen) deltaNetPrep(step int, s ir.Step) error {
 	}
 	_, xsh := g.operand(s.Args[0])
 	_, wsh := g.operand(s.Args[1])
-	hk, hv, dk, dv, c := ir.DeltaNetPrepLayout(s.Attrs)
+	at := s.Attr()
+	hk, hv, dk, dv, c := ir.DeltaNetPrepLayout(at)
 	if hk <= 0 {
 		return fmt.Errorf("deltanet_prep without heads and dims")
 	}
 	k := int64(wsh.Last())
-	ci := s.Attrs.Int("cache", -1)
+	ci := at.Int("cache")
 	if err := g.stateCache(ci, ir.Sh(ir.Dim(c), ir.Dim(k-1))); err != nil {
 		return err
 	}
@@ -65,7 +66,7 @@ extern "C" __global__ void __launch_bounds__(128) KNAME(const %[1]s* __restrict_
 #pragma unroll
   for (int m = 0; m < %[7]d; m++) st[m] = h[m];
 }
-`, ts[0], ts[1], c, k, stateDecl, seqRunC, k-1, 0, s.Attrs.Int("qkvz", 0), grp, width, row, ts[2], ts[3], hk*dk, dk, r*dv))
+`, ts[0], ts[1], c, k, stateDecl, seqRunC, k-1, 0, at.Int("qkvz"), grp, width, row, ts[2], ts[3], hk*dk, dk, r*dv))
 	g.launch(Launch{Step: step, Kernel: name, Params: stateParams(4, int(ci)), Block: 128,
 		Grid: [3]Expr{{T: 1}, {Fixed: int64((c + 127) / 128)}, {Fixed: 1}}})
 	gates := g.kernel("deltanet_prep_gates", fmt.Sprintf(`// deltanet_prep gates over [T, %[5]d] value heads: y[t, C+h] = −exp(A_log)·softplus(a + dt_bias) (softplus(x) = x above 20), y[t, C+Hv+h] = sigmoid(b), a and b read from the grouped ba block (at %[6]d, groups of 2·%[7]d) of rows of %[8]d.
@@ -81,7 +82,7 @@ extern "C" __global__ void __launch_bounds__(256) KNAME(const %[1]s* __restrict_
     y[t * %[9]dL + %[10]d + %[5]d + h] = 1.0f / (1.0f + expf(-pio_f32(xr[0])));
   }
 }
-`, ts[0], ts[1], ts[2], ts[3], hv, s.Attrs.Int("ba", 0), r, width, row, c))
+`, ts[0], ts[1], ts[2], ts[3], hv, at.Int("ba"), r, width, row, c))
 	g.launch(Launch{Step: step, Kernel: gates, Params: stdParams(4), Block: 256,
 		Grid: [3]Expr{{T: int64(hv), Div: 256}, {Fixed: 1}, {Fixed: 1}}})
 	return nil
@@ -117,7 +118,7 @@ func (g *gen) deltaNetCore(step int, s ir.Step) error {
 	}
 	// z's row: contiguous [T, Hv, dv], or in place in the projected row (zrow).
 	zrow := fmt.Sprintf("row * %dL", d)
-	if off := s.Attrs.Int("zrow", -1); off >= 0 {
+	if off := s.Attr().Int("zrow"); off >= 0 {
 		r := hv / hk
 		zrow = fmt.Sprintf("(row / %[1]d) * %[2]dL + %[3]d + (row %% %[1]d / %[4]d) * %[5]d + %[6]d + (row %% %[1]d %% %[4]d) * %[7]d",
 			hv, int64(zsh[1]), off, r, 2*dk+2*r*d, 2*dk+r*d, d)
@@ -144,7 +145,7 @@ extern "C" __global__ void __launch_bounds__(%[2]d) KNAME(const %[3]s* __restric
     yr[c] = __fmul_rn(__fmul_rn(__fmul_rn(yr[c], inv), pio_f32(w[c])), zv / (1.0f + expf(-zv)));
   }
 }
-`, d, block, zt, wt, cf(s.Attrs.Float("eps", 0)), zrow))
+`, d, block, zt, wt, cf(s.Attr().Float("eps")), zrow))
 	g.launch(Launch{Step: step, Kernel: name, Block: block, Grid: [3]Expr{grid, {Fixed: 1}, {Fixed: 1}},
 		Params: []Param{{Kind: PArg, Index: 5}, {Kind: PArg, Index: 6}, {Kind: POut}, {Kind: PT}, {Kind: PS}}})
 	return nil

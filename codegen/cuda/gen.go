@@ -264,7 +264,7 @@ func (g *gen) rmsNorm(step int, s ir.Step) error {
 		return err
 	}
 	off := "0.0f"
-	if s.Attrs.Int("unit_offset", 0) == 1 {
+	if s.Attr().Bool("unit_offset") {
 		off = "1.0f"
 	}
 	block := 128
@@ -298,7 +298,7 @@ extern "C" __global__ void __launch_bounds__(%[5]d) KNAME(const %[6]s* __restric
   const float inv = 1.0f / sqrtf(ss / %[2]d.0f + %[3]s);
   for (int c = threadIdx.x; c < %[2]d; c += %[5]d) yr[c] = __fmul_rn(__fmul_rn(%[10]s, inv), %[4]s + pio_f32(w[c]));
 }
-`, wt, d, cf(s.Attrs.Float("eps", 0)), off, block, xt, decl, what, brLine, load))
+`, wt, d, cf(s.Attr().Float("eps")), off, block, xt, decl, what, brLine, load))
 	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(len(s.Args)), Grid: [3]Expr{grid, {Fixed: 1}, {Fixed: 1}}, Block: block})
 	return nil
 }
@@ -374,6 +374,30 @@ extern "C" __global__ void __launch_bounds__(128) KNAME(const %[1]s* __restrict_
 }
 `, et, row, n))
 	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(2), Block: 128, Grid: [3]Expr{grid, {Fixed: 1}, {Fixed: 1}}})
+	return nil
+}
+
+// section copies a range of every row (ir/op.go): its bits, so x and y
+// share a dtype of 4 or 2 bytes.
+func (g *gen) section(step int, s ir.Step) error {
+	xdt, xsh := g.operand(s.Args[0])
+	if xdt.Size() != 4 && xdt.Size() != 2 {
+		return fmt.Errorf("x dtype %v not supported", xdt)
+	}
+	et := map[int]string{4: "unsigned", 2: "unsigned short"}[xdt.Size()]
+	d := int64(xsh.Last())
+	start, size := s.Attr().Int("start"), s.Attr().Int("size")
+	grid, _, err := rows(xsh, d)
+	if err != nil {
+		return err
+	}
+	name := g.kernel("section", fmt.Sprintf(`// section: y[r, :] = x[r, %[2]d:%[2]d+%[3]d] of rows of %[4]d.
+extern "C" __global__ void __launch_bounds__(128) KNAME(const %[1]s* __restrict__ x, %[1]s* __restrict__ y, int T, int S) {
+  const long r = blockIdx.x;  // one block per row
+  for (int c = threadIdx.x; c < %[3]d; c += blockDim.x) y[r * %[3]dL + c] = x[r * %[4]dL + %[2]d + c];
+}
+`, et, start, size, d))
+	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(1), Block: 128, Grid: [3]Expr{grid, {Fixed: 1}, {Fixed: 1}}})
 	return nil
 }
 

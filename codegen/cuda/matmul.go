@@ -49,8 +49,8 @@ func (g *gen) matmul(step int, s ir.Step) error {
 	m := mm{wt: wt, n: int64(wsh[0]), k: int64(wsh[1]), normArg: -1, resArg: -1, nargs: 2, off: "0.0f"}
 	m.nOut = m.n
 	if s.Op == ir.OpFusedMatMul {
-		m.normArg, m.resArg, m.nargs = ir.FusedMatMulLayout(s.Attrs)
-		switch act := s.Attrs.String("act", "none"); act {
+		m.normArg, m.resArg, m.nargs = ir.FusedMatMulLayout(s.Attr())
+		switch act := s.Attr().String("act"); act {
 		case "none":
 		case "swiglu":
 			m.swiglu, m.nOut = true, m.n/2
@@ -64,8 +64,8 @@ func (g *gen) matmul(step int, s ir.Step) error {
 		if m.nwt, err = ctype(ndt); err != nil {
 			return err
 		}
-		m.eps = cf(s.Attrs.Float("eps", 0))
-		if s.Attrs.Int("unit_offset", 0) == 1 {
+		m.eps = cf(s.Attr().Float("eps"))
+		if s.Attr().Bool("unit_offset") {
 			m.off = "1.0f"
 		}
 	}
@@ -306,26 +306,4 @@ func (m *mm) tileKernel() string {
 	b.WriteString("#pragma unroll\n  for (int i = 0; i < 4; i++) {\n    const long gm = m0 + ty * 4 + i;\n    if (gm >= M) continue;\n#pragma unroll\n    for (int j = 0; j < 4; j++) {\n      const long gn = n0 + tx * 4 + j;\n")
 	b.WriteString("      if (gn < NOUT) " + m.epilogue("acc[i][j]", "accu[i][j]", "gm", "gn") + "\n    }\n  }\n}\n")
 	return b.String()
-}
-
-func (g *gen) section(step int, s ir.Step) error {
-	xdt, xsh := g.operand(s.Args[0])
-	if xdt.Size() != 4 && xdt.Size() != 2 {
-		return fmt.Errorf("x dtype %v not supported", xdt)
-	}
-	et := map[int]string{4: "unsigned", 2: "unsigned short"}[xdt.Size()]
-	d := int64(xsh.Last())
-	start, size := s.Attrs.Int("start", 0), s.Attrs.Int("size", 0)
-	grid, _, err := rows(xsh, d)
-	if err != nil {
-		return err
-	}
-	name := g.kernel("section", fmt.Sprintf(`// section: y[r, :] = x[r, %[2]d:%[2]d+%[3]d] of rows of %[4]d.
-extern "C" __global__ void __launch_bounds__(128) KNAME(const %[1]s* __restrict__ x, %[1]s* __restrict__ y, int T, int S) {
-  const long r = blockIdx.x;  // one block per row
-  for (int c = threadIdx.x; c < %[3]d; c += blockDim.x) y[r * %[3]dL + c] = x[r * %[4]dL + %[2]d + c];
-}
-`, et, start, size, d))
-	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(1), Block: 128, Grid: [3]Expr{grid, {Fixed: 1}, {Fixed: 1}}})
-	return nil
 }

@@ -7,8 +7,7 @@ import (
 )
 
 // Templates of multi-head latent attention and its helpers (ir/op_moe.go:
-// slice, head_matmul, mla_attention), with the semantics of
-// runtime/cpu/mla.go.
+// head_matmul, mla_attention), with the semantics of runtime/cpu/mla.go.
 //
 // mla_attention appends each token's c_kv [R] and k_rope [Dr] to the
 // latent cache (ir.CacheLatent: entry pools PCacheK and PCacheV), then runs
@@ -21,32 +20,8 @@ import (
 // same chunk, and a combine of the splits.
 
 func init() {
-	templates[ir.OpSlice] = (*gen).moeSlice // the one slice template (ir/op_moe.go), used by every family
 	templates[ir.OpHeadMatMul] = (*gen).headMatMul
 	templates[ir.OpMLAAttention] = (*gen).mlaAttention
-}
-
-func (g *gen) moeSlice(step int, s ir.Step) error {
-	xdt, xsh := g.operand(s.Args[0])
-	xt, err := ctype(xdt)
-	if err != nil {
-		return err
-	}
-	d := int64(xsh.Last())
-	start, n := s.Attrs.Int("start", 0), s.Attrs.Int("len", 0)
-	grid, nrows, err := rows(xsh, d)
-	if err != nil {
-		return err
-	}
-	name := g.kernel("slice", fmt.Sprintf(`// slice: y[r, :] = x[r, %[2]d:%[3]d] over rows of %[4]d.
-extern "C" __global__ void __launch_bounds__(128) KNAME(const %[1]s* __restrict__ x, float* __restrict__ y, int T, int S) {
-  const long r = blockIdx.x;
-  if (r >= %[5]s) return;
-  for (int c = threadIdx.x; c < %[6]d; c += blockDim.x) y[r * %[6]dL + c] = pio_f32(x[r * %[4]dL + %[2]d + c]);
-}
-`, xt, start, start+n, d, nrows, n))
-	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(1), Block: 128, Grid: [3]Expr{grid, {Fixed: 1}, {Fixed: 1}}})
-	return nil
 }
 
 func (g *gen) headMatMul(step int, s ir.Step) error {
@@ -62,8 +37,8 @@ func (g *gen) headMatMul(step int, s ir.Step) error {
 	}
 	heads, r := int64(xsh[1]), int64(wsh[1])
 	per := int64(wsh[0]) / heads
-	start, nrows := s.Attrs.Int("start", 0), s.Attrs.Int("rows", 0)
-	if s.Attrs.Int("transpose", 0) == 1 {
+	start, nrows := s.Attr().Int("start"), s.Attr().Int("rows")
+	if s.Attr().Bool("transpose") {
 		// y[t,h,c] = Σ_n B_h[n,c]·x[t,h,n]: one thread per output, the
 		// weight rows read coalesced along c.
 		name := g.kernel("head_matmul_t", fmt.Sprintf(`// head_matmul_t: y[t, h, c] = Σ_n W[h·%[3]d + %[4]d + n, c]·x[t, h, n], n < %[5]d, c < %[6]d, %[7]d heads; W %[2]s.
@@ -172,7 +147,7 @@ func (g *gen) mlaAttention(step int, s ir.Step) error {
 	_, qsh := g.operand(s.Args[0])
 	_, rsh := g.operand(s.Args[1])
 	heads, r, dr := int(qsh[1]), int(qsh[2]), int(rsh[2])
-	ci := int(s.Attrs.Int("cache", -1))
+	ci := int(s.Attr().Int("cache"))
 	if ci < 0 || ci >= len(g.p.Caches) {
 		return fmt.Errorf("cache %d not declared", ci)
 	}
@@ -204,7 +179,7 @@ extern "C" __global__ void __launch_bounds__(128) KNAME(const float* __restrict_
 		Params: append([]Param{{Kind: PArg, Index: 2}, {Kind: PArg, Index: 3}, {Kind: PCacheK, Index: uint16(ci)}, {Kind: PCacheV, Index: uint16(ci)},
 			{Kind: PPositions}, {Kind: PSeqOfToken}}, append(pagedMeta(), Param{Kind: PT})...)})
 
-	scale := cf(s.Attrs.Float("scale", 0))
+	scale := cf(s.Attr().Float("scale"))
 	head := []Param{{Kind: PArg, Index: 0}, {Kind: PArg, Index: 1}, {Kind: PCacheK, Index: uint16(ci)}, {Kind: PCacheV, Index: uint16(ci)}}
 	g.launch(Launch{Step: step, Kernel: g.kernel("mla_prefill", mlaPrefillText(ct, heads, r, dr, scale, tl)), Block: mlaWarps * 32, Mode: Prefill,
 		Grid:   [3]Expr{{Tiles: 1}, {Fixed: int64(tl.sub * tl.hg)}, {Fixed: 1}},

@@ -154,7 +154,7 @@ func (m *mm) mmaBody(p int) string {
 	b.WriteString("  {\n" + load(first) + store("0") + "  }\n  __syncthreads();\n")
 	fmt.Fprintf(&b, "  for (int s = %s; s < %s; s++) {\n    const int B = %s;\n", s0, s1, buf)
 	fmt.Fprintf(&b, "    if (s + 1 < %s) {\n"+indent(load(fmt.Sprintf("(s + 1) * %dL", mmaBK)))+"    }\n", s1)
-	b.WriteString(mmaSlice("xs", "ws", wrow, false))
+	b.WriteString(mmaSlice(mmaFrags{xs: "xs", ws: "ws", wrow: wrow}))
 	fmt.Fprintf(&b, "    if (s + 1 < %s) {\n"+indent(store("B ^ 1"))+"    }\n    __syncthreads();\n  }\n", s1)
 	// Epilogue: accumulator c of tile (i, j) is row g + 8·(c >> 1), column 2t + (c & 1).
 	if split {
@@ -274,13 +274,19 @@ func (m *mm) mmaSumKernel(p int) string {
 	return b.String()
 }
 
+// mmaFrags names where mmaSlice reads its fragments.
+type mmaFrags struct {
+	xs, ws    string // the shared arrays of x's terms and of W's rows
+	wrow      string // C expression: W's row in ws for n tile j
+	skipEmpty bool   // skip an m tile past M (warp-uniform), for tiles of fewer rows than the block
+}
+
 // mmaSlice is the MMAs of one k slice (shared buffer B), for a block of 8
 // warps in 2 (M) × 4 (N), each owning 2 × 4 tiles of 16 × 8 accumulated in
-// acc[i][j]: the x terms' fragments from shared xs, W's from shared ws,
-// whose row for n tile j is the C expression wrow; skipEmpty skips an m
-// tile past M (warp-uniform), for tiles of fewer rows than the block.
-// Shared by the dense tensor-core kernel and the MoE expert kernels.
-func mmaSlice(xs, ws, wrow string, skipEmpty bool) string {
+// acc[i][j] from the fragments f names. Shared by the dense tensor-core
+// kernel and the MoE expert kernels.
+func mmaSlice(f mmaFrags) string {
+	xs, ws, wrow := f.xs, f.ws, f.wrow
 	var b strings.Builder
 	b.WriteString("    // Fragments (PTX ISA m16n8k16 layouts): A rows g, g+8 of each m tile, B row g of each n tile;\n")
 	b.WriteString("    // words 4t..4t+3 of a row are k 8t..8t+7: words 0, 1 feed the first 16-deep step, 2, 3 the second.\n")
@@ -289,7 +295,7 @@ func mmaSlice(xs, ws, wrow string, skipEmpty bool) string {
 	fmt.Fprintf(&b, "#pragma unroll\n    for (int p = %d; p >= 0; p--) {  // the smallest term first\n      unsigned a[2][2][4];\n", mmaTerms-1)
 	fmt.Fprintf(&b, "#pragma unroll\n      for (int i = 0; i < 2; i++)\n#pragma unroll\n        for (int h = 0; h < 2; h++) pio_lds4(&%s[B][p][wm * 32 + i * 16 + h * 8 + g][4 * t], a[i][h]);\n", xs)
 	b.WriteString("#pragma unroll\n      for (int ks = 0; ks < 2; ks++)\n#pragma unroll\n        for (int i = 0; i < 2; i++) {\n")
-	if skipEmpty {
+	if f.skipEmpty {
 		b.WriteString("          if (wm * 32 + i * 16 >= M) continue;  // no valid rows in this m tile (warp-uniform)\n")
 	}
 	b.WriteString("          const unsigned fa[4] = {a[i][0][2 * ks], a[i][1][2 * ks], a[i][0][2 * ks + 1], a[i][1][2 * ks + 1]};\n")

@@ -65,14 +65,27 @@ func (m moeGeom) scratch() int64 {
 	return int64(3*m.e+5) + int64(m.k)*int64(3+m.inter+m.h)
 }
 
+// route says what a routing kernel does (routeKernel).
+type route struct {
+	logits, bias string // C element types of the logits and of the selection bias ("": no bias)
+	experts, k   int
+	softmax      bool     // softmax scores, else sigmoid
+	topk         bool     // choose the k ids
+	weights      bool     // write the k weights of the ids
+	normalize    bool     // divide the weights by their sum (with weights)
+	scale        float64  // then multiply them by scale (with weights)
+	workspace    []string // logits, ids and weights live in the workspace at these offsets (C expressions in T)
+}
+
 // routeKernel emits the routing kernel: one warp per token scores the
 // experts into shared memory, then (topk) chooses k ids, and/or (weights)
 // writes the k weights of the ids.
 //
-// With workspace offsets (wsOff: logits, ids, weights, C expressions in T)
-// the kernel reads and writes those regions of the workspace instead of
-// taking them as parameters.
-func (g *gen) routeKernel(lt, bt string, e, k int, softmax, topk, weights, normalize bool, scale float64, wsOff ...string) string {
+// With workspace offsets the kernel reads and writes those regions of the
+// workspace instead of taking them as parameters.
+func (g *gen) routeKernel(r route) string {
+	lt, bt, e, k, wsOff := r.logits, r.bias, r.experts, r.k, r.workspace
+	softmax, topk, weights, normalize, scale := r.softmax, r.topk, r.weights, r.normalize, r.scale
 	score := `      sc[i] = (float)(1.0 / (1.0 + exp(-(double)pio_f32(l[i]))));`
 	what := "sigmoid"
 	if softmax {
@@ -202,8 +215,9 @@ func (g *gen) routerTopK(step int, s ir.Step) error {
 			return err
 		}
 	}
-	e, k := int(lsh[1]), int(s.Attrs.Int("k", 0))
-	name := g.routeKernel(lt, bt, e, k, s.Attrs.String("scoring", "") == "softmax", true, false, false, 1)
+	at := s.Attr()
+	name := g.routeKernel(route{logits: lt, bias: bt, experts: int(lsh[1]), k: int(at.Int("k")), softmax: at.String("scoring") == "softmax",
+		topk: true})
 	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(len(s.Args)), Block: 32, Grid: [3]Expr{{T: 1}, {Fixed: 1}, {Fixed: 1}}})
 	return nil
 }
@@ -215,9 +229,9 @@ func (g *gen) routerWeights(step int, s ir.Step) error {
 		return err
 	}
 	_, ish := g.operand(s.Args[1])
-	e, k := int(lsh[1]), int(ish[1])
-	name := g.routeKernel(lt, "", e, k, s.Attrs.String("scoring", "") == "softmax", false, true,
-		s.Attrs.Int("normalize", 0) == 1, s.Attrs.Float("scale", 1))
+	at := s.Attr()
+	name := g.routeKernel(route{logits: lt, experts: int(lsh[1]), k: int(ish[1]), softmax: at.String("scoring") == "softmax",
+		weights: true, normalize: at.Bool("normalize"), scale: at.Float("scale")})
 	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(2), Block: 32, Grid: [3]Expr{{T: 1}, {Fixed: 1}, {Fixed: 1}}})
 	return nil
 }
@@ -400,7 +414,7 @@ extern "C" __global__ void __launch_bounds__(%[6]d) KNAME(const %[7]s* __restric
 	g.launch(Launch{Step: step, Kernel: gateUp, Block: moeWarps * 32, Grid: [3]Expr{{Fixed: int64(m.e * guTiles)}, {Fixed: 1}, {Fixed: 1}},
 		Params: []Param{x, gu, ws, T}})
 	if guMMA {
-		name := g.kernel("moe_gate_up_mma", m.mmaKernel(true, scratch("start", "order", "act", "tiles")))
+		name := g.kernel("moe_gate_up_mma", m.mmaKernel(gemmGateUp, scratch("start", "order", "act", "tiles")))
 		for _, r := range m.mmaTiles() {
 			g.launch(Launch{Step: step, Kernel: name, Block: 256, MinRows: r.minRows, MaxRows: r.maxRows, Grid: [3]Expr{{Fixed: int64(m.inter), Div: moeMMARows}, r.tiles, {Fixed: 1}},
 				Params: []Param{x, gu, ws, T}})
@@ -446,7 +460,7 @@ extern "C" __global__ void __launch_bounds__(%[6]d) KNAME(const %[1]s* __restric
 	g.launch(Launch{Step: step, Kernel: downK, Block: moeWarps * 32, Grid: [3]Expr{{Fixed: int64(m.e * dTiles)}, {Fixed: 1}, {Fixed: 1}},
 		Params: []Param{down, ws, T}})
 	if downMMA {
-		name := g.kernel("moe_down_mma", m.mmaKernel(false, scratch("start", "order", "act", "out", "tiles")))
+		name := g.kernel("moe_down_mma", m.mmaKernel(gemmDown, scratch("start", "order", "act", "out", "tiles")))
 		for _, r := range m.mmaTiles() {
 			g.launch(Launch{Step: step, Kernel: name, Block: 256, MinRows: r.minRows, MaxRows: r.maxRows, Grid: [3]Expr{{Fixed: int64(m.h), Div: 128}, r.tiles, {Fixed: 1}},
 				Params: []Param{down, ws, T}})
@@ -501,7 +515,7 @@ func (g *gen) moe(step int, s ir.Step) error {
 		return err
 	}
 	_, ish := g.operand(s.Args[1])
-	m, err := g.moeShape(s.Args[0], s.Args[3], s.Args[4], int(s.Attrs.Int("experts", 0)), int(ish[1]))
+	m, err := g.moeShape(s.Args[0], s.Args[3], s.Args[4], int(s.Attr().Int("experts")), int(ish[1]))
 	if err != nil {
 		return err
 	}
@@ -515,7 +529,8 @@ func (g *gen) moe(step int, s ir.Step) error {
 }
 
 func (g *gen) moeRouted(step int, s ir.Step) error {
-	biasArg, normArg, resArg, nargs := ir.MoERoutedLayout(s.Attrs)
+	at := s.Attr()
+	biasArg, normArg, resArg, nargs := ir.MoERoutedLayout(at)
 	if len(s.Args) != nargs {
 		return fmt.Errorf("want %d args, got %d", nargs, len(s.Args))
 	}
@@ -533,8 +548,8 @@ func (g *gen) moeRouted(step int, s ir.Step) error {
 	if len(rsh) != 2 || int(rsh[1]) != h {
 		return fmt.Errorf("router %v does not fit hidden %d", rsh, h)
 	}
-	re, k := int(rsh[0]), int(s.Attrs.Int("k", 0))
-	m, err := g.moeShape(s.Args[0], s.Args[2], s.Args[3], int(s.Attrs.Int("experts", 0)), k)
+	re, k := int(rsh[0]), int(at.Int("k"))
+	m, err := g.moeShape(s.Args[0], s.Args[2], s.Args[3], int(at.Int("experts")), k)
 	if err != nil {
 		return err
 	}
@@ -551,7 +566,7 @@ func (g *gen) moeRouted(step int, s ir.Step) error {
 			return err
 		}
 		off := "0.0f"
-		if s.Attrs.Int("unit_offset", 0) == 1 {
+		if at.Bool("unit_offset") {
 			off = "1.0f"
 		}
 		// Like the CPU's rmsRow: Σx² in double, inv = 1/sqrt(mean + eps), y = (x·inv)·w.
@@ -572,7 +587,7 @@ extern "C" __global__ void __launch_bounds__(128) KNAME(const %[2]s* __restrict_
   const float inv = (float)(1.0 / sqrt((double)__fadd_rn(mean, %[4]s)));
   for (int c = threadIdx.x; c < %[1]d; c += 128) yr[c] = __fmul_rn(__fmul_rn(pio_f32(xr[c]), inv), %[5]s + pio_f32(w[c]));
 }
-`, h, xt, nt, cf(s.Attrs.Float("eps", 0)), off))
+`, h, xt, nt, cf(at.Float("eps")), off))
 		g.launch(Launch{Step: step, Kernel: name, Block: 128, Grid: [3]Expr{{T: 1}, {Fixed: 1}, {Fixed: 1}},
 			Params: []Param{arg(0), arg(normArg), ws, T}})
 		xnOff, perT = "0L", int64(h)
@@ -613,12 +628,12 @@ extern "C" __global__ void __launch_bounds__(256) KNAME(%[4]sconst %[1]s* __rest
 			return err
 		}
 	}
-	softmax := s.Attrs.String("scoring", "") == "softmax"
 	wparams := []Param{ws}
 	if bt != "" {
 		wparams = append(wparams, arg(biasArg))
 	}
-	routeWS := g.routeKernel("float", bt, re, k, softmax, true, true, s.Attrs.Int("normalize", 0) == 1, s.Attrs.Float("scale", 1), logitsOff, idsOff, wOff)
+	routeWS := g.routeKernel(route{logits: "float", bias: bt, experts: re, k: k, softmax: at.String("scoring") == "softmax",
+		topk: true, weights: true, normalize: at.Bool("normalize"), scale: at.Float("scale"), workspace: []string{logitsOff, idsOff, wOff}})
 	g.launch(Launch{Step: step, Kernel: routeWS, Block: 32, Grid: [3]Expr{{T: 1}, {Fixed: 1}, {Fixed: 1}}, Params: append(wparams, T, Param{Kind: PS})})
 
 	var res *Param
@@ -681,9 +696,17 @@ type moeTileGrid struct {
 	tiles            Expr
 }
 
+// expertGEMM names one of the two expert GEMMs.
+type expertGEMM uint8
+
+const (
+	gemmGateUp expertGEMM = iota // x rows of the pairs' tokens in, silu(gate)·up out (act)
+	gemmDown                     // act rows in, out
+)
+
 // mmaKernel is the tensor-core kernel of the gate/up GEMM with its SwiGLU
-// (gateUp; x rows of the pairs' tokens, act out) or of the down GEMM (act
-// rows in, out), one block per (tile table entry: 64 pairs of one expert,
+// (x rows of the pairs' tokens, act out) or of the down GEMM (act rows in,
+// out), one block per (tile table entry: 64 pairs of one expert,
 // 64 act columns or 128 out columns). The numerics and the data path are
 // mma.go's (mmaKernel): mma.sync m16n8k16 bf16, x split into three bf16
 // terms multiplied into f32 accumulators, the smallest first; 32-deep k
@@ -692,7 +715,7 @@ type moeTileGrid struct {
 // B). The rows of the tile are gathered: row r is pair order[q0 + r], so a
 // thread looks up the two rows it stages once. Warps with no valid rows
 // skip the multiplies.
-func (m moeGeom) mmaKernel(gateUp bool, scratch string) string {
+func (m moeGeom) mmaKernel(which expertGEMM, scratch string) string {
 	kd, nout, cols := m.h, m.inter, 64
 	what := fmt.Sprintf("act[p, i] = silu(gate_e[i]·x[t]) · up_e[i]·x[t]; gate_up %s[%d·%d, %d]", m.gut, m.e, 2*m.inter, m.h)
 	decl := "const float* __restrict__ x, const pio_bf16* __restrict__ gu"
@@ -702,7 +725,7 @@ func (m moeGeom) mmaKernel(gateUp bool, scratch string) string {
 	wload := "const long gn = n0 + (r & 63), kk = K0 + c, wrow = gn + (r >> 6) * NOUT;  // gate rows, then up rows"
 	wrowS, col, jout := "(j >> 1) * 64 + wn * 16 + (j & 1) * 8", "wn * 16 + j * 8", 2
 	epi := "act[(long)pr[r] * I + gn] = __fmul_rn(acc[i][j][c] / (1.0f + expf(-acc[i][j][c])), acc[i][j + 2][c]);"
-	if !gateUp {
+	if which == gemmDown {
 		kd, nout, cols = m.inter, m.h, 128
 		what = fmt.Sprintf("out[p, r] = down_e[r]·act[p]; down %s[%d·%d, %d]", m.dt, m.e, m.h, m.inter)
 		decl = "const pio_bf16* __restrict__ down"
@@ -743,7 +766,7 @@ func (m moeGeom) mmaKernel(gateUp bool, scratch string) string {
 		return strings.NewReplacer("K0", k0, "BUF", buf).Replace(txt)
 	}
 	name := "moe_down"
-	if gateUp {
+	if which == gemmGateUp {
 		name = "moe_gate_up"
 	}
 	return fmt.Sprintf(`// %[1]s, tensor cores: %[2]s, over the pairs p = (t, slot) of the experts with more than %[3]d pairs (moe_group's tile table); one block per (%[4]d pairs of one expert, %[5]d columns); mma.sync m16n8k16 bf16 on x split into %[6]d bf16 terms.
@@ -805,6 +828,6 @@ extern "C" __global__ void __launch_bounds__(256) KNAME(%[7]s, float* ws, int T)
 }
 `, name, what, moeMMAMinPairs, moeMMARows, cols, moeMMATerms, decl, fmt.Sprintf("  enum { E = %d, K = %d, H = %d, I = %d };\n", m.e, m.k, m.h, m.inter), scratch,
 		kd, nout, (kd+31)/32, wbase, xrow,
-		at(load, "0L", ""), at(store, "", "0"), indent(at(load, "(s + 1) * 32L", "")), indent(mmaSlice("xsh", "wsh", wrowS, true)), moeMMATerms-1,
+		at(load, "0L", ""), at(store, "", "0"), indent(at(load, "(s + 1) * 32L", "")), indent(mmaSlice(mmaFrags{xs: "xsh", ws: "wsh", wrow: wrowS, skipEmpty: true})), moeMMATerms-1,
 		indent(at(store, "", "B ^ 1")), jout, col, epi)
 }

@@ -82,7 +82,7 @@ func TestGenerateMoEPlans(t *testing.T) {
 		}
 	}
 	for _, k := range []string{"moe_route", "moe_group", "moe_gate_up", "moe_down", "moe_gate_up_mma", "moe_down_mma", "moe_combine", "moe_norm", "moe_router",
-		"slice", "head_matmul", "head_matmul_t", "latent_append", "mla_attention", "mla_combine"} {
+		"section", "head_matmul", "head_matmul_t", "latent_append", "mla_attention", "mla_combine"} {
 		if !used[k] {
 			t.Errorf("no plan launches %s", k)
 		}
@@ -125,7 +125,7 @@ func TestMoEMMALaunches(t *testing.T) {
 				continue
 			}
 			steps++
-			e, k := int(s.Attrs.Int("experts", 0)), int(s.Attrs.Int("k", 0))
+			e, k := int(s.Attr().Int("experts")), int(s.Attr().Int("k"))
 			if e <= 0 || k <= 0 {
 				t.Fatalf("%s: step %d (%v): %d experts, top-%d", name, i, s.Op, e, k)
 			}

@@ -82,7 +82,7 @@ func (g *gen) matmulQ(step int, s ir.Step) error {
 	if len(xsh) == 0 || xsh.Last().Symbolic() || len(csh) != 2 || csh[0].Symbolic() {
 		return fmt.Errorf("x %v, codes %v: want [..., K] and [N, ...]", xsh, csh)
 	}
-	m := mmq{format: s.Attrs.String("format", ""), n: int64(csh[0]), k: int64(xsh.Last()), g: s.Attrs.Int("group", 0)}
+	m := mmq{format: s.Attr().String("format"), n: int64(csh[0]), k: int64(xsh.Last()), g: s.Attr().Int("group")}
 	wantDT, wantSh, err := ir.QuantCodes(m.format, csh[0], xsh.Last())
 	if err != nil {
 		return err

@@ -21,9 +21,9 @@ func ropeInvFreq(theta float64, d int) []float32 {
 }
 
 // invTable is the C initialiser of a RoPE inverse-frequency table.
-func invTable(a ir.Attrs) string {
+func invTable(a ir.AttrReader) string {
 	var inv []string
-	for _, f := range ropeInvFreq(a.Float("theta", 0), int(a.Int("rotary_dims", 0))) {
+	for _, f := range ropeInvFreq(a.Float("theta"), int(a.Int("rotary_dims"))) {
 		inv = append(inv, cf(float64(f)))
 	}
 	return strings.Join(inv, ", ")
@@ -35,9 +35,9 @@ func (g *gen) rope(step int, s ir.Step) error {
 		return fmt.Errorf("x dtype %v: want f32", xdt)
 	}
 	heads, hd := int64(xsh[1]), int64(xsh[2])
-	rd := s.Attrs.Int("rotary_dims", 0)
+	rd := s.Attr().Int("rotary_dims")
 	half := rd / 2
-	neox := s.Attrs.String("style", "") == "neox"
+	neox := s.Attr().String("style") == "neox"
 	i1, i2 := "2 * j", "2 * j + 1"
 	style := "interleaved"
 	if neox {
@@ -71,7 +71,7 @@ extern "C" __global__ void __launch_bounds__(128) KNAME(const float* __restrict_
     y[base + %[8]s] = __fmul_rn(x2, cs) + __fmul_rn(x1, sn);
   }
 %[9]s}
-`, heads, hd, rd, half, invTable(s.Attrs), style, i1, i2, pass))
+`, heads, hd, rd, half, invTable(s.Attr()), style, i1, i2, pass))
 	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(2), Block: 128, Grid: [3]Expr{{T: 1}, {Fixed: 1}, {Fixed: 1}}})
 	return nil
 }

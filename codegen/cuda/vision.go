@@ -22,7 +22,7 @@ func init() {
 	templates[ir.OpAddRows] = (*gen).maskRows
 	templates[ir.OpSetRows] = (*gen).maskRows
 	// The vision stage also cuts q, k and v out of the fused qkv projection
-	// with slice, whose template is the MoE/MLA family's (mla.go).
+	// with section, a core op (gen.go).
 }
 
 // floatTypes returns the CUDA element types of step operands.
@@ -74,7 +74,7 @@ extern "C" __global__ void __launch_bounds__(%[6]d) KNAME(const %[1]s* x, const 
   for (int c = threadIdx.x; c < %[4]d; c += %[6]d)
     yr[c] = __fadd_rn(__fmul_rn(__fmul_rn(pio_f32(xr[c]) - mean, rstd), pio_f32(w[c])), pio_f32(b[c]));
 }
-`, ts[0], ts[1], ts[2], d, cf(s.Attrs.Float("eps", 0)), block))
+`, ts[0], ts[1], ts[2], d, cf(s.Attr().Float("eps")), block))
 	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(3), Block: block, Grid: [3]Expr{grid, {Fixed: 1}, {Fixed: 1}}})
 	return nil
 }
@@ -86,7 +86,7 @@ func (g *gen) gelu(step int, s ir.Step) error {
 		return err
 	}
 	var expr string
-	switch a := s.Attrs.String("approximate", ""); a {
+	switch a := s.Attr().String("approximate"); a {
 	case "erf":
 		expr = "0.5f * v * (1.0f + erff(v * 0.707106781f))"
 	case "tanh":
@@ -104,7 +104,7 @@ extern "C" __global__ void __launch_bounds__(256) KNAME(const %[1]s* x, float* y
     y[i] = %[3]s;
   }
 }
-`, ts[0], cExpr(t, sq, f), expr, s.Attrs.String("approximate", "")))
+`, ts[0], cExpr(t, sq, f), expr, s.Attr().String("approximate")))
 	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(1), Block: 256,
 		Grid: [3]Expr{{T: t, S: sq, Fixed: f, Div: 256}, {Fixed: 1}, {Fixed: 1}}})
 	return nil
@@ -246,15 +246,15 @@ func (g *gen) mrope(step int, s ir.Step) error {
 		return fmt.Errorf("x dtype %v: want f32", xdt)
 	}
 	_, psh := g.operand(s.Args[1])
-	secs := s.Attrs.Ints("sections")
-	layout := s.Attrs.String("layout", "")
+	secs := s.Attr().Ints("sections")
+	layout := s.Attr().String("layout")
 	if layout != "chunked" && layout != "interleaved" {
 		return fmt.Errorf("layout %q has no CUDA template", layout)
 	}
 	axisOf := mropeAxes(secs, layout)
-	base := ropeInvFreq(s.Attrs.Float("theta", 0), int(s.Attrs.Int("freq_dim", 0)))
+	base := ropeInvFreq(s.Attr().Float("theta"), int(s.Attr().Int("freq_dim")))
 	if len(base) == 0 || len(axisOf) == 0 {
-		return fmt.Errorf("freq_dim %d, sections %v: no frequency slots", s.Attrs.Int("freq_dim", 0), secs)
+		return fmt.Errorf("freq_dim %d, sections %v: no frequency slots", s.Attr().Int("freq_dim"), secs)
 	}
 	var inv, ax []string
 	for i, a := range axisOf {
@@ -447,7 +447,7 @@ extern "C" __global__ void __launch_bounds__(%[6]d) KNAME(const float* q, const 
       if (lane + 32 * c < D) yr[lane + 32 * c] = acc[rr][c] * inv;
   }
 }
-`, gr, heads, d, bq, segKeys, segWarps*32, segWarps, rpw, vc, cf(s.Attrs.Float("scale", 0))))
+`, gr, heads, d, bq, segKeys, segWarps*32, segWarps, rpw, vc, cf(s.Attr().Float("scale"))))
 	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(4), Block: segWarps * 32,
 		Grid: [3]Expr{{T: gr, Div: int64(bq)}, {Fixed: heads}, {Fixed: 1}}})
 	return nil

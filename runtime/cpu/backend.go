@@ -144,6 +144,7 @@ var builders = map[ir.Op]func(b *Backend, s ir.Step, y tensor) (kernel, error){
 	ir.OpMul:        buildElementwise(ewMul),
 	ir.OpAdd:        buildElementwise(ewAdd),
 	ir.OpGatherRows: buildGatherRows,
+	ir.OpSection:    buildSection,
 }
 
 // New binds plan p to its weights (in p.Weights order) and allocates
@@ -406,14 +407,38 @@ func buildEmbedding(b *Backend, s ir.Step, y tensor) (kernel, error) {
 func buildRMSNorm(b *Backend, s ir.Step, y tensor) (kernel, error) {
 	x := b.operand(s.Args[0])
 	w := b.operand(s.Args[1]).f32
-	if s.Attrs.Int("unit_offset", 0) == 1 {
+	if s.Attr().Bool("unit_offset") {
 		w1 := make([]float32, len(w))
 		for i, v := range w {
 			w1[i] = 1 + v
 		}
 		w = w1
 	}
-	return &rmsNormK{x: x, w: w, y: y.f32, eps: float32(s.Attrs.Float("eps", 0)), d: int(x.shape.Last())}, nil
+	return &rmsNormK{x: x, w: w, y: y.f32, eps: float32(s.Attr().Float("eps")), d: int(x.shape.Last())}, nil
+}
+
+// sectionK copies a range of the last dim.
+type sectionK struct {
+	x           tensor
+	y           []float32
+	d           int // x's last dim
+	start, size int
+}
+
+func buildSection(b *Backend, s ir.Step, y tensor) (kernel, error) {
+	x := b.operand(s.Args[0])
+	if x.dt != ir.F32 {
+		return nil, fmt.Errorf("x has dtype %v", x.dt)
+	}
+	return &sectionK{x: x, y: y.f32, d: int(x.shape.Last()), start: int(s.Attr().Int("start")), size: int(s.Attr().Int("size"))}, nil
+}
+
+func (k *sectionK) exec(b *Backend) error {
+	rows := b.elems(k.x.shape) / k.d
+	for r := 0; r < rows; r++ {
+		copy(k.y[r*k.size:(r+1)*k.size], k.x.f32[r*k.d+k.start:r*k.d+k.start+k.size])
+	}
+	return nil
 }
 
 func buildMatMul(b *Backend, s ir.Step, y tensor) (kernel, error) {
@@ -433,7 +458,7 @@ func buildMatMul(b *Backend, s ir.Step, y tensor) (kernel, error) {
 }
 
 func buildRoPE(b *Backend, s ir.Step, y tensor) (kernel, error) {
-	k := newRoPE(b, b.operand(s.Args[0]), b.operand(s.Args[1]), y.f32, s.Attrs)
+	k := newRoPE(b, b.operand(s.Args[0]), b.operand(s.Args[1]), y.f32, s.Attr())
 	for i := range b.scratch {
 		if len(b.scratch[i].cos) < len(k.inv) {
 			b.scratch[i].cos = make([]float32, len(k.inv))
@@ -445,7 +470,7 @@ func buildRoPE(b *Backend, s ir.Step, y tensor) (kernel, error) {
 
 func buildAttention(b *Backend, s ir.Step, y tensor) (kernel, error) {
 	q, kk, v := b.operand(s.Args[0]), b.operand(s.Args[1]), b.operand(s.Args[2])
-	ci := int(s.Attrs.Int("cache", -1))
+	ci := int(s.Attr().Int("cache"))
 	c := b.caches[ci]
 	hkv, d, dv := kk.shape[1], kk.shape[2], v.shape[2]
 	if c.spec.Kind != ir.CacheKV || len(c.spec.Entries) != 2 ||
@@ -464,7 +489,7 @@ func buildAttention(b *Backend, s ir.Step, y tensor) (kernel, error) {
 	return &attentionK{
 		b: b, q: q, k: kk, v: v, y: y.f32,
 		hq: int(q.shape[1]), hkv: int(hkv), d: int(d), dv: int(dv),
-		scale: float32(s.Attrs.Float("scale", 0)),
+		scale: float32(s.Attr().Float("scale")),
 		kc:    c.pool(0), vc: c.pool(1),
 	}, nil
 }

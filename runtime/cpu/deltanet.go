@@ -8,7 +8,7 @@ import (
 )
 
 // Kernels of the Gated DeltaNet family (ir/op_deltanet.go) and the concat
-// of activations its graphs use (slice is the MoE family's, runtime/cpu/mla.go).
+// of activations its graphs use (section is a core op, runtime/cpu/backend.go).
 //
 // State caches hold one slot per sequence (Options.MaxSeqs slots); a
 // sequence's slot is Batch.Seqs[s].Slot. A sequence whose run in the step
@@ -123,12 +123,12 @@ func buildConv1DCausal(b *Backend, s ir.Step, y tensor) (kernel, error) {
 	x, w := b.operand(s.Args[0]), b.operand(s.Args[1])
 	c := int(x.shape[1])
 	k := int(w.shape.Last())
-	st, err := b.stateCache(s.Attrs.Int("cache", -1), ir.Sh(ir.Dim(c), ir.Dim(k-1)))
+	st, err := b.stateCache(s.Attr().Int("cache"), ir.Sh(ir.Dim(c), ir.Dim(k-1)))
 	if err != nil {
 		return nil, err
 	}
 	return &conv1dK{x: x, w: w.f32, y: y.f32, state: st.entries[0], c: c, k: k,
-		silu: s.Attrs.String("activation", "") == "silu", runs: make([]seqRun, 0, b.opt.MaxSeqs), at: newSlotPositions(b.opt.MaxSeqs)}, nil
+		silu: s.Attr().String("activation") == "silu", runs: make([]seqRun, 0, b.opt.MaxSeqs), at: newSlotPositions(b.opt.MaxSeqs)}, nil
 }
 
 func (k *conv1dK) exec(b *Backend) error {
@@ -216,15 +216,15 @@ func buildGatedDeltaRule(b *Backend, s ir.Step, y tensor) (kernel, error) {
 	q, kk, v := b.operand(s.Args[0]), b.operand(s.Args[1]), b.operand(s.Args[2])
 	hk, dk := int(q.shape[1]), int(q.shape[2])
 	hv, dv := int(v.shape[1]), int(v.shape[2])
-	st, err := b.stateCache(s.Attrs.Int("cache", -1), ir.Sh(ir.Dim(hv), ir.Dim(dk), ir.Dim(dv)))
+	st, err := b.stateCache(s.Attr().Int("cache"), ir.Sh(ir.Dim(hv), ir.Dim(dk), ir.Dim(dv)))
 	if err != nil {
 		return nil, err
 	}
 	k := &deltaRuleK{
 		q: q, k: kk, v: v, g: b.operand(s.Args[3]), beta: b.operand(s.Args[4]), y: y.f32, state: st.entries[0],
 		hk: hk, hv: hv, dk: dk, dv: dv,
-		scale: float32(s.Attrs.Float("scale", 0)), l2: s.Attrs.Int("l2norm", 0) == 1,
-		chunk: int(s.Attrs.Int("chunk", 64)), runs: make([]seqRun, 0, b.opt.MaxSeqs), at: newSlotPositions(b.opt.MaxSeqs),
+		scale: float32(s.Attr().Float("scale")), l2: s.Attr().Bool("l2norm"),
+		chunk: int(s.Attr().Int("chunk")), runs: make([]seqRun, 0, b.opt.MaxSeqs), at: newSlotPositions(b.opt.MaxSeqs),
 	}
 	c := k.chunk
 	for range b.opt.Threads {
@@ -490,7 +490,7 @@ type concatK struct {
 }
 
 func buildConcat(b *Backend, s ir.Step, y tensor) (kernel, error) {
-	k := &concatK{y: y.f32, axis: int(s.Attrs.Int("axis", 0))}
+	k := &concatK{y: y.f32, axis: int(s.Attr().Int("axis"))}
 	for _, r := range s.Args {
 		t := b.operand(r)
 		if t.dt != ir.F32 {

@@ -16,7 +16,6 @@ import (
 // shared by all fused steps of a backend, never to the arena.
 func init() {
 	builders[ir.OpFusedMatMul] = buildFusedMatMul
-	builders[ir.OpSection] = buildSection
 	builders[ir.OpAddRMSNorm] = buildAddRMSNorm
 	builders[ir.OpQKVAttention] = buildQKVAttention
 	builders[ir.OpMoERouted] = buildMoERouted
@@ -99,7 +98,8 @@ type fusedMatMulK struct {
 func (k *fusedMatMulK) scratchOf() *fusedScratch { return k.scratch }
 
 func buildFusedMatMul(b *Backend, s ir.Step, y tensor) (kernel, error) {
-	normArg, resArg, nargs := ir.FusedMatMulLayout(s.Attrs)
+	at := s.Attr()
+	normArg, resArg, nargs := ir.FusedMatMulLayout(at)
 	if len(s.Args) != nargs {
 		return nil, fmt.Errorf("want %d args, got %d", nargs, len(s.Args))
 	}
@@ -108,14 +108,14 @@ func buildFusedMatMul(b *Backend, s ir.Step, y tensor) (kernel, error) {
 		return nil, err
 	}
 	k := &fusedMatMulK{x: b.operand(s.Args[0]), y: y.f32, k: w.cols, n: w.rows,
-		swiglu: s.Attrs.String("act", "none") == "swiglu"}
+		swiglu: at.String("act") == "swiglu"}
 	maxT := int64(b.opt.MaxTokens)
 	xn, _ := k.x.shape.Elems(maxT, maxT) // x's largest size
 	k.rows = int(xn) / k.k
 	need := 0
 	if normArg >= 0 {
-		k.normW = normWeight(b, s.Args[normArg], s.Attrs.Int("unit_offset", 0) == 1)
-		k.eps = float32(s.Attrs.Float("eps", 0))
+		k.normW = normWeight(b, s.Args[normArg], at.Bool("unit_offset"))
+		k.eps = float32(at.Float("eps"))
 		need = k.rows * k.k
 	}
 	if k.swiglu {
@@ -189,30 +189,6 @@ func (k *fusedMatMulK) run(lo, hi, _ int) {
 	}
 }
 
-// sectionK copies a range of the last dim.
-type sectionK struct {
-	x           tensor
-	y           []float32
-	d           int // x's last dim
-	start, size int
-}
-
-func buildSection(b *Backend, s ir.Step, y tensor) (kernel, error) {
-	x := b.operand(s.Args[0])
-	if x.dt != ir.F32 {
-		return nil, fmt.Errorf("x has dtype %v", x.dt)
-	}
-	return &sectionK{x: x, y: y.f32, d: int(x.shape.Last()), start: int(s.Attrs.Int("start", 0)), size: int(s.Attrs.Int("size", 0))}, nil
-}
-
-func (k *sectionK) exec(b *Backend) error {
-	rows := b.elems(k.x.shape) / k.d
-	for r := 0; r < rows; r++ {
-		copy(k.y[r*k.size:(r+1)*k.size], k.x.f32[r*k.d+k.start:r*k.d+k.start+k.size])
-	}
-	return nil
-}
-
 // addRMSNormK is add then rmsNormK, the sum kept in y between the two.
 type addRMSNormK struct {
 	a, c tensor
@@ -225,8 +201,8 @@ type addRMSNormK struct {
 func buildAddRMSNorm(b *Backend, s ir.Step, y tensor) (kernel, error) {
 	a := b.operand(s.Args[0])
 	return &addRMSNormK{a: a, c: b.operand(s.Args[1]), y: y.f32, d: int(a.shape.Last()),
-		w:   normWeight(b, s.Args[2], s.Attrs.Int("unit_offset", 0) == 1),
-		eps: float32(s.Attrs.Float("eps", 0))}, nil
+		w:   normWeight(b, s.Args[2], s.Attr().Bool("unit_offset")),
+		eps: float32(s.Attr().Float("eps"))}, nil
 }
 
 func (k *addRMSNormK) exec(b *Backend) error {
@@ -270,11 +246,12 @@ type qkvAttentionK struct {
 func (k *qkvAttentionK) scratchOf() *fusedScratch { return k.scratch }
 
 func buildQKVAttention(b *Backend, s ir.Step, y tensor) (kernel, error) {
-	heads := s.Attrs.Ints("heads")
-	d := int(s.Attrs.Int("head_dim", 0))
+	at := s.Attr()
+	heads := at.Ints("heads")
+	d := int(at.Int("head_dim"))
 	k := &qkvAttentionK{b: b, qkv: b.operand(s.Args[0]), pos: b.operand(s.Args[1]),
-		hq: int(heads[0]), hkv: int(heads[1]), d: d, dv: int(s.Attrs.Int("v_head_dim", int64(d))),
-		gate: s.Attrs.Int("gate", 0) == 1, neox: s.Attrs.String("style", "") == "neox"}
+		hq: int(heads[0]), hkv: int(heads[1]), d: d, dv: int(at.Int("v_head_dim")),
+		gate: at.Bool("gate"), neox: at.String("style") == "neox"}
 	k.dq = d
 	if k.gate {
 		k.dq = 2 * d
@@ -284,12 +261,12 @@ func buildQKVAttention(b *Backend, s ir.Step, y tensor) (kernel, error) {
 	}
 	k.width = int(k.qkv.shape.Last())
 	if len(s.Args) == 4 {
-		uo := s.Attrs.Int("unit_offset", 0) == 1
+		uo := at.Bool("unit_offset")
 		k.qn, k.kn = normWeight(b, s.Args[2], uo), normWeight(b, s.Args[3], uo)
-		k.eps = float32(s.Attrs.Float("eps", 0))
+		k.eps = float32(at.Float("eps"))
 	}
-	k.inv = ropeInvFreq(s.Attrs.Float("theta", 0), int(s.Attrs.Int("rotary_dims", 0)))
-	ci := int(s.Attrs.Int("cache", -1))
+	k.inv = ropeInvFreq(at.Float("theta"), int(at.Int("rotary_dims")))
+	ci := int(at.Int("cache"))
 	if ci < 0 || ci >= len(b.caches) {
 		return nil, fmt.Errorf("cache %d not declared", ci)
 	}
@@ -321,7 +298,7 @@ func buildQKVAttention(b *Backend, s ir.Step, y tensor) (kernel, error) {
 		}
 	}
 	k.att = attentionK{b: b, y: y.f32, hq: k.hq, hkv: k.hkv, d: d, dv: k.dv,
-		scale: float32(s.Attrs.Float("scale", 0)), kc: c.pool(0), vc: c.pool(1)}
+		scale: float32(s.Attr().Float("scale")), kc: c.pool(0), vc: c.pool(1)}
 	return k, nil
 }
 
@@ -435,7 +412,8 @@ type moeRoutedK struct {
 func (k *moeRoutedK) scratchOf() *fusedScratch { return k.scratch }
 
 func buildMoERouted(b *Backend, s ir.Step, y tensor) (kernel, error) {
-	biasArg, normArg, resArg, nargs := ir.MoERoutedLayout(s.Attrs)
+	at := s.Attr()
+	biasArg, normArg, resArg, nargs := ir.MoERoutedLayout(at)
 	if len(s.Args) != nargs {
 		return nil, fmt.Errorf("want %d args, got %d", nargs, len(s.Args))
 	}
@@ -444,15 +422,15 @@ func buildMoERouted(b *Backend, s ir.Step, y tensor) (kernel, error) {
 		return nil, err
 	}
 	x := b.operand(s.Args[0])
-	e, kk := router.rows, int(s.Attrs.Int("k", 0))
+	e, kk := router.rows, int(at.Int("k"))
 	maxT := b.opt.MaxTokens
 	h0 := int(x.shape.Last())
 	k := &moeRoutedK{e: e, k: kk, x: x, y: y.f32, h: h0,
 		logitsShape: ir.Sh(ir.T, ir.Dim(e)), idsShape: ir.Sh(ir.T, ir.Dim(kk))}
 	need := maxT * (e + 2*kk)
 	if normArg >= 0 {
-		k.normW = normWeight(b, s.Args[normArg], s.Attrs.Int("unit_offset", 0) == 1)
-		k.eps = float32(s.Attrs.Float("eps", 0))
+		k.normW = normWeight(b, s.Args[normArg], at.Bool("unit_offset"))
+		k.eps = float32(at.Float("eps"))
 		k.routeOff = maxT * h0
 		need += maxT * h0
 	}
@@ -468,16 +446,16 @@ func buildMoERouted(b *Backend, s ir.Step, y tensor) (kernel, error) {
 			}
 		}
 	}
-	softmax := s.Attrs.String("scoring", "") == "softmax"
+	softmax := at.String("scoring") == "softmax"
 	k.topk = routerTopKK{e: e, k: kk, softmax: softmax, score: make([]float32, e), taken: make([]bool, e)}
 	if biasArg >= 0 {
 		k.topk.bias = b.operand(s.Args[biasArg]).f32
 	}
-	k.weights = routerWeightsK{e: e, k: kk, softmax: softmax, normalize: s.Attrs.Int("normalize", 0) == 1,
-		scale: float32(s.Attrs.Float("scale", 1)), score: make([]float32, e)}
+	k.weights = routerWeightsK{e: e, k: kk, softmax: softmax, normalize: at.Bool("normalize"),
+		scale: float32(at.Float("scale")), score: make([]float32, e)}
 	// The expert step, as buildMoE makes it, with ids and weights that
 	// live in scratch (set before each run).
-	e2 := int(s.Attrs.Int("experts", 0))
+	e2 := int(at.Int("experts"))
 	gu, down := b.weightRows(s.Args[2]), b.weightRows(s.Args[3])
 	h := int(x.shape[1])
 	if gu.cols != h || gu.rows%(2*e2) != 0 || down.rows != e2*h || down.cols != gu.rows/(2*e2) {

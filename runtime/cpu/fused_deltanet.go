@@ -30,15 +30,16 @@ type deltaNetPrepK struct {
 
 func buildDeltaNetPrep(b *Backend, s ir.Step, y tensor) (kernel, error) {
 	x, w := b.operand(s.Args[0]), b.operand(s.Args[1])
-	hk, hv, dk, dv, c := ir.DeltaNetPrepLayout(s.Attrs)
+	at := s.Attr()
+	hk, hv, dk, dv, c := ir.DeltaNetPrepLayout(at)
 	kl := int(w.shape.Last())
-	st, err := b.stateCache(s.Attrs.Int("cache", -1), ir.Sh(ir.Dim(c), ir.Dim(kl-1)))
+	st, err := b.stateCache(at.Int("cache"), ir.Sh(ir.Dim(c), ir.Dim(kl-1)))
 	if err != nil {
 		return nil, err
 	}
 	r := hv / hk
 	grp := 2*dk + 2*r*dv
-	qkvz, ba := int(s.Attrs.Int("qkvz", 0)), int(s.Attrs.Int("ba", 0))
+	qkvz, ba := int(at.Int("qkvz")), int(at.Int("ba"))
 	k := &deltaNetPrepK{x: x, alog: b.operand(s.Args[2]).f32, dtb: b.operand(s.Args[3]).f32, y: y.f32,
 		width: int(x.shape[1]), row: c + 2*hv, hv: hv}
 	for j := range hk * dk { // q
@@ -142,8 +143,8 @@ func buildDeltaNetCore(b *Backend, s ir.Step, y tensor) (kernel, error) {
 	}
 	rule := rk.(*deltaRuleK)
 	k := &deltaNetCoreK{rule: rule, z: b.operand(s.Args[5]), w: b.operand(s.Args[6]).f32, y: y.f32,
-		eps: float32(s.Attrs.Float("eps", 0)), d: rule.dv, zrow: -1}
-	if off := s.Attrs.Int("zrow", -1); off >= 0 {
+		eps: float32(s.Attr().Float("eps")), d: rule.dv, zrow: -1}
+	if off := s.Attr().Int("zrow"); off >= 0 {
 		k.zrow, k.zwidth = int(off), int(k.z.shape[1])
 		k.r = rule.hv / rule.hk
 		k.grp = 2*rule.dk + 2*k.r*rule.dv

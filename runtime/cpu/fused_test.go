@@ -274,7 +274,7 @@ func TestMoERoutedMatchesUnfused(t *testing.T) {
 			fp, up := plan(true), plan(false)
 			// embedding, then moe_routed with the norm in its prologue and the
 			// residual add in its epilogue.
-			if len(fp.Steps) != 2 || fp.Steps[1].Op != ir.OpMoERouted || fp.Steps[1].Attrs.Int("norm", 0) != 1 || fp.Steps[1].Attrs.Int("residual", 0) != 1 {
+			if len(fp.Steps) != 2 || fp.Steps[1].Op != ir.OpMoERouted || !fp.Steps[1].Attr().Bool("norm") || !fp.Steps[1].Attr().Bool("residual") {
 				t.Fatalf("want embedding and moe_routed{norm=1, residual=1}:\n%s", ir.PrintPlan(fp))
 			}
 			opt := Options{Threads: 2, MaxTokens: 16}

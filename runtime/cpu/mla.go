@@ -8,33 +8,12 @@ import (
 	"github.com/inference-pio/pio/runtime/cpu/kern"
 )
 
-// Multi-head latent attention and its helpers (ir/op_moe.go): slice,
-// head_matmul and mla_attention over a latent cache.
+// Multi-head latent attention and its helpers (ir/op_moe.go): head_matmul
+// and mla_attention over a latent cache.
 
 func init() {
-	builders[ir.OpSlice] = buildSliceLast
 	builders[ir.OpHeadMatMul] = buildHeadMatMul
 	builders[ir.OpMLAAttention] = buildMLAAttention
-}
-
-// sliceLastK copies channels [start, start+n) of every row: x [..., D] -> y [..., n].
-type sliceLastK struct {
-	x           tensor
-	y           []float32
-	d, start, n int
-}
-
-func buildSliceLast(b *Backend, s ir.Step, y tensor) (kernel, error) {
-	x := b.operand(s.Args[0])
-	return &sliceLastK{x: x, y: y.f32, d: int(x.shape.Last()), start: int(s.Attrs.Int("start", 0)), n: int(s.Attrs.Int("len", 0))}, nil
-}
-
-func (k *sliceLastK) exec(b *Backend) error {
-	rows := b.elems(k.x.shape) / k.d
-	for r := 0; r < rows; r++ {
-		copy(k.y[r*k.n:(r+1)*k.n], k.x.f32[r*k.d+k.start:r*k.d+k.start+k.n])
-	}
-	return nil
 }
 
 // headMatMulK applies per-head blocks of a weight W [H·P, R]: head h uses
@@ -62,7 +41,7 @@ func buildHeadMatMul(b *Backend, s ir.Step, y tensor) (kernel, error) {
 	w := b.weightRows(s.Args[1])
 	heads := int(x.shape[1])
 	k := &headMatMulK{b: b, x: x, w: w, y: y.f32, heads: heads, per: w.rows / heads,
-		start: int(s.Attrs.Int("start", 0)), rows: int(s.Attrs.Int("rows", 0)), transpose: s.Attrs.Int("transpose", 0) == 1,
+		start: int(s.Attr().Int("start")), rows: int(s.Attr().Int("rows")), transpose: s.Attr().Bool("transpose"),
 		xDim: int(x.shape[2]), yDim: int(y.shape[2])}
 	k.tiles = (k.rows + nTileHM - 1) / nTileHM
 	for i := range b.scratch {
@@ -156,7 +135,7 @@ type mlaAttentionK struct {
 
 func buildMLAAttention(b *Backend, s ir.Step, y tensor) (kernel, error) {
 	ql, qr, ckv, kr := b.operand(s.Args[0]), b.operand(s.Args[1]), b.operand(s.Args[2]), b.operand(s.Args[3])
-	ci := int(s.Attrs.Int("cache", -1))
+	ci := int(s.Attr().Int("cache"))
 	if ci < 0 || ci >= len(b.caches) {
 		return nil, fmt.Errorf("cache %d not declared (the plan has %d)", ci, len(b.caches))
 	}
@@ -176,7 +155,7 @@ func buildMLAAttention(b *Backend, s ir.Step, y tensor) (kernel, error) {
 		}
 	}
 	return &mlaAttentionK{b: b, qLat: ql, qRope: qr, ckv: ckv, kRope: kr, y: y.f32,
-		heads: int(ql.shape[1]), r: int(r), dr: int(dr), scale: float32(s.Attrs.Float("scale", 0)),
+		heads: int(ql.shape[1]), r: int(r), dr: int(dr), scale: float32(s.Attr().Float("scale")),
 		cc: c.pool(0), kc: c.pool(1)}, nil
 }
 

@@ -58,8 +58,8 @@ type routerTopKK struct {
 func buildRouterTopK(b *Backend, s ir.Step, y tensor) (kernel, error) {
 	l := b.operand(s.Args[0])
 	e := int(l.shape[1])
-	k := &routerTopKK{logits: l, ids: y.i32, e: e, k: int(s.Attrs.Int("k", 0)),
-		softmax: s.Attrs.String("scoring", "") == "softmax", score: make([]float32, e), taken: make([]bool, e)}
+	k := &routerTopKK{logits: l, ids: y.i32, e: e, k: int(s.Attr().Int("k")),
+		softmax: s.Attr().String("scoring") == "softmax", score: make([]float32, e), taken: make([]bool, e)}
 	if len(s.Args) == 2 {
 		k.bias = b.operand(s.Args[1]).f32
 	}
@@ -107,8 +107,8 @@ func buildRouterWeights(b *Backend, s ir.Step, y tensor) (kernel, error) {
 	l, ids := b.operand(s.Args[0]), b.operand(s.Args[1])
 	e := int(l.shape[1])
 	return &routerWeightsK{logits: l, ids: ids, w: y.f32, e: e, k: int(ids.shape[1]),
-		softmax: s.Attrs.String("scoring", "") == "softmax", normalize: s.Attrs.Int("normalize", 0) == 1,
-		scale: float32(s.Attrs.Float("scale", 1)), score: make([]float32, e)}, nil
+		softmax: s.Attr().String("scoring") == "softmax", normalize: s.Attr().Bool("normalize"),
+		scale: float32(s.Attr().Float("scale")), score: make([]float32, e)}, nil
 }
 
 func (k *routerWeightsK) exec(b *Backend) error {
@@ -182,7 +182,7 @@ const moeDirect = 4
 
 func buildMoE(b *Backend, s ir.Step, y tensor) (kernel, error) {
 	x, ids := b.operand(s.Args[0]), b.operand(s.Args[1])
-	e := int(s.Attrs.Int("experts", 0))
+	e := int(s.Attr().Int("experts"))
 	gu, down := b.weightRows(s.Args[3]), b.weightRows(s.Args[4])
 	h, kk := int(x.shape[1]), int(ids.shape[1])
 	if gu.cols != h || gu.rows%(2*e) != 0 || down.rows != e*h {

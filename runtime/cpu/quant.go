@@ -71,13 +71,13 @@ func buildMatMulQ(b *Backend, s ir.Step, y tensor) (kernel, error) {
 	}
 	x := b.operand(s.Args[0])
 	codes, scales := b.weights[s.Args[1].Index], b.weights[s.Args[2].Index]
-	K, N, G := int(x.shape.Last()), codes.rows, int(s.Attrs.Int("group", 0))
+	K, N, G := int(x.shape.Last()), codes.rows, int(s.Attr().Int("group"))
 	if G <= 0 || G%kern.QBlock != 0 || K%G != 0 || scales.dt != ir.F32 || len(scales.f32) != N*(K/G) {
 		return nil, fmt.Errorf("group %d, K %d, scales %v[%d]: inconsistent", G, K, scales.dt, len(scales.f32))
 	}
 	q := &qmatrix{rows: N, cols: K, group: G, scale: scales.f32}
 	want := N * K
-	switch f := s.Attrs.String("format", ""); {
+	switch f := s.Attr().String("format"); {
 	case f == "int8" && codes.dt == ir.I8:
 		q.format = qInt8
 		if len(codes.u8) > 0 {

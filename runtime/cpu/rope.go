@@ -39,13 +39,13 @@ func ropeInvFreq(theta float64, d int) []float32 {
 	return inv
 }
 
-func newRoPE(b *Backend, x, pos tensor, y []float32, a ir.Attrs) *ropeK {
-	rd := int(a.Int("rotary_dims", 0))
+func newRoPE(b *Backend, x, pos tensor, y []float32, a ir.AttrReader) *ropeK {
+	rd := int(a.Int("rotary_dims"))
 	return &ropeK{
 		b: b, x: x, pos: pos, y: y,
 		heads: int(x.shape[1]), hd: int(x.shape[2]),
-		inv:  ropeInvFreq(a.Float("theta", 0), rd),
-		neox: a.String("style", "") == "neox",
+		inv:  ropeInvFreq(a.Float("theta"), rd),
+		neox: a.String("style") == "neox",
 	}
 }
 

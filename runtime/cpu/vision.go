@@ -36,7 +36,7 @@ type layerNormK struct {
 func buildLayerNorm(b *Backend, s ir.Step, y tensor) (kernel, error) {
 	x := b.operand(s.Args[0])
 	return &layerNormK{x: x, w: b.operand(s.Args[1]).f32, bias: b.operand(s.Args[2]).f32, y: y.f32,
-		eps: s.Attrs.Float("eps", 0), d: int(x.shape.Last())}, nil
+		eps: s.Attr().Float("eps"), d: int(x.shape.Last())}, nil
 }
 
 func (k *layerNormK) exec(b *Backend) error {
@@ -75,7 +75,7 @@ type geluK struct {
 }
 
 func buildGELU(b *Backend, s ir.Step, y tensor) (kernel, error) {
-	return &geluK{x: b.operand(s.Args[0]), y: y.f32, tanh: s.Attrs.String("approximate", "") == "tanh"}, nil
+	return &geluK{x: b.operand(s.Args[0]), y: y.f32, tanh: s.Attr().String("approximate") == "tanh"}, nil
 }
 
 func (k *geluK) exec(b *Backend) error {
@@ -149,7 +149,7 @@ func buildSegmentAttention(b *Backend, s ir.Step, y tensor) (kernel, error) {
 	}
 	n := len(q.shape)
 	return &segmentAttentionK{q: q, k: b.operand(s.Args[1]), v: b.operand(s.Args[2]), seg: b.operand(s.Args[3]), y: y.f32,
-		g: g, h: int(q.shape[n-2]), d: int(q.shape[n-1]), scale: s.Attrs.Float("scale", 0),
+		g: g, h: int(q.shape[n-2]), d: int(q.shape[n-1]), scale: s.Attr().Float("scale"),
 		starts: make([]int, b.opt.MaxTokens), ends: make([]int, b.opt.MaxTokens)}, nil
 }
 
@@ -274,9 +274,9 @@ func mropeSlots(secs []int64, layout string) []int {
 
 func buildMRoPE(b *Backend, s ir.Step, y tensor) (kernel, error) {
 	x, pos := b.operand(s.Args[0]), b.operand(s.Args[1])
-	secs := s.Attrs.Ints("sections")
-	axisOf := mropeSlots(secs, s.Attrs.String("layout", ""))
-	base := ropeInvFreq(s.Attrs.Float("theta", 0), int(s.Attrs.Int("freq_dim", 0)))
+	secs := s.Attr().Ints("sections")
+	axisOf := mropeSlots(secs, s.Attr().String("layout"))
+	base := ropeInvFreq(s.Attr().Float("theta"), int(s.Attr().Int("freq_dim")))
 	inv := make([]float32, len(axisOf))
 	for i := range inv {
 		inv[i] = base[i%len(base)]

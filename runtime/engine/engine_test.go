@@ -43,7 +43,7 @@ func tinyPlan() *ir.Plan {
 //	b0 = embedding(emb, tokens)          f32[T, 4]
 //	b1 = rms_norm(b0, norm) {eps}        f32[T, 4]
 //	b2 = view of b1                      f32[T, 2, 2]
-//	b3 = rope(b2, pos) {...}             f32[T, 2, 2]
+//	b3 = mrope(b2, pos) {...}            f32[T, 2, 2]
 //	b4 = attention(b3, b3, b3) {cache 0} f32[T, 2, 2]
 //	b5 = gather_rows(b4, last)           f32[S, 2, 2]
 func richPlan() *ir.Plan {
@@ -60,7 +60,7 @@ func richPlan() *ir.Plan {
 	return &ir.Plan{
 		Inputs: []ir.PlanTensor{
 			{Name: "tokens", DType: ir.I32, Shape: ir.Sh(ir.T)},
-			{Name: "positions", DType: ir.I32, Shape: ir.Sh(ir.T)},
+			{Name: "positions", DType: ir.I32, Shape: ir.Sh(ir.T, 2)},
 			{Name: "last", DType: ir.I32, Shape: ir.Sh(ir.S)},
 		},
 		Weights: []ir.PlanTensor{
@@ -79,9 +79,9 @@ func richPlan() *ir.Plan {
 		Steps: []ir.Step{
 			{Op: ir.OpEmbedding, Args: []ir.Ref{{Kind: ir.RefWeight, Index: 0}, {Kind: ir.RefInput, Index: 0}}, Out: 0},
 			{Op: ir.OpRMSNorm, Args: []ir.Ref{{Kind: ir.RefBuffer, Index: 0}, {Kind: ir.RefWeight, Index: 1}}, Out: 1,
-				Attrs: attrs(ir.Float("eps", 1e-6), ir.Int("unit_offset", 1), ir.Ints("note", -1, 1<<40))},
-			{Op: ir.OpRoPE, Args: []ir.Ref{{Kind: ir.RefBuffer, Index: 2}, {Kind: ir.RefInput, Index: 1}}, Out: 3,
-				Attrs: attrs(ir.Float("theta", 1e6), ir.Int("rotary_dims", 2), ir.Str("style", "neox"))},
+				Attrs: attrs(ir.Float("eps", 1e-6), ir.Int("unit_offset", 1))},
+			{Op: ir.OpMRoPE, Args: []ir.Ref{{Kind: ir.RefBuffer, Index: 2}, {Kind: ir.RefInput, Index: 1}}, Out: 3,
+				Attrs: attrs(ir.Float("theta", 1e6), ir.Int("freq_dim", 2), ir.Ints("sections", 1, 0), ir.Str("layout", "chunked"))},
 			{Op: ir.OpAttention, Args: []ir.Ref{{Kind: ir.RefBuffer, Index: 3}, {Kind: ir.RefBuffer, Index: 3}, {Kind: ir.RefBuffer, Index: 3}}, Out: 4,
 				Attrs: attrs(ir.Int("cache", 0), ir.Float("scale", 1/math.Sqrt2))},
 			{Op: ir.OpGatherRows, Args: []ir.Ref{{Kind: ir.RefBuffer, Index: 4}, {Kind: ir.RefInput, Index: 2}}, Out: 5},

@@ -147,15 +147,21 @@ func decompress(stored []byte, rawLen uint64) ([]byte, error) {
 }
 
 // checkPlan checks that the plan uses only ops this runtime knows, agrees
-// with the header's highest op, and is valid.
+// with the header's highest op, and is valid. A retired op (an engine built
+// before it was retired) is rewritten to the op that replaced it
+// (ir.Plan.Upgrade) before the plan is validated.
 func checkPlan(p *ir.Plan, headerMax ir.Op) error {
 	for i, s := range p.Steps {
-		if _, ok := s.Op.Info(); !ok {
+		_, ok := s.Op.Info()
+		if _, retired := s.Op.Retired(); !ok && !retired {
 			return incompatible("plan step %d uses op %d, which this runtime does not know (it knows ops up to %d): update the runtime or rebuild the engine", i, uint16(s.Op), uint16(maxKnownOp))
 		}
 	}
 	if m := maxOp(p); m != headerMax {
 		return corrupt("header says the plan's highest op is %d, but the plan uses %d", uint16(headerMax), uint16(m))
+	}
+	if err := p.Upgrade(); err != nil {
+		return corrupt("%w", err)
 	}
 	if err := p.Validate(); err != nil {
 		return corrupt("%w", err)
