@@ -64,15 +64,16 @@ type Options struct {
 	MaxImageTokens int
 }
 
-// The defaults of Options' zero fields, set here only: piort's flags and
-// Load take them from here.
+// The defaults of Options' zero fields: piort's flags and Load take them
+// from here; the sizes are runtime's, which the backends and the scheduler
+// use for their own zero fields.
 const (
-	DefaultMaxStepTokens  = 256  // Options.MaxStepTokens
-	DefaultMaxSeqs        = 16   // Options.MaxSeqs
-	DefaultCacheTokens    = 8192 // Options.CacheTokens
-	DefaultBlockSize      = 16   // Options.BlockSize
-	DefaultMaxQueue       = 256  // Options.MaxQueue
-	DefaultMaxImageTokens = 4096 // Options.MaxImageTokens
+	DefaultMaxStepTokens  = runtime.DefaultMaxStepTokens // Options.MaxStepTokens
+	DefaultMaxSeqs        = runtime.DefaultMaxSeqs       // Options.MaxSeqs
+	DefaultCacheTokens    = runtime.DefaultCacheTokens   // Options.CacheTokens
+	DefaultBlockSize      = runtime.DefaultBlockSize     // Options.BlockSize
+	DefaultMaxQueue       = runtime.DefaultMaxQueue      // Options.MaxQueue
+	DefaultMaxImageTokens = 4096                         // Options.MaxImageTokens (pio's own)
 )
 
 // withDefaults gives o's zero fields their defaults (Threads stays 0: the

@@ -284,7 +284,7 @@ func TestStepDoesNotAllocate(t *testing.T) {
 		l := newLayer()
 		p := l.planKV(t, ir.F32, kv)
 		be := newBackend(t, p, l.ws.weights(p), Options{BlockSize: 4, NumBlocks: 8, Threads: 3})
-		if got, want := int64(len(be.arena))*4, p.ArenaPerT*512+p.ArenaFixed; got != want {
+		if got, want := int64(len(be.arena))*4, p.ArenaPerT*runtime.DefaultMaxStepTokens+p.ArenaFixed; got != want {
 			t.Errorf("arena of %d bytes, want %d", got, want)
 		}
 		prefill := makeBatch(chunk{[]int32{2, 3, 4}, 0, randTokens(l.ws.rng, 9, l.V)})

@@ -14,43 +14,36 @@ import (
 // Options size a backend. A zero field takes its default.
 type Options struct {
 	// MaxTokens is the most tokens in one Step; the arena is sized for it.
-	// Default 512.
+	// Default runtime.DefaultMaxStepTokens.
 	MaxTokens int
 	// NumBlocks is the number of blocks in each paged cache, shared by all
-	// sequences. Default: enough for 8192 positions, ⌈8192/BlockSize⌉.
+	// sequences. Default: enough for runtime.DefaultCacheTokens positions.
 	NumBlocks int
-	// BlockSize is the number of positions in a cache block. Default 16.
+	// BlockSize is the number of positions in a cache block. Default
+	// runtime.DefaultBlockSize.
 	BlockSize int
 	// MaxSeqs is the most sequences in one Step and the number of slots of
-	// each state cache. Default 8.
+	// each state cache. Default runtime.DefaultMaxSeqs.
 	MaxSeqs int
 	// Threads is the number of goroutines the kernels use. Default GOMAXPROCS.
 	Threads int
 }
-
-// Defaults used for zero Options fields.
-const (
-	DefaultMaxTokens   = 512
-	DefaultBlockSize   = 16
-	DefaultMaxSeqs     = 8
-	DefaultCacheTokens = 8192 // positions the default NumBlocks holds
-)
 
 func (o Options) withDefaults() (Options, error) {
 	if o.MaxTokens < 0 || o.NumBlocks < 0 || o.BlockSize < 0 || o.MaxSeqs < 0 || o.Threads < 0 {
 		return o, fmt.Errorf("cpu: negative option in %+v", o)
 	}
 	if o.MaxTokens == 0 {
-		o.MaxTokens = DefaultMaxTokens
+		o.MaxTokens = runtime.DefaultMaxStepTokens
 	}
 	if o.BlockSize == 0 {
-		o.BlockSize = DefaultBlockSize
+		o.BlockSize = runtime.DefaultBlockSize
 	}
 	if o.NumBlocks == 0 {
-		o.NumBlocks = (DefaultCacheTokens + o.BlockSize - 1) / o.BlockSize
+		o.NumBlocks = (runtime.DefaultCacheTokens + o.BlockSize - 1) / o.BlockSize
 	}
 	if o.MaxSeqs == 0 {
-		o.MaxSeqs = DefaultMaxSeqs
+		o.MaxSeqs = runtime.DefaultMaxSeqs
 	}
 	if o.Threads == 0 {
 		o.Threads = goruntime.GOMAXPROCS(0)

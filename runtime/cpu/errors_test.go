@@ -180,11 +180,12 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.MaxTokens != 512 || o.BlockSize != 16 || o.NumBlocks != 512 || o.MaxSeqs != 8 || o.Threads < 1 {
-		t.Errorf("defaults %+v", o)
+	if o.MaxTokens != runtime.DefaultMaxStepTokens || o.BlockSize != runtime.DefaultBlockSize ||
+		o.NumBlocks != runtime.DefaultCacheTokens/runtime.DefaultBlockSize || o.MaxSeqs != runtime.DefaultMaxSeqs || o.Threads < 1 {
+		t.Errorf("defaults %+v, want runtime's", o)
 	}
-	if o, _ := (Options{BlockSize: 5}).withDefaults(); o.NumBlocks != 1639 {
-		t.Errorf("NumBlocks for BlockSize 5 = %d, want ⌈8192/5⌉ = 1639", o.NumBlocks)
+	if o, _ := (Options{BlockSize: 5}).withDefaults(); o.NumBlocks != (runtime.DefaultCacheTokens+4)/5 {
+		t.Errorf("NumBlocks for BlockSize 5 = %d, want ⌈%d/5⌉", o.NumBlocks, runtime.DefaultCacheTokens)
 	}
 }
 

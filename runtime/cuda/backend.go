@@ -16,10 +16,10 @@ import (
 // Options size a backend. A zero field takes its default.
 type Options struct {
 	Device    int // CUDA device ordinal
-	MaxTokens int // most tokens in one Step; default 512
-	NumBlocks int // blocks in each paged cache; default ⌈8192/BlockSize⌉
-	BlockSize int // positions per block; default 16
-	MaxSeqs   int // most sequences in one Step; default 8
+	MaxTokens int // most tokens in one Step; default runtime.DefaultMaxStepTokens
+	NumBlocks int // blocks in each paged cache; default enough for runtime.DefaultCacheTokens
+	BlockSize int // positions per block; default runtime.DefaultBlockSize
+	MaxSeqs   int // most sequences in one Step; default runtime.DefaultMaxSeqs
 	// MaxContext is the most positions one sequence may hold (default
 	// NumBlocks·BlockSize). It sizes the block tables and the decode
 	// splits, which a captured graph launches whatever the context.
@@ -38,16 +38,16 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("cuda: negative option in %+v", o)
 	}
 	if o.MaxTokens == 0 {
-		o.MaxTokens = 512
+		o.MaxTokens = runtime.DefaultMaxStepTokens
 	}
 	if o.BlockSize == 0 {
-		o.BlockSize = 16
+		o.BlockSize = runtime.DefaultBlockSize
 	}
 	if o.NumBlocks == 0 {
-		o.NumBlocks = (8192 + o.BlockSize - 1) / o.BlockSize
+		o.NumBlocks = (runtime.DefaultCacheTokens + o.BlockSize - 1) / o.BlockSize
 	}
 	if o.MaxSeqs == 0 {
-		o.MaxSeqs = 8
+		o.MaxSeqs = runtime.DefaultMaxSeqs
 	}
 	if o.MaxSeqs > o.MaxTokens {
 		o.MaxSeqs = o.MaxTokens

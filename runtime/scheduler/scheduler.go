@@ -41,13 +41,13 @@ var (
 // Config sizes a scheduler. A zero field takes its default.
 type Config struct {
 	// MaxStepTokens is the per-step token budget; at most the backend's
-	// largest step. Default 256.
+	// largest step. Default runtime.DefaultMaxStepTokens.
 	MaxStepTokens int
 	// MaxSeqs is the most sequences in one step; at most the backend's.
-	// Default 8.
+	// Default runtime.DefaultMaxSeqs.
 	MaxSeqs int
 	// MaxQueue is the most requests waiting for admission; Submit returns
-	// ErrQueueFull beyond it. Default 256.
+	// ErrQueueFull beyond it. Default runtime.DefaultMaxQueue.
 	MaxQueue int
 	// MaxModelLen caps prompt plus output positions of a sequence.
 	// Default: the whole KV pool.
@@ -186,13 +186,13 @@ func New(be runtime.Backend, alloc *kvcache.Allocator, cfg Config) (*Scheduler, 
 		return nil, fmt.Errorf("scheduler: negative field in %+v", cfg)
 	}
 	if cfg.MaxStepTokens == 0 {
-		cfg.MaxStepTokens = 256
+		cfg.MaxStepTokens = runtime.DefaultMaxStepTokens
 	}
 	if cfg.MaxSeqs == 0 {
-		cfg.MaxSeqs = 8
+		cfg.MaxSeqs = runtime.DefaultMaxSeqs
 	}
 	if cfg.MaxQueue == 0 {
-		cfg.MaxQueue = 256
+		cfg.MaxQueue = runtime.DefaultMaxQueue
 	}
 	if cfg.MaxCandidates == 0 {
 		cfg.MaxCandidates = 4096
