@@ -6,7 +6,7 @@ ENGINE    := build/demo.pio
 GOFLAGS_STATIC := CGO_ENABLED=0
 FUZZTIME  ?= 10s
 
-.PHONY: all build demo test test-levels tolerances cross-arm64 vet fmt-check fuzz golden generate clean tokenizer-data tokenizer-golden bench cuda-check gpu-check-prep gpu-check
+.PHONY: all build demo test test-levels tolerances cross-arm64 vet mod-check fmt-check fuzz golden generate clean tokenizer-data tokenizer-golden bench cuda-check gpu-check-prep gpu-check
 
 all: build
 
@@ -66,6 +66,11 @@ cross-arm64:
 
 vet:
 	$(GO) vet ./...
+
+# go.mod and go.sum are what go mod tidy writes (it may reach the module
+# proxy, so make test leaves it to CI).
+mod-check:
+	$(GO) mod tidy -diff
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
