@@ -6,7 +6,7 @@ ENGINE    := build/demo.pio
 GOFLAGS_STATIC := CGO_ENABLED=0
 FUZZTIME  ?= 10s
 
-.PHONY: all build demo test test-levels tolerances cross-arm64 vet mod-check fmt-check fuzz golden generate clean tokenizer-data tokenizer-golden bench cuda-check gpu-check-prep gpu-check
+.PHONY: all build demo test test-levels tolerances cross-arm64 vet mod-check imports-check fmt-check fuzz golden generate clean tokenizer-data tokenizer-golden bench cuda-check gpu-check-prep gpu-check
 
 all: build
 
@@ -71,6 +71,13 @@ vet:
 # proxy, so make test leaves it to CI).
 mod-check:
 	$(GO) mod tidy -diff
+
+# Imports grouped as goimports -local groups them: standard library, other
+# modules, this module (fetches goimports once, so CI runs it).
+GOIMPORTS ?= $(GO) run golang.org/x/tools/cmd/goimports@v0.52.0
+imports-check:
+	@out=$$($(GOIMPORTS) -local github.com/inference-pio/pio -l $$(git ls-files '*.go')); \
+	if [ -n "$$out" ]; then echo "goimports -local github.com/inference-pio/pio needed:"; echo "$$out"; exit 1; fi
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -5,10 +5,11 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/inference-pio/pio/pio"
-	"github.com/inference-pio/pio/runtime/toolcall"
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/shared"
+
+	"github.com/inference-pio/pio/pio"
+	"github.com/inference-pio/pio/runtime/toolcall"
 )
 
 // formatted is an Engine whose chat answer is fixed text, split by the

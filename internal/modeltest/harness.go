@@ -3,13 +3,13 @@ package modeltest
 import (
 	"context"
 	"fmt"
-	"github.com/inference-pio/pio/internal/golden"
-	"github.com/inference-pio/pio/internal/tolerance"
 	"path/filepath"
 	"slices"
 	"testing"
 
 	"github.com/inference-pio/pio/compiler"
+	"github.com/inference-pio/pio/internal/golden"
+	"github.com/inference-pio/pio/internal/tolerance"
 	"github.com/inference-pio/pio/ir"
 	"github.com/inference-pio/pio/runtime"
 	"github.com/inference-pio/pio/runtime/cpu"

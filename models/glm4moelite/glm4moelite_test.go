@@ -2,8 +2,6 @@ package glm4moelite_test
 
 import (
 	"context"
-	"github.com/inference-pio/pio/internal/modeltest"
-	"github.com/inference-pio/pio/internal/tolerance"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,6 +11,8 @@ import (
 	"github.com/inference-pio/pio/compiler"
 	"github.com/inference-pio/pio/frontends/hf"
 	"github.com/inference-pio/pio/internal/golden"
+	"github.com/inference-pio/pio/internal/modeltest"
+	"github.com/inference-pio/pio/internal/tolerance"
 	"github.com/inference-pio/pio/ir"
 	"github.com/inference-pio/pio/models"
 	"github.com/inference-pio/pio/passes"

@@ -3,8 +3,6 @@ package qwen3_test
 import (
 	"context"
 	"fmt"
-	"github.com/inference-pio/pio/internal/modeltest"
-	"github.com/inference-pio/pio/internal/tolerance"
 	"slices"
 	"strings"
 	"testing"
@@ -12,6 +10,8 @@ import (
 	"github.com/inference-pio/pio/compiler"
 	"github.com/inference-pio/pio/frontends/hf"
 	"github.com/inference-pio/pio/internal/golden"
+	"github.com/inference-pio/pio/internal/modeltest"
+	"github.com/inference-pio/pio/internal/tolerance"
 	"github.com/inference-pio/pio/ir"
 	"github.com/inference-pio/pio/models"
 	"github.com/inference-pio/pio/passes"

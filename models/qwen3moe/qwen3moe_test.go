@@ -3,8 +3,6 @@ package qwen3moe_test
 import (
 	"bytes"
 	"context"
-	"github.com/inference-pio/pio/internal/modeltest"
-	"github.com/inference-pio/pio/internal/tolerance"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,6 +13,8 @@ import (
 	"github.com/inference-pio/pio/compiler"
 	"github.com/inference-pio/pio/frontends/hf"
 	"github.com/inference-pio/pio/internal/golden"
+	"github.com/inference-pio/pio/internal/modeltest"
+	"github.com/inference-pio/pio/internal/tolerance"
 	"github.com/inference-pio/pio/ir"
 	"github.com/inference-pio/pio/models"
 	"github.com/inference-pio/pio/passes"

@@ -3,8 +3,6 @@ package qwen3next_test
 import (
 	"context"
 	"fmt"
-	"github.com/inference-pio/pio/internal/modeltest"
-	"github.com/inference-pio/pio/internal/tolerance"
 	"go/parser"
 	"go/token"
 	"os"
@@ -16,6 +14,8 @@ import (
 	"github.com/inference-pio/pio/compiler"
 	"github.com/inference-pio/pio/frontends/hf"
 	"github.com/inference-pio/pio/internal/golden"
+	"github.com/inference-pio/pio/internal/modeltest"
+	"github.com/inference-pio/pio/internal/tolerance"
 	"github.com/inference-pio/pio/ir"
 	"github.com/inference-pio/pio/models"
 	_ "github.com/inference-pio/pio/models/all"
