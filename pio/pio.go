@@ -235,7 +235,7 @@ func newEngine(f *engine.Engine, opt Options) (*Engine, error) {
 		e.noTok = err
 	}
 	if e.text != nil {
-		if id, ok := e.text.TokenID("<|im_end|>"); ok && !containsID(e.eos, id) {
+		if id, ok := e.text.TokenID("<|im_end|>"); ok && !slices.Contains(e.eos, id) {
 			e.chatEOS = append(e.chatEOS, id)
 		}
 	}
@@ -416,15 +416,6 @@ func (e *Engine) GenerateIDs(ctx context.Context, prompt []int32, opt GenerateOp
 	return e.generate(ctx, prompt, opt, nil, fn)
 }
 
-func containsID(ids []int32, id int32) bool {
-	for _, x := range ids {
-		if x == id {
-			return true
-		}
-	}
-	return false
-}
-
 // generate runs one request; extraStop are more end-of-turn ids.
 func (e *Engine) generate(ctx context.Context, prompt []int32, opt GenerateOptions, extraStop []int32, fn func(Chunk)) (Result, error) {
 	if opt.MaxTokens < 0 {
@@ -500,7 +491,7 @@ func (e *Engine) generate(ctx context.Context, prompt []int32, opt GenerateOptio
 		for _, r := range toks {
 			res.Tokens = append(res.Tokens, r.Token)
 			c.Tokens = append(c.Tokens, r.Token)
-			if dec != nil && !(containsID(stopIDs, r.Token) && !containsID(opt.StopTokenIDs, r.Token)) {
+			if dec != nil && !(slices.Contains(stopIDs, r.Token) && !slices.Contains(opt.StopTokenIDs, r.Token)) {
 				var out string
 				out, stopped = stop.Add(dec.Add(r.Token))
 				c.Text += out

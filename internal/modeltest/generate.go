@@ -3,6 +3,7 @@ package modeltest
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/inference-pio/pio/runtime"
 	"github.com/inference-pio/pio/runtime/kvcache"
@@ -114,7 +115,7 @@ func (g *Generator) Generate(ctx context.Context, prompt []int32, opt GenerateOp
 				return out, err
 			}
 		}
-		if isStop(tok, opt.Stop) || len(out) == opt.MaxTokens {
+		if slices.Contains(opt.Stop, tok) || len(out) == opt.MaxTokens {
 			break
 		}
 		if logits, err = g.Feed(&s, []int32{tok}); err != nil {
@@ -122,13 +123,4 @@ func (g *Generator) Generate(ctx context.Context, prompt []int32, opt GenerateOp
 		}
 	}
 	return out, nil
-}
-
-func isStop(tok int32, stop []int32) bool {
-	for _, s := range stop {
-		if s == tok {
-			return true
-		}
-	}
-	return false
 }
