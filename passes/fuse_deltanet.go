@@ -71,69 +71,112 @@ func grouped(v *ir.Value) (row *ir.Value, off int64, p *ir.Value, start, n int64
 	return row, off, p, sl.Attr().Int("start"), sl.Attr().Int("size"), true
 }
 
-// fusePrep finds conv1d_causal{silu}(concat(q, k, v)) over the grouped
-// qkvz projection and the gates decay(a), sigmoid(b) over the grouped ba
-// projection of the same row, and puts them into one deltanet_prep whose
-// blocks replace them as sections.
+// fusePrep puts what feeds each delta rule into one deltanet_prep
+// (matchDeltaNetPrep) whose blocks replace the conv and the gates as
+// sections.
 func fusePrep(g *ir.Graph, r *rewriter, u useInfo) {
-	type gate struct{ sig, dec *ir.Value }
 	for _, conv := range g.Values {
-		if conv.Op != ir.OpConv1DCausal || conv.Attr().String("activation") != "silu" {
+		if m, ok := matchDeltaNetPrep(g, u, conv); ok {
+			m.rewrite(r)
+		}
+	}
+}
+
+// deltaNetPrep is what feeds a delta rule, read from one projected row: the
+// causal conv + SiLU over concat(q, k, v) of the grouped qkvz projection
+// and the gates decay(a), sigmoid(b) over the grouped ba projection.
+type deltaNetPrep struct {
+	conv, concat   *ir.Value
+	decay, sigmoid *ir.Value
+	row            *ir.Value
+	qkvz, ba       int64 // offsets of the two projections in row
+	hk, hv, dk, dv int64 // key and value heads and head dims
+}
+
+// matchDeltaNetPrep matches conv1d_causal{silu}(concat(q, k, v)) with q, k
+// and v the [0, dk), [dk, 2dk), [2dk, 2dk+r·dv) blocks of the grouped qkvz
+// projection P [T, Hk, 2dk+2r·dv] of a row, the concat read only by the
+// conv, and the gates of the same row (matchPrepGates).
+func matchDeltaNetPrep(g *ir.Graph, u useInfo, conv *ir.Value) (deltaNetPrep, bool) {
+	if conv.Op != ir.OpConv1DCausal || conv.Attr().String("activation") != "silu" {
+		return deltaNetPrep{}, false
+	}
+	cc := conv.Args[0]
+	if cc.Op != ir.OpConcat || cc.Attr().Int("axis") != 1 || len(cc.Args) != 3 || !u.only(cc, conv) {
+		return deltaNetPrep{}, false
+	}
+	row, qoff, p, qs, dk, ok := grouped(cc.Args[0])
+	if !ok || qs != 0 {
+		return deltaNetPrep{}, false
+	}
+	row2, koff, p2, ks, kn, ok2 := grouped(cc.Args[1])
+	row3, voff, p3, vs, rdv, ok3 := grouped(cc.Args[2])
+	hk := int64(p.Shape[1])
+	if !ok2 || !ok3 || row2 != row || row3 != row || p2 != p || p3 != p || koff != qoff || voff != qoff ||
+		ks != dk || kn != dk || vs != 2*dk || int64(p.Shape[2]) != 2*dk+2*rdv {
+		return deltaNetPrep{}, false
+	}
+	dec, sig, baOff, rr, ok := matchPrepGates(g, u, row, hk)
+	if !ok || rdv%rr != 0 {
+		return deltaNetPrep{}, false
+	}
+	return deltaNetPrep{
+		conv: conv, concat: cc, decay: dec, sigmoid: sig, row: row,
+		qkvz: qoff, ba: baOff, hk: hk, hv: hk * rr, dk: dk, dv: rdv / rr,
+	}, true
+}
+
+// matchPrepGates finds the gates over row's grouped ba projection
+// P [T, Hk, 2r]: the first decay(a) in graph order with
+// a = reshape(section(P, r, r)) that has a sigmoid(reshape(section(P, 0, r)))
+// of its shape beside it. It returns them, P's offset in row and r.
+func matchPrepGates(g *ir.Graph, u useInfo, row *ir.Value, hk int64) (dec, sig *ir.Value, off, r int64, ok bool) {
+	for _, d := range g.Values {
+		if d.Op != ir.OpDeltaNetDecay {
 			continue
 		}
-		cc := conv.Args[0]
-		if cc.Op != ir.OpConcat || cc.Attr().Int("axis") != 1 || len(cc.Args) != 3 || !u.only(cc, conv) {
+		drow, doff, dp, as, an, ok := grouped(d.Args[0])
+		if !ok || drow != row || int64(dp.Shape[1]) != hk || as != an || int64(dp.Shape[2]) != 2*an {
 			continue
 		}
-		row, qoff, p, qs, dk, ok := grouped(cc.Args[0])
-		if !ok || qs != 0 {
+		if s := sigmoidOfFirstBlock(u, dp, an, d.Shape); s != nil {
+			return d, s, doff, an, true
+		}
+	}
+	return nil, nil, 0, 0, false
+}
+
+// sigmoidOfFirstBlock returns a sigmoid(reshape(section(p, 0, n))) of the
+// given shape (the last such among p's readers), or nil.
+func sigmoidOfFirstBlock(u useInfo, p *ir.Value, n int64, shape ir.Shape) *ir.Value {
+	var sig *ir.Value
+	for _, s := range u.users[p.ID] {
+		if !isLastDimRange(s, 0, n) {
 			continue
 		}
-		row2, koff, p2, ks, kn, ok2 := grouped(cc.Args[1])
-		row3, voff, p3, vs, rdv, ok3 := grouped(cc.Args[2])
-		hk := int64(p.Shape[1])
-		if !ok2 || !ok3 || row2 != row || row3 != row || p2 != p || p3 != p || koff != qoff || voff != qoff ||
-			ks != dk || kn != dk || vs != 2*dk || int64(p.Shape[2]) != 2*dk+2*rdv {
-			continue
-		}
-		// The gates: sigmoid(b) and decay(a) over reshape(section(reshape(row[ba:]))).
-		var gt gate
-		var baOff, rr int64
-		for _, d := range g.Values {
-			if d.Op != ir.OpDeltaNetDecay {
+		for _, sv := range u.users[s.ID] {
+			if sv.Op != ir.OpReshape {
 				continue
 			}
-			drow, doff, dp, as, an, ok := grouped(d.Args[0])
-			if !ok || drow != row || int64(dp.Shape[1]) != hk || as != an || int64(dp.Shape[2]) != 2*an {
-				continue
-			}
-			for _, s := range u.users[dp.ID] {
-				for _, sv := range u.users[s.ID] {
-					for _, sg := range u.users[sv.ID] {
-						if sg.Op == ir.OpSigmoid && isLastDimRange(s, 0, an) &&
-							sv.Op == ir.OpReshape && sg.Shape.Equal(d.Shape) {
-							gt, baOff, rr = gate{sg, d}, doff, an
-						}
-					}
+			for _, sg := range u.users[sv.ID] {
+				if sg.Op == ir.OpSigmoid && sg.Shape.Equal(shape) {
+					sig = sg
 				}
 			}
-			if gt.dec != nil {
-				break
-			}
 		}
-		if gt.dec == nil || rdv%rr != 0 {
-			continue
-		}
-		hv, dv := hk*rr, rdv/rr
-		c := 2*hk*dk + hv*dv
-		prep := r.add(ir.OpDeltaNetPrep, []*ir.Value{row, conv.Args[1], gt.dec.Args[1], gt.dec.Args[2]},
-			ir.Int("cache", conv.Attr().Int("cache")), ir.Ints("heads", hk, hv), ir.Ints("dims", dk, dv),
-			ir.Int("qkvz", qoff), ir.Int("ba", baOff))
-		if prep == nil {
-			return
-		}
-		r.replace(conv, r.add(ir.OpSection, []*ir.Value{prep}, ir.Int("start", 0), ir.Int("size", c)), cc)
-		r.replace(gt.dec, r.add(ir.OpSection, []*ir.Value{prep}, ir.Int("start", c), ir.Int("size", hv)))
-		r.replace(gt.sig, r.add(ir.OpSection, []*ir.Value{prep}, ir.Int("start", c+hv), ir.Int("size", hv)))
 	}
+	return sig
+}
+
+// rewrite replaces the conv and the gates with sections of one
+// deltanet_prep: [T, 2·Hk·dk + Hv·dv] conv output, then decay and sigmoid
+// [T, Hv] each.
+func (m deltaNetPrep) rewrite(r *rewriter) {
+	c := 2*m.hk*m.dk + m.hv*m.dv
+	prep := r.add(ir.OpDeltaNetPrep, []*ir.Value{m.row, m.conv.Args[1], m.decay.Args[1], m.decay.Args[2]},
+		ir.Int("cache", m.conv.Attr().Int("cache")), ir.Ints("heads", m.hk, m.hv), ir.Ints("dims", m.dk, m.dv),
+		ir.Int("qkvz", m.qkvz), ir.Int("ba", m.ba))
+	r.replace(m.conv, r.add(ir.OpSection, []*ir.Value{prep}, ir.Int("start", 0), ir.Int("size", c)), m.concat)
+	r.replace(m.decay, r.add(ir.OpSection, []*ir.Value{prep}, ir.Int("start", c), ir.Int("size", m.hv)))
+	r.replace(m.sigmoid, r.add(ir.OpSection, []*ir.Value{prep}, ir.Int("start", c+m.hv), ir.Int("size", m.hv)))
 }
