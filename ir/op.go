@@ -37,7 +37,7 @@ const (
 	OpConcat     Op = 14 // y = args joined along attr axis; over weights only, it is folded at build time
 	// OpSection copies a range of the last dim: section(x [..., D]) {start,
 	// size} -> [..., size] = x[..., start:start+size]. Models cut a
-	// projection into its parts with it (Builder.Slice), and fuse-qkv gives
+	// projection into its parts with it (Builder.Slice), and fuse-sibling-matmuls gives
 	// the readers of a fused_matmul their blocks with it. Its number is in
 	// the fused range, where it was first defined.
 	OpSection Op = 33

@@ -7,7 +7,7 @@ import "github.com/inference-pio/pio/ir"
 // fused_matmul with exactly two equal sections (gate, then up) and no
 // activation or residual yet, becomes F with act="swiglu", which writes
 // [.., I] instead of [.., 2I] and never stores gate or up. Either mul
-// operand order matches. It runs after fuse-qkv, which makes F.
+// operand order matches. It runs after fuse-sibling-matmuls, which makes F.
 func FuseSwiGLU(g *ir.Graph) error {
 	r := newRewriter(g)
 	u := uses(g)

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/inference-pio/pio/ir"
 )
@@ -23,8 +24,8 @@ type Pass struct {
 var Pipeline = []Pass{
 	{Name: "cse", Run: CSE, Doc: "merge pure values that compute the same thing"},
 	{Name: "fold", Run: Fold, Doc: "fold reshapes, whole sections and nested weight concats"},
-	{Name: "fuse-moe", Run: FuseMoE, Doc: "router GEMM + top-k + expert weights into the grouped expert step (moe_routed)", Fusion: true},
-	{Name: "fuse-qkv", Run: FuseQKV, Doc: "one GEMM over concatenated weights for matmuls sharing x (q/k/v, gate/up, q_a/kv_a)", Fusion: true},
+	{Name: "fuse-moe-routing", Run: FuseMoERouting, Doc: "the MoE's routing (router GEMM + top-k + expert weights) into its grouped expert step (moe_routed)", Fusion: true},
+	{Name: "fuse-sibling-matmuls", Run: FuseSiblingMatMuls, Doc: "one GEMM over concatenated weights for the matmuls that read the same x (q/k/v, gate/up, q_a/kv_a)", Fusion: true},
 	{Name: "fuse-swiglu", Run: FuseSwiGLU, Doc: "SwiGLU in the epilogue of the fused gate/up GEMM", Fusion: true},
 	{Name: "fuse-norm-matmul", Run: FuseNormMatMul, Doc: "RMSNorm in the prologue of the GEMMs that read it", Fusion: true},
 	{Name: "fuse-attn-input", Run: FuseAttnInput, Doc: "q/k norm + RoPE + KV-cache write + attention over the fused qkv row", Fusion: true},
@@ -43,14 +44,14 @@ type Constraint struct {
 
 // Order lists the ordering constraints on Pipeline, each with its reason.
 var Order = []Constraint{
-	{"cse", "fuse-qkv", "sibling matmuls are found by their shared activation value; duplicates must be one value first"},
-	{"fold", "fuse-qkv", "reshape chains and nested concats are canonical before patterns match them"},
-	{"fuse-moe", "fuse-qkv", "the router must still be its own matmul: horizontal fusion would merge it with the shared expert's projections of the same x"},
-	{"fuse-moe", "fuse-norm-matmul", "moe_routed must exist to take the norm into its prologue"},
-	{"fuse-moe", "fuse-residual", "moe_routed must exist to take the residual add into its epilogue"},
-	{"fuse-qkv", "fuse-swiglu", "the SwiGLU epilogue pattern reads the two sections of the fused gate/up GEMM"},
-	{"fuse-qkv", "fuse-norm-matmul", "after horizontal fusion a norm has one GEMM reader, so the prologue computes it once"},
-	{"fuse-qkv", "fuse-attn-input", "qkv_attention reads q, k and v as sections of one fused projection"},
+	{"cse", "fuse-sibling-matmuls", "sibling matmuls are found by their shared activation value; duplicates must be one value first"},
+	{"fold", "fuse-sibling-matmuls", "reshape chains and nested concats are canonical before patterns match them"},
+	{"fuse-moe-routing", "fuse-sibling-matmuls", "the router must still be its own matmul: horizontal fusion would merge it with the shared expert's projections of the same x"},
+	{"fuse-moe-routing", "fuse-norm-matmul", "moe_routed must exist to take the norm into its prologue"},
+	{"fuse-moe-routing", "fuse-residual", "moe_routed must exist to take the residual add into its epilogue"},
+	{"fuse-sibling-matmuls", "fuse-swiglu", "the SwiGLU epilogue pattern reads the two sections of the fused gate/up GEMM"},
+	{"fuse-sibling-matmuls", "fuse-norm-matmul", "after horizontal fusion a norm has one GEMM reader, so the prologue computes it once"},
+	{"fuse-sibling-matmuls", "fuse-attn-input", "qkv_attention reads q, k and v as sections of one fused projection"},
 	{"fold", "fuse-deltanet", "z reaches silu through a reshape chain; deltanet_core reads it as one folded view"},
 	{"fuse-norm-matmul", "fuse-add-norm", "a norm feeding a GEMM is better in the GEMM's prologue; add_rms_norm takes only the rest"},
 	{"fuse-add-norm", "fuse-residual", "add_rms_norm needs the add that fuse-residual would otherwise move into a GEMM epilogue"},
@@ -86,14 +87,24 @@ func Run(g *ir.Graph, opt Options) error {
 				kept = append(kept, p)
 			}
 		}
+		names := Names(Pipeline)
 		for _, name := range opt.Skip {
-			if !slices.ContainsFunc(Pipeline, func(p Pass) bool { return p.Name == name }) {
-				return fmt.Errorf("skip: no pass %q in the pipeline", name)
+			if !slices.Contains(names, name) {
+				return fmt.Errorf("passes: skip %q: not a pass of the pipeline (%s)", name, strings.Join(names, ", "))
 			}
 		}
 		list = kept
 	}
 	return RunPasses(g, list, opt)
+}
+
+// Names lists the names of the passes in list, in order.
+func Names(list []Pass) []string {
+	names := make([]string, len(list))
+	for i, p := range list {
+		names[i] = p.Name
+	}
+	return names
 }
 
 // Unfused returns Pipeline without its fusion passes.

@@ -194,7 +194,9 @@ func TestSkipAndNoFuse(t *testing.T) {
 		}
 	}
 	g, _ := ir.Parse(src)
-	if err := Run(g, Options{Skip: []string{"fuse-everything"}}); err == nil || !strings.Contains(err.Error(), "no pass") {
-		t.Errorf("unknown pass: got %v", err)
+	err := Run(g, Options{Skip: []string{"fuse-qkv"}})
+	if want := `passes: skip "fuse-qkv": not a pass of the pipeline (cse, fold, `; err == nil || !strings.Contains(err.Error(), want) ||
+		!strings.Contains(err.Error(), "fuse-sibling-matmuls") {
+		t.Errorf("unknown pass: got %v, want an error saying %q and listing the passes", err, want)
 	}
 }

@@ -24,11 +24,11 @@ func TestDumpIRAndNoFuse(t *testing.T) {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
 	for pass, want := range map[string]string{
-		"fuse-qkv":         "q_proj.weight+k_proj.weight+v_proj.weight",
-		"fuse-swiglu":      `act="swiglu"`,
-		"fuse-norm-matmul": "norm=1",
-		"fuse-attn-input":  "qkv_attention(",
-		"fuse-residual":    "residual=1",
+		"fuse-sibling-matmuls": "q_proj.weight+k_proj.weight+v_proj.weight",
+		"fuse-swiglu":          `act="swiglu"`,
+		"fuse-norm-matmul":     "norm=1",
+		"fuse-attn-input":      "qkv_attention(",
+		"fuse-residual":        "residual=1",
 	} {
 		files, _ := filepath.Glob(filepath.Join(dumps, "*-"+pass+".ir"))
 		if len(files) != 1 {

@@ -33,12 +33,16 @@ func newApp() *cli.App {
 		Commands: []*cli.Command{
 			buildCmd(), inspectCmd(), listCmd(),
 			{Name: "passes", Usage: "print the optimisation pipeline", Action: func(c *cli.Context) error {
+				width := 0
+				for _, p := range passes.Pipeline {
+					width = max(width, len(p.Name))
+				}
 				for i, p := range passes.Pipeline {
 					kind := ""
 					if p.Fusion {
 						kind = "fusion"
 					}
-					fmt.Fprintf(c.App.Writer, "%2d  %-17s %-7s%s\n", i+1, p.Name, kind, p.Doc)
+					fmt.Fprintf(c.App.Writer, "%2d  %-*s %-7s%s\n", i+1, width, p.Name, kind, p.Doc)
 				}
 				return nil
 			}},

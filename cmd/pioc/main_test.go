@@ -64,7 +64,7 @@ func TestBuildInspectList(t *testing.T) {
 		t.Errorf("list: %v\n%s", err, out)
 	}
 	out, err = run(t, "passes")
-	if err != nil || !strings.Contains(out, "dce") {
+	if err != nil || !strings.Contains(out, " 1  cse ") || !strings.Contains(out, "fuse-sibling-matmuls fusion ") || !strings.Contains(out, "dce ") {
 		t.Errorf("passes: %v\n%s", err, out)
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -52,40 +53,42 @@ func buildOptions(c *cli.Context) (buildConfig, error) {
 	} else if opt.QuantGroup < 32 || opt.QuantGroup%32 != 0 {
 		return buildConfig{}, fmt.Errorf("--quant-group must be a positive multiple of 32, got %d", opt.QuantGroup)
 	}
+	runs := runNames(opt.NoFuse)
 	for _, name := range opt.SkipPasses {
-		if !runs(opt.NoFuse, name) {
-			return buildConfig{}, fmt.Errorf("--skip-pass %q: not a pass this build runs (see pioc passes; --no-fuse leaves out the fusions)", name)
+		if !slices.Contains(runs, name) {
+			return buildConfig{}, fmt.Errorf("--skip-pass %q: not a pass this build runs (it runs %s; --no-fuse leaves out the fusions)", name, strings.Join(runs, ", "))
 		}
 	}
 	if opt.DumpOnly != "" {
 		if opt.DumpIR == "" {
 			return buildConfig{}, fmt.Errorf("--dump-only needs --dump-ir")
 		}
-		if !dumps(opt, opt.DumpOnly) {
-			return buildConfig{}, fmt.Errorf("--dump-only %q: not a pass this build runs (see pioc passes; \"input\" is the graph before them)", opt.DumpOnly)
+		if dumps := dumpNames(opt); !slices.Contains(dumps, opt.DumpOnly) {
+			return buildConfig{}, fmt.Errorf("--dump-only %q: not a pass this build runs (it dumps %s; \"input\" is the graph before the passes)", opt.DumpOnly, strings.Join(dumps, ", "))
 		}
 	}
 	return buildConfig{opt: opt, quiet: c.Bool("quiet")}, nil
 }
 
-// dumps reports whether a build with opt writes a dump named name: the
-// input graph, or a pass of the pipeline that --no-fuse and --skip-pass
-// leave in.
-func dumps(opt compiler.Options, name string) bool {
-	if name == "input" {
-		return true
+// dumpNames lists the dumps a build with opt writes: the input graph, then
+// the passes of the pipeline that --no-fuse and --skip-pass leave in.
+func dumpNames(opt compiler.Options) []string {
+	names := []string{"input"}
+	for _, name := range runNames(opt.NoFuse) {
+		if !slices.Contains(opt.SkipPasses, name) {
+			names = append(names, name)
+		}
 	}
-	return runs(opt.NoFuse, name) && !slices.Contains(opt.SkipPasses, name)
+	return names
 }
 
-// runs reports whether name is a pass of the pipeline a build runs: the
-// whole one, or without the fusions under --no-fuse.
-func runs(noFuse bool, name string) bool {
-	list := passes.Pipeline
+// runNames lists the passes of the pipeline a build runs: the whole one,
+// or without the fusions under --no-fuse.
+func runNames(noFuse bool) []string {
 	if noFuse {
-		list = passes.Unfused()
+		return passes.Names(passes.Unfused())
 	}
-	return slices.ContainsFunc(list, func(p passes.Pass) bool { return p.Name == name })
+	return passes.Names(passes.Pipeline)
 }
 
 // inspectConfig is what `pioc inspect`'s flags say.

@@ -97,7 +97,7 @@ func TestConfigErrors(t *testing.T) {
 func build(t *testing.T, dir string, dt ir.DType) *cpu.Backend { return buildTaps(t, dir, dt, true) }
 
 // buildTaps compiles a checkpoint; without taps the router values have no
-// outside readers, so the fusion passes (fuse-moe) apply.
+// outside readers, so the fusion passes (fuse-moe-routing) apply.
 func buildTaps(t *testing.T, dir string, dt ir.DType, taps bool) *cpu.Backend {
 	_, be := modeltest.Build(t, dir, dt, taps, geometry)
 	return be

@@ -2,16 +2,16 @@ package passes
 
 import "github.com/inference-pio/pio/ir"
 
-// FuseMoE makes the MoE dispatch one step: moe(x, ids, w, gate_up, down)
-// whose ids = router_topk(L [, bias]) and w = router_weights(L, ids) read
-// the router logits L = matmul(x, R) of the same x becomes
-// moe_routed(x, R, gate_up, down [, bias]), when the logits, ids and
-// weights have no other readers and are not outputs and both router ops
-// agree on the scoring. Permutation, grouped expert GEMMs and the weighted
+// FuseMoERouting moves an MoE's routing into it, making the dispatch one
+// step: moe(x, ids, w, gate_up, down) whose ids = router_topk(L [, bias])
+// and w = router_weights(L, ids) read the router logits L = matmul(x, R) of
+// the same x becomes moe_routed(x, R, gate_up, down [, bias]), when the
+// logits, ids and weights have no other readers and are not outputs and
+// both router ops agree on the scoring. Permutation, grouped expert GEMMs and the weighted
 // combine are already inside moe; this moves routing in with them. The
 // norm before it and the residual add after it join later
 // (fuse-norm-matmul, fuse-residual).
-func FuseMoE(g *ir.Graph) error {
+func FuseMoERouting(g *ir.Graph) error {
 	r := newRewriter(g)
 	u := uses(g)
 	for _, m := range g.Values {

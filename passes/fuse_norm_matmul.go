@@ -7,7 +7,8 @@ import "github.com/inference-pio/pio/ir"
 // matmul, or of a fused_matmul or moe_routed without a norm, and the norm
 // is not a graph output, each reader takes x and w with norm=1 (eps,
 // unit_offset), and the normalised tensor is never stored. Run after
-// fuse-qkv, the norm has one reader per block, so it is computed once.
+// fuse-sibling-matmuls, the norm has one reader per block, so it is
+// computed once.
 func FuseNormMatMul(g *ir.Graph) error {
 	r := newRewriter(g)
 	u := uses(g)

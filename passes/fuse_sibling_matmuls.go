@@ -6,17 +6,20 @@ import (
 	"github.com/inference-pio/pio/ir"
 )
 
-// FuseQKV merges the matmuls that read the same activation with weights
-// (q, k and v projections; gate and up; GLM's q_a and kv_a) into one
-// fused_matmul over their weights concatenated along the output dim, with
-// `sections` recording each block's width; each old result becomes a
-// `section` of the fused one. The concat is a weight expression, so Lower
-// folds it into one engine tensor at build time (named after its parts:
+// FuseSiblingMatMuls merges sibling matmuls, all those that read the same
+// activation x with a weight (or build-time weight expression) of the
+// first one's dtype, whatever they compute: q, k and v projections, gate
+// and up, GLM's q_a and kv_a. They become one fused_matmul over their
+// weights concatenated along the output dim, with `sections` recording
+// each block's width; each old result becomes a `section` of the fused
+// one. The concat is a weight expression, so Lower folds it into one
+// engine tensor at build time (named after its parts:
 // "p.q_proj.weight+k_proj.weight+v_proj.weight") and the runtime never
 // concatenates. GQA needs nothing special: blocks may differ in width.
-// Matmuls whose weights differ in dtype are left alone. Readers of the
-// sections are fused further by fuse-swiglu and fuse-attn-input.
-func FuseQKV(g *ir.Graph) error {
+// Matmuls whose weights differ in dtype from the first are left alone.
+// Readers of the sections are fused further by fuse-swiglu and
+// fuse-attn-input.
+func FuseSiblingMatMuls(g *ir.Graph) error {
 	r := newRewriter(g)
 	u := uses(g)
 	concats := map[string]*ir.Value{} // one engine tensor per fused name
