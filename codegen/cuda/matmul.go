@@ -7,24 +7,27 @@ import (
 	"github.com/inference-pio/pio/ir"
 )
 
-// mm is one matmul or fused_matmul instantiation.
+// mm is one matmul or fused_matmul instantiation. Its exported fields and
+// methods are the holes of the matmul templates (matmul.go, mma.go).
 type mm struct {
-	wt        string // weight element type
-	n, k      int64  // W is [n, k]
-	nOut      int64  // output columns (n, or n/2 with swiglu)
-	norm      bool   // rms_norm prologue with weight nw
-	nwt, off  string // norm weight type, "0.0f" or "1.0f"
-	eps       string
-	swiglu    bool   // y = silu(z[:, :n/2]) ⊙ z[:, n/2:]
-	residual  bool   // y += r
-	rt        string // residual element type
-	mExpr     string // C expression of M (rows)
-	normArg   int
-	resArg    int
-	nargs     int
-	rowsGrid  Expr
-	baseLabel string
+	WT       string // weight element type
+	N, K     int64  // W is [N, K]
+	nOut     int64  // output columns (N, or N/2 with SwiGLU): NOut
+	Norm     bool   // rms_norm prologue with weight nw
+	NWT, Off string // norm weight type, "0.0f" or "1.0f"
+	Eps      string
+	SwiGLU   bool   // y = silu(z[:, :N/2]) ⊙ z[:, N/2:]
+	Residual bool   // y += r
+	RT       string // residual element type
+	M        string // C expression of M (rows)
+	Label    string // the fusions, for the kernels' comments: " (rms_norm prologue, swiglu, + residual)"
+	normArg  int
+	resArg   int
+	nargs    int
 }
+
+// NOut is the number of output columns.
+func (m *mm) NOut() int64 { return m.nOut }
 
 // matmul handles matmul and fused_matmul: a GEMM y = x·Wᵀ with an optional
 // RMSNorm prologue, SwiGLU epilogue and residual add. Its launches are
@@ -46,58 +49,61 @@ func (g *gen) matmul(step int, s ir.Step) error {
 	if err != nil {
 		return err
 	}
-	m := mm{wt: wt, n: int64(wsh[0]), k: int64(wsh[1]), normArg: -1, resArg: -1, nargs: 2, off: "0.0f"}
-	m.nOut = m.n
+	m := mm{WT: wt, N: int64(wsh[0]), K: int64(wsh[1]), normArg: -1, resArg: -1, nargs: 2, Off: "0.0f"}
+	m.nOut = m.N
 	if s.Op == ir.OpFusedMatMul {
 		m.normArg, m.resArg, m.nargs = ir.FusedMatMulLayout(s.Attr())
 		switch act := s.Attr().String("act"); act {
 		case "none":
 		case "swiglu":
-			m.swiglu, m.nOut = true, m.n/2
+			m.SwiGLU, m.nOut = true, m.N/2
 		default:
 			return fmt.Errorf("act %q has no CUDA template", act)
 		}
 	}
 	if m.normArg >= 0 {
-		m.norm = true
+		m.Norm = true
 		ndt, _ := g.operand(s.Args[m.normArg])
-		if m.nwt, err = ctype(ndt); err != nil {
+		if m.NWT, err = ctype(ndt); err != nil {
 			return err
 		}
-		m.eps = cf(s.Attr().Float("eps"))
+		m.Eps = cf(s.Attr().Float("eps"))
 		if s.Attr().Bool("unit_offset") {
-			m.off = "1.0f"
+			m.Off = "1.0f"
 		}
 	}
 	if m.resArg >= 0 {
-		m.residual = true
+		m.Residual = true
 		rdt, _ := g.operand(s.Args[m.resArg])
-		if m.rt, err = ctype(rdt); err != nil {
+		if m.RT, err = ctype(rdt); err != nil {
 			return err
 		}
 	}
-	rowsE, mExpr, err := rows(xsh, m.k)
+	rowsE, mExpr, err := rows(xsh, m.K)
 	if err != nil {
 		return err
 	}
-	m.mExpr, m.rowsGrid = mExpr, rowsE
+	m.M = mExpr
 	var label []string
-	if m.norm {
+	if m.Norm {
 		label = append(label, "rms_norm prologue")
 	}
-	if m.swiglu {
+	if m.SwiGLU {
 		label = append(label, "swiglu")
 	}
-	if m.residual {
+	if m.Residual {
 		label = append(label, "+ residual")
 	}
 	if len(label) > 0 {
-		m.baseLabel = " (" + strings.Join(label, ", ") + ")"
+		m.Label = " (" + strings.Join(label, ", ") + ")"
 	}
 
 	const warps = 8
 	for _, v := range warpVariants {
-		warp := g.kernel("matmul_warp", m.warpKernel(v.tr, warps))
+		warp, err := g.emit("matmul_warp", matmulWarp, matmulWarpHoles{mm: &m, TR: v.tr, Warps: warps, Vec: m.K%8 == 0, Unroll: min(4, 32/v.tr)})
+		if err != nil {
+			return err
+		}
 		g.launch(Launch{Step: step, Kernel: warp, Params: stdParams(m.nargs), Block: warps * 32, MinRows: v.minRows, MaxRows: v.maxRows, Rows: rowsE,
 			Grid: [3]Expr{{Fixed: m.nOut, Div: warps}, {T: rowsE.T, S: rowsE.S, Fixed: rowsE.Fixed, Div: int64(v.tr)}, {Fixed: 1}}})
 	}
@@ -107,64 +113,84 @@ func (g *gen) matmul(step int, s ir.Step) error {
 			// Batched decode: split-K (mma.go), then the ordered sum.
 			params := append(stdParams(m.nargs), Param{Kind: PWorkspace})
 			l := Launch{Step: step, Params: params, Block: 256, MinRows: WarpMaxRows + 1, MaxRows: mmaSplitMaxRows, Rows: rowsE, Workspace: m.mmaSplitWorkspace(p)}
-			if m.norm {
-				l.Kernel = g.kernel("matmul_splitk_norm", m.mmaNormKernel(p))
+			if m.Norm {
+				if l.Kernel, err = g.emit("matmul_splitk_norm", matmulSplitKNorm, m.mmaHoles(p)); err != nil {
+					return err
+				}
 				l.Grid = [3]Expr{{T: rowsE.T, S: rowsE.S, Fixed: rowsE.Fixed, Div: 8}, {Fixed: 1}, {Fixed: 1}}
 				g.launch(l)
 			}
-			l.Kernel = g.kernel("matmul_splitk", m.mmaSplitKernel(p))
+			if l.Kernel, err = g.emit("matmul_splitk", matmulMMA, m.mmaHoles(p)); err != nil {
+				return err
+			}
 			l.Grid = [3]Expr{{Fixed: m.nOut, Div: m.mmaCols()}, {T: rowsE.T, S: rowsE.S, Fixed: rowsE.Fixed, Div: mmaBM}, {Fixed: int64(p)}}
 			g.launch(l)
-			l.Kernel = g.kernel("matmul_splitk_sum", m.mmaSumKernel(p))
+			if l.Kernel, err = g.emit("matmul_splitk_sum", matmulSplitKSum, m.mmaHoles(p)); err != nil {
+				return err
+			}
 			l.Grid = [3]Expr{{T: rowsE.T * m.nOut, S: rowsE.S * m.nOut, Fixed: rowsE.Fixed * m.nOut, Div: 256}, {Fixed: 1}, {Fixed: 1}}
 			g.launch(l)
 			minRows = mmaSplitMaxRows + 1
 		}
-		mma := g.kernel("matmul_mma", m.mmaKernel())
+		mma, err := g.emit("matmul_mma", matmulMMA, m.mmaHoles(1))
+		if err != nil {
+			return err
+		}
 		g.launch(Launch{Step: step, Kernel: mma, Params: stdParams(m.nargs), Block: 256, MinRows: minRows, Rows: rowsE,
 			Grid: [3]Expr{{Fixed: m.nOut, Div: m.mmaCols()}, {T: rowsE.T, S: rowsE.S, Fixed: rowsE.Fixed, Div: mmaBM}, {Fixed: 1}}})
 		return nil
 	}
-	tile := g.kernel("matmul_tile", m.tileKernel())
+	tile, err := g.emit("matmul_tile", matmulTile, &m)
+	if err != nil {
+		return err
+	}
 	g.launch(Launch{Step: step, Kernel: tile, Params: stdParams(m.nargs), Block: 256, MinRows: WarpMaxRows + 1, Rows: rowsE,
 		Grid: [3]Expr{{Fixed: m.nOut, Div: 64}, {T: rowsE.T, S: rowsE.S, Fixed: rowsE.Fixed, Div: 64}, {Fixed: 1}}})
 	return nil
 }
 
-// decl is the kernel's parameter list (x, w, [nw], [r], y, T, S).
-func (m *mm) decl() string {
-	d := fmt.Sprintf("const float* __restrict__ x, const %s* __restrict__ w, ", m.wt)
-	if m.norm {
-		d += fmt.Sprintf("const %s* __restrict__ nw, ", m.nwt)
-	}
-	if m.residual {
-		d += fmt.Sprintf("const %s* __restrict__ res, ", m.rt)
-	}
-	return d + "float* __restrict__ y, int T, int S"
-}
+// mmParams is the matmul kernels' parameter list: x, w, [nw], [res], y, T, S.
+var mmParams = kernelTemplate("mm_params", `const float* __restrict__ x, const {{.WT}}* __restrict__ w, `+
+	`{{if .Norm}}const {{.NWT}}* __restrict__ nw, {{end}}{{if .Residual}}const {{.RT}}* __restrict__ res, {{end}}float* __restrict__ y, int T, int S`)
 
-// epilogue turns accumulators g (and u) of output (row, col) into y.
-func (m *mm) epilogue(g, u, row, col string) string {
+// Epilogue is the C statement that turns accumulators g (and u, SwiGLU's
+// up) of output (row, col) into y: SwiGLU, then the residual.
+func (m *mm) Epilogue(g, u, row, col string) string {
 	v := g
-	if m.swiglu {
-		v = fmt.Sprintf("__fmul_rn(%[1]s / (1.0f + expf(-%[1]s)), %[2]s)", g, u)
+	if m.SwiGLU {
+		v = fmt.Sprintf("__fmul_rn(%s / (1.0f + expf(-%s)), %s)", g, g, u)
 	}
-	if m.residual {
+	if m.Residual {
 		v = fmt.Sprintf("__fadd_rn(%s, pio_f32(res[(%s) * %dL + (%s)]))", v, row, m.nOut, col)
 	}
 	return fmt.Sprintf("y[(%s) * %dL + (%s)] = %s;", row, m.nOut, col, v)
 }
 
-// invNorms is the RMSNorm prologue's inverse norms of a block's rows
-// m0 + rr, rr < rows, into the shared dst[rows]: a warp per row (warp is
-// the thread's warp, lane its lane, warps the block's), then a barrier.
-// The split-K pre-pass (mmaNormKernel) computes each row's as this does.
-func (m *mm) invNorms(rows, warp, lane string, warps int, dst string) string {
-	return fmt.Sprintf("  for (int rr = %[2]s; rr < %[1]s; rr += %[4]d) {\n    float ss = 0.f;\n    if (m0 + rr < M)\n"+
-		"      for (int c = %[3]s; c < K; c += 32) { const float v = x[(m0 + rr) * K + c]; ss = fmaf(v, v, ss); }\n"+
-		"    ss = pio_warp_sum(ss);\n    if (%[3]s == 0) %[5]s[rr] = 1.0f / sqrtf(ss / %[6]d.0f + %[7]s);\n  }\n  __syncthreads();\n",
-		rows, warp, lane, warps, dst, m.k, m.eps)
+// invNormHoles fill mm_inv_norms.
+type invNormHoles struct {
+	*mm
+	Rows, Warp, Lane string // C expressions: the block's rows, the thread's warp and lane
+	Warps            int    // warps in the block
+	Dst              string // the shared array of the inverse norms
 }
+
+// InvNorms fills mm_inv_norms for a block's rows m0 + rr, rr < rows.
+func (m *mm) InvNorms(rows, warp, lane string, warps int, dst string) invNormHoles {
+	return invNormHoles{m, rows, warp, lane, warps, dst}
+}
+
+// mmInvNorms is the RMSNorm prologue's inverse norms of a block's rows
+// m0 + rr, rr < Rows, into the shared Dst[Rows]: a warp per row, then a
+// barrier. The split-K pre-pass (matmul_splitk_norm) computes each row's as
+// this does.
+var mmInvNorms = kernelTemplate("mm_inv_norms", `  for (int rr = {{.Warp}}; rr < {{.Rows}}; rr += {{.Warps}}) {
+    float ss = 0.f;
+    if (m0 + rr < M)
+      for (int c = {{.Lane}}; c < K; c += 32) { const float v = x[(m0 + rr) * K + c]; ss = fmaf(v, v, ss); }
+    ss = pio_warp_sum(ss);
+    if ({{.Lane}} == 0) {{.Dst}}[rr] = 1.0f / sqrtf(ss / {{.K}}.0f + {{.Eps}});
+  }
+  __syncthreads();`)
 
 // warpVariants are the GEMV's rows per block row (TR) and the step rows
 // each runs for. The GEMV reads W once per block row: at 16 rows TR = 4
@@ -182,128 +208,189 @@ func (m *mm) invNorms(rows, warp, lane string, warps int, dst string) string {
 // loads in flight.
 var warpVariants = []struct{ tr, minRows, maxRows int }{{4, 0, 4}, {16, 5, WarpMaxRows}}
 
-func (m *mm) warpKernel(tr, warps int) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "// matmul%s, few rows: w %s[%d, %d], %d output columns; one warp per column, %d rows per block row.\n", m.baseLabel, m.wt, m.n, m.k, m.nOut, tr)
-	fmt.Fprintf(&b, "extern \"C\" __global__ void __launch_bounds__(%d) KNAME(%s) {\n", warps*32, m.decl())
-	fmt.Fprintf(&b, "  constexpr int TR = %d;\n  constexpr long K = %d, NOUT = %d;\n", tr, m.k, m.nOut)
-	fmt.Fprintf(&b, "  const long M = %s;\n", m.mExpr)
-	fmt.Fprintf(&b, "  const int lane = threadIdx.x & 31;\n  const int n = blockIdx.x * %d + (threadIdx.x >> 5);\n", warps)
-	b.WriteString("  const long m0 = (long)blockIdx.y * TR;\n")
-	if m.norm {
-		// The block's rows' inverse norms, a warp per row, once per block.
-		b.WriteString("  __shared__ float invs[TR];\n" + m.invNorms("TR", "threadIdx.x >> 5", "lane", warps, "invs"))
-	}
-	b.WriteString("  if (n >= NOUT) return;\n")
-	b.WriteString("  const " + m.wt + "* wr = w + n * K;\n")
-	if m.swiglu {
-		b.WriteString("  const " + m.wt + "* ur = w + (n + NOUT) * K;\n")
-	}
-	b.WriteString("  float acc[TR];\n")
-	init := "acc[r] = 0.f;"
-	if m.swiglu {
-		b.WriteString("  float accu[TR];\n")
-		init += " accu[r] = 0.f;"
-	}
-	b.WriteString("#pragma unroll\n  for (int r = 0; r < TR; r++) { " + init + " }\n")
-	vec := m.k%8 == 0
-	norm := func(xv, c string) string {
-		if !m.norm {
-			return ""
-		}
-		return fmt.Sprintf("%s = __fmul_rn(__fmul_rn(%s, invs[r]), %s + %s);", xv, xv, m.off, c)
-	}
-	if vec {
-		// Unrolled so that several 16-byte weight loads per lane are in
-		// flight: decode is bound by how many bytes are outstanding.
-		fmt.Fprintf(&b, "#pragma unroll %d\n  for (long c = lane * 8; c < K; c += 256) {\n    float wv[8];\n    pio_ld8(wr + c, wv);\n", min(4, 32/tr))
-		if m.swiglu {
-			b.WriteString("    float uv[8];\n    pio_ld8(ur + c, uv);\n")
-		}
-		if m.norm {
-			b.WriteString("    float nv[8];\n    pio_ld8(nw + c, nv);\n")
-		}
-		b.WriteString("#pragma unroll\n    for (int r = 0; r < TR; r++) {\n      if (m0 + r < M) {\n        float xv[8];\n        pio_ld8(x + (m0 + r) * K + c, xv);\n#pragma unroll\n        for (int e = 0; e < 8; e++) {\n")
-		if m.norm {
-			b.WriteString("          " + norm("xv[e]", "nv[e]") + "\n")
-		}
-		b.WriteString("          acc[r] = fmaf(xv[e], wv[e], acc[r]);\n")
-		if m.swiglu {
-			b.WriteString("          accu[r] = fmaf(xv[e], uv[e], accu[r]);\n")
-		}
-		b.WriteString("        }\n      }\n    }\n  }\n")
-	} else {
-		b.WriteString("  for (long c = lane; c < K; c += 32) {\n    const float wv = pio_f32(wr[c]);\n")
-		if m.swiglu {
-			b.WriteString("    const float uv = pio_f32(ur[c]);\n")
-		}
-		if m.norm {
-			b.WriteString("    const float nv = pio_f32(nw[c]);\n")
-		}
-		b.WriteString("#pragma unroll\n    for (int r = 0; r < TR; r++) {\n      if (m0 + r < M) {\n        float xv = x[(m0 + r) * K + c];\n")
-		if m.norm {
-			b.WriteString("        " + norm("xv", "nv") + "\n")
-		}
-		b.WriteString("        acc[r] = fmaf(xv, wv, acc[r]);\n")
-		if m.swiglu {
-			b.WriteString("        accu[r] = fmaf(xv, uv, accu[r]);\n")
-		}
-		b.WriteString("      }\n    }\n  }\n")
-	}
-	b.WriteString("#pragma unroll\n  for (int r = 0; r < TR; r++) {\n    const float z = pio_warp_sum(acc[r]);\n")
-	if m.swiglu {
-		b.WriteString("    const float zu = pio_warp_sum(accu[r]);\n")
-	}
-	b.WriteString("    if (lane == 0 && m0 + r < M) " + m.epilogue("z", "zu", "m0 + r", "n") + "\n  }\n}\n")
-	return b.String()
+// matmulWarpHoles fill matmul_warp.
+type matmulWarpHoles struct {
+	*mm
+	TR, Warps int  // rows per block row; warps per block, one per output column
+	Vec       bool // K is a whole number of 8-element vectors
+	Unroll    int  // 16-byte W loads per lane in flight
 }
 
-func (m *mm) tileKernel() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "// matmul%s, many rows: w %s[%d, %d], %d output columns; 64×64 tiles, 16-deep k slices, 4×4 outputs per thread.\n", m.baseLabel, m.wt, m.n, m.k, m.nOut)
-	fmt.Fprintf(&b, "extern \"C\" __global__ void __launch_bounds__(256) KNAME(%s) {\n", m.decl())
-	fmt.Fprintf(&b, "  constexpr long K = %d, NOUT = %d;\n  const long M = %s;\n", m.k, m.nOut, m.mExpr)
-	b.WriteString("  __shared__ float xs[16][64 + 4];\n  __shared__ float ws[16][64 + 4];\n")
-	if m.swiglu {
-		b.WriteString("  __shared__ float us[16][64 + 4];\n")
-	}
-	if m.norm {
-		b.WriteString("  __shared__ float inv[64];\n")
-	}
-	b.WriteString("  const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;\n  const long m0 = (long)blockIdx.y * 64;\n  const long n0 = (long)blockIdx.x * 64;\n")
-	if m.norm {
-		b.WriteString(m.invNorms("64", "tid >> 5", "(tid & 31)", 8, "inv"))
-	}
-	zero := "acc[i][j] = 0.f;"
-	b.WriteString("  float acc[4][4];\n")
-	if m.swiglu {
-		b.WriteString("  float accu[4][4];\n")
-		zero += " accu[i][j] = 0.f;"
-	}
-	b.WriteString("#pragma unroll\n  for (int i = 0; i < 4; i++)\n#pragma unroll\n    for (int j = 0; j < 4; j++) { " + zero + " }\n")
-	b.WriteString("  for (long k0 = 0; k0 < K; k0 += 16) {\n#pragma unroll\n    for (int i = 0; i < 4; i++) {\n      const int e = tid + i * 256, r = e >> 4, c = e & 15;\n      const long kk = k0 + c, gm = m0 + r, gn = n0 + r;\n")
-	b.WriteString("      float xv = (gm < M && kk < K) ? x[gm * K + kk] : 0.f;\n")
-	if m.norm {
-		fmt.Fprintf(&b, "      if (gm < M && kk < K) xv = __fmul_rn(__fmul_rn(xv, inv[r]), %s + pio_f32(nw[kk]));\n", m.off)
-	}
-	b.WriteString("      xs[c][r] = xv;\n      ws[c][r] = (gn < NOUT && kk < K) ? pio_f32(w[gn * K + kk]) : 0.f;\n")
-	if m.swiglu {
-		b.WriteString("      us[c][r] = (gn < NOUT && kk < K) ? pio_f32(w[(gn + NOUT) * K + kk]) : 0.f;\n")
-	}
-	b.WriteString("    }\n    __syncthreads();\n#pragma unroll\n    for (int kk = 0; kk < 16; kk++) {\n      float a[4], bw[4];\n")
-	if m.swiglu {
-		b.WriteString("      float bu[4];\n")
-	}
-	b.WriteString("#pragma unroll\n      for (int i = 0; i < 4; i++) {\n        a[i] = xs[kk][ty * 4 + i];\n        bw[i] = ws[kk][tx * 4 + i];\n")
-	if m.swiglu {
-		b.WriteString("        bu[i] = us[kk][tx * 4 + i];\n")
-	}
-	b.WriteString("      }\n#pragma unroll\n      for (int i = 0; i < 4; i++)\n#pragma unroll\n        for (int j = 0; j < 4; j++) {\n          acc[i][j] = fmaf(a[i], bw[j], acc[i][j]);\n")
-	if m.swiglu {
-		b.WriteString("          accu[i][j] = fmaf(a[i], bu[j], accu[i][j]);\n")
-	}
-	b.WriteString("        }\n    }\n    __syncthreads();\n  }\n")
-	b.WriteString("#pragma unroll\n  for (int i = 0; i < 4; i++) {\n    const long gm = m0 + ty * 4 + i;\n    if (gm >= M) continue;\n#pragma unroll\n    for (int j = 0; j < 4; j++) {\n      const long gn = n0 + tx * 4 + j;\n")
-	b.WriteString("      if (gn < NOUT) " + m.epilogue("acc[i][j]", "accu[i][j]", "gm", "gn") + "\n    }\n  }\n}\n")
-	return b.String()
+// Threads is the block size.
+func (h matmulWarpHoles) Threads() int { return h.Warps * 32 }
+
+// matmulWarp is the few-rows GEMV: one warp per output column, TR rows per
+// pass over W.
+var matmulWarp = kernelTemplate("matmul_warp", `// matmul{{.Label}}, few rows: w {{.WT}}[{{.N}}, {{.K}}], {{.NOut}} output columns; one warp per column, {{.TR}} rows per block row.
+extern "C" __global__ void __launch_bounds__({{.Threads}}) KNAME({{template "mm_params" .}}) {
+  constexpr int TR = {{.TR}};
+  constexpr long K = {{.K}}, NOUT = {{.NOut}};
+  const long M = {{.M}};
+  const int lane = threadIdx.x & 31;
+  const int n = blockIdx.x * {{.Warps}} + (threadIdx.x >> 5);
+  const long m0 = (long)blockIdx.y * TR;
+{{- if .Norm}}
+  __shared__ float invs[TR];
+{{template "mm_inv_norms" .InvNorms "TR" "threadIdx.x >> 5" "lane" .Warps "invs"}}
+{{- end}}
+  if (n >= NOUT) return;
+  const {{.WT}}* wr = w + n * K;
+{{- if .SwiGLU}}
+  const {{.WT}}* ur = w + (n + NOUT) * K;
+{{- end}}
+  float acc[TR];
+{{- if .SwiGLU}}
+  float accu[TR];
+{{- end}}
+#pragma unroll
+  for (int r = 0; r < TR; r++) { acc[r] = 0.f;{{if .SwiGLU}} accu[r] = 0.f;{{end}} }
+{{- if .Vec}}
+{{- /* Unrolled so that several 16-byte weight loads per lane are in
+       flight: decode is bound by how many bytes are outstanding. */}}
+#pragma unroll {{.Unroll}}
+  for (long c = lane * 8; c < K; c += 256) {
+    float wv[8];
+    pio_ld8(wr + c, wv);
+{{- if .SwiGLU}}
+    float uv[8];
+    pio_ld8(ur + c, uv);
+{{- end}}
+{{- if .Norm}}
+    float nv[8];
+    pio_ld8(nw + c, nv);
+{{- end}}
+#pragma unroll
+    for (int r = 0; r < TR; r++) {
+      if (m0 + r < M) {
+        float xv[8];
+        pio_ld8(x + (m0 + r) * K + c, xv);
+#pragma unroll
+        for (int e = 0; e < 8; e++) {
+{{- if .Norm}}
+          xv[e] = __fmul_rn(__fmul_rn(xv[e], invs[r]), {{.Off}} + nv[e]);
+{{- end}}
+          acc[r] = fmaf(xv[e], wv[e], acc[r]);
+{{- if .SwiGLU}}
+          accu[r] = fmaf(xv[e], uv[e], accu[r]);
+{{- end}}
+        }
+      }
+    }
+  }
+{{- else}}
+  for (long c = lane; c < K; c += 32) {
+    const float wv = pio_f32(wr[c]);
+{{- if .SwiGLU}}
+    const float uv = pio_f32(ur[c]);
+{{- end}}
+{{- if .Norm}}
+    const float nv = pio_f32(nw[c]);
+{{- end}}
+#pragma unroll
+    for (int r = 0; r < TR; r++) {
+      if (m0 + r < M) {
+        float xv = x[(m0 + r) * K + c];
+{{- if .Norm}}
+        xv = __fmul_rn(__fmul_rn(xv, invs[r]), {{.Off}} + nv);
+{{- end}}
+        acc[r] = fmaf(xv, wv, acc[r]);
+{{- if .SwiGLU}}
+        accu[r] = fmaf(xv, uv, accu[r]);
+{{- end}}
+      }
+    }
+  }
+{{- end}}
+#pragma unroll
+  for (int r = 0; r < TR; r++) {
+    const float z = pio_warp_sum(acc[r]);
+{{- if .SwiGLU}}
+    const float zu = pio_warp_sum(accu[r]);
+{{- end}}
+    if (lane == 0 && m0 + r < M) {{.Epilogue "z" "zu" "m0 + r" "n"}}
+  }
 }
+`)
+
+// matmulTile is the many-rows SIMT GEMM for any weight dtype: 64×64 tiles
+// of f32 in shared memory, 16-deep k slices, 4×4 outputs per thread.
+var matmulTile = kernelTemplate("matmul_tile", `// matmul{{.Label}}, many rows: w {{.WT}}[{{.N}}, {{.K}}], {{.NOut}} output columns; 64×64 tiles, 16-deep k slices, 4×4 outputs per thread.
+extern "C" __global__ void __launch_bounds__(256) KNAME({{template "mm_params" .}}) {
+  constexpr long K = {{.K}}, NOUT = {{.NOut}};
+  const long M = {{.M}};
+  __shared__ float xs[16][64 + 4];
+  __shared__ float ws[16][64 + 4];
+{{- if .SwiGLU}}
+  __shared__ float us[16][64 + 4];
+{{- end}}
+{{- if .Norm}}
+  __shared__ float inv[64];
+{{- end}}
+  const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
+  const long m0 = (long)blockIdx.y * 64;
+  const long n0 = (long)blockIdx.x * 64;
+{{- if .Norm}}
+{{template "mm_inv_norms" .InvNorms "64" "tid >> 5" "(tid & 31)" 8 "inv"}}
+{{- end}}
+  float acc[4][4];
+{{- if .SwiGLU}}
+  float accu[4][4];
+{{- end}}
+#pragma unroll
+  for (int i = 0; i < 4; i++)
+#pragma unroll
+    for (int j = 0; j < 4; j++) { acc[i][j] = 0.f;{{if .SwiGLU}} accu[i][j] = 0.f;{{end}} }
+  for (long k0 = 0; k0 < K; k0 += 16) {
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+      const int e = tid + i * 256, r = e >> 4, c = e & 15;
+      const long kk = k0 + c, gm = m0 + r, gn = n0 + r;
+      float xv = (gm < M && kk < K) ? x[gm * K + kk] : 0.f;
+{{- if .Norm}}
+      if (gm < M && kk < K) xv = __fmul_rn(__fmul_rn(xv, inv[r]), {{.Off}} + pio_f32(nw[kk]));
+{{- end}}
+      xs[c][r] = xv;
+      ws[c][r] = (gn < NOUT && kk < K) ? pio_f32(w[gn * K + kk]) : 0.f;
+{{- if .SwiGLU}}
+      us[c][r] = (gn < NOUT && kk < K) ? pio_f32(w[(gn + NOUT) * K + kk]) : 0.f;
+{{- end}}
+    }
+    __syncthreads();
+#pragma unroll
+    for (int kk = 0; kk < 16; kk++) {
+      float a[4], bw[4];
+{{- if .SwiGLU}}
+      float bu[4];
+{{- end}}
+#pragma unroll
+      for (int i = 0; i < 4; i++) {
+        a[i] = xs[kk][ty * 4 + i];
+        bw[i] = ws[kk][tx * 4 + i];
+{{- if .SwiGLU}}
+        bu[i] = us[kk][tx * 4 + i];
+{{- end}}
+      }
+#pragma unroll
+      for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+          acc[i][j] = fmaf(a[i], bw[j], acc[i][j]);
+{{- if .SwiGLU}}
+          accu[i][j] = fmaf(a[i], bu[j], accu[i][j]);
+{{- end}}
+        }
+    }
+    __syncthreads();
+  }
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    const long gm = m0 + ty * 4 + i;
+    if (gm >= M) continue;
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+      const long gn = n0 + tx * 4 + j;
+      if (gn < NOUT) {{.Epilogue "acc[i][j]" "accu[i][j]" "gm" "gn"}}
+    }
+  }
+}
+`)

@@ -1,10 +1,5 @@
 package cuda
 
-import (
-	"fmt"
-	"strings"
-)
-
 // Block tile of the tensor-core GEMM: mmaBM rows of x by mmaBN rows of W
 // (output columns; with SwiGLU, mmaBN/2 gate rows and the matching
 // mmaBN/2 up rows), k in slices of mmaBK. Eight warps in 2 (M) × 4 (N),
@@ -21,17 +16,17 @@ const (
 
 // mmaOK reports whether the tensor-core kernel handles the step: bf16
 // weights whose rows are whole 16-byte vectors (so are x's f32 rows).
-func (m *mm) mmaOK() bool { return m.wt == "pio_bf16" && m.k%8 == 0 }
+func (m *mm) mmaOK() bool { return m.WT == "pio_bf16" && m.K%8 == 0 }
 
 // mmaCols is the number of output columns one block computes.
 func (m *mm) mmaCols() int64 {
-	if m.swiglu {
+	if m.SwiGLU {
 		return mmaBN / 2
 	}
 	return mmaBN
 }
 
-// mmaKernel is the many-rows GEMM on tensor cores
+// matmulMMA is the many-rows GEMM on tensor cores
 // (mma.sync.m16n8k16.row.col.f32.bf16.bf16.f32), with the SIMT tile's
 // fusions, parameters and output layout.
 //
@@ -59,123 +54,201 @@ func (m *mm) mmaCols() int64 {
 // (rows g, g+1 × 4 lanes) cover all 32 banks once, so no padding is needed.
 // K must be a multiple of 8 (16-byte rows); the tail of the last slice is
 // zeros.
-func (m *mm) mmaKernel() string { return m.mmaBody(1) }
+//
+// With Parts > 1 it is the split-K kernel (matmul_splitk): block z
+// multiplies k slices [z·NS/P, (z+1)·NS/P) and stores its raw accumulators
+// as partials.
+var matmulMMA = kernelTemplate("matmul_mma", `
+{{- if .Split -}}
+// matmul{{.Label}}, split-K partials on tensor cores: w {{.WT}}[{{.N}}, {{.K}}], {{.NOut}} output columns; {{.BM}}×{{.Cols}} block tiles, k in {{.Parts}} parts of {{.BK}}-deep slices, mma.sync m16n8k16 bf16 on x split into {{.Terms}} bf16 terms.
+extern "C" __global__ void __launch_bounds__(256) KNAME({{template "mm_params" .}}, float* __restrict__ part) {
+{{- else -}}
+// matmul{{.Label}}, many rows, tensor cores: w {{.WT}}[{{.N}}, {{.K}}], {{.NOut}} output columns; {{.BM}}×{{.Cols}} block tiles, {{.BK}}-deep k slices, mma.sync m16n8k16 bf16 on x split into {{.Terms}} bf16 terms.
+extern "C" __global__ void __launch_bounds__(256) KNAME({{template "mm_params" .}}) {
+{{- end}}
+  constexpr long K = {{.K}}, NOUT = {{.NOut}};
+  constexpr int NS = {{.NS}};  // k slices
+  const long M = {{.M}};
+{{- if .Split}}
+  constexpr long N = {{.N}};  // partial row length: W's rows
+  constexpr int P = {{.Parts}};  // k parts
+  const int s0 = (int)blockIdx.z * NS / P, s1 = ((int)blockIdx.z + 1) * NS / P;  // this block's k slices
+{{- end}}
+  // x's bf16 terms and W: [buffer]([term])[row][k pair] (bf16 pairs, low k in the low half)
+  __align__(16) __shared__ unsigned xs[2][{{.Terms}}][64][16];
+  __align__(16) __shared__ unsigned ws[2][128][16];
+{{- if .Norm}}
+  __shared__ float inv[64];
+{{- end}}
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
+  const int wm = warp >> 2, wn = warp & 3;  // warp tile: rows wm*32.., weight rows below
+  const long m0 = (long)blockIdx.y * 64, n0 = (long)blockIdx.x * {{.Cols}};
+{{- if and .Norm .Split}}
+{{- /* The inverse norms of the pre-pass (matmul_splitk_norm), after the partials. */}}
+  if (tid < 64) inv[tid] = m0 + tid < M ? part[P * M * N + m0 + tid] : 0.f;
+  __syncthreads();
+{{- else if .Norm}}
+{{template "mm_inv_norms" .InvNorms "64" "warp" "lane" 8 "inv"}}
+{{- end}}
+{{- /* Staging registers of the next slice. */}}
+  float4 xr[2];
+  uint4 wr[2];
+{{- if .Norm}}
+  float nr[2][4];
+{{- end}}
+  float acc[2][4][4];
+#pragma unroll
+  for (int i = 0; i < 2; i++)
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+#pragma unroll
+      for (int c = 0; c < 4; c++) acc[i][j][c] = 0.f;
+  {
+{{template "mma_load" .Load .FirstK}}
+{{template "mma_store" .Store "0"}}
+  }
+  __syncthreads();
+  for (int s = {{.S0}}; s < {{.S1}}; s++) {
+    const int B = {{.Buf}};
+    if (s + 1 < {{.S1}}) {
+{{include "mma_load" (.Load "(s + 1) * 32L + c") | indent}}
+    }
+{{template "mma_slice" .Frags}}
+    if (s + 1 < {{.S1}}) {
+{{include "mma_store" (.Store "B ^ 1") | indent}}
+    }
+    __syncthreads();
+  }
+{{- /* Epilogue: accumulator c of tile (i, j) is row g + 8·(c >> 1), column 2t + (c & 1). */}}
+{{- if .Split}}
+{{- /* Partials: part[(z·M + row)·N + weight row], gate and up rows apart (SwiGLU needs their full sums). */}}
+  float* pz = part + (long)blockIdx.z * M * N;
+#pragma unroll
+  for (int i = 0; i < 2; i++)
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+#pragma unroll
+      for (int c = 0; c < 4; c++) {
+        const long gm = m0 + wm * 32 + i * 16 + g + (c >> 1) * 8;
+{{- if .SwiGLU}}
+        const long gn = n0 + wn * 16 + (j & 1) * 8 + 2 * t + (c & 1);
+        if (gm < M && gn < NOUT) pz[gm * N + gn + (j >> 1) * NOUT] = acc[i][j][c];
+{{- else}}
+        const long gn = n0 + wn * 32 + j * 8 + 2 * t + (c & 1);
+        if (gm < M && gn < NOUT) pz[gm * N + gn] = acc[i][j][c];
+{{- end}}
+      }
+}
+{{- else}}
+{{- /* With SwiGLU, tiles j = 0, 1 are the gate and 2, 3 the up rows of the same columns. */}}
+#pragma unroll
+  for (int i = 0; i < 2; i++)
+#pragma unroll
+    for (int j = 0; j < {{if .SwiGLU}}2{{else}}4{{end}}; j++)
+#pragma unroll
+      for (int c = 0; c < 4; c++) {
+        const long gm = m0 + wm * 32 + i * 16 + g + (c >> 1) * 8;
+        const long gn = n0 + {{if .SwiGLU}}wn * 16 + j * 8{{else}}wn * 32 + j * 8{{end}} + 2 * t + (c & 1);
+        if (gm < M && gn < NOUT) {{.Epilogue "acc[i][j][c]" "acc[i][j + 2][c]" "gm" "gn"}}
+      }
+}
+{{- end}}
+`)
 
-// mmaBody is the tensor-core kernel's text; with p > 1 parts it is the
-// split-K kernel (mmaSplitKernel): block z multiplies k slices
-// [z·NS/p, (z+1)·NS/p) and stores its raw accumulators as partials.
-func (m *mm) mmaBody(p int) string {
-	var b strings.Builder
-	cols := m.mmaCols()
-	ns := (m.k + mmaBK - 1) / mmaBK
-	split := p > 1
-	if split {
-		fmt.Fprintf(&b, "// matmul%s, split-K partials on tensor cores: w %s[%d, %d], %d output columns; %d×%d block tiles, k in %d parts of %d-deep slices, mma.sync m16n8k16 bf16 on x split into %d bf16 terms.\n",
-			m.baseLabel, m.wt, m.n, m.k, m.nOut, mmaBM, cols, p, mmaBK, mmaTerms)
-		fmt.Fprintf(&b, "extern \"C\" __global__ void __launch_bounds__(256) KNAME(%s, float* __restrict__ part) {\n", m.decl())
-	} else {
-		fmt.Fprintf(&b, "// matmul%s, many rows, tensor cores: w %s[%d, %d], %d output columns; %d×%d block tiles, %d-deep k slices, mma.sync m16n8k16 bf16 on x split into %d bf16 terms.\n",
-			m.baseLabel, m.wt, m.n, m.k, m.nOut, mmaBM, cols, mmaBK, mmaTerms)
-		fmt.Fprintf(&b, "extern \"C\" __global__ void __launch_bounds__(256) KNAME(%s) {\n", m.decl())
+// mmaLoad stages a k slice (k = KK for the thread's c) in registers: two
+// float4 of x (and the RMSNorm weights over them) and two 16-byte vectors
+// of W per thread.
+var mmaLoad = kernelTemplate("mma_load", `#pragma unroll
+    for (int i = 0; i < 2; i++) {
+      const int e = tid + i * 256, r = e >> 3, c = (e & 7) * 4;  // x: 64 rows × 8 float4
+      const long gm = m0 + r, kk = {{.KK}};
+      xr[i] = (gm < M && kk < K) ? pio_ld4(x + gm * K + kk) : float4{0.f, 0.f, 0.f, 0.f};
+{{- if .Norm}}
+#pragma unroll
+      for (int q = 0; q < 4; q++) nr[i][q] = kk < K ? pio_f32(nw[kk + q]) : 0.f;
+{{- end}}
+    }
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+      const int e = tid + i * 256, r = e >> 2, c = (e & 3) * 8;  // w: 128 rows × 4 vectors of 8
+{{- if .SwiGLU}}
+      const long gn = n0 + (r & 63), kk = {{.KK}}, wrow = gn + (r >> 6) * NOUT;  // gate rows, then up rows
+{{- else}}
+      const long gn = n0 + r, kk = {{.KK}}, wrow = gn;
+{{- end}}
+      wr[i] = (gn < NOUT && kk < K) ? pio_ld16(w + wrow * K + kk) : uint4{0u, 0u, 0u, 0u};
+    }`)
+
+// mmaStore stores the staged slice into shared buffer Buf: x normed and
+// split into its bf16 terms, W as it is.
+var mmaStore = kernelTemplate("mma_store", `#pragma unroll
+    for (int i = 0; i < 2; i++) {
+      const int e = tid + i * 256, r = e >> 3, c = (e & 7) * 2;
+      float v[4] = {xr[i].x, xr[i].y, xr[i].z, xr[i].w};
+{{- if .Norm}}
+#pragma unroll
+      for (int q = 0; q < 4; q++) v[q] = __fmul_rn(__fmul_rn(v[q], inv[r]), {{.Off}} + nr[i][q]);
+{{- end}}
+#pragma unroll
+      for (int p = 0; p < {{.Terms}}; p++) {
+        xs[{{.Buf}}][p][r][c] = pio_bf16x2_take(v[0], v[1]);
+        xs[{{.Buf}}][p][r][c + 1] = pio_bf16x2_take(v[2], v[3]);
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+      const int e = tid + i * 256;
+      *reinterpret_cast<uint4*>(&ws[{{.Buf}}][e >> 2][(e & 3) * 4]) = wr[i];
+    }`)
+
+// mmaHoles fill the tensor-core templates: the step's matmul, its tiling
+// and its k parts (1: the unsplit kernel).
+type mmaHoles struct {
+	*mm
+	Parts int
+}
+
+// mmaHoles are the holes of the tensor-core kernels of p parts.
+func (m *mm) mmaHoles(p int) *mmaHoles { return &mmaHoles{m, p} }
+
+func (h *mmaHoles) Split() bool { return h.Parts > 1 }
+func (h *mmaHoles) BM() int     { return mmaBM }
+func (h *mmaHoles) BK() int     { return mmaBK }
+func (h *mmaHoles) Terms() int  { return mmaTerms }
+func (h *mmaHoles) Cols() int64 { return h.mmaCols() }
+func (h *mmaHoles) NS() int64   { return (h.K + mmaBK - 1) / mmaBK }
+
+// FirstK is the first slice's k of a thread's c; S0, S1 the block's slices,
+// Buf the shared buffer slice s reads.
+func (h *mmaHoles) FirstK() string { return h.pick("s0 * 32L + c", "c") }
+func (h *mmaHoles) S0() string     { return h.pick("s0", "0") }
+func (h *mmaHoles) S1() string     { return h.pick("s1", "NS") }
+func (h *mmaHoles) Buf() string    { return h.pick("(s - s0) & 1", "s & 1") }
+
+func (h *mmaHoles) pick(split, whole string) string {
+	if h.Split() {
+		return split
 	}
-	fmt.Fprintf(&b, "  constexpr long K = %d, NOUT = %d;\n  constexpr int NS = %d;  // k slices\n  const long M = %s;\n", m.k, m.nOut, ns, m.mExpr)
-	if split {
-		fmt.Fprintf(&b, "  constexpr long N = %d;  // partial row length: W's rows\n  constexpr int P = %d;  // k parts\n", m.n, p)
-		b.WriteString("  const int s0 = (int)blockIdx.z * NS / P, s1 = ((int)blockIdx.z + 1) * NS / P;  // this block's k slices\n")
+	return whole
+}
+
+// mmaStage fills mma_load (KK) and mma_store (Buf).
+type mmaStage struct {
+	*mmaHoles
+	KK, Buf string
+}
+
+func (h *mmaHoles) Load(kk string) mmaStage   { return mmaStage{h, kk, ""} }
+func (h *mmaHoles) Store(buf string) mmaStage { return mmaStage{h, "", buf} }
+
+// Frags are the dense kernel's fragments for mma_slice: with SwiGLU, n tiles
+// 0, 1 of a warp are gate rows and 2, 3 the up rows of the same columns.
+func (h *mmaHoles) Frags() mmaFrags {
+	wrow := "wn * 32 + j * 8"
+	if h.SwiGLU {
+		wrow = "(j >> 1) * 64 + wn * 16 + (j & 1) * 8"
 	}
-	b.WriteString("  // x's bf16 terms and W: [buffer]([term])[row][k pair] (bf16 pairs, low k in the low half)\n")
-	fmt.Fprintf(&b, "  __align__(16) __shared__ unsigned xs[2][%d][64][16];\n  __align__(16) __shared__ unsigned ws[2][128][16];\n", mmaTerms)
-	if m.norm {
-		b.WriteString("  __shared__ float inv[64];\n")
-	}
-	b.WriteString("  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;\n")
-	b.WriteString("  const int wm = warp >> 2, wn = warp & 3;  // warp tile: rows wm*32.., weight rows below\n")
-	fmt.Fprintf(&b, "  const long m0 = (long)blockIdx.y * 64, n0 = (long)blockIdx.x * %d;\n", cols)
-	switch {
-	case m.norm && split: // the inverse norms of the pre-pass (mmaNormKernel), after the partials
-		b.WriteString("  if (tid < 64) inv[tid] = m0 + tid < M ? part[P * M * N + m0 + tid] : 0.f;\n  __syncthreads();\n")
-	case m.norm:
-		b.WriteString(m.invNorms("64", "warp", "lane", 8, "inv"))
-	}
-	// Staging registers of the next slice.
-	b.WriteString("  float4 xr[2];\n  uint4 wr[2];\n")
-	if m.norm {
-		b.WriteString("  float nr[2][4];\n")
-	}
-	load := func(k0 string) string {
-		var l strings.Builder
-		l.WriteString("#pragma unroll\n    for (int i = 0; i < 2; i++) {\n")
-		l.WriteString("      const int e = tid + i * 256, r = e >> 3, c = (e & 7) * 4;  // x: 64 rows × 8 float4\n")
-		kk := "c"
-		if k0 != "0" {
-			kk = k0 + " + c"
-		}
-		fmt.Fprintf(&l, "      const long gm = m0 + r, kk = %s;\n", kk)
-		l.WriteString("      xr[i] = (gm < M && kk < K) ? pio_ld4(x + gm * K + kk) : float4{0.f, 0.f, 0.f, 0.f};\n")
-		if m.norm {
-			l.WriteString("#pragma unroll\n      for (int q = 0; q < 4; q++) nr[i][q] = kk < K ? pio_f32(nw[kk + q]) : 0.f;\n")
-		}
-		l.WriteString("    }\n#pragma unroll\n    for (int i = 0; i < 2; i++) {\n")
-		l.WriteString("      const int e = tid + i * 256, r = e >> 2, c = (e & 3) * 8;  // w: 128 rows × 4 vectors of 8\n")
-		if m.swiglu {
-			fmt.Fprintf(&l, "      const long gn = n0 + (r & 63), kk = %s, wrow = gn + (r >> 6) * NOUT;  // gate rows, then up rows\n", kk)
-		} else {
-			fmt.Fprintf(&l, "      const long gn = n0 + r, kk = %s, wrow = gn;\n", kk)
-		}
-		l.WriteString("      wr[i] = (gn < NOUT && kk < K) ? pio_ld16(w + wrow * K + kk) : uint4{0u, 0u, 0u, 0u};\n    }\n")
-		return l.String()
-	}
-	store := func(buf string) string {
-		var s strings.Builder
-		s.WriteString("#pragma unroll\n    for (int i = 0; i < 2; i++) {\n")
-		s.WriteString("      const int e = tid + i * 256, r = e >> 3, c = (e & 7) * 2;\n")
-		s.WriteString("      float v[4] = {xr[i].x, xr[i].y, xr[i].z, xr[i].w};\n")
-		if m.norm {
-			fmt.Fprintf(&s, "#pragma unroll\n      for (int q = 0; q < 4; q++) v[q] = __fmul_rn(__fmul_rn(v[q], inv[r]), %s + nr[i][q]);\n", m.off)
-		}
-		fmt.Fprintf(&s, "#pragma unroll\n      for (int p = 0; p < %d; p++) {\n", mmaTerms)
-		fmt.Fprintf(&s, "        xs[%[1]s][p][r][c] = pio_bf16x2_take(v[0], v[1]);\n        xs[%[1]s][p][r][c + 1] = pio_bf16x2_take(v[2], v[3]);\n      }\n", buf)
-		s.WriteString("    }\n#pragma unroll\n    for (int i = 0; i < 2; i++) {\n")
-		fmt.Fprintf(&s, "      const int e = tid + i * 256;\n      *reinterpret_cast<uint4*>(&ws[%s][e >> 2][(e & 3) * 4]) = wr[i];\n    }\n", buf)
-		return s.String()
-	}
-	// wrow(j) is the shared row of the warp's n tile j; with SwiGLU, tiles
-	// 0, 1 are gate rows and 2, 3 the up rows of the same columns.
-	wrow, col := "wn * 32 + j * 8", "wn * 32 + j * 8"
-	jout := 4
-	if m.swiglu {
-		wrow, col, jout = "(j >> 1) * 64 + wn * 16 + (j & 1) * 8", "wn * 16 + j * 8", 2
-	}
-	b.WriteString("  float acc[2][4][4];\n#pragma unroll\n  for (int i = 0; i < 2; i++)\n#pragma unroll\n    for (int j = 0; j < 4; j++)\n#pragma unroll\n      for (int c = 0; c < 4; c++) acc[i][j][c] = 0.f;\n")
-	first, s0, s1, buf := "0", "0", "NS", "s & 1"
-	if split {
-		first, s0, s1, buf = fmt.Sprintf("s0 * %dL", mmaBK), "s0", "s1", "(s - s0) & 1"
-	}
-	b.WriteString("  {\n" + load(first) + store("0") + "  }\n  __syncthreads();\n")
-	fmt.Fprintf(&b, "  for (int s = %s; s < %s; s++) {\n    const int B = %s;\n", s0, s1, buf)
-	fmt.Fprintf(&b, "    if (s + 1 < %s) {\n"+indent(load(fmt.Sprintf("(s + 1) * %dL", mmaBK)))+"    }\n", s1)
-	b.WriteString(mmaSlice(mmaFrags{xs: "xs", ws: "ws", wrow: wrow}))
-	fmt.Fprintf(&b, "    if (s + 1 < %s) {\n"+indent(store("B ^ 1"))+"    }\n    __syncthreads();\n  }\n", s1)
-	// Epilogue: accumulator c of tile (i, j) is row g + 8·(c >> 1), column 2t + (c & 1).
-	if split {
-		// Partials: part[(z·M + row)·N + weight row], gate and up rows apart
-		// (SwiGLU needs their full sums).
-		wcol, wadd := "wn * 32 + j * 8", ""
-		if m.swiglu {
-			wcol, wadd = "wn * 16 + (j & 1) * 8", " + (j >> 1) * NOUT"
-		}
-		b.WriteString("  float* pz = part + (long)blockIdx.z * M * N;\n")
-		b.WriteString("#pragma unroll\n  for (int i = 0; i < 2; i++)\n#pragma unroll\n    for (int j = 0; j < 4; j++)\n#pragma unroll\n      for (int c = 0; c < 4; c++) {\n")
-		b.WriteString("        const long gm = m0 + wm * 32 + i * 16 + g + (c >> 1) * 8;\n")
-		fmt.Fprintf(&b, "        const long gn = n0 + %s + 2 * t + (c & 1);\n", wcol)
-		fmt.Fprintf(&b, "        if (gm < M && gn < NOUT) pz[gm * N + gn%s] = acc[i][j][c];\n      }\n}\n", wadd)
-		return b.String()
-	}
-	fmt.Fprintf(&b, "#pragma unroll\n  for (int i = 0; i < 2; i++)\n#pragma unroll\n    for (int j = 0; j < %d; j++)\n#pragma unroll\n      for (int c = 0; c < 4; c++) {\n", jout)
-	b.WriteString("        const long gm = m0 + wm * 32 + i * 16 + g + (c >> 1) * 8;\n")
-	fmt.Fprintf(&b, "        const long gn = n0 + %s + 2 * t + (c & 1);\n", col)
-	b.WriteString("        if (gm < M && gn < NOUT) " + m.epilogue("acc[i][j][c]", "acc[i][j + 2][c]", "gm", "gn") + "\n      }\n}\n")
-	return b.String()
+	return mmaFrags{XS: "xs", WS: "ws", WRow: wrow}
 }
 
 // Split-K: the 64×128 kernel's grid is ⌈NOUT/128⌉ × ⌈M/64⌉ blocks, 20 for
@@ -223,94 +296,101 @@ const (
 // step's tiles are enough (or K too short) to gain from splitting.
 func (m *mm) mmaSplits() int {
 	tiles := (m.nOut + m.mmaCols() - 1) / m.mmaCols()
-	p := min((mmaSplitBlocks+tiles-1)/tiles, (m.k+mmaBK-1)/mmaBK/mmaSplitMinSlices)
+	p := min((mmaSplitBlocks+tiles-1)/tiles, (m.K+mmaBK-1)/mmaBK/mmaSplitMinSlices)
 	return int(max(p, 1))
 }
 
 // mmaSplitWorkspace is the split-K launches' workspace floats per row.
 func (m *mm) mmaSplitWorkspace(p int) int64 {
-	ws := int64(p) * m.n
-	if m.norm {
+	ws := int64(p) * m.N
+	if m.Norm {
 		ws++
 	}
 	return ws
 }
 
-// mmaSplitKernel is the split-K kernel of p parts (see mmaBody).
-func (m *mm) mmaSplitKernel(p int) string { return m.mmaBody(p) }
-
-// mmaNormKernel is the split-K pre-pass: each row's RMSNorm inverse, one
-// warp per row, computed as the unsplit kernel does, stored after the p
+// matmulSplitKNorm is the split-K pre-pass: each row's RMSNorm inverse,
+// one warp per row, computed as mm_inv_norms does, stored after the P
 // parts' partials.
-func (m *mm) mmaNormKernel(p int) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "// matmul%s, split-K pre-pass: each row's inverse RMS over %d columns, one warp per row, into the workspace after %d parts of partials.\n", m.baseLabel, m.k, p)
-	fmt.Fprintf(&b, "extern \"C\" __global__ void __launch_bounds__(256) KNAME(%s, float* __restrict__ part) {\n", m.decl())
-	fmt.Fprintf(&b, "  constexpr long K = %d, N = %d;\n  constexpr int P = %d;\n  const long M = %s;\n", m.k, m.n, p, m.mExpr)
-	b.WriteString("  const int lane = threadIdx.x & 31;\n  const long row = (long)blockIdx.x * 8 + (threadIdx.x >> 5);\n  if (row >= M) return;\n")
-	b.WriteString("  float ss = 0.f;\n  for (int c = lane; c < K; c += 32) { const float v = x[row * K + c]; ss = fmaf(v, v, ss); }\n")
-	fmt.Fprintf(&b, "  ss = pio_warp_sum(ss);\n  if (lane == 0) part[P * M * N + row] = 1.0f / sqrtf(ss / %d.0f + %s);\n}\n", m.k, m.eps)
-	return b.String()
+var matmulSplitKNorm = kernelTemplate("matmul_splitk_norm", `// matmul{{.Label}}, split-K pre-pass: each row's inverse RMS over {{.K}} columns, one warp per row, into the workspace after {{.Parts}} parts of partials.
+extern "C" __global__ void __launch_bounds__(256) KNAME({{template "mm_params" .}}, float* __restrict__ part) {
+  constexpr long K = {{.K}}, N = {{.N}};
+  constexpr int P = {{.Parts}};
+  const long M = {{.M}};
+  const int lane = threadIdx.x & 31;
+  const long row = (long)blockIdx.x * 8 + (threadIdx.x >> 5);
+  if (row >= M) return;
+  float ss = 0.f;
+  for (int c = lane; c < K; c += 32) { const float v = x[row * K + c]; ss = fmaf(v, v, ss); }
+  ss = pio_warp_sum(ss);
+  if (lane == 0) part[P * M * N + row] = 1.0f / sqrtf(ss / {{.K}}.0f + {{.Eps}});
 }
+`)
 
-// mmaSumKernel adds each output's p partials in part order and applies the
-// epilogues (SwiGLU on the summed gate and up, residual), one thread per
-// output.
-func (m *mm) mmaSumKernel(p int) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "// matmul%s, split-K sum: %d output columns of %d parts' partials of rows of %d, added in part order.\n", m.baseLabel, m.nOut, p, m.n)
-	fmt.Fprintf(&b, "extern \"C\" __global__ void __launch_bounds__(256) KNAME(%s, float* __restrict__ part) {\n", m.decl())
-	fmt.Fprintf(&b, "  constexpr long N = %d, NOUT = %d;\n  constexpr int P = %d;\n  const long M = %s;\n", m.n, m.nOut, p, m.mExpr)
-	b.WriteString("  const long e = (long)blockIdx.x * 256 + threadIdx.x, row = e / NOUT, col = e % NOUT;\n  if (row >= M) return;\n")
-	b.WriteString("  const float* pr = part + row * N + col;\n  float z = pr[0];\n")
-	if m.swiglu {
-		b.WriteString("  float zu = pr[NOUT];\n")
-	}
-	b.WriteString("#pragma unroll\n  for (int q = 1; q < P; q++) {\n    z += pr[q * M * N];\n")
-	if m.swiglu {
-		b.WriteString("    zu += pr[q * M * N + NOUT];\n")
-	}
-	b.WriteString("  }\n  " + m.epilogue("z", "zu", "row", "col") + "\n}\n")
-	return b.String()
+// matmulSplitKSum adds each output's P partials in part order and applies
+// the epilogues (SwiGLU on the summed gate and up, residual), one thread
+// per output.
+var matmulSplitKSum = kernelTemplate("matmul_splitk_sum", `// matmul{{.Label}}, split-K sum: {{.NOut}} output columns of {{.Parts}} parts' partials of rows of {{.N}}, added in part order.
+extern "C" __global__ void __launch_bounds__(256) KNAME({{template "mm_params" .}}, float* __restrict__ part) {
+  constexpr long N = {{.N}}, NOUT = {{.NOut}};
+  constexpr int P = {{.Parts}};
+  const long M = {{.M}};
+  const long e = (long)blockIdx.x * 256 + threadIdx.x, row = e / NOUT, col = e % NOUT;
+  if (row >= M) return;
+  const float* pr = part + row * N + col;
+  float z = pr[0];
+{{- if .SwiGLU}}
+  float zu = pr[NOUT];
+{{- end}}
+#pragma unroll
+  for (int q = 1; q < P; q++) {
+    z += pr[q * M * N];
+{{- if .SwiGLU}}
+    zu += pr[q * M * N + NOUT];
+{{- end}}
+  }
+  {{.Epilogue "z" "zu" "row" "col"}}
 }
+`)
 
-// mmaFrags names where mmaSlice reads its fragments.
+// mmaFrags fill mma_slice: where it reads its fragments.
 type mmaFrags struct {
-	xs, ws    string // the shared arrays of x's terms and of W's rows
-	wrow      string // C expression: W's row in ws for n tile j
-	skipEmpty bool   // skip an m tile past M (warp-uniform), for tiles of fewer rows than the block
+	XS, WS    string // the shared arrays of x's terms and of W's rows
+	WRow      string // C expression: W's row in WS for n tile j
+	SkipEmpty bool   // skip an m tile past M (warp-uniform), for tiles of fewer rows than the block
 }
+
+// LastTerm is the index of x's smallest bf16 term, multiplied first.
+func (mmaFrags) LastTerm() int { return mmaTerms - 1 }
 
 // mmaSlice is the MMAs of one k slice (shared buffer B), for a block of 8
 // warps in 2 (M) × 4 (N), each owning 2 × 4 tiles of 16 × 8 accumulated in
-// acc[i][j] from the fragments f names. Shared by the dense tensor-core
-// kernel and the MoE expert kernels.
-func mmaSlice(f mmaFrags) string {
-	xs, ws, wrow := f.xs, f.ws, f.wrow
-	var b strings.Builder
-	b.WriteString("    // Fragments (PTX ISA m16n8k16 layouts): A rows g, g+8 of each m tile, B row g of each n tile;\n")
-	b.WriteString("    // words 4t..4t+3 of a row are k 8t..8t+7: words 0, 1 feed the first 16-deep step, 2, 3 the second.\n")
-	b.WriteString("    unsigned bw[4][4];\n")
-	fmt.Fprintf(&b, "#pragma unroll\n    for (int j = 0; j < 4; j++) pio_lds4(&%s[B][%s + g][4 * t], bw[j]);\n", ws, wrow)
-	fmt.Fprintf(&b, "#pragma unroll\n    for (int p = %d; p >= 0; p--) {  // the smallest term first\n      unsigned a[2][2][4];\n", mmaTerms-1)
-	fmt.Fprintf(&b, "#pragma unroll\n      for (int i = 0; i < 2; i++)\n#pragma unroll\n        for (int h = 0; h < 2; h++) pio_lds4(&%s[B][p][wm * 32 + i * 16 + h * 8 + g][4 * t], a[i][h]);\n", xs)
-	b.WriteString("#pragma unroll\n      for (int ks = 0; ks < 2; ks++)\n#pragma unroll\n        for (int i = 0; i < 2; i++) {\n")
-	if f.skipEmpty {
-		b.WriteString("          if (wm * 32 + i * 16 >= M) continue;  // no valid rows in this m tile (warp-uniform)\n")
-	}
-	b.WriteString("          const unsigned fa[4] = {a[i][0][2 * ks], a[i][1][2 * ks], a[i][0][2 * ks + 1], a[i][1][2 * ks + 1]};\n")
-	b.WriteString("#pragma unroll\n          for (int j = 0; j < 4; j++) {\n            const unsigned fb[2] = {bw[j][2 * ks], bw[j][2 * ks + 1]};\n")
-	b.WriteString("            pio_mma_bf16_16816(acc[i][j], fa, fb);\n          }\n        }\n    }\n")
-	return b.String()
-}
-
-// indent adds two spaces to every line but #pragma lines.
-func indent(s string) string {
-	lines := strings.Split(strings.TrimSuffix(s, "\n"), "\n")
-	for i, l := range lines {
-		if !strings.HasPrefix(l, "#") {
-			lines[i] = "  " + l
-		}
-	}
-	return strings.Join(lines, "\n") + "\n"
-}
+// acc[i][j] from the fragments mmaFrags name. Shared by the dense
+// tensor-core kernel and the MoE expert kernels.
+var mmaSlice = kernelTemplate("mma_slice", `    // Fragments (PTX ISA m16n8k16 layouts): A rows g, g+8 of each m tile, B row g of each n tile;
+    // words 4t..4t+3 of a row are k 8t..8t+7: words 0, 1 feed the first 16-deep step, 2, 3 the second.
+    unsigned bw[4][4];
+#pragma unroll
+    for (int j = 0; j < 4; j++) pio_lds4(&{{.WS}}[B][{{.WRow}} + g][4 * t], bw[j]);
+#pragma unroll
+    for (int p = {{.LastTerm}}; p >= 0; p--) {  // the smallest term first
+      unsigned a[2][2][4];
+#pragma unroll
+      for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) pio_lds4(&{{.XS}}[B][p][wm * 32 + i * 16 + h * 8 + g][4 * t], a[i][h]);
+#pragma unroll
+      for (int ks = 0; ks < 2; ks++)
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+{{- if .SkipEmpty}}
+          if (wm * 32 + i * 16 >= M) continue;  // no valid rows in this m tile (warp-uniform)
+{{- end}}
+          const unsigned fa[4] = {a[i][0][2 * ks], a[i][1][2 * ks], a[i][0][2 * ks + 1], a[i][1][2 * ks + 1]};
+#pragma unroll
+          for (int j = 0; j < 4; j++) {
+            const unsigned fb[2] = {bw[j][2 * ks], bw[j][2 * ks + 1]};
+            pio_mma_bf16_16816(acc[i][j], fa, fb);
+          }
+        }
+    }`)

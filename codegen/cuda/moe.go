@@ -2,7 +2,6 @@ package cuda
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/inference-pio/pio/ir"
 )
@@ -65,55 +64,49 @@ func (m moeGeom) scratch() int64 {
 	return int64(3*m.e+5) + int64(m.k)*int64(3+m.inter+m.h)
 }
 
-// route says what a routing kernel does (routeKernel).
+// route says what a routing kernel does (moe_route); its fields are the
+// template's holes.
 type route struct {
-	logits, bias string // C element types of the logits and of the selection bias ("": no bias)
-	experts, k   int
-	softmax      bool     // softmax scores, else sigmoid
-	topk         bool     // choose the k ids
-	weights      bool     // write the k weights of the ids
-	normalize    bool     // divide the weights by their sum (with weights)
-	scale        float64  // then multiply them by scale (with weights)
-	workspace    []string // logits, ids and weights live in the workspace at these offsets (C expressions in T)
+	Logits, Bias string // C element types of the logits and of the selection bias ("": no bias)
+	Experts, K   int
+	Softmax      bool     // softmax scores, else sigmoid
+	TopK         bool     // choose the k ids
+	Weights      bool     // write the k weights of the ids
+	Normalize    bool     // divide the weights by their sum (with weights)
+	Scale        float64  // then multiply them by scale (with weights)
+	Workspace    []string // logits, ids and weights live in the workspace at these offsets (C expressions in T)
 }
 
-// routeKernel emits the routing kernel: one warp per token scores the
-// experts into shared memory, then (topk) chooses k ids, and/or (weights)
-// writes the k weights of the ids.
-//
-// With workspace offsets the kernel reads and writes those regions of the
-// workspace instead of taking them as parameters.
-func (g *gen) routeKernel(r route) string {
-	lt, bt, e, k, wsOff := r.logits, r.bias, r.experts, r.k, r.workspace
-	softmax, topk, weights, normalize, scale := r.softmax, r.topk, r.weights, r.normalize, r.scale
-	score := `      sc[i] = (float)(1.0 / (1.0 + exp(-(double)pio_f32(l[i]))));`
-	what := "sigmoid"
-	if softmax {
-		what = "softmax"
-	}
-	var params, body string
-	if len(wsOff) == 3 {
-		params = "float* ws, "
-		body = fmt.Sprintf("  const float* logits = ws + %s;\n  int* ids = (int*)(ws + %s);\n  float* wout = ws + %s;\n", wsOff[0], wsOff[1], wsOff[2])
-	} else {
-		params = fmt.Sprintf("const %s* __restrict__ logits, ", lt)
-	}
-	if bt != "" {
-		params += fmt.Sprintf("const %s* __restrict__ bias, ", bt)
-	}
-	if len(wsOff) != 3 {
-		if topk {
-			params += "int* __restrict__ ids, "
-		} else {
-			params += "const int* __restrict__ ids, "
-		}
-		if weights {
-			params += "float* __restrict__ wout, "
-		}
-	}
-	body += "  const " + lt + "* l = logits + t * E;\n"
-	if softmax {
-		body += `  float m = -INFINITY;
+// moeRoute is the routing kernel: one warp per token scores the experts
+// into shared memory, then (TopK) chooses k ids, and/or (Weights) writes
+// the k weights of the ids. With workspace offsets the kernel reads and
+// writes those regions of the workspace instead of taking them as
+// parameters.
+var moeRoute = kernelTemplate("moe_route", `// moe_route: {{if .Softmax}}softmax{{else}}sigmoid{{end}} scores of {{.Experts}} experts per token (one warp per token), top-{{.K}} choice {{.TopK}}, weights {{.Weights}}.
+__device__ __forceinline__ bool KNAME_better(float v, int i, float bv, int bi) {
+  if (i < 0) return false;
+  if (bi < 0) return true;
+  const bool vn = v != v, bn = bv != bv;
+  if (bn) return !vn || i > bi;
+  if (vn) return false;
+  return v > bv || (v == bv && i < bi);
+}
+extern "C" __global__ void __launch_bounds__(32) KNAME({{template "moe_route_params" .}}int T, int S) {
+  constexpr int E = {{.Experts}}, K = {{.K}};
+  constexpr bool NORMALIZE = {{if .Normalize}}1{{else}}0{{end}};
+  (void)NORMALIZE;
+  __shared__ float sc[E];
+  const long t = blockIdx.x;
+  const int lane = threadIdx.x;
+  if (t >= T) return;
+{{- if .Workspace}}
+  const float* logits = ws + {{index .Workspace 0}};
+  int* ids = (int*)(ws + {{index .Workspace 1}});
+  float* wout = ws + {{index .Workspace 2}};
+{{- end}}
+  const {{.Logits}}* l = logits + t * E;
+{{- if .Softmax}}
+  float m = -INFINITY;
   for (int i = lane; i < E; i += 32) m = fmaxf(m, pio_f32(l[i]));
   m = pio_warp_max(m);
   for (int i = lane; i < E; i += 32) sc[i] = (float)exp((double)(pio_f32(l[i]) - m));
@@ -128,18 +121,16 @@ func (g *gen) routeKernel(r route) string {
   const float inv = total;
   for (int i = lane; i < E; i += 32) sc[i] = sc[i] / inv;
   __syncwarp();
-`
-	} else {
-		body += "  for (int i = lane; i < E; i += 32) {\n" + score + "\n  }\n  __syncwarp();\n"
-	}
-	if topk {
-		sel := "sc[i]"
-		if bt != "" {
-			sel = "__fadd_rn(sc[i], pio_f32(bias[i]))"
-		}
-		body += fmt.Sprintf(`  __shared__ float sel[E];
+{{- else}}
+  for (int i = lane; i < E; i += 32) {
+      sc[i] = (float)(1.0 / (1.0 + exp(-(double)pio_f32(l[i]))));
+  }
+  __syncwarp();
+{{- end}}
+{{- if .TopK}}
+  __shared__ float sel[E];
   __shared__ unsigned char taken[E];
-  for (int i = lane; i < E; i += 32) { sel[i] = %s; taken[i] = 0; }
+  for (int i = lane; i < E; i += 32) { sel[i] = {{if .Bias}}__fadd_rn(sc[i], pio_f32(bias[i])){{else}}sc[i]{{end}}; taken[i] = 0; }
   __syncwarp();
   for (int j = 0; j < K; j++) {
     float bv = 0.f;
@@ -155,14 +146,9 @@ func (g *gen) routeKernel(r route) string {
     if (lane == 0) { ids[t * K + j] = bi; taken[bi] = 1; }
     __syncwarp();
   }
-`, sel)
-	}
-	if weights {
-		norm := ""
-		if normalize {
-			norm = "      if (NORMALIZE) w = w / sum;\n"
-		}
-		body += fmt.Sprintf(`  if (lane == 0) {
+{{- end}}
+{{- if .Weights}}
+  if (lane == 0) {
     float sum = 0.f;
     for (int j = 0; j < K; j++) {
       const int id = ids[t * K + j];
@@ -172,35 +158,25 @@ func (g *gen) routeKernel(r route) string {
     }
     for (int j = 0; j < K; j++) {
       float w = wout[t * K + j];
-%s      wout[t * K + j] = __fmul_rn(w, %s);
+{{- if .Normalize}}
+      if (NORMALIZE) w = w / sum;
+{{- end}}
+      wout[t * K + j] = __fmul_rn(w, {{cf .Scale}});
     }
   }
-`, norm, cf(scale))
-	}
-	nflag := 0
-	if normalize {
-		nflag = 1
-	}
-	return g.kernel("moe_route", fmt.Sprintf(`// moe_route: %[1]s scores of %[2]d experts per token (one warp per token), top-%[3]d choice %[4]v, weights %[5]v.
-__device__ __forceinline__ bool KNAME_better(float v, int i, float bv, int bi) {
-  if (i < 0) return false;
-  if (bi < 0) return true;
-  const bool vn = v != v, bn = bv != bv;
-  if (bn) return !vn || i > bi;
-  if (vn) return false;
-  return v > bv || (v == bv && i < bi);
+{{- end}}
 }
-extern "C" __global__ void __launch_bounds__(32) KNAME(%[6]sint T, int S) {
-  constexpr int E = %[2]d, K = %[3]d;
-  constexpr bool NORMALIZE = %[8]d;
-  (void)NORMALIZE;
-  __shared__ float sc[E];
-  const long t = blockIdx.x;
-  const int lane = threadIdx.x;
-  if (t >= T) return;
-%[9]s}
-`, what, e, k, topk, weights, params, "", nflag, body))
-}
+`)
+
+// moeRouteParams are moe_route's parameters before T and S: the logits and
+// ids (and weights) unless they live in the workspace, and the bias.
+var moeRouteParams = kernelTemplate("moe_route_params", `
+{{- if .Workspace}}float* ws, {{else}}const {{.Logits}}* __restrict__ logits, {{end}}
+{{- if .Bias}}const {{.Bias}}* __restrict__ bias, {{end}}
+{{- if not .Workspace}}
+{{- if .TopK}}int* __restrict__ ids, {{else}}const int* __restrict__ ids, {{end}}
+{{- if .Weights}}float* __restrict__ wout, {{end}}
+{{- end}}`)
 
 func (g *gen) routerTopK(step int, s ir.Step) error {
 	ldt, lsh := g.operand(s.Args[0])
@@ -216,8 +192,11 @@ func (g *gen) routerTopK(step int, s ir.Step) error {
 		}
 	}
 	at := s.Attr()
-	name := g.routeKernel(route{logits: lt, bias: bt, experts: int(lsh[1]), k: int(at.Int("k")), softmax: at.String("scoring") == "softmax",
-		topk: true})
+	name, err := g.emit("moe_route", moeRoute, route{Logits: lt, Bias: bt, Experts: int(lsh[1]), K: int(at.Int("k")), Softmax: at.String("scoring") == "softmax",
+		TopK: true})
+	if err != nil {
+		return err
+	}
 	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(len(s.Args)), Block: 32, Grid: [3]Expr{{T: 1}, {Fixed: 1}, {Fixed: 1}}})
 	return nil
 }
@@ -230,8 +209,11 @@ func (g *gen) routerWeights(step int, s ir.Step) error {
 	}
 	_, ish := g.operand(s.Args[1])
 	at := s.Attr()
-	name := g.routeKernel(route{logits: lt, experts: int(lsh[1]), k: int(ish[1]), softmax: at.String("scoring") == "softmax",
-		weights: true, normalize: at.Bool("normalize"), scale: at.Float("scale")})
+	name, err := g.emit("moe_route", moeRoute, route{Logits: lt, Experts: int(lsh[1]), K: int(ish[1]), Softmax: at.String("scoring") == "softmax",
+		Weights: true, Normalize: at.Bool("normalize"), Scale: at.Float("scale")})
+	if err != nil {
+		return err
+	}
 	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(2), Block: 32, Grid: [3]Expr{{T: 1}, {Fixed: 1}, {Fixed: 1}}})
 	return nil
 }
@@ -262,85 +244,116 @@ func (g *gen) moeShape(x, gu, down ir.Ref, e, k int) (moeGeom, error) {
 	return m, nil
 }
 
-// expertKernels emits the grouped GEMM and the combine. x, ids, w: the
-// parameters that hold the input rows, ids and weights (args or the
-// workspace); base is the C expression (in T) of the pair scratch's offset
-// in the workspace; res the residual parameter (nil: none).
-func (g *gen) expertKernels(step int, m moeGeom, xt string, x, ids, w, gu, down Param, base string, idsOff, wOff string, res *Param, rt string) {
-	ws := Param{Kind: PWorkspace}
-	T := Param{Kind: PT}
-	// scratch declares the named regions of the pair scratch.
-	// act (and so out) starts on 16 bytes of ws: the tensor-core down
-	// kernel reads act's rows as float4.
-	actOff := fmt.Sprintf("((%s + 3 * E + 1 + (long)T * K + 3) & ~3L)", base)
-	scratch := func(names ...string) string {
-		offs := map[string]string{"cnt": "int* cnt = pio_moe_i", "start": "int* start = pio_moe_i + E",
-			"order": "int* order = pio_moe_i + 3 * E + 1", "act": "float* act = ws + " + actOff,
-			"out":   "float* out = ws + " + actOff + " + (long)T * K * I",
-			"tiles": "int* tiles = (int*)(ws + " + actOff + " + (long)T * K * (I + H))"}
-		txt := ""
-		for _, n := range names {
-			if strings.Contains(offs[n], "pio_moe_i") && txt == "" {
-				txt = fmt.Sprintf("  int* pio_moe_i = (int*)(ws + %s);\n", base)
-			}
-			txt += "  " + offs[n] + ";\n"
-		}
-		return txt
-	}
-	consts := fmt.Sprintf("  enum { E = %d, K = %d, H = %d, I = %d };\n", m.e, m.k, m.h, m.inter)
-	idsDecl, idsExpr := "const int* __restrict__ ids_, ", "ids_"
-	if idsOff != "" {
-		idsDecl, idsExpr = "", "(const int*)(ws + "+idsOff+")"
-	}
-	wDecl, wExpr := "const float* __restrict__ w_, ", "w_"
-	if wOff != "" {
-		wDecl, wExpr = "", "(const float*)(ws + "+wOff+")"
-	}
-	withIDs := func(ps ...Param) []Param {
-		if idsOff == "" {
-			return append([]Param{ids}, ps...)
-		}
-		return ps
-	}
+// moeHoles fill the expert kernels' templates.
+type moeHoles struct {
+	E, K, H, I int    // experts, slots per token, hidden, intermediate
+	TwoI       int    // gate_up rows per expert
+	GUT, DT    string // gate_up and down element types
+	XT         string // x's element type
+	Base       string // C expression (in T): the pair scratch's offset in the workspace
+	// IDsOff and WOff are the C expressions (in T) of the ids' and weights'
+	// offsets in the workspace, "" where they are parameters.
+	IDsOff, WOff string
+	Residual     bool   // moe_combine adds res (of element type RT)
+	RT           string //
+	// GateUpMMA and DownMMA: the tensor cores take the gate/up and the down
+	// GEMM of the experts with more than MinPairs pairs, in steps of more
+	// than WarpMaxRows tokens.
+	GateUpMMA, DownMMA    bool
+	Threads, RowsPerBlock int // the SIMT GEMMs' blocks: threads, weight rows
+	RPW, NP               int // weight rows per warp, pairs per pass
+	GUTiles, DTiles       int // the SIMT GEMMs' blocks per expert
+	Segs                  int // moe_group's threads per expert
+	MinPairs, MMARows     int // moeMMAMinPairs, moeMMARows
+	WarpMaxRows           int
+}
 
-	// Tensor cores (bf16 weights whose rows are whole 16-byte vectors, f32
-	// x) for the experts with more than moeMMAMinPairs pairs in a step of
-	// more than WarpMaxRows tokens; the SIMT kernels take the others.
-	guMMA := m.gut == "pio_bf16" && m.h%8 == 0 && xt == "float"
-	downMMA := m.dt == "pio_bf16" && m.inter%8 == 0
-	tileTable, groupScratch := "", scratch("cnt", "start", "order")
-	if guMMA || downMMA {
-		groupScratch = scratch("cnt", "start", "order", "tiles")
-		tileTable = fmt.Sprintf(`    // The tensor-core kernels' tiles: %[1]d pairs of one expert with more
-    // than %[2]d, in a step of more than %[3]d tokens.
-    int nt = 0;
-    if (T > %[3]d)
-      for (int e = 0; e < E; e++)
-        if (cnt[e] > %[2]d)
-          for (int q = start[e]; q < start[e + 1]; q += %[1]d) { tiles[1 + 2 * nt] = e; tiles[2 + 2 * nt] = q; nt++; }
-    tiles[0] = nt;
-`, moeMMARows, moeMMAMinPairs, WarpMaxRows)
-	}
-	// skip is the SIMT kernels' test for an expert the tensor cores take.
-	skip := fmt.Sprintf("  if (T > %d && p1 - p0 > %d) return;  // the tensor-core kernel's\n", WarpMaxRows, moeMMAMinPairs)
+// moeScratch fills moe_scratch: the regions of the pair scratch (at Base
+// in the workspace) a kernel declares.
+type moeScratch struct {
+	Base                               string
+	Cnt, Start, Order, Act, Out, Tiles bool
+}
 
-	// 1. Count, offsets and the pairs grouped by expert.
-	segs := max(1, 1024/m.e)
-	route := g.kernel("moe_group", fmt.Sprintf(`// moe_group: the (token, slot) pairs of %[1]d experts, top-%[2]d, counted and grouped by expert on the device.
-extern "C" __global__ void __launch_bounds__(1024) KNAME(%[3]sfloat* ws, int T) {
-%[4]s%[5]s  const int* ids = %[6]s;
+// Regions names the regions of the pair scratch a kernel declares.
+func (h *moeHoles) Regions(names ...string) (moeScratch, error) {
+	s := moeScratch{Base: h.Base}
+	for _, n := range names {
+		switch n {
+		case "cnt":
+			s.Cnt = true
+		case "start":
+			s.Start = true
+		case "order":
+			s.Order = true
+		case "act":
+			s.Act = true
+		case "out":
+			s.Out = true
+		case "tiles":
+			s.Tiles = true
+		default:
+			return s, fmt.Errorf("no scratch region %q", n)
+		}
+	}
+	return s, nil
+}
+
+// ActOff is act's offset in the workspace: act (and so out) starts on 16
+// bytes of ws, since the tensor-core down kernel reads act's rows as
+// float4.
+func (s moeScratch) ActOff() string {
+	return fmt.Sprintf("((%s + 3 * E + 1 + (long)T * K + 3) & ~3L)", s.Base)
+}
+
+// moeScratchT declares the regions of the pair scratch (moeGeom.scratch):
+// optional lines, each with the newline before it, for {{- template}}.
+var moeScratchT = kernelTemplate("moe_scratch", `
+{{- if or .Cnt .Start .Order}}
+  int* pio_moe_i = (int*)(ws + {{.Base}});
+{{- end}}
+{{- if .Cnt}}
+  int* cnt = pio_moe_i;
+{{- end}}
+{{- if .Start}}
+  int* start = pio_moe_i + E;
+{{- end}}
+{{- if .Order}}
+  int* order = pio_moe_i + 3 * E + 1;
+{{- end}}
+{{- if .Act}}
+  float* act = ws + {{.ActOff}};
+{{- end}}
+{{- if .Out}}
+  float* out = ws + {{.ActOff}} + (long)T * K * I;
+{{- end}}
+{{- if .Tiles}}
+  int* tiles = (int*)(ws + {{.ActOff}} + (long)T * K * (I + H));
+{{- end}}`)
+
+// moeGroup counts the pairs of each expert, takes offsets and scatters the
+// pair indices by expert (and lists the tensor-core kernels' tiles).
+var moeGroup = kernelTemplate("moe_group", `// moe_group: the (token, slot) pairs of {{.E}} experts, top-{{.K}}, counted and grouped by expert on the device.
+extern "C" __global__ void __launch_bounds__(1024) KNAME({{if not .IDsOff}}const int* __restrict__ ids_, {{end}}float* ws, int T) {
+  enum { E = {{.E}}, K = {{.K}}, H = {{.H}}, I = {{.I}} };
+{{- if or .GateUpMMA .DownMMA}}
+{{- template "moe_scratch" .Regions "cnt" "start" "order" "tiles"}}
+{{- else}}
+{{- template "moe_scratch" .Regions "cnt" "start" "order"}}
+{{- end}}
+  const int* ids = {{if .IDsOff}}(const int*)(ws + {{.IDsOff}}){{else}}ids_{{end}};
   const int n = T * K;
   // SEG threads per expert, each scanning one contiguous segment of the
   // pairs (so a long prefill's n pairs cost n/SEG reads a thread, not n):
   // no atomics, and each expert's pairs come in increasing pair order (as
   // on the CPU).
-  constexpr int SEG = %[8]d;
+  constexpr int SEG = {{.Segs}};
   __shared__ int seg[E * SEG];  // pairs of expert e in segment s: seg[e * SEG + s]
   const int len = (n + SEG - 1) / SEG;
   for (int j = threadIdx.x; j < E * SEG; j += blockDim.x) {
-    const int e = j / SEG, p1 = min(n, (j %% SEG + 1) * len);
+    const int e = j / SEG, p1 = min(n, (j % SEG + 1) * len);
     int c = 0;
-    for (int p = (j %% SEG) * len; p < p1; p++) c += ids[p] == e;
+    for (int p = (j % SEG) * len; p < p1; p++) c += ids[p] == e;
     seg[j] = c;
   }
   __syncthreads();
@@ -354,35 +367,47 @@ extern "C" __global__ void __launch_bounds__(1024) KNAME(%[3]sfloat* ws, int T) 
     int s = 0;
     for (int e = 0; e < E; e++) { start[e] = s; s += cnt[e]; }
     start[E] = s;
-%[7]s  }
+{{- if or .GateUpMMA .DownMMA}}
+    // The tensor-core kernels' tiles: {{.MMARows}} pairs of one expert with more
+    // than {{.MinPairs}}, in a step of more than {{.WarpMaxRows}} tokens.
+    int nt = 0;
+    if (T > {{.WarpMaxRows}})
+      for (int e = 0; e < E; e++)
+        if (cnt[e] > {{.MinPairs}})
+          for (int q = start[e]; q < start[e + 1]; q += {{.MMARows}}) { tiles[1 + 2 * nt] = e; tiles[2 + 2 * nt] = q; nt++; }
+    tiles[0] = nt;
+{{- end}}
+  }
   __syncthreads();
   for (int j = threadIdx.x; j < E * SEG; j += blockDim.x) {
-    const int e = j / SEG, p1 = min(n, (j %% SEG + 1) * len);
+    const int e = j / SEG, p1 = min(n, (j % SEG + 1) * len);
     int o = start[e];
     for (int s = e * SEG; s < j; s++) o += seg[s];
-    for (int p = (j %% SEG) * len; p < p1; p++)
+    for (int p = (j % SEG) * len; p < p1; p++)
       if (ids[p] == e) order[o++] = p;
   }
 }
-`, m.e, m.k, idsDecl, consts, groupScratch, idsExpr, tileTable, segs))
-	g.launch(Launch{Step: step, Kernel: route, Block: 1024, Grid: [3]Expr{{Fixed: 1}, {Fixed: 1}, {Fixed: 1}},
-		Params: withIDs(ws, T)})
+`)
 
-	// 2. act[p] = silu(gate_e·x[t]) ⊙ (up_e·x[t]) for the pairs of each expert.
-	rowsPerBlock := moeWarps * moeRowsPerWarp
-	guTiles := (m.inter + rowsPerBlock - 1) / rowsPerBlock
-	gateUp := g.kernel("moe_gate_up", fmt.Sprintf(`// moe_gate_up: act[p, i] = silu(gate_e[i]·x[t]) · up_e[i]·x[t] over the pairs p = (t, slot) of expert e; gate_up %[1]s[%[2]d·%[3]d, %[4]d]; one block per (expert, %[5]d intermediate rows); an expert with no pairs returns at once.
-extern "C" __global__ void __launch_bounds__(%[6]d) KNAME(const %[7]s* __restrict__ x, const %[1]s* __restrict__ gu, float* ws, int T) {
-%[8]s%[9]s  constexpr int TILES = %[10]d, RPW = %[11]d, NP = %[12]d;
-  const int e = blockIdx.x / TILES, tile = blockIdx.x %% TILES;
+// moeGateUp is the SIMT gate/up GEMM with its SwiGLU: a warp per weight
+// row, NP pairs per pass over it.
+var moeGateUp = kernelTemplate("moe_gate_up", `// moe_gate_up: act[p, i] = silu(gate_e[i]·x[t]) · up_e[i]·x[t] over the pairs p = (t, slot) of expert e; gate_up {{.GUT}}[{{.E}}·{{.TwoI}}, {{.H}}]; one block per (expert, {{.RowsPerBlock}} intermediate rows); an expert with no pairs returns at once.
+extern "C" __global__ void __launch_bounds__({{.Threads}}) KNAME(const {{.XT}}* __restrict__ x, const {{.GUT}}* __restrict__ gu, float* ws, int T) {
+  enum { E = {{.E}}, K = {{.K}}, H = {{.H}}, I = {{.I}} };
+{{- template "moe_scratch" .Regions "start" "order" "act"}}
+  constexpr int TILES = {{.GUTiles}}, RPW = {{.RPW}}, NP = {{.NP}};
+  const int e = blockIdx.x / TILES, tile = blockIdx.x % TILES;
   const int p0 = start[e], p1 = start[e + 1];
   if (p0 == p1) return;
-%[13]s  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+{{- if .GateUpMMA}}
+  if (T > {{.WarpMaxRows}} && p1 - p0 > {{.MinPairs}}) return;  // the tensor-core kernel's
+{{- end}}
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   for (int r = 0; r < RPW; r++) {
-    const int i = tile * %[5]d + warp * RPW + r;
+    const int i = tile * {{.RowsPerBlock}} + warp * RPW + r;
     if (i >= I) break;
-    const %[1]s* wg = gu + ((long)e * 2 * I + i) * H;
-    const %[1]s* wu = gu + ((long)e * 2 * I + I + i) * H;
+    const {{.GUT}}* wg = gu + ((long)e * 2 * I + i) * H;
+    const {{.GUT}}* wu = gu + ((long)e * 2 * I + I + i) * H;
     for (int q0 = p0; q0 < p1; q0 += NP) {
       float ag[NP], au[NP];
       const float* xs[NP];
@@ -410,30 +435,26 @@ extern "C" __global__ void __launch_bounds__(%[6]d) KNAME(const %[7]s* __restric
     }
   }
 }
-`, m.gut, m.e, 2*m.inter, m.h, rowsPerBlock, moeWarps*32, xt, consts, scratch("start", "order", "act"), guTiles, moeRowsPerWarp, moePairs, skipIf(guMMA, skip)))
-	g.launch(Launch{Step: step, Kernel: gateUp, Block: moeWarps * 32, Grid: [3]Expr{{Fixed: int64(m.e * guTiles)}, {Fixed: 1}, {Fixed: 1}},
-		Params: []Param{x, gu, ws, T}})
-	if guMMA {
-		name := g.kernel("moe_gate_up_mma", m.mmaKernel(gemmGateUp, scratch("start", "order", "act", "tiles")))
-		for _, r := range m.mmaTiles() {
-			g.launch(Launch{Step: step, Kernel: name, Block: 256, MinRows: r.minRows, MaxRows: r.maxRows, Grid: [3]Expr{{Fixed: int64(m.inter), Div: moeMMARows}, r.tiles, {Fixed: 1}},
-				Params: []Param{x, gu, ws, T}})
-		}
-	}
+`)
 
-	// 3. out[p] = down_e·act[p].
-	dTiles := (m.h + rowsPerBlock - 1) / rowsPerBlock
-	downK := g.kernel("moe_down", fmt.Sprintf(`// moe_down: out[p, r] = down_e[r]·act[p] over the pairs p of expert e; down %[1]s[%[2]d·%[3]d, %[4]d]; one block per (expert, %[5]d rows); an expert with no pairs returns at once.
-extern "C" __global__ void __launch_bounds__(%[6]d) KNAME(const %[1]s* __restrict__ down, float* ws, int T) {
-%[7]s%[8]s  constexpr int TILES = %[9]d, RPW = %[10]d, NP = %[11]d;
-  const int e = blockIdx.x / TILES, tile = blockIdx.x %% TILES;
+// moeDown is the SIMT down GEMM: a warp per weight row, NP pairs per pass
+// over it.
+var moeDown = kernelTemplate("moe_down", `// moe_down: out[p, r] = down_e[r]·act[p] over the pairs p of expert e; down {{.DT}}[{{.E}}·{{.H}}, {{.I}}]; one block per (expert, {{.RowsPerBlock}} rows); an expert with no pairs returns at once.
+extern "C" __global__ void __launch_bounds__({{.Threads}}) KNAME(const {{.DT}}* __restrict__ down, float* ws, int T) {
+  enum { E = {{.E}}, K = {{.K}}, H = {{.H}}, I = {{.I}} };
+{{- template "moe_scratch" .Regions "start" "order" "act" "out"}}
+  constexpr int TILES = {{.DTiles}}, RPW = {{.RPW}}, NP = {{.NP}};
+  const int e = blockIdx.x / TILES, tile = blockIdx.x % TILES;
   const int p0 = start[e], p1 = start[e + 1];
   if (p0 == p1) return;
-%[12]s  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+{{- if .DownMMA}}
+  if (T > {{.WarpMaxRows}} && p1 - p0 > {{.MinPairs}}) return;  // the tensor-core kernel's
+{{- end}}
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   for (int r = 0; r < RPW; r++) {
-    const int row = tile * %[5]d + warp * RPW + r;
+    const int row = tile * {{.RowsPerBlock}} + warp * RPW + r;
     if (row >= H) break;
-    const %[1]s* wd = down + ((long)e * H + row) * I;
+    const {{.DT}}* wd = down + ((long)e * H + row) * I;
     for (int q0 = p0; q0 < p1; q0 += NP) {
       float acc[NP];
       const float* as[NP];
@@ -456,27 +477,19 @@ extern "C" __global__ void __launch_bounds__(%[6]d) KNAME(const %[1]s* __restric
     }
   }
 }
-`, m.dt, m.e, m.h, m.inter, rowsPerBlock, moeWarps*32, consts, scratch("start", "order", "act", "out"), dTiles, moeRowsPerWarp, moePairs, skipIf(downMMA, skip)))
-	g.launch(Launch{Step: step, Kernel: downK, Block: moeWarps * 32, Grid: [3]Expr{{Fixed: int64(m.e * dTiles)}, {Fixed: 1}, {Fixed: 1}},
-		Params: []Param{down, ws, T}})
-	if downMMA {
-		name := g.kernel("moe_down_mma", m.mmaKernel(gemmDown, scratch("start", "order", "act", "out", "tiles")))
-		for _, r := range m.mmaTiles() {
-			g.launch(Launch{Step: step, Kernel: name, Block: 256, MinRows: r.minRows, MaxRows: r.maxRows, Grid: [3]Expr{{Fixed: int64(m.h), Div: 128}, r.tiles, {Fixed: 1}},
-				Params: []Param{down, ws, T}})
-		}
-	}
+`)
 
-	// 4. y[t] = Σ_j w[t,j]·out[t,j] in increasing expert order (+ residual).
-	resDecl, resAdd := "", ""
-	if res != nil {
-		resDecl = fmt.Sprintf("const %s* __restrict__ res, ", rt)
-		resAdd = "    acc = __fadd_rn(pio_f32(res[(long)t * H + c]), acc);\n"
-	}
-	combine := g.kernel("moe_combine", fmt.Sprintf(`// moe_combine: y[t] = Σ_j w[t, j]·out[t, j] over the %[1]d slots in increasing expert order%[2]s.
-extern "C" __global__ void __launch_bounds__(128) KNAME(%[3]s%[4]s%[5]sfloat* __restrict__ y, float* ws, int T) {
-%[6]s%[7]s  const int* ids = %[8]s;
-  const float* w = %[9]s;
+// moeCombine sums each token's pairs in increasing expert order, each
+// scaled by its weight, in f32 (then + residual).
+var moeCombine = kernelTemplate("moe_combine", `// moe_combine: y[t] = Σ_j w[t, j]·out[t, j] over the {{.K}} slots in increasing expert order{{if .Residual}}, plus the residual{{end}}.
+extern "C" __global__ void __launch_bounds__(128) KNAME(
+{{- if not .IDsOff}}const int* __restrict__ ids_, {{end}}
+{{- if not .WOff}}const float* __restrict__ w_, {{end}}
+{{- if .Residual}}const {{.RT}}* __restrict__ res, {{end}}float* __restrict__ y, float* ws, int T) {
+  enum { E = {{.E}}, K = {{.K}}, H = {{.H}}, I = {{.I}} };
+{{- template "moe_scratch" .Regions "out"}}
+  const int* ids = {{if .IDsOff}}(const int*)(ws + {{.IDsOff}}){{else}}ids_{{end}};
+  const float* w = {{if .WOff}}(const float*)(ws + {{.WOff}}){{else}}w_{{end}};
   const long t = blockIdx.x;
   if (t >= T) return;
   int perm[K];
@@ -493,10 +506,90 @@ extern "C" __global__ void __launch_bounds__(128) KNAME(%[3]s%[4]s%[5]sfloat* __
       if (id < 0 || id >= E) continue;
       acc = __fadd_rn(acc, __fmul_rn(out[(t * K + j) * H + c], w[t * K + j]));
     }
-%[10]s    y[t * H + c] = acc;
+{{- if .Residual}}
+    acc = __fadd_rn(pio_f32(res[(long)t * H + c]), acc);
+{{- end}}
+    y[t * H + c] = acc;
   }
 }
-`, m.k, map[bool]string{true: ", plus the residual", false: ""}[res != nil], idsDecl, wDecl, resDecl, consts, scratch("out"), idsExpr, wExpr, resAdd))
+`)
+
+// expertKernels emits the grouped GEMM and the combine. x, ids, w: the
+// parameters that hold the input rows, ids and weights (args or the
+// workspace); base is the C expression (in T) of the pair scratch's offset
+// in the workspace; res the residual parameter (nil: none).
+func (g *gen) expertKernels(step int, m moeGeom, xt string, x, ids, w, gu, down Param, base string, idsOff, wOff string, res *Param, rt string) error {
+	ws := Param{Kind: PWorkspace}
+	T := Param{Kind: PT}
+	withIDs := func(ps ...Param) []Param {
+		if idsOff == "" {
+			return append([]Param{ids}, ps...)
+		}
+		return ps
+	}
+
+	// Tensor cores (bf16 weights whose rows are whole 16-byte vectors, f32
+	// x) for the experts with more than moeMMAMinPairs pairs in a step of
+	// more than WarpMaxRows tokens; the SIMT kernels take the others.
+	guMMA := m.gut == "pio_bf16" && m.h%8 == 0 && xt == "float"
+	downMMA := m.dt == "pio_bf16" && m.inter%8 == 0
+	rowsPerBlock := moeWarps * moeRowsPerWarp
+	guTiles := (m.inter + rowsPerBlock - 1) / rowsPerBlock
+	dTiles := (m.h + rowsPerBlock - 1) / rowsPerBlock
+	h := &moeHoles{E: m.e, K: m.k, H: m.h, I: m.inter, TwoI: 2 * m.inter, GUT: m.gut, DT: m.dt, XT: xt, Base: base,
+		IDsOff: idsOff, WOff: wOff, Residual: res != nil, RT: rt, GateUpMMA: guMMA, DownMMA: downMMA,
+		Threads: moeWarps * 32, RowsPerBlock: rowsPerBlock, RPW: moeRowsPerWarp, NP: moePairs, GUTiles: guTiles, DTiles: dTiles,
+		Segs: max(1, 1024/m.e), MinPairs: moeMMAMinPairs, MMARows: moeMMARows, WarpMaxRows: WarpMaxRows}
+
+	// 1. Count, offsets and the pairs grouped by expert.
+	route, err := g.emit("moe_group", moeGroup, h)
+	if err != nil {
+		return err
+	}
+	g.launch(Launch{Step: step, Kernel: route, Block: 1024, Grid: [3]Expr{{Fixed: 1}, {Fixed: 1}, {Fixed: 1}},
+		Params: withIDs(ws, T)})
+
+	// 2. act[p] = silu(gate_e·x[t]) ⊙ (up_e·x[t]) for the pairs of each expert.
+	gateUp, err := g.emit("moe_gate_up", moeGateUp, h)
+	if err != nil {
+		return err
+	}
+	g.launch(Launch{Step: step, Kernel: gateUp, Block: moeWarps * 32, Grid: [3]Expr{{Fixed: int64(m.e * guTiles)}, {Fixed: 1}, {Fixed: 1}},
+		Params: []Param{x, gu, ws, T}})
+	if guMMA {
+		name, err := g.emit("moe_gate_up_mma", moeMMA, moeMMAHoles{h, gemmGateUp})
+		if err != nil {
+			return err
+		}
+		for _, r := range m.mmaTiles() {
+			g.launch(Launch{Step: step, Kernel: name, Block: 256, MinRows: r.minRows, MaxRows: r.maxRows, Grid: [3]Expr{{Fixed: int64(m.inter), Div: moeMMARows}, r.tiles, {Fixed: 1}},
+				Params: []Param{x, gu, ws, T}})
+		}
+	}
+
+	// 3. out[p] = down_e·act[p].
+	downK, err := g.emit("moe_down", moeDown, h)
+	if err != nil {
+		return err
+	}
+	g.launch(Launch{Step: step, Kernel: downK, Block: moeWarps * 32, Grid: [3]Expr{{Fixed: int64(m.e * dTiles)}, {Fixed: 1}, {Fixed: 1}},
+		Params: []Param{down, ws, T}})
+	if downMMA {
+		name, err := g.emit("moe_down_mma", moeMMA, moeMMAHoles{h, gemmDown})
+		if err != nil {
+			return err
+		}
+		for _, r := range m.mmaTiles() {
+			g.launch(Launch{Step: step, Kernel: name, Block: 256, MinRows: r.minRows, MaxRows: r.maxRows, Grid: [3]Expr{{Fixed: int64(m.h), Div: 128}, r.tiles, {Fixed: 1}},
+				Params: []Param{down, ws, T}})
+		}
+	}
+
+	// 4. y[t] = Σ_j w[t,j]·out[t,j] in increasing expert order (+ residual).
+	combine, err := g.emit("moe_combine", moeCombine, h)
+	if err != nil {
+		return err
+	}
 	ps := withIDs()
 	if wOff == "" {
 		ps = append(ps, w)
@@ -506,6 +599,7 @@ extern "C" __global__ void __launch_bounds__(128) KNAME(%[3]s%[4]s%[5]sfloat* __
 	}
 	g.launch(Launch{Step: step, Kernel: combine, Block: 128, Grid: [3]Expr{{T: 1}, {Fixed: 1}, {Fixed: 1}},
 		Params: append(ps, Param{Kind: POut}, ws, T)})
+	return nil
 }
 
 func (g *gen) moe(step int, s ir.Step) error {
@@ -521,7 +615,9 @@ func (g *gen) moe(step int, s ir.Step) error {
 	}
 	arg := func(i int) Param { return Param{Kind: PArg, Index: uint16(i)} }
 	n := len(g.m.Launches)
-	g.expertKernels(step, m, xt, arg(0), arg(1), arg(2), arg(3), arg(4), "0L", "", "", nil, "")
+	if err := g.expertKernels(step, m, xt, arg(0), arg(1), arg(2), arg(3), arg(4), "0L", "", "", nil, ""); err != nil {
+		return err
+	}
 	for i := n; i < len(g.m.Launches); i++ {
 		g.m.Launches[i].Workspace = m.scratch()
 	}
@@ -569,25 +665,10 @@ func (g *gen) moeRouted(step int, s ir.Step) error {
 		if at.Bool("unit_offset") {
 			off = "1.0f"
 		}
-		// Like the CPU's rmsRow: Σx² in double, inv = 1/sqrt(mean + eps), y = (x·inv)·w.
-		name := g.kernel("moe_norm", fmt.Sprintf(`// moe_norm: xn = rms_norm(x, w) over rows of %[1]d into the workspace (the prologue of moe_routed).
-extern "C" __global__ void __launch_bounds__(128) KNAME(const %[2]s* __restrict__ x, const %[3]s* __restrict__ w, float* ws, int T) {
-  __shared__ double part[128];
-  const long t = blockIdx.x;
-  if (t >= T) return;
-  const %[2]s* xr = x + t * %[1]dL;
-  float* yr = ws + t * %[1]dL;
-  double ss = 0.0;
-  for (int c = threadIdx.x; c < %[1]d; c += 128) { const double v = pio_f32(xr[c]); ss += v * v; }
-  part[threadIdx.x] = ss;
-  __syncthreads();
-  ss = 0.0;
-  for (int i = 0; i < 128; i++) ss += part[i];
-  const float mean = (float)(ss / %[1]d.0);
-  const float inv = (float)(1.0 / sqrt((double)__fadd_rn(mean, %[4]s)));
-  for (int c = threadIdx.x; c < %[1]d; c += 128) yr[c] = __fmul_rn(__fmul_rn(pio_f32(xr[c]), inv), %[5]s + pio_f32(w[c]));
-}
-`, h, xt, nt, cf(at.Float("eps")), off))
+		name, err := g.emit("moe_norm", moeNorm, moeNormHoles{H: h, XT: xt, NT: nt, Eps: cf(at.Float("eps")), Off: off})
+		if err != nil {
+			return err
+		}
 		g.launch(Launch{Step: step, Kernel: name, Block: 128, Grid: [3]Expr{{T: 1}, {Fixed: 1}, {Fixed: 1}},
 			Params: []Param{arg(0), arg(normArg), ws, T}})
 		xnOff, perT = "0L", int64(h)
@@ -598,27 +679,14 @@ extern "C" __global__ void __launch_bounds__(128) KNAME(const %[2]s* __restrict_
 	wOff := fmt.Sprintf("%dL * T", perT+int64(re+k))
 	base := fmt.Sprintf("%dL * T", perT+int64(re+2*k))
 	// Router GEMM: logits[t, e] = x'[t]·router[e], one warp per output.
-	xin := "x"
-	xDecl := fmt.Sprintf("const %s* __restrict__ x, ", xt)
 	rparams := []Param{arg(0), arg(1), ws, T}
 	if xnOff != "" {
-		xin, xDecl = "ws", ""
 		rparams = []Param{arg(1), ws, T}
 	}
-	gemm := g.kernel("moe_router", fmt.Sprintf(`// moe_router: logits[t, e] = x[t]·router[e] (router %[1]s[%[2]d, %[3]d]) into the workspace, one warp per output.
-extern "C" __global__ void __launch_bounds__(256) KNAME(%[4]sconst %[1]s* __restrict__ router, float* ws, int T) {
-  const long o = (long)blockIdx.x * 8 + (threadIdx.x >> 5);
-  const int lane = threadIdx.x & 31;
-  if (o >= (long)T * %[2]d) return;
-  const long t = o / %[2]d, e = o %% %[2]d;
-  const %[5]s* xr = %[6]s + t * %[3]dL;
-  const %[1]s* wr = router + e * %[3]dL;
-  float acc = 0.f;
-  for (int c = lane; c < %[3]d; c += 32) acc = fmaf(pio_f32(xr[c]), pio_f32(wr[c]), acc);
-  acc = pio_warp_sum(acc);
-  if (lane == 0) ws[%[7]s + o] = acc;
-}
-`, rt, re, h, xDecl, xType, xin, logitsOff))
+	gemm, err := g.emit("moe_router", moeRouter, moeRouterHoles{RT: rt, E: re, H: h, XT: xType, Normed: xnOff != "", LogitsOff: logitsOff})
+	if err != nil {
+		return err
+	}
 	g.launch(Launch{Step: step, Kernel: gemm, Block: 256, Grid: [3]Expr{{T: int64(re), Div: 8}, {Fixed: 1}, {Fixed: 1}}, Params: rparams})
 	// Routing, reading the logits and writing ids and weights in the workspace.
 	bt := ""
@@ -632,8 +700,11 @@ extern "C" __global__ void __launch_bounds__(256) KNAME(%[4]sconst %[1]s* __rest
 	if bt != "" {
 		wparams = append(wparams, arg(biasArg))
 	}
-	routeWS := g.routeKernel(route{logits: "float", bias: bt, experts: re, k: k, softmax: at.String("scoring") == "softmax",
-		topk: true, weights: true, normalize: at.Bool("normalize"), scale: at.Float("scale"), workspace: []string{logitsOff, idsOff, wOff}})
+	routeWS, err := g.emit("moe_route", moeRoute, route{Logits: "float", Bias: bt, Experts: re, K: k, Softmax: at.String("scoring") == "softmax",
+		TopK: true, Weights: true, Normalize: at.Bool("normalize"), Scale: at.Float("scale"), Workspace: []string{logitsOff, idsOff, wOff}})
+	if err != nil {
+		return err
+	}
 	g.launch(Launch{Step: step, Kernel: routeWS, Block: 32, Grid: [3]Expr{{T: 1}, {Fixed: 1}, {Fixed: 1}}, Params: append(wparams, T, Param{Kind: PS})})
 
 	var res *Param
@@ -646,12 +717,69 @@ extern "C" __global__ void __launch_bounds__(256) KNAME(%[4]sconst %[1]s* __rest
 			return err
 		}
 	}
-	g.expertKernels(step, m, xType, xp, Param{}, Param{}, arg(2), arg(3), base, idsOff, wOff, res, resT)
+	if err := g.expertKernels(step, m, xType, xp, Param{}, Param{}, arg(2), arg(3), base, idsOff, wOff, res, resT); err != nil {
+		return err
+	}
 	for i := n0; i < len(g.m.Launches); i++ {
 		g.m.Launches[i].Workspace = perT + int64(re+2*k) + m.scratch()
 	}
 	return nil
 }
+
+// moeNormHoles fill moe_norm.
+type moeNormHoles struct {
+	H      int    // row length
+	XT, NT string // x's and the norm weight's element types
+	Eps    string // C literal
+	Off    string // "0.0f", or "1.0f" with unit_offset
+}
+
+// moeNorm is moe_routed's RMSNorm prologue, like the CPU's rmsRow: Σx² in
+// double, inv = 1/sqrt(mean + eps), y = (x·inv)·w.
+var moeNorm = kernelTemplate("moe_norm", `// moe_norm: xn = rms_norm(x, w) over rows of {{.H}} into the workspace (the prologue of moe_routed).
+extern "C" __global__ void __launch_bounds__(128) KNAME(const {{.XT}}* __restrict__ x, const {{.NT}}* __restrict__ w, float* ws, int T) {
+  __shared__ double part[128];
+  const long t = blockIdx.x;
+  if (t >= T) return;
+  const {{.XT}}* xr = x + t * {{.H}}L;
+  float* yr = ws + t * {{.H}}L;
+  double ss = 0.0;
+  for (int c = threadIdx.x; c < {{.H}}; c += 128) { const double v = pio_f32(xr[c]); ss += v * v; }
+  part[threadIdx.x] = ss;
+  __syncthreads();
+  ss = 0.0;
+  for (int i = 0; i < 128; i++) ss += part[i];
+  const float mean = (float)(ss / {{.H}}.0);
+  const float inv = (float)(1.0 / sqrt((double)__fadd_rn(mean, {{.Eps}})));
+  for (int c = threadIdx.x; c < {{.H}}; c += 128) yr[c] = __fmul_rn(__fmul_rn(pio_f32(xr[c]), inv), {{.Off}} + pio_f32(w[c]));
+}
+`)
+
+// moeRouterHoles fill moe_router.
+type moeRouterHoles struct {
+	RT        string // the router's element type
+	E, H      int    // experts, hidden
+	XT        string // x's element type
+	Normed    bool   // x is moe_norm's rows in the workspace (at 0), not a parameter
+	LogitsOff string // C expression (in T): the logits' offset in the workspace
+}
+
+// moeRouter is moe_routed's router GEMM: logits[t, e] = x'[t]·router[e],
+// one warp per output.
+var moeRouter = kernelTemplate("moe_router", `// moe_router: logits[t, e] = x[t]·router[e] (router {{.RT}}[{{.E}}, {{.H}}]) into the workspace, one warp per output.
+extern "C" __global__ void __launch_bounds__(256) KNAME({{if not .Normed}}const {{.XT}}* __restrict__ x, {{end}}const {{.RT}}* __restrict__ router, float* ws, int T) {
+  const long o = (long)blockIdx.x * 8 + (threadIdx.x >> 5);
+  const int lane = threadIdx.x & 31;
+  if (o >= (long)T * {{.E}}) return;
+  const long t = o / {{.E}}, e = o % {{.E}};
+  const {{.XT}}* xr = {{if .Normed}}ws{{else}}x{{end}} + t * {{.H}}L;
+  const {{.RT}}* wr = router + e * {{.H}}L;
+  float acc = 0.f;
+  for (int c = lane; c < {{.H}}; c += 32) acc = fmaf(pio_f32(xr[c]), pio_f32(wr[c]), acc);
+  acc = pio_warp_sum(acc);
+  if (lane == 0) ws[{{.LogitsOff}} + o] = acc;
+}
+`)
 
 // The tensor-core expert GEMMs: an expert with more than moeMMAMinPairs
 // pairs in a step of more than WarpMaxRows tokens is multiplied in block
@@ -662,14 +790,6 @@ const (
 	moeMMARows     = 64
 	moeMMATerms    = mmaTerms // bf16 terms of x (mma.go's scheme)
 )
-
-// skipIf returns s when the tensor cores take some of the kernel's experts.
-func skipIf(mma bool, s string) string {
-	if mma {
-		return s
-	}
-	return ""
-}
 
 // mmaTiles gives the grid's y dimension of the tensor-core kernels by the
 // step's tokens T > WarpMaxRows: at least the tile table's entries, the
@@ -704,93 +824,95 @@ const (
 	gemmDown                     // act rows in, out
 )
 
-// mmaKernel is the tensor-core kernel of the gate/up GEMM with its SwiGLU
+// moeMMAHoles fill moe_mma: the step's expert holes and which GEMM.
+type moeMMAHoles struct {
+	*moeHoles
+	Which expertGEMM
+}
+
+func (h moeMMAHoles) Down() bool { return h.Which == gemmDown }
+func (h moeMMAHoles) Terms() int { return moeMMATerms }
+
+// KD is the GEMM's depth, NOut its output columns, Cols the columns of a
+// block (64 act columns, whose gate and up rows make 128 weight rows, or
+// 128 out columns) and NS its 32-deep k slices.
+func (h moeMMAHoles) KD() int   { return h.pick(h.I, h.H) }
+func (h moeMMAHoles) NOut() int { return h.pick(h.H, h.I) }
+func (h moeMMAHoles) Cols() int { return h.pick(128, 64) }
+func (h moeMMAHoles) NS() int   { return (h.KD() + 31) / 32 }
+
+func (h moeMMAHoles) pick(down, gateUp int) int {
+	if h.Down() {
+		return down
+	}
+	return gateUp
+}
+
+// Frags are the fragments of mma_slice: with the gate/up GEMM, n tiles 0, 1
+// of a warp are gate rows (shared W rows 0..63) and 2, 3 the matching up
+// rows (64..127).
+func (h moeMMAHoles) Frags() mmaFrags {
+	wrow := "(j >> 1) * 64 + wn * 16 + (j & 1) * 8"
+	if h.Down() {
+		wrow = "wn * 32 + j * 8"
+	}
+	return mmaFrags{XS: "xsh", WS: "wsh", WRow: wrow, SkipEmpty: true}
+}
+
+// moeMMAStage fills moe_mma_load (K0) and moe_mma_store (Buf).
+type moeMMAStage struct {
+	moeMMAHoles
+	K0, Buf string
+}
+
+func (h moeMMAHoles) Load(k0 string) moeMMAStage   { return moeMMAStage{h, k0, ""} }
+func (h moeMMAHoles) Store(buf string) moeMMAStage { return moeMMAStage{h, "", buf} }
+
+// moeMMA is the tensor-core kernel of the gate/up GEMM with its SwiGLU
 // (x rows of the pairs' tokens, act out) or of the down GEMM (act rows in,
 // out), one block per (tile table entry: 64 pairs of one expert,
 // 64 act columns or 128 out columns). The numerics and the data path are
-// mma.go's (mmaKernel): mma.sync m16n8k16 bf16, x split into three bf16
+// matmul_mma's (mma.go): mma.sync m16n8k16 bf16, x split into three bf16
 // terms multiplied into f32 accumulators, the smallest first; 32-deep k
 // slices in two shared buffers, each lane's 16-byte shared reads covering
 // its fragments of both 16-deep steps (the same permutation of k for A and
 // B). The rows of the tile are gathered: row r is pair order[q0 + r], so a
 // thread looks up the two rows it stages once. Warps with no valid rows
 // skip the multiplies.
-func (m moeGeom) mmaKernel(which expertGEMM, scratch string) string {
-	kd, nout, cols := m.h, m.inter, 64
-	what := fmt.Sprintf("act[p, i] = silu(gate_e[i]·x[t]) · up_e[i]·x[t]; gate_up %s[%d·%d, %d]", m.gut, m.e, 2*m.inter, m.h)
-	decl := "const float* __restrict__ x, const pio_bf16* __restrict__ gu"
-	wbase, xrow := "gu + (long)ex * 2 * I * H", "x + (long)(pr[r] / K) * H"
-	// Shared W rows 0..63 are gate rows of the block's columns, 64..127 the
-	// matching up rows; tiles j = 0, 1 of a warp are gate, 2, 3 up.
-	wload := "const long gn = n0 + (r & 63), kk = K0 + c, wrow = gn + (r >> 6) * NOUT;  // gate rows, then up rows"
-	wrowS, col, jout := "(j >> 1) * 64 + wn * 16 + (j & 1) * 8", "wn * 16 + j * 8", 2
-	epi := "act[(long)pr[r] * I + gn] = __fmul_rn(acc[i][j][c] / (1.0f + expf(-acc[i][j][c])), acc[i][j + 2][c]);"
-	if which == gemmDown {
-		kd, nout, cols = m.inter, m.h, 128
-		what = fmt.Sprintf("out[p, r] = down_e[r]·act[p]; down %s[%d·%d, %d]", m.dt, m.e, m.h, m.inter)
-		decl = "const pio_bf16* __restrict__ down"
-		wbase, xrow = "down + (long)ex * H * I", "act + (long)pr[r] * I"
-		wload = "const long gn = n0 + r, kk = K0 + c, wrow = gn;"
-		wrowS, col, jout = "wn * 32 + j * 8", "wn * 32 + j * 8", 4
-		epi = "out[(long)pr[r] * H + gn] = acc[i][j][c];"
-	}
-	load := strings.NewReplacer("WLOAD", wload).Replace(`#pragma unroll
-    for (int i = 0; i < 2; i++) {
-      const long kk = K0 + ((tid + i * 256) & 7) * 4;  // x: 64 rows × 8 float4
-      xr[i] = (xrow[i] && kk < KD) ? pio_ld4(xrow[i] + kk) : float4{0.f, 0.f, 0.f, 0.f};
-    }
-#pragma unroll
-    for (int i = 0; i < 2; i++) {
-      const int el = tid + i * 256, r = el >> 2, c = (el & 3) * 8;  // w: 128 rows × 4 vectors of 8
-      WLOAD
-      wr[i] = (gn < NOUT && kk < KD) ? pio_ld16(w + wrow * KD + kk) : uint4{0u, 0u, 0u, 0u};
-    }
-`)
-	store := fmt.Sprintf(`#pragma unroll
-    for (int i = 0; i < 2; i++) {
-      const int el = tid + i * 256, r = el >> 3, c = (el & 7) * 2;
-      float v[4] = {xr[i].x, xr[i].y, xr[i].z, xr[i].w};
-#pragma unroll
-      for (int p = 0; p < %d; p++) {
-        xsh[BUF][p][r][c] = pio_bf16x2_take(v[0], v[1]);
-        xsh[BUF][p][r][c + 1] = pio_bf16x2_take(v[2], v[3]);
-      }
-    }
-#pragma unroll
-    for (int i = 0; i < 2; i++) {
-      const int el = tid + i * 256;
-      *reinterpret_cast<uint4*>(&wsh[BUF][el >> 2][(el & 3) * 4]) = wr[i];
-    }
-`, moeMMATerms)
-	at := func(txt, k0, buf string) string {
-		return strings.NewReplacer("K0", k0, "BUF", buf).Replace(txt)
-	}
-	name := "moe_down"
-	if which == gemmGateUp {
-		name = "moe_gate_up"
-	}
-	return fmt.Sprintf(`// %[1]s, tensor cores: %[2]s, over the pairs p = (t, slot) of the experts with more than %[3]d pairs (moe_group's tile table); one block per (%[4]d pairs of one expert, %[5]d columns); mma.sync m16n8k16 bf16 on x split into %[6]d bf16 terms.
-extern "C" __global__ void __launch_bounds__(256) KNAME(%[7]s, float* ws, int T) {
-%[8]s%[9]s  constexpr long KD = %[10]d, NOUT = %[11]d;  // depth, output columns
-  constexpr int NS = %[12]d;  // k slices
+var moeMMA = kernelTemplate("moe_mma", `
+{{- if .Down -}}
+// moe_down, tensor cores: out[p, r] = down_e[r]·act[p]; down {{.DT}}[{{.E}}·{{.H}}, {{.I}}]
+{{- else -}}
+// moe_gate_up, tensor cores: act[p, i] = silu(gate_e[i]·x[t]) · up_e[i]·x[t]; gate_up {{.GUT}}[{{.E}}·{{.TwoI}}, {{.H}}]
+{{- end -}}
+, over the pairs p = (t, slot) of the experts with more than {{.MinPairs}} pairs (moe_group's tile table); one block per ({{.MMARows}} pairs of one expert, {{.Cols}} columns); mma.sync m16n8k16 bf16 on x split into {{.Terms}} bf16 terms.
+extern "C" __global__ void __launch_bounds__(256) KNAME({{if .Down}}const pio_bf16* __restrict__ down{{else}}const float* __restrict__ x, const pio_bf16* __restrict__ gu{{end}}, float* ws, int T) {
+  enum { E = {{.E}}, K = {{.K}}, H = {{.H}}, I = {{.I}} };
+{{- if .Down}}
+{{- template "moe_scratch" .Regions "start" "order" "act" "out" "tiles"}}
+{{- else}}
+{{- template "moe_scratch" .Regions "start" "order" "act" "tiles"}}
+{{- end}}
+  constexpr long KD = {{.KD}}, NOUT = {{.NOut}};  // depth, output columns
+  constexpr int NS = {{.NS}};  // k slices
   if ((int)blockIdx.y >= tiles[0]) return;
   const int ex = tiles[1 + 2 * blockIdx.y], q0 = tiles[2 + 2 * blockIdx.y];
-  const int M = min(start[ex + 1] - q0, %[4]d);  // rows (pairs) of the tile
-  const pio_bf16* w = %[13]s;
+  const int M = min(start[ex + 1] - q0, {{.MMARows}});  // rows (pairs) of the tile
+  const pio_bf16* w = {{if .Down}}down + (long)ex * H * I{{else}}gu + (long)ex * 2 * I * H{{end}};
   // x's bf16 terms and W: [buffer]([term])[row][k pair] (bf16 pairs, low k in the low half)
-  __align__(16) __shared__ unsigned xsh[2][%[6]d][64][16];
+  __align__(16) __shared__ unsigned xsh[2][{{.Terms}}][64][16];
   __align__(16) __shared__ unsigned wsh[2][128][16];
   __shared__ int pr[64];  // the pair of each row
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
   const int wm = warp >> 2, wn = warp & 3;  // warp tile: rows wm*32.., weight rows below
-  const long n0 = (long)blockIdx.x * %[5]d;
+  const long n0 = (long)blockIdx.x * {{.Cols}};
   if (tid < 64) pr[tid] = tid < M ? order[q0 + tid] : 0;
   __syncthreads();
   const float* xrow[2];  // the rows this thread stages: tid / 8 and 32 + tid / 8
 #pragma unroll
   for (int i = 0; i < 2; i++) {
     const int r = (tid + i * 256) >> 3;
-    xrow[i] = r < M ? %[14]s : nullptr;
+    xrow[i] = r < M ? {{if .Down}}act + (long)pr[r] * I{{else}}x + (long)(pr[r] / K) * H{{end}} : nullptr;
   }
   float4 xr[2];
   uint4 wr[2];
@@ -802,32 +924,74 @@ extern "C" __global__ void __launch_bounds__(256) KNAME(%[7]s, float* ws, int T)
 #pragma unroll
       for (int c = 0; c < 4; c++) acc[i][j][c] = 0.f;
   {
-%[15]s%[16]s  }
+{{template "moe_mma_load" .Load "0L"}}
+{{template "moe_mma_store" .Store "0"}}
+  }
   __syncthreads();
   for (int s = 0; s < NS; s++) {
     const int B = s & 1;
     if (s + 1 < NS) {
-%[17]s    }
+{{include "moe_mma_load" (.Load "(s + 1) * 32L") | indent}}
+    }
     if (wm * 32 < M) {
-%[18]s    }
+{{include "mma_slice" .Frags | indent}}
+    }
     if (s + 1 < NS) {
-%[20]s    }
+{{include "moe_mma_store" (.Store "B ^ 1") | indent}}
+    }
     __syncthreads();
   }
   // Accumulator c of tile (i, j) is row g + 8·(c >> 1), column 2t + (c & 1).
 #pragma unroll
   for (int i = 0; i < 2; i++)
 #pragma unroll
-    for (int j = 0; j < %[21]d; j++)
+    for (int j = 0; j < {{if .Down}}4{{else}}2{{end}}; j++)
 #pragma unroll
       for (int c = 0; c < 4; c++) {
         const int r = wm * 32 + i * 16 + g + (c >> 1) * 8;
-        const long gn = n0 + %[22]s + 2 * t + (c & 1);
-        if (r < M && gn < NOUT) %[23]s
+{{- if .Down}}
+        const long gn = n0 + wn * 32 + j * 8 + 2 * t + (c & 1);
+        if (r < M && gn < NOUT) out[(long)pr[r] * H + gn] = acc[i][j][c];
+{{- else}}
+        const long gn = n0 + wn * 16 + j * 8 + 2 * t + (c & 1);
+        if (r < M && gn < NOUT) act[(long)pr[r] * I + gn] = __fmul_rn(acc[i][j][c] / (1.0f + expf(-acc[i][j][c])), acc[i][j + 2][c]);
+{{- end}}
       }
 }
-`, name, what, moeMMAMinPairs, moeMMARows, cols, moeMMATerms, decl, fmt.Sprintf("  enum { E = %d, K = %d, H = %d, I = %d };\n", m.e, m.k, m.h, m.inter), scratch,
-		kd, nout, (kd+31)/32, wbase, xrow,
-		at(load, "0L", ""), at(store, "", "0"), indent(at(load, "(s + 1) * 32L", "")), indent(mmaSlice(mmaFrags{xs: "xsh", ws: "wsh", wrow: wrowS, skipEmpty: true})), moeMMATerms-1,
-		indent(at(store, "", "B ^ 1")), jout, col, epi)
-}
+`)
+
+// moeMMALoad stages a k slice (from K0) in registers: two float4 of the
+// thread's gathered rows and two 16-byte vectors of W.
+var moeMMALoad = kernelTemplate("moe_mma_load", `#pragma unroll
+    for (int i = 0; i < 2; i++) {
+      const long kk = {{.K0}} + ((tid + i * 256) & 7) * 4;  // x: 64 rows × 8 float4
+      xr[i] = (xrow[i] && kk < KD) ? pio_ld4(xrow[i] + kk) : float4{0.f, 0.f, 0.f, 0.f};
+    }
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+      const int el = tid + i * 256, r = el >> 2, c = (el & 3) * 8;  // w: 128 rows × 4 vectors of 8
+{{- if .Down}}
+      const long gn = n0 + r, kk = {{.K0}} + c, wrow = gn;
+{{- else}}
+      const long gn = n0 + (r & 63), kk = {{.K0}} + c, wrow = gn + (r >> 6) * NOUT;  // gate rows, then up rows
+{{- end}}
+      wr[i] = (gn < NOUT && kk < KD) ? pio_ld16(w + wrow * KD + kk) : uint4{0u, 0u, 0u, 0u};
+    }`)
+
+// moeMMAStore stores the staged slice into shared buffer Buf, x split into
+// its bf16 terms.
+var moeMMAStore = kernelTemplate("moe_mma_store", `#pragma unroll
+    for (int i = 0; i < 2; i++) {
+      const int el = tid + i * 256, r = el >> 3, c = (el & 7) * 2;
+      float v[4] = {xr[i].x, xr[i].y, xr[i].z, xr[i].w};
+#pragma unroll
+      for (int p = 0; p < {{.Terms}}; p++) {
+        xsh[{{.Buf}}][p][r][c] = pio_bf16x2_take(v[0], v[1]);
+        xsh[{{.Buf}}][p][r][c + 1] = pio_bf16x2_take(v[2], v[3]);
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+      const int el = tid + i * 256;
+      *reinterpret_cast<uint4*>(&wsh[{{.Buf}}][el >> 2][(el & 3) * 4]) = wr[i];
+    }`)
