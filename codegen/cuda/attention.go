@@ -76,45 +76,90 @@ func (g *gen) attention(step int, s ir.Step) error {
 	}
 	a.bq = g.m.TileTokens
 	// 1. Append this step's k and v to the paged cache.
-	appendK := g.kernel("kv_append", fmt.Sprintf(`// kv_append: cache[slot(t)] = k[t], v[t]; k [T, %[2]d, %[3]d], v [T, %[2]d, %[4]d], cache %[1]s.
-extern "C" __global__ void __launch_bounds__(128) KNAME(const float* __restrict__ k, const float* __restrict__ v, %[1]s* __restrict__ kc, %[1]s* __restrict__ vc,
-    const int* __restrict__ positions, const int* __restrict__ seq_of_token, const int* __restrict__ block_tables, int max_blocks, int block_size, int T) {
-  const long t = blockIdx.x;
-  if (t >= T) return;
-  const int p = positions[t];
-  const long slot = (long)block_tables[(long)seq_of_token[t] * max_blocks + p / block_size] * block_size + p %% block_size;
-  for (int i = threadIdx.x; i < %[2]d * %[3]d; i += blockDim.x) pio_st(kc + slot * %[2]d * %[3]dL + i, k[t * %[2]d * %[3]dL + i]);
-  for (int i = threadIdx.x; i < %[2]d * %[4]d; i += blockDim.x) pio_st(vc + slot * %[2]d * %[4]dL + i, v[t * %[2]d * %[4]dL + i]);
-}
-`, a.ct, a.hkv, a.d, a.dv))
+	appendK, err := g.emit("kv_append", kvAppend, a.holes())
+	if err != nil {
+		return err
+	}
 	g.launch(Launch{Step: step, Kernel: appendK, Block: 128, Grid: [3]Expr{{T: 1}, {Fixed: 1}, {Fixed: 1}},
 		Params: append([]Param{{Kind: PArg, Index: 1}, {Kind: PArg, Index: 2}, {Kind: PCacheK, Index: uint16(a.cache)}, {Kind: PCacheV, Index: uint16(a.cache)},
 			{Kind: PPositions}, {Kind: PSeqOfToken}}, append(pagedMeta(), Param{Kind: PT})...)})
-	g.attnKernels(step, a, Param{Kind: PArg, Index: 0})
-	return nil
+	return g.attnKernels(step, a, Param{Kind: PArg, Index: 0})
 }
 
 func pagedMeta() []Param {
 	return []Param{{Kind: PBlockTables}, {Kind: PMaxBlocks}, {Kind: PBlockSize}}
 }
 
-// attnKernels emits the attention proper over the paged cache, whose k and
-// v for this step are already written; q comes from parameter q.
-func (g *gen) attnKernels(step int, a attn, q Param) {
-	meta := pagedMeta()
+// attnHoles fill the attention templates: the step's geometry.
+type attnHoles struct {
+	CT                string // cache element type
+	HQ, HKV, G, D, DV int    // query and kv heads, query heads per kv head, head dims of k and v
+	Scale             string // C literal
+	BQ, BK            int    // prefill tile: query tokens, keys per shared-memory chunk
+}
 
-	// 2. Prefill: FlashAttention-2-style. One block per (tile of ≤ bq
-	// consecutive tokens of one sequence, kv head); its rows are the tile's
-	// tokens × the g query heads sharing that kv head. Keys and values come
-	// through shared memory bk at a time; each warp keeps an online softmax
-	// (running max m, sum l, unnormalised output) per row it owns.
-	rowsN := a.bq * a.g
-	rpw := (rowsN + attnWarps - 1) / attnWarps
-	vc := (a.dv + 31) / 32
-	prefill := g.kernel("attn_prefill", fmt.Sprintf(`// attn_prefill: causal paged GQA attention (q may be y: a block reads its rows of q before it writes them), %[2]d query heads over %[3]d kv heads, head dims %[4]d/%[5]d, tiles of %[6]d tokens, %[7]d keys per chunk.
-extern "C" __global__ void __launch_bounds__(%[8]d) KNAME(const float* q, float* y, const %[1]s* __restrict__ kc, const %[1]s* __restrict__ vc,
+func (a attn) holes() attnHoles {
+	return attnHoles{CT: a.ct, HQ: a.hq, HKV: a.hkv, G: a.g, D: a.d, DV: a.dv, Scale: cf(a.scale), BQ: a.bq, BK: a.bk}
+}
+
+// Warps and Threads are the prefill block's; Rows its rows (tokens × the
+// GQA group), RPW the rows per warp; VC and DC are the 32-lane chunks of
+// a v and a k row; SplitSize the positions of a decode split.
+func (h attnHoles) Warps() int     { return attnWarps }
+func (h attnHoles) Threads() int   { return attnWarps * 32 }
+func (h attnHoles) Rows() int      { return h.BQ * h.G }
+func (h attnHoles) RPW() int       { return (h.Rows() + attnWarps - 1) / attnWarps }
+func (h attnHoles) VC() int        { return (h.DV + 31) / 32 }
+func (h attnHoles) DC() int        { return (h.D + 31) / 32 }
+func (h attnHoles) SplitSize() int { return SplitSize }
+
+// kvAppend writes this step's k and v into the paged cache.
+var kvAppend = kernelTemplate("kv_append", `// kv_append: cache[slot(t)] = k[t], v[t]; k [T, {{.HKV}}, {{.D}}], v [T, {{.HKV}}, {{.DV}}], cache {{.CT}}.
+extern "C" __global__ void __launch_bounds__(128) KNAME(const float* __restrict__ k, const float* __restrict__ v, {{.CT}}* __restrict__ kc, {{.CT}}* __restrict__ vc,
+    const int* __restrict__ positions, const int* __restrict__ seq_of_token, const int* __restrict__ block_tables, int max_blocks, int block_size, int T) {
+  const long t = blockIdx.x;
+  if (t >= T) return;
+  const int p = positions[t];
+  const long slot = (long)block_tables[(long)seq_of_token[t] * max_blocks + p / block_size] * block_size + p % block_size;
+  for (int i = threadIdx.x; i < {{.HKV}} * {{.D}}; i += blockDim.x) pio_st(kc + slot * {{.HKV}} * {{.D}}L + i, k[t * {{.HKV}} * {{.D}}L + i]);
+  for (int i = threadIdx.x; i < {{.HKV}} * {{.DV}}; i += blockDim.x) pio_st(vc + slot * {{.HKV}} * {{.DV}}L + i, v[t * {{.HKV}} * {{.DV}}L + i]);
+}
+`)
+
+// attnKernels emits the attention proper over the paged cache, whose k and
+// v for this step are already written; q comes from parameter q: the
+// prefill kernel, and for decode the split kernel and the combine.
+func (g *gen) attnKernels(step int, a attn, q Param) error {
+	if err := g.prefillAttn(step, a, q); err != nil {
+		return err
+	}
+	if err := g.decodeAttn(step, a, q); err != nil {
+		return err
+	}
+	return g.combineAttn(step, a)
+}
+
+// prefillAttn: FlashAttention-2-style. One block per (tile of ≤ bq
+// consecutive tokens of one sequence, kv head); its rows are the tile's
+// tokens × the g query heads sharing that kv head. Keys and values come
+// through shared memory bk at a time; each warp keeps an online softmax
+// (running max m, sum l, unnormalised output) per row it owns.
+func (g *gen) prefillAttn(step int, a attn, q Param) error {
+	meta := pagedMeta()
+	prefill, err := g.emit("attn_prefill", attnPrefill, a.holes())
+	if err != nil {
+		return err
+	}
+	g.launch(Launch{Step: step, Kernel: prefill, Block: attnWarps * 32, Mode: Prefill, Grid: [3]Expr{{Tiles: 1}, {Fixed: int64(a.hkv)}, {Fixed: 1}},
+		Params: append([]Param{q, {Kind: POut}, {Kind: PCacheK, Index: uint16(a.cache)}, {Kind: PCacheV, Index: uint16(a.cache)},
+			{Kind: PPositions}, {Kind: PTiles}}, meta...)})
+	return nil
+}
+
+var attnPrefill = kernelTemplate("attn_prefill", `// attn_prefill: causal paged GQA attention (q may be y: a block reads its rows of q before it writes them), {{.HQ}} query heads over {{.HKV}} kv heads, head dims {{.D}}/{{.DV}}, tiles of {{.BQ}} tokens, {{.BK}} keys per chunk.
+extern "C" __global__ void __launch_bounds__({{.Threads}}) KNAME(const float* q, float* y, const {{.CT}}* __restrict__ kc, const {{.CT}}* __restrict__ vc,
     const int* __restrict__ positions, const int* __restrict__ tiles, const int* __restrict__ block_tables, int max_blocks, int block_size) {
-  constexpr int G = %[9]d, ROWS = %[10]d, RPW = %[11]d, VC = %[12]d, BK = %[7]d, D = %[4]d, DV = %[5]d, HQ = %[2]d, HKV = %[3]d;
+  constexpr int G = {{.G}}, ROWS = {{.Rows}}, RPW = {{.RPW}}, VC = {{.VC}}, BK = {{.BK}}, D = {{.D}}, DV = {{.DV}}, HQ = {{.HQ}}, HKV = {{.HKV}};
   __shared__ float qs[ROWS][D];
   __shared__ float ks[BK][D + 1];
   __shared__ float vs[BK][DV];
@@ -122,8 +167,8 @@ extern "C" __global__ void __launch_bounds__(%[8]d) KNAME(const float* q, float*
   const int kvh = blockIdx.y;
   const int seq = tiles[3 * blockIdx.x], t0 = tiles[3 * blockIdx.x + 1], nt = tiles[3 * blockIdx.x + 2];
   for (int e = threadIdx.x; e < ROWS * D; e += blockDim.x) {
-    const int r = e / D, c = e %% D, i = r / G;
-    qs[r][c] = i < nt ? q[((long)(t0 + i) * HQ + kvh * G + r %% G) * D + c] : 0.f;
+    const int r = e / D, c = e % D, i = r / G;
+    qs[r][c] = i < nt ? q[((long)(t0 + i) * HQ + kvh * G + r % G) * D + c] : 0.f;
   }
   const int pos0 = positions[t0], last = pos0 + nt - 1;
   const int* bt = block_tables + (long)seq * max_blocks;
@@ -138,19 +183,19 @@ extern "C" __global__ void __launch_bounds__(%[8]d) KNAME(const float* q, float*
   for (int kb = 0; kb <= last; kb += BK) {
     __syncthreads();
     for (int e = threadIdx.x; e < BK * D; e += blockDim.x) {
-      const int j = e / D, c = e %% D, p = kb + j;
+      const int j = e / D, c = e % D, p = kb + j;
       float val = 0.f;
       if (p <= last) {
-        const long slot = (long)bt[p / block_size] * block_size + p %% block_size;
+        const long slot = (long)bt[p / block_size] * block_size + p % block_size;
         val = pio_f32(kc[(slot * HKV + kvh) * D + c]);
       }
       ks[j][c] = val;
     }
     for (int e = threadIdx.x; e < BK * DV; e += blockDim.x) {
-      const int j = e / DV, c = e %% DV, p = kb + j;
+      const int j = e / DV, c = e % DV, p = kb + j;
       float val = 0.f;
       if (p <= last) {
-        const long slot = (long)bt[p / block_size] * block_size + p %% block_size;
+        const long slot = (long)bt[p / block_size] * block_size + p % block_size;
         val = pio_f32(vc[(slot * HKV + kvh) * DV + c]);
       }
       vs[j][c] = val;
@@ -158,7 +203,7 @@ extern "C" __global__ void __launch_bounds__(%[8]d) KNAME(const float* q, float*
     __syncthreads();
 #pragma unroll
     for (int rr = 0; rr < RPW; rr++) {
-      const int r = warp + rr * %[13]d;
+      const int r = warp + rr * {{.Warps}};
       if (r >= ROWS || r / G >= nt) continue;
       const int pos = pos0 + r / G;
       if (kb > pos) continue;
@@ -167,7 +212,7 @@ extern "C" __global__ void __launch_bounds__(%[8]d) KNAME(const float* q, float*
         float d = 0.f;
 #pragma unroll 8
         for (int c = 0; c < D; c++) d = fmaf(qs[r][c], ks[lane][c], d);
-        sc = d * %[14]s;
+        sc = d * {{.Scale}};
       }
       const float mx = pio_warp_max(sc);
       const float mn = fmaxf(m[rr], mx);
@@ -187,30 +232,39 @@ extern "C" __global__ void __launch_bounds__(%[8]d) KNAME(const float* q, float*
   }
 #pragma unroll
   for (int rr = 0; rr < RPW; rr++) {
-    const int r = warp + rr * %[13]d;
+    const int r = warp + rr * {{.Warps}};
     if (r >= ROWS || r / G >= nt) continue;
-    float* yr = y + ((long)(t0 + r / G) * HQ + kvh * G + r %% G) * DV;
+    float* yr = y + ((long)(t0 + r / G) * HQ + kvh * G + r % G) * DV;
     const float inv = 1.0f / l[rr];
 #pragma unroll
     for (int c = 0; c < VC; c++)
       if (lane + 32 * c < DV) yr[lane + 32 * c] = acc[rr][c] * inv;
   }
 }
-`, a.ct, a.hq, a.hkv, a.d, a.dv, a.bq, a.bk, attnWarps*32, a.g, rowsN, rpw, vc, attnWarps, cf(a.scale)))
-	g.launch(Launch{Step: step, Kernel: prefill, Block: attnWarps * 32, Mode: Prefill, Grid: [3]Expr{{Tiles: 1}, {Fixed: int64(a.hkv)}, {Fixed: 1}},
-		Params: append([]Param{q, {Kind: POut}, {Kind: PCacheK, Index: uint16(a.cache)}, {Kind: PCacheV, Index: uint16(a.cache)},
-			{Kind: PPositions}, {Kind: PTiles}}, meta...)})
+`)
 
-	// 3. Decode, flash-decoding style: one block per (token, kv head,
-	// split of SplitSize positions); 4 warps stride over the split's keys,
-	// each with an online softmax per query head of the group; the warps
-	// merge, and the block writes (m, l, unnormalised output) per head.
-	dc := (a.d + 31) / 32
-	split := g.kernel("attn_decode", fmt.Sprintf(`// attn_decode: one split of %[6]d positions of causal paged GQA attention for one token, %[2]d query heads over %[3]d kv heads, head dims %[4]d/%[5]d.
-extern "C" __global__ void __launch_bounds__(128) KNAME(const float* __restrict__ q, const %[1]s* __restrict__ kc, const %[1]s* __restrict__ vc,
+// decodeAttn, flash-decoding style: one block per (token, kv head, split of
+// SplitSize positions); 4 warps stride over the split's keys, each with an
+// online softmax per query head of the group; the warps merge, and the
+// block writes (m, l, unnormalised output) per head into the workspace.
+func (g *gen) decodeAttn(step int, a attn, q Param) error {
+	meta := pagedMeta()
+	split, err := g.emit("attn_decode", attnDecode, a.holes())
+	if err != nil {
+		return err
+	}
+	g.launch(Launch{Step: step, Kernel: split, Block: 128, Mode: Decode, Workspace: int64(a.hq * (a.dv + 2)),
+		Grid: [3]Expr{{T: 1}, {Fixed: int64(a.hkv)}, {Splits: 1}},
+		Params: append([]Param{q, {Kind: PCacheK, Index: uint16(a.cache)}, {Kind: PCacheV, Index: uint16(a.cache)},
+			{Kind: PPositions}, {Kind: PSeqOfToken}}, append(meta, Param{Kind: PWorkspace}, Param{Kind: PSplits})...)})
+	return nil
+}
+
+var attnDecode = kernelTemplate("attn_decode", `// attn_decode: one split of {{.SplitSize}} positions of causal paged GQA attention for one token, {{.HQ}} query heads over {{.HKV}} kv heads, head dims {{.D}}/{{.DV}}.
+extern "C" __global__ void __launch_bounds__(128) KNAME(const float* __restrict__ q, const {{.CT}}* __restrict__ kc, const {{.CT}}* __restrict__ vc,
     const int* __restrict__ positions, const int* __restrict__ seq_of_token, const int* __restrict__ block_tables, int max_blocks, int block_size,
     float* __restrict__ ws, int splits) {
-  constexpr int G = %[7]d, DC = %[8]d, VC = %[9]d, D = %[4]d, DV = %[5]d, HQ = %[2]d, HKV = %[3]d, SPLIT = %[6]d;
+  constexpr int G = {{.G}}, DC = {{.DC}}, VC = {{.VC}}, D = {{.D}}, DV = {{.DV}}, HQ = {{.HQ}}, HKV = {{.HKV}}, SPLIT = {{.SplitSize}};
   __shared__ float sm[4][G], sl[4][G], sacc[4][G][VC * 32];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const long t = blockIdx.x;
@@ -229,9 +283,9 @@ extern "C" __global__ void __launch_bounds__(128) KNAME(const float* __restrict_
     for (int c = 0; c < VC; c++) acc[g][c] = 0.f;
   }
   for (int p = lo + warp; p < hi; p += 4) {
-    const long slot = (long)bt[p / block_size] * block_size + p %% block_size;
-    const %[1]s* kr = kc + (slot * HKV + kvh) * D;
-    const %[1]s* vr = vc + (slot * HKV + kvh) * DV;
+    const long slot = (long)bt[p / block_size] * block_size + p % block_size;
+    const {{.CT}}* kr = kc + (slot * HKV + kvh) * D;
+    const {{.CT}}* vr = vc + (slot * HKV + kvh) * DV;
     float kv[DC], vv[VC];
 #pragma unroll
     for (int c = 0; c < DC; c++) kv[c] = lane + 32 * c < D ? pio_f32(kr[lane + 32 * c]) : 0.f;
@@ -242,7 +296,7 @@ extern "C" __global__ void __launch_bounds__(128) KNAME(const float* __restrict_
       float d = 0.f;
 #pragma unroll
       for (int c = 0; c < DC; c++) d = fmaf(qr[g][c], kv[c], d);
-      const float sc = pio_warp_sum(d) * %[10]s;
+      const float sc = pio_warp_sum(d) * {{.Scale}};
       const float mn = fmaxf(m[g], sc);
       const float corr = expf(m[g] - mn), e = expf(sc - mn);
       l[g] = l[g] * corr + e;
@@ -259,7 +313,7 @@ extern "C" __global__ void __launch_bounds__(128) KNAME(const float* __restrict_
   }
   __syncthreads();
   for (int e = threadIdx.x; e < G * (DV + 2); e += blockDim.x) {
-    const int g = e / (DV + 2), c = e %% (DV + 2);
+    const int g = e / (DV + 2), c = e % (DV + 2);
     float mx = -INFINITY;
     for (int w = 0; w < 4; w++) mx = fmaxf(mx, sm[w][g]);
     float v = mx;
@@ -274,18 +328,25 @@ extern "C" __global__ void __launch_bounds__(128) KNAME(const float* __restrict_
     ws[((t * HQ + kvh * G + g) * splits + z) * (DV + 2) + c] = v;
   }
 }
-`, a.ct, a.hq, a.hkv, a.d, a.dv, SplitSize, a.g, dc, vc, cf(a.scale)))
-	g.launch(Launch{Step: step, Kernel: split, Block: 128, Mode: Decode, Workspace: int64(a.hq * (a.dv + 2)),
-		Grid: [3]Expr{{T: 1}, {Fixed: int64(a.hkv)}, {Splits: 1}},
-		Params: append([]Param{q, {Kind: PCacheK, Index: uint16(a.cache)}, {Kind: PCacheV, Index: uint16(a.cache)},
-			{Kind: PPositions}, {Kind: PSeqOfToken}}, append(meta, Param{Kind: PWorkspace}, Param{Kind: PSplits})...)})
+`)
 
-	combine := g.kernel("attn_combine", fmt.Sprintf(`// attn_combine: merges the decode splits of %[1]d query heads, head dim %[2]d.
+// combineAttn merges a token's decode splits, head by head.
+func (g *gen) combineAttn(step int, a attn) error {
+	combine, err := g.emit("attn_combine", attnCombine, a.holes())
+	if err != nil {
+		return err
+	}
+	g.launch(Launch{Step: step, Kernel: combine, Block: 128, Mode: Decode, Grid: [3]Expr{{T: 1}, {Fixed: int64(a.hq)}, {Fixed: 1}},
+		Params: []Param{{Kind: PWorkspace}, {Kind: POut}, {Kind: PPositions}, {Kind: PSplits}}})
+	return nil
+}
+
+var attnCombine = kernelTemplate("attn_combine", `// attn_combine: merges the decode splits of {{.HQ}} query heads, head dim {{.DV}}.
 extern "C" __global__ void __launch_bounds__(128) KNAME(const float* __restrict__ ws, float* __restrict__ y, const int* __restrict__ positions, int splits) {
-  constexpr int HQ = %[1]d, DV = %[2]d;
+  constexpr int HQ = {{.HQ}}, DV = {{.DV}};
   const long t = blockIdx.x;
   const int h = blockIdx.y;
-  const int n = min(splits, positions[t] / %[3]d + 1);
+  const int n = min(splits, positions[t] / {{.SplitSize}} + 1);
   const float* base = ws + (t * HQ + h) * (long)splits * (DV + 2);
   float mx = -INFINITY;
   for (int z = 0; z < n; z++) mx = fmaxf(mx, base[z * (DV + 2)]);
@@ -304,10 +365,7 @@ extern "C" __global__ void __launch_bounds__(128) KNAME(const float* __restrict_
     y[(t * HQ + h) * DV + c] = o * inv;
   }
 }
-`, a.hq, a.dv, SplitSize))
-	g.launch(Launch{Step: step, Kernel: combine, Block: 128, Mode: Decode, Grid: [3]Expr{{T: 1}, {Fixed: int64(a.hq)}, {Fixed: 1}},
-		Params: []Param{{Kind: PWorkspace}, {Kind: POut}, {Kind: PPositions}, {Kind: PSplits}}})
-}
+`)
 
 // qkvAttention handles qkv_attention: a prep kernel takes each token's
 // fused q|k|v row, applies the per-head q/k RMSNorm and RoPE, writes k and v
@@ -322,61 +380,95 @@ func (g *gen) qkvAttention(step int, s ir.Step) error {
 	a.bq = g.m.TileTokens
 	at := s.Attr()
 	norm := len(s.Args) == 4
-	rd := at.Int("rotary_dims")
-	neox := at.String("style") == "neox"
-	decl, normCode := "", ""
+	gated := at.Bool("gate")
+	rd := int(at.Int("rotary_dims"))
+	h := qkvPrepHoles{attnHoles: a.holes(), Norm: norm, Gated: gated, NeoX: at.String("style") == "neox", RD: rd, Half: rd / 2, Inv: invTable(at), Off: "0.0f"}
 	if norm {
 		qdt, _ := g.operand(s.Args[2])
 		kdt, _ := g.operand(s.Args[3])
-		qt, err := ctype(qdt)
-		if err != nil {
+		if h.QNT, err = ctype(qdt); err != nil {
 			return err
 		}
-		kt, err := ctype(kdt)
-		if err != nil {
+		if h.KNT, err = ctype(kdt); err != nil {
 			return err
 		}
-		off := "0.0f"
+		h.Eps = cf(at.Float("eps"))
 		if at.Bool("unit_offset") {
-			off = "1.0f"
+			h.Off = "1.0f"
 		}
-		decl = fmt.Sprintf("const %s* __restrict__ qn, const %s* __restrict__ kn, ", qt, kt)
-		normCode = fmt.Sprintf(`    float ss = 0.f;
-    for (int c = lane; c < D; c += 32) ss = fmaf(src[c], src[c], ss);
-    const float inv = 1.0f / sqrtf(pio_warp_sum(ss) / %[1]d.0f + %[2]s);
-    for (int c = lane; c < D; c += 32) buf[c] = __fmul_rn(__fmul_rn(src[c], inv), %[3]s + (isq ? pio_f32(qn[c]) : pio_f32(kn[c])));
-`, a.d, cf(at.Float("eps")), off)
-	} else {
-		normCode = "    for (int c = lane; c < D; c += 32) buf[c] = src[c];\n"
 	}
-	pair := "const int j = c >> 1; const float x1 = buf[2 * j], x2 = buf[2 * j + 1]; const bool first = (c & 1) == 0;"
-	style := "interleaved"
-	if neox {
-		pair = "const int j = c < HALF ? c : c - HALF; const float x1 = buf[j], x2 = buf[j + HALF]; const bool first = c < HALF;"
-		style = "neox"
+	prep, err := g.emit("qkv_prep", qkvPrep, h)
+	if err != nil {
+		return err
 	}
-	prepText := fmt.Sprintf(`// qkv_prep: per token, %[2]d q and %[3]d k heads of dim %[4]d: rms_norm (if weights), rope (%[8]s, %[6]d channels); k, v (dim %[5]d) into the cache %[1]s, q into y.
-__constant__ float KNAME_inv[%[7]d] = {%[9]s};
-extern "C" __global__ void __launch_bounds__(128) KNAME(const float* __restrict__ qkv, const int* __restrict__ positions, %[10]sfloat* __restrict__ y,
-    %[1]s* __restrict__ kc, %[1]s* __restrict__ vc, const int* __restrict__ seq_of_token, const int* __restrict__ block_tables, int max_blocks, int block_size, int T) {
-  constexpr int HQ = %[2]d, HKV = %[3]d, D = %[4]d, DV = %[5]d, RD = %[6]d, HALF = %[7]d;
+	params := []Param{{Kind: PArg, Index: 0}, {Kind: PPositions}}
+	if norm {
+		params = append(params, Param{Kind: PArg, Index: 2}, Param{Kind: PArg, Index: 3})
+	}
+	params = append(params, Param{Kind: POut}, Param{Kind: PCacheK, Index: uint16(a.cache)}, Param{Kind: PCacheV, Index: uint16(a.cache)}, Param{Kind: PSeqOfToken})
+	params = append(params, append(pagedMeta(), Param{Kind: PT})...)
+	g.launch(Launch{Step: step, Kernel: prep, Block: 128, Grid: [3]Expr{{T: 1}, {Fixed: 1}, {Fixed: 1}}, Params: params})
+	if err := g.attnKernels(step, a, Param{Kind: POut}); err != nil {
+		return err
+	}
+	if gated {
+		g.attnGate(step, a)
+	}
+	return nil
+}
+
+// qkvPrepHoles fill qkv_prep.
+type qkvPrepHoles struct {
+	attnHoles
+	Norm     bool   // per-head RMSNorm of q and k (weights qn, kn)
+	QNT, KNT string // their element types
+	Eps, Off string // C literals: eps, and "0.0f" or "1.0f" with unit_offset
+	Gated    bool   // q's rows are per head [query | gate] (qkv_attention gate=1, Qwen3-Next)
+	NeoX     bool   // rotate halves, else interleaved pairs
+	RD, Half int    // rotary channels, and half of them
+	Inv      string // C initialiser of the inverse frequencies (invTable)
+}
+
+// qkvPrep takes each token's fused q|k|v row, applies the per-head q/k
+// RMSNorm and RoPE, writes k and v into the paged cache and q into y.
+var qkvPrep = kernelTemplate("qkv_prep", `// qkv_prep{{if .Gated}} (gated: q rows per head [query | gate]){{end}}: per token, {{.HQ}} q and {{.HKV}} k heads of dim {{.D}}: rms_norm (if weights), rope ({{if .NeoX}}neox{{else}}interleaved{{end}}, {{.RD}} channels); k, v (dim {{.DV}}) into the cache {{.CT}}, q into y.
+__constant__ float KNAME_inv[{{.Half}}] = { {{- .Inv -}} };
+extern "C" __global__ void __launch_bounds__(128) KNAME(const float* __restrict__ qkv, const int* __restrict__ positions, {{if .Norm}}const {{.QNT}}* __restrict__ qn, const {{.KNT}}* __restrict__ kn, {{end}}float* __restrict__ y,
+    {{.CT}}* __restrict__ kc, {{.CT}}* __restrict__ vc, const int* __restrict__ seq_of_token, const int* __restrict__ block_tables, int max_blocks, int block_size, int T) {
+  constexpr int HQ = {{.HQ}}, HKV = {{.HKV}}, D = {{.D}}, DV = {{.DV}}, RD = {{.RD}}, HALF = {{.Half}};
   __shared__ float bufs[4][D];
   const long t = blockIdx.x;
   if (t >= T) return;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   float* buf = bufs[warp];
-  const float* row = qkv + t * (long)(HQ * D + HKV * D + HKV * DV);
+  const float* row = qkv + t * (long)({{if .Gated}}2 * {{end}}HQ * D + HKV * D + HKV * DV);
   const int p = positions[t];
-  const long slot = (long)block_tables[(long)seq_of_token[t] * max_blocks + p / block_size] * block_size + p %% block_size;
+  const long slot = (long)block_tables[(long)seq_of_token[t] * max_blocks + p / block_size] * block_size + p % block_size;
   const float fp = (float)p;
   for (int u = warp; u < HQ + HKV; u += 4) {
     const bool isq = u < HQ;
+{{- if .Gated}}
+    const float* src = row + (isq ? (long)u * 2 * D : (long)(HQ + u) * D);
+{{- else}}
     const float* src = row + (long)u * D;
-%[11]s    __syncwarp();
+{{- end}}
+{{- if .Norm}}
+    float ss = 0.f;
+    for (int c = lane; c < D; c += 32) ss = fmaf(src[c], src[c], ss);
+    const float inv = 1.0f / sqrtf(pio_warp_sum(ss) / {{.D}}.0f + {{.Eps}});
+    for (int c = lane; c < D; c += 32) buf[c] = __fmul_rn(__fmul_rn(src[c], inv), {{.Off}} + (isq ? pio_f32(qn[c]) : pio_f32(kn[c])));
+{{- else}}
+    for (int c = lane; c < D; c += 32) buf[c] = src[c];
+{{- end}}
+    __syncwarp();
     for (int c = lane; c < D; c += 32) {
       float o = buf[c];
       if (c < RD) {
-        %[12]s
+{{- if .NeoX}}
+        const int j = c < HALF ? c : c - HALF; const float x1 = buf[j], x2 = buf[j + HALF]; const bool first = c < HALF;
+{{- else}}
+        const int j = c >> 1; const float x1 = buf[2 * j], x2 = buf[2 * j + 1]; const bool first = (c & 1) == 0;
+{{- end}}
         const float a = __fmul_rn(fp, KNAME_inv[j]);
         double sd, cd;
         sincos((double)a, &sd, &cd);
@@ -388,25 +480,7 @@ extern "C" __global__ void __launch_bounds__(128) KNAME(const float* __restrict_
     }
     __syncwarp();
   }
-  const float* vsrc = row + (long)(HQ + HKV) * D;
+  const float* vsrc = row + (long)({{if .Gated}}2 * {{end}}HQ + HKV) * D;
   for (int i = threadIdx.x; i < HKV * DV; i += blockDim.x) pio_st(vc + slot * HKV * DV + i, vsrc[i]);
 }
-`, a.ct, a.hq, a.hkv, a.d, a.dv, rd, rd/2, style, invTable(at), decl, normCode, pair)
-	gated := at.Bool("gate")
-	if gated {
-		prepText = gateRows(prepText)
-	}
-	prep := g.kernel("qkv_prep", prepText)
-	params := []Param{{Kind: PArg, Index: 0}, {Kind: PPositions}}
-	if norm {
-		params = append(params, Param{Kind: PArg, Index: 2}, Param{Kind: PArg, Index: 3})
-	}
-	params = append(params, Param{Kind: POut}, Param{Kind: PCacheK, Index: uint16(a.cache)}, Param{Kind: PCacheV, Index: uint16(a.cache)}, Param{Kind: PSeqOfToken})
-	params = append(params, append(pagedMeta(), Param{Kind: PT})...)
-	g.launch(Launch{Step: step, Kernel: prep, Block: 128, Grid: [3]Expr{{T: 1}, {Fixed: 1}, {Fixed: 1}}, Params: params})
-	g.attnKernels(step, a, Param{Kind: POut})
-	if gated {
-		g.attnGate(step, a)
-	}
-	return nil
-}
+`)

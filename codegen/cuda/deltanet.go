@@ -508,18 +508,6 @@ func (g *gen) gatedDeltaRule(step int, s ir.Step) error {
 	return nil
 }
 
-// gateRows rewrites the qkv_prep kernel for gated attention (qkv_attention
-// gate=1, Qwen3-Next): q's rows are per head [query D | gate D], so the
-// query of head u is at u·2D and k, v follow 2·HQ·D floats in.
-func gateRows(text string) string {
-	return strings.NewReplacer(
-		"(HQ * D + HKV * D + HKV * DV)", "(2 * HQ * D + HKV * D + HKV * DV)",
-		"const float* src = row + (long)u * D;", "const float* src = row + (isq ? (long)u * 2 * D : (long)(HQ + u) * D);",
-		"row + (long)(HQ + HKV) * D;", "row + (long)(2 * HQ + HKV) * D;",
-		"// qkv_prep: per token,", "// qkv_prep (gated: q rows per head [query | gate]): per token,",
-	).Replace(text)
-}
-
 // attnGate is the epilogue of gated attention: y[t, h, :] ⊙= sigmoid(gate
 // of head h), the gate read from the fused qkv row (after the query of h).
 func (g *gen) attnGate(step int, a attn) {
