@@ -2,7 +2,6 @@ package cuda
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/inference-pio/pio/ir"
 )
@@ -24,7 +23,7 @@ func init() { templates[ir.OpMatMulQ] = (*gen).matmulQ }
 // subnormal codes included (their f32 image is a denormal, which f32
 // arithmetic keeps without -ftz). Like kern.F8, the NaN codes 0x7f and 0xff
 // decode to ±480; the compiler never emits them (it saturates at ±448).
-const quantDecode = `#ifndef PIO_QUANT_DECODE
+var quantDecode = kernelTemplate("quant_decode", `#ifndef PIO_QUANT_DECODE
 #define PIO_QUANT_DECODE
 __device__ __forceinline__ void pio_dq_int8(unsigned w, float o[4]) {
   w ^= 0x80808080u;
@@ -48,17 +47,24 @@ __device__ __forceinline__ void pio_dq_fp8(unsigned w, float o[4]) {
 #pragma unroll
   for (int i = 0; i < 4; i++) o[i] = pio_f8e4m3(w >> (8 * i));
 }
-#endif
-`
+#endif`)
 
-// mmq is one matmul_q instantiation.
+// mmq is one matmul_q instantiation; its exported fields and methods are
+// the holes of the matmul_q templates.
 type mmq struct {
-	format   string // int8, int4 or fp8
-	n, k, g  int64  // W is [n, k], g weights per scale
-	mExpr    string // C expression of M (rows of x)
-	rowBytes int64  // code bytes per row of W
-	perVec   int64  // weights per 16-byte code vector
+	Format   string // int8, int4 or fp8
+	n        int64  // W is [N, K]: N
+	K, G     int64  // G weights per scale
+	M        string // C expression of M (rows of x)
+	RowBytes int64  // code bytes per row of W
+	PerVec   int64  // weights per 16-byte code vector
 }
+
+// N is W's rows, the output columns.
+func (m *mmq) N() int64 { return m.n }
+
+// GS is the number of scales per row of W.
+func (m *mmq) GS() int64 { return m.K / m.G }
 
 // matmulQ handles matmul_q (x, codes, scales): y = x·Wᵀ with W decoded on
 // the fly from its codes and group scales (layouts in ir/op_quant.go). Like
@@ -82,46 +88,51 @@ func (g *gen) matmulQ(step int, s ir.Step) error {
 	if len(xsh) == 0 || xsh.Last().Symbolic() || len(csh) != 2 || csh[0].Symbolic() {
 		return fmt.Errorf("x %v, codes %v: want [..., K] and [N, ...]", xsh, csh)
 	}
-	m := mmq{format: s.Attr().String("format"), n: int64(csh[0]), k: int64(xsh.Last()), g: s.Attr().Int("group")}
-	wantDT, wantSh, err := ir.QuantCodes(m.format, csh[0], xsh.Last())
+	m := mmq{Format: s.Attr().String("format"), n: int64(csh[0]), K: int64(xsh.Last()), G: s.Attr().Int("group")}
+	wantDT, wantSh, err := ir.QuantCodes(m.Format, csh[0], xsh.Last())
 	if err != nil {
 		return err
 	}
 	if cdt != wantDT || !csh.Equal(wantSh) {
-		return fmt.Errorf("codes %v%v: %s needs %v%v", cdt, csh, m.format, wantDT, wantSh)
+		return fmt.Errorf("codes %v%v: %s needs %v%v", cdt, csh, m.Format, wantDT, wantSh)
 	}
-	if m.g <= 0 || m.g%32 != 0 || m.k%m.g != 0 {
-		return fmt.Errorf("group %d must be a positive multiple of 32 dividing K = %d", m.g, m.k)
+	if m.G <= 0 || m.G%32 != 0 || m.K%m.G != 0 {
+		return fmt.Errorf("group %d must be a positive multiple of 32 dividing K = %d", m.G, m.K)
 	}
-	if sdt != ir.F32 || !ssh.Equal(ir.Sh(csh[0], ir.Dim(m.k/m.g))) {
-		return fmt.Errorf("scales %v%v: want f32[%d, %d]", sdt, ssh, m.n, m.k/m.g)
+	if sdt != ir.F32 || !ssh.Equal(ir.Sh(csh[0], ir.Dim(m.GS()))) {
+		return fmt.Errorf("scales %v%v: want f32[%d, %d]", sdt, ssh, m.n, m.GS())
 	}
-	m.rowBytes, m.perVec = m.k, 16
-	if m.format == "int4" {
-		m.rowBytes, m.perVec = m.k/2, 32
+	m.RowBytes, m.PerVec = m.K, 16
+	if m.Format == "int4" {
+		m.RowBytes, m.PerVec = m.K/2, 32
 	}
-	rowsE, mExpr, err := rows(xsh, m.k)
+	rowsE, mExpr, err := rows(xsh, m.K)
 	if err != nil {
 		return err
 	}
-	m.mExpr = mExpr
+	m.M = mExpr
 
 	const warps = 8
 	for _, v := range warpVariants { // matmul.go: TR = 4 up to 4 rows, 16 (one pass over the codes) to 16
-		warp := g.kernel("matmul_q_warp", m.warpKernel(v.tr, warps))
+		warp, err := g.emit("matmul_q_warp", matmulQWarp, m.warpHoles(v.tr, warps))
+		if err != nil {
+			return err
+		}
 		g.launch(Launch{Step: step, Kernel: warp, Params: stdParams(3), Block: warps * 32, MinRows: v.minRows, MaxRows: v.maxRows, Rows: rowsE,
 			Grid: [3]Expr{{Fixed: m.n, Div: warps}, {T: rowsE.T, S: rowsE.S, Fixed: rowsE.Fixed, Div: int64(v.tr)}, {Fixed: 1}}})
 	}
-	tile := g.kernel("matmul_q_tile", m.tileKernel())
+	tile, err := g.emit("matmul_q_tile", matmulQTile, &m)
+	if err != nil {
+		return err
+	}
 	g.launch(Launch{Step: step, Kernel: tile, Params: stdParams(3), Block: 256, MinRows: WarpMaxRows + 1, Rows: rowsE,
 		Grid: [3]Expr{{Fixed: m.n, Div: 64}, {T: rowsE.T, S: rowsE.S, Fixed: rowsE.Fixed, Div: 64}, {Fixed: 1}}})
 	return nil
 }
 
-// codeType is the C type of a format's codes, for the comments and
-// parameter list.
-func (m *mmq) codeType() string {
-	switch m.format {
+// CodeType is the C type of a format's codes, for the comments.
+func (m *mmq) CodeType() string {
+	switch m.Format {
 	case "int8":
 		return "i8"
 	case "int4":
@@ -130,42 +141,41 @@ func (m *mmq) codeType() string {
 	return "f8e4m3"
 }
 
-func (m *mmq) decl() string {
-	return "const float* __restrict__ x, const unsigned char* __restrict__ q, const float* __restrict__ sc, float* __restrict__ y, int T, int S"
+// matmulQWarpHoles fill matmul_q_warp.
+type matmulQWarpHoles struct {
+	*mmq
+	TR, Warps int   // rows per block row; warps per block, one per output column
+	NV, U     int64 // code vectors per row; vectors per lane in flight
 }
 
-// decodeVec is the C code decoding the 16-byte vector c (a uint4) into the
-// float array w of m.perVec weights, in weight order.
-func (m *mmq) decodeVec(c, w string) string {
-	var b strings.Builder
-	for i, f := range []string{"x", "y", "z", "w"} {
-		switch m.format {
-		case "int4": // word i: bytes 4i..4i+3 of the block
-			fmt.Fprintf(&b, "        pio_dq_int4(%[1]s.%[2]s, %[3]s + %[4]d, %[3]s + %[5]d);\n", c, f, w, 4*i, 16+4*i)
-		default:
-			fmt.Fprintf(&b, "        pio_dq_%[1]s(%[2]s.%[3]s, %[4]s + %[5]d);\n", m.format, c, f, w, 4*i)
-		}
-	}
-	return b.String()
+func (m *mmq) warpHoles(tr, warps int) matmulQWarpHoles {
+	nv := m.RowBytes / 16
+	return matmulQWarpHoles{mmq: m, TR: tr, Warps: warps, NV: nv, U: min(max((nv+31)/32, 1), int64(8))}
 }
 
-func (m *mmq) warpKernel(tr, warps int) string {
-	nv := m.rowBytes / 16                  // code vectors per row
-	u := min(max((nv+31)/32, 1), int64(8)) // vectors per lane in flight
-	var b strings.Builder
-	b.WriteString(quantDecode)
-	fmt.Fprintf(&b, "// matmul_q (%s, group %d), few rows: codes %s[%d, %d], scales f32[%d, %d]; one warp per output column, %d rows per block row;\n",
-		m.format, m.g, m.codeType(), m.n, m.rowBytes, m.n, m.k/m.g, tr)
-	fmt.Fprintf(&b, "// each lane loads up to %d 16-byte code vectors (%d weights each) before decoding them in registers.\n", u, m.perVec)
-	fmt.Fprintf(&b, "extern \"C\" __global__ void __launch_bounds__(%d) KNAME(%s) {\n", warps*32, m.decl())
-	fmt.Fprintf(&b, "  constexpr int TR = %d, NV = %d, WV = %d, U = %d;\n  constexpr long K = %d, N = %d, GS = %d, G = %d;\n", tr, nv, m.perVec, u, m.k, m.n, m.k/m.g, m.g)
-	fmt.Fprintf(&b, "  const long M = %s;\n", m.mExpr)
-	fmt.Fprintf(&b, "  const int lane = threadIdx.x & 31;\n  const long n = (long)blockIdx.x * %d + (threadIdx.x >> 5);\n", warps)
-	b.WriteString(`  const long m0 = (long)blockIdx.y * TR;
+// Threads is the block size.
+func (h matmulQWarpHoles) Threads() int { return h.Warps * 32 }
+
+// mmqParams is the matmul_q kernels' parameter list.
+const mmqParams = "const float* __restrict__ x, const unsigned char* __restrict__ q, const float* __restrict__ sc, float* __restrict__ y, int T, int S"
+
+// matmulQWarp is the few-rows GEMV: one warp per output column, each lane
+// streaming 16-byte code vectors and decoding them in registers. Word i of
+// a vector holds its bytes 4i..4i+3: int8 and fp8 weights 4i..4i+3, int4
+// weights 4i..4i+3 (low nibbles) and 16+4i..16+4i+3 (high nibbles).
+var matmulQWarp = kernelTemplate("matmul_q_warp", `{{template "quant_decode"}}
+// matmul_q ({{.Format}}, group {{.G}}), few rows: codes {{.CodeType}}[{{.N}}, {{.RowBytes}}], scales f32[{{.N}}, {{.GS}}]; one warp per output column, {{.TR}} rows per block row;
+// each lane loads up to {{.U}} 16-byte code vectors ({{.PerVec}} weights each) before decoding them in registers.
+extern "C" __global__ void __launch_bounds__({{.Threads}}) KNAME(`+mmqParams+`) {
+  constexpr int TR = {{.TR}}, NV = {{.NV}}, WV = {{.PerVec}}, U = {{.U}};
+  constexpr long K = {{.K}}, N = {{.N}}, GS = {{.GS}}, G = {{.G}};
+  const long M = {{.M}};
+  const int lane = threadIdx.x & 31;
+  const long n = (long)blockIdx.x * {{.Warps}} + (threadIdx.x >> 5);
+  const long m0 = (long)blockIdx.y * TR;
   if (n >= N) return;
-`)
-	fmt.Fprintf(&b, "  const uint4* qr = reinterpret_cast<const uint4*>(q + n * %dL);\n", m.rowBytes)
-	b.WriteString(`  PIO_ALIGNED16(qr);
+  const uint4* qr = reinterpret_cast<const uint4*>(q + n * {{.RowBytes}}L);
+  PIO_ALIGNED16(qr);
   const float* sr = sc + n * GS;
   float acc[TR];
 #pragma unroll
@@ -189,9 +199,18 @@ func (m *mmq) warpKernel(tr, warps int) string {
       const int v = v0 + i * 32 + lane;
       if (v < NV) {
         float w[WV];
-`)
-	b.WriteString(m.decodeVec("c[i]", "w"))
-	b.WriteString(`#pragma unroll
+{{- if eq .Format "int4"}}
+        pio_dq_int4(c[i].x, w + 0, w + 16);
+        pio_dq_int4(c[i].y, w + 4, w + 20);
+        pio_dq_int4(c[i].z, w + 8, w + 24);
+        pio_dq_int4(c[i].w, w + 12, w + 28);
+{{- else}}
+        pio_dq_{{.Format}}(c[i].x, w + 0);
+        pio_dq_{{.Format}}(c[i].y, w + 4);
+        pio_dq_{{.Format}}(c[i].z, w + 8);
+        pio_dq_{{.Format}}(c[i].w, w + 12);
+{{- end}}
+#pragma unroll
         for (int r = 0; r < TR; r++) {
           if (m0 + r < M) {
             const float* xr = x + (m0 + r) * K + (long)v * WV;
@@ -216,18 +235,16 @@ func (m *mmq) warpKernel(tr, warps int) string {
   }
 }
 `)
-	return b.String()
-}
 
-func (m *mmq) tileKernel() string {
-	var b strings.Builder
-	b.WriteString(quantDecode)
-	fmt.Fprintf(&b, "// matmul_q (%s, group %d), many rows: codes %s[%d, %d], scales f32[%d, %d]; 64×64 tiles, 32-deep k slices decoded\n",
-		m.format, m.g, m.codeType(), m.n, m.rowBytes, m.n, m.k/m.g)
-	b.WriteString("// into shared memory as f32 (scale·q), 4×4 outputs per thread.\n")
-	fmt.Fprintf(&b, "extern \"C\" __global__ void __launch_bounds__(256) KNAME(%s) {\n", m.decl())
-	fmt.Fprintf(&b, "  constexpr long K = %d, N = %d, GS = %d, G = %d;\n  const long M = %s;\n", m.k, m.n, m.k/m.g, m.g, m.mExpr)
-	b.WriteString(`  __shared__ float xs[32][64 + 4];
+// matmulQTile is the many-rows kernel: 64×64 tiles, 32-deep k slices of W
+// decoded into shared memory as f32 (scale·q), 4×4 outputs per thread.
+var matmulQTile = kernelTemplate("matmul_q_tile", `{{template "quant_decode"}}
+// matmul_q ({{.Format}}, group {{.G}}), many rows: codes {{.CodeType}}[{{.N}}, {{.RowBytes}}], scales f32[{{.N}}, {{.GS}}]; 64×64 tiles, 32-deep k slices decoded
+// into shared memory as f32 (scale·q), 4×4 outputs per thread.
+extern "C" __global__ void __launch_bounds__(256) KNAME(`+mmqParams+`) {
+  constexpr long K = {{.K}}, N = {{.N}}, GS = {{.GS}}, G = {{.G}};
+  const long M = {{.M}};
+  __shared__ float xs[32][64 + 4];
   __shared__ float ws[32][64 + 4];
   const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
   const int lr = tid >> 2, lp = tid & 3;  // loads: row lr of the tile, part lp of the slice
@@ -254,11 +271,9 @@ func (m *mmq) tileKernel() string {
     {
       const long gn = n0 + lr;
       float wv[8];  // the weights this thread stores, at columns col[e] of the slice
-`)
-	if m.format == "int4" {
-		// Part lp holds bytes 4lp..4lp+3 of the slice's block: weights
-		// 4lp+i and 16+4lp+i.
-		b.WriteString(`      if (gn < N) {
+{{- if eq .Format "int4"}}
+{{- /* Part lp holds bytes 4lp..4lp+3 of the slice's block: weights 4lp+i and 16+4lp+i. */}}
+      if (gn < N) {
         const float s = sc[gn * GS + k0 / G];
         pio_dq_int4(*reinterpret_cast<const unsigned*>(q + gn * (K / 2) + k0 / 2 + lp * 4), wv, wv + 4);
 #pragma unroll
@@ -273,13 +288,12 @@ func (m *mmq) tileKernel() string {
         ws[16 + lp * 4 + e][lr] = wv[4 + e];
       }
     }
-`)
-	} else {
-		fmt.Fprintf(&b, `      if (gn < N) {
+{{- else}}
+      if (gn < N) {
         const float s = sc[gn * GS + k0 / G];
         const unsigned* qw = reinterpret_cast<const unsigned*>(q + gn * K + k0 + lp * 8);
-        pio_dq_%[1]s(qw[0], wv);
-        pio_dq_%[1]s(qw[1], wv + 4);
+        pio_dq_{{.Format}}(qw[0], wv);
+        pio_dq_{{.Format}}(qw[1], wv + 4);
 #pragma unroll
         for (int e = 0; e < 8; e++) wv[e] = s * wv[e];
       } else {
@@ -289,9 +303,8 @@ func (m *mmq) tileKernel() string {
 #pragma unroll
       for (int e = 0; e < 8; e++) ws[lp * 8 + e][lr] = wv[e];
     }
-`, m.format)
-	}
-	b.WriteString(`    __syncthreads();
+{{- end}}
+    __syncthreads();
 #pragma unroll
     for (int kk = 0; kk < 32; kk++) {
       float a[4], bw[4];
@@ -319,5 +332,3 @@ func (m *mmq) tileKernel() string {
   }
 }
 `)
-	return b.String()
-}
