@@ -38,44 +38,62 @@ func (g *gen) headMatMul(step int, s ir.Step) error {
 	heads, r := int64(xsh[1]), int64(wsh[1])
 	per := int64(wsh[0]) / heads
 	start, nrows := s.Attr().Int("start"), s.Attr().Int("rows")
+	h := headMatMulHoles{XT: xt, WT: wt, Per: per, Start: start, Rows: nrows, R: r, Heads: heads}
 	if s.Attr().Bool("transpose") {
-		// y[t,h,c] = Σ_n B_h[n,c]·x[t,h,n]: one thread per output, the
-		// weight rows read coalesced along c.
-		name := g.kernel("head_matmul_t", fmt.Sprintf(`// head_matmul_t: y[t, h, c] = Σ_n W[h·%[3]d + %[4]d + n, c]·x[t, h, n], n < %[5]d, c < %[6]d, %[7]d heads; W %[2]s.
-extern "C" __global__ void __launch_bounds__(256) KNAME(const %[1]s* __restrict__ x, const %[2]s* __restrict__ w, float* __restrict__ y, int T, int S) {
-  const long o = (long)blockIdx.x * 256 + threadIdx.x;
-  if (o >= (long)T * %[7]d * %[6]d) return;
-  const long th = o / %[6]d, c = o %% %[6]d, h = th %% %[7]d;
-  const %[1]s* xr = x + th * %[5]dL;
-  const %[2]s* wb = w + (h * %[3]dL + %[4]d) * %[6]dL + c;
-  float acc = 0.f;
-  for (int n = 0; n < %[5]d; n++) acc = fmaf(pio_f32(wb[(long)n * %[6]d]), pio_f32(xr[n]), acc);
-  y[o] = acc;
-}
-`, xt, wt, per, start, nrows, r, heads))
+		name, err := g.emit("head_matmul_t", headMatMulT, h)
+		if err != nil {
+			return err
+		}
 		g.launch(Launch{Step: step, Kernel: name, Params: stdParams(2), Block: 256,
 			Grid: [3]Expr{{T: heads * r, Div: 256}, {Fixed: 1}, {Fixed: 1}}})
 		return nil
 	}
-	// y[t,h,n] = B_h[n]·x[t,h]: one warp per output.
-	name := g.kernel("head_matmul", fmt.Sprintf(`// head_matmul: y[t, h, n] = W[h·%[3]d + %[4]d + n]·x[t, h], n < %[5]d, rows of %[6]d, %[7]d heads; W %[2]s.
-extern "C" __global__ void __launch_bounds__(256) KNAME(const %[1]s* __restrict__ x, const %[2]s* __restrict__ w, float* __restrict__ y, int T, int S) {
-  const long o = (long)blockIdx.x * 8 + (threadIdx.x >> 5);
-  const int lane = threadIdx.x & 31;
-  if (o >= (long)T * %[7]d * %[5]d) return;
-  const long th = o / %[5]d, n = o %% %[5]d, h = th %% %[7]d;
-  const %[1]s* xr = x + th * %[6]dL;
-  const %[2]s* wr = w + (h * %[3]dL + %[4]d + n) * %[6]dL;
-  float acc = 0.f;
-  for (int c = lane; c < %[6]d; c += 32) acc = fmaf(pio_f32(wr[c]), pio_f32(xr[c]), acc);
-  acc = pio_warp_sum(acc);
-  if (lane == 0) y[o] = acc;
-}
-`, xt, wt, per, start, nrows, r, heads))
+	name, err := g.emit("head_matmul", headMatMul, h)
+	if err != nil {
+		return err
+	}
 	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(2), Block: 256,
 		Grid: [3]Expr{{T: heads * nrows, Div: 8}, {Fixed: 1}, {Fixed: 1}}})
 	return nil
 }
+
+// headMatMulHoles fill head_matmul and head_matmul_t: rows Start..Start+Rows
+// of each head's Per rows of W (rows of R), Heads heads.
+type headMatMulHoles struct {
+	XT, WT                     string
+	Per, Start, Rows, R, Heads int64
+}
+
+// headMatMulT is y[t,h,c] = Σ_n B_h[n,c]·x[t,h,n]: one thread per output,
+// the weight rows read coalesced along c.
+var headMatMulT = kernelTemplate("head_matmul_t", `// head_matmul_t: y[t, h, c] = Σ_n W[h·{{.Per}} + {{.Start}} + n, c]·x[t, h, n], n < {{.Rows}}, c < {{.R}}, {{.Heads}} heads; W {{.WT}}.
+extern "C" __global__ void __launch_bounds__(256) KNAME(const {{.XT}}* __restrict__ x, const {{.WT}}* __restrict__ w, float* __restrict__ y, int T, int S) {
+  const long o = (long)blockIdx.x * 256 + threadIdx.x;
+  if (o >= (long)T * {{.Heads}} * {{.R}}) return;
+  const long th = o / {{.R}}, c = o % {{.R}}, h = th % {{.Heads}};
+  const {{.XT}}* xr = x + th * {{.Rows}}L;
+  const {{.WT}}* wb = w + (h * {{.Per}}L + {{.Start}}) * {{.R}}L + c;
+  float acc = 0.f;
+  for (int n = 0; n < {{.Rows}}; n++) acc = fmaf(pio_f32(wb[(long)n * {{.R}}]), pio_f32(xr[n]), acc);
+  y[o] = acc;
+}
+`)
+
+// headMatMul is y[t,h,n] = B_h[n]·x[t,h]: one warp per output.
+var headMatMul = kernelTemplate("head_matmul", `// head_matmul: y[t, h, n] = W[h·{{.Per}} + {{.Start}} + n]·x[t, h], n < {{.Rows}}, rows of {{.R}}, {{.Heads}} heads; W {{.WT}}.
+extern "C" __global__ void __launch_bounds__(256) KNAME(const {{.XT}}* __restrict__ x, const {{.WT}}* __restrict__ w, float* __restrict__ y, int T, int S) {
+  const long o = (long)blockIdx.x * 8 + (threadIdx.x >> 5);
+  const int lane = threadIdx.x & 31;
+  if (o >= (long)T * {{.Heads}} * {{.Rows}}) return;
+  const long th = o / {{.Rows}}, n = o % {{.Rows}}, h = th % {{.Heads}};
+  const {{.XT}}* xr = x + th * {{.R}}L;
+  const {{.WT}}* wr = w + (h * {{.Per}}L + {{.Start}} + n) * {{.R}}L;
+  float acc = 0.f;
+  for (int c = lane; c < {{.R}}; c += 32) acc = fmaf(pio_f32(wr[c]), pio_f32(xr[c]), acc);
+  acc = pio_warp_sum(acc);
+  if (lane == 0) y[o] = acc;
+}
+`)
 
 // mlaWarps is the warps of an mla_attention block.
 const mlaWarps = 8
@@ -164,24 +182,21 @@ func (g *gen) mlaAttention(step int, s ir.Step) error {
 		return err
 	}
 	// 1. Append c_kv and k_rope.
-	appendK := g.kernel("latent_append", fmt.Sprintf(`// latent_append: cache[slot(t)] = c_kv[t] [%[2]d], k_rope[t] [%[3]d]; cache %[1]s.
-extern "C" __global__ void __launch_bounds__(128) KNAME(const float* __restrict__ ckv, const float* __restrict__ kr, %[1]s* __restrict__ cc, %[1]s* __restrict__ kc,
-    const int* __restrict__ positions, const int* __restrict__ seq_of_token, const int* __restrict__ block_tables, int max_blocks, int block_size, int T) {
-  const long t = blockIdx.x;
-  if (t >= T) return;
-  const int p = positions[t];
-  const long slot = (long)block_tables[(long)seq_of_token[t] * max_blocks + p / block_size] * block_size + p %% block_size;
-  for (int i = threadIdx.x; i < %[2]d; i += blockDim.x) pio_st(cc + slot * %[2]dL + i, ckv[t * %[2]dL + i]);
-  for (int i = threadIdx.x; i < %[3]d; i += blockDim.x) pio_st(kc + slot * %[3]dL + i, kr[t * %[3]dL + i]);
-}
-`, ct, r, dr))
+	h := mlaHoles{CT: ct, H: heads, R: r, DR: dr, Scale: cf(s.Attr().Float("scale")), Warps: mlaWarps, SplitSize: SplitSize}
+	appendK, err := g.emit("latent_append", latentAppend, h)
+	if err != nil {
+		return err
+	}
 	g.launch(Launch{Step: step, Kernel: appendK, Block: 128, Grid: [3]Expr{{T: 1}, {Fixed: 1}, {Fixed: 1}},
 		Params: append([]Param{{Kind: PArg, Index: 2}, {Kind: PArg, Index: 3}, {Kind: PCacheK, Index: uint16(ci)}, {Kind: PCacheV, Index: uint16(ci)},
 			{Kind: PPositions}, {Kind: PSeqOfToken}}, append(pagedMeta(), Param{Kind: PT})...)})
 
-	scale := cf(s.Attr().Float("scale"))
 	head := []Param{{Kind: PArg, Index: 0}, {Kind: PArg, Index: 1}, {Kind: PCacheK, Index: uint16(ci)}, {Kind: PCacheV, Index: uint16(ci)}}
-	g.launch(Launch{Step: step, Kernel: g.kernel("mla_prefill", mlaPrefillText(ct, heads, r, dr, scale, tl)), Block: mlaWarps * 32, Mode: Prefill,
+	prefill, err := g.emit("mla_prefill", mlaPrefill, mlaPrefillHoles{mlaHoles: h, BT: tl.bt, HB: tl.hb, HG: tl.hg, Rows: tl.rows, RPW: tl.rpw, BK: tl.bk})
+	if err != nil {
+		return err
+	}
+	g.launch(Launch{Step: step, Kernel: prefill, Block: mlaWarps * 32, Mode: Prefill,
 		Grid:   [3]Expr{{Tiles: 1}, {Fixed: int64(tl.sub * tl.hg)}, {Fixed: 1}},
 		Params: append(append(head, Param{Kind: POut}, Param{Kind: PPositions}, Param{Kind: PTiles}), pagedMeta()...)})
 
@@ -195,15 +210,65 @@ extern "C" __global__ void __launch_bounds__(128) KNAME(const float* __restrict_
 	for bk > 1 && bk*(r+dr+mlaWarps)*4 > staticSmem {
 		bk /= 2
 	}
-	hpw := (heads + mlaWarps - 1) / mlaWarps
-	rc, drc := (r+31)/32, (dr+31)/32
-	decode := g.kernel("mla_attention", fmt.Sprintf(`// mla_attention (decode: one block per (token, split of %[12]d positions), partial (m, l, o) per head into the workspace): absorbed causal latent attention, %[2]d heads, latent %[3]d, rope %[4]d, scale %[5]s; %[6]d positions per chunk shared by all heads.
-extern "C" __global__ void __launch_bounds__(%[7]d) KNAME(const float* ql, const float* __restrict__ qr, const %[1]s* __restrict__ cc, const %[1]s* __restrict__ kc, float* __restrict__ ws, int splits,
+	decode, err := g.emit("mla_attention", mlaDecode, mlaDecodeHoles{mlaHoles: h, BK: bk, HPW: (heads + mlaWarps - 1) / mlaWarps})
+	if err != nil {
+		return err
+	}
+	tail := append([]Param{{Kind: PPositions}, {Kind: PSeqOfToken}}, append(pagedMeta(), Param{Kind: PT})...)
+	g.launch(Launch{Step: step, Kernel: decode, Block: mlaWarps * 32, Mode: Decode, Workspace: int64(heads * (r + 2)),
+		Grid: [3]Expr{{T: 1}, {Fixed: 1}, {Splits: 1}}, Params: append(append(head, Param{Kind: PWorkspace}, Param{Kind: PSplits}), tail...)})
+	combine, err := g.emit("mla_combine", mlaCombine, h)
+	if err != nil {
+		return err
+	}
+	g.launch(Launch{Step: step, Kernel: combine, Block: 128, Mode: Decode,
+		Grid: [3]Expr{{T: 1}, {Fixed: int64(heads)}, {Fixed: 1}}, Params: []Param{{Kind: PWorkspace}, {Kind: POut}, {Kind: PPositions}, {Kind: PSplits}}})
+	return nil
+}
+
+// mlaHoles fill the mla_attention templates.
+type mlaHoles struct {
+	CT        string // latent cache element type
+	H, R, DR  int    // heads, latent (c_kv) and rope widths
+	Scale     string // C literal
+	Warps     int    // warps of a block (mlaWarps)
+	SplitSize int    // positions of a decode split
+}
+
+// Threads is a block's threads.
+func (h mlaHoles) Threads() int { return h.Warps * 32 }
+
+// latentAppend writes each token's c_kv and k_rope into the latent cache.
+var latentAppend = kernelTemplate("latent_append", `// latent_append: cache[slot(t)] = c_kv[t] [{{.R}}], k_rope[t] [{{.DR}}]; cache {{.CT}}.
+extern "C" __global__ void __launch_bounds__(128) KNAME(const float* __restrict__ ckv, const float* __restrict__ kr, {{.CT}}* __restrict__ cc, {{.CT}}* __restrict__ kc,
     const int* __restrict__ positions, const int* __restrict__ seq_of_token, const int* __restrict__ block_tables, int max_blocks, int block_size, int T) {
-  constexpr int H = %[2]d, R = %[3]d, DR = %[4]d, BK = %[6]d, HPW = %[8]d, RC = %[9]d, DRC = %[10]d;
+  const long t = blockIdx.x;
+  if (t >= T) return;
+  const int p = positions[t];
+  const long slot = (long)block_tables[(long)seq_of_token[t] * max_blocks + p / block_size] * block_size + p % block_size;
+  for (int i = threadIdx.x; i < {{.R}}; i += blockDim.x) pio_st(cc + slot * {{.R}}L + i, ckv[t * {{.R}}L + i]);
+  for (int i = threadIdx.x; i < {{.DR}}; i += blockDim.x) pio_st(kc + slot * {{.DR}}L + i, kr[t * {{.DR}}L + i]);
+}
+`)
+
+// mlaDecodeHoles fill mla_attention: BK positions a chunk, HPW heads a warp.
+type mlaDecodeHoles struct {
+	mlaHoles
+	BK, HPW int
+}
+
+// RC and DRC are the 32-lane chunks of a latent and a rope row.
+func (h mlaDecodeHoles) RC() int  { return (h.R + 31) / 32 }
+func (h mlaDecodeHoles) DRC() int { return (h.DR + 31) / 32 }
+
+// mlaDecode is one decode split of mla_attention (see mlaAttention).
+var mlaDecode = kernelTemplate("mla_attention", `// mla_attention (decode: one block per (token, split of {{.SplitSize}} positions), partial (m, l, o) per head into the workspace): absorbed causal latent attention, {{.H}} heads, latent {{.R}}, rope {{.DR}}, scale {{.Scale}}; {{.BK}} positions per chunk shared by all heads.
+extern "C" __global__ void __launch_bounds__({{.Threads}}) KNAME(const float* ql, const float* __restrict__ qr, const {{.CT}}* __restrict__ cc, const {{.CT}}* __restrict__ kc, float* __restrict__ ws, int splits,
+    const int* __restrict__ positions, const int* __restrict__ seq_of_token, const int* __restrict__ block_tables, int max_blocks, int block_size, int T) {
+  constexpr int H = {{.H}}, R = {{.R}}, DR = {{.DR}}, BK = {{.BK}}, HPW = {{.HPW}}, RC = {{.RC}}, DRC = {{.DRC}};
   __shared__ float cs[BK][R];
   __shared__ float ks[BK][DR];
-  __shared__ float ps[%[11]d][BK];
+  __shared__ float ps[{{.Warps}}][BK];
   const long t = blockIdx.x;
   if (t >= T) return;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -212,7 +277,7 @@ extern "C" __global__ void __launch_bounds__(%[7]d) KNAME(const float* ql, const
   float q[HPW][RC], qp[HPW][DRC], acc[HPW][RC], m[HPW], l[HPW];
 #pragma unroll
   for (int hh = 0; hh < HPW; hh++) {
-    const int h = warp + hh * %[11]d;
+    const int h = warp + hh * {{.Warps}};
     m[hh] = -INFINITY;
     l[hh] = 0.f;
 #pragma unroll
@@ -227,24 +292,24 @@ extern "C" __global__ void __launch_bounds__(%[7]d) KNAME(const float* ql, const
       qp[hh][i] = h < H && c < DR ? qr[(t * H + h) * DR + c] : 0.f;
     }
   }
-  const int lo = blockIdx.z * %[12]d, hi = min(n, lo + %[12]d);
+  const int lo = blockIdx.z * {{.SplitSize}}, hi = min(n, lo + {{.SplitSize}});
   for (int j0 = lo; j0 < hi; j0 += BK) {
     const int nb = min(BK, hi - j0);
     __syncthreads();
     for (int e = threadIdx.x; e < nb * R; e += blockDim.x) {
-      const int j = e / R, c = e %% R, pos = j0 + j;
-      const long slot = (long)bt[pos / block_size] * block_size + pos %% block_size;
+      const int j = e / R, c = e % R, pos = j0 + j;
+      const long slot = (long)bt[pos / block_size] * block_size + pos % block_size;
       cs[j][c] = pio_f32(cc[slot * R + c]);
     }
     for (int e = threadIdx.x; e < nb * DR; e += blockDim.x) {
-      const int j = e / DR, c = e %% DR, pos = j0 + j;
-      const long slot = (long)bt[pos / block_size] * block_size + pos %% block_size;
+      const int j = e / DR, c = e % DR, pos = j0 + j;
+      const long slot = (long)bt[pos / block_size] * block_size + pos % block_size;
       ks[j][c] = pio_f32(kc[slot * DR + c]);
     }
     __syncthreads();
 #pragma unroll
     for (int hh = 0; hh < HPW; hh++) {
-      const int h = warp + hh * %[11]d;
+      const int h = warp + hh * {{.Warps}};
       if (h >= H) break;
       float cm = -INFINITY;
       for (int j = 0; j < nb; j++) {
@@ -260,7 +325,7 @@ extern "C" __global__ void __launch_bounds__(%[7]d) KNAME(const float* ql, const
           const int c = lane + 32 * i;
           if (c < DR) dp = fmaf(qp[hh][i], ks[j][c], dp);
         }
-        const float sc = __fmul_rn(__fadd_rn(pio_warp_sum(d), pio_warp_sum(dp)), %[5]s);
+        const float sc = __fmul_rn(__fadd_rn(pio_warp_sum(d), pio_warp_sum(dp)), {{.Scale}});
         if (lane == 0) ps[warp][j] = sc;
         cm = fmaxf(cm, sc);
       }
@@ -285,7 +350,7 @@ extern "C" __global__ void __launch_bounds__(%[7]d) KNAME(const float* ql, const
   }
 #pragma unroll
   for (int hh = 0; hh < HPW; hh++) {
-    const int h = warp + hh * %[11]d;
+    const int h = warp + hh * {{.Warps}};
     if (h >= H) break;
     float* o = ws + ((t * H + h) * (long)splits + blockIdx.z) * (R + 2);
     if (lane == 0) { o[0] = m[hh]; o[1] = l[hh]; }
@@ -296,17 +361,16 @@ extern "C" __global__ void __launch_bounds__(%[7]d) KNAME(const float* ql, const
     }
   }
 }
-`, ct, heads, r, dr, scale, bk, mlaWarps*32, hpw, rc, drc, mlaWarps, SplitSize))
-	tail := append([]Param{{Kind: PPositions}, {Kind: PSeqOfToken}}, append(pagedMeta(), Param{Kind: PT})...)
-	g.launch(Launch{Step: step, Kernel: decode, Block: mlaWarps * 32, Mode: Decode, Workspace: int64(heads * (r + 2)),
-		Grid: [3]Expr{{T: 1}, {Fixed: 1}, {Splits: 1}}, Params: append(append(head, Param{Kind: PWorkspace}, Param{Kind: PSplits}), tail...)})
-	g.launch(Launch{Step: step, Kernel: g.kernel("mla_combine", fmt.Sprintf(mlaCombineText, heads, r, SplitSize)), Block: 128, Mode: Decode,
-		Grid: [3]Expr{{T: 1}, {Fixed: int64(heads)}, {Fixed: 1}}, Params: []Param{{Kind: PWorkspace}, {Kind: POut}, {Kind: PPositions}, {Kind: PSplits}}})
-	return nil
+`)
+
+// mlaPrefillHoles fill mla_prefill: mlaTile's geometry.
+type mlaPrefillHoles struct {
+	mlaHoles
+	BT, HB, HG, Rows, RPW, BK int
 }
 
-// mlaPrefillText is the tiled prefill kernel of mla_attention (cache
-// element type ct, scale literal sc), in the FlashAttention-2 manner of
+// mlaPrefill is the tiled prefill kernel of mla_attention, in the
+// FlashAttention-2 manner of
 // attn_prefill: one block per (prefill tile, bt of its tokens × hb heads);
 // the block streams its sequence's latent entries, positions 0 to its last
 // token's, through shared memory bk at a time, once for all its rows.
@@ -334,20 +398,19 @@ extern "C" __global__ void __launch_bounds__(%[7]d) KNAME(const float* ql, const
 // the score, 16 for the output), but about 8 shared-memory loads instead
 // of 35 (a c_kv value serves the warp's 5 rows) and 2 shuffles instead of
 // 10, so FMAs rather than shared-memory bandwidth bound the kernel.
-func mlaPrefillText(ct string, heads, r, dr int, sc string, tl mlaTile) string {
-	return fmt.Sprintf(`// mla_prefill: absorbed causal latent attention over prefill tiles, %[2]d heads, latent %[3]d, rope %[4]d, scale %[5]s; blocks of %[6]d tokens × %[7]d heads (%[8]d rows, %[9]d a warp), %[10]d positions per chunk (q may be y: a block reads its rows of q before it writes them).
-extern "C" __global__ void __launch_bounds__(%[11]d) KNAME(const float* ql, const float* __restrict__ qr, const %[1]s* __restrict__ cc, const %[1]s* __restrict__ kc, float* y,
+var mlaPrefill = kernelTemplate("mla_prefill", `// mla_prefill: absorbed causal latent attention over prefill tiles, {{.H}} heads, latent {{.R}}, rope {{.DR}}, scale {{.Scale}}; blocks of {{.BT}} tokens × {{.HB}} heads ({{.Rows}} rows, {{.RPW}} a warp), {{.BK}} positions per chunk (q may be y: a block reads its rows of q before it writes them).
+extern "C" __global__ void __launch_bounds__({{.Threads}}) KNAME(const float* ql, const float* __restrict__ qr, const {{.CT}}* __restrict__ cc, const {{.CT}}* __restrict__ kc, float* y,
     const int* __restrict__ positions, const int* __restrict__ tiles, const int* __restrict__ block_tables, int max_blocks, int block_size) {
-  constexpr int H = %[2]d, R = %[3]d, DR = %[4]d, BT = %[6]d, HB = %[7]d, HG = %[12]d, ROWS = %[8]d, RPW = %[9]d, BK = %[10]d, W = %[13]d;
+  constexpr int H = {{.H}}, R = {{.R}}, DR = {{.DR}}, BT = {{.BT}}, HB = {{.HB}}, HG = {{.HG}}, ROWS = {{.Rows}}, RPW = {{.RPW}}, BK = {{.BK}}, W = {{.Warps}};
   constexpr int RC = (R + 31) / 32, DRC = (DR + 31) / 32;
-  constexpr bool RFULL = R %% 32 == 0, DRFULL = DR %% 32 == 0;
+  constexpr bool RFULL = R % 32 == 0, DRFULL = DR % 32 == 0;
   __shared__ float cs[BK][R];
   __shared__ float ks[BK][DR];
   __shared__ float ps[RPW * W][BK];
   __shared__ long slots[BK];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int seq = tiles[3 * blockIdx.x], t0 = tiles[3 * blockIdx.x + 1], nt = tiles[3 * blockIdx.x + 2];
-  const int i0 = (blockIdx.y / HG) * BT, h0 = (blockIdx.y %% HG) * HB;
+  const int i0 = (blockIdx.y / HG) * BT, h0 = (blockIdx.y % HG) * HB;
   if (i0 >= nt) return;
   const int pos0 = positions[t0] + i0, ntb = min(BT, nt - i0);
   const int hi = pos0 + ntb;
@@ -357,7 +420,7 @@ extern "C" __global__ void __launch_bounds__(%[11]d) KNAME(const float* ql, cons
   for (int rr = 0; rr < RPW; rr++) {
     const int row = warp + rr * W, i = row / HB;
     const bool ok = row < ROWS && i < ntb;
-    const long th = (long)(t0 + i0 + i) * H + h0 + row %% HB;
+    const long th = (long)(t0 + i0 + i) * H + h0 + row % HB;
     m[rr] = -INFINITY;
     l[rr] = 0.f;
 #pragma unroll
@@ -377,15 +440,15 @@ extern "C" __global__ void __launch_bounds__(%[11]d) KNAME(const float* ql, cons
     __syncthreads();
     if (threadIdx.x < BK) {
       const int pos = j0 + threadIdx.x;
-      slots[threadIdx.x] = threadIdx.x < nb ? (long)bt[pos / block_size] * block_size + pos %% block_size : -1;
+      slots[threadIdx.x] = threadIdx.x < nb ? (long)bt[pos / block_size] * block_size + pos % block_size : -1;
     }
     __syncthreads();
     for (int e = threadIdx.x; e < BK * R; e += blockDim.x) {
-      const int j = e / R, c = e %% R;
+      const int j = e / R, c = e % R;
       cs[j][c] = slots[j] >= 0 ? pio_f32(cc[slots[j] * R + c]) : 0.f;
     }
     for (int e = threadIdx.x; e < BK * DR; e += blockDim.x) {
-      const int j = e / DR, c = e %% DR;
+      const int j = e / DR, c = e % DR;
       ks[j][c] = slots[j] >= 0 ? pio_f32(kc[slots[j] * DR + c]) : 0.f;
     }
     __syncthreads();
@@ -431,7 +494,7 @@ extern "C" __global__ void __launch_bounds__(%[11]d) KNAME(const float* ql, cons
         s += __shfl_xor_sync(0xffffffffu, s, 4);
         s += __shfl_xor_sync(0xffffffffu, s, 2);
         s += __shfl_xor_sync(0xffffffffu, s, 1);
-        if ((lane & 7) == 0) ps[warp + rr * W][j4 + (lane >> 3)] = __fmul_rn(s, %[5]s);
+        if ((lane & 7) == 0) ps[warp + rr * W][j4 + (lane >> 3)] = __fmul_rn(s, {{.Scale}});
       }
     }
     __syncwarp();
@@ -475,7 +538,7 @@ extern "C" __global__ void __launch_bounds__(%[11]d) KNAME(const float* ql, cons
   for (int rr = 0; rr < RPW; rr++) {
     const int row = warp + rr * W, i = row / HB;
     if (row >= ROWS || i >= ntb) continue;
-    float* yr = y + ((long)(t0 + i0 + i) * H + h0 + row %% HB) * R;
+    float* yr = y + ((long)(t0 + i0 + i) * H + h0 + row % HB) * R;
     const float inv = 1.0f / l[rr];
 #pragma unroll
     for (int k = 0; k < RC; k++) {
@@ -484,17 +547,15 @@ extern "C" __global__ void __launch_bounds__(%[11]d) KNAME(const float* ql, cons
     }
   }
 }
-`, ct, heads, r, dr, sc, tl.bt, tl.hb, tl.rows, tl.rpw, tl.bk, mlaWarps*32, tl.hg, mlaWarps)
-}
+`)
 
-// mlaCombineText merges the decode splits of mla_attention (heads, latent
-// dim, split size): y = Σ_z e^{m_z - m}·o_z / Σ_z e^{m_z - m}·l_z.
-const mlaCombineText = `// mla_combine: merges the decode splits of %[1]d heads, latent %[2]d.
+// mlaCombine merges the decode splits of mla_attention: y = Σ_z e^{m_z - m}·o_z / Σ_z e^{m_z - m}·l_z.
+var mlaCombine = kernelTemplate("mla_combine", `// mla_combine: merges the decode splits of {{.H}} heads, latent {{.R}}.
 extern "C" __global__ void __launch_bounds__(128) KNAME(const float* __restrict__ ws, float* __restrict__ y, const int* __restrict__ positions, int splits) {
-  constexpr int H = %[1]d, R = %[2]d;
+  constexpr int H = {{.H}}, R = {{.R}};
   const long t = blockIdx.x;
   const int h = blockIdx.y;
-  const int n = min(splits, positions[t] / %[3]d + 1);
+  const int n = min(splits, positions[t] / {{.SplitSize}} + 1);
   const float* base = ws + (t * H + h) * (long)splits * (R + 2);
   float mx = -INFINITY;
   for (int z = 0; z < n; z++) mx = fmaxf(mx, base[z * (R + 2)]);
@@ -513,4 +574,4 @@ extern "C" __global__ void __launch_bounds__(128) KNAME(const float* __restrict_
     y[(t * H + h) * R + c] = o * inv;
   }
 }
-`
+`)
