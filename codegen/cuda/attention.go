@@ -76,7 +76,7 @@ func (g *gen) attention(step int, s ir.Step) error {
 	}
 	a.bq = g.m.TileTokens
 	// 1. Append this step's k and v to the paged cache.
-	appendK, err := g.emit("kv_append", kvAppend, a.holes())
+	appendK, err := g.emit("kv_append", kvAppendTmpl, a.holes())
 	if err != nil {
 		return err
 	}
@@ -113,8 +113,8 @@ func (h attnHoles) VC() int        { return (h.DV + 31) / 32 }
 func (h attnHoles) DC() int        { return (h.D + 31) / 32 }
 func (h attnHoles) SplitSize() int { return SplitSize }
 
-// kvAppend writes this step's k and v into the paged cache.
-var kvAppend = kernelTemplate("kv_append", `// kv_append: cache[slot(t)] = k[t], v[t]; k [T, {{.HKV}}, {{.D}}], v [T, {{.HKV}}, {{.DV}}], cache {{.CT}}.
+// kvAppendTmpl writes this step's k and v into the paged cache.
+var kvAppendTmpl = kernelTemplate("kv_append", `// kv_append: cache[slot(t)] = k[t], v[t]; k [T, {{.HKV}}, {{.D}}], v [T, {{.HKV}}, {{.DV}}], cache {{.CT}}.
 extern "C" __global__ void __launch_bounds__(128) KNAME(const float* __restrict__ k, const float* __restrict__ v, {{.CT}}* __restrict__ kc, {{.CT}}* __restrict__ vc,
     const int* __restrict__ positions, const int* __restrict__ seq_of_token, const int* __restrict__ block_tables, int max_blocks, int block_size, int T) {
   const long t = blockIdx.x;
@@ -146,7 +146,7 @@ func (g *gen) attnKernels(step int, a attn, q Param) error {
 // (running max m, sum l, unnormalised output) per row it owns.
 func (g *gen) prefillAttn(step int, a attn, q Param) error {
 	meta := pagedMeta()
-	prefill, err := g.emit("attn_prefill", attnPrefill, a.holes())
+	prefill, err := g.emit("attn_prefill", attnPrefillTmpl, a.holes())
 	if err != nil {
 		return err
 	}
@@ -156,7 +156,7 @@ func (g *gen) prefillAttn(step int, a attn, q Param) error {
 	return nil
 }
 
-var attnPrefill = kernelTemplate("attn_prefill", `// attn_prefill: causal paged GQA attention (q may be y: a block reads its rows of q before it writes them), {{.HQ}} query heads over {{.HKV}} kv heads, head dims {{.D}}/{{.DV}}, tiles of {{.BQ}} tokens, {{.BK}} keys per chunk.
+var attnPrefillTmpl = kernelTemplate("attn_prefill", `// attn_prefill: causal paged GQA attention (q may be y: a block reads its rows of q before it writes them), {{.HQ}} query heads over {{.HKV}} kv heads, head dims {{.D}}/{{.DV}}, tiles of {{.BQ}} tokens, {{.BK}} keys per chunk.
 extern "C" __global__ void __launch_bounds__({{.Threads}}) KNAME(const float* q, float* y, const {{.CT}}* __restrict__ kc, const {{.CT}}* __restrict__ vc,
     const int* __restrict__ positions, const int* __restrict__ tiles, const int* __restrict__ block_tables, int max_blocks, int block_size) {
   constexpr int G = {{.G}}, ROWS = {{.Rows}}, RPW = {{.RPW}}, VC = {{.VC}}, BK = {{.BK}}, D = {{.D}}, DV = {{.DV}}, HQ = {{.HQ}}, HKV = {{.HKV}};
@@ -249,7 +249,7 @@ extern "C" __global__ void __launch_bounds__({{.Threads}}) KNAME(const float* q,
 // block writes (m, l, unnormalised output) per head into the workspace.
 func (g *gen) decodeAttn(step int, a attn, q Param) error {
 	meta := pagedMeta()
-	split, err := g.emit("attn_decode", attnDecode, a.holes())
+	split, err := g.emit("attn_decode", attnDecodeTmpl, a.holes())
 	if err != nil {
 		return err
 	}
@@ -260,7 +260,7 @@ func (g *gen) decodeAttn(step int, a attn, q Param) error {
 	return nil
 }
 
-var attnDecode = kernelTemplate("attn_decode", `// attn_decode: one split of {{.SplitSize}} positions of causal paged GQA attention for one token, {{.HQ}} query heads over {{.HKV}} kv heads, head dims {{.D}}/{{.DV}}.
+var attnDecodeTmpl = kernelTemplate("attn_decode", `// attn_decode: one split of {{.SplitSize}} positions of causal paged GQA attention for one token, {{.HQ}} query heads over {{.HKV}} kv heads, head dims {{.D}}/{{.DV}}.
 extern "C" __global__ void __launch_bounds__(128) KNAME(const float* __restrict__ q, const {{.CT}}* __restrict__ kc, const {{.CT}}* __restrict__ vc,
     const int* __restrict__ positions, const int* __restrict__ seq_of_token, const int* __restrict__ block_tables, int max_blocks, int block_size,
     float* __restrict__ ws, int splits) {
@@ -332,7 +332,7 @@ extern "C" __global__ void __launch_bounds__(128) KNAME(const float* __restrict_
 
 // combineAttn merges a token's decode splits, head by head.
 func (g *gen) combineAttn(step int, a attn) error {
-	combine, err := g.emit("attn_combine", attnCombine, a.holes())
+	combine, err := g.emit("attn_combine", attnCombineTmpl, a.holes())
 	if err != nil {
 		return err
 	}
@@ -341,7 +341,7 @@ func (g *gen) combineAttn(step int, a attn) error {
 	return nil
 }
 
-var attnCombine = kernelTemplate("attn_combine", `// attn_combine: merges the decode splits of {{.HQ}} query heads, head dim {{.DV}}.
+var attnCombineTmpl = kernelTemplate("attn_combine", `// attn_combine: merges the decode splits of {{.HQ}} query heads, head dim {{.DV}}.
 extern "C" __global__ void __launch_bounds__(128) KNAME(const float* __restrict__ ws, float* __restrict__ y, const int* __restrict__ positions, int splits) {
   constexpr int HQ = {{.HQ}}, DV = {{.DV}};
   const long t = blockIdx.x;
@@ -397,7 +397,7 @@ func (g *gen) qkvAttention(step int, s ir.Step) error {
 			h.Off = "1.0f"
 		}
 	}
-	prep, err := g.emit("qkv_prep", qkvPrep, h)
+	prep, err := g.emit("qkv_prep", qkvPrepTmpl, h)
 	if err != nil {
 		return err
 	}
@@ -429,9 +429,9 @@ type qkvPrepHoles struct {
 	Inv      string // C initialiser of the inverse frequencies (invTable)
 }
 
-// qkvPrep takes each token's fused q|k|v row, applies the per-head q/k
+// qkvPrepTmpl takes each token's fused q|k|v row, applies the per-head q/k
 // RMSNorm and RoPE, writes k and v into the paged cache and q into y.
-var qkvPrep = kernelTemplate("qkv_prep", `// qkv_prep{{if .Gated}} (gated: q rows per head [query | gate]){{end}}: per token, {{.HQ}} q and {{.HKV}} k heads of dim {{.D}}: rms_norm (if weights), rope ({{if .NeoX}}neox{{else}}interleaved{{end}}, {{.RD}} channels); k, v (dim {{.DV}}) into the cache {{.CT}}, q into y.
+var qkvPrepTmpl = kernelTemplate("qkv_prep", `// qkv_prep{{if .Gated}} (gated: q rows per head [query | gate]){{end}}: per token, {{.HQ}} q and {{.HKV}} k heads of dim {{.D}}: rms_norm (if weights), rope ({{if .NeoX}}neox{{else}}interleaved{{end}}, {{.RD}} channels); k, v (dim {{.DV}}) into the cache {{.CT}}, q into y.
 __constant__ float KNAME_inv[{{.Half}}] = { {{- .Inv -}} };
 extern "C" __global__ void __launch_bounds__(128) KNAME(const float* __restrict__ qkv, const int* __restrict__ positions, {{if .Norm}}const {{.QNT}}* __restrict__ qn, const {{.KNT}}* __restrict__ kn, {{end}}float* __restrict__ y,
     {{.CT}}* __restrict__ kc, {{.CT}}* __restrict__ vc, const int* __restrict__ seq_of_token, const int* __restrict__ block_tables, int max_blocks, int block_size, int T) {

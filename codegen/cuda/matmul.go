@@ -100,7 +100,7 @@ func (g *gen) matmul(step int, s ir.Step) error {
 
 	const warps = 8
 	for _, v := range warpVariants {
-		warp, err := g.emit("matmul_warp", matmulWarp, matmulWarpHoles{mm: &m, TR: v.tr, Warps: warps, Vec: m.K%8 == 0, Unroll: min(4, 32/v.tr)})
+		warp, err := g.emit("matmul_warp", matmulWarpTmpl, matmulWarpHoles{mm: &m, TR: v.tr, Warps: warps, Vec: m.K%8 == 0, Unroll: min(4, 32/v.tr)})
 		if err != nil {
 			return err
 		}
@@ -114,25 +114,25 @@ func (g *gen) matmul(step int, s ir.Step) error {
 			params := append(stdParams(m.nargs), Param{Kind: PWorkspace})
 			l := Launch{Step: step, Params: params, Block: 256, MinRows: WarpMaxRows + 1, MaxRows: mmaSplitMaxRows, Rows: rowsE, Workspace: m.mmaSplitWorkspace(p)}
 			if m.Norm {
-				if l.Kernel, err = g.emit("matmul_splitk_norm", matmulSplitKNorm, m.mmaHoles(p)); err != nil {
+				if l.Kernel, err = g.emit("matmul_splitk_norm", matmulSplitKNormTmpl, m.mmaHoles(p)); err != nil {
 					return err
 				}
 				l.Grid = [3]Expr{{T: rowsE.T, S: rowsE.S, Fixed: rowsE.Fixed, Div: 8}, {Fixed: 1}, {Fixed: 1}}
 				g.launch(l)
 			}
-			if l.Kernel, err = g.emit("matmul_splitk", matmulMMA, m.mmaHoles(p)); err != nil {
+			if l.Kernel, err = g.emit("matmul_splitk", matmulMMATmpl, m.mmaHoles(p)); err != nil {
 				return err
 			}
 			l.Grid = [3]Expr{{Fixed: m.nOut, Div: m.mmaCols()}, {T: rowsE.T, S: rowsE.S, Fixed: rowsE.Fixed, Div: mmaBM}, {Fixed: int64(p)}}
 			g.launch(l)
-			if l.Kernel, err = g.emit("matmul_splitk_sum", matmulSplitKSum, m.mmaHoles(p)); err != nil {
+			if l.Kernel, err = g.emit("matmul_splitk_sum", matmulSplitKSumTmpl, m.mmaHoles(p)); err != nil {
 				return err
 			}
 			l.Grid = [3]Expr{{T: rowsE.T * m.nOut, S: rowsE.S * m.nOut, Fixed: rowsE.Fixed * m.nOut, Div: 256}, {Fixed: 1}, {Fixed: 1}}
 			g.launch(l)
 			minRows = mmaSplitMaxRows + 1
 		}
-		mma, err := g.emit("matmul_mma", matmulMMA, m.mmaHoles(1))
+		mma, err := g.emit("matmul_mma", matmulMMATmpl, m.mmaHoles(1))
 		if err != nil {
 			return err
 		}
@@ -140,7 +140,7 @@ func (g *gen) matmul(step int, s ir.Step) error {
 			Grid: [3]Expr{{Fixed: m.nOut, Div: m.mmaCols()}, {T: rowsE.T, S: rowsE.S, Fixed: rowsE.Fixed, Div: mmaBM}, {Fixed: 1}}})
 		return nil
 	}
-	tile, err := g.emit("matmul_tile", matmulTile, &m)
+	tile, err := g.emit("matmul_tile", matmulTileTmpl, &m)
 	if err != nil {
 		return err
 	}
@@ -149,8 +149,8 @@ func (g *gen) matmul(step int, s ir.Step) error {
 	return nil
 }
 
-// mmParams is the matmul kernels' parameter list: x, w, [nw], [res], y, T, S.
-var mmParams = kernelTemplate("mm_params", `const float* __restrict__ x, const {{.WT}}* __restrict__ w, `+
+// mmParamsTmpl is the matmul kernels' parameter list: x, w, [nw], [res], y, T, S.
+var mmParamsTmpl = kernelTemplate("mm_params", `const float* __restrict__ x, const {{.WT}}* __restrict__ w, `+
 	`{{if .Norm}}const {{.NWT}}* __restrict__ nw, {{end}}{{if .Residual}}const {{.RT}}* __restrict__ res, {{end}}float* __restrict__ y, int T, int S`)
 
 // Epilogue is the C statement that turns accumulators g (and u, SwiGLU's
@@ -179,11 +179,11 @@ func (m *mm) InvNorms(rows, warp, lane string, warps int, dst string) invNormHol
 	return invNormHoles{m, rows, warp, lane, warps, dst}
 }
 
-// mmInvNorms is the RMSNorm prologue's inverse norms of a block's rows
+// mmInvNormsTmpl is the RMSNorm prologue's inverse norms of a block's rows
 // m0 + rr, rr < Rows, into the shared Dst[Rows]: a warp per row, then a
 // barrier. The split-K pre-pass (matmul_splitk_norm) computes each row's as
 // this does.
-var mmInvNorms = kernelTemplate("mm_inv_norms", `  for (int rr = {{.Warp}}; rr < {{.Rows}}; rr += {{.Warps}}) {
+var mmInvNormsTmpl = kernelTemplate("mm_inv_norms", `  for (int rr = {{.Warp}}; rr < {{.Rows}}; rr += {{.Warps}}) {
     float ss = 0.f;
     if (m0 + rr < M)
       for (int c = {{.Lane}}; c < K; c += 32) { const float v = x[(m0 + rr) * K + c]; ss = fmaf(v, v, ss); }
@@ -219,9 +219,9 @@ type matmulWarpHoles struct {
 // Threads is the block size.
 func (h matmulWarpHoles) Threads() int { return h.Warps * 32 }
 
-// matmulWarp is the few-rows GEMV: one warp per output column, TR rows per
+// matmulWarpTmpl is the few-rows GEMV: one warp per output column, TR rows per
 // pass over W.
-var matmulWarp = kernelTemplate("matmul_warp", `// matmul{{.Label}}, few rows: w {{.WT}}[{{.N}}, {{.K}}], {{.NOut}} output columns; one warp per column, {{.TR}} rows per block row.
+var matmulWarpTmpl = kernelTemplate("matmul_warp", `// matmul{{.Label}}, few rows: w {{.WT}}[{{.N}}, {{.K}}], {{.NOut}} output columns; one warp per column, {{.TR}} rows per block row.
 extern "C" __global__ void __launch_bounds__({{.Threads}}) KNAME({{template "mm_params" .}}) {
   constexpr int TR = {{.TR}};
   constexpr long K = {{.K}}, NOUT = {{.NOut}};
@@ -312,9 +312,9 @@ extern "C" __global__ void __launch_bounds__({{.Threads}}) KNAME({{template "mm_
 }
 `)
 
-// matmulTile is the many-rows SIMT GEMM for any weight dtype: 64×64 tiles
+// matmulTileTmpl is the many-rows SIMT GEMM for any weight dtype: 64×64 tiles
 // of f32 in shared memory, 16-deep k slices, 4×4 outputs per thread.
-var matmulTile = kernelTemplate("matmul_tile", `// matmul{{.Label}}, many rows: w {{.WT}}[{{.N}}, {{.K}}], {{.NOut}} output columns; 64×64 tiles, 16-deep k slices, 4×4 outputs per thread.
+var matmulTileTmpl = kernelTemplate("matmul_tile", `// matmul{{.Label}}, many rows: w {{.WT}}[{{.N}}, {{.K}}], {{.NOut}} output columns; 64×64 tiles, 16-deep k slices, 4×4 outputs per thread.
 extern "C" __global__ void __launch_bounds__(256) KNAME({{template "mm_params" .}}) {
   constexpr long K = {{.K}}, NOUT = {{.NOut}};
   const long M = {{.M}};

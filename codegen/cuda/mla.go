@@ -40,7 +40,7 @@ func (g *gen) headMatMul(step int, s ir.Step) error {
 	start, nrows := s.Attr().Int("start"), s.Attr().Int("rows")
 	h := headMatMulHoles{XT: xt, WT: wt, Per: per, Start: start, Rows: nrows, R: r, Heads: heads}
 	if s.Attr().Bool("transpose") {
-		name, err := g.emit("head_matmul_t", headMatMulT, h)
+		name, err := g.emit("head_matmul_t", headMatMulTransposedTmpl, h)
 		if err != nil {
 			return err
 		}
@@ -48,7 +48,7 @@ func (g *gen) headMatMul(step int, s ir.Step) error {
 			Grid: [3]Expr{{T: heads * r, Div: 256}, {Fixed: 1}, {Fixed: 1}}})
 		return nil
 	}
-	name, err := g.emit("head_matmul", headMatMul, h)
+	name, err := g.emit("head_matmul", headMatMulTmpl, h)
 	if err != nil {
 		return err
 	}
@@ -64,9 +64,9 @@ type headMatMulHoles struct {
 	Per, Start, Rows, R, Heads int64
 }
 
-// headMatMulT is y[t,h,c] = Σ_n B_h[n,c]·x[t,h,n]: one thread per output,
+// headMatMulTransposedTmpl is y[t,h,c] = Σ_n B_h[n,c]·x[t,h,n]: one thread per output,
 // the weight rows read coalesced along c.
-var headMatMulT = kernelTemplate("head_matmul_t", `// head_matmul_t: y[t, h, c] = Σ_n W[h·{{.Per}} + {{.Start}} + n, c]·x[t, h, n], n < {{.Rows}}, c < {{.R}}, {{.Heads}} heads; W {{.WT}}.
+var headMatMulTransposedTmpl = kernelTemplate("head_matmul_t", `// head_matmul_t: y[t, h, c] = Σ_n W[h·{{.Per}} + {{.Start}} + n, c]·x[t, h, n], n < {{.Rows}}, c < {{.R}}, {{.Heads}} heads; W {{.WT}}.
 extern "C" __global__ void __launch_bounds__(256) KNAME(const {{.XT}}* __restrict__ x, const {{.WT}}* __restrict__ w, float* __restrict__ y, int T, int S) {
   const long o = (long)blockIdx.x * 256 + threadIdx.x;
   if (o >= (long)T * {{.Heads}} * {{.R}}) return;
@@ -79,8 +79,8 @@ extern "C" __global__ void __launch_bounds__(256) KNAME(const {{.XT}}* __restric
 }
 `)
 
-// headMatMul is y[t,h,n] = B_h[n]·x[t,h]: one warp per output.
-var headMatMul = kernelTemplate("head_matmul", `// head_matmul: y[t, h, n] = W[h·{{.Per}} + {{.Start}} + n]·x[t, h], n < {{.Rows}}, rows of {{.R}}, {{.Heads}} heads; W {{.WT}}.
+// headMatMulTmpl is y[t,h,n] = B_h[n]·x[t,h]: one warp per output.
+var headMatMulTmpl = kernelTemplate("head_matmul", `// head_matmul: y[t, h, n] = W[h·{{.Per}} + {{.Start}} + n]·x[t, h], n < {{.Rows}}, rows of {{.R}}, {{.Heads}} heads; W {{.WT}}.
 extern "C" __global__ void __launch_bounds__(256) KNAME(const {{.XT}}* __restrict__ x, const {{.WT}}* __restrict__ w, float* __restrict__ y, int T, int S) {
   const long o = (long)blockIdx.x * 8 + (threadIdx.x >> 5);
   const int lane = threadIdx.x & 31;
@@ -183,7 +183,7 @@ func (g *gen) mlaAttention(step int, s ir.Step) error {
 	}
 	// 1. Append c_kv and k_rope.
 	h := mlaHoles{CT: ct, H: heads, R: r, DR: dr, Scale: cf(s.Attr().Float("scale")), Warps: mlaWarps, SplitSize: SplitSize}
-	appendK, err := g.emit("latent_append", latentAppend, h)
+	appendK, err := g.emit("latent_append", latentAppendTmpl, h)
 	if err != nil {
 		return err
 	}
@@ -192,7 +192,7 @@ func (g *gen) mlaAttention(step int, s ir.Step) error {
 			{Kind: PPositions}, {Kind: PSeqOfToken}}, append(pagedMeta(), Param{Kind: PT})...)})
 
 	head := []Param{{Kind: PArg, Index: 0}, {Kind: PArg, Index: 1}, {Kind: PCacheK, Index: uint16(ci)}, {Kind: PCacheV, Index: uint16(ci)}}
-	prefill, err := g.emit("mla_prefill", mlaPrefill, mlaPrefillHoles{mlaHoles: h, BT: tl.bt, HB: tl.hb, HG: tl.hg, Rows: tl.rows, RPW: tl.rpw, BK: tl.bk})
+	prefill, err := g.emit("mla_prefill", mlaPrefillTmpl, mlaPrefillHoles{mlaHoles: h, BT: tl.bt, HB: tl.hb, HG: tl.hg, Rows: tl.rows, RPW: tl.rpw, BK: tl.bk})
 	if err != nil {
 		return err
 	}
@@ -210,14 +210,14 @@ func (g *gen) mlaAttention(step int, s ir.Step) error {
 	for bk > 1 && bk*(r+dr+mlaWarps)*4 > staticSmem {
 		bk /= 2
 	}
-	decode, err := g.emit("mla_attention", mlaDecode, mlaDecodeHoles{mlaHoles: h, BK: bk, HPW: (heads + mlaWarps - 1) / mlaWarps})
+	decode, err := g.emit("mla_attention", mlaDecodeTmpl, mlaDecodeHoles{mlaHoles: h, BK: bk, HPW: (heads + mlaWarps - 1) / mlaWarps})
 	if err != nil {
 		return err
 	}
 	tail := append([]Param{{Kind: PPositions}, {Kind: PSeqOfToken}}, append(pagedMeta(), Param{Kind: PT})...)
 	g.launch(Launch{Step: step, Kernel: decode, Block: mlaWarps * 32, Mode: Decode, Workspace: int64(heads * (r + 2)),
 		Grid: [3]Expr{{T: 1}, {Fixed: 1}, {Splits: 1}}, Params: append(append(head, Param{Kind: PWorkspace}, Param{Kind: PSplits}), tail...)})
-	combine, err := g.emit("mla_combine", mlaCombine, h)
+	combine, err := g.emit("mla_combine", mlaCombineTmpl, h)
 	if err != nil {
 		return err
 	}
@@ -238,8 +238,8 @@ type mlaHoles struct {
 // Threads is a block's threads.
 func (h mlaHoles) Threads() int { return h.Warps * 32 }
 
-// latentAppend writes each token's c_kv and k_rope into the latent cache.
-var latentAppend = kernelTemplate("latent_append", `// latent_append: cache[slot(t)] = c_kv[t] [{{.R}}], k_rope[t] [{{.DR}}]; cache {{.CT}}.
+// latentAppendTmpl writes each token's c_kv and k_rope into the latent cache.
+var latentAppendTmpl = kernelTemplate("latent_append", `// latent_append: cache[slot(t)] = c_kv[t] [{{.R}}], k_rope[t] [{{.DR}}]; cache {{.CT}}.
 extern "C" __global__ void __launch_bounds__(128) KNAME(const float* __restrict__ ckv, const float* __restrict__ kr, {{.CT}}* __restrict__ cc, {{.CT}}* __restrict__ kc,
     const int* __restrict__ positions, const int* __restrict__ seq_of_token, const int* __restrict__ block_tables, int max_blocks, int block_size, int T) {
   const long t = blockIdx.x;
@@ -261,8 +261,8 @@ type mlaDecodeHoles struct {
 func (h mlaDecodeHoles) RC() int  { return (h.R + 31) / 32 }
 func (h mlaDecodeHoles) DRC() int { return (h.DR + 31) / 32 }
 
-// mlaDecode is one decode split of mla_attention (see mlaAttention).
-var mlaDecode = kernelTemplate("mla_attention", `// mla_attention (decode: one block per (token, split of {{.SplitSize}} positions), partial (m, l, o) per head into the workspace): absorbed causal latent attention, {{.H}} heads, latent {{.R}}, rope {{.DR}}, scale {{.Scale}}; {{.BK}} positions per chunk shared by all heads.
+// mlaDecodeTmpl is one decode split of mla_attention (see mlaAttention).
+var mlaDecodeTmpl = kernelTemplate("mla_attention", `// mla_attention (decode: one block per (token, split of {{.SplitSize}} positions), partial (m, l, o) per head into the workspace): absorbed causal latent attention, {{.H}} heads, latent {{.R}}, rope {{.DR}}, scale {{.Scale}}; {{.BK}} positions per chunk shared by all heads.
 extern "C" __global__ void __launch_bounds__({{.Threads}}) KNAME(const float* ql, const float* __restrict__ qr, const {{.CT}}* __restrict__ cc, const {{.CT}}* __restrict__ kc, float* __restrict__ ws, int splits,
     const int* __restrict__ positions, const int* __restrict__ seq_of_token, const int* __restrict__ block_tables, int max_blocks, int block_size, int T) {
   constexpr int H = {{.H}}, R = {{.R}}, DR = {{.DR}}, BK = {{.BK}}, HPW = {{.HPW}}, RC = {{.RC}}, DRC = {{.DRC}};
@@ -369,7 +369,7 @@ type mlaPrefillHoles struct {
 	BT, HB, HG, Rows, RPW, BK int
 }
 
-// mlaPrefill is the tiled prefill kernel of mla_attention, in the
+// mlaPrefillTmpl is the tiled prefill kernel of mla_attention, in the
 // FlashAttention-2 manner of
 // attn_prefill: one block per (prefill tile, bt of its tokens × hb heads);
 // the block streams its sequence's latent entries, positions 0 to its last
@@ -398,7 +398,7 @@ type mlaPrefillHoles struct {
 // the score, 16 for the output), but about 8 shared-memory loads instead
 // of 35 (a c_kv value serves the warp's 5 rows) and 2 shuffles instead of
 // 10, so FMAs rather than shared-memory bandwidth bound the kernel.
-var mlaPrefill = kernelTemplate("mla_prefill", `// mla_prefill: absorbed causal latent attention over prefill tiles, {{.H}} heads, latent {{.R}}, rope {{.DR}}, scale {{.Scale}}; blocks of {{.BT}} tokens × {{.HB}} heads ({{.Rows}} rows, {{.RPW}} a warp), {{.BK}} positions per chunk (q may be y: a block reads its rows of q before it writes them).
+var mlaPrefillTmpl = kernelTemplate("mla_prefill", `// mla_prefill: absorbed causal latent attention over prefill tiles, {{.H}} heads, latent {{.R}}, rope {{.DR}}, scale {{.Scale}}; blocks of {{.BT}} tokens × {{.HB}} heads ({{.Rows}} rows, {{.RPW}} a warp), {{.BK}} positions per chunk (q may be y: a block reads its rows of q before it writes them).
 extern "C" __global__ void __launch_bounds__({{.Threads}}) KNAME(const float* ql, const float* __restrict__ qr, const {{.CT}}* __restrict__ cc, const {{.CT}}* __restrict__ kc, float* y,
     const int* __restrict__ positions, const int* __restrict__ tiles, const int* __restrict__ block_tables, int max_blocks, int block_size) {
   constexpr int H = {{.H}}, R = {{.R}}, DR = {{.DR}}, BT = {{.BT}}, HB = {{.HB}}, HG = {{.HG}}, ROWS = {{.Rows}}, RPW = {{.RPW}}, BK = {{.BK}}, W = {{.Warps}};
@@ -549,8 +549,8 @@ extern "C" __global__ void __launch_bounds__({{.Threads}}) KNAME(const float* ql
 }
 `)
 
-// mlaCombine merges the decode splits of mla_attention: y = Σ_z e^{m_z - m}·o_z / Σ_z e^{m_z - m}·l_z.
-var mlaCombine = kernelTemplate("mla_combine", `// mla_combine: merges the decode splits of {{.H}} heads, latent {{.R}}.
+// mlaCombineTmpl merges the decode splits of mla_attention: y = Σ_z e^{m_z - m}·o_z / Σ_z e^{m_z - m}·l_z.
+var mlaCombineTmpl = kernelTemplate("mla_combine", `// mla_combine: merges the decode splits of {{.H}} heads, latent {{.R}}.
 extern "C" __global__ void __launch_bounds__(128) KNAME(const float* __restrict__ ws, float* __restrict__ y, const int* __restrict__ positions, int splits) {
   constexpr int H = {{.H}}, R = {{.R}};
   const long t = blockIdx.x;

@@ -26,7 +26,7 @@ func (m *mm) mmaCols() int64 {
 	return mmaBN
 }
 
-// matmulMMA is the many-rows GEMM on tensor cores
+// matmulMMATmpl is the many-rows GEMM on tensor cores
 // (mma.sync.m16n8k16.row.col.f32.bf16.bf16.f32), with the SIMT tile's
 // fusions, parameters and output layout.
 //
@@ -58,7 +58,7 @@ func (m *mm) mmaCols() int64 {
 // With Parts > 1 it is the split-K kernel (matmul_splitk): block z
 // multiplies k slices [z·NS/P, (z+1)·NS/P) and stores its raw accumulators
 // as partials.
-var matmulMMA = kernelTemplate("matmul_mma", `
+var matmulMMATmpl = kernelTemplate("matmul_mma", `
 {{- if .Split -}}
 // matmul{{.Label}}, split-K partials on tensor cores: w {{.WT}}[{{.N}}, {{.K}}], {{.NOut}} output columns; {{.BM}}×{{.Cols}} block tiles, k in {{.Parts}} parts of {{.BK}}-deep slices, mma.sync m16n8k16 bf16 on x split into {{.Terms}} bf16 terms.
 extern "C" __global__ void __launch_bounds__(256) KNAME({{template "mm_params" .}}, float* __restrict__ part) {
@@ -155,10 +155,10 @@ extern "C" __global__ void __launch_bounds__(256) KNAME({{template "mm_params" .
 {{- end}}
 `)
 
-// mmaLoad stages a k slice (k = KK for the thread's c) in registers: two
+// mmaLoadTmpl stages a k slice (k = KK for the thread's c) in registers: two
 // float4 of x (and the RMSNorm weights over them) and two 16-byte vectors
 // of W per thread.
-var mmaLoad = kernelTemplate("mma_load", `#pragma unroll
+var mmaLoadTmpl = kernelTemplate("mma_load", `#pragma unroll
     for (int i = 0; i < 2; i++) {
       const int e = tid + i * 256, r = e >> 3, c = (e & 7) * 4;  // x: 64 rows × 8 float4
       const long gm = m0 + r, kk = {{.KK}};
@@ -179,9 +179,9 @@ var mmaLoad = kernelTemplate("mma_load", `#pragma unroll
       wr[i] = (gn < NOUT && kk < K) ? pio_ld16(w + wrow * K + kk) : uint4{0u, 0u, 0u, 0u};
     }`)
 
-// mmaStore stores the staged slice into shared buffer Buf: x normed and
+// mmaStoreTmpl stores the staged slice into shared buffer Buf: x normed and
 // split into its bf16 terms, W as it is.
-var mmaStore = kernelTemplate("mma_store", `#pragma unroll
+var mmaStoreTmpl = kernelTemplate("mma_store", `#pragma unroll
     for (int i = 0; i < 2; i++) {
       const int e = tid + i * 256, r = e >> 3, c = (e & 7) * 2;
       float v[4] = {xr[i].x, xr[i].y, xr[i].z, xr[i].w};
@@ -309,10 +309,10 @@ func (m *mm) mmaSplitWorkspace(p int) int64 {
 	return ws
 }
 
-// matmulSplitKNorm is the split-K pre-pass: each row's RMSNorm inverse,
+// matmulSplitKNormTmpl is the split-K pre-pass: each row's RMSNorm inverse,
 // one warp per row, computed as mm_inv_norms does, stored after the P
 // parts' partials.
-var matmulSplitKNorm = kernelTemplate("matmul_splitk_norm", `// matmul{{.Label}}, split-K pre-pass: each row's inverse RMS over {{.K}} columns, one warp per row, into the workspace after {{.Parts}} parts of partials.
+var matmulSplitKNormTmpl = kernelTemplate("matmul_splitk_norm", `// matmul{{.Label}}, split-K pre-pass: each row's inverse RMS over {{.K}} columns, one warp per row, into the workspace after {{.Parts}} parts of partials.
 extern "C" __global__ void __launch_bounds__(256) KNAME({{template "mm_params" .}}, float* __restrict__ part) {
   constexpr long K = {{.K}}, N = {{.N}};
   constexpr int P = {{.Parts}};
@@ -327,10 +327,10 @@ extern "C" __global__ void __launch_bounds__(256) KNAME({{template "mm_params" .
 }
 `)
 
-// matmulSplitKSum adds each output's P partials in part order and applies
+// matmulSplitKSumTmpl adds each output's P partials in part order and applies
 // the epilogues (SwiGLU on the summed gate and up, residual), one thread
 // per output.
-var matmulSplitKSum = kernelTemplate("matmul_splitk_sum", `// matmul{{.Label}}, split-K sum: {{.NOut}} output columns of {{.Parts}} parts' partials of rows of {{.N}}, added in part order.
+var matmulSplitKSumTmpl = kernelTemplate("matmul_splitk_sum", `// matmul{{.Label}}, split-K sum: {{.NOut}} output columns of {{.Parts}} parts' partials of rows of {{.N}}, added in part order.
 extern "C" __global__ void __launch_bounds__(256) KNAME({{template "mm_params" .}}, float* __restrict__ part) {
   constexpr long N = {{.N}}, NOUT = {{.NOut}};
   constexpr int P = {{.Parts}};
@@ -363,11 +363,11 @@ type mmaFrags struct {
 // LastTerm is the index of x's smallest bf16 term, multiplied first.
 func (mmaFrags) LastTerm() int { return mmaTerms - 1 }
 
-// mmaSlice is the MMAs of one k slice (shared buffer B), for a block of 8
+// mmaSliceTmpl is the MMAs of one k slice (shared buffer B), for a block of 8
 // warps in 2 (M) × 4 (N), each owning 2 × 4 tiles of 16 × 8 accumulated in
 // acc[i][j] from the fragments mmaFrags name. Shared by the dense
 // tensor-core kernel and the MoE expert kernels.
-var mmaSlice = kernelTemplate("mma_slice", `    // Fragments (PTX ISA m16n8k16 layouts): A rows g, g+8 of each m tile, B row g of each n tile;
+var mmaSliceTmpl = kernelTemplate("mma_slice", `    // Fragments (PTX ISA m16n8k16 layouts): A rows g, g+8 of each m tile, B row g of each n tile;
     // words 4t..4t+3 of a row are k 8t..8t+7: words 0, 1 feed the first 16-deep step, 2, 3 the second.
     unsigned bw[4][4];
 #pragma unroll

@@ -77,12 +77,12 @@ type route struct {
 	Workspace    []string // logits, ids and weights live in the workspace at these offsets (C expressions in T)
 }
 
-// moeRoute is the routing kernel: one warp per token scores the experts
+// moeRouteTmpl is the routing kernel: one warp per token scores the experts
 // into shared memory, then (TopK) chooses k ids, and/or (Weights) writes
 // the k weights of the ids. With workspace offsets the kernel reads and
 // writes those regions of the workspace instead of taking them as
 // parameters.
-var moeRoute = kernelTemplate("moe_route", `// moe_route: {{if .Softmax}}softmax{{else}}sigmoid{{end}} scores of {{.Experts}} experts per token (one warp per token), top-{{.K}} choice {{.TopK}}, weights {{.Weights}}.
+var moeRouteTmpl = kernelTemplate("moe_route", `// moe_route: {{if .Softmax}}softmax{{else}}sigmoid{{end}} scores of {{.Experts}} experts per token (one warp per token), top-{{.K}} choice {{.TopK}}, weights {{.Weights}}.
 __device__ __forceinline__ bool KNAME_better(float v, int i, float bv, int bi) {
   if (i < 0) return false;
   if (bi < 0) return true;
@@ -168,9 +168,9 @@ extern "C" __global__ void __launch_bounds__(32) KNAME({{template "moe_route_par
 }
 `)
 
-// moeRouteParams are moe_route's parameters before T and S: the logits and
+// moeRouteParamsTmpl are moe_route's parameters before T and S: the logits and
 // ids (and weights) unless they live in the workspace, and the bias.
-var moeRouteParams = kernelTemplate("moe_route_params", `
+var moeRouteParamsTmpl = kernelTemplate("moe_route_params", `
 {{- if .Workspace}}float* ws, {{else}}const {{.Logits}}* __restrict__ logits, {{end}}
 {{- if .Bias}}const {{.Bias}}* __restrict__ bias, {{end}}
 {{- if not .Workspace}}
@@ -192,7 +192,7 @@ func (g *gen) routerTopK(step int, s ir.Step) error {
 		}
 	}
 	at := s.Attr()
-	name, err := g.emit("moe_route", moeRoute, route{Logits: lt, Bias: bt, Experts: int(lsh[1]), K: int(at.Int("k")), Softmax: at.String("scoring") == "softmax",
+	name, err := g.emit("moe_route", moeRouteTmpl, route{Logits: lt, Bias: bt, Experts: int(lsh[1]), K: int(at.Int("k")), Softmax: at.String("scoring") == "softmax",
 		TopK: true})
 	if err != nil {
 		return err
@@ -209,7 +209,7 @@ func (g *gen) routerWeights(step int, s ir.Step) error {
 	}
 	_, ish := g.operand(s.Args[1])
 	at := s.Attr()
-	name, err := g.emit("moe_route", moeRoute, route{Logits: lt, Experts: int(lsh[1]), K: int(ish[1]), Softmax: at.String("scoring") == "softmax",
+	name, err := g.emit("moe_route", moeRouteTmpl, route{Logits: lt, Experts: int(lsh[1]), K: int(ish[1]), Softmax: at.String("scoring") == "softmax",
 		Weights: true, Normalize: at.Bool("normalize"), Scale: at.Float("scale")})
 	if err != nil {
 		return err
@@ -306,9 +306,9 @@ func (s moeScratch) ActOff() string {
 	return fmt.Sprintf("((%s + 3 * E + 1 + (long)T * K + 3) & ~3L)", s.Base)
 }
 
-// moeScratchT declares the regions of the pair scratch (moeGeom.scratch):
+// moeScratchTmpl declares the regions of the pair scratch (moeGeom.scratch):
 // optional lines, each with the newline before it, for {{- template}}.
-var moeScratchT = kernelTemplate("moe_scratch", `
+var moeScratchTmpl = kernelTemplate("moe_scratch", `
 {{- if or .Cnt .Start .Order}}
   int* pio_moe_i = (int*)(ws + {{.Base}});
 {{- end}}
@@ -331,9 +331,9 @@ var moeScratchT = kernelTemplate("moe_scratch", `
   int* tiles = (int*)(ws + {{.ActOff}} + (long)T * K * (I + H));
 {{- end}}`)
 
-// moeGroup counts the pairs of each expert, takes offsets and scatters the
+// moeGroupTmpl counts the pairs of each expert, takes offsets and scatters the
 // pair indices by expert (and lists the tensor-core kernels' tiles).
-var moeGroup = kernelTemplate("moe_group", `// moe_group: the (token, slot) pairs of {{.E}} experts, top-{{.K}}, counted and grouped by expert on the device.
+var moeGroupTmpl = kernelTemplate("moe_group", `// moe_group: the (token, slot) pairs of {{.E}} experts, top-{{.K}}, counted and grouped by expert on the device.
 extern "C" __global__ void __launch_bounds__(1024) KNAME({{if not .IDsOff}}const int* __restrict__ ids_, {{end}}float* ws, int T) {
   enum { E = {{.E}}, K = {{.K}}, H = {{.H}}, I = {{.I}} };
 {{- if or .GateUpMMA .DownMMA}}
@@ -389,9 +389,9 @@ extern "C" __global__ void __launch_bounds__(1024) KNAME({{if not .IDsOff}}const
 }
 `)
 
-// moeGateUp is the SIMT gate/up GEMM with its SwiGLU: a warp per weight
+// moeGateUpTmpl is the SIMT gate/up GEMM with its SwiGLU: a warp per weight
 // row, NP pairs per pass over it.
-var moeGateUp = kernelTemplate("moe_gate_up", `// moe_gate_up: act[p, i] = silu(gate_e[i]·x[t]) · up_e[i]·x[t] over the pairs p = (t, slot) of expert e; gate_up {{.GUT}}[{{.E}}·{{.TwoI}}, {{.H}}]; one block per (expert, {{.RowsPerBlock}} intermediate rows); an expert with no pairs returns at once.
+var moeGateUpTmpl = kernelTemplate("moe_gate_up", `// moe_gate_up: act[p, i] = silu(gate_e[i]·x[t]) · up_e[i]·x[t] over the pairs p = (t, slot) of expert e; gate_up {{.GUT}}[{{.E}}·{{.TwoI}}, {{.H}}]; one block per (expert, {{.RowsPerBlock}} intermediate rows); an expert with no pairs returns at once.
 extern "C" __global__ void __launch_bounds__({{.Threads}}) KNAME(const {{.XT}}* __restrict__ x, const {{.GUT}}* __restrict__ gu, float* ws, int T) {
   enum { E = {{.E}}, K = {{.K}}, H = {{.H}}, I = {{.I}} };
 {{- template "moe_scratch" .Regions "start" "order" "act"}}
@@ -437,9 +437,9 @@ extern "C" __global__ void __launch_bounds__({{.Threads}}) KNAME(const {{.XT}}* 
 }
 `)
 
-// moeDown is the SIMT down GEMM: a warp per weight row, NP pairs per pass
+// moeDownTmpl is the SIMT down GEMM: a warp per weight row, NP pairs per pass
 // over it.
-var moeDown = kernelTemplate("moe_down", `// moe_down: out[p, r] = down_e[r]·act[p] over the pairs p of expert e; down {{.DT}}[{{.E}}·{{.H}}, {{.I}}]; one block per (expert, {{.RowsPerBlock}} rows); an expert with no pairs returns at once.
+var moeDownTmpl = kernelTemplate("moe_down", `// moe_down: out[p, r] = down_e[r]·act[p] over the pairs p of expert e; down {{.DT}}[{{.E}}·{{.H}}, {{.I}}]; one block per (expert, {{.RowsPerBlock}} rows); an expert with no pairs returns at once.
 extern "C" __global__ void __launch_bounds__({{.Threads}}) KNAME(const {{.DT}}* __restrict__ down, float* ws, int T) {
   enum { E = {{.E}}, K = {{.K}}, H = {{.H}}, I = {{.I}} };
 {{- template "moe_scratch" .Regions "start" "order" "act" "out"}}
@@ -479,9 +479,9 @@ extern "C" __global__ void __launch_bounds__({{.Threads}}) KNAME(const {{.DT}}* 
 }
 `)
 
-// moeCombine sums each token's pairs in increasing expert order, each
+// moeCombineTmpl sums each token's pairs in increasing expert order, each
 // scaled by its weight, in f32 (then + residual).
-var moeCombine = kernelTemplate("moe_combine", `// moe_combine: y[t] = Σ_j w[t, j]·out[t, j] over the {{.K}} slots in increasing expert order{{if .Residual}}, plus the residual{{end}}.
+var moeCombineTmpl = kernelTemplate("moe_combine", `// moe_combine: y[t] = Σ_j w[t, j]·out[t, j] over the {{.K}} slots in increasing expert order{{if .Residual}}, plus the residual{{end}}.
 extern "C" __global__ void __launch_bounds__(128) KNAME(
 {{- if not .IDsOff}}const int* __restrict__ ids_, {{end}}
 {{- if not .WOff}}const float* __restrict__ w_, {{end}}
@@ -542,7 +542,7 @@ func (g *gen) expertKernels(step int, m moeGeom, xt string, x, ids, w, gu, down 
 		Segs: max(1, 1024/m.e), MinPairs: moeMMAMinPairs, MMARows: moeMMARows, WarpMaxRows: WarpMaxRows}
 
 	// 1. Count, offsets and the pairs grouped by expert.
-	route, err := g.emit("moe_group", moeGroup, h)
+	route, err := g.emit("moe_group", moeGroupTmpl, h)
 	if err != nil {
 		return err
 	}
@@ -550,14 +550,14 @@ func (g *gen) expertKernels(step int, m moeGeom, xt string, x, ids, w, gu, down 
 		Params: withIDs(ws, T)})
 
 	// 2. act[p] = silu(gate_e·x[t]) ⊙ (up_e·x[t]) for the pairs of each expert.
-	gateUp, err := g.emit("moe_gate_up", moeGateUp, h)
+	gateUp, err := g.emit("moe_gate_up", moeGateUpTmpl, h)
 	if err != nil {
 		return err
 	}
 	g.launch(Launch{Step: step, Kernel: gateUp, Block: moeWarps * 32, Grid: [3]Expr{{Fixed: int64(m.e * guTiles)}, {Fixed: 1}, {Fixed: 1}},
 		Params: []Param{x, gu, ws, T}})
 	if guMMA {
-		name, err := g.emit("moe_gate_up_mma", moeMMA, moeMMAHoles{h, gemmGateUp})
+		name, err := g.emit("moe_gate_up_mma", moeMMATmpl, moeMMAHoles{h, gemmGateUp})
 		if err != nil {
 			return err
 		}
@@ -568,14 +568,14 @@ func (g *gen) expertKernels(step int, m moeGeom, xt string, x, ids, w, gu, down 
 	}
 
 	// 3. out[p] = down_e·act[p].
-	downK, err := g.emit("moe_down", moeDown, h)
+	downK, err := g.emit("moe_down", moeDownTmpl, h)
 	if err != nil {
 		return err
 	}
 	g.launch(Launch{Step: step, Kernel: downK, Block: moeWarps * 32, Grid: [3]Expr{{Fixed: int64(m.e * dTiles)}, {Fixed: 1}, {Fixed: 1}},
 		Params: []Param{down, ws, T}})
 	if downMMA {
-		name, err := g.emit("moe_down_mma", moeMMA, moeMMAHoles{h, gemmDown})
+		name, err := g.emit("moe_down_mma", moeMMATmpl, moeMMAHoles{h, gemmDown})
 		if err != nil {
 			return err
 		}
@@ -586,7 +586,7 @@ func (g *gen) expertKernels(step int, m moeGeom, xt string, x, ids, w, gu, down 
 	}
 
 	// 4. y[t] = Σ_j w[t,j]·out[t,j] in increasing expert order (+ residual).
-	combine, err := g.emit("moe_combine", moeCombine, h)
+	combine, err := g.emit("moe_combine", moeCombineTmpl, h)
 	if err != nil {
 		return err
 	}
@@ -665,7 +665,7 @@ func (g *gen) moeRouted(step int, s ir.Step) error {
 		if at.Bool("unit_offset") {
 			off = "1.0f"
 		}
-		name, err := g.emit("moe_norm", moeNorm, moeNormHoles{H: h, XT: xt, NT: nt, Eps: cf(at.Float("eps")), Off: off})
+		name, err := g.emit("moe_norm", moeNormTmpl, moeNormHoles{H: h, XT: xt, NT: nt, Eps: cf(at.Float("eps")), Off: off})
 		if err != nil {
 			return err
 		}
@@ -683,7 +683,7 @@ func (g *gen) moeRouted(step int, s ir.Step) error {
 	if xnOff != "" {
 		rparams = []Param{arg(1), ws, T}
 	}
-	gemm, err := g.emit("moe_router", moeRouter, moeRouterHoles{RT: rt, E: re, H: h, XT: xType, Normed: xnOff != "", LogitsOff: logitsOff})
+	gemm, err := g.emit("moe_router", moeRouterTmpl, moeRouterHoles{RT: rt, E: re, H: h, XT: xType, Normed: xnOff != "", LogitsOff: logitsOff})
 	if err != nil {
 		return err
 	}
@@ -700,7 +700,7 @@ func (g *gen) moeRouted(step int, s ir.Step) error {
 	if bt != "" {
 		wparams = append(wparams, arg(biasArg))
 	}
-	routeWS, err := g.emit("moe_route", moeRoute, route{Logits: "float", Bias: bt, Experts: re, K: k, Softmax: at.String("scoring") == "softmax",
+	routeWS, err := g.emit("moe_route", moeRouteTmpl, route{Logits: "float", Bias: bt, Experts: re, K: k, Softmax: at.String("scoring") == "softmax",
 		TopK: true, Weights: true, Normalize: at.Bool("normalize"), Scale: at.Float("scale"), Workspace: []string{logitsOff, idsOff, wOff}})
 	if err != nil {
 		return err
@@ -734,9 +734,9 @@ type moeNormHoles struct {
 	Off    string // "0.0f", or "1.0f" with unit_offset
 }
 
-// moeNorm is moe_routed's RMSNorm prologue, like the CPU's rmsRow: Σx² in
+// moeNormTmpl is moe_routed's RMSNorm prologue, like the CPU's rmsRow: Σx² in
 // double, inv = 1/sqrt(mean + eps), y = (x·inv)·w.
-var moeNorm = kernelTemplate("moe_norm", `// moe_norm: xn = rms_norm(x, w) over rows of {{.H}} into the workspace (the prologue of moe_routed).
+var moeNormTmpl = kernelTemplate("moe_norm", `// moe_norm: xn = rms_norm(x, w) over rows of {{.H}} into the workspace (the prologue of moe_routed).
 extern "C" __global__ void __launch_bounds__(128) KNAME(const {{.XT}}* __restrict__ x, const {{.NT}}* __restrict__ w, float* ws, int T) {
   __shared__ double part[128];
   const long t = blockIdx.x;
@@ -764,9 +764,9 @@ type moeRouterHoles struct {
 	LogitsOff string // C expression (in T): the logits' offset in the workspace
 }
 
-// moeRouter is moe_routed's router GEMM: logits[t, e] = x'[t]·router[e],
+// moeRouterTmpl is moe_routed's router GEMM: logits[t, e] = x'[t]·router[e],
 // one warp per output.
-var moeRouter = kernelTemplate("moe_router", `// moe_router: logits[t, e] = x[t]·router[e] (router {{.RT}}[{{.E}}, {{.H}}]) into the workspace, one warp per output.
+var moeRouterTmpl = kernelTemplate("moe_router", `// moe_router: logits[t, e] = x[t]·router[e] (router {{.RT}}[{{.E}}, {{.H}}]) into the workspace, one warp per output.
 extern "C" __global__ void __launch_bounds__(256) KNAME({{if not .Normed}}const {{.XT}}* __restrict__ x, {{end}}const {{.RT}}* __restrict__ router, float* ws, int T) {
   const long o = (long)blockIdx.x * 8 + (threadIdx.x >> 5);
   const int lane = threadIdx.x & 31;
@@ -868,7 +868,7 @@ type moeMMAStage struct {
 func (h moeMMAHoles) Load(k0 string) moeMMAStage   { return moeMMAStage{h, k0, ""} }
 func (h moeMMAHoles) Store(buf string) moeMMAStage { return moeMMAStage{h, "", buf} }
 
-// moeMMA is the tensor-core kernel of the gate/up GEMM with its SwiGLU
+// moeMMATmpl is the tensor-core kernel of the gate/up GEMM with its SwiGLU
 // (x rows of the pairs' tokens, act out) or of the down GEMM (act rows in,
 // out), one block per (tile table entry: 64 pairs of one expert,
 // 64 act columns or 128 out columns). The numerics and the data path are
@@ -879,7 +879,7 @@ func (h moeMMAHoles) Store(buf string) moeMMAStage { return moeMMAStage{h, "", b
 // B). The rows of the tile are gathered: row r is pair order[q0 + r], so a
 // thread looks up the two rows it stages once. Warps with no valid rows
 // skip the multiplies.
-var moeMMA = kernelTemplate("moe_mma", `
+var moeMMATmpl = kernelTemplate("moe_mma", `
 {{- if .Down -}}
 // moe_down, tensor cores: out[p, r] = down_e[r]·act[p]; down {{.DT}}[{{.E}}·{{.H}}, {{.I}}]
 {{- else -}}
@@ -960,9 +960,9 @@ extern "C" __global__ void __launch_bounds__(256) KNAME({{if .Down}}const pio_bf
 }
 `)
 
-// moeMMALoad stages a k slice (from K0) in registers: two float4 of the
+// moeMMALoadTmpl stages a k slice (from K0) in registers: two float4 of the
 // thread's gathered rows and two 16-byte vectors of W.
-var moeMMALoad = kernelTemplate("moe_mma_load", `#pragma unroll
+var moeMMALoadTmpl = kernelTemplate("moe_mma_load", `#pragma unroll
     for (int i = 0; i < 2; i++) {
       const long kk = {{.K0}} + ((tid + i * 256) & 7) * 4;  // x: 64 rows × 8 float4
       xr[i] = (xrow[i] && kk < KD) ? pio_ld4(xrow[i] + kk) : float4{0.f, 0.f, 0.f, 0.f};
@@ -978,9 +978,9 @@ var moeMMALoad = kernelTemplate("moe_mma_load", `#pragma unroll
       wr[i] = (gn < NOUT && kk < KD) ? pio_ld16(w + wrow * KD + kk) : uint4{0u, 0u, 0u, 0u};
     }`)
 
-// moeMMAStore stores the staged slice into shared buffer Buf, x split into
+// moeMMAStoreTmpl stores the staged slice into shared buffer Buf, x split into
 // its bf16 terms.
-var moeMMAStore = kernelTemplate("moe_mma_store", `#pragma unroll
+var moeMMAStoreTmpl = kernelTemplate("moe_mma_store", `#pragma unroll
     for (int i = 0; i < 2; i++) {
       const int el = tid + i * 256, r = el >> 3, c = (el & 7) * 2;
       float v[4] = {xr[i].x, xr[i].y, xr[i].z, xr[i].w};

@@ -10,7 +10,7 @@ import (
 // its ops left in a plan (quantize runs at build time).
 func init() { templates[ir.OpMatMulQ] = (*gen).matmulQ }
 
-// quantDecode are the code decoders of matmul_q, emitted ahead of each of
+// quantDecodeTmpl are the code decoders of matmul_q, emitted ahead of each of
 // its kernels (once per module, by the include guard). Each turns the four
 // code bytes of a little-endian word into exact f32 values: the CPU backend
 // (runtime/cpu/kern) decodes to the same bits.
@@ -23,7 +23,7 @@ func init() { templates[ir.OpMatMulQ] = (*gen).matmulQ }
 // subnormal codes included (their f32 image is a denormal, which f32
 // arithmetic keeps without -ftz). Like kern.F8, the NaN codes 0x7f and 0xff
 // decode to ±480; the compiler never emits them (it saturates at ±448).
-var quantDecode = kernelTemplate("quant_decode", `#ifndef PIO_QUANT_DECODE
+var quantDecodeTmpl = kernelTemplate("quant_decode", `#ifndef PIO_QUANT_DECODE
 #define PIO_QUANT_DECODE
 __device__ __forceinline__ void pio_dq_int8(unsigned w, float o[4]) {
   w ^= 0x80808080u;
@@ -114,14 +114,14 @@ func (g *gen) matmulQ(step int, s ir.Step) error {
 
 	const warps = 8
 	for _, v := range warpVariants { // matmul.go: TR = 4 up to 4 rows, 16 (one pass over the codes) to 16
-		warp, err := g.emit("matmul_q_warp", matmulQWarp, m.warpHoles(v.tr, warps))
+		warp, err := g.emit("matmul_q_warp", matmulQWarpTmpl, m.warpHoles(v.tr, warps))
 		if err != nil {
 			return err
 		}
 		g.launch(Launch{Step: step, Kernel: warp, Params: stdParams(3), Block: warps * 32, MinRows: v.minRows, MaxRows: v.maxRows, Rows: rowsE,
 			Grid: [3]Expr{{Fixed: m.n, Div: warps}, {T: rowsE.T, S: rowsE.S, Fixed: rowsE.Fixed, Div: int64(v.tr)}, {Fixed: 1}}})
 	}
-	tile, err := g.emit("matmul_q_tile", matmulQTile, &m)
+	tile, err := g.emit("matmul_q_tile", matmulQTileTmpl, &m)
 	if err != nil {
 		return err
 	}
@@ -159,11 +159,11 @@ func (h matmulQWarpHoles) Threads() int { return h.Warps * 32 }
 // mmqParams is the matmul_q kernels' parameter list.
 const mmqParams = "const float* __restrict__ x, const unsigned char* __restrict__ q, const float* __restrict__ sc, float* __restrict__ y, int T, int S"
 
-// matmulQWarp is the few-rows GEMV: one warp per output column, each lane
+// matmulQWarpTmpl is the few-rows GEMV: one warp per output column, each lane
 // streaming 16-byte code vectors and decoding them in registers. Word i of
 // a vector holds its bytes 4i..4i+3: int8 and fp8 weights 4i..4i+3, int4
 // weights 4i..4i+3 (low nibbles) and 16+4i..16+4i+3 (high nibbles).
-var matmulQWarp = kernelTemplate("matmul_q_warp", `{{template "quant_decode"}}
+var matmulQWarpTmpl = kernelTemplate("matmul_q_warp", `{{template "quant_decode"}}
 // matmul_q ({{.Format}}, group {{.G}}), few rows: codes {{.CodeType}}[{{.N}}, {{.RowBytes}}], scales f32[{{.N}}, {{.GS}}]; one warp per output column, {{.TR}} rows per block row;
 // each lane loads up to {{.U}} 16-byte code vectors ({{.PerVec}} weights each) before decoding them in registers.
 extern "C" __global__ void __launch_bounds__({{.Threads}}) KNAME(`+mmqParams+`) {
@@ -236,9 +236,9 @@ extern "C" __global__ void __launch_bounds__({{.Threads}}) KNAME(`+mmqParams+`) 
 }
 `)
 
-// matmulQTile is the many-rows kernel: 64×64 tiles, 32-deep k slices of W
+// matmulQTileTmpl is the many-rows kernel: 64×64 tiles, 32-deep k slices of W
 // decoded into shared memory as f32 (scale·q), 4×4 outputs per thread.
-var matmulQTile = kernelTemplate("matmul_q_tile", `{{template "quant_decode"}}
+var matmulQTileTmpl = kernelTemplate("matmul_q_tile", `{{template "quant_decode"}}
 // matmul_q ({{.Format}}, group {{.G}}), many rows: codes {{.CodeType}}[{{.N}}, {{.RowBytes}}], scales f32[{{.N}}, {{.GS}}]; 64×64 tiles, 32-deep k slices decoded
 // into shared memory as f32 (scale·q), 4×4 outputs per thread.
 extern "C" __global__ void __launch_bounds__(256) KNAME(`+mmqParams+`) {

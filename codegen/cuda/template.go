@@ -11,7 +11,8 @@ import (
 // the generator reads like the kernel it writes. Every template is parsed
 // once, at package initialisation, into one set (kernelSet), named after its
 // kernel (matmul_mma) or, for a fragment that several kernels share, after
-// the fragment (mma_slice).
+// the fragment (mma_slice); its Go variable is that name with a Tmpl
+// suffix (matmulMMATmpl, mmaSliceTmpl).
 //
 // Conventions:
 //   - A kernel template is its text from the comment line to the closing
