@@ -39,6 +39,35 @@ func (g *gen) floatTypes(s ir.Step, args ...int) ([]string, error) {
 	return ts, nil
 }
 
+// layerNormHoles fill layer_norm.
+type layerNormHoles struct {
+	XT, WT, BT string // x, weight and bias element types
+	D          int64  // row length
+	Eps        string // C literal
+	Block      int    // threads
+}
+
+// layerNormTmpl: one block per row, both statistics from two passes over it.
+var layerNormTmpl = kernelTemplate("layer_norm", `// layer_norm over rows of {{.D}}: y = (x − mean)/sqrt(var + eps)·w + b (biased variance).
+extern "C" __global__ void __launch_bounds__({{.Block}}) KNAME(const {{.XT}}* x, const {{.WT}}* __restrict__ w, const {{.BT}}* __restrict__ b, float* y, int T, int S) {
+  __shared__ float red[32];
+  const long row = blockIdx.x;  // one block per row
+  const {{.XT}}* xr = x + row * {{.D}}L;
+  float* yr = y + row * {{.D}}L;
+  float s = 0.f;
+  for (int c = threadIdx.x; c < {{.D}}; c += {{.Block}}) s += pio_f32(xr[c]);
+  const float mean = pio_block_sum(s, red) / {{.D}}.0f;
+  float ss = 0.f;
+  for (int c = threadIdx.x; c < {{.D}}; c += {{.Block}}) {
+    const float v = pio_f32(xr[c]) - mean;
+    ss = fmaf(v, v, ss);
+  }
+  const float rstd = 1.0f / sqrtf(pio_block_sum(ss, red) / {{.D}}.0f + {{.Eps}});
+  for (int c = threadIdx.x; c < {{.D}}; c += {{.Block}})
+    yr[c] = __fadd_rn(__fmul_rn(__fmul_rn(pio_f32(xr[c]) - mean, rstd), pio_f32(w[c])), pio_f32(b[c]));
+}
+`)
+
 // layerNorm: one block per row of d: y = (x − mean)·rstd·w + b with the
 // biased variance, both statistics from two passes over the row.
 func (g *gen) layerNorm(step int, s ir.Step) error {
@@ -56,28 +85,32 @@ func (g *gen) layerNorm(step int, s ir.Step) error {
 	if d > 1024 {
 		block = 256
 	}
-	name := g.kernel("layer_norm", fmt.Sprintf(`// layer_norm over rows of %[4]d: y = (x − mean)/sqrt(var + eps)·w + b (biased variance).
-extern "C" __global__ void __launch_bounds__(%[6]d) KNAME(const %[1]s* x, const %[2]s* __restrict__ w, const %[3]s* __restrict__ b, float* y, int T, int S) {
-  __shared__ float red[32];
-  const long row = blockIdx.x;  // one block per row
-  const %[1]s* xr = x + row * %[4]dL;
-  float* yr = y + row * %[4]dL;
-  float s = 0.f;
-  for (int c = threadIdx.x; c < %[4]d; c += %[6]d) s += pio_f32(xr[c]);
-  const float mean = pio_block_sum(s, red) / %[4]d.0f;
-  float ss = 0.f;
-  for (int c = threadIdx.x; c < %[4]d; c += %[6]d) {
-    const float v = pio_f32(xr[c]) - mean;
-    ss = fmaf(v, v, ss);
-  }
-  const float rstd = 1.0f / sqrtf(pio_block_sum(ss, red) / %[4]d.0f + %[5]s);
-  for (int c = threadIdx.x; c < %[4]d; c += %[6]d)
-    yr[c] = __fadd_rn(__fmul_rn(__fmul_rn(pio_f32(xr[c]) - mean, rstd), pio_f32(w[c])), pio_f32(b[c]));
-}
-`, ts[0], ts[1], ts[2], d, cf(s.Attr().Float("eps")), block))
+	name, err := g.emit("layer_norm", layerNormTmpl, layerNormHoles{XT: ts[0], WT: ts[1], BT: ts[2], D: d, Eps: cf(s.Attr().Float("eps")), Block: block})
+	if err != nil {
+		return err
+	}
 	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(3), Block: block, Grid: [3]Expr{grid, {Fixed: 1}, {Fixed: 1}}})
 	return nil
 }
+
+// geluHoles fill gelu.
+type geluHoles struct {
+	XT     string // x element type
+	N      string // C expression: the elements
+	Expr   string // C expression of y from v
+	Approx string // erf or tanh
+}
+
+// geluTmpl is elementwise gelu.
+var geluTmpl = kernelTemplate("gelu", `// gelu ({{.Approx}}) over {{.N}} elements.
+extern "C" __global__ void __launch_bounds__(256) KNAME(const {{.XT}}* x, float* y, int T, int S) {
+  const long n = {{.N}};
+  for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
+    const float v = pio_f32(x[i]);
+    y[i] = {{.Expr}};
+  }
+}
+`)
 
 // gelu: elementwise x·Φ(x), exact (erf) or the tanh approximation.
 func (g *gen) gelu(step int, s ir.Step) error {
@@ -96,19 +129,30 @@ func (g *gen) gelu(step int, s ir.Step) error {
 	}
 	_, xsh := g.operand(s.Args[0])
 	t, sq, f := count(xsh)
-	name := g.kernel("gelu", fmt.Sprintf(`// gelu (%[4]s) over %[2]s elements.
-extern "C" __global__ void __launch_bounds__(256) KNAME(const %[1]s* x, float* y, int T, int S) {
-  const long n = %[2]s;
-  for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
-    const float v = pio_f32(x[i]);
-    y[i] = %[3]s;
-  }
-}
-`, ts[0], cExpr(t, sq, f), expr, s.Attr().String("approximate")))
+	name, err := g.emit("gelu", geluTmpl, geluHoles{XT: ts[0], N: cExpr(t, sq, f), Expr: expr, Approx: s.Attr().String("approximate")})
+	if err != nil {
+		return err
+	}
 	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(1), Block: 256,
 		Grid: [3]Expr{{T: t, S: sq, Fixed: f, Div: 256}, {Fixed: 1}, {Fixed: 1}}})
 	return nil
 }
+
+// biasAddHoles fill bias_add.
+type biasAddHoles struct {
+	XT, BT string // x and bias element types
+	N      string // C expression: the elements
+	Cols   int64  // the bias length
+}
+
+// biasAddTmpl adds the bias to every row.
+var biasAddTmpl = kernelTemplate("bias_add", `// bias_add: y[i] = x[i] + b[i % {{.Cols}}] over {{.N}} elements.
+extern "C" __global__ void __launch_bounds__(256) KNAME(const {{.XT}}* x, const {{.BT}}* __restrict__ b, float* y, int T, int S) {
+  const long n = {{.N}};
+  for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x)
+    y[i] = __fadd_rn(pio_f32(x[i]), pio_f32(b[i % {{.Cols}}L]));
+}
+`)
 
 // biasAdd: y[..., n] = x[..., n] + b[n].
 func (g *gen) biasAdd(step int, s ir.Step) error {
@@ -119,17 +163,37 @@ func (g *gen) biasAdd(step int, s ir.Step) error {
 	_, xsh := g.operand(s.Args[0])
 	n := int64(xsh.Last())
 	t, sq, f := count(xsh)
-	name := g.kernel("bias_add", fmt.Sprintf(`// bias_add: y[i] = x[i] + b[i %% %[4]d] over %[3]s elements.
-extern "C" __global__ void __launch_bounds__(256) KNAME(const %[1]s* x, const %[2]s* __restrict__ b, float* y, int T, int S) {
-  const long n = %[3]s;
-  for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x)
-    y[i] = __fadd_rn(pio_f32(x[i]), pio_f32(b[i %% %[4]dL]));
-}
-`, ts[0], ts[1], cExpr(t, sq, f), n))
+	name, err := g.emit("bias_add", biasAddTmpl, biasAddHoles{XT: ts[0], BT: ts[1], N: cExpr(t, sq, f), Cols: n})
+	if err != nil {
+		return err
+	}
 	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(2), Block: 256,
 		Grid: [3]Expr{{T: t, S: sq, Fixed: f, Div: 256}, {Fixed: 1}, {Fixed: 1}}})
 	return nil
 }
+
+// maskRowsHoles fill mask_rows.
+type maskRowsHoles struct {
+	HT, FT string // h and f element types
+	Op     string // add_rows or set_rows
+	D      int64  // row length
+	Set    bool   // set_rows, else add_rows
+}
+
+// maskRowsTmpl is add_rows and set_rows: one block per token.
+var maskRowsTmpl = kernelTemplate("mask_rows", `// {{.Op}} over rows of {{.D}}: y[t] = mask[t] ≠ 0 ? {{if .Set}}f[t]{{else}}h[t] + f[t]{{end}} : h[t].
+extern "C" __global__ void __launch_bounds__(128) KNAME(const {{.HT}}* h, const {{.FT}}* f, const int* __restrict__ mask, float* y, int T, int S) {
+  const long t = blockIdx.x;  // one block per token
+  const {{.HT}}* hr = h + t * {{.D}}L;
+  const {{.FT}}* fr = f + t * {{.D}}L;
+  float* yr = y + t * {{.D}}L;
+  if (mask[t] != 0) {
+    for (int c = threadIdx.x; c < {{.D}}; c += blockDim.x) yr[c] = {{if .Set}}pio_f32(fr[c]){{else}}__fadd_rn(pio_f32(hr[c]), pio_f32(fr[c])){{end}};
+  } else {
+    for (int c = threadIdx.x; c < {{.D}}; c += blockDim.x) yr[c] = pio_f32(hr[c]);
+  }
+}
+`)
 
 // maskRows: add_rows (y[t] = h[t] + f[t] where mask[t] ≠ 0) and set_rows
 // (y[t] = f[t] there); elsewhere y[t] = h[t]. One block per token.
@@ -144,26 +208,47 @@ func (g *gen) maskRows(step int, s ir.Step) error {
 	if err != nil {
 		return err
 	}
-	op, set := "add_rows", "__fadd_rn(pio_f32(hr[c]), pio_f32(fr[c]))"
+	op := "add_rows"
 	if s.Op == ir.OpSetRows {
-		op, set = "set_rows", "pio_f32(fr[c])"
+		op = "set_rows"
 	}
-	name := g.kernel(op, fmt.Sprintf(`// %[3]s over rows of %[5]d: y[t] = mask[t] ≠ 0 ? %[4]s : h[t].
-extern "C" __global__ void __launch_bounds__(128) KNAME(const %[1]s* h, const %[2]s* f, const int* __restrict__ mask, float* y, int T, int S) {
-  const long t = blockIdx.x;  // one block per token
-  const %[1]s* hr = h + t * %[5]dL;
-  const %[2]s* fr = f + t * %[5]dL;
-  float* yr = y + t * %[5]dL;
-  if (mask[t] != 0) {
-    for (int c = threadIdx.x; c < %[5]d; c += blockDim.x) yr[c] = %[6]s;
-  } else {
-    for (int c = threadIdx.x; c < %[5]d; c += blockDim.x) yr[c] = pio_f32(hr[c]);
-  }
-}
-`, ts[0], ts[1], op, map[bool]string{true: "f[t]", false: "h[t] + f[t]"}[s.Op == ir.OpSetRows], d, set))
+	name, err := g.emit(op, maskRowsTmpl, maskRowsHoles{HT: ts[0], FT: ts[1], Op: op, D: d, Set: s.Op == ir.OpSetRows})
+	if err != nil {
+		return err
+	}
 	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(3), Block: 128, Grid: [3]Expr{grid, {Fixed: 1}, {Fixed: 1}}})
 	return nil
 }
+
+// weightedRowsHoles fill weighted_rows.
+type weightedRowsHoles struct {
+	TT, WT string // table and weight element types
+	N, D   int64  // the table is [N, D]
+	K      int64  // rows summed per output row
+}
+
+// weightedRowsTmpl: one block per output row.
+var weightedRowsTmpl = kernelTemplate("weighted_rows", `// weighted_rows: y[r] = Σ_k<{{.K}} w[r,k]·table[idx[r,k]], k in order; table [{{.N}}, {{.D}}]; an index outside it gives a NaN row.
+extern "C" __global__ void __launch_bounds__(128) KNAME(const {{.TT}}* __restrict__ table, const int* __restrict__ idx, const {{.WT}}* __restrict__ w, float* __restrict__ y, int T, int S) {
+  const long r = blockIdx.x;  // one block per output row
+  const int* ir = idx + r * {{.K}}L;
+  float* yr = y + r * {{.D}}L;
+  bool ok = true;
+  for (int j = 0; j < {{.K}}; j++) ok = ok && ir[j] >= 0 && ir[j] < {{.N}};
+  if (!ok) {
+    for (int c = threadIdx.x; c < {{.D}}; c += blockDim.x) yr[c] = __uint_as_float(0x7fc00000u);
+    return;
+  }
+  for (int c = threadIdx.x; c < {{.D}}; c += blockDim.x) {
+    float acc = 0.f;
+    for (int j = 0; j < {{.K}}; j++) {
+      const float p = __fmul_rn(pio_f32(w[r * {{.K}}L + j]), pio_f32(table[(long)ir[j] * {{.D}}L + c]));
+      acc = j == 0 ? p : __fadd_rn(acc, p);
+    }
+    yr[c] = acc;
+  }
+}
+`)
 
 // weightedRows: y[r] = Σ_k w[r,k]·table[idx[r,k]], k in order
 // (((w0·t0 + w1·t1) + w2·t2) + …) without contraction, as the CPU sums.
@@ -183,27 +268,10 @@ func (g *gen) weightedRows(step int, s ir.Step) error {
 	if err != nil {
 		return err
 	}
-	name := g.kernel("weighted_rows", fmt.Sprintf(`// weighted_rows: y[r] = Σ_k<%[5]d w[r,k]·table[idx[r,k]], k in order; table [%[3]d, %[4]d]; an index outside it gives a NaN row.
-extern "C" __global__ void __launch_bounds__(128) KNAME(const %[1]s* __restrict__ table, const int* __restrict__ idx, const %[2]s* __restrict__ w, float* __restrict__ y, int T, int S) {
-  const long r = blockIdx.x;  // one block per output row
-  const int* ir = idx + r * %[5]dL;
-  float* yr = y + r * %[4]dL;
-  bool ok = true;
-  for (int j = 0; j < %[5]d; j++) ok = ok && ir[j] >= 0 && ir[j] < %[3]d;
-  if (!ok) {
-    for (int c = threadIdx.x; c < %[4]d; c += blockDim.x) yr[c] = __uint_as_float(0x7fc00000u);
-    return;
-  }
-  for (int c = threadIdx.x; c < %[4]d; c += blockDim.x) {
-    float acc = 0.f;
-    for (int j = 0; j < %[5]d; j++) {
-      const float p = __fmul_rn(pio_f32(w[r * %[5]dL + j]), pio_f32(table[(long)ir[j] * %[4]dL + c]));
-      acc = j == 0 ? p : __fadd_rn(acc, p);
-    }
-    yr[c] = acc;
-  }
-}
-`, ts[0], ts[1], n, d, k))
+	name, err := g.emit("weighted_rows", weightedRowsTmpl, weightedRowsHoles{TT: ts[0], WT: ts[1], N: n, D: d, K: k})
+	if err != nil {
+		return err
+	}
 	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(3), Block: 128, Grid: [3]Expr{grid, {Fixed: 1}, {Fixed: 1}}})
 	return nil
 }
@@ -235,6 +303,50 @@ func mropeAxes(secs []int64, layout string) []int {
 	}
 	return axis
 }
+
+// mropeHoles fill mrope.
+type mropeHoles struct {
+	Heads, HD int64   // heads, head dim
+	Half      int64   // frequency slots
+	Inv, Ax   string  // C initialisers: each slot's inverse frequency and position axis
+	Axes      int64   // position axes
+	Pass      bool    // channels past 2·Half pass through
+	Layout    string  // chunked or interleaved
+	Sections  []int64 // frequency slots per axis
+}
+
+// mropeTmpl: one block per row of pos.
+var mropeTmpl = kernelTemplate("mrope", `// mrope ({{.Layout}}, sections {{.Sections}}): rotate-half RoPE of the first 2·{{.Half}} of {{.HD}} channels of {{.Heads}} heads; slot i takes the position of axis KNAME_ax[i] of {{.Axes}}.
+__constant__ float KNAME_inv[{{.Half}}] = { {{- .Inv -}} };
+__constant__ int KNAME_ax[{{.Half}}] = { {{- .Ax -}} };
+extern "C" __global__ void __launch_bounds__(128) KNAME(const float* x, const int* __restrict__ pos, float* y, int T, int S) {
+  const long r = blockIdx.x;  // one block per row of pos
+  const int* p = pos + r * {{.Axes}}L;
+  for (int e = threadIdx.x; e < {{.Heads}} * {{.Half}}; e += blockDim.x) {
+    const int h = e / {{.Half}}, j = e % {{.Half}};
+    const float a = __fmul_rn((float)p[KNAME_ax[j]], KNAME_inv[j]);
+    double sd, cd;
+    sincos((double)a, &sd, &cd);
+    const float sn = (float)sd, cs = (float)cd;
+    const long base = (r * {{.Heads}} + h) * {{.HD}}L;
+    const float x1 = x[base + j], x2 = x[base + j + {{.Half}}];
+    y[base + j] = __fmul_rn(x1, cs) - __fmul_rn(x2, sn);
+    y[base + j + {{.Half}}] = __fmul_rn(x2, cs) + __fmul_rn(x1, sn);
+  }
+{{- if .Pass}}
+  if (x != y) {
+    for (int e = threadIdx.x; e < {{.Heads}} * {{.PassCh}}; e += blockDim.x) {
+      const long i = (r * {{.Heads}} + e / {{.PassCh}}) * {{.HD}}L + {{.PassAt}} + e % {{.PassCh}};
+      y[i] = x[i];
+    }
+  }
+{{- end}}
+}
+`)
+
+// PassAt is the first channel that passes through, PassCh their number.
+func (h mropeHoles) PassAt() int64 { return 2 * h.Half }
+func (h mropeHoles) PassCh() int64 { return h.HD - 2*h.Half }
 
 // mrope: rotate-half RoPE whose slot i (i < Σsections) has inverse
 // frequency inv[i mod freq_dim/2] and the position of axis axisOf[i];
@@ -269,35 +381,10 @@ func (g *gen) mrope(step int, s ir.Step) error {
 	if err != nil {
 		return err
 	}
-	pass := ""
-	if 2*half < hd {
-		pass = fmt.Sprintf(`  if (x != y) {
-    for (int e = threadIdx.x; e < %[1]d * %[2]d; e += blockDim.x) {
-      const long i = (r * %[1]d + e / %[2]d) * %[3]dL + %[4]d + e %% %[2]d;
-      y[i] = x[i];
-    }
-  }
-`, heads, hd-2*half, hd, 2*half)
+	name, err := g.emit("mrope", mropeTmpl, mropeHoles{Heads: heads, HD: hd, Half: half, Inv: strings.Join(inv, ", "), Ax: strings.Join(ax, ", "), Axes: axes, Pass: 2*half < hd, Layout: layout, Sections: secs})
+	if err != nil {
+		return err
 	}
-	name := g.kernel("mrope", fmt.Sprintf(`// mrope (%[8]s, sections %[9]v): rotate-half RoPE of the first 2·%[3]d of %[2]d channels of %[1]d heads; slot i takes the position of axis KNAME_ax[i] of %[6]d.
-__constant__ float KNAME_inv[%[3]d] = {%[4]s};
-__constant__ int KNAME_ax[%[3]d] = {%[5]s};
-extern "C" __global__ void __launch_bounds__(128) KNAME(const float* x, const int* __restrict__ pos, float* y, int T, int S) {
-  const long r = blockIdx.x;  // one block per row of pos
-  const int* p = pos + r * %[6]dL;
-  for (int e = threadIdx.x; e < %[1]d * %[3]d; e += blockDim.x) {
-    const int h = e / %[3]d, j = e %% %[3]d;
-    const float a = __fmul_rn((float)p[KNAME_ax[j]], KNAME_inv[j]);
-    double sd, cd;
-    sincos((double)a, &sd, &cd);
-    const float sn = (float)sd, cs = (float)cd;
-    const long base = (r * %[1]d + h) * %[2]dL;
-    const float x1 = x[base + j], x2 = x[base + j + %[3]d];
-    y[base + j] = __fmul_rn(x1, cs) - __fmul_rn(x2, sn);
-    y[base + j + %[3]d] = __fmul_rn(x2, cs) + __fmul_rn(x1, sn);
-  }
-%[7]s}
-`, heads, hd, half, strings.Join(inv, ", "), strings.Join(ax, ", "), axes, pass, layout, secs))
 	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(2), Block: 128, Grid: [3]Expr{grid, {Fixed: 1}, {Fixed: 1}}})
 	return nil
 }
@@ -310,40 +397,21 @@ const (
 	segKeys  = 32
 )
 
-// segmentAttention: softmax(q·kᵀ·scale)·v over the rows of the same segment
-// (bidirectional, no cache), FlashAttention-2 style so that one image of
-// 65k rows needs no T² scores: one block per (tile of query rows, head);
-// the block finds the first and last segment of its rows by scanning seg
-// outwards from them (so equal ids must be contiguous, as the CPU backend
-// checks), then walks their keys in chunks with an online softmax per row,
-// masking keys of another segment.
-func (g *gen) segmentAttention(step int, s ir.Step) error {
-	for i := 0; i < 3; i++ {
-		if dt, _ := g.operand(s.Args[i]); dt != ir.F32 {
-			return fmt.Errorf("operand %d has dtype %v: want f32", i, dt)
-		}
-	}
-	_, qsh := g.operand(s.Args[0])
-	n := len(qsh)
-	gr := int64(1)
-	if n == 4 {
-		gr = int64(qsh[1])
-	}
-	heads, d := int64(qsh[n-2]), int64(qsh[n-1])
-	// Rows per block: as many as shared memory affords, up to 8 per warp.
-	kv := segKeys*(2*int(d)+2)*4 + 128 // ks, vs, kseg; red
-	bq := 8 * segWarps
-	for bq > segWarps && kv+bq*int(d)*4 > staticSmem {
-		bq /= 2
-	}
-	if kv+bq*int(d)*4 > staticSmem {
-		return fmt.Errorf("head dim %d does not fit %d bytes of shared memory", d, staticSmem)
-	}
-	rpw := bq / segWarps
-	vc := (d + 31) / 32
-	name := g.kernel("segment_attention", fmt.Sprintf(`// segment_attention: bidirectional attention within runs of equal seg ids; q, k, v [T, %[1]d, %[2]d, %[3]d]; tiles of %[4]d query rows, %[5]d keys per chunk (q may be y).
-extern "C" __global__ void __launch_bounds__(%[6]d) KNAME(const float* q, const float* __restrict__ k, const float* __restrict__ v, const int* __restrict__ seg, float* y, int T, int S) {
-  constexpr int G = %[1]d, H = %[2]d, D = %[3]d, ROWS = %[4]d, BK = %[5]d, NT = %[6]d, NW = %[7]d, RPW = %[8]d, VC = %[9]d;
+// segmentAttentionHoles fill segment_attention.
+type segmentAttentionHoles struct {
+	G                   int64  // rows per token
+	H, D                int64  // heads and head dim
+	Rows                int    // query rows of a block
+	BK                  int    // keys per chunk
+	Threads, Warps, RPW int    // the block's threads and warps, rows per warp
+	VC                  int64  // 32-lane chunks of a row
+	Scale               string // C literal
+}
+
+// segmentAttentionTmpl is FlashAttention-2 within segments (see segmentAttention).
+var segmentAttentionTmpl = kernelTemplate("segment_attention", `// segment_attention: bidirectional attention within runs of equal seg ids; q, k, v [T, {{.G}}, {{.H}}, {{.D}}]; tiles of {{.Rows}} query rows, {{.BK}} keys per chunk (q may be y).
+extern "C" __global__ void __launch_bounds__({{.Threads}}) KNAME(const float* q, const float* __restrict__ k, const float* __restrict__ v, const int* __restrict__ seg, float* y, int T, int S) {
+  constexpr int G = {{.G}}, H = {{.H}}, D = {{.D}}, ROWS = {{.Rows}}, BK = {{.BK}}, NT = {{.Threads}}, NW = {{.Warps}}, RPW = {{.RPW}}, VC = {{.VC}};
   __shared__ float qs[ROWS][D];
   __shared__ float ks[BK][D + 1];
   __shared__ float vs[BK][D];
@@ -356,7 +424,7 @@ extern "C" __global__ void __launch_bounds__(%[6]d) KNAME(const float* q, const 
   const long r1 = min(nrows, r0 + ROWS);
   for (int e = threadIdx.x; e < ROWS * D; e += NT) {
     const long r = r0 + e / D;
-    qs[e / D][e %% D] = r < r1 ? q[(r * H + head) * D + e %% D] : 0.f;
+    qs[e / D][e % D] = r < r1 ? q[(r * H + head) * D + e % D] : 0.f;
   }
   // The keys: from the start of the first row's segment to the end of the last row's.
   const long tf = r0 / G, tl = (r1 - 1) / G;
@@ -402,8 +470,8 @@ extern "C" __global__ void __launch_bounds__(%[6]d) KNAME(const float* q, const 
     for (int e = threadIdx.x; e < BK * D; e += NT) {
       const long kr = kb + e / D;
       const bool in = kr < khi * G;
-      ks[e / D][e %% D] = in ? k[(kr * H + head) * D + e %% D] : 0.f;
-      vs[e / D][e %% D] = in ? v[(kr * H + head) * D + e %% D] : 0.f;
+      ks[e / D][e % D] = in ? k[(kr * H + head) * D + e % D] : 0.f;
+      vs[e / D][e % D] = in ? v[(kr * H + head) * D + e % D] : 0.f;
     }
     for (int j = threadIdx.x; j < BK; j += NT) kseg[j] = kb + j < khi * G ? seg[(kb + j) / G] : 0;
     __syncthreads();
@@ -416,7 +484,7 @@ extern "C" __global__ void __launch_bounds__(%[6]d) KNAME(const float* q, const 
         float dd = 0.f;
 #pragma unroll 8
         for (int c = 0; c < D; c++) dd = fmaf(qs[r][c], ks[lane][c], dd);
-        sc = dd * %[10]s;
+        sc = dd * {{.Scale}};
       }
       const float mx = pio_warp_max(sc);
       if (mx == -INFINITY) continue;  // no key of this row's segment in the chunk
@@ -447,7 +515,43 @@ extern "C" __global__ void __launch_bounds__(%[6]d) KNAME(const float* q, const 
       if (lane + 32 * c < D) yr[lane + 32 * c] = acc[rr][c] * inv;
   }
 }
-`, gr, heads, d, bq, segKeys, segWarps*32, segWarps, rpw, vc, cf(s.Attr().Float("scale"))))
+`)
+
+// segmentAttention: softmax(q·kᵀ·scale)·v over the rows of the same segment
+// (bidirectional, no cache), FlashAttention-2 style so that one image of
+// 65k rows needs no T² scores: one block per (tile of query rows, head);
+// the block finds the first and last segment of its rows by scanning seg
+// outwards from them (so equal ids must be contiguous, as the CPU backend
+// checks), then walks their keys in chunks with an online softmax per row,
+// masking keys of another segment.
+func (g *gen) segmentAttention(step int, s ir.Step) error {
+	for i := 0; i < 3; i++ {
+		if dt, _ := g.operand(s.Args[i]); dt != ir.F32 {
+			return fmt.Errorf("operand %d has dtype %v: want f32", i, dt)
+		}
+	}
+	_, qsh := g.operand(s.Args[0])
+	n := len(qsh)
+	gr := int64(1)
+	if n == 4 {
+		gr = int64(qsh[1])
+	}
+	heads, d := int64(qsh[n-2]), int64(qsh[n-1])
+	// Rows per block: as many as shared memory affords, up to 8 per warp.
+	kv := segKeys*(2*int(d)+2)*4 + 128 // ks, vs, kseg; red
+	bq := 8 * segWarps
+	for bq > segWarps && kv+bq*int(d)*4 > staticSmem {
+		bq /= 2
+	}
+	if kv+bq*int(d)*4 > staticSmem {
+		return fmt.Errorf("head dim %d does not fit %d bytes of shared memory", d, staticSmem)
+	}
+	rpw := bq / segWarps
+	vc := (d + 31) / 32
+	name, err := g.emit("segment_attention", segmentAttentionTmpl, segmentAttentionHoles{G: gr, H: heads, D: d, Rows: bq, BK: segKeys, Threads: segWarps * 32, Warps: segWarps, RPW: rpw, VC: vc, Scale: cf(s.Attr().Float("scale"))})
+	if err != nil {
+		return err
+	}
 	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(4), Block: segWarps * 32,
 		Grid: [3]Expr{{T: gr, Div: int64(bq)}, {Fixed: heads}, {Fixed: 1}}})
 	return nil
