@@ -6,5 +6,6 @@
 // a test checks Pipeline against it. Run applies the pipeline, verifying the
 // graph before and after every pass when asked (tests and `pioc build
 // --check` do) so an error names the pass that broke the graph. Lower turns
-// the final graph into the plan the runtime executes (lower.go).
+// the final graph into the plan the runtime executes (lower.go). Errors
+// begin "passes: " and name the pass (or lower) they come from.
 package passes

@@ -222,12 +222,6 @@ func (m attnInput) consumed() []*ir.Value {
 	return vs
 }
 
-// isLastDimRange reports whether v is a section of its arg's last dim
-// starting at start with n elements.
-func isLastDimRange(v *ir.Value, start, n int64) bool {
-	return v.Op == ir.OpSection && v.Attr().Int("start") == start && v.Attr().Int("size") == n
-}
-
 // matchGate returns mul(at, sigmoid(gate)) and the sigmoid when at's only
 // reader is that mul and gate, read only by the sigmoid, is the second half
 // of the rows whose first half is qHalf (a section of the same view).

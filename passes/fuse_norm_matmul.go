@@ -1,6 +1,10 @@
 package passes
 
-import "github.com/inference-pio/pio/ir"
+import (
+	"slices"
+
+	"github.com/inference-pio/pio/ir"
+)
 
 // FuseNormMatMul computes an RMSNorm in the prologue of the GEMMs that read
 // it: when every reader of rms_norm(x, w) uses it as the activation of a
@@ -42,7 +46,7 @@ func FuseNormMatMul(g *ir.Graph) error {
 // m's prologue, or nil when m cannot take it: m must read n as its
 // activation (arg 0) only and have no norm yet.
 func normArgs(m, n *ir.Value) []*ir.Value {
-	if m.Args[0] != n || argIn(n, m.Args[1:]) {
+	if m.Args[0] != n || slices.Contains(m.Args[1:], n) {
 		return nil
 	}
 	x, w := n.Args[0], n.Args[1]
@@ -70,13 +74,4 @@ func normArgs(m, n *ir.Value) []*ir.Value {
 		return args
 	}
 	return nil
-}
-
-func argIn(v *ir.Value, args []*ir.Value) bool {
-	for _, a := range args {
-		if a == v {
-			return true
-		}
-	}
-	return false
 }

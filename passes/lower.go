@@ -20,20 +20,11 @@ import (
 // first-fit reuse in a per-T and a fixed region, 64-byte aligned.
 func Lower(g *ir.Graph) (*ir.Plan, error) {
 	if err := ir.Verify(g); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("passes: lower: %w", err)
 	}
 	p := &ir.Plan{}
 	refs := make([]ir.Ref, len(g.Values))
-	weights := map[*ir.Value]int{} // weight and folded values -> plan weight index
-	weightRef := func(v *ir.Value) ir.Ref {
-		i, ok := weights[v]
-		if !ok {
-			i = len(p.Weights)
-			weights[v] = i
-			p.Weights = append(p.Weights, weightTensor(v))
-		}
-		return ir.Ref{Kind: ir.RefWeight, Index: i}
-	}
+	weights := planWeights{p: p, index: map[*ir.Value]int{}}
 	cacheMap := map[int64]int64{}
 	for _, v := range g.Values {
 		switch v.Op {
@@ -47,7 +38,7 @@ func Lower(g *ir.Graph) (*ir.Plan, error) {
 		case ir.OpConcat:
 			if allWeights(v.Args) {
 				if v.Name() == "" {
-					return nil, fmt.Errorf("lower: %v: a concat of weights needs a name for the engine tensor", v)
+					return nil, fmt.Errorf("passes: lower: %v: a concat of weights needs a name for the engine tensor", v)
 				}
 				refs[v.ID] = ir.Ref{Kind: ir.RefWeight, Index: -1}
 				continue
@@ -56,7 +47,7 @@ func Lower(g *ir.Graph) (*ir.Plan, error) {
 			src := refs[v.Args[0].ID]
 			if src.Kind != ir.RefBuffer {
 				// Reshaping a weight is a build-time view of it: not yet needed.
-				return nil, fmt.Errorf("lower: %v: reshape of an input or weight is not supported", v)
+				return nil, fmt.Errorf("passes: lower: %v: reshape of an input or weight is not supported", v)
 			}
 			refs[v.ID] = ir.Ref{Kind: ir.RefBuffer, Index: len(p.Buffers)}
 			p.Buffers = append(p.Buffers, ir.Buffer{DType: v.DType, Shape: v.Shape.Clone(), View: src.Index})
@@ -64,7 +55,7 @@ func Lower(g *ir.Graph) (*ir.Plan, error) {
 		}
 		buf := ir.Buffer{DType: v.DType, Shape: v.Shape.Clone(), View: -1}
 		if _, _, err := bufferBytes(buf); err != nil {
-			return nil, fmt.Errorf("lower: %v: %w", v, err)
+			return nil, fmt.Errorf("passes: lower: %v: %w", v, err)
 		}
 		out := len(p.Buffers)
 		p.Buffers = append(p.Buffers, buf)
@@ -73,14 +64,14 @@ func Lower(g *ir.Graph) (*ir.Plan, error) {
 		for _, a := range v.Args {
 			r := refs[a.ID]
 			if r.Kind == ir.RefWeight {
-				r = weightRef(a)
+				r = weights.ref(a)
 			}
 			step.Args = append(step.Args, r)
 		}
 		if info, _ := v.Op.Info(); hasAttr(info, "cache") {
 			c := v.Attr().Int("cache")
 			if c >= int64(len(g.Caches)) {
-				return nil, fmt.Errorf("lower: %v: cache %d not declared", v, c)
+				return nil, fmt.Errorf("passes: lower: %v: cache %d not declared", v, c)
 			}
 			nc, seen := cacheMap[c]
 			if !seen {
@@ -99,24 +90,42 @@ func Lower(g *ir.Graph) (*ir.Plan, error) {
 	for _, o := range g.Outputs {
 		r := refs[o.Value.ID]
 		if r.Kind != ir.RefBuffer {
-			return nil, fmt.Errorf("lower: output %q is an input or weight, not a computed value", o.Name)
+			return nil, fmt.Errorf("passes: lower: output %q is an input or weight, not a computed value", o.Name)
 		}
 		p.Outputs = append(p.Outputs, ir.PlanOutput{Name: o.Name, Buffer: r.Index})
 	}
 	if err := planArena(p); err != nil {
-		return nil, fmt.Errorf("lower: %w", err)
+		return nil, fmt.Errorf("passes: lower: %w", err)
 	}
 	if err := p.Validate(); err != nil {
-		return nil, fmt.Errorf("lower: produced an invalid plan: %w", err)
+		return nil, fmt.Errorf("passes: lower: produced an invalid plan: %w", err)
 	}
 	return p, nil
 }
 
+// planWeights enters weights into a plan when a step first reads them.
+type planWeights struct {
+	p     *ir.Plan
+	index map[*ir.Value]int // weight or folded weight expression -> plan weight index
+}
+
+// ref returns the plan weight of v, a weight or a folded weight expression,
+// adding it to the plan on first use.
+func (w planWeights) ref(v *ir.Value) ir.Ref {
+	i, ok := w.index[v]
+	if !ok {
+		i = len(w.p.Weights)
+		w.index[v] = i
+		w.p.Weights = append(w.p.Weights, weightTensor(v))
+	}
+	return ir.Ref{Kind: ir.RefWeight, Index: i}
+}
+
 // allWeights reports whether every value is a weight or a folded weight
-// expression, so that an op over them can run at build time.
+// expression (isWeightExpr), so that an op over them can run at build time.
 func allWeights(vs []*ir.Value) bool {
 	for _, a := range vs {
-		if a.Op != ir.OpWeight && !(a.Op == ir.OpConcat && allWeights(a.Args)) {
+		if !isWeightExpr(a) {
 			return false
 		}
 	}

@@ -122,7 +122,7 @@ func Unfused() []Pass {
 func RunPasses(g *ir.Graph, list []Pass, opt Options) error {
 	if opt.Check {
 		if err := ir.Verify(g); err != nil {
-			return fmt.Errorf("before the first pass: %w", err)
+			return fmt.Errorf("passes: input: %w", err)
 		}
 	}
 	if err := dump(g, opt, 0, "input"); err != nil {
@@ -130,11 +130,11 @@ func RunPasses(g *ir.Graph, list []Pass, opt Options) error {
 	}
 	for i, p := range list {
 		if err := p.Run(g); err != nil {
-			return fmt.Errorf("pass %q: %w", p.Name, err)
+			return fmt.Errorf("passes: %s: %w", p.Name, err)
 		}
 		if opt.Check {
 			if err := ir.Verify(g); err != nil {
-				return fmt.Errorf("after pass %q: %w", p.Name, err)
+				return fmt.Errorf("passes: %s: after the pass: %w", p.Name, err)
 			}
 		}
 		if err := dump(g, opt, i+1, p.Name); err != nil {
@@ -149,9 +149,13 @@ func dump(g *ir.Graph, opt Options, i int, name string) error {
 		return nil
 	}
 	if err := os.MkdirAll(opt.DumpDir, 0o755); err != nil {
-		return err
+		return fmt.Errorf("passes: %s: dump: %w", name, err)
 	}
-	return os.WriteFile(filepath.Join(opt.DumpDir, fmt.Sprintf("%02d-%s.ir", i, name)), []byte(ir.Print(g)), 0o644)
+	file := filepath.Join(opt.DumpDir, fmt.Sprintf("%02d-%s.ir", i, name))
+	if err := os.WriteFile(file, []byte(ir.Print(g)), 0o644); err != nil {
+		return fmt.Errorf("passes: %s: dump: %w", name, err)
+	}
+	return nil
 }
 
 // CheckOrder reports the first constraint the list violates.
@@ -159,7 +163,7 @@ func CheckOrder(list []Pass, order []Constraint) error {
 	at := map[string]int{}
 	for i, p := range list {
 		if _, dup := at[p.Name]; dup {
-			return fmt.Errorf("pass %q appears twice", p.Name)
+			return fmt.Errorf("passes: %s: in the pipeline twice", p.Name)
 		}
 		at[p.Name] = i
 	}
@@ -167,10 +171,10 @@ func CheckOrder(list []Pass, order []Constraint) error {
 		b, okb := at[c.Before]
 		a, oka := at[c.After]
 		if !okb || !oka {
-			return fmt.Errorf("constraint %s < %s names a pass not in the pipeline", c.Before, c.After)
+			return fmt.Errorf("passes: constraint %s < %s names a pass not in the pipeline", c.Before, c.After)
 		}
 		if b >= a {
-			return fmt.Errorf("pass %q must run before %q: %s", c.Before, c.After, c.Why)
+			return fmt.Errorf("passes: %s must run before %s: %s", c.Before, c.After, c.Why)
 		}
 	}
 	return nil

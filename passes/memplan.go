@@ -2,6 +2,7 @@ package passes
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/inference-pio/pio/ir"
 )
@@ -139,18 +140,13 @@ func (r *region) alloc(buf int, size int64) int64 {
 		}
 		off = max(off, r.live[i].off+r.live[i].size)
 	}
-	r.live = append(r.live, span{})
-	copy(r.live[i+1:], r.live[i:])
-	r.live[i] = span{off: off, size: size, buf: buf}
+	r.live = slices.Insert(r.live, i, span{off: off, size: size, buf: buf})
 	r.high = max(r.high, off+size)
 	return off
 }
 
 func (r *region) free(buf int) {
-	for i, s := range r.live {
-		if s.buf == buf {
-			r.live = append(r.live[:i], r.live[i+1:]...)
-			return
-		}
+	if i := slices.IndexFunc(r.live, func(s span) bool { return s.buf == buf }); i >= 0 {
+		r.live = slices.Delete(r.live, i, i+1)
 	}
 }

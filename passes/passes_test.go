@@ -1,6 +1,7 @@
 package passes
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -103,6 +104,36 @@ func TestDumpIR(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
 			t.Errorf("dump %s: %v", name, err)
 		}
+	}
+}
+
+// Errors begin "passes: " and name the pass they come from: one it
+// returned, or a graph the verifier rejects after it; Lower's name lower.
+func TestErrorsNameThePass(t *testing.T) {
+	broken := func(g *ir.Graph) error { g.Values[2].Args = nil; return nil }
+	for _, tc := range []struct {
+		run  func(*ir.Graph) error
+		want string
+	}{
+		{func(*ir.Graph) error { return errors.New("boom") }, "passes: broken: boom"},
+		{broken, "passes: broken: after the pass: ir: invalid graph"},
+	} {
+		g, err := ir.Parse(deadInput)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = RunPasses(g, []Pass{{Name: "broken", Run: tc.run}}, Options{Check: true})
+		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("got %v, want an error beginning %q", err, tc.want)
+		}
+	}
+	g, err := ir.Parse(deadInput)
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken(g)
+	if _, err := Lower(g); err == nil || !strings.HasPrefix(err.Error(), "passes: lower: ir: invalid graph") {
+		t.Errorf("Lower: got %v, want an error beginning \"passes: lower: \"", err)
 	}
 }
 

@@ -2,6 +2,7 @@ package passes
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/inference-pio/pio/ir"
 )
@@ -143,11 +144,7 @@ func uses(g *ir.Graph) useInfo {
 	u := useInfo{users: make([][]*ir.Value, len(g.Values)), output: make([]bool, len(g.Values))}
 	for _, v := range g.Values {
 		for i, a := range v.Args {
-			dup := false
-			for _, b := range v.Args[:i] {
-				dup = dup || b == a
-			}
-			if !dup {
+			if !slices.Contains(v.Args[:i], a) {
 				u.users[a.ID] = append(u.users[a.ID], v)
 			}
 		}
@@ -169,15 +166,17 @@ func isWeightExpr(v *ir.Value) bool {
 	return v.Op == ir.OpWeight || (v.Op == ir.OpConcat && allWeights(v.Args))
 }
 
+// isLastDimRange reports whether v is a section of its arg's last dim
+// starting at start with n elements.
+func isLastDimRange(v *ir.Value, start, n int64) bool {
+	return v.Op == ir.OpSection && v.Attr().Int("start") == start && v.Attr().Int("size") == n
+}
+
 // attrsWithout returns a's attributes except the listed keys.
 func attrsWithout(a ir.Attrs, keys ...string) []ir.Attr {
 	var out []ir.Attr
 	for _, at := range a {
-		skip := false
-		for _, k := range keys {
-			skip = skip || at.Key == k
-		}
-		if !skip {
+		if !slices.Contains(keys, at.Key) {
 			out = append(out, at)
 		}
 	}
