@@ -412,7 +412,7 @@ func (g *gen) qkvAttention(step int, s ir.Step) error {
 		return err
 	}
 	if gated {
-		g.attnGate(step, a)
+		return g.attnGate(step, a)
 	}
 	return nil
 }

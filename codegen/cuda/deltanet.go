@@ -2,7 +2,6 @@ package cuda
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/inference-pio/pio/ir"
 )
@@ -45,10 +44,10 @@ const (
 	maxDeltaDV = 1024
 )
 
-// seqRunC finds, in a block of sequence seq, its tokens [t0, t0+n) of the
+// seqRunTmpl finds, in a block of sequence seq, its tokens [t0, t0+n) of the
 // step (contiguous by the batch contract); a block whose sequence has no
 // token returns. Each boundary has exactly one writer, so no atomics.
-const seqRunC = `  __shared__ int run_lo, run_hi;
+var seqRunTmpl = kernelTemplate("seq_run", `  __shared__ int run_lo, run_hi;
   if (threadIdx.x == 0) { run_lo = 0; run_hi = -1; }
   __syncthreads();
   for (int t = threadIdx.x; t < T; t += blockDim.x) {
@@ -59,8 +58,7 @@ const seqRunC = `  __shared__ int run_lo, run_hi;
   __syncthreads();
   const int t0 = run_lo, n = run_hi - run_lo + 1;
   if (n <= 0) return;
-  const bool fresh = positions[t0] == 0;
-`
+  const bool fresh = positions[t0] == 0;`)
 
 // stateParams are the trailing params of a state kernel.
 func stateParams(nargs, cache int) []Param {
@@ -100,6 +98,57 @@ func (g *gen) ctypes(s ir.Step) ([]string, error) {
 	return ts, nil
 }
 
+// conv1dHoles fill conv1d_causal.
+type conv1dHoles struct {
+	XT, WT string // x and weight element types
+	C, K   int64  // channels, taps
+	KM1    int64  // the state's inputs per channel
+	SiLU   bool   // y = silu(conv)
+}
+
+// conv1dCausalTmpl: one thread per channel, one block per (sequence, 128 channels).
+var conv1dCausalTmpl = kernelTemplate("conv1d_causal", `// conv1d_causal: {{if .SiLU}}silu(y){{else}}y{{end}} over C={{.C}} channels, K={{.K}}, per sequence run; y[t,c] = Σ_j w[c,j]·x[t−K+1+j, c], the K−1 inputs before the run from the conv state [slot, C, K−1], which gets the run's last K−1 inputs.
+extern "C" __global__ void __launch_bounds__(128) KNAME(const {{.XT}}* __restrict__ x, const {{.WT}}* __restrict__ w, float* __restrict__ y, int T, int S, `+stateDecl+`) {
+  const int seq = blockIdx.x;
+{{template "seq_run"}}
+  const int c = blockIdx.y * 128 + threadIdx.x;
+  if (c >= {{.C}}) return;
+{{template "conv1d_state" .}}
+}
+`)
+
+// XRow and YRow are the row lengths of x and y, XCol x's column of channel c.
+func (h conv1dHoles) XRow() int64  { return h.C }
+func (h conv1dHoles) YRow() int64  { return h.C }
+func (h conv1dHoles) XCol() string { return "c" }
+
+// conv1dStateTmpl is the causal conv of one channel c over the run of its
+// sequence: the K−1 inputs before the run from the state, which gets the
+// run's last K−1 inputs.
+var conv1dStateTmpl = kernelTemplate("conv1d_state", `  float* st = state + ((long)slots[seq] * {{.C}} + c) * {{.KM1}};
+  float h[{{.KM1}}], wk[{{.K}}];
+#pragma unroll
+  for (int m = 0; m < {{.KM1}}; m++) h[m] = fresh ? 0.f : st[m];
+#pragma unroll
+  for (int j = 0; j < {{.K}}; j++) wk[j] = pio_f32(w[(long)c * {{.K}} + j]);
+  for (int i = 0; i < n; i++) {
+    const long t = t0 + i;
+    const float xi = pio_f32(x[t * {{.XRow}}L + {{.XCol}}]);
+    float acc = 0.f;
+#pragma unroll
+    for (int j = 0; j < {{.KM1}}; j++) acc = __fadd_rn(acc, __fmul_rn(wk[j], h[j]));
+    acc = __fadd_rn(acc, __fmul_rn(wk[{{.KM1}}], xi));
+{{- if .SiLU}}
+    acc = acc / (1.0f + expf(-acc));
+{{- end}}
+    y[t * {{.YRow}}L + c] = acc;
+#pragma unroll
+    for (int m = 0; m + 1 < {{.KM1}}; m++) h[m] = h[m + 1];
+    h[{{.KM1}} - 1] = xi;
+  }
+#pragma unroll
+  for (int m = 0; m < {{.KM1}}; m++) st[m] = h[m];`)
+
 func (g *gen) conv1dCausal(step int, s ir.Step) error {
 	ts, err := g.ctypes(s)
 	if err != nil {
@@ -112,41 +161,33 @@ func (g *gen) conv1dCausal(step int, s ir.Step) error {
 	if err := g.stateCache(ci, ir.Sh(ir.Dim(c), ir.Dim(k-1))); err != nil {
 		return err
 	}
-	act, what := "", "y"
-	if s.Attr().String("activation") == "silu" {
-		act, what = "    acc = acc / (1.0f + expf(-acc));\n", "silu(y)"
+	name, err := g.emit("conv1d_causal", conv1dCausalTmpl, conv1dHoles{XT: ts[0], WT: ts[1], C: c, K: k, KM1: k - 1, SiLU: s.Attr().String("activation") == "silu"})
+	if err != nil {
+		return err
 	}
-	name := g.kernel("conv1d_causal", fmt.Sprintf(`// conv1d_causal: %[5]s over C=%[3]d channels, K=%[4]d, per sequence run; y[t,c] = Σ_j w[c,j]·x[t−K+1+j, c], the K−1 inputs before the run from the conv state [slot, C, K−1], which gets the run's last K−1 inputs.
-extern "C" __global__ void __launch_bounds__(128) KNAME(const %[1]s* __restrict__ x, const %[2]s* __restrict__ w, float* __restrict__ y, int T, int S, %[6]s) {
-  const int seq = blockIdx.x;
-%[7]s  const int c = blockIdx.y * 128 + threadIdx.x;
-  if (c >= %[3]d) return;
-  float* st = state + ((long)slots[seq] * %[3]d + c) * %[8]d;
-  float h[%[8]d], wk[%[4]d];
-#pragma unroll
-  for (int m = 0; m < %[8]d; m++) h[m] = fresh ? 0.f : st[m];
-#pragma unroll
-  for (int j = 0; j < %[4]d; j++) wk[j] = pio_f32(w[(long)c * %[4]d + j]);
-  for (int i = 0; i < n; i++) {
-    const long t = t0 + i;
-    const float xi = pio_f32(x[t * %[3]dL + c]);
-    float acc = 0.f;
-#pragma unroll
-    for (int j = 0; j < %[8]d; j++) acc = __fadd_rn(acc, __fmul_rn(wk[j], h[j]));
-    acc = __fadd_rn(acc, __fmul_rn(wk[%[8]d], xi));
-%[9]s    y[t * %[3]dL + c] = acc;
-#pragma unroll
-    for (int m = 0; m + 1 < %[8]d; m++) h[m] = h[m + 1];
-    h[%[8]d - 1] = xi;
-  }
-#pragma unroll
-  for (int m = 0; m < %[8]d; m++) st[m] = h[m];
-}
-`, ts[0], ts[1], c, k, what, stateDecl, seqRunC, k-1, act))
 	g.launch(Launch{Step: step, Kernel: name, Params: stateParams(2, int(ci)), Block: 128,
 		Grid: [3]Expr{{T: 1}, {Fixed: (c + 127) / 128}, {Fixed: 1}}})
 	return nil
 }
+
+// deltaNetDecayHoles fill deltanet_decay.
+type deltaNetDecayHoles struct {
+	AT, LT, BT string // a, A_log and dt_bias element types
+	H          int64  // value heads
+}
+
+// deltaNetDecayTmpl is elementwise over [T, H].
+var deltaNetDecayTmpl = kernelTemplate("deltanet_decay", `// deltanet_decay over [T, {{.H}}]: g = −exp(A_log)·softplus(a + dt_bias) (softplus(x) = x above 20).
+extern "C" __global__ void __launch_bounds__(256) KNAME(const {{.AT}}* __restrict__ a, const {{.LT}}* __restrict__ alog, const {{.BT}}* __restrict__ dtb, float* __restrict__ y, int T, int S) {
+  const long n = (long)T * {{.H}};
+  for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
+    const int j = (int)(i % {{.H}});
+    const float x = __fadd_rn(pio_f32(a[i]), pio_f32(dtb[j]));
+    const float sp = x > 20.f ? x : log1pf(expf(x));
+    y[i] = -expf(pio_f32(alog[j])) * sp;
+  }
+}
+`)
 
 func (g *gen) deltaNetDecay(step int, s ir.Step) error {
 	ts, err := g.ctypes(s)
@@ -155,21 +196,29 @@ func (g *gen) deltaNetDecay(step int, s ir.Step) error {
 	}
 	_, ash := g.operand(s.Args[0])
 	h := int64(ash[1])
-	name := g.kernel("deltanet_decay", fmt.Sprintf(`// deltanet_decay over [T, %[4]d]: g = −exp(A_log)·softplus(a + dt_bias) (softplus(x) = x above 20).
-extern "C" __global__ void __launch_bounds__(256) KNAME(const %[1]s* __restrict__ a, const %[2]s* __restrict__ alog, const %[3]s* __restrict__ dtb, float* __restrict__ y, int T, int S) {
-  const long n = (long)T * %[4]d;
-  for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
-    const int j = (int)(i %% %[4]d);
-    const float x = __fadd_rn(pio_f32(a[i]), pio_f32(dtb[j]));
-    const float sp = x > 20.f ? x : log1pf(expf(x));
-    y[i] = -expf(pio_f32(alog[j])) * sp;
-  }
-}
-`, ts[0], ts[1], ts[2], h))
+	name, err := g.emit("deltanet_decay", deltaNetDecayTmpl, deltaNetDecayHoles{AT: ts[0], LT: ts[1], BT: ts[2], H: h})
+	if err != nil {
+		return err
+	}
 	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(3), Block: 256,
 		Grid: [3]Expr{{T: h, Div: 256}, {Fixed: 1}, {Fixed: 1}}})
 	return nil
 }
+
+// mulRowsHoles fill mul_rows.
+type mulRowsHoles struct {
+	XT, ST string // x and s element types
+	Row    int64  // row length
+}
+
+// mulRowsTmpl scales each row by its s.
+var mulRowsTmpl = kernelTemplate("mul_rows", `// mul_rows: y[t, :] = x[t, :]·s[t], rows of {{.Row}}.
+extern "C" __global__ void __launch_bounds__(256) KNAME(const {{.XT}}* __restrict__ x, const {{.ST}}* __restrict__ s, float* __restrict__ y, int T, int S) {
+  const long n = (long)T * {{.Row}}L;
+  for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x)
+    y[i] = __fmul_rn(pio_f32(x[i]), pio_f32(s[i / {{.Row}}L]));
+}
+`)
 
 func (g *gen) mulRows(step int, s ir.Step) error {
 	ts, err := g.ctypes(s)
@@ -178,17 +227,46 @@ func (g *gen) mulRows(step int, s ir.Step) error {
 	}
 	_, xsh := g.operand(s.Args[0])
 	row, _ := xsh[1:].Elems(0, 0)
-	name := g.kernel("mul_rows", fmt.Sprintf(`// mul_rows: y[t, :] = x[t, :]·s[t], rows of %[3]d.
-extern "C" __global__ void __launch_bounds__(256) KNAME(const %[1]s* __restrict__ x, const %[2]s* __restrict__ s, float* __restrict__ y, int T, int S) {
-  const long n = (long)T * %[3]dL;
-  for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x)
-    y[i] = __fmul_rn(pio_f32(x[i]), pio_f32(s[i / %[3]dL]));
-}
-`, ts[0], ts[1], row))
+	name, err := g.emit("mul_rows", mulRowsTmpl, mulRowsHoles{XT: ts[0], ST: ts[1], Row: row})
+	if err != nil {
+		return err
+	}
 	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(2), Block: 256,
 		Grid: [3]Expr{{T: row, Div: 256}, {Fixed: 1}, {Fixed: 1}}})
 	return nil
 }
+
+// concatHoles fill concat: the parts' rows joined into rows of Total.
+type concatHoles struct {
+	Axis  int
+	Total int64
+	N     string // C expression: the output's elements
+	Parts []concatPart
+}
+
+// concatPart is one part: element type T, columns [Start, Start+Inner) of
+// a row.
+type concatPart struct {
+	T            string
+	Start, Inner int64
+	Last         bool
+}
+
+// End is the column after the part's.
+func (p concatPart) End() int64 { return p.Start + p.Inner }
+
+// concatTmpl joins the rows of the parts, one thread per output element.
+var concatTmpl = kernelTemplate("concat", `// concat along axis {{.Axis}}: rows of {{.Total}} joined from the parts.
+extern "C" __global__ void __launch_bounds__(256) KNAME({{range $i, $p := .Parts}}const {{$p.T}}* __restrict__ p{{$i}}, {{end}}float* __restrict__ y, int T, int S) {
+  const long n = {{.N}};
+  for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
+    const long o = i / {{.Total}}L, r = i % {{.Total}}L;
+{{- range $i, $p := .Parts}}
+    {{if $i}}else {{end}}{{if not $p.Last}}if (r < {{$p.End}}) {{end}}y[i] = pio_f32(p{{$i}}[o * {{$p.Inner}}L + r - {{$p.Start}}]);
+{{- end}}
+  }
+}
+`)
 
 func (g *gen) deltaConcat(step int, s ir.Step) error {
 	ts, err := g.ctypes(s)
@@ -196,8 +274,7 @@ func (g *gen) deltaConcat(step int, s ir.Step) error {
 		return err
 	}
 	axis := int(s.Attr().Int("axis"))
-	var decl, body strings.Builder
-	var total int64
+	h := concatHoles{Axis: axis}
 	for i, a := range s.Args {
 		_, sh := g.operand(a)
 		if axis < 0 || axis >= len(sh) {
@@ -209,88 +286,65 @@ func (g *gen) deltaConcat(step int, s ir.Step) error {
 			}
 		}
 		inner, _ := sh[axis:].Elems(0, 0)
-		fmt.Fprintf(&decl, "const %s* __restrict__ p%d, ", ts[i], i)
-		cond := fmt.Sprintf("if (r < %d) ", total+inner)
-		if i == len(s.Args)-1 {
-			cond = ""
-		}
-		if i > 0 {
-			body.WriteString("    else ")
-		} else {
-			body.WriteString("    ")
-		}
-		fmt.Fprintf(&body, "%sy[i] = pio_f32(p%d[o * %dL + r - %d]);\n", cond, i, inner, total)
-		total += inner
+		h.Parts = append(h.Parts, concatPart{T: ts[i], Start: h.Total, Inner: inner, Last: i == len(s.Args)-1})
+		h.Total += inner
 	}
 	_, osh := g.out(s)
 	t, sq, f := count(osh)
-	name := g.kernel("concat", fmt.Sprintf(`// concat along axis %[1]d: rows of %[2]d joined from the parts.
-extern "C" __global__ void __launch_bounds__(256) KNAME(%[3]sfloat* __restrict__ y, int T, int S) {
-  const long n = %[4]s;
-  for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
-    const long o = i / %[2]dL, r = i %% %[2]dL;
-%[5]s  }
-}
-`, axis, total, decl.String(), cExpr(t, sq, f), body.String()))
+	h.N = cExpr(t, sq, f)
+	name, err := g.emit("concat", concatTmpl, h)
+	if err != nil {
+		return err
+	}
 	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(len(s.Args)), Block: 256,
 		Grid: [3]Expr{{T: t, S: sq, Fixed: f, Div: 256}, {Fixed: 1}, {Fixed: 1}}})
 	return nil
 }
 
-// normC l2-normalises (when L2) and scales row p of q and row pk of k, of
+// deltaNormTmpl l2-normalises (when L2) and scales row p of q and row pk of k, of
 // DK floats each, in place.
-const normC = `      if (L2) {
+var deltaNormTmpl = kernelTemplate("delta_norm", `      if (L2) {
         float sq = 0.f, sk = 0.f;
         for (int i = 0; i < DK; i++) { sq = fmaf(qr[i], qr[i], sq); sk = fmaf(kr[i], kr[i], sk); }
         const float iq = 1.0f / sqrtf(sq + 1e-6f), ik = 1.0f / sqrtf(sk + 1e-6f);
         for (int i = 0; i < DK; i++) { qr[i] = __fmul_rn(__fmul_rn(qr[i], iq), SCALE); kr[i] = __fmul_rn(kr[i], ik); }
       } else {
         for (int i = 0; i < DK; i++) qr[i] = __fmul_rn(qr[i], SCALE);
-      }
-`
+      }`)
 
-func (g *gen) gatedDeltaRule(step int, s ir.Step) error {
-	ts, err := g.ctypes(s)
-	if err != nil {
-		return err
-	}
-	_, qsh := g.operand(s.Args[0])
-	_, vsh := g.operand(s.Args[2])
-	hk, dk := int64(qsh[1]), int64(qsh[2])
-	hv, dv := int64(vsh[1]), int64(vsh[2])
-	if dk > maxDeltaDK || dv > maxDeltaDV {
-		return fmt.Errorf("key dim %d (at most %d) or value dim %d (at most %d) too large", dk, maxDeltaDK, dv, maxDeltaDV)
-	}
-	ci := s.Attr().Int("cache")
-	if err := g.stateCache(ci, ir.Sh(ir.Dim(hv), ir.Dim(dk), ir.Dim(dv))); err != nil {
-		return err
-	}
-	chunk := s.Attr().Int("chunk")
-	l2 := "false"
-	if s.Attr().Bool("l2norm") {
-		l2 = "true"
-	}
-	defs := fmt.Sprintf("  constexpr int HK = %d, HV = %d, DK = %d, DV = %d;\n  constexpr bool L2 = %s;\n  constexpr float SCALE = %s;\n",
-		hk, hv, dk, dv, l2, cf(s.Attr().Float("scale")))
-	head := fmt.Sprintf(`extern "C" __global__ void __launch_bounds__(NTHREADS) KNAME(const %s* __restrict__ q, const %s* __restrict__ k, const %s* __restrict__ v, const %s* __restrict__ g, const %s* __restrict__ beta, float* __restrict__ y, int T, int S, %s`,
-		ts[0], ts[1], ts[2], ts[3], ts[4], stateDecl)
-	// Decode: the recurrent form. Thread (p, j) holds rows [p·R, (p+1)·R)
-	// of state column j (R = DK/P floats in registers, P chosen so R ≤ 32
-	// where the block allows); the dot products over DK are summed over the
-	// P partials through shared memory.
-	dvr := max(32, roundUp(int(dv), 32))
-	parts := 1
-	for dk/int64(parts) > 32 && dk%int64(2*parts) == 0 && 2*parts*dvr <= 1024 {
-		parts *= 2
-	}
-	nt := parts * dvr
-	dec := fmt.Sprintf(`// gated_delta_rule, recurrent form (decode): one block per (sequence, value head), state [slot, %[1]d, %[2]d, %[3]d] f32; thread (p, j) holds rows p·R..p·R+R−1 of value column j (P = %[4]d).
-`+strings.ReplaceAll(head, "NTHREADS", fmt.Sprint(nt))+`) {
-`+defs+`  constexpr int P = %[4]d, R = DK / P, DVR = %[5]d;
+// deltaRuleHoles fill the gated_delta_rule templates.
+type deltaRuleHoles struct {
+	QT, KT, VT, GT, BT string // q, k, v, g and beta element types
+	HK, HV, DK, DV     int64  // key and value heads and head dims
+	L2                 bool   // l2-normalise q and k
+	Scale              string // C literal
+	P, DVR, Threads    int    // row groups of a state column, value columns rounded up to a warp, threads (P·DVR)
+	C                  int64  // chunk (prefill)
+	Per                int64  // workspace floats per (sequence, value head) (prefill)
+}
+
+// deltaRuleSignatureTmpl is the rule kernels' signature up to the state
+// parameters (the chunked form adds its workspace).
+var deltaRuleSignatureTmpl = kernelTemplate("delta_rule_signature", `extern "C" __global__ void __launch_bounds__({{.Threads}}) KNAME(const {{.QT}}* __restrict__ q, const {{.KT}}* __restrict__ k, const {{.VT}}* __restrict__ v, const {{.GT}}* __restrict__ g, const {{.BT}}* __restrict__ beta, float* __restrict__ y, int T, int S, `+stateDecl)
+
+// deltaRuleConstsTmpl are the rule kernels' sizes and options.
+var deltaRuleConstsTmpl = kernelTemplate("delta_rule_consts", `  constexpr int HK = {{.HK}}, HV = {{.HV}}, DK = {{.DK}}, DV = {{.DV}};
+  constexpr bool L2 = {{.L2}};
+  constexpr float SCALE = {{.Scale}};`)
+
+// gatedDeltaRuleRecTmpl is the recurrent form (decode): thread (p, j) holds
+// rows [p·R, (p+1)·R) of state column j (R = DK/P floats in registers, P
+// chosen so R ≤ 32 where the block allows); the dot products over DK are
+// summed over the P partials through shared memory.
+var gatedDeltaRuleRecTmpl = kernelTemplate("gated_delta_rule_rec", `// gated_delta_rule, recurrent form (decode): one block per (sequence, value head), state [slot, {{.HV}}, {{.DK}}, {{.DV}}] f32; thread (p, j) holds rows p·R..p·R+R−1 of value column j (P = {{.P}}).
+{{template "delta_rule_signature" .}}) {
+{{template "delta_rule_consts" .}}
+  constexpr int P = {{.P}}, R = DK / P, DVR = {{.DVR}};
   __shared__ float qsh[DK], ksh[DK], red[P][DVR], bred[32];
   const int seq = blockIdx.x, h = blockIdx.y, kh = h / (HV / HK);
-  const int p = threadIdx.x / DVR, j = threadIdx.x %% DVR;
-`+seqRunC+`  float* st = state + ((long)slots[seq] * HV + h) * (DK * DV);
+  const int p = threadIdx.x / DVR, j = threadIdx.x % DVR;
+{{template "seq_run"}}
+  float* st = state + ((long)slots[seq] * HV + h) * (DK * DV);
   float s[R];
 #pragma unroll
   for (int r = 0; r < R; r++) s[r] = fresh || j >= DV ? 0.f : st[(p * R + r) * DV + j];
@@ -343,24 +397,25 @@ func (g *gen) gatedDeltaRule(step int, s ir.Step) error {
     for (int r = 0; r < R; r++) st[(p * R + r) * DV + j] = s[r];
   }
 }
-`, hv, dk, dv, parts, dvr)
-	decName := g.kernel("gated_delta_rule_rec", dec)
+`)
 
-	// Prefill: the chunked form, the chunk's work arrays in the workspace;
-	// the state split over threads as in the recurrent kernel, the partial
-	// products W·S and Q·S of the P row groups summed through the workspace.
-	per := chunk*(3*dk+2*dv+chunk+2) + 2*int64(parts)*chunk*dv
-	pre := fmt.Sprintf(`// gated_delta_rule, chunked form (chunks of %[1]d; prefill): one block per (sequence, value head), state [slot, %[2]d, %[3]d, %[4]d] f32; thread (p, j) holds rows p·R..p·R+R−1 of value column j (P = %[6]d); the chunk's arrays in %[5]d floats of the per-sequence workspace per head.
-`+strings.ReplaceAll(head, "NTHREADS", fmt.Sprint(nt))+`, float* __restrict__ ws) {
-`+defs+`  constexpr int C = %[1]d, P = %[6]d, R = DK / P, DVR = %[7]d;
+// gatedDeltaRuleChunkTmpl is the chunked form (prefill): the chunk's work
+// arrays in the workspace; the state split over threads as in the
+// recurrent kernel, the partial products W·S and Q·S of the P row groups
+// summed through the workspace.
+var gatedDeltaRuleChunkTmpl = kernelTemplate("gated_delta_rule_chunk", `// gated_delta_rule, chunked form (chunks of {{.C}}; prefill): one block per (sequence, value head), state [slot, {{.HV}}, {{.DK}}, {{.DV}}] f32; thread (p, j) holds rows p·R..p·R+R−1 of value column j (P = {{.P}}); the chunk's arrays in {{.Per}} floats of the per-sequence workspace per head.
+{{template "delta_rule_signature" .}}, float* __restrict__ ws) {
+{{template "delta_rule_consts" .}}
+  constexpr int C = {{.C}}, P = {{.P}}, R = DK / P, DVR = {{.DVR}};
   __shared__ float red[P][DVR];
   const int seq = blockIdx.x, h = blockIdx.y, kh = h / (HV / HK);
-  const int p = threadIdx.x / DVR, j = threadIdx.x %% DVR;
-`+seqRunC+`  float* st = state + ((long)slots[seq] * HV + h) * (DK * DV);
+  const int p = threadIdx.x / DVR, j = threadIdx.x % DVR;
+{{template "seq_run"}}
+  float* st = state + ((long)slots[seq] * HV + h) * (DK * DV);
   float s[R];
 #pragma unroll
   for (int r = 0; r < R; r++) s[r] = fresh || j >= DV ? 0.f : st[(p * R + r) * DV + j];
-  float* Q = ws + ((long)seq * HV + h) * %[5]dL;
+  float* Q = ws + ((long)seq * HV + h) * {{.Per}}L;
   float* K = Q + C * DK;
   float* W = K + C * DK;
   float* U = W + C * DK;
@@ -376,7 +431,7 @@ func (g *gen) gatedDeltaRule(step int, s ir.Step) error {
     __syncthreads();
     for (int e = threadIdx.x; e < nc * DK; e += blockDim.x) {
       const long t = tc + e / DK;
-      const int i = e %% DK;
+      const int i = e % DK;
       Q[e] = pio_f32(q[(t * HK + kh) * DK + i]);
       K[e] = pio_f32(k[(t * HK + kh) * DK + i]);
     }
@@ -392,7 +447,8 @@ func (g *gen) gatedDeltaRule(step int, s ir.Step) error {
     for (int r = threadIdx.x; r < nc; r += blockDim.x) {
       float* qr = Q + r * DK;
       float* kr = K + r * DK;
-`+normC+`    }
+{{template "delta_norm"}}
+    }
     __syncthreads();
     if (nc == 1) {  // the recurrent form
       const float decay = expf(Gc[0]), bv = Bc[0];
@@ -421,7 +477,7 @@ func (g *gen) gatedDeltaRule(step int, s ir.Step) error {
     }
     // A = strict_lower(diag(β)·K·Kᵀ ⊙ Γ).
     for (int e = threadIdx.x; e < nc * nc; e += blockDim.x) {
-      const int r = e / nc, c = e %% nc;
+      const int r = e / nc, c = e % nc;
       if (c >= r) continue;
       float d = 0.f;
       for (int i = 0; i < DK; i++) d = fmaf(K[r * DK + i], K[c * DK + i], d);
@@ -458,7 +514,7 @@ func (g *gen) gatedDeltaRule(step int, s ir.Step) error {
     }
     // P = lower(Q·Kᵀ ⊙ Γ) into A (A's solves are done).
     for (int e = threadIdx.x; e < nc * nc; e += blockDim.x) {
-      const int r = e / nc, c = e %% nc;
+      const int r = e / nc, c = e % nc;
       if (c > r) continue;
       float d = 0.f;
       for (int i = 0; i < DK; i++) d = fmaf(Q[r * DK + i], K[c * DK + i], d);
@@ -467,7 +523,7 @@ func (g *gen) gatedDeltaRule(step int, s ir.Step) error {
     __syncthreads();
     // V_new = U − W·S; O = e^G·(Q·S).
     for (int e = threadIdx.x; e < nc * DV; e += blockDim.x) {
-      const int r = e / DV, jj = e %% DV;
+      const int r = e / DV, jj = e % DV;
       float vn = U[r * DV + jj], o = 0.f;
 #pragma unroll
       for (int u = 0; u < P; u++) { vn -= PV[(u * C + r) * DV + jj]; o += PO[(u * C + r) * DV + jj]; }
@@ -477,7 +533,7 @@ func (g *gen) gatedDeltaRule(step int, s ir.Step) error {
     __syncthreads();
     // O += P·V_new.
     for (int e = threadIdx.x; e < nc * DV; e += blockDim.x) {
-      const int r = e / DV, jj = e %% DV;
+      const int r = e / DV, jj = e % DV;
       float o = y[((tc + r) * HV + h) * DV + jj];
       for (int c = 0; c <= r; c++) o += A[r * C + c] * VN[c * DV + jj];
       y[((tc + r) * HV + h) * DV + jj] = o;
@@ -499,8 +555,47 @@ func (g *gen) gatedDeltaRule(step int, s ir.Step) error {
     for (int r = 0; r < R; r++) st[(p * R + r) * DV + j] = s[r];
   }
 }
-`, chunk, hv, dk, dv, per, parts, dvr)
-	preName := g.kernel("gated_delta_rule_chunk", pre)
+`)
+
+func (g *gen) gatedDeltaRule(step int, s ir.Step) error {
+	ts, err := g.ctypes(s)
+	if err != nil {
+		return err
+	}
+	_, qsh := g.operand(s.Args[0])
+	_, vsh := g.operand(s.Args[2])
+	hk, dk := int64(qsh[1]), int64(qsh[2])
+	hv, dv := int64(vsh[1]), int64(vsh[2])
+	if dk > maxDeltaDK || dv > maxDeltaDV {
+		return fmt.Errorf("key dim %d (at most %d) or value dim %d (at most %d) too large", dk, maxDeltaDK, dv, maxDeltaDV)
+	}
+	ci := s.Attr().Int("cache")
+	if err := g.stateCache(ci, ir.Sh(ir.Dim(hv), ir.Dim(dk), ir.Dim(dv))); err != nil {
+		return err
+	}
+	chunk := s.Attr().Int("chunk")
+	// Decode: the recurrent form, each state column in P row groups of
+	// R = DK/P ≤ 32 rows where the block allows.
+	dvr := max(32, roundUp(int(dv), 32))
+	parts := 1
+	for dk/int64(parts) > 32 && dk%int64(2*parts) == 0 && 2*parts*dvr <= 1024 {
+		parts *= 2
+	}
+	nt := parts * dvr
+	h := deltaRuleHoles{QT: ts[0], KT: ts[1], VT: ts[2], GT: ts[3], BT: ts[4], HK: hk, HV: hv, DK: dk, DV: dv, L2: s.Attr().Bool("l2norm"), Scale: cf(s.Attr().Float("scale")),
+		P: parts, DVR: dvr, Threads: nt, C: chunk}
+	decName, err := g.emit("gated_delta_rule_rec", gatedDeltaRuleRecTmpl, h)
+	if err != nil {
+		return err
+	}
+
+	// Prefill: the chunked form, its work arrays in the workspace.
+	per := chunk*(3*dk+2*dv+chunk+2) + 2*int64(parts)*chunk*dv
+	h.Per = per
+	preName, err := g.emit("gated_delta_rule_chunk", gatedDeltaRuleChunkTmpl, h)
+	if err != nil {
+		return err
+	}
 	grid := [3]Expr{{T: 1}, {Fixed: hv}, {Fixed: 1}}
 	g.launch(Launch{Step: step, Kernel: decName, Params: stateParams(5, int(ci)), Block: nt, Grid: grid, Mode: Decode})
 	g.launch(Launch{Step: step, Kernel: preName, Params: append(stateParams(5, int(ci)), Param{Kind: PSeqWork}), Block: nt, Grid: grid, Mode: Prefill,
@@ -508,21 +603,34 @@ func (g *gen) gatedDeltaRule(step int, s ir.Step) error {
 	return nil
 }
 
-// attnGate is the epilogue of gated attention: y[t, h, :] ⊙= sigmoid(gate
-// of head h), the gate read from the fused qkv row (after the query of h).
-func (g *gen) attnGate(step int, a attn) {
-	width := 2*a.hq*a.d + a.hkv*a.d + a.hkv*a.dv
-	name := g.kernel("attn_gate", fmt.Sprintf(`// attn_gate: y[t, h, c] *= sigmoid(qkv[t, h·2D + D + c]), %[1]d heads of %[2]d, qkv rows of %[3]d.
+// attnGateHoles fill attn_gate.
+type attnGateHoles struct {
+	HQ, D int // query heads and head dim
+	Width int // qkv row length
+}
+
+// attnGateTmpl multiplies each head's output by the sigmoid of its gate.
+var attnGateTmpl = kernelTemplate("attn_gate", `// attn_gate: y[t, h, c] *= sigmoid(qkv[t, h·2D + D + c]), {{.HQ}} heads of {{.D}}, qkv rows of {{.Width}}.
 extern "C" __global__ void __launch_bounds__(256) KNAME(const float* __restrict__ qkv, float* __restrict__ y, int T, int S) {
-  const long n = (long)T * %[1]d * %[2]d;
+  const long n = (long)T * {{.HQ}} * {{.D}};
   for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
-    const long t = i / (%[1]d * %[2]d);
-    const int h = (int)(i %% (%[1]d * %[2]d)) / %[2]d, c = (int)(i %% %[2]d);
-    const float gv = qkv[t * %[3]dL + h * 2 * %[2]d + %[2]d + c];
+    const long t = i / ({{.HQ}} * {{.D}});
+    const int h = (int)(i % ({{.HQ}} * {{.D}})) / {{.D}}, c = (int)(i % {{.D}});
+    const float gv = qkv[t * {{.Width}}L + h * 2 * {{.D}} + {{.D}} + c];
     y[i] = __fmul_rn(y[i], 1.0f / (1.0f + expf(-gv)));
   }
 }
-`, a.hq, a.d, width))
+`)
+
+// attnGate is the epilogue of gated attention: y[t, h, :] ⊙= sigmoid(gate
+// of head h), the gate read from the fused qkv row (after the query of h).
+func (g *gen) attnGate(step int, a attn) error {
+	width := 2*a.hq*a.d + a.hkv*a.d + a.hkv*a.dv
+	name, err := g.emit("attn_gate", attnGateTmpl, attnGateHoles{HQ: a.hq, D: a.d, Width: width})
+	if err != nil {
+		return err
+	}
 	g.launch(Launch{Step: step, Kernel: name, Block: 256, Grid: [3]Expr{{T: int64(a.hq * a.d), Div: 256}, {Fixed: 1}, {Fixed: 1}},
 		Params: []Param{{Kind: PArg, Index: 0}, {Kind: POut}, {Kind: PT}, {Kind: PS}}})
+	return nil
 }
