@@ -60,7 +60,9 @@ func Generate(p *ir.Plan) (*Module, error) {
 	if err := g.argmax(); err != nil {
 		return nil, err
 	}
-	g.candidates() // sample.go
+	if err := g.candidates(); err != nil { // sample.go
+		return nil, err
+	}
 	var src strings.Builder
 	src.WriteString(prelude)
 	g.m.bodies = g.bodies
@@ -216,6 +218,29 @@ func stdParams(nargs int) []Param {
 	return append(ps, Param{Kind: POut}, Param{Kind: PT}, Param{Kind: PS})
 }
 
+// embeddingHoles fill embedding.
+type embeddingHoles struct {
+	WT       string // table element type
+	Vocab, H int64  // the table is [Vocab, H]
+	N        string // C expression: the ids
+}
+
+// embeddingTmpl gathers table rows, one block per id.
+var embeddingTmpl = kernelTemplate("embedding", `// embedding: y[i, :] = table[ids[i], :]; table {{.WT}}[{{.Vocab}}, {{.H}}]; an id outside the table gives zeros.
+extern "C" __global__ void __launch_bounds__(256) KNAME(const {{.WT}}* __restrict__ table, const int* __restrict__ ids, float* __restrict__ y, int T, int S) {
+  const long i = blockIdx.x;
+  if (i >= {{.N}}) return;
+  const int id = ids[i];
+  float* yr = y + i * {{.H}}L;
+  if (id < 0 || id >= {{.Vocab}}) {
+    for (int c = threadIdx.x; c < {{.H}}; c += blockDim.x) yr[c] = 0.f;
+    return;
+  }
+  const {{.WT}}* r = table + (long)id * {{.H}}L;
+  for (int c = threadIdx.x; c < {{.H}}; c += blockDim.x) yr[c] = pio_f32(r[c]);
+}
+`)
+
 func (g *gen) embedding(step int, s ir.Step) error {
 	tdt, tsh := g.operand(s.Args[0])
 	_, ids := g.operand(s.Args[1])
@@ -225,25 +250,53 @@ func (g *gen) embedding(step int, s ir.Step) error {
 	}
 	vocab, h := int64(tsh[0]), int64(tsh[1])
 	grid, n, _ := rows(ids, 1)
-	name := g.kernel("embedding", fmt.Sprintf(`// embedding: y[i, :] = table[ids[i], :]; table %[1]s[%[2]d, %[3]d]; an id outside the table gives zeros.
-extern "C" __global__ void __launch_bounds__(256) KNAME(const %[1]s* __restrict__ table, const int* __restrict__ ids, float* __restrict__ y, int T, int S) {
-  const long i = blockIdx.x;
-  if (i >= %[4]s) return;
-  const int id = ids[i];
-  float* yr = y + i * %[3]dL;
-  if (id < 0 || id >= %[2]d) {
-    for (int c = threadIdx.x; c < %[3]d; c += blockDim.x) yr[c] = 0.f;
-    return;
-  }
-  const %[1]s* r = table + (long)id * %[3]dL;
-  for (int c = threadIdx.x; c < %[3]d; c += blockDim.x) yr[c] = pio_f32(r[c]);
-}
-`, wt, vocab, h, n))
+	name, err := g.emit("embedding", embeddingTmpl, embeddingHoles{WT: wt, Vocab: vocab, H: h, N: n})
+	if err != nil {
+		return err
+	}
 	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(2), Grid: [3]Expr{grid, {Fixed: 1}, {Fixed: 1}}, Block: min(256, roundUp(int(h), 32))})
 	return nil
 }
 
 func roundUp(n, m int) int { return (n + m - 1) / m * m }
+
+// rmsNormHoles fill rms_norm.
+type rmsNormHoles struct {
+	XT, BT, WT string // x, b (add_rms_norm; "": none) and weight element types
+	D          int64  // row length
+	Eps, Off   string // C literals: eps, and 0 or 1 (unit_offset)
+	Block      int    // threads
+}
+
+// V is the C expression of v[c].
+func (h rmsNormHoles) V() string {
+	if h.BT != "" {
+		return "__fadd_rn(pio_f32(xr[c]), pio_f32(br[c]))"
+	}
+	return "pio_f32(xr[c])"
+}
+
+// rmsNormTmpl is rms_norm (of x, or of a + b for add_rms_norm), one block
+// per row.
+var rmsNormTmpl = kernelTemplate("rms_norm", `// rms_norm over rows of {{.D}} of v = {{if .BT}}a + b{{else}}x{{end}}: y = v / sqrt(mean(v²) + eps) · ({{.Off}} + w).
+extern "C" __global__ void __launch_bounds__({{.Block}}) KNAME(const {{.XT}}* __restrict__ x, {{if .BT}}const {{.BT}}* __restrict__ b, {{end}}const {{.WT}}* __restrict__ w, float* __restrict__ y, int T, int S) {
+  __shared__ float red[32];
+  const long row = blockIdx.x;  // the grid has exactly one block per row
+  const {{.XT}}* xr = x + row * {{.D}}L;
+  float* yr = y + row * {{.D}}L;
+{{- if .BT}}
+  const {{.BT}}* br = b + row * {{.D}}L;
+{{- end}}
+  float ss = 0.f;
+  for (int c = threadIdx.x; c < {{.D}}; c += {{.Block}}) {
+    const float v = {{.V}};
+    ss = fmaf(v, v, ss);
+  }
+  ss = pio_block_sum(ss, red);
+  const float inv = 1.0f / sqrtf(ss / {{.D}}.0f + {{.Eps}});
+  for (int c = threadIdx.x; c < {{.D}}; c += {{.Block}}) yr[c] = __fmul_rn(__fmul_rn({{.V}}, inv), {{.Off}} + pio_f32(w[c]));
+}
+`)
 
 func (g *gen) rmsNorm(step int, s ir.Step) error {
 	// rms_norm(x, w) or add_rms_norm(a, b, w) = rms_norm(a + b, w).
@@ -271,37 +324,39 @@ func (g *gen) rmsNorm(step int, s ir.Step) error {
 	if d > 1024 {
 		block = 256
 	}
-	decl, load, what, brLine := "", "pio_f32(xr[c])", "x", ""
+	bt := ""
 	if wi == 2 {
 		bdt, _ := g.operand(s.Args[1])
-		bt, err := ctype(bdt)
-		if err != nil {
+		if bt, err = ctype(bdt); err != nil {
 			return err
 		}
-		decl = fmt.Sprintf("const %s* __restrict__ b, ", bt)
-		load = "__fadd_rn(pio_f32(xr[c]), pio_f32(br[c]))"
-		what = "a + b"
-		brLine = fmt.Sprintf("  const %s* br = b + row * %dL;\n", bt, d)
 	}
-	name := g.kernel("rms_norm", fmt.Sprintf(`// rms_norm over rows of %[2]d of v = %[8]s: y = v / sqrt(mean(v²) + eps) · (%[4]s + w).
-extern "C" __global__ void __launch_bounds__(%[5]d) KNAME(const %[6]s* __restrict__ x, %[7]sconst %[1]s* __restrict__ w, float* __restrict__ y, int T, int S) {
-  __shared__ float red[32];
-  const long row = blockIdx.x;  // the grid has exactly one block per row
-  const %[6]s* xr = x + row * %[2]dL;
-  float* yr = y + row * %[2]dL;
-%[9]s  float ss = 0.f;
-  for (int c = threadIdx.x; c < %[2]d; c += %[5]d) {
-    const float v = %[10]s;
-    ss = fmaf(v, v, ss);
-  }
-  ss = pio_block_sum(ss, red);
-  const float inv = 1.0f / sqrtf(ss / %[2]d.0f + %[3]s);
-  for (int c = threadIdx.x; c < %[2]d; c += %[5]d) yr[c] = __fmul_rn(__fmul_rn(%[10]s, inv), %[4]s + pio_f32(w[c]));
-}
-`, wt, d, cf(s.Attr().Float("eps")), off, block, xt, decl, what, brLine, load))
+	name, err := g.emit("rms_norm", rmsNormTmpl, rmsNormHoles{XT: xt, BT: bt, WT: wt, D: d, Eps: cf(s.Attr().Float("eps")), Off: off, Block: block})
+	if err != nil {
+		return err
+	}
 	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(len(s.Args)), Grid: [3]Expr{grid, {Fixed: 1}, {Fixed: 1}}, Block: block})
 	return nil
 }
+
+// elementwiseHoles fill elementwise.
+type elementwiseHoles struct {
+	Op     ir.Op
+	N      string // C expression: the elements
+	AT, BT string // a and b (binary ops; "": none) element types
+	Expr   string // C expression of y from va (and vb)
+}
+
+// elementwiseTmpl is a unary or binary elementwise op over every element.
+var elementwiseTmpl = kernelTemplate("elementwise", `// {{.Op}} over {{.N}} elements.
+extern "C" __global__ void __launch_bounds__(256) KNAME(const {{.AT}}* __restrict__ a, {{if .BT}}const {{.BT}}* __restrict__ b, {{end}}float* __restrict__ y, int T, int S) {
+  const long n = {{.N}};
+  for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
+    const float va = pio_f32(a[i]);{{if .BT}} const float vb = pio_f32(b[i]);{{end}}
+    y[i] = {{.Expr}};
+  }
+}
+`)
 
 func (g *gen) elementwise(step int, s ir.Step) error {
 	var expr string
@@ -320,30 +375,45 @@ func (g *gen) elementwise(step int, s ir.Step) error {
 	if err != nil {
 		return err
 	}
-	decl, load := "", ""
+	bt := ""
 	if len(s.Args) == 2 {
 		bdt, _ := g.operand(s.Args[1])
-		bt, err := ctype(bdt)
-		if err != nil {
+		if bt, err = ctype(bdt); err != nil {
 			return err
 		}
-		decl = fmt.Sprintf("const %s* __restrict__ b, ", bt)
-		load = " const float vb = pio_f32(b[i]);"
 	}
 	t, sq, f := count(ash)
-	name := g.kernel(s.Op.String(), fmt.Sprintf(`// %[1]s over %[2]s elements.
-extern "C" __global__ void __launch_bounds__(256) KNAME(const %[3]s* __restrict__ a, %[4]sfloat* __restrict__ y, int T, int S) {
-  const long n = %[2]s;
-  for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
-    const float va = pio_f32(a[i]);%[5]s
-    y[i] = %[6]s;
-  }
-}
-`, s.Op, cExpr(t, sq, f), at, decl, load, expr))
+	name, err := g.emit(s.Op.String(), elementwiseTmpl, elementwiseHoles{Op: s.Op, N: cExpr(t, sq, f), AT: at, BT: bt, Expr: expr})
+	if err != nil {
+		return err
+	}
 	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(len(s.Args)), Block: 256,
 		Grid: [3]Expr{{T: t, S: sq, Fixed: f, Div: 256}, {Fixed: 1}, {Fixed: 1}}})
 	return nil
 }
+
+// gatherRowsHoles fill gather_rows.
+type gatherRowsHoles struct {
+	ET  string // the element type, as bits
+	Row int64  // row length
+	N   string // C expression: the rows
+}
+
+// gatherRowsTmpl copies rows, one block per output row.
+var gatherRowsTmpl = kernelTemplate("gather_rows", `// gather_rows: y[r, :] = x[rows[r], :], rows of {{.Row}} elements; a row outside the step gives zeros.
+extern "C" __global__ void __launch_bounds__(128) KNAME(const {{.ET}}* __restrict__ x, const int* __restrict__ rows, {{.ET}}* __restrict__ y, int T, int S) {
+  const long r = blockIdx.x;
+  if (r >= {{.N}}) return;
+  const int src = rows[r];
+  {{.ET}}* yr = y + r * {{.Row}}L;
+  if (src < 0 || src >= T) {
+    for (int c = threadIdx.x; c < {{.Row}}; c += blockDim.x) yr[c] = 0;
+    return;
+  }
+  const {{.ET}}* xr = x + (long)src * {{.Row}}L;
+  for (int c = threadIdx.x; c < {{.Row}}; c += blockDim.x) yr[c] = xr[c];
+}
+`)
 
 func (g *gen) gatherRows(step int, s ir.Step) error {
 	xdt, xsh := g.operand(s.Args[0])
@@ -359,23 +429,28 @@ func (g *gen) gatherRows(step int, s ir.Step) error {
 	}
 	row, _ := xsh[1:].Elems(0, 0)
 	grid, n, _ := rows(rsh, 1)
-	name := g.kernel("gather_rows", fmt.Sprintf(`// gather_rows: y[r, :] = x[rows[r], :], rows of %[2]d elements; a row outside the step gives zeros.
-extern "C" __global__ void __launch_bounds__(128) KNAME(const %[1]s* __restrict__ x, const int* __restrict__ rows, %[1]s* __restrict__ y, int T, int S) {
-  const long r = blockIdx.x;
-  if (r >= %[3]s) return;
-  const int src = rows[r];
-  %[1]s* yr = y + r * %[2]dL;
-  if (src < 0 || src >= T) {
-    for (int c = threadIdx.x; c < %[2]d; c += blockDim.x) yr[c] = 0;
-    return;
-  }
-  const %[1]s* xr = x + (long)src * %[2]dL;
-  for (int c = threadIdx.x; c < %[2]d; c += blockDim.x) yr[c] = xr[c];
-}
-`, et, row, n))
+	name, err := g.emit("gather_rows", gatherRowsTmpl, gatherRowsHoles{ET: et, Row: row, N: n})
+	if err != nil {
+		return err
+	}
 	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(2), Block: 128, Grid: [3]Expr{grid, {Fixed: 1}, {Fixed: 1}}})
 	return nil
 }
+
+// sectionHoles fill section.
+type sectionHoles struct {
+	ET          string // the element type, as bits
+	Start, Size int64  // the columns copied
+	D           int64  // row length
+}
+
+// sectionTmpl copies a range of every row, one block per row.
+var sectionTmpl = kernelTemplate("section", `// section: y[r, :] = x[r, {{.Start}}:{{.Start}}+{{.Size}}] of rows of {{.D}}.
+extern "C" __global__ void __launch_bounds__(128) KNAME(const {{.ET}}* __restrict__ x, {{.ET}}* __restrict__ y, int T, int S) {
+  const long r = blockIdx.x;  // one block per row
+  for (int c = threadIdx.x; c < {{.Size}}; c += blockDim.x) y[r * {{.Size}}L + c] = x[r * {{.D}}L + {{.Start}} + c];
+}
+`)
 
 // section copies a range of every row (ir/op.go): its bits, so x and y
 // share a dtype of 4 or 2 bytes.
@@ -391,34 +466,26 @@ func (g *gen) section(step int, s ir.Step) error {
 	if err != nil {
 		return err
 	}
-	name := g.kernel("section", fmt.Sprintf(`// section: y[r, :] = x[r, %[2]d:%[2]d+%[3]d] of rows of %[4]d.
-extern "C" __global__ void __launch_bounds__(128) KNAME(const %[1]s* __restrict__ x, %[1]s* __restrict__ y, int T, int S) {
-  const long r = blockIdx.x;  // one block per row
-  for (int c = threadIdx.x; c < %[3]d; c += blockDim.x) y[r * %[3]dL + c] = x[r * %[4]dL + %[2]d + c];
-}
-`, et, start, size, d))
+	name, err := g.emit("section", sectionTmpl, sectionHoles{ET: et, Start: start, Size: size, D: d})
+	if err != nil {
+		return err
+	}
 	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(1), Block: 128, Grid: [3]Expr{grid, {Fixed: 1}, {Fixed: 1}}})
 	return nil
 }
 
-// argmax adds a greedy-sampling helper for a "logits" output of [S, V].
-func (g *gen) argmax() error {
-	for _, o := range g.p.Outputs {
-		b := g.p.Buffers[o.Buffer]
-		if o.Name != "logits" || len(b.Shape) != 2 || b.Shape[1].Symbolic() || b.DType != ir.F32 {
-			continue
-		}
-		v := int64(b.Shape[1])
-		g.m.Argmax = g.kernel("argmax", fmt.Sprintf(`// argmax of each row of %[1]d logits (the first index of the maximum; NaN never wins; -1 for a row without a finite maximum).
+// argmaxTmpl is the greedy-sampling kernel over rows of V logits, one block
+// of 256 threads per row.
+var argmaxTmpl = kernelTemplate("argmax", `// argmax of each row of {{.V}} logits (the first index of the maximum; NaN never wins; -1 for a row without a finite maximum).
 extern "C" __global__ void __launch_bounds__(256) KNAME(const float* __restrict__ x, int* __restrict__ out, int rows) {
   __shared__ float bv[8];
   __shared__ int bi[8];
   const long r = blockIdx.x;
   if (r >= rows) return;
-  const float* xr = x + r * %[1]dL;
+  const float* xr = x + r * {{.V}}L;
   float best = -INFINITY;
   int idx = 0x7fffffff;
-  for (int c = threadIdx.x; c < %[1]d; c += 256) {
+  for (int c = threadIdx.x; c < {{.V}}; c += 256) {
     const float v = xr[c];
     if (v > best) { best = v; idx = c; }
   }
@@ -436,7 +503,21 @@ extern "C" __global__ void __launch_bounds__(256) KNAME(const float* __restrict_
     out[r] = (idx == 0x7fffffff || !(fabsf(best) <= 3.402823466e+38f)) ? -1 : idx;  // -1: no finite maximum
   }
 }
-`, v))
+`)
+
+// argmax adds a greedy-sampling helper for a "logits" output of [S, V].
+func (g *gen) argmax() error {
+	for _, o := range g.p.Outputs {
+		b := g.p.Buffers[o.Buffer]
+		if o.Name != "logits" || len(b.Shape) != 2 || b.Shape[1].Symbolic() || b.DType != ir.F32 {
+			continue
+		}
+		v := int64(b.Shape[1])
+		name, err := g.emit("argmax", argmaxTmpl, struct{ V int64 }{v})
+		if err != nil {
+			return err
+		}
+		g.m.Argmax = name
 		g.m.ArgmaxVocab = int(v)
 	}
 	return nil

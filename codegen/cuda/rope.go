@@ -29,6 +29,53 @@ func invTable(a ir.AttrReader) string {
 	return strings.Join(inv, ", ")
 }
 
+// ropeHoles fill rope.
+type ropeHoles struct {
+	Heads, HD int64  // heads, head dim
+	RD, Half  int64  // rotary channels, half of them
+	Inv       string // C initialiser of the inverse frequencies
+	NeoX      bool   // rotate halves, else interleaved pairs
+}
+
+// PassCh is the channels of a head that pass through.
+func (h ropeHoles) PassCh() int64 { return h.HD - h.RD }
+
+// ropeTmpl rotates the first RD channels of each head, one block per token;
+// the rest pass through.
+var ropeTmpl = kernelTemplate("rope", `// rope ({{if .NeoX}}neox{{else}}interleaved{{end}}) of the first {{.RD}} of {{.HD}} channels of {{.Heads}} heads at positions pos; the rest pass through.
+__constant__ float KNAME_inv[{{.Half}}] = { {{- .Inv -}} };
+extern "C" __global__ void __launch_bounds__(128) KNAME(const float* __restrict__ x, const int* __restrict__ pos, float* __restrict__ y, int T, int S) {
+  const long t = blockIdx.x;
+  if (t >= T) return;
+  const float p = (float)pos[t];
+  for (int e = threadIdx.x; e < {{.Heads}} * {{.Half}}; e += blockDim.x) {
+    const int h = e / {{.Half}}, j = e % {{.Half}};
+    const float a = __fmul_rn(p, KNAME_inv[j]);
+    double sd, cd;
+    sincos((double)a, &sd, &cd);
+    const float sn = (float)sd, cs = (float)cd;
+    const long base = (t * {{.Heads}} + h) * {{.HD}}L;
+{{- if .NeoX}}
+    const float x1 = x[base + j], x2 = x[base + j + {{.Half}}];
+    y[base + j] = __fmul_rn(x1, cs) - __fmul_rn(x2, sn);
+    y[base + j + {{.Half}}] = __fmul_rn(x2, cs) + __fmul_rn(x1, sn);
+{{- else}}
+    const float x1 = x[base + 2 * j], x2 = x[base + 2 * j + 1];
+    y[base + 2 * j] = __fmul_rn(x1, cs) - __fmul_rn(x2, sn);
+    y[base + 2 * j + 1] = __fmul_rn(x2, cs) + __fmul_rn(x1, sn);
+{{- end}}
+  }
+{{- if lt .RD .HD}}
+  if (x != y) {
+    for (int e = threadIdx.x; e < {{.Heads}} * {{.PassCh}}; e += blockDim.x) {
+      const long i = (t * {{.Heads}} + e / {{.PassCh}}) * {{.HD}}L + {{.RD}} + e % {{.PassCh}};
+      y[i] = x[i];
+    }
+  }
+{{- end}}
+}
+`)
+
 func (g *gen) rope(step int, s ir.Step) error {
 	xdt, xsh := g.operand(s.Args[0])
 	if xdt != ir.F32 {
@@ -38,40 +85,10 @@ func (g *gen) rope(step int, s ir.Step) error {
 	rd := s.Attr().Int("rotary_dims")
 	half := rd / 2
 	neox := s.Attr().String("style") == "neox"
-	i1, i2 := "2 * j", "2 * j + 1"
-	style := "interleaved"
-	if neox {
-		i1, i2, style = "j", fmt.Sprintf("j + %d", half), "neox"
+	name, err := g.emit("rope", ropeTmpl, ropeHoles{Heads: heads, HD: hd, RD: rd, Half: half, Inv: invTable(s.Attr()), NeoX: neox})
+	if err != nil {
+		return err
 	}
-	pass := ""
-	if rd < hd {
-		pass = fmt.Sprintf(`  if (x != y) {
-    for (int e = threadIdx.x; e < %[1]d * %[2]d; e += blockDim.x) {
-      const long i = (t * %[1]d + e / %[2]d) * %[3]dL + %[4]d + e %% %[2]d;
-      y[i] = x[i];
-    }
-  }
-`, heads, hd-rd, hd, rd)
-	}
-	name := g.kernel("rope", fmt.Sprintf(`// rope (%[6]s) of the first %[3]d of %[2]d channels of %[1]d heads at positions pos; the rest pass through.
-__constant__ float KNAME_inv[%[4]d] = {%[5]s};
-extern "C" __global__ void __launch_bounds__(128) KNAME(const float* __restrict__ x, const int* __restrict__ pos, float* __restrict__ y, int T, int S) {
-  const long t = blockIdx.x;
-  if (t >= T) return;
-  const float p = (float)pos[t];
-  for (int e = threadIdx.x; e < %[1]d * %[4]d; e += blockDim.x) {
-    const int h = e / %[4]d, j = e %% %[4]d;
-    const float a = __fmul_rn(p, KNAME_inv[j]);
-    double sd, cd;
-    sincos((double)a, &sd, &cd);
-    const float sn = (float)sd, cs = (float)cd;
-    const long base = (t * %[1]d + h) * %[2]dL;
-    const float x1 = x[base + %[7]s], x2 = x[base + %[8]s];
-    y[base + %[7]s] = __fmul_rn(x1, cs) - __fmul_rn(x2, sn);
-    y[base + %[8]s] = __fmul_rn(x2, cs) + __fmul_rn(x1, sn);
-  }
-%[9]s}
-`, heads, hd, rd, half, invTable(s.Attr()), style, i1, i2, pass))
 	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(2), Block: 128, Grid: [3]Expr{{T: 1}, {Fixed: 1}, {Fixed: 1}}})
 	return nil
 }

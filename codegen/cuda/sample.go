@@ -1,7 +1,7 @@
 package cuda
 
 import (
-	"fmt"
+	"strings"
 
 	"github.com/inference-pio/pio/ir"
 )
@@ -27,30 +27,42 @@ const CandidatesPerThread = 8
 // cut), or -1 when the row holds a NaN or no finite maximum, and mx[r] is
 // m. The order comes from a block-wide prefix scan of each tile's counts
 // (a stable compaction), so equal logits keep the lower id first.
-func (g *gen) candidates() {
+func (g *gen) candidates() error {
 	for _, o := range g.p.Outputs {
 		b := g.p.Buffers[o.Buffer]
 		if o.Name != "logits" || len(b.Shape) != 2 || b.Shape[1].Symbolic() || b.DType != ir.F32 {
 			continue
 		}
-		g.m.Candidates = g.kernel("candidates", fmt.Sprintf(candidatesTemplate, int64(b.Shape[1]), CandidatesPerThread))
+		text, err := candidatesText(int64(b.Shape[1]))
+		if err != nil {
+			return err
+		}
+		g.m.Candidates = g.kernel("candidates", text)
 	}
+	return nil
 }
 
-// candidatesTemplate: %[1]d is the row length, %[2]d the logits per thread
-// and tile.
-const candidatesTemplate = `// sampling candidates of each row of %[1]d logits: the tokens within d[r] of the row's maximum, in index order.
+// candidatesText is the candidates kernel over rows of v logits.
+func candidatesText(v int64) (string, error) {
+	var b strings.Builder
+	err := candidatesTmpl.Execute(&b, struct{ V, PerThread int64 }{v, CandidatesPerThread})
+	return b.String(), err
+}
+
+// candidatesTmpl: V is the row length, PerThread the logits per thread and
+// tile.
+var candidatesTmpl = kernelTemplate("candidates", `// sampling candidates of each row of {{.V}} logits: the tokens within d[r] of the row's maximum, in index order.
 extern "C" __global__ void __launch_bounds__(256) KNAME(const float* __restrict__ x, const float* __restrict__ d, unsigned* __restrict__ out, int* __restrict__ cnt, float* __restrict__ mx, int rows, int cap) {
   __shared__ float wmax[8];
   __shared__ int wnan[8];
   __shared__ unsigned wsum[8];
   const long r = blockIdx.x;
   if (r >= rows) return;
-  const float* xr = x + r * %[1]dL;
+  const float* xr = x + r * {{.V}}L;
   const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
   float best = -INFINITY;
   int nan = 0;
-  for (int c = tid; c < %[1]d; c += 256) {
+  for (int c = tid; c < {{.V}}; c += 256) {
     const float v = xr[c];
     if (v != v) nan = 1;
     else if (v > best) best = v;
@@ -70,13 +82,13 @@ extern "C" __global__ void __launch_bounds__(256) KNAME(const float* __restrict_
   const float lo = -d[r];
   unsigned* orow = out + 2 * r * (long)cap;
   unsigned total = 0;  // candidates in earlier tiles
-  for (int t0 = 0; t0 < %[1]d; t0 += 256 * %[2]d) {
-    const int c0 = t0 + tid * %[2]d;
-    float v[%[2]d];
+  for (int t0 = 0; t0 < {{.V}}; t0 += 256 * {{.PerThread}}) {
+    const int c0 = t0 + tid * {{.PerThread}};
+    float v[{{.PerThread}}];
     unsigned n = 0;
 #pragma unroll
-    for (int j = 0; j < %[2]d; j++) {
-      v[j] = c0 + j < %[1]d ? xr[c0 + j] : NAN;
+    for (int j = 0; j < {{.PerThread}}; j++) {
+      v[j] = c0 + j < {{.V}} ? xr[c0 + j] : NAN;
       n += v[j] - best >= lo;  // false for NaN
     }
     unsigned s = n;  // inclusive scan over the warp
@@ -94,7 +106,7 @@ extern "C" __global__ void __launch_bounds__(256) KNAME(const float* __restrict_
     }
     if (n) {
 #pragma unroll
-      for (int j = 0; j < %[2]d; j++) {
+      for (int j = 0; j < {{.PerThread}}; j++) {
         if (v[j] - best >= lo) {
           if (at < (unsigned)cap) { orow[2 * at] = c0 + j; orow[2 * at + 1] = __float_as_uint(v[j]); }
           at++;
@@ -106,4 +118,4 @@ extern "C" __global__ void __launch_bounds__(256) KNAME(const float* __restrict_
   }
   if (tid == 0) { cnt[r] = (int)total; mx[r] = best; }
 }
-`
+`)

@@ -47,7 +47,11 @@ func TestCompileCandidates(t *testing.T) {
 	src := NewKernelSource()
 	for _, v := range []int{151936, 512, 1001} {
 		name := fmt.Sprintf("candidates_v%d", v)
-		src.AddKernel(name, strings.ReplaceAll(fmt.Sprintf(candidatesTemplate, v, CandidatesPerThread), "KNAME", name))
+		text, err := candidatesText(int64(v))
+		if err != nil {
+			t.Fatal(err)
+		}
+		src.AddKernel(name, strings.ReplaceAll(text, "KNAME", name))
 	}
 	if imgs := CompileEveryArch(t, nvcc, src.String(), src.Names); len(imgs) != len(DefaultArchs) {
 		t.Errorf("%d images for %v", len(imgs), DefaultArchs)
