@@ -8,6 +8,7 @@ import (
 
 	"github.com/inference-pio/pio/codegen/cuda"
 	"github.com/inference-pio/pio/ir"
+	"github.com/inference-pio/pio/kernel/abi"
 	"github.com/inference-pio/pio/runtime/engine"
 )
 
@@ -107,9 +108,11 @@ func nvccVersion(nvcc string) string {
 
 // KernelsOf is the engine's kernels section for a generated module and its
 // compiled images.
-func KernelsOf(m *cuda.Module, imgs []cuda.Image, compiler string) *engine.Kernels {
-	k := &engine.Kernels{
+func KernelsOf(m *cuda.Module, imgs []abi.Image, compiler string) *engine.Kernels {
+	return &engine.Kernels{
 		Source:      []byte(m.Source),
+		Images:      imgs,
+		Launches:    m.Launches,
 		TileTokens:  int32(m.TileTokens),
 		SplitSize:   int32(m.SplitSize),
 		Argmax:      m.Argmax,
@@ -117,21 +120,4 @@ func KernelsOf(m *cuda.Module, imgs []cuda.Image, compiler string) *engine.Kerne
 		Candidates:  m.Candidates,
 		Compiler:    compiler,
 	}
-	for _, im := range imgs {
-		k.Images = append(k.Images, engine.KernelImage{Arch: im.Arch, Data: im.Data})
-	}
-	for _, l := range m.Launches {
-		el := engine.KernelLaunch{
-			Step: int32(l.Step), Kernel: l.Kernel, Block: int32(l.Block), Mode: uint8(l.Mode),
-			Rows: l.Rows.Array(), MinRows: int32(l.MinRows), MaxRows: int32(l.MaxRows), Workspace: l.Workspace,
-		}
-		for i, g := range l.Grid {
-			el.Grid[i] = g.Array()
-		}
-		for _, p := range l.Params {
-			el.Params = append(el.Params, p.Code())
-		}
-		k.Launches = append(k.Launches, el)
-	}
-	return k
 }

@@ -63,7 +63,7 @@ func TestBuildTargetCUDA(t *testing.T) {
 	if k.Compiler != "Cuda compilation tools, fake" || !strings.Contains(string(k.Source), "DO NOT EDIT") {
 		t.Errorf("compiler %q, source %d bytes", k.Compiler, len(k.Source))
 	}
-	steps := map[int32]bool{}
+	steps := map[int]bool{}
 	for _, l := range k.Launches {
 		steps[l.Step] = true
 	}
@@ -143,7 +143,7 @@ func TestBuildTargetCUDAStages(t *testing.T) {
 				if string(k.Source) != m.Source {
 					t.Errorf("%s: stored source is not the module of the stored plan", name)
 				}
-				steps := map[int32]bool{}
+				steps := map[int]bool{}
 				for _, l := range k.Launches {
 					steps[l.Step] = true
 				}

@@ -9,6 +9,7 @@
 // only through Batch and Backend. It imports no other package of the
 // module, and no runtime package imports the build side (passes, models,
 // compiler, codegen) or what sits above it (pio, server): see "Layers" in
-// docs/design.md, checked by internal/layers (runtime/cuda's use of
-// codegen/cuda's launch ABI is the one exception left).
+// docs/design.md, checked by internal/layers. The CUDA launch ABI that
+// runtime/engine stores and runtime/cuda runs is kernel/abi's, below both
+// the runtime and the code generator.
 package runtime

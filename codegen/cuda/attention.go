@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/inference-pio/pio/ir"
+	"github.com/inference-pio/pio/kernel/abi"
 )
 
 // attn is the geometry of one attention step.
@@ -80,14 +81,14 @@ func (g *gen) attention(step int, s ir.Step) error {
 	if err != nil {
 		return err
 	}
-	g.launch(Launch{Step: step, Kernel: appendK, Block: 128, Grid: [3]Expr{{T: 1}, {Fixed: 1}, {Fixed: 1}},
-		Params: append([]Param{{Kind: PArg, Index: 1}, {Kind: PArg, Index: 2}, {Kind: PCacheK, Index: uint16(a.cache)}, {Kind: PCacheV, Index: uint16(a.cache)},
-			{Kind: PPositions}, {Kind: PSeqOfToken}}, append(pagedMeta(), Param{Kind: PT})...)})
-	return g.attnKernels(step, a, Param{Kind: PArg, Index: 0})
+	g.launch(abi.Launch{Step: step, Kernel: appendK, Block: 128, Grid: [3]abi.Expr{{T: 1}, {Fixed: 1}, {Fixed: 1}},
+		Params: append([]abi.Param{{Kind: abi.PArg, Index: 1}, {Kind: abi.PArg, Index: 2}, {Kind: abi.PCacheK, Index: uint16(a.cache)}, {Kind: abi.PCacheV, Index: uint16(a.cache)},
+			{Kind: abi.PPositions}, {Kind: abi.PSeqOfToken}}, append(pagedMeta(), abi.Param{Kind: abi.PT})...)})
+	return g.attnKernels(step, a, abi.Param{Kind: abi.PArg, Index: 0})
 }
 
-func pagedMeta() []Param {
-	return []Param{{Kind: PBlockTables}, {Kind: PMaxBlocks}, {Kind: PBlockSize}}
+func pagedMeta() []abi.Param {
+	return []abi.Param{{Kind: abi.PBlockTables}, {Kind: abi.PMaxBlocks}, {Kind: abi.PBlockSize}}
 }
 
 // attnHoles fill the attention templates: the step's geometry.
@@ -129,7 +130,7 @@ extern "C" __global__ void __launch_bounds__(128) KNAME(const float* __restrict_
 // attnKernels emits the attention proper over the paged cache, whose k and
 // v for this step are already written; q comes from parameter q: the
 // prefill kernel, and for decode the split kernel and the combine.
-func (g *gen) attnKernels(step int, a attn, q Param) error {
+func (g *gen) attnKernels(step int, a attn, q abi.Param) error {
 	if err := g.prefillAttn(step, a, q); err != nil {
 		return err
 	}
@@ -144,15 +145,15 @@ func (g *gen) attnKernels(step int, a attn, q Param) error {
 // tokens × the g query heads sharing that kv head. Keys and values come
 // through shared memory bk at a time; each warp keeps an online softmax
 // (running max m, sum l, unnormalised output) per row it owns.
-func (g *gen) prefillAttn(step int, a attn, q Param) error {
+func (g *gen) prefillAttn(step int, a attn, q abi.Param) error {
 	meta := pagedMeta()
 	prefill, err := g.emit("attn_prefill", attnPrefillTmpl, a.holes())
 	if err != nil {
 		return err
 	}
-	g.launch(Launch{Step: step, Kernel: prefill, Block: attnWarps * 32, Mode: Prefill, Grid: [3]Expr{{Tiles: 1}, {Fixed: int64(a.hkv)}, {Fixed: 1}},
-		Params: append([]Param{q, {Kind: POut}, {Kind: PCacheK, Index: uint16(a.cache)}, {Kind: PCacheV, Index: uint16(a.cache)},
-			{Kind: PPositions}, {Kind: PTiles}}, meta...)})
+	g.launch(abi.Launch{Step: step, Kernel: prefill, Block: attnWarps * 32, Mode: abi.Prefill, Grid: [3]abi.Expr{{Tiles: 1}, {Fixed: int64(a.hkv)}, {Fixed: 1}},
+		Params: append([]abi.Param{q, {Kind: abi.POut}, {Kind: abi.PCacheK, Index: uint16(a.cache)}, {Kind: abi.PCacheV, Index: uint16(a.cache)},
+			{Kind: abi.PPositions}, {Kind: abi.PTiles}}, meta...)})
 	return nil
 }
 
@@ -247,16 +248,16 @@ extern "C" __global__ void __launch_bounds__({{.Threads}}) KNAME(const float* q,
 // SplitSize positions); 4 warps stride over the split's keys, each with an
 // online softmax per query head of the group; the warps merge, and the
 // block writes (m, l, unnormalised output) per head into the workspace.
-func (g *gen) decodeAttn(step int, a attn, q Param) error {
+func (g *gen) decodeAttn(step int, a attn, q abi.Param) error {
 	meta := pagedMeta()
 	split, err := g.emit("attn_decode", attnDecodeTmpl, a.holes())
 	if err != nil {
 		return err
 	}
-	g.launch(Launch{Step: step, Kernel: split, Block: 128, Mode: Decode, Workspace: int64(a.hq * (a.dv + 2)),
-		Grid: [3]Expr{{T: 1}, {Fixed: int64(a.hkv)}, {Splits: 1}},
-		Params: append([]Param{q, {Kind: PCacheK, Index: uint16(a.cache)}, {Kind: PCacheV, Index: uint16(a.cache)},
-			{Kind: PPositions}, {Kind: PSeqOfToken}}, append(meta, Param{Kind: PWorkspace}, Param{Kind: PSplits})...)})
+	g.launch(abi.Launch{Step: step, Kernel: split, Block: 128, Mode: abi.Decode, Workspace: int64(a.hq * (a.dv + 2)),
+		Grid: [3]abi.Expr{{T: 1}, {Fixed: int64(a.hkv)}, {Splits: 1}},
+		Params: append([]abi.Param{q, {Kind: abi.PCacheK, Index: uint16(a.cache)}, {Kind: abi.PCacheV, Index: uint16(a.cache)},
+			{Kind: abi.PPositions}, {Kind: abi.PSeqOfToken}}, append(meta, abi.Param{Kind: abi.PWorkspace}, abi.Param{Kind: abi.PSplits})...)})
 	return nil
 }
 
@@ -336,8 +337,8 @@ func (g *gen) combineAttn(step int, a attn) error {
 	if err != nil {
 		return err
 	}
-	g.launch(Launch{Step: step, Kernel: combine, Block: 128, Mode: Decode, Grid: [3]Expr{{T: 1}, {Fixed: int64(a.hq)}, {Fixed: 1}},
-		Params: []Param{{Kind: PWorkspace}, {Kind: POut}, {Kind: PPositions}, {Kind: PSplits}}})
+	g.launch(abi.Launch{Step: step, Kernel: combine, Block: 128, Mode: abi.Decode, Grid: [3]abi.Expr{{T: 1}, {Fixed: int64(a.hq)}, {Fixed: 1}},
+		Params: []abi.Param{{Kind: abi.PWorkspace}, {Kind: abi.POut}, {Kind: abi.PPositions}, {Kind: abi.PSplits}}})
 	return nil
 }
 
@@ -401,14 +402,14 @@ func (g *gen) qkvAttention(step int, s ir.Step) error {
 	if err != nil {
 		return err
 	}
-	params := []Param{{Kind: PArg, Index: 0}, {Kind: PPositions}}
+	params := []abi.Param{{Kind: abi.PArg, Index: 0}, {Kind: abi.PPositions}}
 	if norm {
-		params = append(params, Param{Kind: PArg, Index: 2}, Param{Kind: PArg, Index: 3})
+		params = append(params, abi.Param{Kind: abi.PArg, Index: 2}, abi.Param{Kind: abi.PArg, Index: 3})
 	}
-	params = append(params, Param{Kind: POut}, Param{Kind: PCacheK, Index: uint16(a.cache)}, Param{Kind: PCacheV, Index: uint16(a.cache)}, Param{Kind: PSeqOfToken})
-	params = append(params, append(pagedMeta(), Param{Kind: PT})...)
-	g.launch(Launch{Step: step, Kernel: prep, Block: 128, Grid: [3]Expr{{T: 1}, {Fixed: 1}, {Fixed: 1}}, Params: params})
-	if err := g.attnKernels(step, a, Param{Kind: POut}); err != nil {
+	params = append(params, abi.Param{Kind: abi.POut}, abi.Param{Kind: abi.PCacheK, Index: uint16(a.cache)}, abi.Param{Kind: abi.PCacheV, Index: uint16(a.cache)}, abi.Param{Kind: abi.PSeqOfToken})
+	params = append(params, append(pagedMeta(), abi.Param{Kind: abi.PT})...)
+	g.launch(abi.Launch{Step: step, Kernel: prep, Block: 128, Grid: [3]abi.Expr{{T: 1}, {Fixed: 1}, {Fixed: 1}}, Params: params})
+	if err := g.attnKernels(step, a, abi.Param{Kind: abi.POut}); err != nil {
 		return err
 	}
 	if gated {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/inference-pio/pio/ir"
+	"github.com/inference-pio/pio/kernel/abi"
 )
 
 // Templates of the Gated DeltaNet family (ir/op_deltanet.go) and the concat
@@ -61,8 +62,8 @@ var seqRunTmpl = kernelTemplate("seq_run", `  __shared__ int run_lo, run_hi;
   const bool fresh = positions[t0] == 0;`)
 
 // stateParams are the trailing params of a state kernel.
-func stateParams(nargs, cache int) []Param {
-	return append(stdParams(nargs), Param{Kind: PPositions}, Param{Kind: PSeqOfToken}, Param{Kind: PSlots}, Param{Kind: PCacheK, Index: uint16(cache)})
+func stateParams(nargs, cache int) []abi.Param {
+	return append(stdParams(nargs), abi.Param{Kind: abi.PPositions}, abi.Param{Kind: abi.PSeqOfToken}, abi.Param{Kind: abi.PSlots}, abi.Param{Kind: abi.PCacheK, Index: uint16(cache)})
 }
 
 const stateDecl = "const int* __restrict__ positions, const int* __restrict__ seq_of_token, const int* __restrict__ slots, float* __restrict__ state"
@@ -165,8 +166,8 @@ func (g *gen) conv1dCausal(step int, s ir.Step) error {
 	if err != nil {
 		return err
 	}
-	g.launch(Launch{Step: step, Kernel: name, Params: stateParams(2, int(ci)), Block: 128,
-		Grid: [3]Expr{{T: 1}, {Fixed: (c + 127) / 128}, {Fixed: 1}}})
+	g.launch(abi.Launch{Step: step, Kernel: name, Params: stateParams(2, int(ci)), Block: 128,
+		Grid: [3]abi.Expr{{T: 1}, {Fixed: (c + 127) / 128}, {Fixed: 1}}})
 	return nil
 }
 
@@ -200,8 +201,8 @@ func (g *gen) deltaNetDecay(step int, s ir.Step) error {
 	if err != nil {
 		return err
 	}
-	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(3), Block: 256,
-		Grid: [3]Expr{{T: h, Div: 256}, {Fixed: 1}, {Fixed: 1}}})
+	g.launch(abi.Launch{Step: step, Kernel: name, Params: stdParams(3), Block: 256,
+		Grid: [3]abi.Expr{{T: h, Div: 256}, {Fixed: 1}, {Fixed: 1}}})
 	return nil
 }
 
@@ -231,8 +232,8 @@ func (g *gen) mulRows(step int, s ir.Step) error {
 	if err != nil {
 		return err
 	}
-	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(2), Block: 256,
-		Grid: [3]Expr{{T: row, Div: 256}, {Fixed: 1}, {Fixed: 1}}})
+	g.launch(abi.Launch{Step: step, Kernel: name, Params: stdParams(2), Block: 256,
+		Grid: [3]abi.Expr{{T: row, Div: 256}, {Fixed: 1}, {Fixed: 1}}})
 	return nil
 }
 
@@ -296,8 +297,8 @@ func (g *gen) deltaConcat(step int, s ir.Step) error {
 	if err != nil {
 		return err
 	}
-	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(len(s.Args)), Block: 256,
-		Grid: [3]Expr{{T: t, S: sq, Fixed: f, Div: 256}, {Fixed: 1}, {Fixed: 1}}})
+	g.launch(abi.Launch{Step: step, Kernel: name, Params: stdParams(len(s.Args)), Block: 256,
+		Grid: [3]abi.Expr{{T: t, S: sq, Fixed: f, Div: 256}, {Fixed: 1}, {Fixed: 1}}})
 	return nil
 }
 
@@ -596,9 +597,9 @@ func (g *gen) gatedDeltaRule(step int, s ir.Step) error {
 	if err != nil {
 		return err
 	}
-	grid := [3]Expr{{T: 1}, {Fixed: hv}, {Fixed: 1}}
-	g.launch(Launch{Step: step, Kernel: decName, Params: stateParams(5, int(ci)), Block: nt, Grid: grid, Mode: Decode})
-	g.launch(Launch{Step: step, Kernel: preName, Params: append(stateParams(5, int(ci)), Param{Kind: PSeqWork}), Block: nt, Grid: grid, Mode: Prefill,
+	grid := [3]abi.Expr{{T: 1}, {Fixed: hv}, {Fixed: 1}}
+	g.launch(abi.Launch{Step: step, Kernel: decName, Params: stateParams(5, int(ci)), Block: nt, Grid: grid, Mode: abi.Decode})
+	g.launch(abi.Launch{Step: step, Kernel: preName, Params: append(stateParams(5, int(ci)), abi.Param{Kind: abi.PSeqWork}), Block: nt, Grid: grid, Mode: abi.Prefill,
 		Workspace: hv * per})
 	return nil
 }
@@ -630,7 +631,7 @@ func (g *gen) attnGate(step int, a attn) error {
 	if err != nil {
 		return err
 	}
-	g.launch(Launch{Step: step, Kernel: name, Block: 256, Grid: [3]Expr{{T: int64(a.hq * a.d), Div: 256}, {Fixed: 1}, {Fixed: 1}},
-		Params: []Param{{Kind: PArg, Index: 0}, {Kind: POut}, {Kind: PT}, {Kind: PS}}})
+	g.launch(abi.Launch{Step: step, Kernel: name, Block: 256, Grid: [3]abi.Expr{{T: int64(a.hq * a.d), Div: 256}, {Fixed: 1}, {Fixed: 1}},
+		Params: []abi.Param{{Kind: abi.PArg, Index: 0}, {Kind: abi.POut}, {Kind: abi.PT}, {Kind: abi.PS}}})
 	return nil
 }

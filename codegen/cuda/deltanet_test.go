@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/inference-pio/pio/ir"
+	"github.com/inference-pio/pio/kernel/abi"
 )
 
 // coderNextShape is Qwen/Qwen3-Coder-Next's config at its real widths,
@@ -31,7 +32,7 @@ func TestGenerateCoderNextShape(t *testing.T) {
 			t.Fatalf("%v: %v", dt, err)
 		}
 		for _, l := range m.Launches {
-			if l.Mode == Prefill && strings.HasPrefix(l.Kernel, "gated_delta_rule_chunk_") {
+			if l.Mode == abi.Prefill && strings.HasPrefix(l.Kernel, "gated_delta_rule_chunk_") {
 				t.Logf("%v: chunked delta rule: %d workspace floats per sequence", dt, l.Workspace)
 			}
 		}
@@ -83,13 +84,13 @@ func TestGenerateDeltaNet(t *testing.T) {
 				}
 				var slots, cache bool
 				for _, p := range l.Params {
-					slots = slots || p.Kind == PSlots
-					cache = cache || p.Kind == PCacheK && int64(p.Index) == s.Attr().Int("cache")
+					slots = slots || p.Kind == abi.PSlots
+					cache = cache || p.Kind == abi.PCacheK && int64(p.Index) == s.Attr().Int("cache")
 				}
 				if !slots || !cache {
 					t.Errorf("%s: step %d (%v): params %v lack the slots or the state cache", c.name, l.Step, s.Op, l.Params)
 				}
-				if (s.Op == ir.OpGatedDeltaRule || s.Op == ir.OpDeltaNetCore) && l.Mode == Prefill && (l.Workspace <= 0 || l.Params[len(l.Params)-1].Kind != PSeqWork) {
+				if (s.Op == ir.OpGatedDeltaRule || s.Op == ir.OpDeltaNetCore) && l.Mode == abi.Prefill && (l.Workspace <= 0 || l.Params[len(l.Params)-1].Kind != abi.PSeqWork) {
 					t.Errorf("%s: step %d: chunked launch without its per-sequence workspace (PSeqWork)", c.name, l.Step)
 				}
 			}

@@ -8,9 +8,10 @@
 // instantiations are emitted once, so a 28-layer model has one RMSNorm
 // kernel per distinct row length, not 57. The result is one .cu module and
 // a launch table: for each step, which kernels to launch, with which
-// parameters (Param), grid (Expr) and block, and under which condition
-// (decode or prefill, a range of T). runtime/cuda executes that table;
-// nothing in it names a model.
+// parameters (abi.Param), grid (abi.Expr) and block, and under which
+// condition (decode or prefill, a range of T), in the launch ABI that
+// kernel/abi defines. runtime/cuda executes that table without importing
+// this package; nothing in it names a model.
 //
 // A matmul step (matmul.go) has several launches, chosen by its weight
 // dtype and, at run time, its rows (Launch.MinRows/MaxRows): up to

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/inference-pio/pio/ir"
+	"github.com/inference-pio/pio/kernel/abi"
 )
 
 // Templates of the fused DeltaNet ops (ir/op_fused_deltanet.go).
@@ -101,14 +102,14 @@ func (g *gen) deltaNetPrep(step int, s ir.Step) error {
 	if err != nil {
 		return err
 	}
-	g.launch(Launch{Step: step, Kernel: name, Params: stateParams(4, int(ci)), Block: 128,
-		Grid: [3]Expr{{T: 1}, {Fixed: int64((c + 127) / 128)}, {Fixed: 1}}})
+	g.launch(abi.Launch{Step: step, Kernel: name, Params: stateParams(4, int(ci)), Block: 128,
+		Grid: [3]abi.Expr{{T: 1}, {Fixed: int64((c + 127) / 128)}, {Fixed: 1}}})
 	gates, err := g.emit("deltanet_prep_gates", deltaNetPrepGatesTmpl, deltaNetPrepGatesHoles{XT: ts[0], WT: ts[1], LT: ts[2], DT: ts[3], HV: hv, BA: at.Int("ba"), R: r, Width: width, Row: row, C: c})
 	if err != nil {
 		return err
 	}
-	g.launch(Launch{Step: step, Kernel: gates, Params: stdParams(4), Block: 256,
-		Grid: [3]Expr{{T: int64(hv), Div: 256}, {Fixed: 1}, {Fixed: 1}}})
+	g.launch(abi.Launch{Step: step, Kernel: gates, Params: stdParams(4), Block: 256,
+		Grid: [3]abi.Expr{{T: int64(hv), Div: 256}, {Fixed: 1}, {Fixed: 1}}})
 	return nil
 }
 
@@ -192,7 +193,7 @@ func (g *gen) deltaNetCore(step int, s ir.Step) error {
 	if err != nil {
 		return err
 	}
-	g.launch(Launch{Step: step, Kernel: name, Block: block, Grid: [3]Expr{grid, {Fixed: 1}, {Fixed: 1}},
-		Params: []Param{{Kind: PArg, Index: 5}, {Kind: PArg, Index: 6}, {Kind: POut}, {Kind: PT}, {Kind: PS}}})
+	g.launch(abi.Launch{Step: step, Kernel: name, Block: block, Grid: [3]abi.Expr{grid, {Fixed: 1}, {Fixed: 1}},
+		Params: []abi.Param{{Kind: abi.PArg, Index: 5}, {Kind: abi.PArg, Index: 6}, {Kind: abi.POut}, {Kind: abi.PT}, {Kind: abi.PS}}})
 	return nil
 }

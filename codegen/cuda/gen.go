@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/inference-pio/pio/ir"
+	"github.com/inference-pio/pio/kernel/abi"
 )
 
 //go:embed prelude.cu
@@ -116,7 +117,7 @@ func (g *gen) kernel(base, text string) string {
 	return name
 }
 
-func (g *gen) launch(l Launch) { g.m.Launches = append(g.m.Launches, l) }
+func (g *gen) launch(l abi.Launch) { g.m.Launches = append(g.m.Launches, l) }
 
 // operand returns the dtype and shape of a step operand.
 func (g *gen) operand(r ir.Ref) (ir.DType, ir.Shape) {
@@ -188,13 +189,13 @@ func cExpr(perT, perS, fixed int64) string {
 
 // rows is an element count divided by a row length, as a grid Expr and a C
 // expression.
-func rows(s ir.Shape, rowLen int64) (Expr, string, error) {
+func rows(s ir.Shape, rowLen int64) (abi.Expr, string, error) {
 	t, sq, f := count(s)
 	if rowLen <= 0 || t%rowLen != 0 || sq%rowLen != 0 || f%rowLen != 0 {
-		return Expr{}, "", fmt.Errorf("shape %v is not a whole number of rows of %d", s, rowLen)
+		return abi.Expr{}, "", fmt.Errorf("shape %v is not a whole number of rows of %d", s, rowLen)
 	}
 	t, sq, f = t/rowLen, sq/rowLen, f/rowLen
-	return Expr{T: t, S: sq, Fixed: f}, cExpr(t, sq, f), nil
+	return abi.Expr{T: t, S: sq, Fixed: f}, cExpr(t, sq, f), nil
 }
 
 func cf(v float64) string {
@@ -210,12 +211,12 @@ func cf(v float64) string {
 
 // ptrs are the usual params of a kernel over the step's args and output,
 // then T and S.
-func stdParams(nargs int) []Param {
-	var ps []Param
+func stdParams(nargs int) []abi.Param {
+	var ps []abi.Param
 	for i := 0; i < nargs; i++ {
-		ps = append(ps, Param{Kind: PArg, Index: uint16(i)})
+		ps = append(ps, abi.Param{Kind: abi.PArg, Index: uint16(i)})
 	}
-	return append(ps, Param{Kind: POut}, Param{Kind: PT}, Param{Kind: PS})
+	return append(ps, abi.Param{Kind: abi.POut}, abi.Param{Kind: abi.PT}, abi.Param{Kind: abi.PS})
 }
 
 // embeddingHoles fill embedding.
@@ -254,7 +255,7 @@ func (g *gen) embedding(step int, s ir.Step) error {
 	if err != nil {
 		return err
 	}
-	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(2), Grid: [3]Expr{grid, {Fixed: 1}, {Fixed: 1}}, Block: min(256, roundUp(int(h), 32))})
+	g.launch(abi.Launch{Step: step, Kernel: name, Params: stdParams(2), Grid: [3]abi.Expr{grid, {Fixed: 1}, {Fixed: 1}}, Block: min(256, roundUp(int(h), 32))})
 	return nil
 }
 
@@ -335,7 +336,7 @@ func (g *gen) rmsNorm(step int, s ir.Step) error {
 	if err != nil {
 		return err
 	}
-	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(len(s.Args)), Grid: [3]Expr{grid, {Fixed: 1}, {Fixed: 1}}, Block: block})
+	g.launch(abi.Launch{Step: step, Kernel: name, Params: stdParams(len(s.Args)), Grid: [3]abi.Expr{grid, {Fixed: 1}, {Fixed: 1}}, Block: block})
 	return nil
 }
 
@@ -387,8 +388,8 @@ func (g *gen) elementwise(step int, s ir.Step) error {
 	if err != nil {
 		return err
 	}
-	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(len(s.Args)), Block: 256,
-		Grid: [3]Expr{{T: t, S: sq, Fixed: f, Div: 256}, {Fixed: 1}, {Fixed: 1}}})
+	g.launch(abi.Launch{Step: step, Kernel: name, Params: stdParams(len(s.Args)), Block: 256,
+		Grid: [3]abi.Expr{{T: t, S: sq, Fixed: f, Div: 256}, {Fixed: 1}, {Fixed: 1}}})
 	return nil
 }
 
@@ -433,7 +434,7 @@ func (g *gen) gatherRows(step int, s ir.Step) error {
 	if err != nil {
 		return err
 	}
-	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(2), Block: 128, Grid: [3]Expr{grid, {Fixed: 1}, {Fixed: 1}}})
+	g.launch(abi.Launch{Step: step, Kernel: name, Params: stdParams(2), Block: 128, Grid: [3]abi.Expr{grid, {Fixed: 1}, {Fixed: 1}}})
 	return nil
 }
 
@@ -470,7 +471,7 @@ func (g *gen) section(step int, s ir.Step) error {
 	if err != nil {
 		return err
 	}
-	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(1), Block: 128, Grid: [3]Expr{grid, {Fixed: 1}, {Fixed: 1}}})
+	g.launch(abi.Launch{Step: step, Kernel: name, Params: stdParams(1), Block: 128, Grid: [3]abi.Expr{grid, {Fixed: 1}, {Fixed: 1}}})
 	return nil
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/inference-pio/pio/frontends/hf"
 	"github.com/inference-pio/pio/ir"
+	"github.com/inference-pio/pio/kernel/abi"
 	"github.com/inference-pio/pio/models"
 	"github.com/inference-pio/pio/passes"
 )
@@ -73,7 +74,7 @@ func (s *KernelSource) String() string { return s.src.String() }
 // CompileEveryArch compiles src for every default arch with the real nvcc
 // (warnings as errors) and checks that every one of names is in every
 // image.
-func CompileEveryArch(t *testing.T, nvcc, src string, names []string) []Image {
+func CompileEveryArch(t *testing.T, nvcc, src string, names []string) []abi.Image {
 	t.Helper()
 	imgs, err := Compile(context.Background(), src, CompileOptions{NVCC: nvcc, CacheDir: t.TempDir()})
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/inference-pio/pio/ir"
+	"github.com/inference-pio/pio/kernel/abi"
 )
 
 // mm is one matmul or fused_matmul instantiation. Its exported fields and
@@ -104,31 +105,31 @@ func (g *gen) matmul(step int, s ir.Step) error {
 		if err != nil {
 			return err
 		}
-		g.launch(Launch{Step: step, Kernel: warp, Params: stdParams(m.nargs), Block: warps * 32, MinRows: v.minRows, MaxRows: v.maxRows, Rows: rowsE,
-			Grid: [3]Expr{{Fixed: m.nOut, Div: warps}, {T: rowsE.T, S: rowsE.S, Fixed: rowsE.Fixed, Div: int64(v.tr)}, {Fixed: 1}}})
+		g.launch(abi.Launch{Step: step, Kernel: warp, Params: stdParams(m.nargs), Block: warps * 32, MinRows: v.minRows, MaxRows: v.maxRows, Rows: rowsE,
+			Grid: [3]abi.Expr{{Fixed: m.nOut, Div: warps}, {T: rowsE.T, S: rowsE.S, Fixed: rowsE.Fixed, Div: int64(v.tr)}, {Fixed: 1}}})
 	}
 	if m.mmaOK() {
 		minRows := WarpMaxRows + 1
 		if p := m.mmaSplits(); p > 1 {
 			// Batched decode: split-K (mma.go), then the ordered sum.
-			params := append(stdParams(m.nargs), Param{Kind: PWorkspace})
-			l := Launch{Step: step, Params: params, Block: 256, MinRows: WarpMaxRows + 1, MaxRows: mmaSplitMaxRows, Rows: rowsE, Workspace: m.mmaSplitWorkspace(p)}
+			params := append(stdParams(m.nargs), abi.Param{Kind: abi.PWorkspace})
+			l := abi.Launch{Step: step, Params: params, Block: 256, MinRows: WarpMaxRows + 1, MaxRows: mmaSplitMaxRows, Rows: rowsE, Workspace: m.mmaSplitWorkspace(p)}
 			if m.Norm {
 				if l.Kernel, err = g.emit("matmul_splitk_norm", matmulSplitKNormTmpl, m.mmaHoles(p)); err != nil {
 					return err
 				}
-				l.Grid = [3]Expr{{T: rowsE.T, S: rowsE.S, Fixed: rowsE.Fixed, Div: 8}, {Fixed: 1}, {Fixed: 1}}
+				l.Grid = [3]abi.Expr{{T: rowsE.T, S: rowsE.S, Fixed: rowsE.Fixed, Div: 8}, {Fixed: 1}, {Fixed: 1}}
 				g.launch(l)
 			}
 			if l.Kernel, err = g.emit("matmul_splitk", matmulMMATmpl, m.mmaHoles(p)); err != nil {
 				return err
 			}
-			l.Grid = [3]Expr{{Fixed: m.nOut, Div: m.mmaCols()}, {T: rowsE.T, S: rowsE.S, Fixed: rowsE.Fixed, Div: mmaBM}, {Fixed: int64(p)}}
+			l.Grid = [3]abi.Expr{{Fixed: m.nOut, Div: m.mmaCols()}, {T: rowsE.T, S: rowsE.S, Fixed: rowsE.Fixed, Div: mmaBM}, {Fixed: int64(p)}}
 			g.launch(l)
 			if l.Kernel, err = g.emit("matmul_splitk_sum", matmulSplitKSumTmpl, m.mmaHoles(p)); err != nil {
 				return err
 			}
-			l.Grid = [3]Expr{{T: rowsE.T * m.nOut, S: rowsE.S * m.nOut, Fixed: rowsE.Fixed * m.nOut, Div: 256}, {Fixed: 1}, {Fixed: 1}}
+			l.Grid = [3]abi.Expr{{T: rowsE.T * m.nOut, S: rowsE.S * m.nOut, Fixed: rowsE.Fixed * m.nOut, Div: 256}, {Fixed: 1}, {Fixed: 1}}
 			g.launch(l)
 			minRows = mmaSplitMaxRows + 1
 		}
@@ -136,16 +137,16 @@ func (g *gen) matmul(step int, s ir.Step) error {
 		if err != nil {
 			return err
 		}
-		g.launch(Launch{Step: step, Kernel: mma, Params: stdParams(m.nargs), Block: 256, MinRows: minRows, Rows: rowsE,
-			Grid: [3]Expr{{Fixed: m.nOut, Div: m.mmaCols()}, {T: rowsE.T, S: rowsE.S, Fixed: rowsE.Fixed, Div: mmaBM}, {Fixed: 1}}})
+		g.launch(abi.Launch{Step: step, Kernel: mma, Params: stdParams(m.nargs), Block: 256, MinRows: minRows, Rows: rowsE,
+			Grid: [3]abi.Expr{{Fixed: m.nOut, Div: m.mmaCols()}, {T: rowsE.T, S: rowsE.S, Fixed: rowsE.Fixed, Div: mmaBM}, {Fixed: 1}}})
 		return nil
 	}
 	tile, err := g.emit("matmul_tile", matmulTileTmpl, &m)
 	if err != nil {
 		return err
 	}
-	g.launch(Launch{Step: step, Kernel: tile, Params: stdParams(m.nargs), Block: 256, MinRows: WarpMaxRows + 1, Rows: rowsE,
-		Grid: [3]Expr{{Fixed: m.nOut, Div: 64}, {T: rowsE.T, S: rowsE.S, Fixed: rowsE.Fixed, Div: 64}, {Fixed: 1}}})
+	g.launch(abi.Launch{Step: step, Kernel: tile, Params: stdParams(m.nargs), Block: 256, MinRows: WarpMaxRows + 1, Rows: rowsE,
+		Grid: [3]abi.Expr{{Fixed: m.nOut, Div: 64}, {T: rowsE.T, S: rowsE.S, Fixed: rowsE.Fixed, Div: 64}, {Fixed: 1}}})
 	return nil
 }
 

@@ -3,11 +3,13 @@ package cuda
 import (
 	"strings"
 	"testing"
+
+	"github.com/inference-pio/pio/kernel/abi"
 )
 
 // matmulLaunches are the kernels of a step's launches that run at rows.
-func matmulLaunches(m *Module, step, rows int) []Launch {
-	var ls []Launch
+func matmulLaunches(m *Module, step, rows int) []abi.Launch {
+	var ls []abi.Launch
 	for _, l := range m.Launches {
 		if l.Step == step && l.Runs(rows, rows, true) {
 			ls = append(ls, l)
@@ -63,7 +65,7 @@ func TestMatMulKernelByRows(t *testing.T) {
 				}
 				n := int64(p.Weights[p.Steps[step].Args[1].Index].Shape[0])
 				for _, l := range ls {
-					if l.Workspace < k.Grid[2].Fixed*n || l.MaxRows != mmaSplitMaxRows || l.Params[len(l.Params)-1].Kind != PWorkspace {
+					if l.Workspace < k.Grid[2].Fixed*n || l.MaxRows != mmaSplitMaxRows || l.Params[len(l.Params)-1].Kind != abi.PWorkspace {
 						t.Errorf("step %d: %s: workspace %d floats a row for %d parts of %d, rows ≤ %d", step, l.Kernel, l.Workspace, k.Grid[2].Fixed, n, l.MaxRows)
 					}
 				}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/inference-pio/pio/ir"
+	"github.com/inference-pio/pio/kernel/abi"
 )
 
 // Templates of multi-head latent attention and its helpers (ir/op_moe.go:
@@ -44,16 +45,16 @@ func (g *gen) headMatMul(step int, s ir.Step) error {
 		if err != nil {
 			return err
 		}
-		g.launch(Launch{Step: step, Kernel: name, Params: stdParams(2), Block: 256,
-			Grid: [3]Expr{{T: heads * r, Div: 256}, {Fixed: 1}, {Fixed: 1}}})
+		g.launch(abi.Launch{Step: step, Kernel: name, Params: stdParams(2), Block: 256,
+			Grid: [3]abi.Expr{{T: heads * r, Div: 256}, {Fixed: 1}, {Fixed: 1}}})
 		return nil
 	}
 	name, err := g.emit("head_matmul", headMatMulTmpl, h)
 	if err != nil {
 		return err
 	}
-	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(2), Block: 256,
-		Grid: [3]Expr{{T: heads * nrows, Div: 8}, {Fixed: 1}, {Fixed: 1}}})
+	g.launch(abi.Launch{Step: step, Kernel: name, Params: stdParams(2), Block: 256,
+		Grid: [3]abi.Expr{{T: heads * nrows, Div: 8}, {Fixed: 1}, {Fixed: 1}}})
 	return nil
 }
 
@@ -187,18 +188,18 @@ func (g *gen) mlaAttention(step int, s ir.Step) error {
 	if err != nil {
 		return err
 	}
-	g.launch(Launch{Step: step, Kernel: appendK, Block: 128, Grid: [3]Expr{{T: 1}, {Fixed: 1}, {Fixed: 1}},
-		Params: append([]Param{{Kind: PArg, Index: 2}, {Kind: PArg, Index: 3}, {Kind: PCacheK, Index: uint16(ci)}, {Kind: PCacheV, Index: uint16(ci)},
-			{Kind: PPositions}, {Kind: PSeqOfToken}}, append(pagedMeta(), Param{Kind: PT})...)})
+	g.launch(abi.Launch{Step: step, Kernel: appendK, Block: 128, Grid: [3]abi.Expr{{T: 1}, {Fixed: 1}, {Fixed: 1}},
+		Params: append([]abi.Param{{Kind: abi.PArg, Index: 2}, {Kind: abi.PArg, Index: 3}, {Kind: abi.PCacheK, Index: uint16(ci)}, {Kind: abi.PCacheV, Index: uint16(ci)},
+			{Kind: abi.PPositions}, {Kind: abi.PSeqOfToken}}, append(pagedMeta(), abi.Param{Kind: abi.PT})...)})
 
-	head := []Param{{Kind: PArg, Index: 0}, {Kind: PArg, Index: 1}, {Kind: PCacheK, Index: uint16(ci)}, {Kind: PCacheV, Index: uint16(ci)}}
+	head := []abi.Param{{Kind: abi.PArg, Index: 0}, {Kind: abi.PArg, Index: 1}, {Kind: abi.PCacheK, Index: uint16(ci)}, {Kind: abi.PCacheV, Index: uint16(ci)}}
 	prefill, err := g.emit("mla_prefill", mlaPrefillTmpl, mlaPrefillHoles{mlaHoles: h, BT: tl.bt, HB: tl.hb, HG: tl.hg, Rows: tl.rows, RPW: tl.rpw, BK: tl.bk})
 	if err != nil {
 		return err
 	}
-	g.launch(Launch{Step: step, Kernel: prefill, Block: mlaWarps * 32, Mode: Prefill,
-		Grid:   [3]Expr{{Tiles: 1}, {Fixed: int64(tl.sub * tl.hg)}, {Fixed: 1}},
-		Params: append(append(head, Param{Kind: POut}, Param{Kind: PPositions}, Param{Kind: PTiles}), pagedMeta()...)})
+	g.launch(abi.Launch{Step: step, Kernel: prefill, Block: mlaWarps * 32, Mode: abi.Prefill,
+		Grid:   [3]abi.Expr{{Tiles: 1}, {Fixed: int64(tl.sub * tl.hg)}, {Fixed: 1}},
+		Params: append(append(head, abi.Param{Kind: abi.POut}, abi.Param{Kind: abi.PPositions}, abi.Param{Kind: abi.PTiles}), pagedMeta()...)})
 
 	// 3. Decode: one block per (token, split of SplitSize positions); a
 	// chunk of BK positions of latent entries in shared memory; warp w owns
@@ -214,15 +215,15 @@ func (g *gen) mlaAttention(step int, s ir.Step) error {
 	if err != nil {
 		return err
 	}
-	tail := append([]Param{{Kind: PPositions}, {Kind: PSeqOfToken}}, append(pagedMeta(), Param{Kind: PT})...)
-	g.launch(Launch{Step: step, Kernel: decode, Block: mlaWarps * 32, Mode: Decode, Workspace: int64(heads * (r + 2)),
-		Grid: [3]Expr{{T: 1}, {Fixed: 1}, {Splits: 1}}, Params: append(append(head, Param{Kind: PWorkspace}, Param{Kind: PSplits}), tail...)})
+	tail := append([]abi.Param{{Kind: abi.PPositions}, {Kind: abi.PSeqOfToken}}, append(pagedMeta(), abi.Param{Kind: abi.PT})...)
+	g.launch(abi.Launch{Step: step, Kernel: decode, Block: mlaWarps * 32, Mode: abi.Decode, Workspace: int64(heads * (r + 2)),
+		Grid: [3]abi.Expr{{T: 1}, {Fixed: 1}, {Splits: 1}}, Params: append(append(head, abi.Param{Kind: abi.PWorkspace}, abi.Param{Kind: abi.PSplits}), tail...)})
 	combine, err := g.emit("mla_combine", mlaCombineTmpl, h)
 	if err != nil {
 		return err
 	}
-	g.launch(Launch{Step: step, Kernel: combine, Block: 128, Mode: Decode,
-		Grid: [3]Expr{{T: 1}, {Fixed: int64(heads)}, {Fixed: 1}}, Params: []Param{{Kind: PWorkspace}, {Kind: POut}, {Kind: PPositions}, {Kind: PSplits}}})
+	g.launch(abi.Launch{Step: step, Kernel: combine, Block: 128, Mode: abi.Decode,
+		Grid: [3]abi.Expr{{T: 1}, {Fixed: int64(heads)}, {Fixed: 1}}, Params: []abi.Param{{Kind: abi.PWorkspace}, {Kind: abi.POut}, {Kind: abi.PPositions}, {Kind: abi.PSplits}}})
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/inference-pio/pio/ir"
+	"github.com/inference-pio/pio/kernel/abi"
 )
 
 // glmMLA is GLM-4.7-Flash's absorbed attention: 20 heads, kv_lora_rank
@@ -118,12 +119,12 @@ func TestGenerateMLALaunches(t *testing.T) {
 		if name != "mla_prefill" {
 			continue
 		}
-		if want := [3]Expr{{Tiles: 1}, {Fixed: 8}, {Fixed: 1}}; l.Grid != want || l.Block != mlaWarps*32 {
+		if want := [3]abi.Expr{{Tiles: 1}, {Fixed: 8}, {Fixed: 1}}; l.Grid != want || l.Block != mlaWarps*32 {
 			t.Errorf("mla_prefill: grid %v, block %d; want %v, %d", l.Grid, l.Block, want, mlaWarps*32)
 		}
 		tiles := false
 		for _, p := range l.Params {
-			tiles = tiles || p.Kind == PTiles
+			tiles = tiles || p.Kind == abi.PTiles
 		}
 		if !tiles {
 			t.Errorf("mla_prefill does not take the prefill tiles")

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/inference-pio/pio/ir"
+	"github.com/inference-pio/pio/kernel/abi"
 )
 
 // Templates of the MoE ops (ir/op_moe.go: router_topk, router_weights, moe)
@@ -197,7 +198,7 @@ func (g *gen) routerTopK(step int, s ir.Step) error {
 	if err != nil {
 		return err
 	}
-	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(len(s.Args)), Block: 32, Grid: [3]Expr{{T: 1}, {Fixed: 1}, {Fixed: 1}}})
+	g.launch(abi.Launch{Step: step, Kernel: name, Params: stdParams(len(s.Args)), Block: 32, Grid: [3]abi.Expr{{T: 1}, {Fixed: 1}, {Fixed: 1}}})
 	return nil
 }
 
@@ -214,7 +215,7 @@ func (g *gen) routerWeights(step int, s ir.Step) error {
 	if err != nil {
 		return err
 	}
-	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(2), Block: 32, Grid: [3]Expr{{T: 1}, {Fixed: 1}, {Fixed: 1}}})
+	g.launch(abi.Launch{Step: step, Kernel: name, Params: stdParams(2), Block: 32, Grid: [3]abi.Expr{{T: 1}, {Fixed: 1}, {Fixed: 1}}})
 	return nil
 }
 
@@ -518,12 +519,12 @@ extern "C" __global__ void __launch_bounds__(128) KNAME(
 // parameters that hold the input rows, ids and weights (args or the
 // workspace); base is the C expression (in T) of the pair scratch's offset
 // in the workspace; res the residual parameter (nil: none).
-func (g *gen) expertKernels(step int, m moeGeom, xt string, x, ids, w, gu, down Param, base string, idsOff, wOff string, res *Param, rt string) error {
-	ws := Param{Kind: PWorkspace}
-	T := Param{Kind: PT}
-	withIDs := func(ps ...Param) []Param {
+func (g *gen) expertKernels(step int, m moeGeom, xt string, x, ids, w, gu, down abi.Param, base string, idsOff, wOff string, res *abi.Param, rt string) error {
+	ws := abi.Param{Kind: abi.PWorkspace}
+	T := abi.Param{Kind: abi.PT}
+	withIDs := func(ps ...abi.Param) []abi.Param {
 		if idsOff == "" {
-			return append([]Param{ids}, ps...)
+			return append([]abi.Param{ids}, ps...)
 		}
 		return ps
 	}
@@ -546,7 +547,7 @@ func (g *gen) expertKernels(step int, m moeGeom, xt string, x, ids, w, gu, down 
 	if err != nil {
 		return err
 	}
-	g.launch(Launch{Step: step, Kernel: route, Block: 1024, Grid: [3]Expr{{Fixed: 1}, {Fixed: 1}, {Fixed: 1}},
+	g.launch(abi.Launch{Step: step, Kernel: route, Block: 1024, Grid: [3]abi.Expr{{Fixed: 1}, {Fixed: 1}, {Fixed: 1}},
 		Params: withIDs(ws, T)})
 
 	// 2. act[p] = silu(gate_e·x[t]) ⊙ (up_e·x[t]) for the pairs of each expert.
@@ -554,16 +555,16 @@ func (g *gen) expertKernels(step int, m moeGeom, xt string, x, ids, w, gu, down 
 	if err != nil {
 		return err
 	}
-	g.launch(Launch{Step: step, Kernel: gateUp, Block: moeWarps * 32, Grid: [3]Expr{{Fixed: int64(m.e * guTiles)}, {Fixed: 1}, {Fixed: 1}},
-		Params: []Param{x, gu, ws, T}})
+	g.launch(abi.Launch{Step: step, Kernel: gateUp, Block: moeWarps * 32, Grid: [3]abi.Expr{{Fixed: int64(m.e * guTiles)}, {Fixed: 1}, {Fixed: 1}},
+		Params: []abi.Param{x, gu, ws, T}})
 	if guMMA {
 		name, err := g.emit("moe_gate_up_mma", moeMMATmpl, moeMMAHoles{h, gemmGateUp})
 		if err != nil {
 			return err
 		}
 		for _, r := range m.mmaTiles() {
-			g.launch(Launch{Step: step, Kernel: name, Block: 256, MinRows: r.minRows, MaxRows: r.maxRows, Grid: [3]Expr{{Fixed: int64(m.inter), Div: moeMMARows}, r.tiles, {Fixed: 1}},
-				Params: []Param{x, gu, ws, T}})
+			g.launch(abi.Launch{Step: step, Kernel: name, Block: 256, MinRows: r.minRows, MaxRows: r.maxRows, Grid: [3]abi.Expr{{Fixed: int64(m.inter), Div: moeMMARows}, r.tiles, {Fixed: 1}},
+				Params: []abi.Param{x, gu, ws, T}})
 		}
 	}
 
@@ -572,16 +573,16 @@ func (g *gen) expertKernels(step int, m moeGeom, xt string, x, ids, w, gu, down 
 	if err != nil {
 		return err
 	}
-	g.launch(Launch{Step: step, Kernel: downK, Block: moeWarps * 32, Grid: [3]Expr{{Fixed: int64(m.e * dTiles)}, {Fixed: 1}, {Fixed: 1}},
-		Params: []Param{down, ws, T}})
+	g.launch(abi.Launch{Step: step, Kernel: downK, Block: moeWarps * 32, Grid: [3]abi.Expr{{Fixed: int64(m.e * dTiles)}, {Fixed: 1}, {Fixed: 1}},
+		Params: []abi.Param{down, ws, T}})
 	if downMMA {
 		name, err := g.emit("moe_down_mma", moeMMATmpl, moeMMAHoles{h, gemmDown})
 		if err != nil {
 			return err
 		}
 		for _, r := range m.mmaTiles() {
-			g.launch(Launch{Step: step, Kernel: name, Block: 256, MinRows: r.minRows, MaxRows: r.maxRows, Grid: [3]Expr{{Fixed: int64(m.h), Div: 128}, r.tiles, {Fixed: 1}},
-				Params: []Param{down, ws, T}})
+			g.launch(abi.Launch{Step: step, Kernel: name, Block: 256, MinRows: r.minRows, MaxRows: r.maxRows, Grid: [3]abi.Expr{{Fixed: int64(m.h), Div: 128}, r.tiles, {Fixed: 1}},
+				Params: []abi.Param{down, ws, T}})
 		}
 	}
 
@@ -597,8 +598,8 @@ func (g *gen) expertKernels(step int, m moeGeom, xt string, x, ids, w, gu, down 
 	if res != nil {
 		ps = append(ps, *res)
 	}
-	g.launch(Launch{Step: step, Kernel: combine, Block: 128, Grid: [3]Expr{{T: 1}, {Fixed: 1}, {Fixed: 1}},
-		Params: append(ps, Param{Kind: POut}, ws, T)})
+	g.launch(abi.Launch{Step: step, Kernel: combine, Block: 128, Grid: [3]abi.Expr{{T: 1}, {Fixed: 1}, {Fixed: 1}},
+		Params: append(ps, abi.Param{Kind: abi.POut}, ws, T)})
 	return nil
 }
 
@@ -613,7 +614,7 @@ func (g *gen) moe(step int, s ir.Step) error {
 	if err != nil {
 		return err
 	}
-	arg := func(i int) Param { return Param{Kind: PArg, Index: uint16(i)} }
+	arg := func(i int) abi.Param { return abi.Param{Kind: abi.PArg, Index: uint16(i)} }
 	n := len(g.m.Launches)
 	if err := g.expertKernels(step, m, xt, arg(0), arg(1), arg(2), arg(3), arg(4), "0L", "", "", nil, ""); err != nil {
 		return err
@@ -649,8 +650,8 @@ func (g *gen) moeRouted(step int, s ir.Step) error {
 	if err != nil {
 		return err
 	}
-	arg := func(i int) Param { return Param{Kind: PArg, Index: uint16(i)} }
-	ws, T := Param{Kind: PWorkspace}, Param{Kind: PT}
+	arg := func(i int) abi.Param { return abi.Param{Kind: abi.PArg, Index: uint16(i)} }
+	ws, T := abi.Param{Kind: abi.PWorkspace}, abi.Param{Kind: abi.PT}
 	n0 := len(g.m.Launches)
 	// Workspace: [xn T·H if norm] logits T·E, ids T·k, weights T·k, then the pair scratch.
 	xnOff, perT := "", int64(0)
@@ -669,8 +670,8 @@ func (g *gen) moeRouted(step int, s ir.Step) error {
 		if err != nil {
 			return err
 		}
-		g.launch(Launch{Step: step, Kernel: name, Block: 128, Grid: [3]Expr{{T: 1}, {Fixed: 1}, {Fixed: 1}},
-			Params: []Param{arg(0), arg(normArg), ws, T}})
+		g.launch(abi.Launch{Step: step, Kernel: name, Block: 128, Grid: [3]abi.Expr{{T: 1}, {Fixed: 1}, {Fixed: 1}},
+			Params: []abi.Param{arg(0), arg(normArg), ws, T}})
 		xnOff, perT = "0L", int64(h)
 		xp, xType = ws, "float"
 	}
@@ -679,15 +680,15 @@ func (g *gen) moeRouted(step int, s ir.Step) error {
 	wOff := fmt.Sprintf("%dL * T", perT+int64(re+k))
 	base := fmt.Sprintf("%dL * T", perT+int64(re+2*k))
 	// Router GEMM: logits[t, e] = x'[t]·router[e], one warp per output.
-	rparams := []Param{arg(0), arg(1), ws, T}
+	rparams := []abi.Param{arg(0), arg(1), ws, T}
 	if xnOff != "" {
-		rparams = []Param{arg(1), ws, T}
+		rparams = []abi.Param{arg(1), ws, T}
 	}
 	gemm, err := g.emit("moe_router", moeRouterTmpl, moeRouterHoles{RT: rt, E: re, H: h, XT: xType, Normed: xnOff != "", LogitsOff: logitsOff})
 	if err != nil {
 		return err
 	}
-	g.launch(Launch{Step: step, Kernel: gemm, Block: 256, Grid: [3]Expr{{T: int64(re), Div: 8}, {Fixed: 1}, {Fixed: 1}}, Params: rparams})
+	g.launch(abi.Launch{Step: step, Kernel: gemm, Block: 256, Grid: [3]abi.Expr{{T: int64(re), Div: 8}, {Fixed: 1}, {Fixed: 1}}, Params: rparams})
 	// Routing, reading the logits and writing ids and weights in the workspace.
 	bt := ""
 	if biasArg >= 0 {
@@ -696,7 +697,7 @@ func (g *gen) moeRouted(step int, s ir.Step) error {
 			return err
 		}
 	}
-	wparams := []Param{ws}
+	wparams := []abi.Param{ws}
 	if bt != "" {
 		wparams = append(wparams, arg(biasArg))
 	}
@@ -705,9 +706,9 @@ func (g *gen) moeRouted(step int, s ir.Step) error {
 	if err != nil {
 		return err
 	}
-	g.launch(Launch{Step: step, Kernel: routeWS, Block: 32, Grid: [3]Expr{{T: 1}, {Fixed: 1}, {Fixed: 1}}, Params: append(wparams, T, Param{Kind: PS})})
+	g.launch(abi.Launch{Step: step, Kernel: routeWS, Block: 32, Grid: [3]abi.Expr{{T: 1}, {Fixed: 1}, {Fixed: 1}}, Params: append(wparams, T, abi.Param{Kind: abi.PS})})
 
-	var res *Param
+	var res *abi.Param
 	resT := ""
 	if resArg >= 0 {
 		rp := arg(resArg)
@@ -717,7 +718,7 @@ func (g *gen) moeRouted(step int, s ir.Step) error {
 			return err
 		}
 	}
-	if err := g.expertKernels(step, m, xType, xp, Param{}, Param{}, arg(2), arg(3), base, idsOff, wOff, res, resT); err != nil {
+	if err := g.expertKernels(step, m, xType, xp, abi.Param{}, abi.Param{}, arg(2), arg(3), base, idsOff, wOff, res, resT); err != nil {
 		return err
 	}
 	for i := n0; i < len(g.m.Launches); i++ {
@@ -800,8 +801,8 @@ const (
 // The first is smaller up to T = 63·n·E / ((64−n)·K).
 func (m moeGeom) mmaTiles() []moeTileGrid {
 	n := moeMMAMinPairs + 1
-	perPair := Expr{T: int64(m.k), Div: int64(n)}
-	perExpert := Expr{T: int64(m.k), Fixed: int64((moeMMARows - 1) * m.e), Div: moeMMARows}
+	perPair := abi.Expr{T: int64(m.k), Div: int64(n)}
+	perExpert := abi.Expr{T: int64(m.k), Fixed: int64((moeMMARows - 1) * m.e), Div: moeMMARows}
 	x := (moeMMARows - 1) * n * m.e / ((moeMMARows - n) * m.k)
 	if x <= WarpMaxRows {
 		return []moeTileGrid{{WarpMaxRows + 1, 0, perExpert}}
@@ -813,7 +814,7 @@ func (m moeGeom) mmaTiles() []moeTileGrid {
 // of minRows to maxRows (0: no bound) tokens.
 type moeTileGrid struct {
 	minRows, maxRows int
-	tiles            Expr
+	tiles            abi.Expr
 }
 
 // expertGEMM names one of the two expert GEMMs.

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/inference-pio/pio/ir"
+	"github.com/inference-pio/pio/kernel/abi"
 )
 
 // moeModels are the tiny MoE and MLA checkpoints of testdata/tiny.
@@ -69,7 +70,7 @@ func TestGenerateMoEPlans(t *testing.T) {
 			}
 			op := c.plan.Steps[l.Step].Op
 			for _, p := range l.Params {
-				if p.Kind == PWorkspace && l.Workspace <= 0 && (op == ir.OpMoE || op == ir.OpMoERouted) {
+				if p.Kind == abi.PWorkspace && l.Workspace <= 0 && (op == ir.OpMoE || op == ir.OpMoERouted) {
 					t.Errorf("%s: step %d (%v): %s takes the workspace but asks for none", c.name, l.Step, op, l.Kernel)
 				}
 			}
@@ -130,7 +131,7 @@ func TestMoEMMALaunches(t *testing.T) {
 				t.Fatalf("%s: step %d (%v): %d experts, top-%d", name, i, s.Op, e, k)
 			}
 			for T := 1; T <= 600; T++ {
-				runs := map[string][]Launch{}
+				runs := map[string][]abi.Launch{}
 				for _, l := range m.Launches {
 					if l.Step == i && l.Runs(T, T, T == 1) {
 						family := l.Kernel[:strings.LastIndex(l.Kernel, "_")]

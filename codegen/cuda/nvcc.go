@@ -13,6 +13,8 @@ import (
 	goruntime "runtime"
 	"strings"
 	"sync"
+
+	"github.com/inference-pio/pio/kernel/abi"
 )
 
 // DefaultArchs are the images every CUDA engine carries: cubins for Ampere
@@ -21,15 +23,6 @@ import (
 // compiles for any newer GPU (Blackwell and on). A cubin also runs on later
 // minor revisions of its major (sm_80 on sm_86, sm_87).
 var DefaultArchs = []string{"sm_80", "sm_89", "sm_90a", "compute_90"}
-
-// Image is one compiled form of a module.
-type Image struct {
-	Arch string // "sm_80", "sm_90a", ... (a cubin) or "compute_90" (PTX)
-	Data []byte
-}
-
-// IsPTX reports whether the image is PTX text (the driver JIT-compiles it).
-func (im Image) IsPTX() bool { return strings.HasPrefix(im.Arch, "compute_") }
 
 // ErrNoNVCC is returned (wrapped) when no nvcc can be found.
 var ErrNoNVCC = errors.New("nvcc not found")
@@ -137,7 +130,7 @@ func gencode(arch string) (mode string, flags []string, err error) {
 // Compile compiles src for every arch, in parallel, and returns the images
 // in the order of Archs. Results are cached by the hash of nvcc's version,
 // the flags and the source.
-func Compile(ctx context.Context, src string, opt CompileOptions) ([]Image, error) {
+func Compile(ctx context.Context, src string, opt CompileOptions) ([]abi.Image, error) {
 	nvcc := opt.NVCC
 	if nvcc == "" {
 		var err error
@@ -171,7 +164,7 @@ func Compile(ctx context.Context, src string, opt CompileOptions) ([]Image, erro
 	if jobs <= 0 {
 		jobs = goruntime.GOMAXPROCS(0)
 	}
-	images := make([]Image, len(archs))
+	images := make([]abi.Image, len(archs))
 	errs := make([]error, len(archs))
 	var (
 		mu   sync.Mutex
@@ -186,7 +179,7 @@ func Compile(ctx context.Context, src string, opt CompileOptions) ([]Image, erro
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			data, cached, err := compileOne(ctx, nvcc, string(ver), src, arch, cache)
-			images[i], errs[i] = Image{Arch: arch, Data: data}, err
+			images[i], errs[i] = abi.Image{Arch: arch, Data: data}, err
 			mu.Lock()
 			done++
 			if opt.Progress != nil && err == nil {
@@ -265,49 +258,4 @@ func tail(s string, n int) string {
 		return "..." + s[len(s)-n:]
 	}
 	return s
-}
-
-// SelectImage picks the image for a device of compute capability
-// major.minor: the cubin built for exactly that arch (sm_90a only on 9.0),
-// else the newest cubin of the same major and a lower minor, else the
-// newest PTX not newer than the device (JIT-compiled by the driver). It
-// reports false when nothing fits.
-func SelectImage(images []Image, major, minor int) (int, bool) {
-	best, bestKey := -1, -1
-	dev := major*10 + minor
-	for i, im := range images {
-		var n int
-		var suffix string
-		name := strings.TrimPrefix(strings.TrimPrefix(im.Arch, "sm_"), "compute_")
-		if k := strings.IndexFunc(name, func(r rune) bool { return r < '0' || r > '9' }); k >= 0 {
-			name, suffix = name[:k], name[k:]
-		}
-		if _, err := fmt.Sscanf(name, "%d", &n); err != nil {
-			continue
-		}
-		var key int
-		switch {
-		case im.IsPTX():
-			if n > dev || suffix != "" {
-				continue
-			}
-			key = n // PTX ranks below any cubin
-		case suffix != "": // arch-specific (sm_90a): exactly that device
-			if n != dev {
-				continue
-			}
-			key = 3000 + n
-		case n/10 == major && n <= dev:
-			key = 1000 + n
-			if n == dev {
-				key = 2000 + n
-			}
-		default:
-			continue
-		}
-		if key > bestKey {
-			best, bestKey = i, key
-		}
-	}
-	return best, best >= 0
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/inference-pio/pio/ir"
+	"github.com/inference-pio/pio/kernel/abi"
 )
 
 // The quantized-weights family: matmul_q (ir/op_quant.go) is the only one of
@@ -118,15 +119,15 @@ func (g *gen) matmulQ(step int, s ir.Step) error {
 		if err != nil {
 			return err
 		}
-		g.launch(Launch{Step: step, Kernel: warp, Params: stdParams(3), Block: warps * 32, MinRows: v.minRows, MaxRows: v.maxRows, Rows: rowsE,
-			Grid: [3]Expr{{Fixed: m.n, Div: warps}, {T: rowsE.T, S: rowsE.S, Fixed: rowsE.Fixed, Div: int64(v.tr)}, {Fixed: 1}}})
+		g.launch(abi.Launch{Step: step, Kernel: warp, Params: stdParams(3), Block: warps * 32, MinRows: v.minRows, MaxRows: v.maxRows, Rows: rowsE,
+			Grid: [3]abi.Expr{{Fixed: m.n, Div: warps}, {T: rowsE.T, S: rowsE.S, Fixed: rowsE.Fixed, Div: int64(v.tr)}, {Fixed: 1}}})
 	}
 	tile, err := g.emit("matmul_q_tile", matmulQTileTmpl, &m)
 	if err != nil {
 		return err
 	}
-	g.launch(Launch{Step: step, Kernel: tile, Params: stdParams(3), Block: 256, MinRows: WarpMaxRows + 1, Rows: rowsE,
-		Grid: [3]Expr{{Fixed: m.n, Div: 64}, {T: rowsE.T, S: rowsE.S, Fixed: rowsE.Fixed, Div: 64}, {Fixed: 1}}})
+	g.launch(abi.Launch{Step: step, Kernel: tile, Params: stdParams(3), Block: 256, MinRows: WarpMaxRows + 1, Rows: rowsE,
+		Grid: [3]abi.Expr{{Fixed: m.n, Div: 64}, {T: rowsE.T, S: rowsE.S, Fixed: rowsE.Fixed, Div: 64}, {Fixed: 1}}})
 	return nil
 }
 

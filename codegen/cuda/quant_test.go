@@ -10,6 +10,7 @@ import (
 	"github.com/inference-pio/pio/codegen/cuda"
 	"github.com/inference-pio/pio/compiler"
 	"github.com/inference-pio/pio/ir"
+	"github.com/inference-pio/pio/kernel/abi"
 	"github.com/inference-pio/pio/runtime/engine"
 )
 
@@ -77,7 +78,7 @@ func TestGenerateQuantPlans(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		launches := make([][]cuda.Launch, len(p.Steps))
+		launches := make([][]abi.Launch, len(p.Steps))
 		for _, l := range m.Launches {
 			launches[l.Step] = append(launches[l.Step], l)
 		}

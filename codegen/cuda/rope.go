@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/inference-pio/pio/ir"
+	"github.com/inference-pio/pio/kernel/abi"
 )
 
 // ropeInvFreq is inv_freq as transformers computes it in f32 (the same
@@ -89,6 +90,6 @@ func (g *gen) rope(step int, s ir.Step) error {
 	if err != nil {
 		return err
 	}
-	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(2), Block: 128, Grid: [3]Expr{{T: 1}, {Fixed: 1}, {Fixed: 1}}})
+	g.launch(abi.Launch{Step: step, Kernel: name, Params: stdParams(2), Block: 128, Grid: [3]abi.Expr{{T: 1}, {Fixed: 1}, {Fixed: 1}}})
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/inference-pio/pio/ir"
+	"github.com/inference-pio/pio/kernel/abi"
 )
 
 // Templates of the vision family (ir/op_vision.go): Qwen3-VL's vision tower
@@ -89,7 +90,7 @@ func (g *gen) layerNorm(step int, s ir.Step) error {
 	if err != nil {
 		return err
 	}
-	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(3), Block: block, Grid: [3]Expr{grid, {Fixed: 1}, {Fixed: 1}}})
+	g.launch(abi.Launch{Step: step, Kernel: name, Params: stdParams(3), Block: block, Grid: [3]abi.Expr{grid, {Fixed: 1}, {Fixed: 1}}})
 	return nil
 }
 
@@ -133,8 +134,8 @@ func (g *gen) gelu(step int, s ir.Step) error {
 	if err != nil {
 		return err
 	}
-	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(1), Block: 256,
-		Grid: [3]Expr{{T: t, S: sq, Fixed: f, Div: 256}, {Fixed: 1}, {Fixed: 1}}})
+	g.launch(abi.Launch{Step: step, Kernel: name, Params: stdParams(1), Block: 256,
+		Grid: [3]abi.Expr{{T: t, S: sq, Fixed: f, Div: 256}, {Fixed: 1}, {Fixed: 1}}})
 	return nil
 }
 
@@ -167,8 +168,8 @@ func (g *gen) biasAdd(step int, s ir.Step) error {
 	if err != nil {
 		return err
 	}
-	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(2), Block: 256,
-		Grid: [3]Expr{{T: t, S: sq, Fixed: f, Div: 256}, {Fixed: 1}, {Fixed: 1}}})
+	g.launch(abi.Launch{Step: step, Kernel: name, Params: stdParams(2), Block: 256,
+		Grid: [3]abi.Expr{{T: t, S: sq, Fixed: f, Div: 256}, {Fixed: 1}, {Fixed: 1}}})
 	return nil
 }
 
@@ -216,7 +217,7 @@ func (g *gen) maskRows(step int, s ir.Step) error {
 	if err != nil {
 		return err
 	}
-	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(3), Block: 128, Grid: [3]Expr{grid, {Fixed: 1}, {Fixed: 1}}})
+	g.launch(abi.Launch{Step: step, Kernel: name, Params: stdParams(3), Block: 128, Grid: [3]abi.Expr{grid, {Fixed: 1}, {Fixed: 1}}})
 	return nil
 }
 
@@ -272,7 +273,7 @@ func (g *gen) weightedRows(step int, s ir.Step) error {
 	if err != nil {
 		return err
 	}
-	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(3), Block: 128, Grid: [3]Expr{grid, {Fixed: 1}, {Fixed: 1}}})
+	g.launch(abi.Launch{Step: step, Kernel: name, Params: stdParams(3), Block: 128, Grid: [3]abi.Expr{grid, {Fixed: 1}, {Fixed: 1}}})
 	return nil
 }
 
@@ -385,7 +386,7 @@ func (g *gen) mrope(step int, s ir.Step) error {
 	if err != nil {
 		return err
 	}
-	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(2), Block: 128, Grid: [3]Expr{grid, {Fixed: 1}, {Fixed: 1}}})
+	g.launch(abi.Launch{Step: step, Kernel: name, Params: stdParams(2), Block: 128, Grid: [3]abi.Expr{grid, {Fixed: 1}, {Fixed: 1}}})
 	return nil
 }
 
@@ -552,7 +553,7 @@ func (g *gen) segmentAttention(step int, s ir.Step) error {
 	if err != nil {
 		return err
 	}
-	g.launch(Launch{Step: step, Kernel: name, Params: stdParams(4), Block: segWarps * 32,
-		Grid: [3]Expr{{T: gr, Div: int64(bq)}, {Fixed: heads}, {Fixed: 1}}})
+	g.launch(abi.Launch{Step: step, Kernel: name, Params: stdParams(4), Block: segWarps * 32,
+		Grid: [3]abi.Expr{{T: gr, Div: int64(bq)}, {Fixed: heads}, {Fixed: 1}}})
 	return nil
 }

@@ -7,8 +7,8 @@ import (
 	"slices"
 	"unsafe"
 
-	cg "github.com/inference-pio/pio/codegen/cuda"
 	"github.com/inference-pio/pio/ir"
+	"github.com/inference-pio/pio/kernel/abi"
 	"github.com/inference-pio/pio/runtime"
 	"github.com/inference-pio/pio/runtime/engine"
 )
@@ -77,7 +77,7 @@ type Weight struct {
 // launchRT is one launch ready to go: its function and its parameter
 // block (vals holds the values, ptrs points at them, both pinned).
 type launchRT struct {
-	l    cg.Launch
+	l    abi.Launch
 	step ir.Step
 	fn   uintptr
 	vals []uint64
@@ -168,8 +168,7 @@ func prepare(p *ir.Plan, weights []Weight, k *engine.Kernels) ([]launchRT, error
 	}
 	launched := make([]bool, len(p.Steps))
 	var ls []launchRT
-	for _, el := range k.Launches {
-		l := launchOf(el)
+	for _, l := range k.Launches {
 		if err := checkLaunch(p, &l, len(p.Caches)); err != nil {
 			return nil, fmt.Errorf("cuda: %w", err)
 		}
@@ -265,11 +264,8 @@ func New(p *ir.Plan, weights []Weight, k *engine.Kernels, opt Options) (_ *Backe
 // loadModule loads the image chosen for the device and resolves every
 // kernel of the launch table.
 func (b *Backend) loadModule(major, minor int) error {
-	imgs := make([]cg.Image, len(b.kern.Images))
-	for i, im := range b.kern.Images {
-		imgs[i] = cg.Image{Arch: im.Arch, Data: im.Data}
-	}
-	i, ok := cg.SelectImage(imgs, major, minor)
+	imgs := b.kern.Images
+	i, ok := abi.SelectImage(imgs, major, minor)
 	if !ok {
 		var archs []string
 		for _, im := range imgs {

@@ -13,6 +13,7 @@ import (
 	"github.com/inference-pio/pio/frontends/hf"
 	"github.com/inference-pio/pio/internal/golden"
 	"github.com/inference-pio/pio/ir"
+	"github.com/inference-pio/pio/kernel/abi"
 	"github.com/inference-pio/pio/models"
 	_ "github.com/inference-pio/pio/models/all"
 	"github.com/inference-pio/pio/passes"
@@ -106,7 +107,7 @@ func tinyEngine(t *testing.T) (*ir.Plan, *engine.Kernels, []Weight) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	k := compiler.KernelsOf(mod, []cg.Image{{Arch: "sm_80", Data: []byte("cubin")}}, "test")
+	k := compiler.KernelsOf(mod, []abi.Image{{Arch: "sm_80", Data: []byte("cubin")}}, "test")
 	ws := make([]Weight, len(p.Weights))
 	for i, w := range p.Weights {
 		n, _ := w.Shape.Elems(0, 0)
@@ -136,7 +137,7 @@ func TestPrepare(t *testing.T) {
 		}
 	}
 	bad("step without launch", "has no kernel launch", func(k *engine.Kernels, ws []Weight) []Weight {
-		var keep []engine.KernelLaunch
+		var keep []abi.Launch
 		for _, l := range k.Launches {
 			if l.Step != 2 {
 				keep = append(keep, l)
@@ -150,18 +151,18 @@ func TestPrepare(t *testing.T) {
 		return ws
 	})
 	bad("arg out of range", "parameter 0 is arg 7", func(k *engine.Kernels, ws []Weight) []Weight {
-		k.Launches[0].Params[0] = cg.Param{Kind: cg.PArg, Index: 7}.Code()
+		k.Launches[0].Params[0] = abi.Param{Kind: abi.PArg, Index: 7}
 		return ws
 	})
 	bad("unknown param", "unknown kind 99", func(k *engine.Kernels, ws []Weight) []Weight {
-		k.Launches[0].Params[0] = 99 << 16
+		k.Launches[0].Params[0] = abi.Param{Kind: 99}
 		return ws
 	})
 	bad("cache out of range", "names cache 9", func(k *engine.Kernels, ws []Weight) []Weight {
 		for i, l := range k.Launches {
 			for j, c := range l.Params {
-				if cg.ParamOf(c).Kind == cg.PCacheK {
-					k.Launches[i].Params[j] = cg.Param{Kind: cg.PCacheK, Index: 9}.Code()
+				if c.Kind == abi.PCacheK {
+					k.Launches[i].Params[j] = abi.Param{Kind: abi.PCacheK, Index: 9}
 					return ws
 				}
 			}
@@ -193,9 +194,8 @@ func TestPack(t *testing.T) {
 		a.weights[i] = 0x2000_0000 + uint64(i)*0x100
 	}
 	dyn := dynamic{t: 5, s: 2, splits: 3}
-	seen := map[cg.ParamKind]bool{}
-	for _, el := range k.Launches {
-		l := launchOf(el)
+	seen := map[abi.ParamKind]bool{}
+	for _, l := range k.Launches {
 		s := p.Steps[l.Step]
 		vals := make([]uint64, len(l.Params))
 		pack(&l, s, a, dyn, vals)
@@ -203,34 +203,34 @@ func TestPack(t *testing.T) {
 			seen[prm.Kind] = true
 			var want uint64
 			switch prm.Kind {
-			case cg.PArg:
+			case abi.PArg:
 				r := s.Args[prm.Index]
 				want = map[ir.RefKind][]uint64{ir.RefBuffer: a.buffers, ir.RefWeight: a.weights, ir.RefInput: a.inputs}[r.Kind][r.Index]
-			case cg.POut:
+			case abi.POut:
 				want = a.buffers[s.Out]
-			case cg.PT:
+			case abi.PT:
 				want = 5
-			case cg.PS:
+			case abi.PS:
 				want = 2
-			case cg.PSplits:
+			case abi.PSplits:
 				want = 3
-			case cg.PCacheK:
+			case abi.PCacheK:
 				want = a.cacheK[prm.Index]
-			case cg.PCacheV:
+			case abi.PCacheV:
 				want = a.cacheV[prm.Index]
-			case cg.PPositions:
+			case abi.PPositions:
 				want = 0xc000
-			case cg.PSeqOfToken:
+			case abi.PSeqOfToken:
 				want = 0xc100
-			case cg.PBlockTables:
+			case abi.PBlockTables:
 				want = 0xc200
-			case cg.PTiles:
+			case abi.PTiles:
 				want = 0xc300
-			case cg.PWorkspace:
+			case abi.PWorkspace:
 				want = 0xd000
-			case cg.PMaxBlocks:
+			case abi.PMaxBlocks:
 				want = 33
-			case cg.PBlockSize:
+			case abi.PBlockSize:
 				want = 16
 			}
 			if vals[i] != want {
@@ -241,23 +241,23 @@ func TestPack(t *testing.T) {
 			}
 		}
 	}
-	for _, kind := range []cg.ParamKind{cg.PArg, cg.POut, cg.PT, cg.PS, cg.PSplits, cg.PCacheK, cg.PCacheV, cg.PPositions, cg.PSeqOfToken, cg.PBlockTables, cg.PTiles, cg.PWorkspace, cg.PMaxBlocks, cg.PBlockSize} {
+	for _, kind := range []abi.ParamKind{abi.PArg, abi.POut, abi.PT, abi.PS, abi.PSplits, abi.PCacheK, abi.PCacheV, abi.PPositions, abi.PSeqOfToken, abi.PBlockTables, abi.PTiles, abi.PWorkspace, abi.PMaxBlocks, abi.PBlockSize} {
 		if !seen[kind] {
-			t.Errorf("no launch of qwen3-a uses parameter kind %v", cg.Param{Kind: kind})
+			t.Errorf("no launch of qwen3-a uses parameter kind %v", abi.Param{Kind: kind})
 		}
 	}
 }
 
 func TestGrid(t *testing.T) {
-	l := cg.Launch{Grid: [3]cg.Expr{{T: 1}, {Fixed: 4}, {Splits: 1}}}
+	l := abi.Launch{Grid: [3]abi.Expr{{T: 1}, {Fixed: 4}, {Splits: 1}}}
 	if g, ok := grid(&l, 7, 1, 0, 3); !ok || g != [3]uint32{7, 4, 3} {
 		t.Errorf("grid %v %v", g, ok)
 	}
-	l.Grid[0] = cg.Expr{Tiles: 1}
+	l.Grid[0] = abi.Expr{Tiles: 1}
 	if _, ok := grid(&l, 7, 1, 0, 3); ok {
 		t.Error("an empty grid is launched")
 	}
-	l.Grid[1] = cg.Expr{Fixed: 70000}
+	l.Grid[1] = abi.Expr{Fixed: 70000}
 	if _, ok := grid(&l, 7, 1, 2, 3); ok {
 		t.Error("grid y above 65535 accepted")
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/inference-pio/pio/internal/golden"
 	"github.com/inference-pio/pio/internal/modeltest"
 	"github.com/inference-pio/pio/ir"
+	"github.com/inference-pio/pio/kernel/abi"
 	"github.com/inference-pio/pio/runtime"
 	"github.com/inference-pio/pio/runtime/cpu"
 	"github.com/inference-pio/pio/runtime/engine"
@@ -105,7 +106,7 @@ func emuKernels(t *testing.T, gxx string, p *ir.Plan) *engine.Kernels {
 		fmt.Fprintf(&src, "PIO_KERNEL(%s)\n", k)
 	}
 	so := emuBuild(t, gxx, src.String())
-	return compiler.KernelsOf(m, []cg.Image{{Arch: "sm_80", Data: append([]byte(so), 0)}}, "g++ emulation")
+	return compiler.KernelsOf(m, []abi.Image{{Arch: "sm_80", Data: append([]byte(so), 0)}}, "g++ emulation")
 }
 
 // emuBuild compiles a module's source, with its PIO_KERNEL entry points,

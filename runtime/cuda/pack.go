@@ -3,9 +3,8 @@ package cuda
 import (
 	"fmt"
 
-	cg "github.com/inference-pio/pio/codegen/cuda"
 	"github.com/inference-pio/pio/ir"
-	"github.com/inference-pio/pio/runtime/engine"
+	"github.com/inference-pio/pio/kernel/abi"
 )
 
 // addrs are the device addresses and sizes a launch's parameters resolve
@@ -32,24 +31,9 @@ type dynamic struct {
 	t, s, splits int32
 }
 
-// launchOf converts the engine's launch to codegen's.
-func launchOf(el engine.KernelLaunch) cg.Launch {
-	l := cg.Launch{
-		Step: int(el.Step), Kernel: el.Kernel, Block: int(el.Block), Mode: cg.Mode(el.Mode),
-		Rows: cg.ExprOf(el.Rows), MinRows: int(el.MinRows), MaxRows: int(el.MaxRows), Workspace: el.Workspace,
-	}
-	for i, g := range el.Grid {
-		l.Grid[i] = cg.ExprOf(g)
-	}
-	for _, p := range el.Params {
-		l.Params = append(l.Params, cg.ParamOf(p))
-	}
-	return l
-}
-
 // checkLaunch validates an engine launch against the plan, so that
 // resolving its parameters cannot index out of range.
-func checkLaunch(p *ir.Plan, l *cg.Launch, nCaches int) error {
+func checkLaunch(p *ir.Plan, l *abi.Launch, nCaches int) error {
 	if l.Step < 0 || l.Step >= len(p.Steps) {
 		return fmt.Errorf("launch of %s: step %d outside the plan's %d", l.Kernel, l.Step, len(p.Steps))
 	}
@@ -59,17 +43,18 @@ func checkLaunch(p *ir.Plan, l *cg.Launch, nCaches int) error {
 	s := p.Steps[l.Step]
 	for i, prm := range l.Params {
 		switch prm.Kind {
-		case cg.PArg:
+		case abi.PArg:
 			if int(prm.Index) >= len(s.Args) {
 				return fmt.Errorf("launch of %s: parameter %d is arg %d of a step with %d", l.Kernel, i, prm.Index, len(s.Args))
 			}
-		case cg.PCacheK, cg.PCacheV:
+		case abi.PCacheK, abi.PCacheV:
 			if int(prm.Index) >= nCaches {
 				return fmt.Errorf("launch of %s: parameter %d names cache %d of %d", l.Kernel, i, prm.Index, nCaches)
 			}
-		case cg.POut, cg.PT, cg.PS, cg.PPositions, cg.PSeqOfToken, cg.PBlockTables, cg.PMaxBlocks, cg.PBlockSize, cg.PTiles, cg.PWorkspace, cg.PSplits, cg.PSlots, cg.PSeqWork:
 		default:
-			return fmt.Errorf("launch of %s: parameter %d has unknown kind %d", l.Kernel, i, prm.Kind)
+			if !prm.Kind.Known() {
+				return fmt.Errorf("launch of %s: parameter %d has unknown kind %d", l.Kernel, i, prm.Kind)
+			}
 		}
 	}
 	return nil
@@ -78,7 +63,7 @@ func checkLaunch(p *ir.Plan, l *cg.Launch, nCaches int) error {
 // pack writes a launch's parameter values into vals (one 8-byte slot per
 // parameter: a device pointer, or an int32 in the low four bytes, which is
 // where a little-endian kernel reads it).
-func pack(l *cg.Launch, s ir.Step, a *addrs, d dynamic, vals []uint64) {
+func pack(l *abi.Launch, s ir.Step, a *addrs, d dynamic, vals []uint64) {
 	ref := func(r ir.Ref) uint64 {
 		switch r.Kind {
 		case ir.RefBuffer:
@@ -94,37 +79,37 @@ func pack(l *cg.Launch, s ir.Step, a *addrs, d dynamic, vals []uint64) {
 	for i, p := range l.Params {
 		var v uint64
 		switch p.Kind {
-		case cg.PArg:
+		case abi.PArg:
 			v = ref(s.Args[p.Index])
-		case cg.POut:
+		case abi.POut:
 			v = a.buffers[s.Out]
-		case cg.PT:
+		case abi.PT:
 			v = i32(d.t)
-		case cg.PS:
+		case abi.PS:
 			v = i32(d.s)
-		case cg.PSplits:
+		case abi.PSplits:
 			v = i32(d.splits)
-		case cg.PCacheK:
+		case abi.PCacheK:
 			v = a.cacheK[p.Index]
-		case cg.PCacheV:
+		case abi.PCacheV:
 			v = a.cacheV[p.Index]
-		case cg.PPositions:
+		case abi.PPositions:
 			v = a.positions
-		case cg.PSeqOfToken:
+		case abi.PSeqOfToken:
 			v = a.seqOfToken
-		case cg.PBlockTables:
+		case abi.PBlockTables:
 			v = a.blockTables
-		case cg.PTiles:
+		case abi.PTiles:
 			v = a.tiles
-		case cg.PWorkspace:
+		case abi.PWorkspace:
 			v = a.workspace
-		case cg.PSlots:
+		case abi.PSlots:
 			v = a.slots
-		case cg.PSeqWork:
+		case abi.PSeqWork:
 			v = a.seqWork
-		case cg.PMaxBlocks:
+		case abi.PMaxBlocks:
 			v = i32(a.maxBlocks)
-		case cg.PBlockSize:
+		case abi.PBlockSize:
 			v = i32(a.blockSize)
 		}
 		vals[i] = v
@@ -133,7 +118,7 @@ func pack(l *cg.Launch, s ir.Step, a *addrs, d dynamic, vals []uint64) {
 
 // grid evaluates a launch's grid for one step; ok is false when a
 // dimension is empty (the launch is skipped) or too large.
-func grid(l *cg.Launch, t, s, tiles, splits int64) (g [3]uint32, ok bool) {
+func grid(l *abi.Launch, t, s, tiles, splits int64) (g [3]uint32, ok bool) {
 	for i, e := range l.Grid {
 		v := e.Eval(t, s, tiles, splits)
 		if v <= 0 || v > 1<<31-1 || (i > 0 && v > 65535) {

@@ -18,6 +18,7 @@ import (
 	"github.com/inference-pio/pio/internal/golden"
 	"github.com/inference-pio/pio/internal/modeltest"
 	"github.com/inference-pio/pio/ir"
+	"github.com/inference-pio/pio/kernel/abi"
 	"github.com/inference-pio/pio/pio"
 	"github.com/inference-pio/pio/runtime"
 	"github.com/inference-pio/pio/runtime/cpu"
@@ -102,7 +103,7 @@ func emuSection(t *testing.T, gxx string, k *engine.Kernels) *engine.Kernels {
 	}
 	so := emuBuild(t, gxx, src.String())
 	c := *k
-	c.Images = []engine.KernelImage{{Arch: "sm_80", Data: append([]byte(so), 0)}}
+	c.Images = []abi.Image{{Arch: "sm_80", Data: append([]byte(so), 0)}}
 	return &c
 }
 

@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"unsafe"
 
-	cg "github.com/inference-pio/pio/codegen/cuda"
 	"github.com/inference-pio/pio/ir"
+	"github.com/inference-pio/pio/kernel/abi"
 	"github.com/inference-pio/pio/runtime"
 )
 
@@ -42,9 +42,9 @@ func cacheRows(c ir.CacheSpec, paged uint64, o Options) uint64 {
 
 // seqWork reports whether a launch takes the per-sequence workspace
 // (PSeqWork: Launch.Workspace floats per sequence, not per decode split).
-func seqWork(l *cg.Launch) bool {
+func seqWork(l *abi.Launch) bool {
 	for _, p := range l.Params {
-		if p.Kind == cg.PSeqWork {
+		if p.Kind == abi.PSeqWork {
 			return true
 		}
 	}

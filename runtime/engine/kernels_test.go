@@ -3,6 +3,8 @@ package engine
 import (
 	"reflect"
 	"testing"
+
+	"github.com/inference-pio/pio/kernel/abi"
 )
 
 func TestKernelsRoundTrip(t *testing.T) {
@@ -47,17 +49,17 @@ func TestKernelsRoundTrip(t *testing.T) {
 func testKernels() *Kernels {
 	return &Kernels{
 		Source:      []byte("extern \"C\" __global__ void k() {}"),
-		Images:      []KernelImage{{Arch: "sm_80", Data: []byte{1, 2, 3}}, {Arch: "compute_90", Data: []byte(".version 9.0\x00")}},
+		Images:      []abi.Image{{Arch: "sm_80", Data: []byte{1, 2, 3}}, {Arch: "compute_90", Data: []byte(".version 9.0\x00")}},
 		TileTokens:  8,
 		SplitSize:   256,
 		Argmax:      "argmax_0",
 		ArgmaxVocab: 8,
 		Compiler:    "nvcc 13.0",
 		Candidates:  "candidates_0",
-		Launches: []KernelLaunch{{
-			Step: 0, Kernel: "k", Params: []uint32{1 << 16, 2<<16 | 3}, Block: 128, Mode: 2,
-			Grid:    [3][6]int64{{1, 0, 0, 0, 0, 1}, {0, 0, 0, 0, 4, 1}, {0, 0, 0, 1, 0, 1}},
-			Rows:    [6]int64{0, 1, 0, 0, 0, 0},
+		Launches: []abi.Launch{{
+			Step: 0, Kernel: "k", Params: []abi.Param{{Kind: abi.PArg}, {Kind: abi.POut, Index: 3}}, Block: 128, Mode: abi.Prefill,
+			Grid:    [3]abi.Expr{{T: 1, Div: 1}, {Fixed: 4, Div: 1}, {Splits: 1, Div: 1}},
+			Rows:    abi.Expr{S: 1},
 			MinRows: 17, MaxRows: 0, Workspace: 130,
 		}},
 	}

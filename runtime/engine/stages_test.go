@@ -174,7 +174,7 @@ func TestStageKernelsMalformed(t *testing.T) {
 	var grid []byte
 	grid = binary.LittleEndian.AppendUint32(grid, 18)
 	for _, g := range sk.Launches[0].Grid {
-		for _, v := range g {
+		for _, v := range []int64{g.T, g.S, g.Tiles, g.Splits, g.Fixed, g.Div} {
 			grid = binary.LittleEndian.AppendUint64(grid, uint64(v))
 		}
 	}

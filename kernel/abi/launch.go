@@ -1,8 +1,6 @@
-package cuda
+package abi
 
-import (
-	"fmt"
-)
+import "fmt"
 
 // ParamKind says what the runtime passes for one kernel parameter.
 type ParamKind uint8
@@ -33,6 +31,13 @@ var paramNames = map[ParamKind]string{
 	PPositions: "positions", PSeqOfToken: "seq_of_token", PBlockTables: "block_tables",
 	PMaxBlocks: "max_blocks", PBlockSize: "block_size", PTiles: "tiles", PWorkspace: "workspace",
 	PSplits: "splits", PSlots: "slots", PSeqWork: "seq_work",
+}
+
+// Known reports whether k is one of the kinds above (an engine from a
+// newer writer may carry others).
+func (k ParamKind) Known() bool {
+	_, ok := paramNames[k]
+	return ok
 }
 
 // Param is one kernel parameter.
@@ -83,7 +88,7 @@ func (e Expr) String() string {
 // prefill steps (any other), or neither.
 type Mode uint8
 
-// Launch modes.
+// Launch modes. Numbers are stored in engine files: append only.
 const (
 	Always  Mode = 0
 	Decode  Mode = 1
@@ -115,42 +120,4 @@ func (l *Launch) Runs(t, s int, decode bool) bool {
 		rows = l.Rows.Eval(int64(t), int64(s), 0, 0)
 	}
 	return rows >= int64(l.MinRows) && (l.MaxRows <= 0 || rows <= int64(l.MaxRows))
-}
-
-// Module is the generated code of one plan.
-type Module struct {
-	Source   string   // the .cu file
-	Kernels  []string // extern "C" symbols, sorted
-	Launches []Launch // in step order; a step may have several
-	// TileTokens is the most tokens per prefill tile (PTiles): the runtime
-	// cuts each sequence's tokens of a step into tiles of at most this many.
-	TileTokens int
-	// SplitSize is the number of cached positions one decode split covers;
-	// the runtime launches ⌈maxContext/SplitSize⌉ splits.
-	SplitSize int
-	// Argmax is the greedy-sampling kernel over the rows of the "logits"
-	// output (argmax(x *float, out *int32, rows int32), one block per row,
-	// 256 threads), and ArgmaxVocab its row length; "" when the plan has no
-	// [S, V] logits.
-	Argmax      string
-	ArgmaxVocab int
-	// Candidates is the sampling-candidates kernel over the same rows
-	// (sample.go; one block of 256 threads per row); "" when Argmax is.
-	Candidates string
-
-	bodies []string // each kernel's text, in emission order
-}
-
-// Code packs a parameter into the engine's uint32: kind<<16 | index.
-func (p Param) Code() uint32 { return uint32(p.Kind)<<16 | uint32(p.Index) }
-
-// ParamOf unpacks Code.
-func ParamOf(code uint32) Param { return Param{Kind: ParamKind(code >> 16), Index: uint16(code)} }
-
-// Array is the engine's form of an Expr: T, S, Tiles, Splits, Fixed, Div.
-func (e Expr) Array() [6]int64 { return [6]int64{e.T, e.S, e.Tiles, e.Splits, e.Fixed, e.Div} }
-
-// ExprOf unpacks Array.
-func ExprOf(a [6]int64) Expr {
-	return Expr{T: a[0], S: a[1], Tiles: a[2], Splits: a[3], Fixed: a[4], Div: a[5]}
 }
