@@ -13,6 +13,11 @@
 // kernel/abi defines. runtime/cuda executes that table without importing
 // this package; nothing in it names a model.
 //
+// Each template is the kernel's CUDA text with named holes (text/template,
+// parsed once: template.go), so that the generator reads like the kernel
+// it writes; testdata/qwen3-a.bf16.cu, the generated module of the tiny
+// Qwen3 (go test -update rewrites it), shows a template change as a diff.
+//
 // A matmul step (matmul.go) has several launches, chosen by its weight
 // dtype and, at run time, its rows (Launch.MinRows/MaxRows): up to
 // WarpMaxRows rows (decode), a GEMV with a warp per output column, 4 rows

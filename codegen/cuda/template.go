@@ -23,7 +23,14 @@ import (
 //     {{include "mma_load" . | indent}} two columns deeper.
 //   - An optional line is written {{- if .X}} / line / {{- end}}, each
 //     action on a line of its own: the "-" eats the newline before the
-//     action, so the line and its newline appear only when .X holds.
+//     action, so the line and its newline appear only when .X holds. A
+//     fragment of optional lines (moe_scratch) writes each with the newline
+//     before it and is included as {{- template ...}}.
+//   - A template's data is a struct of the holes (matmulWarpHoles, ...),
+//     exported fields and methods; derived values (a block's threads, a
+//     row's 32-lane chunks) are methods, so that the generator sets only
+//     what the step decides. Functions: cf (a float literal), include and
+//     indent.
 var kernelSet = newKernelSet()
 
 func newKernelSet() *template.Template {
