@@ -64,6 +64,9 @@ func gbnfChar(r rune) string {
 
 // gbnfClass writes rune ranges as a GBNF class.
 func gbnfClass(rs []runeRange) string {
+	if len(rs) == 0 { // matches nothing
+		return `[^\x00-\U0010FFFF]`
+	}
 	var b strings.Builder
 	b.WriteByte('[')
 	for _, r := range rs {
@@ -72,9 +75,6 @@ func gbnfClass(rs []runeRange) string {
 			b.WriteByte('-')
 			b.WriteString(gbnfChar(r.hi))
 		}
-	}
-	if len(rs) == 0 { // matches nothing
-		return `[^\x00-\U0010FFFF]`
 	}
 	b.WriteByte(']')
 	return b.String()
