@@ -42,6 +42,10 @@ var Rules = []Rule{
 		Why: "the launch ABI is what the code generator, the engine file and the CUDA runtime agree on: it sits below all three",
 	},
 	{
+		From: "grammar/...", Forbid: []string{"..."}, Allow: []string{"grammar/..."},
+		Why: "the grammar engine matches bytes and masks a vocabulary given as byte strings: the tokenizer, sampler and server use it, it uses none of them",
+	},
+	{
 		From:   "frontends/...",
 		Forbid: []string{"passes/...", "models/...", "codegen/...", "compiler/...", "runtime/...", "pio/...", "server/..."},
 		Why:    "frontends read outside formats (config.json, safetensors, tokenizers, chat templates, images) into data; they build and run nothing",
