@@ -29,13 +29,14 @@ test: fmt-check vet
 # The numeric packages again at each CPU kernel level below this CPU's own
 # (make test ran that one): PIO_CPU=generic|avx2 force the paths that other
 # machines take (scripts/cpu-levels.sh lists this machine's levels). The
-# long CUDA emulation (runtime/cuda) runs once, in make test.
+# long CUDA emulation (runtime/cuda) runs once, in make test, and -short
+# skips the compiler's nvcc compiles, which no kernel level changes.
 NUMERIC_PKGS ?= ./runtime/cpu/... ./models/... ./compiler ./pio
 test-levels:
 	@levels=$$(sh scripts/cpu-levels.sh); top=$$(echo "$$levels" | tail -1); \
 	for l in $$levels; do [ $$l = $$top ] && continue; \
 		echo "PIO_CPU=$$l go test $(NUMERIC_PKGS)"; \
-		PIO_CPU=$$l $(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(NUMERIC_PKGS) || exit 1; \
+		PIO_CPU=$$l $(GO) test -short -count=1 -timeout $(TEST_TIMEOUT) $(NUMERIC_PKGS) || exit 1; \
 	done
 
 # Every tolerance check of the numeric packages at every kernel level here:
