@@ -25,8 +25,13 @@ const (
 
 type elem struct {
 	kind elemKind
-	rule int32
-	set  byteSet
+	// tail marks a later state of a character class's byte automaton: it
+	// lies outside every alternative, and the continuation below it on the
+	// stack is what follows the whole class.
+	tail  bool
+	rule  int32
+	set   byteSet
+	trans *[256]int32 // a class state: byte -> the next state's element, or -1 when the class ends
 }
 
 // byteSet is a set of bytes, one bit each.
@@ -47,6 +52,7 @@ const maxElems = 1 << 22
 type item struct {
 	set  byteSet
 	rule int32
+	dfa  *classDFA
 }
 
 func setItem(s byteSet) item { return item{set: s, rule: -1} }
@@ -55,7 +61,7 @@ type builder struct {
 	names   []string
 	bodies  [][][]item // rule id -> alternatives
 	byName  map[string]int32
-	classes map[string]int32 // lowered non-ASCII classes, shared
+	classes map[string]*classDFA // lowered non-ASCII classes, shared
 	size    int
 	p       *parser
 }
@@ -74,7 +80,7 @@ func Parse(src string) (*Grammar, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &builder{byName: map[string]int32{}, classes: map[string]int32{}, p: &parser{src: src}}
+	b := &builder{byName: map[string]int32{}, classes: map[string]*classDFA{}, p: &parser{src: src}}
 	for _, d := range defs {
 		if _, dup := b.byName[d.name]; dup {
 			return nil, b.p.errAt(d.pos, "rule %q defined twice", d.name)
@@ -182,8 +188,8 @@ func (b *builder) lower(name string, dst []item, n *node) ([]item, error) {
 	panic("unreachable")
 }
 
-// class lowers a character class to items: one byte set when it is ASCII,
-// else a rule whose alternatives are the UTF-8 byte sequences of its ranges.
+// class lowers a character class to one item: a byte set when it is
+// ASCII, else the start state of a byte automaton of its UTF-8 sequences.
 func (b *builder) class(name string, ranges []runeRange, negated bool) []item {
 	rs := normalizeRanges(ranges)
 	if negated {
@@ -196,40 +202,90 @@ func (b *builder) class(name string, ranges []runeRange, negated bool) []item {
 		}
 		return []item{setItem(s)}
 	}
+	if len(rs) == 0 { // matches nothing: a rule without alternatives
+		return []item{{rule: b.newRule(fmt.Sprintf("%s-class-%d", name, len(b.names)))}}
+	}
 	var key strings.Builder
 	for _, r := range rs {
 		fmt.Fprintf(&key, "%x-%x,", r.lo, r.hi)
 	}
-	if id, ok := b.classes[key.String()]; ok {
-		return []item{{rule: id}}
+	d, ok := b.classes[key.String()]
+	if !ok {
+		var seqs [][]byteRange
+		for _, r := range rs {
+			seqs = append(seqs, utf8Sequences(r.lo, r.hi)...)
+		}
+		d = newClassDFA(seqs)
+		b.classes[key.String()] = d
+		b.size += len(d.states)
 	}
-	id := b.newRule(fmt.Sprintf("%s-class-%d", name, len(b.names)))
-	b.classes[key.String()] = id
-	var alts [][]item
-	var ascii byteSet
-	hasASCII := false
-	for _, r := range rs {
-		for _, seq := range utf8Sequences(r.lo, r.hi) {
-			if len(seq) == 1 {
-				ascii.addRange(seq[0].lo, seq[0].hi)
-				hasASCII = true
+	return []item{{set: d.states[0].set, rule: -1, dfa: d}}
+}
+
+// A classDFA is a character class as a byte automaton: one element (its
+// start state) where the class is used, so a character is one stack
+// element with a byte-set test rather than an alternative per UTF-8
+// sequence; its later states (continuation bytes) are elements shared by
+// every use.
+type classDFA struct {
+	states []dfaState // states[0] is the start
+	base   int32      // the element of states[1]
+	start  *[256]int32
+}
+
+type dfaState struct {
+	set  byteSet
+	next [256]int32 // byte -> state, or -1: the class ends
+}
+
+// newClassDFA builds the automaton of the byte-range sequences seqs (the
+// UTF-8 encodings of disjoint code points, so no sequence is a prefix of
+// another); states with the same remaining sequences are one state.
+func newClassDFA(seqs [][]byteRange) *classDFA {
+	d := &classDFA{}
+	memo := map[string]int32{}
+	var build func(seqs [][]byteRange) int32
+	build = func(seqs [][]byteRange) int32 {
+		var key strings.Builder
+		for _, seq := range seqs {
+			for _, r := range seq {
+				fmt.Fprintf(&key, "%x-%x.", r.lo, r.hi)
+			}
+			key.WriteByte(',')
+		}
+		if id, ok := memo[key.String()]; ok {
+			return id
+		}
+		id := int32(len(d.states))
+		memo[key.String()] = id
+		d.states = append(d.states, dfaState{})
+		var st dfaState
+		for c := 0; c < 256; c++ {
+			st.next[c] = -1
+			var rest [][]byteRange
+			hit := false
+			for _, seq := range seqs {
+				if byte(c) < seq[0].lo || byte(c) > seq[0].hi {
+					continue
+				}
+				hit = true
+				if len(seq) > 1 {
+					rest = append(rest, seq[1:])
+				}
+			}
+			if !hit {
 				continue
 			}
-			var alt []item
-			for _, br := range seq {
-				var s byteSet
-				s.addRange(br.lo, br.hi)
-				alt = append(alt, setItem(s))
+			st.set.addRange(byte(c), byte(c))
+			if len(rest) > 0 {
+				st.next[c] = build(rest)
 			}
-			alts = append(alts, alt)
 		}
+		d.states[id] = st
+		return id
 	}
-	if hasASCII {
-		alts = append([][]item{{setItem(ascii)}}, alts...)
-	}
-	b.bodies[id] = alts
-	b.size += 4 * len(alts)
-	return []item{{rule: id}}
+	build(seqs)
+	return d
 }
 
 func normalizeRanges(in []runeRange) []runeRange {
@@ -264,17 +320,47 @@ func complementRanges(rs []runeRange) []runeRange {
 // finish flattens the rules into elements and rejects left recursion.
 func (b *builder) finish(root int32) (*Grammar, error) {
 	g := &Grammar{names: b.names, alts: make([][]int32, len(b.bodies)), root: root}
+	var dfas []*classDFA
 	for id, alts := range b.bodies {
 		for _, alt := range alts {
 			g.alts[id] = append(g.alts[id], int32(len(g.elems)))
 			for _, it := range alt {
-				if it.rule >= 0 {
+				switch {
+				case it.rule >= 0:
 					g.elems = append(g.elems, elem{kind: eRule, rule: it.rule})
-				} else {
+				case it.dfa != nil:
+					if it.dfa.start == nil {
+						it.dfa.start = new([256]int32)
+						dfas = append(dfas, it.dfa)
+					}
+					g.elems = append(g.elems, elem{kind: eBytes, set: it.set, trans: it.dfa.start})
+				default:
 					g.elems = append(g.elems, elem{kind: eBytes, set: it.set})
 				}
 			}
 			g.elems = append(g.elems, elem{kind: eEnd})
+		}
+	}
+	// The classes' later states follow every alternative.
+	for _, d := range dfas {
+		d.base = int32(len(g.elems))
+		for range d.states[1:] {
+			g.elems = append(g.elems, elem{kind: eBytes, tail: true, trans: new([256]int32)})
+		}
+	}
+	for _, d := range dfas {
+		for i, st := range d.states {
+			t := d.start
+			if i > 0 {
+				e := &g.elems[d.base+int32(i)-1]
+				e.set, t = st.set, e.trans
+			}
+			for c, n := range st.next {
+				t[c] = -1
+				if n > 0 {
+					t[c] = d.base + n - 1
+				}
+			}
 		}
 	}
 	if err := g.checkLeftRecursion(); err != nil {

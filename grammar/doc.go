@@ -21,8 +21,9 @@
 // *, +, ?, {m}, {m,} or {m,n}. A rule ends at the end of its line unless
 // a group is open. The start rule is root. Characters are Unicode code
 // points written as UTF-8; the matcher works on bytes, so a class is
-// compiled into UTF-8 byte sequences and a token may end inside a
-// character.
+// compiled into a small byte automaton over its UTF-8 sequences (one
+// element with a byte-set test per state, the later states shared by every
+// use of the class) and a token may end inside a character.
 //
 // Left recursion (a rule that can reach itself without consuming a byte,
 // including through rules that match the empty string) is rejected at

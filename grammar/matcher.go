@@ -129,13 +129,22 @@ func (x *expander) push(s *stack) {
 func (g *Grammar) step(a *arena, dst, stacks []*stack, c byte) ([]*stack, bool) {
 	x := expander{g: g, a: a, out: dst}
 	for _, s := range stacks {
-		if s == nil || !g.elems[s.pos].set.has(c) {
+		if s == nil {
 			continue
 		}
-		if g.elems[s.pos+1].kind == eEnd {
-			x.push(s.next)
+		e := &g.elems[s.pos]
+		if !e.set.has(c) {
+			continue
+		}
+		// rest: what follows the top element (or its whole class).
+		rest := s.next
+		if !e.tail && g.elems[s.pos+1].kind != eEnd {
+			rest = a.cons(s.pos+1, s.next)
+		}
+		if e.trans != nil && e.trans[c] >= 0 {
+			x.add(a.cons(e.trans[c], rest)) // inside a character
 		} else {
-			x.push(a.cons(s.pos+1, s.next))
+			x.push(rest)
 		}
 		if x.fault {
 			return dst[:0], false
