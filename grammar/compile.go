@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 )
 
 // A Grammar is compiled and immutable: any number of Matchers may follow
@@ -13,6 +14,7 @@ type Grammar struct {
 	alts  [][]int32 // rule id -> index in elems of each alternative's first element
 	elems []elem
 	root  int32
+	masks sync.Map // *Vocab -> *maskCache, filled by Mask
 }
 
 type elemKind uint8

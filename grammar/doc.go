@@ -47,6 +47,36 @@
 // Grammars this package generates (regular expressions, choices, JSON
 // Schema) are unambiguous or nearly so and stay far below the limits.
 //
+// # Masks
+//
+// A Vocab arranges the tokens in a byte trie. The mask of a state is the
+// set of tokens accepted from at least one of its stacks, so it is the
+// union of one mask per stack, and each is computed in two parts, after
+// xgrammar's split of tokens into context-independent and
+// context-dependent ones:
+//
+//   - The top frames of the stack (prefixFrames of them: inside a JSON
+//     string, the character class, the repetition and the closing quote)
+//     are put over a sentinel, bottom, and the whole trie is walked from
+//     them. A token that a path accepts without popping below them is
+//     accepted whatever lies below (context-independent); a trie node where
+//     a path pops down to bottom is kept on a frontier, since the rest of
+//     the token depends on the stack below (context-dependent); every other
+//     token is rejected whatever lies below. This answer depends on the top
+//     frames alone, so the Grammar keeps it per Vocab, keyed by the frames,
+//     and every string of the same rule shares it.
+//   - At mask time the cached accepted set is ORed in, the stack below the
+//     frames is expanded, and only the subtrees of the frontier nodes (a
+//     token popping below the frames: inside a string, those that close it
+//     and go on) are walked against it.
+//
+// Whole masks are also kept, keyed by the set of stacks: inside a string
+// the state after every whole character is the same, so most masks there
+// are a copy. Both caches are bounded, and results do not depend on them.
+// A walk tests an edge only when a stack's top admits its byte, and stack
+// nodes come from an arena released edge by edge, so a walk allocates
+// nothing once warm.
+//
 // # What it is not for
 //
 // The package knows nothing of tokenizers, models or HTTP: a vocabulary is

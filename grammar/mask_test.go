@@ -177,3 +177,75 @@ func BenchmarkMaskQwen3(b *testing.B) {
 		})
 	}
 }
+
+// cacheTestVocab: every string of one and two bytes over a JSON-ish
+// alphabet, some longer tokens with quotes inside, and multi-byte pieces.
+func cacheTestVocab() [][]byte {
+	alphabet := []byte(`{}[]":, 0123456789abcdefxyz-._/\ne`)
+	tokens := [][]byte{nil}
+	for _, a := range alphabet {
+		tokens = append(tokens, []byte{a})
+		for _, b := range alphabet {
+			tokens = append(tokens, []byte{a, b})
+		}
+	}
+	for _, s := range []string{`": "`, `", "`, `"}`, `"]`, `true`, `false`, `null`, `é`, "日本", "\xC3", "\xA9", "\xE6\x97", `\u00`, `abc"`, `"a":1`, `{"query": "`} {
+		tokens = append(tokens, []byte(s))
+	}
+	return tokens
+}
+
+// TestMaskCache: along random walks, masks through the caches equal masks
+// computed directly, including for clones masked again after the walk
+// went on (a rollback to an earlier state).
+func TestMaskCache(t *testing.T) {
+	tokens := cacheTestVocab()
+	eos := []int32{0}
+	v := NewVocab(tokens, eos)
+	direct := func(m *Matcher) []uint64 {
+		mask := make([]uint64, v.MaskWords())
+		v.maskDirect(m, v.scratch(), mask)
+		return mask
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, ts := range loadSchemas(t) {
+		type saved struct {
+			m    *Matcher
+			mask []uint64
+		}
+		var past []saved
+		for walk := 0; walk < 3; walk++ {
+			m := ts.grammar.NewMatcher()
+			for step := 0; step < 200; step++ {
+				mask := make([]uint64, v.MaskWords())
+				v.Mask(m, mask)
+				if want := direct(m); !slices.Equal(mask, want) {
+					t.Fatalf("%s: step %d: cached mask %x, direct %x", ts.name, step, mask, want)
+				}
+				past = append(past, saved{m.Clone(), mask})
+				p := past[rng.IntN(len(past))]
+				again := make([]uint64, v.MaskWords())
+				v.Mask(p.m, again)
+				if !slices.Equal(again, p.mask) {
+					t.Fatalf("%s: step %d: an earlier state masked again differs", ts.name, step)
+				}
+				var allowed []int32
+				for w, word := range mask {
+					for ; word != 0; word &= word - 1 {
+						allowed = append(allowed, int32(w*64+trailingZeros(word)))
+					}
+				}
+				if len(allowed) == 0 {
+					break
+				}
+				id := allowed[rng.IntN(len(allowed))]
+				if id == eos[0] {
+					break
+				}
+				if !m.Accept(tokens[id]) {
+					t.Fatalf("%s: token %q in the mask but rejected", ts.name, tokens[id])
+				}
+			}
+		}
+	}
+}

@@ -62,14 +62,24 @@ func (a *arena) cons(pos int32, next *stack) *stack {
 
 func (a *arena) reset() { a.cur, a.used = 0, 0 }
 
+// mark and release free the nodes handed out after mark, all at once.
+func (a *arena) mark() [2]int { return [2]int{a.cur, a.used} }
+
+func (a *arena) release(m [2]int) { a.cur, a.used = m[0], m[1] }
+
+// bottom stands for the unknown rest of a stack below its top frames,
+// where masks are precomputed from the top frames alone (see prefixMask).
+var bottom = &stack{pos: -1, hash: 0x5851F42D4C957F2D}
+
 // expander builds the set of stacks after a byte: every stack is expanded
 // until its top is a byte set (or it is empty), then added once.
 type expander struct {
-	g     *Grammar
-	a     *arena
-	out   []*stack
-	work  int
-	fault bool // a limit was hit: the result is rejected
+	g      *Grammar
+	a      *arena
+	out    []*stack
+	work   int
+	fault  bool // a limit was hit: the result is rejected
+	bottom bool // a stack popped down to bottom
 }
 
 func (x *expander) add(s *stack) {
@@ -95,6 +105,10 @@ func (x *expander) push(s *stack) {
 		}
 		if s == nil {
 			x.add(nil)
+			return
+		}
+		if s == bottom {
+			x.bottom = true
 			return
 		}
 		e := &x.g.elems[s.pos]
@@ -127,6 +141,12 @@ func (x *expander) push(s *stack) {
 // step appends to dst the stacks that follow stacks after byte c; ok is
 // false when a limit was hit.
 func (g *Grammar) step(a *arena, dst, stacks []*stack, c byte) ([]*stack, bool) {
+	out, ok, _ := g.stepBottom(a, dst, stacks, c)
+	return out, ok
+}
+
+// stepBottom is step, and reports whether a stack popped down to bottom.
+func (g *Grammar) stepBottom(a *arena, dst, stacks []*stack, c byte) (_ []*stack, ok, atBottom bool) {
 	x := expander{g: g, a: a, out: dst}
 	for _, s := range stacks {
 		if s == nil {
@@ -147,10 +167,10 @@ func (g *Grammar) step(a *arena, dst, stacks []*stack, c byte) ([]*stack, bool) 
 			x.push(rest)
 		}
 		if x.fault {
-			return dst[:0], false
+			return dst[:0], false, false
 		}
 	}
-	return x.out, true
+	return x.out, true, x.bottom
 }
 
 // A Matcher follows a Grammar through the bytes accepted so far. The zero
