@@ -104,6 +104,8 @@ fuzz:
 	sh scripts/fuzz.sh ./runtime/toolcall 'FuzzQwen3$$' $(FUZZTIME)
 	sh scripts/fuzz.sh ./runtime/toolcall FuzzGLM47 $(FUZZTIME)
 	sh scripts/fuzz.sh ./runtime/toolcall FuzzQwen3Coder $(FUZZTIME)
+	sh scripts/fuzz.sh ./grammar FuzzParse $(FUZZTIME)
+	sh scripts/fuzz.sh ./grammar FuzzRegex $(FUZZTIME)
 
 # Reference checkpoints and activations from transformers (CPU, pinned).
 golden:
