@@ -62,6 +62,29 @@ type Options struct {
 	// distribution, before penalties, temperature and truncation.
 	Logprobs    bool
 	TopLogprobs int
+	// Constraint, when set, restricts every token to those it allows
+	// (structured output): the others' logits are -inf before the
+	// penalties, the bias and greedy selection or sampling, so the
+	// distribution drawn from is the unconstrained one renormalised over
+	// the allowed tokens. Log-probabilities are those of that masked
+	// distribution (as vLLM, which masks before computing them). A
+	// constrained sampler, like a biased one, is neither Greedy nor takes
+	// Candidates. The constraint is the request's own state: it advances
+	// on each token Next returns.
+	Constraint Constraint
+}
+
+// A Constraint restricts the tokens of one sequence (a grammar following
+// the output so far).
+type Constraint interface {
+	// Mask sets in dst (zeroed, one bit per token id of the row: bit
+	// id%64 of word id/64) the tokens that may come next.
+	Mask(dst []uint64)
+	// Accept advances the constraint over id, the token chosen.
+	Accept(id int32) error
+	// Done reports whether the constrained output is complete: nothing
+	// may follow.
+	Done() bool
 }
 
 // Validate reports the first option out of range.
@@ -118,6 +141,8 @@ type Sampler struct {
 	prompt  map[int32]bool  // tokens of the prompt (repetition penalty)
 	counts  map[int32]int32 // tokens generated so far
 	scratch []float32
+	masked  []float32 // the row with the constraint's disallowed tokens at -inf
+	mask    []uint64
 	cand    []cand
 }
 
@@ -177,7 +202,7 @@ func (s *Sampler) Greedy() bool { return s.opt.Temperature == 0 && s.rawLogits()
 func (s *Sampler) rawLogits() bool {
 	o := s.opt
 	return (o.RepetitionPenalty == 0 || o.RepetitionPenalty == 1) && o.PresencePenalty == 0 && o.FrequencyPenalty == 0 &&
-		len(o.LogitBias) == 0 && !o.Logprobs && o.TopLogprobs == 0
+		len(o.LogitBias) == 0 && o.Constraint == nil && !o.Logprobs && o.TopLogprobs == 0
 }
 
 // Accept records tok, the argmax of the logits computed elsewhere (only
@@ -209,6 +234,12 @@ func (s *Sampler) Next(logits []float32) (Result, error) {
 	if m := float64(maxv); math.IsNaN(m) || math.IsInf(m, 0) {
 		return Result{}, errNotFinite
 	}
+	if s.opt.Constraint != nil {
+		var err error
+		if logits, err = s.constrain(logits); err != nil {
+			return Result{}, err
+		}
+	}
 	l, err := s.penalized(logits)
 	if err != nil {
 		return Result{}, err
@@ -223,8 +254,54 @@ func (s *Sampler) Next(logits []float32) (Result, error) {
 	if s.opt.Logprobs || s.opt.TopLogprobs > 0 {
 		res.Logprob, res.Top = logprobs(logits, tok, s.opt.TopLogprobs)
 	}
+	if c := s.opt.Constraint; c != nil {
+		if err := c.Accept(tok); err != nil {
+			return Result{}, err
+		}
+	}
 	s.counts[tok]++
 	return res, nil
+}
+
+// ErrNoAllowedToken is a constraint that allows no token of the row (or
+// none with a finite logit): the constrained output cannot go on.
+var ErrNoAllowedToken = fmt.Errorf("sample: the constraint allows no token")
+
+// constrain returns logits with the tokens the constraint disallows at
+// -inf; an error when no allowed token has a finite logit.
+func (s *Sampler) constrain(logits []float32) ([]float32, error) {
+	words := (len(logits) + 63) / 64
+	if cap(s.mask) < words {
+		s.mask = make([]uint64, words)
+	}
+	s.mask = s.mask[:words]
+	clear(s.mask)
+	s.opt.Constraint.Mask(s.mask)
+	s.masked = append(s.masked[:0], logits...)
+	l := s.masked
+	inf := float32(math.Inf(-1))
+	finite := false
+	for w, bits := range s.mask {
+		base := w * 64
+		end := min(base+64, len(l))
+		if bits == ^uint64(0) && end-base == 64 {
+			for _, v := range l[base:end] {
+				finite = finite || !math.IsInf(float64(v), -1)
+			}
+			continue
+		}
+		for i := base; i < end; i++ {
+			if bits&(1<<uint(i-base)) == 0 {
+				l[i] = inf
+			} else if !math.IsInf(float64(l[i]), -1) {
+				finite = true
+			}
+		}
+	}
+	if !finite {
+		return nil, ErrNoAllowedToken
+	}
+	return l, nil
 }
 
 // penalized returns logits with the penalties, then the logit bias,
@@ -371,13 +448,17 @@ func (s *Sampler) pick(c []cand, maxv float64, topk bool) int32 {
 		sum += x.p
 	}
 	r := s.rng.Float64() * sum
+	last := c[0].id
 	for _, x := range c {
 		r -= x.p
 		if r < 0 {
 			return x.id
 		}
+		if x.p > 0 {
+			last = x.id // rounding left r >= 0: the last token with mass, never a masked one
+		}
 	}
-	return c[0].id
+	return last
 }
 
 // candidateMargin widens the offset Candidates asks for beyond 30·T, so
@@ -468,8 +549,8 @@ func logprobs(logits []float32, tok int32, n int) (float32, []TokenLogprob) {
 		n = min(n, len(logits))
 		top = make([]TokenLogprob, 0, n+1)
 		for i, v := range logits {
-			if len(top) == n && v <= logits[top[n-1].Token] {
-				continue
+			if len(top) == n && v <= logits[top[n-1].Token] || math.IsInf(float64(v), -1) {
+				continue // -inf: a token the constraint masks is no alternative
 			}
 			e := TokenLogprob{Token: int32(i)}
 			j, _ := slices.BinarySearchFunc(top, e, func(a, b TokenLogprob) int {

@@ -552,6 +552,10 @@ func (s *Scheduler) run() {
 		case slices.Contains(q.req.StopIDs, res.Token):
 			s.remove(q)
 			s.finish(q, FinishStop, nil)
+		case q.req.Sample.Constraint != nil && q.req.Sample.Constraint.Done():
+			// The constrained output is complete (structured output): nothing may follow.
+			s.remove(q)
+			s.finish(q, FinishStop, nil)
 		case gen >= q.req.MaxTokens || len(q.tokens) >= s.cfg.MaxModelLen:
 			s.remove(q)
 			s.finish(q, FinishLength, nil)
@@ -577,7 +581,8 @@ type results struct {
 // (runtime.Candidater: the tokens within 30 nats of the best); else the
 // logits. A row with a logit bias is neither greedy nor a candidates row
 // (sample.Sampler.Greedy, Candidates): the bias may lift a token neither
-// reports, so its step downloads the logits.
+// reports, so its step downloads the logits; so is a row with a constraint
+// (structured output), whose mask may exclude every token they report.
 func (s *Scheduler) results() (results, error) {
 	sampled, greedy, cand := false, true, s.cfg.MaxCandidates > 0
 	s.offsets = s.offsets[:0]
