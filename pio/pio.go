@@ -26,10 +26,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/inference-pio/pio/frontends/chat"
-
 	"github.com/inference-pio/pio/frontends/hf"
+	"github.com/inference-pio/pio/grammar"
 	"github.com/inference-pio/pio/models"
 	_ "github.com/inference-pio/pio/models/all" // the architectures, for their context limits
 	"github.com/inference-pio/pio/runtime"
@@ -123,6 +124,9 @@ type Engine struct {
 	eos         []int32
 	chatEOS     []int32 // end-of-turn ids beyond eos (<|im_end|>)
 	gen         *hf.GenerationConfig
+
+	gvOnce sync.Once // builds gv on the first constrained request
+	gv     *grammarVocab
 }
 
 // Load opens an engine file and starts its scheduler.
@@ -317,6 +321,18 @@ type GenerateOptions struct {
 	// vision-language engine: the k-th <|image_pad|> token of the prompt
 	// stands for Images[k] (Chat fills this from the messages' image parts).
 	Images [][]byte
+	// Grammar, when set, constrains the output to the sentences of a
+	// grammar (structured output: grammar.JSONSchema, grammar.Parse, ...):
+	// at every step only the tokens the grammar accepts next may be drawn
+	// (the model's distribution renormalised over them), end-of-sequence
+	// only where the grammar may end, and generation stops ("stop") once
+	// the grammar is complete. Such a request takes its tokens from the
+	// full row of logits (sample.Options.Constraint). The mask is built
+	// over the engine's vocabulary, which is arranged once, on the first
+	// constrained request. Chat refuses a grammar when the template opens
+	// a reasoning block (enable_thinking): constraining after </think> is
+	// not implemented.
+	Grammar *grammar.Grammar
 }
 
 // TokenLogprob is a token, its text and its log-probability.
@@ -458,6 +474,13 @@ func (e *Engine) generate(ctx context.Context, prompt []int32, opt GenerateOptio
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if opt.Grammar != nil {
+		c, err := e.constraint(opt.Grammar)
+		if err != nil {
+			return Result{}, err
+		}
+		so.Constraint = c
+	}
 	req.Prompt, req.MaxTokens, req.Sample, req.StopIDs = prompt, maxTokens, so, stopIDs
 	st, err := e.sched.Submit(ctx, req)
 	if err != nil {
@@ -578,6 +601,9 @@ func (e *Engine) Chat(ctx context.Context, msgs []Message, opt ChatOptions, fn f
 	prompt, err := e.RenderChat(msgs, opt)
 	if err != nil {
 		return ChatResult{}, err
+	}
+	if opt.Grammar != nil && (thinkingOpen(prompt) || opt.EnableThinking != nil && *opt.EnableThinking) {
+		return ChatResult{}, fmt.Errorf("pio: %w: a grammar (response_format) with enable_thinking: constraining the answer after </think> is not implemented; set enable_thinking false", ErrInvalid)
 	}
 	ids := e.text.Encode(prompt)
 	if imgs := chat.Images(msgs); len(imgs) > 0 {

@@ -1,0 +1,105 @@
+package pio
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/inference-pio/pio/grammar"
+)
+
+// grammarVocab is the engine's vocabulary for grammar masks, built once
+// on the first constrained request: every token id's bytes (TokenBytes),
+// special tokens (those a decode skipping special tokens drops) as no
+// text, and the end-of-sequence ids (eos, then the chat end of turn) as
+// the tokens allowed only where a grammar may end.
+type grammarVocab struct {
+	v    *grammar.Vocab
+	toks [][]byte
+	eos  []int32
+}
+
+func (e *Engine) grammarVocab() (*grammarVocab, error) {
+	if e.text == nil {
+		return nil, fmt.Errorf("pio: structured output needs a tokenizer: %w", e.noTok)
+	}
+	e.gvOnce.Do(func() {
+		toks := make([][]byte, e.vocab)
+		for id := range toks {
+			if e.text.Decode([]int32{int32(id)}, true) == "" {
+				continue // a special token (or one with no text): never inside the output
+			}
+			toks[id] = e.text.TokenBytes(int32(id))
+		}
+		eos := slices.Concat(e.eos, e.chatEOS)
+		for _, id := range eos {
+			if id >= 0 && int(id) < len(toks) {
+				toks[id] = nil
+			}
+		}
+		e.gv = &grammarVocab{v: grammar.NewVocab(toks, eos), toks: toks, eos: eos}
+	})
+	return e.gv, nil
+}
+
+// grammarConstraint is a grammar following one generation's tokens
+// (sample.Constraint).
+type grammarConstraint struct {
+	gv    *grammarVocab
+	m     *grammar.Matcher
+	ended bool // an end-of-sequence token was accepted
+	buf   []uint64
+}
+
+func (c *grammarConstraint) Mask(dst []uint64) {
+	if c.ended {
+		return
+	}
+	n := c.gv.v.MaskWords()
+	if len(dst) >= n {
+		c.gv.v.Mask(c.m, dst[:n])
+		return
+	}
+	if len(c.buf) < n {
+		c.buf = make([]uint64, n)
+	}
+	c.gv.v.Mask(c.m, c.buf)
+	copy(dst, c.buf)
+}
+
+var errGrammarRejects = errors.New("pio: the grammar rejects the token")
+
+func (c *grammarConstraint) Accept(id int32) error {
+	if c.ended {
+		return errGrammarRejects
+	}
+	if slices.Contains(c.gv.eos, id) {
+		if !c.m.CanEnd() {
+			return errGrammarRejects
+		}
+		c.ended = true
+		return nil
+	}
+	if id < 0 || int(id) >= len(c.gv.toks) || len(c.gv.toks[id]) == 0 || !c.m.Accept(c.gv.toks[id]) {
+		return fmt.Errorf("%w: token %d", errGrammarRejects, id)
+	}
+	return nil
+}
+
+func (c *grammarConstraint) Done() bool { return c.ended || c.m.Done() }
+
+// constraint returns a fresh constraint of g over the engine's vocabulary.
+func (e *Engine) constraint(g *grammar.Grammar) (*grammarConstraint, error) {
+	gv, err := e.grammarVocab()
+	if err != nil {
+		return nil, err
+	}
+	return &grammarConstraint{gv: gv, m: g.NewMatcher()}, nil
+}
+
+// thinkingOpen reports whether a rendered chat prompt leaves the model
+// inside a reasoning block (the template turned thinking on).
+func thinkingOpen(prompt string) bool {
+	return strings.HasSuffix(strings.TrimRight(prompt, "\n"), "<think>")
+}

@@ -1,0 +1,136 @@
+package pio
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/inference-pio/pio/grammar"
+)
+
+// TestGrammarSchemaValid: sampling at temperature 1 from the tiny model
+// under a JSON Schema's grammar, every finished output is valid under the
+// schema by an independent validator (santhosh-tekuri/jsonschema, formats
+// asserted), over schemas of grammar/testdata; and a greedy request under
+// the grammar of any object gives a JSON object.
+func TestGrammarSchemaValid(t *testing.T) {
+	e, _ := load(t, Options{MaxStepTokens: 64, MaxSeqs: 8, CacheTokens: 8192})
+	prompt, err := e.Encode("Answer in JSON:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 50
+	if testing.Short() {
+		n = 8
+	}
+	one := 1.0
+	var tokens, stopped int
+	start := time.Now()
+	for _, name := range []string{"get_weather", "booleans_nulls", "coordinates", "user_profile"} {
+		src, err := os.ReadFile(filepath.Join("..", "grammar", "testdata", "schemas", name+".json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := grammar.JSONSchema(src)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		c := jsonschema.NewCompiler()
+		c.AssertFormat()
+		doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.AddResource(name, doc); err != nil {
+			t.Fatal(err)
+		}
+		v, err := c.Compile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				seed := uint64(1000 + i)
+				res, err := e.GenerateIDs(context.Background(), prompt, GenerateOptions{MaxTokens: 1024, Temperature: &one, Seed: &seed, Grammar: g}, nil)
+				if err != nil {
+					t.Errorf("%s seed %d: %v", name, seed, err)
+					return
+				}
+				mu.Lock()
+				tokens += res.CompletionTokens
+				mu.Unlock()
+				if res.FinishReason != "stop" {
+					// Cut by the length: a prefix the grammar accepts.
+					if !g.NewMatcher().AcceptString(res.Text) {
+						t.Errorf("%s seed %d: truncated output %q is no prefix of the grammar", name, seed, res.Text)
+					}
+					return
+				}
+				mu.Lock()
+				stopped++
+				mu.Unlock()
+				inst, err := jsonschema.UnmarshalJSON(strings.NewReader(res.Text))
+				if err != nil {
+					t.Errorf("%s seed %d: %q does not parse: %v", name, seed, res.Text, err)
+					return
+				}
+				if err := v.Validate(inst); err != nil {
+					t.Errorf("%s seed %d: %q is invalid: %v", name, seed, res.Text, err)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	t.Logf("%d of %d outputs finished (all valid), %d tokens in %v", stopped, 4*n, tokens, time.Since(start))
+	if stopped < 4*n*3/4 {
+		t.Errorf("only %d of %d outputs finished within 1024 tokens", stopped, 4*n)
+	}
+
+	obj, err := grammar.JSONSchema([]byte(`{"type":"object"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.GenerateIDs(context.Background(), prompt, GenerateOptions{MaxTokens: 256, Temperature: &zero, Grammar: obj}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A JSON object (UseNumber: the random model writes numbers no float64 holds).
+	var m map[string]any
+	dec := json.NewDecoder(strings.NewReader(res.Text))
+	dec.UseNumber()
+	if res.FinishReason == "stop" && dec.Decode(&m) != nil {
+		t.Errorf("greedy json_object: %q is no JSON object", res.Text)
+	}
+	if res.FinishReason != "stop" && !obj.NewMatcher().AcceptString(res.Text) {
+		t.Errorf("greedy json_object: %q (cut by the length) is no prefix of an object", res.Text)
+	}
+	t.Logf("greedy json_object (%s): %q", res.FinishReason, res.Text)
+}
+
+// TestGrammarThinkingRefused: Chat refuses a grammar when thinking is on.
+func TestGrammarThinkingRefused(t *testing.T) {
+	e, _ := load(t, Options{})
+	g, err := grammar.JSONSchema([]byte(`{"type":"object"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	on := true
+	_, err = e.Chat(context.Background(), []Message{{Role: "user", Content: "Hi"}},
+		ChatOptions{GenerateOptions: GenerateOptions{MaxTokens: 4, Grammar: g}, EnableThinking: &on}, nil)
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "enable_thinking") {
+		t.Errorf("grammar with enable_thinking: %v, want ErrInvalid naming enable_thinking", err)
+	}
+}
