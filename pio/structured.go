@@ -11,9 +11,11 @@ import (
 
 // grammarVocab is the engine's vocabulary for grammar masks, built once
 // on the first constrained request: every token id's bytes (TokenBytes),
-// special tokens (those a decode skipping special tokens drops) as no
-// text, and the end-of-sequence ids (eos, then the chat end of turn) as
-// the tokens allowed only where a grammar may end.
+// added tokens (special or not: <think> and <tool_call> of Qwen3 are not
+// special, and a chat parser would read them as markup) as no text, and
+// the end-of-sequence ids (eos, then the chat end of turn) as the tokens
+// allowed only where a grammar may end. Text the grammar accepts can
+// still spell an added token's content from the model's own tokens.
 type grammarVocab struct {
 	v    *grammar.Vocab
 	toks [][]byte
@@ -27,8 +29,8 @@ func (e *Engine) grammarVocab() (*grammarVocab, error) {
 	e.gvOnce.Do(func() {
 		toks := make([][]byte, e.vocab)
 		for id := range toks {
-			if e.text.Decode([]int32{int32(id)}, true) == "" {
-				continue // a special token (or one with no text): never inside the output
+			if e.text.IsAdded(int32(id)) {
+				continue // markup, never inside the constrained output
 			}
 			toks[id] = e.text.TokenBytes(int32(id))
 		}

@@ -1,20 +1,16 @@
 package pio
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/santhosh-tekuri/jsonschema/v6"
-
 	"github.com/inference-pio/pio/grammar"
+	"github.com/inference-pio/pio/internal/schemacheck"
 )
 
 // TestGrammarSchemaValid: sampling at temperature 1 from the tiny model
@@ -36,26 +32,10 @@ func TestGrammarSchemaValid(t *testing.T) {
 	var tokens, stopped int
 	start := time.Now()
 	for _, name := range []string{"get_weather", "booleans_nulls", "coordinates", "user_profile"} {
-		src, err := os.ReadFile(filepath.Join("..", "grammar", "testdata", "schemas", name+".json"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		g, err := grammar.JSONSchema(src)
+		sc := schemacheck.Load(t, "..", name)
+		g, err := grammar.JSONSchema(sc.Src)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
-		}
-		c := jsonschema.NewCompiler()
-		c.AssertFormat()
-		doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(src))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := c.AddResource(name, doc); err != nil {
-			t.Fatal(err)
-		}
-		v, err := c.Compile(name)
-		if err != nil {
-			t.Fatal(err)
 		}
 		var mu sync.Mutex
 		var wg sync.WaitGroup
@@ -82,12 +62,7 @@ func TestGrammarSchemaValid(t *testing.T) {
 				mu.Lock()
 				stopped++
 				mu.Unlock()
-				inst, err := jsonschema.UnmarshalJSON(strings.NewReader(res.Text))
-				if err != nil {
-					t.Errorf("%s seed %d: %q does not parse: %v", name, seed, res.Text, err)
-					return
-				}
-				if err := v.Validate(inst); err != nil {
+				if err := sc.Validate(res.Text); err != nil {
 					t.Errorf("%s seed %d: %q is invalid: %v", name, seed, res.Text, err)
 				}
 			}()

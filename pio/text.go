@@ -14,6 +14,7 @@ type textCodec interface {
 	NewStreamDecoder(skipSpecial bool) streamDecoder
 	TokenID(s string) (int32, bool)
 	TokenBytes(id int32) []byte
+	IsAdded(id int32) bool
 	Render(msgs []Message, opt templateOptions) (string, error)
 }
 

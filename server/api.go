@@ -74,6 +74,7 @@ type samplingParams struct {
 	N                 *int
 	Stream            bool
 	StreamOptions     json.RawMessage
+	ResponseFormat    json.RawMessage // structured output (structured.go)
 
 	// Set by options.
 	n            int         // choices, 1..maxChoices
@@ -89,6 +90,7 @@ func (p *samplingParams) fields() map[string]any {
 		"presence_penalty": &p.PresencePenalty, "frequency_penalty": &p.FrequencyPenalty,
 		"logit_bias": &p.LogitBias, "seed": &p.Seed, "stop": &p.Stop, "stop_token_ids": &p.StopTokenIDs,
 		"ignore_eos": &p.IgnoreEOS, "n": &p.N, "stream": &p.Stream, "stream_options": &p.StreamOptions,
+		"response_format": &p.ResponseFormat,
 	}
 }
 
@@ -157,6 +159,9 @@ func (p *samplingParams) options(maxTokens *int, logprobs bool, topLogprobs int)
 		return o, e
 	}
 	if e := p.streamOptions(); e != nil {
+		return o, e
+	}
+	if o.Grammar, e = p.responseFormat(); e != nil {
 		return o, e
 	}
 	o.Temperature, o.TopP, o.MinP, o.RepetitionPenalty = p.Temperature, p.TopP, p.MinP, p.RepetitionPenalty
@@ -514,6 +519,10 @@ func parseChat(body []byte, d *Defaults) (*chatRequest, []pio.Message, pio.ChatO
 			return nil, nil, opt, badRequest("chat_template_kwargs.enable_thinking", "chat_template_kwargs.enable_thinking must be a boolean")
 		}
 		opt.EnableThinking = &b
+		if b && opt.Grammar != nil {
+			return nil, nil, opt, badRequest("chat_template_kwargs.enable_thinking",
+				"response_format with chat_template_kwargs.enable_thinking true is not supported: the answer would be constrained from the first token, before </think>; set enable_thinking false")
+		}
 	}
 	return &req, msgs, opt, nil
 }

@@ -17,7 +17,7 @@ import (
 //   - accepted: an OpenAI field that cannot change the answer (user,
 //     metadata, store: false, ...), checked for its type and not used;
 //   - refused: an OpenAI field, or a value of one, this server cannot honour
-//     (response_format json_schema, tool_choice "required", audio, ...): a
+//     (tool_choice "required", audio, ...): a
 //     400 that names it, so that no client believes it was applied;
 //   - extra: any other field. Frameworks add their own (vLLM's guided_json,
 //     min_tokens, ...); refusing them would break clients written for those
@@ -32,7 +32,8 @@ import (
 //
 // The fields vLLM added that this server implements (top_k, min_p,
 // repetition_penalty, stop_token_ids, ignore_eos, chat_template_kwargs,
-// reasoning_content in messages) are honoured like OpenAI's.
+// reasoning_content in messages) are honoured like OpenAI's, and so is
+// response_format on both endpoints (structured output, structured.go).
 
 // fieldCheck decides an accepted or refused field's value: it returns why
 // the value is refused, "" when it is accepted.
@@ -98,13 +99,6 @@ var harmless = map[string]fieldCheck{
 // refuses (the ones it honours are decoded) and the completions endpoint
 // refuses outright, as it does every chat field.
 var chatOnly = map[string]fieldCheck{
-	"response_format": func(raw json.RawMessage) string {
-		var f map[string]json.RawMessage // "type" exactly: encoding/json would take "Type" too
-		if isNull(raw) || json.Unmarshal(raw, &f) == nil && string(f["type"]) == `"text"` {
-			return ""
-		}
-		return `only {"type": "text"} is supported: structured output (json_object, json_schema) is not implemented`
-	},
 	"modalities": func(raw json.RawMessage) string {
 		var m []string
 		if isNull(raw) || json.Unmarshal(raw, &m) == nil && !slices.ContainsFunc(m, func(s string) bool { return s != "text" }) {

@@ -73,9 +73,12 @@ func TestRequestFields(t *testing.T) {
 	}
 	image := `"image_url":{"url":"data:image/png;base64,iVBORw0KGgo="`
 	refused := []struct{ url, body, param string }{
-		{chatURL, chat(`,"response_format":{"type":"json_object"}`), "response_format"},
-		{chatURL, chat(`,"response_format":{"type":"json_object","Type":"text"}`), "response_format"},
-		{chatURL, chat(`,"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{}}}`), "response_format"},
+		{chatURL, chat(`,"response_format":{"type":"json"}`), "response_format.type"},
+		{chatURL, chat(`,"response_format":{"type":"json_schema"}`), "response_format.json_schema"},
+		{chatURL, chat(`,"response_format":{"type":"json_schema","json_schema":{"schema":{}}}`), "response_format.json_schema.name"},
+		{chatURL, chat(`,"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"string","contentEncoding":"base64"}}}`), "response_format.json_schema.schema"},
+		{chatURL, chat(`,"response_format":{"type":"json_object"},"chat_template_kwargs":{"enable_thinking":true}`), "chat_template_kwargs.enable_thinking"},
+		{compURL, comp(`,"response_format":{"type":"xml"}`), "response_format.type"},
 		{chatURL, chat(`,` + tool + `,"tool_choice":"required"`), "tool_choice"},
 		{chatURL, chat(`,` + tool + `,"tool_choice":{"type":"function","function":{"name":"f"}}`), "tool_choice"},
 		{chatURL, chat(`,` + tool + `,"tool_choice":{"type":"allowed_tools","allowed_tools":{"mode":"auto","tools":[]}}`), "tool_choice"},
@@ -141,7 +144,6 @@ func TestRequestFields(t *testing.T) {
 		{compURL, comp(`,"tools":[]`), "tools"},
 		{compURL, comp(`,"tool_choice":"none"`), "tool_choice"},
 		{compURL, comp(`,"parallel_tool_calls":false`), "parallel_tool_calls"},
-		{compURL, comp(`,"response_format":{"type":"text"}`), "response_format"},
 		{compURL, comp(`,"max_completion_tokens":3`), "max_completion_tokens"},
 		{compURL, comp(`,"top_logprobs":2`), "top_logprobs"},
 		{compURL, comp(`,"reasoning_effort":"low"`), "reasoning_effort"},
@@ -184,6 +186,10 @@ func TestRequestFields(t *testing.T) {
 		{compURL, comp(`,"user":"u1","n":2,"best_of":3,"logit_bias":{"5":1},"seed":3,"temperature":1`)},
 		{compURL, comp(`,"suffix":"","echo":false,"stream":true,"stream_options":{"include_usage":true},"messages":null,"tool_choice":null`)},
 		{compURL, comp(`,"best_of":2,"n":2,"stream":true`)},
+		{chatURL, chat(`,"response_format":{"type":"json_object"}`)},
+		{chatURL, chat(`,"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"object"},"strict":true}}`)},
+		{compURL, comp(`,"response_format":{"type":"json_schema","json_schema":{"name":"x","description":"d","schema":{"enum":[1,2]},"strict":false}}`)},
+		{compURL, comp(`,"response_format":{"type":"text"}`)},
 	}
 	for _, c := range accepted {
 		if status, body := post(t, c.url, "", c.body); status != 200 {

@@ -9,13 +9,14 @@
 // packages below it; this one only speaks HTTP.
 //
 // Every OpenAI request field is honoured or refused: a field, or a value
-// of one, that the server cannot honour (response_format json_schema,
-// tool_choice "required", audio, ...) is a 400 naming it, never silently
-// dropped; fields that are not OpenAI's are accepted and named once in the
+// of one, that the server cannot honour (tool_choice "required", audio,
+// ...) is a 400 naming it, never silently dropped; fields that are not OpenAI's are accepted and named once in the
 // log (fields.go). Config.Defaults give the sampling parameters a request
 // leaves out (`piort serve`'s sampling flags; defaults.go). n choices (and
 // completions' best_of) run as sequences of their own that share the
-// prompt's cached blocks (choices.go).
+// prompt's cached blocks (choices.go). response_format json_object and
+// json_schema are enforced token by token (pio.GenerateOptions.Grammar;
+// structured.go).
 // Logprobs give each token's raw bytes (pio.Engine.TokenBytes) and
 // OpenAI's names and character offsets for tokens that hold part of a
 // character (tokens.go).

@@ -63,6 +63,14 @@ func (t *Tokenizer) TokenID(s string) (int32, bool) {
 	return id, ok
 }
 
+// IsAdded reports whether id is an added token (tokenizer.json's added_tokens: <|im_end|>,
+// and <think> or <tool_call> where they are not marked special), which Encode matches whole
+// rather than spelling it from the model's vocabulary.
+func (t *Tokenizer) IsAdded(id int32) bool {
+	_, ok := t.added[id]
+	return ok
+}
+
 // IsSpecial reports whether id is an added token marked special (skipped by Decode when asked).
 func (t *Tokenizer) IsSpecial(id int32) bool {
 	a, ok := t.added[id]
