@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -107,5 +108,30 @@ func TestGrammarThinkingRefused(t *testing.T) {
 		ChatOptions{GenerateOptions: GenerateOptions{MaxTokens: 4, Grammar: g}, EnableThinking: &on}, nil)
 	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "enable_thinking") {
 		t.Errorf("grammar with enable_thinking: %v, want ErrInvalid naming enable_thinking", err)
+	}
+}
+
+// TestGrammarVocab: the engine's grammar vocabulary holds every model
+// token's bytes, no added token (<|im_end|>, <think>: markup a parser
+// would read) and the EOS and end-of-turn ids as the ends.
+func TestGrammarVocab(t *testing.T) {
+	e, _ := load(t, Options{})
+	gv, err := e.grammarVocab()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gv2, _ := e.grammarVocab(); gv2 != gv {
+		t.Error("the vocabulary is built again")
+	}
+	for _, s := range []string{"<|im_end|>", "<|im_start|>", "<think>", "</think>", "<tool_call>"} {
+		if id, ok := e.text.TokenID(s); ok && gv.toks[id] != nil {
+			t.Errorf("added token %s (%d) is text in the grammar vocabulary", s, id)
+		}
+	}
+	if id, ok := e.text.TokenID("<|im_end|>"); !ok || !slices.Contains(gv.eos, id) {
+		t.Errorf("<|im_end|> (%d, %v) is not among the ends %v", id, ok, gv.eos)
+	}
+	if id, ok := e.text.TokenID("{"); !ok || string(gv.toks[id]) != "{" {
+		t.Errorf("token { (%d, %v) has bytes %q", id, ok, gv.toks[id])
 	}
 }

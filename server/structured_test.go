@@ -1,10 +1,14 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/shared"
 
 	"github.com/inference-pio/pio/internal/schemacheck"
 	"github.com/inference-pio/pio/pio"
@@ -66,5 +70,61 @@ func TestResponseFormat(t *testing.T) {
 	status, body := post(t, chatURL, "", `{"messages":[{"role":"user","content":"hi"}],"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"object","patternProperties":{"a":{}}}}}}`)
 	if m, param := apiErrorOf(t, body); status != 400 || param != "response_format.json_schema.schema" || !strings.Contains(m, "patternProperties") {
 		t.Errorf("unsupported keyword: status %d param %q message %q; want 400 naming patternProperties", status, param, m)
+	}
+}
+
+// TestResponseFormatOpenAIClient: the official Go client gets schema-valid
+// JSON for a strict json_schema, streamed or not.
+func TestResponseFormatOpenAIClient(t *testing.T) {
+	srv, _ := start(t, pio.Options{MaxStepTokens: 64, MaxSeqs: 8, CacheTokens: 8192}, Config{})
+	sc := schemacheck.Load(t, "..", "get_weather")
+	var schema map[string]any
+	if err := json.Unmarshal(sc.Src, &schema); err != nil {
+		t.Fatal(err)
+	}
+	c := client(srv.URL, "")
+	params := openai.ChatCompletionNewParams{
+		Model:       "tiny",
+		Messages:    []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Weather in Paris?")},
+		MaxTokens:   openai.Int(1024),
+		Temperature: openai.Float(1),
+		ResponseFormat: openai.ChatCompletionNewParamsResponseFormatUnion{OfJSONSchema: &shared.ResponseFormatJSONSchemaParam{
+			JSONSchema: shared.ResponseFormatJSONSchemaJSONSchemaParam{Name: "get_weather", Schema: schema, Strict: openai.Bool(true)},
+		}},
+	}
+	params.SetExtraFields(map[string]any{"chat_template_kwargs": map[string]any{"enable_thinking": false}})
+	valid := 0
+	for seed := int64(1); seed <= 8; seed++ {
+		params.Seed = openai.Int(seed)
+		r, err := c.Chat.Completions.New(context.Background(), params)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ch := r.Choices[0]; ch.FinishReason == "stop" {
+			if err := sc.Validate(ch.Message.Content); err != nil {
+				t.Errorf("seed %d: %q is invalid: %v", seed, ch.Message.Content, err)
+			}
+		}
+		st := c.Chat.Completions.NewStreaming(context.Background(), params)
+		var acc openai.ChatCompletionAccumulator
+		for st.Next() {
+			acc.AddChunk(st.Current())
+		}
+		if err := st.Err(); err != nil {
+			t.Fatal(err)
+		}
+		if ch := acc.Choices[0]; ch.FinishReason == "stop" {
+			if ch.Message.Content != r.Choices[0].Message.Content {
+				t.Errorf("seed %d: streamed %q, not streamed %q", seed, ch.Message.Content, r.Choices[0].Message.Content)
+			}
+			if err := sc.Validate(ch.Message.Content); err != nil {
+				t.Errorf("seed %d: streamed %q is invalid: %v", seed, ch.Message.Content, err)
+			}
+			valid++
+		}
+	}
+	t.Logf("%d of 8 seeds finished, each valid and equal streamed", valid)
+	if valid < 6 {
+		t.Errorf("only %d of 8 seeds finished within 1024 tokens", valid)
 	}
 }
