@@ -329,9 +329,11 @@ type GenerateOptions struct {
 	// the grammar is complete. Such a request takes its tokens from the
 	// full row of logits (sample.Options.Constraint). The mask is built
 	// over the engine's vocabulary, which is arranged once, on the first
-	// constrained request. Chat refuses a grammar when the template opens
-	// a reasoning block (enable_thinking): constraining after </think> is
-	// not implemented.
+	// constrained request. In Chat, a model that reasons (its tokenizer
+	// has <think> and </think>) reasons unconstrained and the grammar
+	// starts after </think>: from the start of the answer when the
+	// template opens the block, else the first token may open one
+	// (unless enable_thinking is false) and is otherwise the grammar's.
 	Grammar *grammar.Grammar
 }
 
@@ -429,11 +431,12 @@ func (e *Engine) Generate(ctx context.Context, prompt string, opt GenerateOption
 
 // GenerateIDs completes a prompt of token ids.
 func (e *Engine) GenerateIDs(ctx context.Context, prompt []int32, opt GenerateOptions, fn func(Chunk)) (Result, error) {
-	return e.generate(ctx, prompt, opt, nil, fn)
+	return e.generate(ctx, prompt, opt, nil, nil, fn)
 }
 
-// generate runs one request; extraStop are more end-of-turn ids.
-func (e *Engine) generate(ctx context.Context, prompt []int32, opt GenerateOptions, extraStop []int32, fn func(Chunk)) (Result, error) {
+// generate runs one request; extraStop are more end-of-turn ids; think,
+// when set, starts opt.Grammar after the model's reasoning (Chat).
+func (e *Engine) generate(ctx context.Context, prompt []int32, opt GenerateOptions, extraStop []int32, think *thinkTokens, fn func(Chunk)) (Result, error) {
 	if opt.MaxTokens < 0 {
 		return Result{}, fmt.Errorf("pio: %w: max tokens must be >= 0, got %d", ErrInvalid, opt.MaxTokens)
 	}
@@ -480,6 +483,9 @@ func (e *Engine) generate(ctx context.Context, prompt []int32, opt GenerateOptio
 			return Result{}, err
 		}
 		so.Constraint = c
+		if think != nil {
+			so.Constraint = think.gate(c)
+		}
 	}
 	req.Prompt, req.MaxTokens, req.Sample, req.StopIDs = prompt, maxTokens, so, stopIDs
 	st, err := e.sched.Submit(ctx, req)
@@ -602,8 +608,11 @@ func (e *Engine) Chat(ctx context.Context, msgs []Message, opt ChatOptions, fn f
 	if err != nil {
 		return ChatResult{}, err
 	}
-	if opt.Grammar != nil && (thinkingOpen(prompt) || opt.EnableThinking != nil && *opt.EnableThinking) {
-		return ChatResult{}, fmt.Errorf("pio: %w: a grammar (response_format) with enable_thinking: constraining the answer after </think> is not implemented; set enable_thinking false", ErrInvalid)
+	var think *thinkTokens
+	if opt.Grammar != nil {
+		if think, err = e.thinkTokens(prompt, opt.EnableThinking); err != nil {
+			return ChatResult{}, err
+		}
 	}
 	ids := e.text.Encode(prompt)
 	if imgs := chat.Images(msgs); len(imgs) > 0 {
@@ -632,7 +641,7 @@ func (e *Engine) Chat(ctx context.Context, msgs []Message, opt ChatOptions, fn f
 			fn(ChatChunk{Content: d.Content, Reasoning: d.Reasoning, ToolCalls: d.Calls, Tokens: c.Tokens, Logprobs: c.Logprobs})
 		}
 	}
-	res, err := e.generate(ctx, ids, opt.GenerateOptions, e.chatEOS, func(c Chunk) { add(parser.Add(c.Text), c) })
+	res, err := e.generate(ctx, ids, opt.GenerateOptions, e.chatEOS, think, func(c Chunk) { add(parser.Add(c.Text), c) })
 	out.Result = res
 	if err != nil {
 		return out, err

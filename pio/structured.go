@@ -105,3 +105,98 @@ func (e *Engine) constraint(g *grammar.Grammar) (*grammarConstraint, error) {
 func thinkingOpen(prompt string) bool {
 	return strings.HasSuffix(strings.TrimRight(prompt, "\n"), "<think>")
 }
+
+// thinkTokens are a reasoning model's <think> and </think> ids and where a
+// chat generation starts: inside the block, or where one may open.
+type thinkTokens struct {
+	open, close int32
+	inside      bool // the prompt opened the block
+	mayOpen     bool // the first token may open one
+}
+
+// thinkTokens says how a grammar starts in a chat whose rendered prompt is
+// prompt: nil when the model does not reason (the grammar starts at the
+// first token), an error when the prompt opens a reasoning block the
+// tokenizer cannot close.
+func (e *Engine) thinkTokens(prompt string, enable *bool) (*thinkTokens, error) {
+	open, ok1 := e.text.TokenID("<think>")
+	closeID, ok2 := e.text.TokenID("</think>")
+	inside := thinkingOpen(prompt)
+	if !ok1 || !ok2 {
+		if inside {
+			return nil, fmt.Errorf("pio: %w: the prompt opens a reasoning block and the tokenizer has no </think> token: a grammar (response_format) cannot start after it; set enable_thinking false", ErrInvalid)
+		}
+		return nil, nil
+	}
+	if !inside && enable != nil && !*enable {
+		return nil, nil
+	}
+	return &thinkTokens{open: open, close: closeID, inside: inside, mayOpen: !inside}, nil
+}
+
+func (t *thinkTokens) gate(c *grammarConstraint) *thinkGate {
+	g := &thinkGate{t: *t, inner: c, state: gateMayOpen}
+	if t.inside {
+		g.state = gateThinking
+	}
+	return g
+}
+
+// thinkGate is a grammar that starts after the model's reasoning
+// (sample.Constraint): while reasoning, every token but the ends may come
+// (so a reasoning cut by max_tokens leaves no JSON, and a random model
+// cannot end the turn before answering); </think> starts the grammar.
+type thinkGate struct {
+	t     thinkTokens
+	inner *grammarConstraint
+	state int
+}
+
+const (
+	gateMayOpen  = iota // the first token: the grammar's, or <think>
+	gateThinking        // inside the block, until </think>
+	gateGrammar         // the answer
+)
+
+func (g *thinkGate) Mask(dst []uint64) {
+	switch g.state {
+	case gateThinking:
+		for i := range dst {
+			dst[i] = ^uint64(0)
+		}
+		for _, id := range g.inner.gv.eos {
+			if int(id/64) < len(dst) {
+				dst[id/64] &^= 1 << (uint(id) % 64)
+			}
+		}
+	case gateMayOpen:
+		g.inner.Mask(dst)
+		if id := g.t.open; int(id/64) < len(dst) {
+			dst[id/64] |= 1 << (uint(id) % 64)
+		}
+	default:
+		g.inner.Mask(dst)
+	}
+}
+
+func (g *thinkGate) Accept(id int32) error {
+	switch g.state {
+	case gateMayOpen:
+		if id == g.t.open {
+			g.state = gateThinking
+			return nil
+		}
+		g.state = gateGrammar
+	case gateThinking:
+		if slices.Contains(g.inner.gv.eos, id) {
+			return errGrammarRejects
+		}
+		if id == g.t.close {
+			g.state = gateGrammar
+		}
+		return nil
+	}
+	return g.inner.Accept(id)
+}
+
+func (g *thinkGate) Done() bool { return g.state == gateGrammar && g.inner.Done() }

@@ -3,7 +3,6 @@ package pio
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"slices"
 	"strings"
 	"sync"
@@ -96,18 +95,82 @@ func TestGrammarSchemaValid(t *testing.T) {
 	t.Logf("greedy json_object (%s): %q", res.FinishReason, res.Text)
 }
 
-// TestGrammarThinkingRefused: Chat refuses a grammar when thinking is on.
-func TestGrammarThinkingRefused(t *testing.T) {
-	e, _ := load(t, Options{})
+// TestGrammarAfterThinking: in Chat with thinking on, the model reasons
+// unconstrained (every token but the ends) and the grammar starts after
+// </think>; the answer of every finished chat is a JSON object.
+func TestGrammarAfterThinking(t *testing.T) {
+	e, _ := load(t, Options{MaxStepTokens: 64, MaxSeqs: 8, CacheTokens: 8192})
 	g, err := grammar.JSONSchema([]byte(`{"type":"object"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	on := true
-	_, err = e.Chat(context.Background(), []Message{{Role: "user", Content: "Hi"}},
-		ChatOptions{GenerateOptions: GenerateOptions{MaxTokens: 4, Grammar: g}, EnableThinking: &on}, nil)
-	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "enable_thinking") {
-		t.Errorf("grammar with enable_thinking: %v, want ErrInvalid naming enable_thinking", err)
+	// The gate itself, from inside the block.
+	tt, err := e.thinkTokens("<|im_start|>assistant\n<think>\n", nil)
+	if err != nil || tt == nil || !tt.inside {
+		t.Fatalf("thinkTokens: %+v %v", tt, err)
+	}
+	c, err := e.constraint(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gate := tt.gate(c)
+	words := (e.vocab + 63) / 64
+	mask := make([]uint64, words)
+	gate.Mask(mask)
+	for id := int32(0); id < int32(e.vocab); id++ {
+		if on := mask[id/64]>>(uint(id)%64)&1 == 1; on == slices.Contains(c.gv.eos, id) {
+			t.Fatalf("thinking: token %d allowed %v", id, on)
+		}
+	}
+	brace, _ := e.text.TokenID("{")
+	for _, id := range []int32{brace, 7, tt.open, tt.close} {
+		if err := gate.Accept(id); err != nil {
+			t.Fatalf("thinking: token %d: %v", id, err)
+		}
+	}
+	want := make([]uint64, words)
+	c2, _ := e.constraint(g)
+	c2.Mask(want)
+	clear(mask)
+	gate.Mask(mask)
+	if !slices.Equal(mask, want) {
+		t.Fatal("after </think> the mask is not the grammar's start")
+	}
+	if a, ok := e.text.TokenID("a"); !ok || gate.Accept(a) == nil || gate.Accept(brace) != nil {
+		t.Fatal("after </think> the grammar does not constrain: an object starts with {")
+	}
+	off := false
+	if tt, _ := e.thinkTokens("<|im_start|>assistant\n", &off); tt != nil {
+		t.Errorf("enable_thinking false: %+v, want the grammar from the first token", tt)
+	}
+
+	// Chats with thinking on.
+	on, one := true, 1.0
+	finished, reasoned := 0, 0
+	for i := range 16 {
+		seed := uint64(i)
+		res, err := e.Chat(context.Background(), []Message{{Role: "user", Content: "Hi"}},
+			ChatOptions{GenerateOptions: GenerateOptions{MaxTokens: 512, Temperature: &one, Seed: &seed, Grammar: g}, EnableThinking: &on}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.FinishReason != "stop" {
+			continue
+		}
+		finished++
+		if res.ReasoningContent != "" {
+			reasoned++
+		}
+		var m map[string]any
+		dec := json.NewDecoder(strings.NewReader(res.Content))
+		dec.UseNumber()
+		if err := dec.Decode(&m); err != nil {
+			t.Errorf("seed %d: content %q (reasoning %q) is no JSON object: %v", seed, res.Content, res.ReasoningContent, err)
+		}
+	}
+	t.Logf("%d of 16 chats finished (%d after reasoning), each answer a JSON object", finished, reasoned)
+	if finished < 8 {
+		t.Errorf("only %d of 16 chats finished", finished)
 	}
 }
 

@@ -519,10 +519,6 @@ func parseChat(body []byte, d *Defaults) (*chatRequest, []pio.Message, pio.ChatO
 			return nil, nil, opt, badRequest("chat_template_kwargs.enable_thinking", "chat_template_kwargs.enable_thinking must be a boolean")
 		}
 		opt.EnableThinking = &b
-		if b && opt.Grammar != nil {
-			return nil, nil, opt, badRequest("chat_template_kwargs.enable_thinking",
-				"response_format with chat_template_kwargs.enable_thinking true is not supported: the answer would be constrained from the first token, before </think>; set enable_thinking false")
-		}
 	}
 	return &req, msgs, opt, nil
 }

@@ -17,7 +17,9 @@ var anyObject = sync.OnceValues(func() (*grammar.Grammar, error) {
 // grammar of any JSON object; {"type":"json_schema","json_schema":{"name":
 // ...,"schema":{...},"strict":...}} that of the schema (grammar.JSONSchema;
 // a keyword it does not support is a 400 naming it). strict is accepted
-// either way: the schema is always enforced, token by token.
+// either way: the schema is always enforced, token by token. In a chat
+// with a reasoning model the constraint starts after </think>
+// (pio.GenerateOptions.Grammar).
 func (p *samplingParams) responseFormat() (*grammar.Grammar, *apiError) {
 	if isNull(p.ResponseFormat) {
 		return nil, nil
