@@ -28,6 +28,12 @@ func Load(tb testing.TB, dir, name string) *Schema {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	return Compile(tb, name, src)
+}
+
+// Compile is the validator of the schema src (named name in errors).
+func Compile(tb testing.TB, name string, src []byte) *Schema {
+	tb.Helper()
 	c := jsonschema.NewCompiler()
 	c.AssertFormat()
 	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(src))
