@@ -581,6 +581,14 @@ type ChatOptions struct {
 	ParseToolCalls bool              // split tool calls out of the answer (default when Tools are given)
 	EnableThinking *bool             // the template's enable_thinking; nil leaves its default
 	TemplateExtra  map[string]any    // more template variables
+	// ToolChoice, when set, forces the answer to be tool calls of Tools
+	// (OpenAI's tool_choice "required" or a named function), enforced per
+	// token by the grammar toolcall.Grammar builds for the model's own
+	// tool-call format, each call's arguments valid under its tool's
+	// parameters schema; as with Grammar, a reasoning model reasons first.
+	// It cannot be combined with Grammar. A schema the format cannot
+	// enforce is an ErrInvalid wrapping a *toolcall.SchemaError.
+	ToolChoice *toolcall.Force
 }
 
 // ChatChunk is a streamed piece of the assistant's message.
@@ -607,6 +615,16 @@ func (e *Engine) Chat(ctx context.Context, msgs []Message, opt ChatOptions, fn f
 	prompt, err := e.RenderChat(msgs, opt)
 	if err != nil {
 		return ChatResult{}, err
+	}
+	if opt.ToolChoice != nil {
+		if opt.Grammar != nil {
+			return ChatResult{}, fmt.Errorf("pio: %w: a grammar and a forced tool choice cannot be combined", ErrInvalid)
+		}
+		g, err := toolcall.Grammar(e.toolFormat(), opt.Tools, *opt.ToolChoice)
+		if err != nil {
+			return ChatResult{}, fmt.Errorf("pio: %w: %w", ErrInvalid, err)
+		}
+		opt.Grammar = g
 	}
 	var think *thinkTokens
 	if opt.Grammar != nil {

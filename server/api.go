@@ -11,6 +11,7 @@ import (
 	"github.com/inference-pio/pio/frontends/chat"
 	"github.com/inference-pio/pio/pio"
 	"github.com/inference-pio/pio/runtime/sample"
+	"github.com/inference-pio/pio/runtime/toolcall"
 )
 
 // apiError is an OpenAI error body.
@@ -502,13 +503,19 @@ func parseChat(body []byte, d *Defaults) (*chatRequest, []pio.Message, pio.ChatO
 			return nil, nil, opt, e
 		}
 	}
-	useTools, e := toolChoice(req.ToolChoice)
+	useTools, force, e := toolChoice(req.ToolChoice, req.Tools, req.oneToolCall())
 	if e != nil {
 		return nil, nil, opt, e
 	}
 	if useTools && len(req.Tools) > 0 {
 		opt.Tools = req.Tools
 		opt.ParseToolCalls = true
+	}
+	if force != nil {
+		if opt.Grammar != nil {
+			return nil, nil, opt, badRequest("tool_choice", "tool_choice forcing a tool call cannot be combined with response_format json_object or json_schema")
+		}
+		opt.ToolChoice = force
 	}
 	if opt.TemplateExtra, e = templateKwargs(req.ChatTemplateKwargs); e != nil {
 		return nil, nil, opt, e
@@ -608,35 +615,63 @@ func checkTool(raw json.RawMessage, i int, x *extraFields) *apiError {
 }
 
 // toolChoice reads tool_choice and reports whether the request's tools are
-// used. "auto" (the default) renders them into the prompt and parses tool
-// calls out of the answer; "none" does neither — the template never shows
-// the model the tools, and markup it writes anyway stays content — so no
-// call can come back, as OpenAI defines "none". "required", a named
-// function and allowed_tools would need generation constrained to a call,
-// which this server does not do: they are refused.
-func toolChoice(raw json.RawMessage) (bool, *apiError) {
+// used, and what a call is forced to be. "auto" (the default) renders them
+// into the prompt and parses tool calls out of the answer; "none" does
+// neither — the template never shows the model the tools, and markup it
+// writes anyway stays content — so no call can come back, as OpenAI
+// defines "none". "required" and a named function ({"type": "function",
+// "function": {"name": ...}}) force the answer to be tool calls (of any of
+// the tools, one or more, exactly one with parallel_tool_calls false; or
+// exactly one call of the named function, which must be among tools),
+// enforced per token in the model's own tool-call format with the tools'
+// parameter schemas (pio.ChatOptions.ToolChoice). allowed_tools is
+// refused.
+func toolChoice(raw json.RawMessage, tools []json.RawMessage, one bool) (bool, *toolcall.Force, *apiError) {
 	if isNull(raw) {
-		return true, nil
+		return true, nil, nil
 	}
 	var choice string
 	if json.Unmarshal(raw, &choice) == nil {
 		switch choice {
 		case "auto":
-			return true, nil
+			return true, nil, nil
 		case "none":
-			return false, nil
+			return false, nil, nil
 		case "required":
-			return false, badRequest("tool_choice", `tool_choice "required" is not supported: the server cannot force a tool call; use "auto"`)
+			if len(tools) == 0 {
+				return false, nil, badRequest("tool_choice", `tool_choice "required" needs tools`)
+			}
+			return true, &toolcall.Force{One: one}, nil
 		}
-		return false, badRequest("tool_choice", `tool_choice must be "none" or "auto", got %q`, choice)
+		return false, nil, badRequest("tool_choice", `tool_choice must be "none", "auto" or "required", got %q`, choice)
 	}
 	var named struct {
-		Type string `json:"type"`
+		Type     string `json:"type"`
+		Function struct {
+			Name string `json:"name"`
+		} `json:"function"`
 	}
-	if json.Unmarshal(raw, &named) == nil && named.Type != "" {
-		return false, badRequest("tool_choice", "tool_choice of type %q (forcing a tool) is not supported: the server cannot force a tool call; use \"auto\"", named.Type)
+	if json.Unmarshal(raw, &named) != nil || named.Type == "" {
+		return false, nil, badRequest("tool_choice", `tool_choice must be "none", "auto", "required" or {"type": "function", "function": {"name": ...}}`)
 	}
-	return false, badRequest("tool_choice", `tool_choice must be "none" or "auto"`)
+	if named.Type != "function" {
+		return false, nil, badRequest("tool_choice", "tool_choice of type %q is not supported (only \"function\")", named.Type)
+	}
+	name := named.Function.Name
+	if name == "" {
+		return false, nil, badRequest("tool_choice", "tool_choice.function.name is required")
+	}
+	for _, t := range tools {
+		var def struct {
+			Function struct {
+				Name string `json:"name"`
+			} `json:"function"`
+		}
+		if json.Unmarshal(t, &def) == nil && def.Function.Name == name {
+			return true, &toolcall.Force{Name: name, One: true}, nil
+		}
+	}
+	return false, nil, badRequest("tool_choice", "tool_choice names the function %q, which is not among the tools", name)
 }
 
 // parseCompletion validates a completion request; the prompt is text or

@@ -17,7 +17,7 @@ import (
 //   - accepted: an OpenAI field that cannot change the answer (user,
 //     metadata, store: false, ...), checked for its type and not used;
 //   - refused: an OpenAI field, or a value of one, this server cannot honour
-//     (tool_choice "required", audio, ...): a
+//     (tool_choice allowed_tools, audio, ...): a
 //     400 that names it, so that no client believes it was applied;
 //   - extra: any other field. Frameworks add their own (vLLM's guided_json,
 //     min_tokens, ...); refusing them would break clients written for those

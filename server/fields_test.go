@@ -78,8 +78,11 @@ func TestRequestFields(t *testing.T) {
 		{chatURL, chat(`,"response_format":{"type":"json_schema","json_schema":{"schema":{}}}`), "response_format.json_schema.name"},
 		{chatURL, chat(`,"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"string","contentEncoding":"base64"}}}`), "response_format.json_schema.schema"},
 		{compURL, comp(`,"response_format":{"type":"xml"}`), "response_format.type"},
-		{chatURL, chat(`,` + tool + `,"tool_choice":"required"`), "tool_choice"},
-		{chatURL, chat(`,` + tool + `,"tool_choice":{"type":"function","function":{"name":"f"}}`), "tool_choice"},
+		{chatURL, chat(`,"tool_choice":"required"`), "tool_choice"},                                                       // no tools
+		{chatURL, chat(`,` + tool + `,"tool_choice":{"type":"function","function":{"name":"g"}}`), "tool_choice"},         // not among the tools
+		{chatURL, chat(`,` + tool + `,"tool_choice":{"type":"function","function":{}}`), "tool_choice"},                   // no name
+		{chatURL, chat(`,` + tool + `,"tool_choice":"required","response_format":{"type":"json_object"}`), "tool_choice"}, // two constraints
+		{chatURL, chat(`,"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"a":{"type":"string","contentEncoding":"base64"}}}}}],"tool_choice":"required"`), "tools[0].function.parameters"},
 		{chatURL, chat(`,` + tool + `,"tool_choice":{"type":"allowed_tools","allowed_tools":{"mode":"auto","tools":[]}}`), "tool_choice"},
 		{chatURL, chat(`,"tool_choice":"sometimes"`), "tool_choice"},
 		{chatURL, chat(`,"tools":[{"type":"function","function":{"name":"f","strict":true}}]`), "tools[0].function.strict"},

@@ -9,14 +9,15 @@
 // packages below it; this one only speaks HTTP.
 //
 // Every OpenAI request field is honoured or refused: a field, or a value
-// of one, that the server cannot honour (tool_choice "required", audio,
+// of one, that the server cannot honour (tool_choice allowed_tools, audio,
 // ...) is a 400 naming it, never silently dropped; fields that are not OpenAI's are accepted and named once in the
 // log (fields.go). Config.Defaults give the sampling parameters a request
 // leaves out (`piort serve`'s sampling flags; defaults.go). n choices (and
 // completions' best_of) run as sequences of their own that share the
 // prompt's cached blocks (choices.go). response_format json_object and
 // json_schema are enforced token by token (pio.GenerateOptions.Grammar;
-// structured.go).
+// structured.go), and so are tool_choice "required" and a named function,
+// in the model's own tool-call format (pio.ChatOptions.ToolChoice; api.go).
 // Logprobs give each token's raw bytes (pio.Engine.TokenBytes) and
 // OpenAI's names and character offsets for tokens that hold part of a
 // character (tokens.go).
@@ -39,6 +40,7 @@ import (
 
 	"github.com/inference-pio/pio/pio"
 	"github.com/inference-pio/pio/runtime/scheduler"
+	"github.com/inference-pio/pio/runtime/toolcall"
 )
 
 // Config configures a Server.
@@ -168,7 +170,12 @@ func engineError(err error) *apiError {
 		return &apiError{status: 400, Message: err.Error(), Type: "invalid_request_error", Code: &code}
 	case errors.Is(err, scheduler.ErrInvalid):
 		e := &apiError{status: 400, Message: err.Error(), Type: "invalid_request_error"}
-		if strings.Contains(e.Message, "logit_bias") { // a token id outside the vocabulary
+		var se *toolcall.SchemaError
+		switch {
+		case errors.As(err, &se): // a tool schema tool_choice cannot enforce
+			param := fmt.Sprintf("tools[%d].function.parameters", se.Tool)
+			e.Param = &param
+		case strings.Contains(e.Message, "logit_bias"): // a token id outside the vocabulary
 			param := "logit_bias"
 			e.Param = &param
 		}
