@@ -127,6 +127,8 @@ type Engine struct {
 
 	gvOnce sync.Once // builds gv on the first constrained request
 	gv     *grammarVocab
+	mvOnce sync.Once     // builds mv on the first forced tool call
+	mv     *grammarVocab // gv with the tool-call markup tokens as text
 }
 
 // Load opens an engine file and starts its scheduler.
@@ -431,12 +433,14 @@ func (e *Engine) Generate(ctx context.Context, prompt string, opt GenerateOption
 
 // GenerateIDs completes a prompt of token ids.
 func (e *Engine) GenerateIDs(ctx context.Context, prompt []int32, opt GenerateOptions, fn func(Chunk)) (Result, error) {
-	return e.generate(ctx, prompt, opt, nil, nil, fn)
+	return e.generate(ctx, prompt, opt, nil, nil, false, fn)
 }
 
 // generate runs one request; extraStop are more end-of-turn ids; think,
-// when set, starts opt.Grammar after the model's reasoning (Chat).
-func (e *Engine) generate(ctx context.Context, prompt []int32, opt GenerateOptions, extraStop []int32, think *thinkTokens, fn func(Chunk)) (Result, error) {
+// when set, starts opt.Grammar after the model's reasoning (Chat); markup
+// says opt.Grammar is a tool-call grammar, run over the vocabulary with
+// the markup tokens (markupVocab).
+func (e *Engine) generate(ctx context.Context, prompt []int32, opt GenerateOptions, extraStop []int32, think *thinkTokens, markup bool, fn func(Chunk)) (Result, error) {
 	if opt.MaxTokens < 0 {
 		return Result{}, fmt.Errorf("pio: %w: max tokens must be >= 0, got %d", ErrInvalid, opt.MaxTokens)
 	}
@@ -478,7 +482,7 @@ func (e *Engine) generate(ctx context.Context, prompt []int32, opt GenerateOptio
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if opt.Grammar != nil {
-		c, err := e.constraint(opt.Grammar)
+		c, err := e.constraintOver(opt.Grammar, markup)
 		if err != nil {
 			return Result{}, err
 		}
@@ -586,6 +590,8 @@ type ChatOptions struct {
 	// token by the grammar toolcall.Grammar builds for the model's own
 	// tool-call format, each call's arguments valid under its tool's
 	// parameters schema; as with Grammar, a reasoning model reasons first.
+	// The markup's added tokens (<tool_call>, ...) are allowed as their
+	// text where the grammar puts the markup (markupVocab).
 	// It cannot be combined with Grammar. A schema the format cannot
 	// enforce is an ErrInvalid wrapping a *toolcall.SchemaError.
 	ToolChoice *toolcall.Force
@@ -659,7 +665,7 @@ func (e *Engine) Chat(ctx context.Context, msgs []Message, opt ChatOptions, fn f
 			fn(ChatChunk{Content: d.Content, Reasoning: d.Reasoning, ToolCalls: d.Calls, Tokens: c.Tokens, Logprobs: c.Logprobs})
 		}
 	}
-	res, err := e.generate(ctx, ids, opt.GenerateOptions, e.chatEOS, think, func(c Chunk) { add(parser.Add(c.Text), c) })
+	res, err := e.generate(ctx, ids, opt.GenerateOptions, e.chatEOS, think, opt.ToolChoice != nil, func(c Chunk) { add(parser.Add(c.Text), c) })
 	out.Result = res
 	if err != nil {
 		return out, err

@@ -26,23 +26,57 @@ func (e *Engine) grammarVocab() (*grammarVocab, error) {
 	if e.text == nil {
 		return nil, fmt.Errorf("pio: structured output needs a tokenizer: %w", e.noTok)
 	}
-	e.gvOnce.Do(func() {
-		toks := make([][]byte, e.vocab)
-		for id := range toks {
-			if e.text.IsAdded(int32(id)) {
-				continue // markup, never inside the constrained output
-			}
-			toks[id] = e.text.TokenBytes(int32(id))
-		}
-		eos := slices.Concat(e.eos, e.chatEOS)
-		for _, id := range eos {
-			if id >= 0 && int(id) < len(toks) {
-				toks[id] = nil
-			}
-		}
-		e.gv = &grammarVocab{v: grammar.NewVocab(toks, eos), toks: toks, eos: eos}
-	})
+	e.gvOnce.Do(func() { e.gv = e.buildVocab(nil) })
 	return e.gv, nil
+}
+
+// toolMarkup is the markup of the tool-call formats (toolcall.Grammar)
+// that tokenizers hold as added tokens: Qwen3's <tool_call> and
+// </tool_call>, GLM-4.7's <arg_key> and <arg_value> pairs.
+var toolMarkup = []string{"<tool_call>", "</tool_call>", "<arg_key>", "</arg_key>", "<arg_value>", "</arg_value>"}
+
+// markupVocab is grammarVocab with the added tokens of toolMarkup as the
+// text they spell, for the tool-call grammars: a model writes its call
+// markup with the token it was trained to use, not spelled from ordinary
+// tokens. Only tokens that decode to their text count (a special token,
+// which decoding skips, would never reach the tool-call parser). The
+// grammars keep the markup out of the values (raw text avoids it, JSON
+// strings have no raw "<"), so the tokens can only stand where the
+// grammar puts the markup.
+func (e *Engine) markupVocab() (*grammarVocab, error) {
+	if e.text == nil {
+		return nil, fmt.Errorf("pio: structured output needs a tokenizer: %w", e.noTok)
+	}
+	e.mvOnce.Do(func() {
+		markup := map[int32][]byte{}
+		for _, s := range toolMarkup {
+			if id, ok := e.text.TokenID(s); ok && e.text.Decode([]int32{id}, true) == s {
+				markup[id] = []byte(s)
+			}
+		}
+		e.mv = e.buildVocab(markup)
+	})
+	return e.mv, nil
+}
+
+// buildVocab arranges the vocabulary; markup gives added tokens that are
+// text.
+func (e *Engine) buildVocab(markup map[int32][]byte) *grammarVocab {
+	toks := make([][]byte, e.vocab)
+	for id := range toks {
+		if e.text.IsAdded(int32(id)) {
+			toks[id] = markup[int32(id)] // markup, never inside the constrained output, but for these
+			continue
+		}
+		toks[id] = e.text.TokenBytes(int32(id))
+	}
+	eos := slices.Concat(e.eos, e.chatEOS)
+	for _, id := range eos {
+		if id >= 0 && int(id) < len(toks) {
+			toks[id] = nil
+		}
+	}
+	return &grammarVocab{v: grammar.NewVocab(toks, eos), toks: toks, eos: eos}
 }
 
 // grammarConstraint is a grammar following one generation's tokens
@@ -93,7 +127,17 @@ func (c *grammarConstraint) Done() bool { return c.ended || c.m.Done() }
 
 // constraint returns a fresh constraint of g over the engine's vocabulary.
 func (e *Engine) constraint(g *grammar.Grammar) (*grammarConstraint, error) {
-	gv, err := e.grammarVocab()
+	return e.constraintOver(g, false)
+}
+
+// constraintOver is constraint, over the vocabulary with the tool-call
+// markup tokens when markup is set.
+func (e *Engine) constraintOver(g *grammar.Grammar, markup bool) (*grammarConstraint, error) {
+	vocab := e.grammarVocab
+	if markup {
+		vocab = e.markupVocab
+	}
+	gv, err := vocab()
 	if err != nil {
 		return nil, err
 	}

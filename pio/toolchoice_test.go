@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -78,7 +79,8 @@ func (s forcedSet) check(format, reasoning, text, want string) (int, error) {
 
 // TestToolChoiceFormats: sampling at temperature 1 from the tiny model
 // under each tool-call format's grammar (the format chosen here, not by
-// the tiny model's architecture): every finished output parses, through
+// the tiny model's architecture), over the vocabulary with the markup
+// tokens and without: every finished output parses, through
 // that format's own parser, into calls of the offered tools (the named one
 // when named; exactly one when one is asked) whose arguments the
 // independent validator accepts.
@@ -93,6 +95,7 @@ func TestToolChoiceFormats(t *testing.T) {
 		n = 6
 	}
 	one := 1.0
+	markup, _ := e.text.TokenID("<tool_call>")
 	for _, format := range []string{"qwen3", "qwen3-coder", "glm47"} {
 		set := forcedTools(t, format == "qwen3", false)
 		for _, f := range []toolcall.Force{{}, {One: true}, {Name: "write_file"}} {
@@ -102,13 +105,17 @@ func TestToolChoiceFormats(t *testing.T) {
 			}
 			var mu sync.Mutex
 			var wg sync.WaitGroup
-			finished := 0
+			finished, used := 0, 0
 			for i := range n {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
 					seed := uint64(100 + i)
-					res, err := e.GenerateIDs(context.Background(), prompt, GenerateOptions{MaxTokens: 768, Temperature: &one, Seed: &seed, Grammar: g}, nil)
+					// Half over the vocabulary with the markup tokens (as Chat
+					// does), half with the markup spelled from ordinary tokens.
+					markupVocab := i%2 == 0
+					opt := GenerateOptions{MaxTokens: 768, Temperature: &one, Seed: &seed, Grammar: g}
+					res, err := e.generate(context.Background(), prompt, opt, nil, nil, markupVocab, nil)
 					if err != nil {
 						t.Errorf("%s %+v seed %d: %v", format, f, seed, err)
 						return
@@ -118,6 +125,11 @@ func TestToolChoiceFormats(t *testing.T) {
 							t.Errorf("%s %+v seed %d: truncated %q is no prefix of the grammar", format, f, seed, res.Text)
 						}
 						return
+					}
+					if markupVocab && slices.Contains(res.Tokens, markup) {
+						mu.Lock()
+						used++
+						mu.Unlock()
 					}
 					k, err := set.check(format, "", res.Text, f.Name)
 					if err != nil {
@@ -133,7 +145,7 @@ func TestToolChoiceFormats(t *testing.T) {
 				}()
 			}
 			wg.Wait()
-			t.Logf("%s %+v: %d of %d finished, all valid calls", format, f, finished, n)
+			t.Logf("%s %+v: %d of %d finished, all valid calls (%d with the <tool_call> token)", format, f, finished, n, used)
 			if finished < n/2 {
 				t.Errorf("%s %+v: only %d of %d finished", format, f, finished, n)
 			}
@@ -196,5 +208,61 @@ func TestChatToolChoice(t *testing.T) {
 	var se *toolcall.SchemaError
 	if !errors.Is(err, ErrInvalid) || !errors.As(err, &se) || !strings.Contains(err.Error(), "contentEncoding") {
 		t.Errorf("unsupported keyword: %v", err)
+	}
+}
+
+// TestMarkupVocab: the vocabulary of the tool-call grammars has the
+// tokenizer's <tool_call> and </tool_call> (added, not special) as their
+// text, where the grammar vocabulary has them as no text; a Hermes call
+// may start with the <tool_call> token, and a text that uses it round-trips.
+func TestMarkupVocab(t *testing.T) {
+	e, _ := load(t, Options{MaxStepTokens: 64, MaxSeqs: 4, CacheTokens: 4096})
+	open, ok1 := e.text.TokenID("<tool_call>")
+	closeID, ok2 := e.text.TokenID("</tool_call>")
+	if !ok1 || !ok2 {
+		t.Skip("the tiny tokenizer has no <tool_call> tokens")
+	}
+	mv, err := e.markupVocab()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gv, _ := e.grammarVocab()
+	if mv2, _ := e.markupVocab(); mv2 != mv {
+		t.Error("the markup vocabulary is built again")
+	}
+	if string(mv.toks[open]) != "<tool_call>" || string(mv.toks[closeID]) != "</tool_call>" || gv.toks[open] != nil {
+		t.Errorf("markup %q %q, grammar vocabulary %q", mv.toks[open], mv.toks[closeID], gv.toks[open])
+	}
+	if id, ok := e.text.TokenID("<think>"); ok && mv.toks[id] != nil {
+		t.Errorf("<think> is text in the markup vocabulary")
+	}
+	set := forcedTools(t, true, true)
+	g, err := toolcall.Grammar("qwen3", set.defs, toolcall.Force{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := e.constraintOver(g, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mask := make([]uint64, (e.vocab+63)/64)
+	c.Mask(mask)
+	if mask[open/64]>>(uint(open)%64)&1 == 0 {
+		t.Fatal("a call cannot start with the <tool_call> token")
+	}
+	if err := c.Accept(open); err != nil {
+		t.Fatal(err)
+	}
+	rest, err := e.Encode("\n{\"name\": \"f\", \"arguments\": {\"n\": 3}}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range append(rest, closeID) {
+		if err := c.Accept(id); err != nil {
+			t.Fatalf("token %d: %v", id, err)
+		}
+	}
+	if !c.m.CanEnd() {
+		t.Error("the call is not complete")
 	}
 }
