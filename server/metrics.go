@@ -117,7 +117,8 @@ func (s *Server) writeMetrics(w io.Writer) {
 	writeMetric(w, "counter", "pio_num_preemptions_total", "Sequences preempted for recomputation.", float64(st.Preemptions))
 	writeMetric(w, "counter", "pio_engine_steps_total", "Batched steps run.", float64(st.Steps))
 	writeMetric(w, "counter", "pio_tokens_from_candidates_total", "Tokens drawn from the device's candidate lists (CUDA), no logits downloaded.", float64(st.FromCandidates))
-	writeMetric(w, "counter", "pio_tokens_from_logits_total", "Tokens drawn from downloaded logits (tokens from the device argmax count in neither).", float64(st.FromLogits))
+	writeMetric(w, "counter", "pio_tokens_from_argmax_total", "Tokens the device's argmax gave (steps whose sampling rows are all greedy), no logits downloaded.", float64(st.FromArgmax))
+	writeMetric(w, "counter", "pio_tokens_from_logits_total", "Tokens drawn from downloaded logits.", float64(st.FromLogits))
 	writeMetric(w, "gauge", "go_goroutines", "Number of goroutines that currently exist.", float64(goruntime.NumGoroutine()))
 	var ms goruntime.MemStats
 	goruntime.ReadMemStats(&ms)

@@ -128,9 +128,10 @@ type Stats struct {
 	PrefixQueried, PrefixHit         int64 // positions looked up in / found in the prefix cache
 	RequestsFinished, RequestsFailed int64
 	// FromCandidates counts the tokens drawn from a backend's candidate
-	// lists (runtime.Candidater), FromLogits those drawn from downloaded
-	// logits (tokens from a backend's argmax count in neither).
-	FromCandidates, FromLogits int64
+	// lists (runtime.Candidater), FromArgmax those a backend's argmax gave
+	// (runtime.Argmaxer, steps whose sampling rows are all greedy), and
+	// FromLogits those drawn from downloaded logits.
+	FromCandidates, FromArgmax, FromLogits int64
 }
 
 // Scheduler drives a backend. Create with New, stop with Close.
@@ -636,6 +637,7 @@ func (s *Scheduler) fetchLogits(r *results) error {
 // sample draws q's next token from row j of the step's results.
 func (s *Scheduler) sample(q *seq, j int, r *results) (sample.Result, error) {
 	if r.ids != nil {
+		s.counter.FromArgmax++
 		return q.smp.Accept(r.ids[j])
 	}
 	if r.cands != nil && !r.cands[j].Full {
