@@ -90,7 +90,7 @@ fmt-check:
 # inputs it executed and failing under FUZZ_MIN_EXECS (a stalled fuzzer);
 # minimisation of a new input is bounded by FUZZ_MINIMIZE_TIME.
 FUZZ_MIN_EXECS     ?= 1000
-FUZZ_MINIMIZE_TIME ?= 2s
+FUZZ_MINIMIZE_TIME ?= 100x
 export FUZZ_MIN_EXECS FUZZ_MINIMIZE_TIME
 fuzz:
 	sh scripts/fuzz.sh ./frontends/hf FuzzParseSafetensorsHeader $(FUZZTIME)

@@ -5,8 +5,10 @@
 # fewer than MIN_EXECS inputs (default $FUZZ_MIN_EXECS, else 1000): a fuzzer
 # that stalls — spending its budget minimising one large new input, say —
 # is seen instead of passing. Minimisation is bounded by
-# $FUZZ_MINIMIZE_TIME (default 2s; go test's own default is 60s, longer
-# than the whole run). A run that ends only in "context deadline exceeded"
+# $FUZZ_MINIMIZE_TIME (default 100x: a hundred runs per new input; go
+# test's own default is 60s, longer than the whole run, and even 2s let
+# FuzzParse of runtime/engine, on a fresh cache, spend 10s minimising nine
+# new inputs and run 99 of them). A run that ends only in "context deadline exceeded"
 # — the fuzzing engine timing out while it minimises a new input as TIME
 # runs out on a loaded machine, not a property of the code — is retried
 # once, and fails if it recurs.
@@ -14,7 +16,7 @@ set -u
 pkg=$1 target=$2 time=$3 floor=${4:-${FUZZ_MIN_EXECS:-1000}}
 for try in 1 2; do
 	out=$(go test "$pkg" -run '^$' -fuzz "$target" -fuzztime "$time" \
-		-fuzzminimizetime "${FUZZ_MINIMIZE_TIME:-2s}" 2>&1)
+		-fuzzminimizetime "${FUZZ_MINIMIZE_TIME:-100x}" 2>&1)
 	status=$?
 	# The engine's progress lines end with the totals: "fuzz: elapsed: 10s,
 	# execs: 12345 (1234/sec), new interesting: 3 (total: 20)".
