@@ -111,39 +111,15 @@ func TestSchemaExamples(t *testing.T) {
 	}
 }
 
-// randomWalk follows g with random allowed bytes until it may end; it
-// leans towards closing quotes and brackets so that walks finish. ok is
-// false if the walk reached maxLen first.
+// randomWalk is a random sentence of g (RandomSentence), leaning towards
+// closing quotes and brackets so that walks finish.
 func randomWalk(t testing.TB, g *Grammar, rng *rand.Rand, maxLen int) (string, bool) {
-	m := g.NewMatcher()
-	var out []byte
-	for len(out) < maxLen {
-		if m.CanEnd() && (m.Done() || rng.IntN(4) == 0) {
-			return string(out), true
-		}
-		set := m.Allowed()
-		var allowed, closers []byte
-		for c := 0; c < 256; c++ {
-			if set[c>>6]&(1<<(c&63)) != 0 {
-				allowed = append(allowed, byte(c))
-				if c == '"' || c == ']' || c == '}' {
-					closers = append(closers, byte(c))
-				}
-			}
-		}
-		if len(allowed) == 0 {
-			t.Fatalf("stuck after %q: no byte allowed and the grammar cannot end", out)
-		}
-		c := allowed[rng.IntN(len(allowed))]
-		if len(closers) > 0 && rng.IntN(3) == 0 {
-			c = closers[rng.IntN(len(closers))]
-		}
-		if !m.Accept([]byte{c}) {
-			t.Fatalf("after %q: Allowed has %q but Accept rejects it", out, c)
-		}
-		out = append(out, c)
+	t.Helper()
+	s, ok, err := g.RandomSentence(rng, SentenceOptions{MaxLen: maxLen, Closers: `"]}`})
+	if err != nil {
+		t.Fatal(err)
 	}
-	return string(out), false
+	return s, ok
 }
 
 // TestSchemaRandomWalks: hundreds of random sentences of each schema's

@@ -79,45 +79,15 @@ func defs(tools map[string]testTool) []json.RawMessage {
 // whole now and then, so that walks through raw text end.
 var tails = []string{"\n</parameter>\n", "</arg_value>", "</tool_call>", "\n</function>\n</tool_call>"}
 
-// walk is a random sentence of g, byte by byte; it prefers the bytes
-// that close things, so walks end.
+// walk is a random sentence of g (grammar.RandomSentence); it prefers the
+// bytes and tails that close things, so walks end.
 func walk(t testing.TB, g *grammar.Grammar, rng *rand.Rand, maxLen int) (string, bool) {
-	m := g.NewMatcher()
-	var out []byte
-	for len(out) < maxLen {
-		if m.CanEnd() && (m.Done() || rng.IntN(4) == 0) {
-			return string(out), true
-		}
-		if rng.IntN(8) == 0 {
-			tail := tails[rng.IntN(len(tails))]
-			if c := m.Clone(); c.AcceptString(tail) {
-				m, out = c, append(out, tail...)
-				continue
-			}
-		}
-		set := m.Allowed()
-		var allowed, closers []byte
-		for c := 0; c < 256; c++ {
-			if set[c>>6]&(1<<(c&63)) != 0 {
-				allowed = append(allowed, byte(c))
-				if strings.IndexByte("\"]}<\n", byte(c)) >= 0 {
-					closers = append(closers, byte(c))
-				}
-			}
-		}
-		if len(allowed) == 0 {
-			t.Fatalf("stuck after %q", out)
-		}
-		c := allowed[rng.IntN(len(allowed))]
-		if len(closers) > 0 && rng.IntN(3) == 0 {
-			c = closers[rng.IntN(len(closers))]
-		}
-		if !m.Accept([]byte{c}) {
-			t.Fatalf("after %q: Allowed has %q but Accept rejects it", out, c)
-		}
-		out = append(out, c)
+	t.Helper()
+	s, ok, err := g.RandomSentence(rng, grammar.SentenceOptions{MaxLen: maxLen, Closers: "\"]}<\n", Tails: tails})
+	if err != nil {
+		t.Fatal(err)
 	}
-	return string(out), false
+	return s, ok
 }
 
 // CheckCalls parses text with format's parser and checks that it is tool
