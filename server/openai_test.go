@@ -115,21 +115,8 @@ func TestOpenAIClient(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s := c.Chat.Completions.NewStreaming(ctx, params)
-			var acc openai.ChatCompletionAccumulator
-			var reasoning strings.Builder
-			for s.Next() {
-				ch := s.Current()
-				acc.AddChunk(ch)
-				if len(ch.Choices) > 0 {
-					if r := ch.Choices[0].Delta.JSON.ExtraFields["reasoning_content"]; r.Raw() != "" {
-						var v string
-						json.Unmarshal([]byte(r.Raw()), &v)
-						reasoning.WriteString(v)
-					}
-				}
-			}
-			if err := s.Err(); err != nil {
+			acc, reasoning, err := streamChat(ctx, c, params)
+			if err != nil {
 				t.Error(err)
 				return
 			}
@@ -138,8 +125,8 @@ func TestOpenAIClient(t *testing.T) {
 				return
 			}
 			got := acc.Choices[0].Message.Content + "|"
-			if reasoning.Len() > 0 {
-				b, _ := json.Marshal(reasoning.String())
+			if reasoning != "" {
+				b, _ := json.Marshal(reasoning)
 				got += string(b)
 			}
 			if got != wantMsg {
@@ -229,6 +216,24 @@ func TestToolCallsAndReasoning(t *testing.T) {
 		t.Errorf("reasoning_content %s", r)
 	}
 
+	acc, reasoning, err := streamChat(ctx, c, params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sm := acc.Choices[0].Message
+	if sm.Content != "Checking." || len(sm.ToolCalls) != 1 || sm.ToolCalls[0].Function.Name != "get_weather" ||
+		sm.ToolCalls[0].Function.Arguments != `{"city":"Paris"}` || acc.Choices[0].FinishReason != "tool_calls" {
+		t.Errorf("streamed message %+v finish %q", sm, acc.Choices[0].FinishReason)
+	}
+	if reasoning != "The user wants weather." {
+		t.Errorf("streamed reasoning %q", reasoning)
+	}
+}
+
+// streamChat streams a chat completion through the official client and
+// returns the accumulated completion and the reasoning_content deltas
+// joined.
+func streamChat(ctx context.Context, c openai.Client, params openai.ChatCompletionNewParams) (openai.ChatCompletionAccumulator, string, error) {
 	s := c.Chat.Completions.NewStreaming(ctx, params)
 	var acc openai.ChatCompletionAccumulator
 	var reasoning strings.Builder
@@ -238,20 +243,12 @@ func TestToolCallsAndReasoning(t *testing.T) {
 		if len(ch.Choices) > 0 {
 			if r := ch.Choices[0].Delta.JSON.ExtraFields["reasoning_content"]; r.Raw() != "" {
 				var v string
-				json.Unmarshal([]byte(r.Raw()), &v)
+				if err := json.Unmarshal([]byte(r.Raw()), &v); err != nil {
+					return acc, "", err
+				}
 				reasoning.WriteString(v)
 			}
 		}
 	}
-	if err := s.Err(); err != nil {
-		t.Fatal(err)
-	}
-	sm := acc.Choices[0].Message
-	if sm.Content != "Checking." || len(sm.ToolCalls) != 1 || sm.ToolCalls[0].Function.Name != "get_weather" ||
-		sm.ToolCalls[0].Function.Arguments != `{"city":"Paris"}` || acc.Choices[0].FinishReason != "tool_calls" {
-		t.Errorf("streamed message %+v finish %q", sm, acc.Choices[0].FinishReason)
-	}
-	if reasoning.String() != "The user wants weather." {
-		t.Errorf("streamed reasoning %q", reasoning.String())
-	}
+	return acc, reasoning.String(), s.Err()
 }
